@@ -1,0 +1,778 @@
+//! One IO address space (Linux's `struct io_pagetable`).
+//!
+//! Every operation validates completely before it changes anything, and
+//! every step that can fail after that (a domain running out of table
+//! memory) is undone, so a failing call leaves the IOAS, the store and
+//! every attached domain exactly as they were.
+
+use heapless::Vec;
+
+use crate::domain::{max_page, min_page, next_chunk, DomainId, DomainTable, IoDomain};
+use crate::errno::{Errno, Result};
+use crate::range::{Holes, IovaRange};
+use crate::tree::{Area, NodeIdx, NIL};
+use crate::{AccountId, Extent, Prot, Store, PAGE_SIZE};
+
+/// Most reserved ranges one IOAS holds (device windows, apertures).
+pub const MAX_RESERVED: usize = 32;
+/// Most allowed ranges one IOAS holds.
+pub const MAX_ALLOWED: usize = 16;
+/// Most domains attached to one IOAS at a time.
+pub const MAX_DOMAINS: usize = 8;
+
+/// Page sizes assumed for automatic IOVA alignment while no domain is
+/// attached: those of the VMSAv8-64 4 KiB granule (4 KiB, 2 MiB, 1 GiB),
+/// so that a later SMMU domain can use blocks.
+pub const DEFAULT_PAGE_SIZES: u64 = (1 << 12) | (1 << 21) | (1 << 30);
+
+/// Lowest and highest IOVA automatic allocation may return: IOVA 0 is never
+/// handed out, as in Linux.
+const AUTO_WINDOW: IovaRange = IovaRange { start: PAGE_SIZE, last: u64::MAX - PAGE_SIZE };
+
+/// Who put a reserved range in place; removal is by owner.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ReservedOwner {
+    /// A device's reserved windows (host-bridge windows, doorbells).
+    Device(u32),
+    /// IOVA outside an attached domain's aperture.
+    Aperture(DomainId),
+    /// A software-managed MSI window.
+    SwMsi(u32),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Reserved {
+    range: IovaRange,
+    owner: ReservedOwner,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Attached {
+    id: DomainId,
+    page_sizes: u64,
+}
+
+/// Where a new mapping goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DstIova {
+    /// Exactly here.
+    Fixed(u64),
+    /// First fit chosen by the engine.
+    Auto,
+}
+
+/// An area as seen from outside.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AreaInfo {
+    pub iova: u64,
+    pub last: u64,
+    pub prot: Prot,
+}
+
+/// Result of [`Ioas::iova_ranges`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IovaRanges {
+    /// How many usable ranges exist (may exceed what was written).
+    pub total: usize,
+    /// The IOAS's IOVA alignment.
+    pub alignment: u64,
+}
+
+impl IovaRanges {
+    /// EMSGSIZE when the caller's array of `capacity` could not hold them all.
+    pub fn fits(&self, capacity: usize) -> Result<()> {
+        if self.total > capacity {
+            Err(Errno::EMSGSIZE)
+        } else {
+            Ok(())
+        }
+    }
+}
+
+/// The bytes a new mapping is made of.
+#[derive(Clone, Copy)]
+enum Source<'a> {
+    /// Fresh physical extents; `source` is the caller's address of byte 0.
+    Extents { extents: &'a [Extent], source: u64, writable: bool },
+    /// The areas of an IOAS (`None`: this one) from `iova` onwards.
+    Areas { src: Option<&'a Ioas>, iova: u64 },
+}
+
+/// A piece of backing that becomes one new area.
+#[derive(Clone, Copy)]
+struct Segment {
+    pages: u32,
+    offset: u64,
+    length: u64,
+}
+
+/// An IO address space. Create through [`Store::new_ioas`]; release with
+/// [`Ioas::destroy`] so its areas return to the store.
+#[derive(Debug)]
+pub struct Ioas {
+    root: NodeIdx,
+    areas: usize,
+    account: AccountId,
+    /// Sorted by start; may overlap each other.
+    reserved: Vec<Reserved, MAX_RESERVED>,
+    /// Sorted and disjoint.
+    allowed: Vec<IovaRange, MAX_ALLOWED>,
+    domains: Vec<Attached, MAX_DOMAINS>,
+    alignment: u64,
+    huge_pages: bool,
+}
+
+impl Ioas {
+    pub(crate) const fn new(account: AccountId) -> Ioas {
+        Ioas {
+            root: NIL,
+            areas: 0,
+            account,
+            reserved: Vec::new(),
+            allowed: Vec::new(),
+            domains: Vec::new(),
+            alignment: PAGE_SIZE,
+            huge_pages: true,
+        }
+    }
+
+    /// Every IOVA, length and physical address must be a multiple of this.
+    pub fn alignment(&self) -> u64 {
+        self.alignment
+    }
+
+    pub fn huge_pages(&self) -> bool {
+        self.huge_pages
+    }
+
+    pub fn account(&self) -> AccountId {
+        self.account
+    }
+
+    pub fn area_count(&self) -> usize {
+        self.areas
+    }
+
+    pub fn domains(&self) -> impl Iterator<Item = DomainId> + '_ {
+        self.domains.iter().map(|d| d.id)
+    }
+
+    pub fn is_attached(&self, id: DomainId) -> bool {
+        self.domains.iter().any(|d| d.id == id)
+    }
+
+    /// The page sizes every attached domain supports (all of them when none
+    /// is attached), as VFIO's IOMMU_GET_INFO reports them.
+    pub fn common_page_sizes(&self) -> u64 {
+        self.domains.iter().fold(u64::MAX, |acc, d| acc & d.page_sizes) & !(self.alignment - 1)
+    }
+
+    pub fn allowed(&self) -> &[IovaRange] {
+        &self.allowed
+    }
+
+    pub fn reserved(&self) -> impl Iterator<Item = (IovaRange, ReservedOwner)> + '_ {
+        self.reserved.iter().map(|r| (r.range, r.owner))
+    }
+
+    fn reserved_ranges(&self) -> impl Iterator<Item = IovaRange> + '_ {
+        self.reserved.iter().map(|r| r.range)
+    }
+
+    /// The areas in IOVA order.
+    pub fn areas<'a>(&'a self, store: &'a Store<'_>) -> impl Iterator<Item = AreaInfo> + 'a {
+        let mut next = store.areas.first(self.root);
+        core::iter::from_fn(move || {
+            let idx = next?;
+            next = store.areas.next(self.root, idx);
+            let area = store.areas.get(idx);
+            Some(AreaInfo { iova: area.start, last: area.last, prot: area.prot })
+        })
+    }
+
+    /// The physical address the areas give `iova`.
+    pub fn translate(&self, store: &Store<'_>, iova: u64) -> Option<u64> {
+        let area = store.areas.get(store.areas.containing(self.root, iova)?);
+        store.pages.get(area.pages).phys_at(area.offset + (iova - area.start))
+    }
+
+    /// Checks the area tree's internal invariants; for tests.
+    pub fn check(&self, store: &Store<'_>) -> core::result::Result<(), &'static str> {
+        let count = store.areas.check(self.root)?;
+        if count != self.areas {
+            return Err("area count out of sync");
+        }
+        Ok(())
+    }
+
+    /// From the first byte of the lowest area to the last of the highest.
+    fn extent(&self, store: &Store<'_>) -> Option<IovaRange> {
+        let first = store.areas.get(store.areas.first(self.root)?).start;
+        let last = store.areas.get(store.areas.last(self.root)?).last;
+        Some(IovaRange { start: first, last })
+    }
+
+    /// The largest page a mapping of this IOAS can use.
+    fn largest_page(&self) -> u64 {
+        if !self.huge_pages {
+            return self.alignment;
+        }
+        let sizes = if self.domains.is_empty() {
+            DEFAULT_PAGE_SIZES
+        } else {
+            self.domains.iter().fold(0, |acc, d| acc | d.page_sizes)
+        };
+        max_page(sizes).max(self.alignment)
+    }
+
+    /// Page sizes used when filling a domain with `page_sizes`.
+    fn fill_sizes(&self, page_sizes: u64) -> u64 {
+        if self.huge_pages {
+            page_sizes
+        } else {
+            min_page(page_sizes)
+        }
+    }
+
+    // ---- map, copy ----------------------------------------------------
+
+    /// Maps `extents` (in order, contiguous in IOVA) at `dst` with `prot`;
+    /// returns the IOVA. `source` is the caller's address of the first byte,
+    /// which only steers automatic alignment. `writable` says whether the
+    /// caller may let devices write the memory.
+    #[allow(clippy::too_many_arguments)]
+    pub fn map(
+        &mut self,
+        store: &mut Store<'_>,
+        doms: &mut dyn DomainTable,
+        extents: &[Extent],
+        source: u64,
+        writable: bool,
+        dst: DstIova,
+        prot: Prot,
+    ) -> Result<u64> {
+        let mut length = 0u64;
+        for extent in extents {
+            if extent.len == 0 {
+                return Err(Errno::EINVAL);
+            }
+            extent.phys.checked_add(extent.len - 1).ok_or(Errno::EOVERFLOW)?;
+            length = length.checked_add(extent.len).ok_or(Errno::EOVERFLOW)?;
+        }
+        self.add_mapping(store, doms, Source::Extents { extents, source, writable }, length, dst, prot)
+    }
+
+    /// Maps `length` bytes found at `src_iova` of `src` (`None`: this IOAS)
+    /// at `dst`, sharing their backing (IOMMU_IOAS_COPY).
+    #[allow(clippy::too_many_arguments)]
+    pub fn copy_from(
+        &mut self,
+        store: &mut Store<'_>,
+        doms: &mut dyn DomainTable,
+        src: Option<&Ioas>,
+        src_iova: u64,
+        length: u64,
+        dst: DstIova,
+        prot: Prot,
+    ) -> Result<u64> {
+        if prot.is_empty() {
+            return Err(Errno::EINVAL);
+        }
+        if length == 0 {
+            return Err(Errno::EINVAL);
+        }
+        IovaRange::from_start_len(src_iova, length).ok_or(Errno::EOVERFLOW)?;
+        self.add_mapping(store, doms, Source::Areas { src, iova: src_iova }, length, dst, prot)
+    }
+
+    /// The segment of `source` starting `done` bytes in; `None` when the
+    /// source areas have a hole there.
+    fn segment(&self, store: &Store<'_>, source: Source<'_>, done: u64, length: u64) -> Option<Segment> {
+        match source {
+            Source::Extents { .. } => Some(Segment { pages: u32::MAX, offset: done, length: length - done }),
+            Source::Areas { src, iova } => {
+                let root = src.map_or(self.root, |s| s.root);
+                let cursor = iova + done;
+                let area = store.areas.get(store.areas.containing(root, cursor)?);
+                let last = area.last.min(iova + (length - 1));
+                Some(Segment { pages: area.pages, offset: area.offset + (cursor - area.start), length: last - cursor + 1 })
+            }
+        }
+    }
+
+    fn add_mapping(
+        &mut self,
+        store: &mut Store<'_>,
+        doms: &mut dyn DomainTable,
+        source: Source<'_>,
+        length: u64,
+        dst: DstIova,
+        prot: Prot,
+    ) -> Result<u64> {
+        if prot.is_empty() || length == 0 {
+            return Err(Errno::EINVAL);
+        }
+        let align = self.alignment;
+        // Pass 1: walk the source once, gathering everything to validate.
+        let (mut segments, mut writable, mut misaligned, mut first_source) = (0usize, true, false, 0u64);
+        match source {
+            Source::Extents { extents, source, writable: w } => {
+                segments = 1;
+                writable = w;
+                first_source = source;
+                misaligned = extents.iter().any(|e| e.phys % align != 0 || e.len % align != 0);
+            }
+            Source::Areas { .. } => {
+                let mut done = 0;
+                while done < length {
+                    let seg = self.segment(store, source, done, length).ok_or(Errno::ENOENT)?;
+                    let pages = store.pages.get(seg.pages);
+                    if segments == 0 {
+                        first_source = pages.source.wrapping_add(seg.offset);
+                    }
+                    writable &= pages.writable;
+                    let _ = pages.for_each_run(seg.offset, seg.length, |_, phys, len| {
+                        misaligned |= phys % align != 0 || len % align != 0;
+                        Ok(())
+                    });
+                    segments += 1;
+                    done += seg.length;
+                }
+            }
+        }
+        if length % align != 0 {
+            return Err(Errno::EINVAL);
+        }
+        let iova = match dst {
+            DstIova::Fixed(iova) => {
+                self.check_fixed(store, iova, length)?;
+                iova
+            }
+            DstIova::Auto => self.alloc_iova(store, first_source, length)?,
+        };
+        if prot.contains(Prot::WRITE) && !writable {
+            return Err(Errno::EPERM);
+        }
+        if misaligned {
+            return Err(Errno::EINVAL);
+        }
+
+        // Resources: quota, nodes, backing. Nothing has changed yet.
+        let charged = length / PAGE_SIZE;
+        store.charge(self.account, charged)?;
+        if store.areas.free() < segments {
+            store.uncharge(self.account, charged);
+            return Err(Errno::ENOMEM);
+        }
+        let new_pages = match source {
+            Source::Extents { extents, source, writable } => match store.pages.alloc(extents, source, writable) {
+                Ok(idx) => Some(idx),
+                Err(e) => {
+                    store.uncharge(self.account, charged);
+                    return Err(e);
+                }
+            },
+            Source::Areas { .. } => None,
+        };
+
+        // Pass 2: insert the areas; cannot fail now.
+        let mut done = 0;
+        while done < length {
+            let Some(mut seg) = self.segment(store, source, done, length) else { break };
+            match new_pages {
+                // The allocation's reference moves into the one area.
+                Some(idx) => seg.pages = idx,
+                None => store.pages.get_ref(seg.pages),
+            }
+            let start = iova + done;
+            let area = Area { start, last: start + (seg.length - 1), pages: seg.pages, offset: seg.offset, prot };
+            let inserted = store.areas.insert(&mut self.root, area);
+            debug_assert!(inserted.is_ok());
+            self.areas += 1;
+            done += seg.length;
+        }
+
+        let range = IovaRange { start: iova, last: iova + (length - 1) };
+        if let Err(e) = self.fill_range(store, doms, range) {
+            self.remove_areas(store, range);
+            return Err(e);
+        }
+        Ok(iova)
+    }
+
+    /// Mirrors every area inside `range` into every attached domain, or
+    /// into none of them.
+    fn fill_range(&self, store: &Store<'_>, doms: &mut dyn DomainTable, range: IovaRange) -> Result<()> {
+        for (i, attached) in self.domains.iter().enumerate() {
+            let Some(domain) = doms.domain(attached.id) else { continue };
+            let sizes = self.fill_sizes(attached.page_sizes);
+            let mut next = store.areas.first_overlap(self.root, range);
+            let mut result = Ok(());
+            while let Some(idx) = next {
+                let area = store.areas.get(idx);
+                if area.start > range.last {
+                    break;
+                }
+                result = self.fill_area(store, domain, sizes, area);
+                if result.is_err() {
+                    break;
+                }
+                next = store.areas.next(self.root, idx);
+            }
+            if let Err(e) = result {
+                for undo in self.domains[..=i].iter() {
+                    if let Some(domain) = doms.domain(undo.id) {
+                        unmap_span(domain, range);
+                    }
+                }
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    /// Maps one area into one domain; on failure removes what it mapped.
+    fn fill_area(&self, store: &Store<'_>, domain: &mut dyn IoDomain, sizes: u64, area: &Area) -> Result<()> {
+        let pages = store.pages.get(area.pages);
+        let length = area.last - area.start + 1;
+        let mut mapped = 0u64;
+        let result = pages.for_each_run(area.offset, length, |delta, phys, len| {
+            let (mut iova, mut phys, mut left) = (area.start + delta, phys, len);
+            while left > 0 {
+                let (size, count) = next_chunk(sizes, iova, phys, left);
+                if count == 0 {
+                    return Err(Errno::EINVAL);
+                }
+                domain.map_pages(iova, phys, size, count, area.prot)?;
+                let bytes = size * count;
+                iova += bytes;
+                phys += bytes;
+                left -= bytes;
+                mapped = iova - area.start;
+            }
+            Ok(())
+        });
+        if result.is_err() && mapped > 0 {
+            domain.unmap_pages(area.start, mapped);
+        }
+        result
+    }
+
+    /// Removes every area inside `range` from the tree (not from domains),
+    /// dropping backing references and quota.
+    fn remove_areas(&mut self, store: &mut Store<'_>, range: IovaRange) -> u64 {
+        let mut total = 0;
+        while let Some(idx) = store.areas.first_overlap(self.root, range) {
+            let area = store.areas.remove(&mut self.root, idx);
+            let length = area.last - area.start + 1;
+            store.pages.put(area.pages);
+            store.uncharge(self.account, length / PAGE_SIZE);
+            self.areas -= 1;
+            total += length;
+        }
+        total
+    }
+
+    fn check_fixed(&self, store: &Store<'_>, iova: u64, length: u64) -> Result<()> {
+        if iova % self.alignment != 0 {
+            return Err(Errno::EINVAL);
+        }
+        let range = IovaRange::from_start_len(iova, length).ok_or(Errno::EOVERFLOW)?;
+        if self.reserved_ranges().any(|r| r.overlaps(&range)) {
+            return Err(Errno::EINVAL);
+        }
+        if store.areas.first_overlap(self.root, range).is_some() {
+            return Err(Errno::EEXIST);
+        }
+        Ok(())
+    }
+
+    /// First fit: the lowest IOVA in the allowed ranges (anywhere when none
+    /// is set) that avoids areas and reserved ranges, aligned to
+    /// min(roundup_pow_of_two(length), lowest set bit of `source`), capped
+    /// at the largest usable page and raised to the IOAS alignment.
+    fn alloc_iova(&self, store: &Store<'_>, source: u64, length: u64) -> Result<u64> {
+        if length >= u64::MAX / 2 {
+            return Err(Errno::EOVERFLOW);
+        }
+        let mut align = length.next_power_of_two();
+        if source != 0 {
+            align = align.min(1 << source.trailing_zeros());
+        }
+        align = align.min(self.largest_page()).max(self.alignment);
+        let everywhere = [AUTO_WINDOW];
+        let windows: &[IovaRange] = if self.allowed.is_empty() { &everywhere } else { &self.allowed };
+        for window in windows {
+            let Some(window) = window.intersect(&AUTO_WINDOW) else { continue };
+            for hole in Holes::new(window, self.reserved_ranges()) {
+                if hole.len().is_some_and(|l| l < length) {
+                    continue;
+                }
+                if let Some(iova) = store.areas.first_fit(self.root, hole, length, align) {
+                    return Ok(iova);
+                }
+            }
+        }
+        Err(Errno::ENOSPC)
+    }
+
+    // ---- unmap, cut ---------------------------------------------------
+
+    /// Unmaps `[iova, iova + length)`, which must cover whole areas; returns
+    /// the bytes unmapped. `(0, u64::MAX)` unmaps everything.
+    pub fn unmap(&mut self, store: &mut Store<'_>, doms: &mut dyn DomainTable, iova: u64, length: u64) -> Result<u64> {
+        if iova == 0 && length == u64::MAX {
+            return Ok(self.unmap_all(store, doms));
+        }
+        if length == 0 {
+            return Err(Errno::EINVAL);
+        }
+        let range = IovaRange::from_start_len(iova, length).ok_or(Errno::EOVERFLOW)?;
+        let first = store.areas.first_overlap(self.root, range).ok_or(Errno::ENOENT)?;
+        let last = store.areas.last_overlap(self.root, range).ok_or(Errno::ENOENT)?;
+        let (first, last) = (store.areas.get(first).start, store.areas.get(last).last);
+        if first < range.start || last > range.last {
+            return Err(Errno::ENOENT);
+        }
+        Ok(self.unmap_span(store, doms, IovaRange { start: first, last }))
+    }
+
+    /// Unmaps every area; returns the bytes unmapped.
+    pub fn unmap_all(&mut self, store: &mut Store<'_>, doms: &mut dyn DomainTable) -> u64 {
+        match self.extent(store) {
+            Some(span) => self.unmap_span(store, doms, span),
+            None => 0,
+        }
+    }
+
+    /// Removes the whole areas inside `span` (which starts and ends on area
+    /// edges) with one unmap call per domain.
+    fn unmap_span(&mut self, store: &mut Store<'_>, doms: &mut dyn DomainTable, span: IovaRange) -> u64 {
+        for attached in &self.domains {
+            if let Some(domain) = doms.domain(attached.id) {
+                unmap_span(domain, span);
+            }
+        }
+        self.remove_areas(store, span)
+    }
+
+    /// Splits areas so that each of `iovas` becomes the last byte of an area
+    /// (VFIO type1 partial unmap). An IOVA outside every area or already at
+    /// an area's edge is skipped. Needs huge pages disabled.
+    pub fn cut(&mut self, store: &mut Store<'_>, iovas: &[u64]) -> Result<()> {
+        let mut needed = 0;
+        for (i, &iova) in iovas.iter().enumerate() {
+            let Some(idx) = store.areas.containing(self.root, iova) else { continue };
+            let area = store.areas.get(idx);
+            if iova == area.start || iova == area.last {
+                continue;
+            }
+            if self.huge_pages || (iova + 1) % self.alignment != 0 {
+                return Err(Errno::EINVAL);
+            }
+            if !iovas[..i].contains(&iova) {
+                needed += 1;
+            }
+        }
+        if store.areas.free() < needed {
+            return Err(Errno::ENOMEM);
+        }
+        for &iova in iovas {
+            let Some(idx) = store.areas.containing(self.root, iova) else { continue };
+            let area = *store.areas.get(idx);
+            if iova == area.start || iova == area.last {
+                continue;
+            }
+            let right = Area { start: iova + 1, offset: area.offset + (iova + 1 - area.start), ..area };
+            store.areas.set_last(self.root, idx, iova);
+            let inserted = store.areas.insert(&mut self.root, right);
+            debug_assert!(inserted.is_ok());
+            store.pages.get_ref(area.pages);
+            self.areas += 1;
+        }
+        Ok(())
+    }
+
+    // ---- ranges ---------------------------------------------------------
+
+    /// Writes the usable IOVA ranges (the holes between reserved ranges)
+    /// into `out` as far as it reaches; see [`IovaRanges::fits`].
+    pub fn iova_ranges(&self, out: &mut [IovaRange]) -> IovaRanges {
+        let mut total = 0;
+        for hole in Holes::new(IovaRange::ALL, self.reserved_ranges()) {
+            if let Some(slot) = out.get_mut(total) {
+                *slot = hole;
+            }
+            total += 1;
+        }
+        IovaRanges { total, alignment: self.alignment }
+    }
+
+    /// Replaces the allowed ranges. An empty list allows everything.
+    pub fn set_allowed(&mut self, ranges: &[IovaRange]) -> Result<()> {
+        if ranges.iter().any(|r| r.start >= r.last) {
+            return Err(Errno::EINVAL);
+        }
+        let mut sorted: Vec<IovaRange, MAX_ALLOWED> = Vec::from_slice(ranges).map_err(|_| Errno::ENOMEM)?;
+        sorted.sort_unstable();
+        if sorted.windows(2).any(|w| w[0].overlaps(&w[1])) {
+            return Err(Errno::EINVAL);
+        }
+        if sorted.iter().any(|a| self.reserved_ranges().any(|r| r.overlaps(a))) {
+            return Err(Errno::EADDRINUSE);
+        }
+        self.allowed = sorted;
+        Ok(())
+    }
+
+    /// Reserves `range` for `owner`; refused where areas or allowed ranges
+    /// already are.
+    pub fn reserve(&mut self, store: &Store<'_>, range: IovaRange, owner: ReservedOwner) -> Result<()> {
+        if range.start > range.last {
+            return Err(Errno::EINVAL);
+        }
+        self.check_reservable(store, range)?;
+        if self.reserved.is_full() {
+            return Err(Errno::ENOMEM);
+        }
+        self.insert_reserved(Reserved { range, owner });
+        Ok(())
+    }
+
+    fn check_reservable(&self, store: &Store<'_>, range: IovaRange) -> Result<()> {
+        if store.areas.first_overlap(self.root, range).is_some() || self.allowed.iter().any(|a| a.overlaps(&range)) {
+            return Err(Errno::EADDRINUSE);
+        }
+        Ok(())
+    }
+
+    fn insert_reserved(&mut self, reserved: Reserved) {
+        let at = self.reserved.iter().position(|r| r.range.start > reserved.range.start).unwrap_or(self.reserved.len());
+        let inserted = self.reserved.insert(at, reserved);
+        debug_assert!(inserted.is_ok());
+    }
+
+    /// Drops every reserved range of `owner`.
+    pub fn unreserve(&mut self, owner: ReservedOwner) {
+        self.reserved.retain(|r| r.owner != owner);
+    }
+
+    // ---- domains ----------------------------------------------------------
+
+    /// Attaches a domain: reserves what lies outside its aperture, raises the
+    /// IOVA alignment to its smallest page and maps every area into it.
+    pub fn attach_domain(&mut self, store: &mut Store<'_>, doms: &mut dyn DomainTable, id: DomainId) -> Result<()> {
+        if self.is_attached(id) {
+            return Err(Errno::EEXIST);
+        }
+        if self.domains.is_full() {
+            return Err(Errno::ENOMEM);
+        }
+        let domain = doms.domain(id).ok_or(Errno::ENODEV)?;
+        let page_sizes = domain.page_sizes();
+        if page_sizes == 0 {
+            return Err(Errno::EINVAL);
+        }
+        let alignment = self.alignment.max(min_page(page_sizes));
+        if alignment != self.alignment && !self.areas_aligned(store, alignment) {
+            return Err(Errno::EADDRINUSE);
+        }
+        let aperture = domain.aperture();
+        let mut outside: Vec<IovaRange, 2> = Vec::new();
+        if aperture.start > 0 {
+            let _ = outside.push(IovaRange { start: 0, last: aperture.start - 1 });
+        }
+        if aperture.last < u64::MAX {
+            let _ = outside.push(IovaRange { start: aperture.last + 1, last: u64::MAX });
+        }
+        for range in &outside {
+            self.check_reservable(store, *range)?;
+        }
+        if self.reserved.capacity() - self.reserved.len() < outside.len() {
+            return Err(Errno::ENOMEM);
+        }
+
+        let sizes = self.fill_sizes(page_sizes);
+        let mut next = store.areas.first(self.root);
+        while let Some(idx) = next {
+            let area = store.areas.get(idx);
+            if let Err(e) = self.fill_area(store, domain, sizes, area) {
+                if let Some(first) = store.areas.first(self.root) {
+                    let first = store.areas.get(first).start;
+                    unmap_span(domain, IovaRange { start: first, last: area.last });
+                }
+                return Err(e);
+            }
+            next = store.areas.next(self.root, idx);
+        }
+
+        for range in outside {
+            self.insert_reserved(Reserved { range, owner: ReservedOwner::Aperture(id) });
+        }
+        let pushed = self.domains.push(Attached { id, page_sizes });
+        debug_assert!(pushed.is_ok());
+        self.alignment = alignment;
+        Ok(())
+    }
+
+    fn areas_aligned(&self, store: &Store<'_>, align: u64) -> bool {
+        let mut next = store.areas.first(self.root);
+        while let Some(idx) = next {
+            let area = store.areas.get(idx);
+            let mut ok = area.start % align == 0 && (area.last - area.start + 1) % align == 0;
+            let _ = store.pages.get(area.pages).for_each_run(area.offset, area.last - area.start + 1, |_, phys, len| {
+                ok &= phys % align == 0 && len % align == 0;
+                Ok(())
+            });
+            if !ok {
+                return false;
+            }
+            next = store.areas.next(self.root, idx);
+        }
+        true
+    }
+
+    /// Detaches a domain: unmaps every area from it and drops its aperture
+    /// reservations.
+    pub fn detach_domain(&mut self, store: &mut Store<'_>, doms: &mut dyn DomainTable, id: DomainId) -> Result<()> {
+        let at = self.domains.iter().position(|d| d.id == id).ok_or(Errno::ENOENT)?;
+        if let (Some(span), Some(domain)) = (self.extent(store), doms.domain(id)) {
+            unmap_span(domain, span);
+        }
+        self.domains.remove(at);
+        self.unreserve(ReservedOwner::Aperture(id));
+        self.alignment = self.domains.iter().fold(PAGE_SIZE, |acc, d| acc.max(min_page(d.page_sizes)));
+        Ok(())
+    }
+
+    /// IOMMU_OPTION_HUGE_PAGES. Disabling is refused while a domain already
+    /// holds mappings that may use blocks.
+    pub fn set_huge_pages(&mut self, enabled: bool) -> Result<()> {
+        if !enabled && self.huge_pages && !self.domains.is_empty() && self.areas > 0 {
+            return Err(Errno::EINVAL);
+        }
+        self.huge_pages = enabled;
+        Ok(())
+    }
+
+    /// Unmaps everything, detaches every domain and returns all storage.
+    pub fn destroy(mut self, store: &mut Store<'_>, doms: &mut dyn DomainTable) {
+        self.unmap_all(store, doms);
+        while let Some(attached) = self.domains.last().copied() {
+            let _ = self.detach_domain(store, doms, attached.id);
+        }
+    }
+}
+
+/// Unmaps `span` from a domain, in two calls when it is all 2^64 bytes.
+fn unmap_span(domain: &mut dyn IoDomain, span: IovaRange) {
+    match span.len() {
+        Some(length) => {
+            domain.unmap_pages(span.start, length);
+        }
+        None => {
+            domain.unmap_pages(0, 1 << 63);
+            domain.unmap_pages(1 << 63, 1 << 63);
+        }
+    }
+}

@@ -1,0 +1,160 @@
+//! `iopt`: the io_pagetable engine of the IOMMU server.
+//!
+//! A heap-free, `no_std` implementation of Linux iommufd's IO address space
+//! (drivers/iommu/iommufd/io_pagetable.c): areas of mapped IOVA with their
+//! physical backing, reserved and allowed ranges, attached hardware page
+//! tables ([`IoDomain`]) kept in lockstep with the areas, and per-owner
+//! accounting. Every capacity is fixed by the storage the caller hands to
+//! [`Store::new`]; running out is an errno, never a panic.
+//!
+//! Differences from Linux, all deliberate:
+//! - IOVA, length and physical addresses are multiples of [`PAGE_SIZE`]
+//!   (4 KiB): there is no CPU access path that could use a sub-page area.
+//! - A failing unmap changes nothing (Linux may have unmapped a prefix).
+//! - A domain whose smallest page exceeds 4 KiB may be attached; it raises
+//!   the IOAS alignment to that page, like any other domain.
+//! - Cutting areas needs huge pages disabled even with no domain attached.
+//! - Accounting counts mapped IOVA pages per owner, so a copy is charged
+//!   again: it is another DMA window and costs page-table memory again.
+
+#![cfg_attr(not(test), no_std)]
+#![forbid(unsafe_code)]
+#![warn(missing_debug_implementations)]
+
+mod domain;
+mod errno;
+mod ioas;
+mod pages;
+mod range;
+mod tree;
+
+pub use domain::{max_page, min_page, next_chunk, DomainId, DomainTable, IoDomain};
+pub use errno::{Errno, Result};
+pub use ioas::{
+    AreaInfo, DstIova, Ioas, IovaRanges, ReservedOwner, DEFAULT_PAGE_SIZES, MAX_ALLOWED, MAX_DOMAINS, MAX_RESERVED,
+};
+pub use pages::{PagesSlot, MAX_EXTENTS};
+pub use range::{Holes, IovaRange};
+pub use tree::AreaSlot;
+
+use pages::PagesPool;
+use tree::AreaArena;
+
+/// The granule of every IOVA, length and physical address: 4 KiB.
+pub const PAGE_SIZE: u64 = 4096;
+
+bitflags::bitflags! {
+    /// DMA access a mapping grants to devices.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+    pub struct Prot: u8 {
+        /// Devices may read the memory (DMA to the device).
+        const READ = 1 << 0;
+        /// Devices may write the memory (DMA from the device).
+        const WRITE = 1 << 1;
+    }
+}
+
+/// A physically contiguous run of memory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Extent {
+    pub phys: u64,
+    pub len: u64,
+}
+
+/// Names an accounting owner (a client of the server).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct AccountId(pub u16);
+
+/// Mapped-page quota of one owner, in [`PAGE_SIZE`] units.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Account {
+    pub limit: u64,
+    pub used: u64,
+}
+
+impl Account {
+    pub const UNLIMITED: Account = Account { limit: u64::MAX, used: 0 };
+
+    pub const fn with_limit(limit: u64) -> Account {
+        Account { limit, used: 0 }
+    }
+}
+
+/// The pools every IOAS draws from: area nodes, backing objects and the
+/// owners' accounts.
+pub struct Store<'s> {
+    pub(crate) areas: AreaArena<'s>,
+    pub(crate) pages: PagesPool<'s>,
+    accounts: &'s mut [Account],
+}
+
+impl core::fmt::Debug for Store<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Store")
+            .field("areas_free", &self.areas.free())
+            .field("pages_free", &self.pages.free())
+            .field("accounts", &self.accounts)
+            .finish()
+    }
+}
+
+impl<'s> Store<'s> {
+    /// Takes ownership of the storage; all of it starts free.
+    pub fn new(areas: &'s mut [AreaSlot], pages: &'s mut [PagesSlot], accounts: &'s mut [Account]) -> Store<'s> {
+        Store { areas: AreaArena::new(areas), pages: PagesPool::new(pages), accounts }
+    }
+
+    /// A new, empty IOAS charged to `account`.
+    pub fn new_ioas(&self, account: AccountId) -> Result<Ioas> {
+        if usize::from(account.0) >= self.accounts.len() {
+            return Err(Errno::EINVAL);
+        }
+        Ok(Ioas::new(account))
+    }
+
+    pub fn account(&self, id: AccountId) -> Option<Account> {
+        self.accounts.get(usize::from(id.0)).copied()
+    }
+
+    /// Sets an owner's limit. Lowering it below the current use is allowed:
+    /// later maps fail until enough is unmapped.
+    pub fn set_limit(&mut self, id: AccountId, limit: u64) -> Result<()> {
+        let account = self.accounts.get_mut(usize::from(id.0)).ok_or(Errno::EINVAL)?;
+        account.limit = limit;
+        Ok(())
+    }
+
+    pub(crate) fn charge(&mut self, id: AccountId, pages: u64) -> Result<()> {
+        let account = self.accounts.get_mut(usize::from(id.0)).ok_or(Errno::ENOMEM)?;
+        match account.used.checked_add(pages) {
+            Some(used) if used <= account.limit => {
+                account.used = used;
+                Ok(())
+            }
+            _ => Err(Errno::ENOMEM),
+        }
+    }
+
+    pub(crate) fn uncharge(&mut self, id: AccountId, pages: u64) {
+        if let Some(account) = self.accounts.get_mut(usize::from(id.0)) {
+            debug_assert!(account.used >= pages);
+            account.used = account.used.saturating_sub(pages);
+        }
+    }
+
+    pub fn areas_capacity(&self) -> usize {
+        self.areas.capacity()
+    }
+
+    pub fn areas_free(&self) -> usize {
+        self.areas.free()
+    }
+
+    pub fn pages_capacity(&self) -> usize {
+        self.pages.capacity()
+    }
+
+    pub fn pages_free(&self) -> usize {
+        self.pages.free()
+    }
+}

@@ -1,0 +1,139 @@
+//! Inclusive IOVA ranges and the holes between sorted lists of them.
+
+/// An inclusive range of IO virtual addresses: `last` is the final byte, so
+/// the whole 64-bit space `[0, u64::MAX]` is expressible.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct IovaRange {
+    pub start: u64,
+    pub last: u64,
+}
+
+impl IovaRange {
+    /// The whole 64-bit IOVA space.
+    pub const ALL: IovaRange = IovaRange { start: 0, last: u64::MAX };
+
+    pub const fn new(start: u64, last: u64) -> IovaRange {
+        IovaRange { start, last }
+    }
+
+    /// `[start, start + length)`, or `None` when empty or wrapping.
+    pub fn from_start_len(start: u64, length: u64) -> Option<IovaRange> {
+        let last = start.checked_add(length.checked_sub(1)?)?;
+        Some(IovaRange { start, last })
+    }
+
+    pub const fn overlaps(&self, other: &IovaRange) -> bool {
+        self.start <= other.last && other.start <= self.last
+    }
+
+    pub const fn contains(&self, iova: u64) -> bool {
+        self.start <= iova && iova <= self.last
+    }
+
+    /// Length in bytes; `None` only for the full 2^64 range.
+    pub const fn len(&self) -> Option<u64> {
+        (self.last - self.start).checked_add(1)
+    }
+
+    /// Intersection, or `None` when disjoint.
+    pub fn intersect(&self, other: &IovaRange) -> Option<IovaRange> {
+        let start = self.start.max(other.start);
+        let last = self.last.min(other.last);
+        (start <= last).then_some(IovaRange { start, last })
+    }
+}
+
+/// The holes of `within` not covered by any of `used`, in ascending order.
+/// `used` must be sorted by `start`; its ranges may overlap each other.
+#[derive(Clone, Debug)]
+pub struct Holes<I> {
+    used: I,
+    /// Next candidate hole start; `None` once the walk passed `within.last`.
+    cursor: Option<u64>,
+    last: u64,
+}
+
+impl<I: Iterator<Item = IovaRange>> Holes<I> {
+    pub fn new(within: IovaRange, used: impl IntoIterator<IntoIter = I>) -> Holes<I> {
+        Holes { used: used.into_iter(), cursor: Some(within.start), last: within.last }
+    }
+}
+
+impl<I: Iterator<Item = IovaRange>> Iterator for Holes<I> {
+    type Item = IovaRange;
+
+    fn next(&mut self) -> Option<IovaRange> {
+        loop {
+            let cursor = self.cursor?;
+            let Some(used) = self.used.next() else {
+                self.cursor = None;
+                return Some(IovaRange { start: cursor, last: self.last });
+            };
+            if used.last < cursor {
+                continue;
+            }
+            if used.start > self.last {
+                self.cursor = None;
+                return Some(IovaRange { start: cursor, last: self.last });
+            }
+            // The hole (if any) ends before `used`; the next starts after it.
+            self.cursor = if used.last >= self.last { None } else { Some(used.last + 1) };
+            if used.start > cursor {
+                return Some(IovaRange { start: cursor, last: used.start - 1 });
+            }
+        }
+    }
+}
+
+/// Rounds `value` up to a power-of-two `align`; `None` on overflow.
+pub(crate) fn align_up(value: u64, align: u64) -> Option<u64> {
+    debug_assert!(align.is_power_of_two());
+    Some(value.checked_add(align - 1)? & !(align - 1))
+}
+
+/// The lowest `align`-aligned start of `length` bytes inside `hole`.
+pub(crate) fn fit_in(hole: IovaRange, length: u64, align: u64) -> Option<u64> {
+    let start = align_up(hole.start, align)?;
+    if start > hole.last || hole.last - start < length - 1 {
+        return None;
+    }
+    Some(start)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn holes(within: IovaRange, used: &[IovaRange]) -> Vec<(u64, u64)> {
+        Holes::new(within, used.iter().copied()).map(|r| (r.start, r.last)).collect()
+    }
+
+    #[test]
+    fn holes_of_nothing_is_everything() {
+        assert_eq!(holes(IovaRange::ALL, &[]), vec![(0, u64::MAX)]);
+    }
+
+    #[test]
+    fn holes_skip_overlapping_and_edge_ranges() {
+        let used = [
+            IovaRange::new(0, 9),
+            IovaRange::new(5, 19),
+            IovaRange::new(30, 39),
+            IovaRange::new(35, 36),
+            IovaRange::new(90, u64::MAX),
+        ];
+        assert_eq!(holes(IovaRange::ALL, &used), vec![(20, 29), (40, 89)]);
+        assert_eq!(holes(IovaRange::new(25, 95), &used), vec![(25, 29), (40, 89)]);
+        assert_eq!(holes(IovaRange::new(31, 33), &used), vec![]);
+        assert_eq!(holes(IovaRange::new(21, 22), &used), vec![(21, 22)]);
+    }
+
+    #[test]
+    fn fit_respects_alignment_and_end() {
+        let hole = IovaRange::new(0x1001, 0x4fff);
+        assert_eq!(fit_in(hole, 0x1000, 0x1000), Some(0x2000));
+        assert_eq!(fit_in(hole, 0x3000, 0x1000), Some(0x2000));
+        assert_eq!(fit_in(hole, 0x3001, 0x1000), None);
+        assert_eq!(fit_in(IovaRange::new(u64::MAX - 5, u64::MAX), 1, 0x1000), None);
+    }
+}

@@ -1,0 +1,411 @@
+//! The area tree: a treap of non-overlapping IOVA areas living in one fixed
+//! node arena shared by every IOAS.
+//!
+//! Each node caches the lowest start, highest last and widest gap between
+//! consecutive areas of its subtree, so first-fit allocation prunes whole
+//! subtrees that cannot hold the request and runs in O(log n) on the common
+//! layouts (see [`AreaArena::first_fit`]). Treap priorities come from a
+//! private xorshift generator, so no client can shape the tree.
+
+use crate::errno::{Errno, Result};
+use crate::range::{fit_in, IovaRange};
+use crate::Prot;
+
+/// Index of a node in the arena; `NIL` is the empty tree.
+pub(crate) type NodeIdx = u32;
+pub(crate) const NIL: NodeIdx = u32::MAX;
+
+/// One area's payload.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Area {
+    pub start: u64,
+    pub last: u64,
+    /// Backing storage slot in the pages pool.
+    pub pages: u32,
+    /// Byte offset of `start` inside the backing.
+    pub offset: u64,
+    pub prot: Prot,
+}
+
+/// Storage for one area node. Allocate as many as the system may ever hold
+/// areas, e.g. `[AreaSlot::EMPTY; N]` in a static, and hand them to
+/// [`crate::Store::new`].
+#[derive(Clone, Copy, Debug)]
+pub struct AreaSlot {
+    area: Area,
+    left: NodeIdx,
+    right: NodeIdx,
+    priority: u32,
+    min_start: u64,
+    max_last: u64,
+    /// Widest run of free bytes between two consecutive areas of the subtree.
+    max_gap: u64,
+}
+
+impl AreaSlot {
+    pub const EMPTY: AreaSlot = AreaSlot {
+        area: Area { start: 0, last: 0, pages: 0, offset: 0, prot: Prot::empty() },
+        left: NIL,
+        right: NIL,
+        priority: 0,
+        min_start: 0,
+        max_last: 0,
+        max_gap: 0,
+    };
+}
+
+/// Fixed arena of area nodes with a free list threaded through `left`.
+pub(crate) struct AreaArena<'s> {
+    nodes: &'s mut [AreaSlot],
+    free_head: NodeIdx,
+    free: usize,
+    rng: u32,
+}
+
+impl<'s> AreaArena<'s> {
+    pub fn new(nodes: &'s mut [AreaSlot]) -> AreaArena<'s> {
+        // Indices must fit NodeIdx with NIL left over.
+        let usable = nodes.len().min(NIL as usize);
+        let nodes = &mut nodes[..usable];
+        for (i, slot) in nodes.iter_mut().enumerate() {
+            *slot = AreaSlot::EMPTY;
+            slot.left = if i + 1 < usable { (i + 1) as NodeIdx } else { NIL };
+        }
+        AreaArena { free_head: if usable > 0 { 0 } else { NIL }, free: usable, nodes, rng: 0x9e37_79b9 }
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.nodes.len()
+    }
+
+    pub fn free(&self) -> usize {
+        self.free
+    }
+
+    fn next_priority(&mut self) -> u32 {
+        let mut x = self.rng;
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        self.rng = x;
+        x
+    }
+
+    fn alloc(&mut self, area: Area) -> Result<NodeIdx> {
+        let idx = self.free_head;
+        if idx == NIL {
+            return Err(Errno::ENOMEM);
+        }
+        let priority = self.next_priority();
+        let slot = &mut self.nodes[idx as usize];
+        self.free_head = slot.left;
+        self.free -= 1;
+        *slot = AreaSlot {
+            area,
+            left: NIL,
+            right: NIL,
+            priority,
+            min_start: area.start,
+            max_last: area.last,
+            max_gap: 0,
+        };
+        Ok(idx)
+    }
+
+    fn release(&mut self, idx: NodeIdx) {
+        let slot = &mut self.nodes[idx as usize];
+        *slot = AreaSlot::EMPTY;
+        slot.left = self.free_head;
+        self.free_head = idx;
+        self.free += 1;
+    }
+
+    pub fn get(&self, idx: NodeIdx) -> &Area {
+        &self.nodes[idx as usize].area
+    }
+
+    fn n(&self, idx: NodeIdx) -> &AreaSlot {
+        &self.nodes[idx as usize]
+    }
+
+    /// Subtree bounds and widest inner gap of `node`, from its children.
+    fn summarize(&self, node: &AreaSlot) -> (u64, u64, u64) {
+        let (mut min_start, mut max_last, mut max_gap) = (node.area.start, node.area.last, 0);
+        if node.left != NIL {
+            let l = self.n(node.left);
+            min_start = l.min_start;
+            max_gap = max_gap.max(l.max_gap).max(node.area.start - l.max_last - 1);
+        }
+        if node.right != NIL {
+            let r = self.n(node.right);
+            max_last = r.max_last;
+            max_gap = max_gap.max(r.max_gap).max(r.min_start - node.area.last - 1);
+        }
+        (min_start, max_last, max_gap)
+    }
+
+    fn update(&mut self, idx: NodeIdx) {
+        let (min_start, max_last, max_gap) = self.summarize(&self.nodes[idx as usize]);
+        let slot = &mut self.nodes[idx as usize];
+        slot.min_start = min_start;
+        slot.max_last = max_last;
+        slot.max_gap = max_gap;
+    }
+
+    /// Splits `t` into (areas starting below `key`, the rest).
+    fn split(&mut self, t: NodeIdx, key: u64) -> (NodeIdx, NodeIdx) {
+        if t == NIL {
+            return (NIL, NIL);
+        }
+        if self.n(t).area.start < key {
+            let (l, r) = self.split(self.n(t).right, key);
+            self.nodes[t as usize].right = l;
+            self.update(t);
+            (t, r)
+        } else {
+            let (l, r) = self.split(self.n(t).left, key);
+            self.nodes[t as usize].left = r;
+            self.update(t);
+            (l, t)
+        }
+    }
+
+    /// Joins two trees where every area of `a` lies below every area of `b`.
+    fn merge(&mut self, a: NodeIdx, b: NodeIdx) -> NodeIdx {
+        if a == NIL {
+            return b;
+        }
+        if b == NIL {
+            return a;
+        }
+        if self.n(a).priority > self.n(b).priority {
+            let right = self.merge(self.n(a).right, b);
+            self.nodes[a as usize].right = right;
+            self.update(a);
+            a
+        } else {
+            let left = self.merge(a, self.n(b).left);
+            self.nodes[b as usize].left = left;
+            self.update(b);
+            b
+        }
+    }
+
+    fn insert_node(&mut self, t: NodeIdx, x: NodeIdx) -> NodeIdx {
+        if t == NIL {
+            return x;
+        }
+        if self.n(x).priority > self.n(t).priority {
+            let (l, r) = self.split(t, self.n(x).area.start);
+            let slot = &mut self.nodes[x as usize];
+            slot.left = l;
+            slot.right = r;
+            self.update(x);
+            return x;
+        }
+        if self.n(x).area.start < self.n(t).area.start {
+            let left = self.insert_node(self.n(t).left, x);
+            self.nodes[t as usize].left = left;
+        } else {
+            let right = self.insert_node(self.n(t).right, x);
+            self.nodes[t as usize].right = right;
+        }
+        self.update(t);
+        t
+    }
+
+    fn remove_node(&mut self, t: NodeIdx, start: u64) -> NodeIdx {
+        debug_assert!(t != NIL, "removing an area that is not in the tree");
+        if t == NIL {
+            return NIL;
+        }
+        let here = self.n(t).area.start;
+        if start == here {
+            return self.merge(self.n(t).left, self.n(t).right);
+        }
+        if start < here {
+            let left = self.remove_node(self.n(t).left, start);
+            self.nodes[t as usize].left = left;
+        } else {
+            let right = self.remove_node(self.n(t).right, start);
+            self.nodes[t as usize].right = right;
+        }
+        self.update(t);
+        t
+    }
+
+    /// Inserts an area that overlaps nothing in `root` (checked by callers).
+    pub fn insert(&mut self, root: &mut NodeIdx, area: Area) -> Result<NodeIdx> {
+        let idx = self.alloc(area)?;
+        *root = self.insert_node(*root, idx);
+        Ok(idx)
+    }
+
+    /// Removes the area starting at `start` and returns its payload.
+    pub fn remove(&mut self, root: &mut NodeIdx, idx: NodeIdx) -> Area {
+        let area = *self.get(idx);
+        *root = self.remove_node(*root, area.start);
+        self.release(idx);
+        area
+    }
+
+    /// Rewrites an area in place; its start and last must not change order
+    /// relative to neighbours (used only to shrink an area from the right).
+    pub fn set_last(&mut self, root: NodeIdx, idx: NodeIdx, last: u64) {
+        self.nodes[idx as usize].area.last = last;
+        // Cached bounds live on the path from the root; refresh it.
+        let start = self.get(idx).start;
+        self.refresh_path(root, start);
+    }
+
+    fn refresh_path(&mut self, t: NodeIdx, start: u64) {
+        if t == NIL {
+            return;
+        }
+        let here = self.n(t).area.start;
+        if start < here {
+            self.refresh_path(self.n(t).left, start);
+        } else if start > here {
+            self.refresh_path(self.n(t).right, start);
+        }
+        self.update(t);
+    }
+
+    /// The area with the greatest start `<= key`.
+    pub fn find_le(&self, root: NodeIdx, key: u64) -> Option<NodeIdx> {
+        let (mut t, mut best) = (root, None);
+        while t != NIL {
+            let node = self.n(t);
+            if node.area.start <= key {
+                best = Some(t);
+                t = node.right;
+            } else {
+                t = node.left;
+            }
+        }
+        best
+    }
+
+    /// The area with the smallest start `> key`.
+    pub fn find_gt(&self, root: NodeIdx, key: u64) -> Option<NodeIdx> {
+        let (mut t, mut best) = (root, None);
+        while t != NIL {
+            let node = self.n(t);
+            if node.area.start > key {
+                best = Some(t);
+                t = node.left;
+            } else {
+                t = node.right;
+            }
+        }
+        best
+    }
+
+    /// The area containing `iova`.
+    pub fn containing(&self, root: NodeIdx, iova: u64) -> Option<NodeIdx> {
+        self.find_le(root, iova).filter(|&i| self.get(i).last >= iova)
+    }
+
+    /// The lowest area overlapping `range`.
+    pub fn first_overlap(&self, root: NodeIdx, range: IovaRange) -> Option<NodeIdx> {
+        if let Some(i) = self.containing(root, range.start) {
+            return Some(i);
+        }
+        self.find_gt(root, range.start).filter(|&i| self.get(i).start <= range.last)
+    }
+
+    /// The highest area overlapping `range`.
+    pub fn last_overlap(&self, root: NodeIdx, range: IovaRange) -> Option<NodeIdx> {
+        self.find_le(root, range.last).filter(|&i| self.get(i).last >= range.start)
+    }
+
+    /// The area following `idx` in IOVA order.
+    pub fn next(&self, root: NodeIdx, idx: NodeIdx) -> Option<NodeIdx> {
+        self.find_gt(root, self.get(idx).start)
+    }
+
+    /// The lowest area of the tree.
+    pub fn first(&self, root: NodeIdx) -> Option<NodeIdx> {
+        if root == NIL {
+            return None;
+        }
+        self.find_le(root, self.n(root).min_start)
+    }
+
+    /// The highest area of the tree.
+    pub fn last(&self, root: NodeIdx) -> Option<NodeIdx> {
+        self.find_le(root, u64::MAX)
+    }
+
+    /// The lowest `align`-aligned IOVA at which `length` bytes fit inside
+    /// `window` without touching an area. Subtrees whose widest hole is
+    /// shorter than `length` are never entered, so on layouts where holes
+    /// either fit or are short this costs O(depth). Holes that are long
+    /// enough but defeat the alignment are visited one by one.
+    pub fn first_fit(&self, root: NodeIdx, window: IovaRange, length: u64, align: u64) -> Option<u64> {
+        debug_assert!(length > 0 && align.is_power_of_two());
+        self.first_fit_in(root, window.start, window.last, length, align)
+    }
+
+    fn first_fit_in(&self, t: NodeIdx, lo: u64, hi: u64, length: u64, align: u64) -> Option<u64> {
+        if lo > hi || hi - lo < length - 1 {
+            return None;
+        }
+        if t == NIL {
+            return fit_in(IovaRange { start: lo, last: hi }, length, align);
+        }
+        let node = self.n(t);
+        let widest = node
+            .max_gap
+            .max(node.min_start.saturating_sub(lo))
+            .max(hi.saturating_sub(node.max_last));
+        if widest < length {
+            return None;
+        }
+        let area = node.area;
+        if area.start > lo {
+            if let Some(found) = self.first_fit_in(node.left, lo, hi.min(area.start - 1), length, align) {
+                return Some(found);
+            }
+        }
+        if area.last < hi {
+            return self.first_fit_in(node.right, lo.max(area.last + 1), hi, length, align);
+        }
+        None
+    }
+
+    /// Checks the treap and cache invariants of one tree; used by tests.
+    pub fn check(&self, root: NodeIdx) -> core::result::Result<usize, &'static str> {
+        self.check_node(root, None, None)
+    }
+
+    fn check_node(
+        &self,
+        t: NodeIdx,
+        above: Option<u64>,
+        below: Option<u64>,
+    ) -> core::result::Result<usize, &'static str> {
+        if t == NIL {
+            return Ok(0);
+        }
+        let node = self.n(t);
+        let area = node.area;
+        if area.start > area.last {
+            return Err("area with start > last");
+        }
+        if above.is_some_and(|a| area.start <= a) || below.is_some_and(|b| area.last >= b) {
+            return Err("areas overlap or are out of order");
+        }
+        for child in [node.left, node.right] {
+            if child != NIL && self.n(child).priority > node.priority {
+                return Err("heap order violated");
+            }
+        }
+        let lc = self.check_node(node.left, above, Some(area.start))?;
+        let rc = self.check_node(node.right, Some(area.last), below)?;
+        if self.summarize(node) != (node.min_start, node.max_last, node.max_gap) {
+            return Err("stale subtree cache");
+        }
+        Ok(lc + rc + 1)
+    }
+}
