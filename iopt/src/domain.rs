@@ -24,7 +24,14 @@ pub trait IoDomain {
 
     /// Maps `count` consecutive pages of `page_size` bytes from `iova` to
     /// `phys`. `iova`, `phys` are `page_size` aligned.
-    fn map_pages(&mut self, iova: u64, phys: u64, page_size: u64, count: u64, prot: Prot) -> Result<()>;
+    fn map_pages(
+        &mut self,
+        iova: u64,
+        phys: u64,
+        page_size: u64,
+        count: u64,
+        prot: Prot,
+    ) -> Result<()>;
 
     /// Unmaps every page inside `[iova, iova + length)`; returns the bytes
     /// unmapped.
@@ -52,7 +59,10 @@ pub fn next_chunk(sizes: u64, iova: u64, phys: u64, remaining: u64) -> (u64, u64
     if merged != 0 {
         usable &= low_mask(merged.trailing_zeros());
     }
-    debug_assert!(usable != 0, "no page size fits iova {iova:#x} phys {phys:#x} len {remaining:#x}");
+    debug_assert!(
+        usable != 0,
+        "no page size fits iova {iova:#x} phys {phys:#x} len {remaining:#x}"
+    );
     if usable == 0 {
         return (remaining, 0);
     }
@@ -65,7 +75,10 @@ pub fn next_chunk(sizes: u64, iova: u64, phys: u64, remaining: u64) -> (u64, u64
         // A larger page only helps when iova and phys share the offset.
         if (iova ^ phys) & (next - 1) == 0 {
             let to_boundary = next - (merged & (next - 1));
-            if to_boundary.checked_add(next).is_some_and(|need| need <= remaining) {
+            if to_boundary
+                .checked_add(next)
+                .is_some_and(|need| need <= remaining)
+            {
                 span = to_boundary;
             }
         }
@@ -118,7 +131,10 @@ mod tests {
 
     #[test]
     fn small_unaligned_run_is_all_4k() {
-        assert_eq!(chunks(ARM_4K, 0x1000, 0x5000, 0x3000), vec![(0x1000, 0x1000, 3)]);
+        assert_eq!(
+            chunks(ARM_4K, 0x1000, 0x5000, 0x3000),
+            vec![(0x1000, 0x1000, 3)]
+        );
     }
 
     #[test]
@@ -127,18 +143,28 @@ mod tests {
         let len = 0x2000 + 0x40_0000 + 0x1000;
         assert_eq!(
             chunks(ARM_4K, start, start + 0x4000_0000, len),
-            vec![(start, 0x1000, 2), (0x20_0000, 0x20_0000, 2), (0x60_0000, 0x1000, 1)]
+            vec![
+                (start, 0x1000, 2),
+                (0x20_0000, 0x20_0000, 2),
+                (0x60_0000, 0x1000, 1)
+            ]
         );
     }
 
     #[test]
     fn mismatched_offsets_never_use_blocks() {
-        assert_eq!(chunks(ARM_4K, 0x20_0000, 0x20_1000, 0x40_0000), vec![(0x20_0000, 0x1000, 0x400)]);
+        assert_eq!(
+            chunks(ARM_4K, 0x20_0000, 0x20_1000, 0x40_0000),
+            vec![(0x20_0000, 0x1000, 0x400)]
+        );
     }
 
     #[test]
     fn gigabyte_block_when_everything_allows() {
-        assert_eq!(chunks(ARM_4K, 1 << 30, 1 << 31, 1 << 30), vec![(1 << 30, 1 << 30, 1)]);
+        assert_eq!(
+            chunks(ARM_4K, 1 << 30, 1 << 31, 1 << 30),
+            vec![(1 << 30, 1 << 30, 1)]
+        );
     }
 
     #[test]

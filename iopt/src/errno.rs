@@ -68,7 +68,10 @@ impl Errno {
 
     /// Decodes a wire value; `None` for a number this project never sends.
     pub fn from_code(code: u64) -> Option<Errno> {
-        Self::ALL.iter().copied().find(|e| u64::from(e.code()) == code)
+        Self::ALL
+            .iter()
+            .copied()
+            .find(|e| u64::from(e.code()) == code)
     }
 
     /// The symbolic name, as in errno.h.

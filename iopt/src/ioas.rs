@@ -27,7 +27,10 @@ pub const DEFAULT_PAGE_SIZES: u64 = (1 << 12) | (1 << 21) | (1 << 30);
 
 /// Lowest and highest IOVA automatic allocation may return: IOVA 0 is never
 /// handed out, as in Linux.
-const AUTO_WINDOW: IovaRange = IovaRange { start: PAGE_SIZE, last: u64::MAX - PAGE_SIZE };
+const AUTO_WINDOW: IovaRange = IovaRange {
+    start: PAGE_SIZE,
+    last: u64::MAX - PAGE_SIZE,
+};
 
 /// Who put a reserved range in place; removal is by owner.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -93,7 +96,11 @@ impl IovaRanges {
 #[derive(Clone, Copy)]
 enum Source<'a> {
     /// Fresh physical extents; `source` is the caller's address of byte 0.
-    Extents { extents: &'a [Extent], source: u64, writable: bool },
+    Extents {
+        extents: &'a [Extent],
+        source: u64,
+        writable: bool,
+    },
     /// The areas of an IOAS (`None`: this one) from `iova` onwards.
     Areas { src: Option<&'a Ioas>, iova: u64 },
 }
@@ -164,7 +171,10 @@ impl Ioas {
     /// The page sizes every attached domain supports (all of them when none
     /// is attached), as VFIO's IOMMU_GET_INFO reports them.
     pub fn common_page_sizes(&self) -> u64 {
-        self.domains.iter().fold(u64::MAX, |acc, d| acc & d.page_sizes) & !(self.alignment - 1)
+        self.domains
+            .iter()
+            .fold(u64::MAX, |acc, d| acc & d.page_sizes)
+            & !(self.alignment - 1)
     }
 
     pub fn allowed(&self) -> &[IovaRange] {
@@ -186,14 +196,21 @@ impl Ioas {
             let idx = next?;
             next = store.areas.next(self.root, idx);
             let area = store.areas.get(idx);
-            Some(AreaInfo { iova: area.start, last: area.last, prot: area.prot })
+            Some(AreaInfo {
+                iova: area.start,
+                last: area.last,
+                prot: area.prot,
+            })
         })
     }
 
     /// The physical address the areas give `iova`.
     pub fn translate(&self, store: &Store<'_>, iova: u64) -> Option<u64> {
         let area = store.areas.get(store.areas.containing(self.root, iova)?);
-        store.pages.get(area.pages).phys_at(area.offset + (iova - area.start))
+        store
+            .pages
+            .get(area.pages)
+            .phys_at(area.offset + (iova - area.start))
     }
 
     /// Checks the area tree's internal invariants; for tests.
@@ -256,10 +273,24 @@ impl Ioas {
             if extent.len == 0 {
                 return Err(Errno::EINVAL);
             }
-            extent.phys.checked_add(extent.len - 1).ok_or(Errno::EOVERFLOW)?;
+            extent
+                .phys
+                .checked_add(extent.len - 1)
+                .ok_or(Errno::EOVERFLOW)?;
             length = length.checked_add(extent.len).ok_or(Errno::EOVERFLOW)?;
         }
-        self.add_mapping(store, doms, Source::Extents { extents, source, writable }, length, dst, prot)
+        self.add_mapping(
+            store,
+            doms,
+            Source::Extents {
+                extents,
+                source,
+                writable,
+            },
+            length,
+            dst,
+            prot,
+        )
     }
 
     /// Maps `length` bytes found at `src_iova` of `src` (`None`: this IOAS)
@@ -282,20 +313,44 @@ impl Ioas {
             return Err(Errno::EINVAL);
         }
         IovaRange::from_start_len(src_iova, length).ok_or(Errno::EOVERFLOW)?;
-        self.add_mapping(store, doms, Source::Areas { src, iova: src_iova }, length, dst, prot)
+        self.add_mapping(
+            store,
+            doms,
+            Source::Areas {
+                src,
+                iova: src_iova,
+            },
+            length,
+            dst,
+            prot,
+        )
     }
 
     /// The segment of `source` starting `done` bytes in; `None` when the
     /// source areas have a hole there.
-    fn segment(&self, store: &Store<'_>, source: Source<'_>, done: u64, length: u64) -> Option<Segment> {
+    fn segment(
+        &self,
+        store: &Store<'_>,
+        source: Source<'_>,
+        done: u64,
+        length: u64,
+    ) -> Option<Segment> {
         match source {
-            Source::Extents { .. } => Some(Segment { pages: u32::MAX, offset: done, length: length - done }),
+            Source::Extents { .. } => Some(Segment {
+                pages: u32::MAX,
+                offset: done,
+                length: length - done,
+            }),
             Source::Areas { src, iova } => {
                 let root = src.map_or(self.root, |s| s.root);
                 let cursor = iova + done;
                 let area = store.areas.get(store.areas.containing(root, cursor)?);
                 let last = area.last.min(iova + (length - 1));
-                Some(Segment { pages: area.pages, offset: area.offset + (cursor - area.start), length: last - cursor + 1 })
+                Some(Segment {
+                    pages: area.pages,
+                    offset: area.offset + (cursor - area.start),
+                    length: last - cursor + 1,
+                })
             }
         }
     }
@@ -314,18 +369,27 @@ impl Ioas {
         }
         let align = self.alignment;
         // Pass 1: walk the source once, gathering everything to validate.
-        let (mut segments, mut writable, mut misaligned, mut first_source) = (0usize, true, false, 0u64);
+        let (mut segments, mut writable, mut misaligned, mut first_source) =
+            (0usize, true, false, 0u64);
         match source {
-            Source::Extents { extents, source, writable: w } => {
+            Source::Extents {
+                extents,
+                source,
+                writable: w,
+            } => {
                 segments = 1;
                 writable = w;
                 first_source = source;
-                misaligned = extents.iter().any(|e| e.phys % align != 0 || e.len % align != 0);
+                misaligned = extents
+                    .iter()
+                    .any(|e| e.phys % align != 0 || e.len % align != 0);
             }
             Source::Areas { .. } => {
                 let mut done = 0;
                 while done < length {
-                    let seg = self.segment(store, source, done, length).ok_or(Errno::ENOENT)?;
+                    let seg = self
+                        .segment(store, source, done, length)
+                        .ok_or(Errno::ENOENT)?;
                     let pages = store.pages.get(seg.pages);
                     if segments == 0 {
                         first_source = pages.source.wrapping_add(seg.offset);
@@ -365,7 +429,11 @@ impl Ioas {
             return Err(Errno::ENOMEM);
         }
         let new_pages = match source {
-            Source::Extents { extents, source, writable } => match store.pages.alloc(extents, source, writable) {
+            Source::Extents {
+                extents,
+                source,
+                writable,
+            } => match store.pages.alloc(extents, source, writable) {
                 Ok(idx) => Some(idx),
                 Err(e) => {
                     store.uncharge(self.account, charged);
@@ -378,21 +446,32 @@ impl Ioas {
         // Pass 2: insert the areas; cannot fail now.
         let mut done = 0;
         while done < length {
-            let Some(mut seg) = self.segment(store, source, done, length) else { break };
+            let Some(mut seg) = self.segment(store, source, done, length) else {
+                break;
+            };
             match new_pages {
                 // The allocation's reference moves into the one area.
                 Some(idx) => seg.pages = idx,
                 None => store.pages.get_ref(seg.pages),
             }
             let start = iova + done;
-            let area = Area { start, last: start + (seg.length - 1), pages: seg.pages, offset: seg.offset, prot };
+            let area = Area {
+                start,
+                last: start + (seg.length - 1),
+                pages: seg.pages,
+                offset: seg.offset,
+                prot,
+            };
             let inserted = store.areas.insert(&mut self.root, area);
             debug_assert!(inserted.is_ok());
             self.areas += 1;
             done += seg.length;
         }
 
-        let range = IovaRange { start: iova, last: iova + (length - 1) };
+        let range = IovaRange {
+            start: iova,
+            last: iova + (length - 1),
+        };
         if let Err(e) = self.fill_range(store, doms, range) {
             self.remove_areas(store, range);
             return Err(e);
@@ -402,9 +481,16 @@ impl Ioas {
 
     /// Mirrors every area inside `range` into every attached domain, or
     /// into none of them.
-    fn fill_range(&self, store: &Store<'_>, doms: &mut dyn DomainTable, range: IovaRange) -> Result<()> {
+    fn fill_range(
+        &self,
+        store: &Store<'_>,
+        doms: &mut dyn DomainTable,
+        range: IovaRange,
+    ) -> Result<()> {
         for (i, attached) in self.domains.iter().enumerate() {
-            let Some(domain) = doms.domain(attached.id) else { continue };
+            let Some(domain) = doms.domain(attached.id) else {
+                continue;
+            };
             let sizes = self.fill_sizes(attached.page_sizes);
             let mut next = store.areas.first_overlap(self.root, range);
             let mut result = Ok(());
@@ -432,23 +518,28 @@ impl Ioas {
     }
 
     /// Maps one area into one domain; on failure removes what it mapped.
-    fn fill_area(&self, store: &Store<'_>, domain: &mut dyn IoDomain, sizes: u64, area: &Area) -> Result<()> {
+    fn fill_area(
+        &self,
+        store: &Store<'_>,
+        domain: &mut dyn IoDomain,
+        sizes: u64,
+        area: &Area,
+    ) -> Result<()> {
         let pages = store.pages.get(area.pages);
         let length = area.last - area.start + 1;
         let mut mapped = 0u64;
         let result = pages.for_each_run(area.offset, length, |delta, phys, len| {
-            let (mut iova, mut phys, mut left) = (area.start + delta, phys, len);
-            while left > 0 {
-                let (size, count) = next_chunk(sizes, iova, phys, left);
+            // Offsets, not end addresses: an area may end at u64::MAX.
+            let iova = area.start + delta;
+            let mut done = 0;
+            while done < len {
+                let (size, count) = next_chunk(sizes, iova + done, phys + done, len - done);
                 if count == 0 {
                     return Err(Errno::EINVAL);
                 }
-                domain.map_pages(iova, phys, size, count, area.prot)?;
-                let bytes = size * count;
-                iova += bytes;
-                phys += bytes;
-                left -= bytes;
-                mapped = iova - area.start;
+                domain.map_pages(iova + done, phys + done, size, count, area.prot)?;
+                done += size * count;
+                mapped = delta + done;
             }
             Ok(())
         });
@@ -501,11 +592,17 @@ impl Ioas {
         }
         align = align.min(self.largest_page()).max(self.alignment);
         let everywhere = [AUTO_WINDOW];
-        let windows: &[IovaRange] = if self.allowed.is_empty() { &everywhere } else { &self.allowed };
+        let windows: &[IovaRange] = if self.allowed.is_empty() {
+            &everywhere
+        } else {
+            &self.allowed
+        };
         for window in windows {
-            let Some(window) = window.intersect(&AUTO_WINDOW) else { continue };
+            let Some(window) = window.intersect(&AUTO_WINDOW) else {
+                continue;
+            };
             for hole in Holes::new(window, self.reserved_ranges()) {
-                if hole.len().is_some_and(|l| l < length) {
+                if hole.length().is_some_and(|l| l < length) {
                     continue;
                 }
                 if let Some(iova) = store.areas.first_fit(self.root, hole, length, align) {
@@ -520,7 +617,13 @@ impl Ioas {
 
     /// Unmaps `[iova, iova + length)`, which must cover whole areas; returns
     /// the bytes unmapped. `(0, u64::MAX)` unmaps everything.
-    pub fn unmap(&mut self, store: &mut Store<'_>, doms: &mut dyn DomainTable, iova: u64, length: u64) -> Result<u64> {
+    pub fn unmap(
+        &mut self,
+        store: &mut Store<'_>,
+        doms: &mut dyn DomainTable,
+        iova: u64,
+        length: u64,
+    ) -> Result<u64> {
         if iova == 0 && length == u64::MAX {
             return Ok(self.unmap_all(store, doms));
         }
@@ -528,8 +631,14 @@ impl Ioas {
             return Err(Errno::EINVAL);
         }
         let range = IovaRange::from_start_len(iova, length).ok_or(Errno::EOVERFLOW)?;
-        let first = store.areas.first_overlap(self.root, range).ok_or(Errno::ENOENT)?;
-        let last = store.areas.last_overlap(self.root, range).ok_or(Errno::ENOENT)?;
+        let first = store
+            .areas
+            .first_overlap(self.root, range)
+            .ok_or(Errno::ENOENT)?;
+        let last = store
+            .areas
+            .last_overlap(self.root, range)
+            .ok_or(Errno::ENOENT)?;
         let (first, last) = (store.areas.get(first).start, store.areas.get(last).last);
         if first < range.start || last > range.last {
             return Err(Errno::ENOENT);
@@ -547,7 +656,12 @@ impl Ioas {
 
     /// Removes the whole areas inside `span` (which starts and ends on area
     /// edges) with one unmap call per domain.
-    fn unmap_span(&mut self, store: &mut Store<'_>, doms: &mut dyn DomainTable, span: IovaRange) -> u64 {
+    fn unmap_span(
+        &mut self,
+        store: &mut Store<'_>,
+        doms: &mut dyn DomainTable,
+        span: IovaRange,
+    ) -> u64 {
         for attached in &self.domains {
             if let Some(domain) = doms.domain(attached.id) {
                 unmap_span(domain, span);
@@ -562,7 +676,9 @@ impl Ioas {
     pub fn cut(&mut self, store: &mut Store<'_>, iovas: &[u64]) -> Result<()> {
         let mut needed = 0;
         for (i, &iova) in iovas.iter().enumerate() {
-            let Some(idx) = store.areas.containing(self.root, iova) else { continue };
+            let Some(idx) = store.areas.containing(self.root, iova) else {
+                continue;
+            };
             let area = store.areas.get(idx);
             if iova == area.start || iova == area.last {
                 continue;
@@ -578,12 +694,18 @@ impl Ioas {
             return Err(Errno::ENOMEM);
         }
         for &iova in iovas {
-            let Some(idx) = store.areas.containing(self.root, iova) else { continue };
+            let Some(idx) = store.areas.containing(self.root, iova) else {
+                continue;
+            };
             let area = *store.areas.get(idx);
             if iova == area.start || iova == area.last {
                 continue;
             }
-            let right = Area { start: iova + 1, offset: area.offset + (iova + 1 - area.start), ..area };
+            let right = Area {
+                start: iova + 1,
+                offset: area.offset + (iova + 1 - area.start),
+                ..area
+            };
             store.areas.set_last(self.root, idx, iova);
             let inserted = store.areas.insert(&mut self.root, right);
             debug_assert!(inserted.is_ok());
@@ -605,7 +727,10 @@ impl Ioas {
             }
             total += 1;
         }
-        IovaRanges { total, alignment: self.alignment }
+        IovaRanges {
+            total,
+            alignment: self.alignment,
+        }
     }
 
     /// Replaces the allowed ranges. An empty list allows everything.
@@ -613,12 +738,16 @@ impl Ioas {
         if ranges.iter().any(|r| r.start >= r.last) {
             return Err(Errno::EINVAL);
         }
-        let mut sorted: Vec<IovaRange, MAX_ALLOWED> = Vec::from_slice(ranges).map_err(|_| Errno::ENOMEM)?;
+        let mut sorted: Vec<IovaRange, MAX_ALLOWED> =
+            Vec::from_slice(ranges).map_err(|_| Errno::ENOMEM)?;
         sorted.sort_unstable();
         if sorted.windows(2).any(|w| w[0].overlaps(&w[1])) {
             return Err(Errno::EINVAL);
         }
-        if sorted.iter().any(|a| self.reserved_ranges().any(|r| r.overlaps(a))) {
+        if sorted
+            .iter()
+            .any(|a| self.reserved_ranges().any(|r| r.overlaps(a)))
+        {
             return Err(Errno::EADDRINUSE);
         }
         self.allowed = sorted;
@@ -626,9 +755,14 @@ impl Ioas {
     }
 
     /// Reserves `range` for `owner`; refused where areas or allowed ranges
-    /// already are.
-    pub fn reserve(&mut self, store: &Store<'_>, range: IovaRange, owner: ReservedOwner) -> Result<()> {
-        if range.start > range.last {
+    /// already are. Aperture reservations belong to the engine (EINVAL).
+    pub fn reserve(
+        &mut self,
+        store: &Store<'_>,
+        range: IovaRange,
+        owner: ReservedOwner,
+    ) -> Result<()> {
+        if range.start > range.last || matches!(owner, ReservedOwner::Aperture(_)) {
             return Err(Errno::EINVAL);
         }
         self.check_reservable(store, range)?;
@@ -640,28 +774,44 @@ impl Ioas {
     }
 
     fn check_reservable(&self, store: &Store<'_>, range: IovaRange) -> Result<()> {
-        if store.areas.first_overlap(self.root, range).is_some() || self.allowed.iter().any(|a| a.overlaps(&range)) {
+        if store.areas.first_overlap(self.root, range).is_some()
+            || self.allowed.iter().any(|a| a.overlaps(&range))
+        {
             return Err(Errno::EADDRINUSE);
         }
         Ok(())
     }
 
     fn insert_reserved(&mut self, reserved: Reserved) {
-        let at = self.reserved.iter().position(|r| r.range.start > reserved.range.start).unwrap_or(self.reserved.len());
+        let at = self
+            .reserved
+            .iter()
+            .position(|r| r.range.start > reserved.range.start)
+            .unwrap_or(self.reserved.len());
         let inserted = self.reserved.insert(at, reserved);
         debug_assert!(inserted.is_ok());
     }
 
-    /// Drops every reserved range of `owner`.
-    pub fn unreserve(&mut self, owner: ReservedOwner) {
+    /// Drops every reserved range of `owner`. Aperture reservations go only
+    /// with their domain (EINVAL).
+    pub fn unreserve(&mut self, owner: ReservedOwner) -> Result<()> {
+        if matches!(owner, ReservedOwner::Aperture(_)) {
+            return Err(Errno::EINVAL);
+        }
         self.reserved.retain(|r| r.owner != owner);
+        Ok(())
     }
 
     // ---- domains ----------------------------------------------------------
 
     /// Attaches a domain: reserves what lies outside its aperture, raises the
     /// IOVA alignment to its smallest page and maps every area into it.
-    pub fn attach_domain(&mut self, store: &mut Store<'_>, doms: &mut dyn DomainTable, id: DomainId) -> Result<()> {
+    pub fn attach_domain(
+        &mut self,
+        store: &mut Store<'_>,
+        doms: &mut dyn DomainTable,
+        id: DomainId,
+    ) -> Result<()> {
         if self.is_attached(id) {
             return Err(Errno::EEXIST);
         }
@@ -680,10 +830,16 @@ impl Ioas {
         let aperture = domain.aperture();
         let mut outside: Vec<IovaRange, 2> = Vec::new();
         if aperture.start > 0 {
-            let _ = outside.push(IovaRange { start: 0, last: aperture.start - 1 });
+            let _ = outside.push(IovaRange {
+                start: 0,
+                last: aperture.start - 1,
+            });
         }
         if aperture.last < u64::MAX {
-            let _ = outside.push(IovaRange { start: aperture.last + 1, last: u64::MAX });
+            let _ = outside.push(IovaRange {
+                start: aperture.last + 1,
+                last: u64::MAX,
+            });
         }
         for range in &outside {
             self.check_reservable(store, *range)?;
@@ -699,7 +855,13 @@ impl Ioas {
             if let Err(e) = self.fill_area(store, domain, sizes, area) {
                 if let Some(first) = store.areas.first(self.root) {
                     let first = store.areas.get(first).start;
-                    unmap_span(domain, IovaRange { start: first, last: area.last });
+                    unmap_span(
+                        domain,
+                        IovaRange {
+                            start: first,
+                            last: area.last,
+                        },
+                    );
                 }
                 return Err(e);
             }
@@ -707,7 +869,10 @@ impl Ioas {
         }
 
         for range in outside {
-            self.insert_reserved(Reserved { range, owner: ReservedOwner::Aperture(id) });
+            self.insert_reserved(Reserved {
+                range,
+                owner: ReservedOwner::Aperture(id),
+            });
         }
         let pushed = self.domains.push(Attached { id, page_sizes });
         debug_assert!(pushed.is_ok());
@@ -720,10 +885,14 @@ impl Ioas {
         while let Some(idx) = next {
             let area = store.areas.get(idx);
             let mut ok = area.start % align == 0 && (area.last - area.start + 1) % align == 0;
-            let _ = store.pages.get(area.pages).for_each_run(area.offset, area.last - area.start + 1, |_, phys, len| {
-                ok &= phys % align == 0 && len % align == 0;
-                Ok(())
-            });
+            let _ = store.pages.get(area.pages).for_each_run(
+                area.offset,
+                area.last - area.start + 1,
+                |_, phys, len| {
+                    ok &= phys % align == 0 && len % align == 0;
+                    Ok(())
+                },
+            );
             if !ok {
                 return false;
             }
@@ -734,14 +903,27 @@ impl Ioas {
 
     /// Detaches a domain: unmaps every area from it and drops its aperture
     /// reservations.
-    pub fn detach_domain(&mut self, store: &mut Store<'_>, doms: &mut dyn DomainTable, id: DomainId) -> Result<()> {
-        let at = self.domains.iter().position(|d| d.id == id).ok_or(Errno::ENOENT)?;
+    pub fn detach_domain(
+        &mut self,
+        store: &mut Store<'_>,
+        doms: &mut dyn DomainTable,
+        id: DomainId,
+    ) -> Result<()> {
+        let at = self
+            .domains
+            .iter()
+            .position(|d| d.id == id)
+            .ok_or(Errno::ENOENT)?;
         if let (Some(span), Some(domain)) = (self.extent(store), doms.domain(id)) {
             unmap_span(domain, span);
         }
         self.domains.remove(at);
-        self.unreserve(ReservedOwner::Aperture(id));
-        self.alignment = self.domains.iter().fold(PAGE_SIZE, |acc, d| acc.max(min_page(d.page_sizes)));
+        self.reserved
+            .retain(|r| r.owner != ReservedOwner::Aperture(id));
+        self.alignment = self
+            .domains
+            .iter()
+            .fold(PAGE_SIZE, |acc, d| acc.max(min_page(d.page_sizes)));
         Ok(())
     }
 
@@ -766,7 +948,7 @@ impl Ioas {
 
 /// Unmaps `span` from a domain, in two calls when it is all 2^64 bytes.
 fn unmap_span(domain: &mut dyn IoDomain, span: IovaRange) {
-    match span.len() {
+    match span.length() {
         Some(length) => {
             domain.unmap_pages(span.start, length);
         }

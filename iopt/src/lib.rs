@@ -31,7 +31,8 @@ mod tree;
 pub use domain::{max_page, min_page, next_chunk, DomainId, DomainTable, IoDomain};
 pub use errno::{Errno, Result};
 pub use ioas::{
-    AreaInfo, DstIova, Ioas, IovaRanges, ReservedOwner, DEFAULT_PAGE_SIZES, MAX_ALLOWED, MAX_DOMAINS, MAX_RESERVED,
+    AreaInfo, DstIova, Ioas, IovaRanges, ReservedOwner, DEFAULT_PAGE_SIZES, MAX_ALLOWED,
+    MAX_DOMAINS, MAX_RESERVED,
 };
 pub use pages::{PagesSlot, MAX_EXTENTS};
 pub use range::{Holes, IovaRange};
@@ -73,7 +74,10 @@ pub struct Account {
 }
 
 impl Account {
-    pub const UNLIMITED: Account = Account { limit: u64::MAX, used: 0 };
+    pub const UNLIMITED: Account = Account {
+        limit: u64::MAX,
+        used: 0,
+    };
 
     pub const fn with_limit(limit: u64) -> Account {
         Account { limit, used: 0 }
@@ -100,8 +104,16 @@ impl core::fmt::Debug for Store<'_> {
 
 impl<'s> Store<'s> {
     /// Takes ownership of the storage; all of it starts free.
-    pub fn new(areas: &'s mut [AreaSlot], pages: &'s mut [PagesSlot], accounts: &'s mut [Account]) -> Store<'s> {
-        Store { areas: AreaArena::new(areas), pages: PagesPool::new(pages), accounts }
+    pub fn new(
+        areas: &'s mut [AreaSlot],
+        pages: &'s mut [PagesSlot],
+        accounts: &'s mut [Account],
+    ) -> Store<'s> {
+        Store {
+            areas: AreaArena::new(areas),
+            pages: PagesPool::new(pages),
+            accounts,
+        }
     }
 
     /// A new, empty IOAS charged to `account`.
@@ -119,13 +131,19 @@ impl<'s> Store<'s> {
     /// Sets an owner's limit. Lowering it below the current use is allowed:
     /// later maps fail until enough is unmapped.
     pub fn set_limit(&mut self, id: AccountId, limit: u64) -> Result<()> {
-        let account = self.accounts.get_mut(usize::from(id.0)).ok_or(Errno::EINVAL)?;
+        let account = self
+            .accounts
+            .get_mut(usize::from(id.0))
+            .ok_or(Errno::EINVAL)?;
         account.limit = limit;
         Ok(())
     }
 
     pub(crate) fn charge(&mut self, id: AccountId, pages: u64) -> Result<()> {
-        let account = self.accounts.get_mut(usize::from(id.0)).ok_or(Errno::ENOMEM)?;
+        let account = self
+            .accounts
+            .get_mut(usize::from(id.0))
+            .ok_or(Errno::ENOMEM)?;
         match account.used.checked_add(pages) {
             Some(used) if used <= account.limit => {
                 account.used = used;

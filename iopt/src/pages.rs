@@ -21,7 +21,11 @@ pub struct PagesSlot {
 }
 
 impl PagesSlot {
-    pub const EMPTY: PagesSlot = PagesSlot { pages: Pages::EMPTY, refs: 0, next_free: u32::MAX };
+    pub const EMPTY: PagesSlot = PagesSlot {
+        pages: Pages::EMPTY,
+        refs: 0,
+        next_free: u32::MAX,
+    };
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -33,26 +37,48 @@ pub(crate) struct Pages {
 }
 
 impl Pages {
-    const EMPTY: Pages = Pages { extents: Vec::new(), source: 0, writable: false };
+    const EMPTY: Pages = Pages {
+        extents: Vec::new(),
+        source: 0,
+        writable: false,
+    };
 
-    /// Calls `f(byte_offset, phys, len)` for each physically contiguous run
-    /// of `[offset, offset + length)`.
-    pub fn for_each_run(&self, offset: u64, length: u64, mut f: impl FnMut(u64, u64, u64) -> Result<()>) -> Result<()> {
+    /// Calls `f(byte_offset, phys, len)` for each maximal physically
+    /// contiguous run of `[offset, offset + length)`; extents that happen to
+    /// be physically adjacent form one run so blocks can span them.
+    pub fn for_each_run(
+        &self,
+        offset: u64,
+        length: u64,
+        mut f: impl FnMut(u64, u64, u64) -> Result<()>,
+    ) -> Result<()> {
         let end = offset + length;
         let mut base = 0u64;
+        let mut run: Option<(u64, u64, u64)> = None;
         for extent in &self.extents {
             let ext_end = base + extent.len;
             let from = offset.max(base);
             let to = end.min(ext_end);
             if from < to {
-                f(from - offset, extent.phys + (from - base), to - from)?;
+                let (delta, phys, len) = (from - offset, extent.phys + (from - base), to - from);
+                run = match run {
+                    Some((d, p, l)) if p.checked_add(l) == Some(phys) => Some((d, p, l + len)),
+                    Some((d, p, l)) => {
+                        f(d, p, l)?;
+                        Some((delta, phys, len))
+                    }
+                    None => Some((delta, phys, len)),
+                };
             }
             if ext_end >= end {
                 break;
             }
             base = ext_end;
         }
-        Ok(())
+        match run {
+            Some((d, p, l)) => f(d, p, l),
+            None => Ok(()),
+        }
     }
 
     /// The physical address behind byte `offset`.
@@ -81,9 +107,17 @@ impl<'s> PagesPool<'s> {
         let slots = &mut slots[..usable];
         for (i, slot) in slots.iter_mut().enumerate() {
             *slot = PagesSlot::EMPTY;
-            slot.next_free = if i + 1 < usable { (i + 1) as u32 } else { u32::MAX };
+            slot.next_free = if i + 1 < usable {
+                (i + 1) as u32
+            } else {
+                u32::MAX
+            };
         }
-        PagesPool { free_head: if usable > 0 { 0 } else { u32::MAX }, free: usable, slots }
+        PagesPool {
+            free_head: if usable > 0 { 0 } else { u32::MAX },
+            free: usable,
+            slots,
+        }
     }
 
     pub fn capacity(&self) -> usize {
@@ -104,7 +138,11 @@ impl<'s> PagesPool<'s> {
         let slot = &mut self.slots[idx as usize];
         self.free_head = slot.next_free;
         self.free -= 1;
-        slot.pages = Pages { extents, source, writable };
+        slot.pages = Pages {
+            extents,
+            source,
+            writable,
+        };
         slot.refs = 1;
         Ok(idx)
     }

@@ -10,7 +10,10 @@ pub struct IovaRange {
 
 impl IovaRange {
     /// The whole 64-bit IOVA space.
-    pub const ALL: IovaRange = IovaRange { start: 0, last: u64::MAX };
+    pub const ALL: IovaRange = IovaRange {
+        start: 0,
+        last: u64::MAX,
+    };
 
     pub const fn new(start: u64, last: u64) -> IovaRange {
         IovaRange { start, last }
@@ -31,7 +34,7 @@ impl IovaRange {
     }
 
     /// Length in bytes; `None` only for the full 2^64 range.
-    pub const fn len(&self) -> Option<u64> {
+    pub const fn length(&self) -> Option<u64> {
         (self.last - self.start).checked_add(1)
     }
 
@@ -55,7 +58,11 @@ pub struct Holes<I> {
 
 impl<I: Iterator<Item = IovaRange>> Holes<I> {
     pub fn new(within: IovaRange, used: impl IntoIterator<IntoIter = I>) -> Holes<I> {
-        Holes { used: used.into_iter(), cursor: Some(within.start), last: within.last }
+        Holes {
+            used: used.into_iter(),
+            cursor: Some(within.start),
+            last: within.last,
+        }
     }
 }
 
@@ -67,19 +74,32 @@ impl<I: Iterator<Item = IovaRange>> Iterator for Holes<I> {
             let cursor = self.cursor?;
             let Some(used) = self.used.next() else {
                 self.cursor = None;
-                return Some(IovaRange { start: cursor, last: self.last });
+                return Some(IovaRange {
+                    start: cursor,
+                    last: self.last,
+                });
             };
             if used.last < cursor {
                 continue;
             }
             if used.start > self.last {
                 self.cursor = None;
-                return Some(IovaRange { start: cursor, last: self.last });
+                return Some(IovaRange {
+                    start: cursor,
+                    last: self.last,
+                });
             }
             // The hole (if any) ends before `used`; the next starts after it.
-            self.cursor = if used.last >= self.last { None } else { Some(used.last + 1) };
+            self.cursor = if used.last >= self.last {
+                None
+            } else {
+                Some(used.last + 1)
+            };
             if used.start > cursor {
-                return Some(IovaRange { start: cursor, last: used.start - 1 });
+                return Some(IovaRange {
+                    start: cursor,
+                    last: used.start - 1,
+                });
             }
         }
     }
@@ -105,7 +125,9 @@ mod tests {
     use super::*;
 
     fn holes(within: IovaRange, used: &[IovaRange]) -> Vec<(u64, u64)> {
-        Holes::new(within, used.iter().copied()).map(|r| (r.start, r.last)).collect()
+        Holes::new(within, used.iter().copied())
+            .map(|r| (r.start, r.last))
+            .collect()
     }
 
     #[test]
@@ -123,7 +145,10 @@ mod tests {
             IovaRange::new(90, u64::MAX),
         ];
         assert_eq!(holes(IovaRange::ALL, &used), vec![(20, 29), (40, 89)]);
-        assert_eq!(holes(IovaRange::new(25, 95), &used), vec![(25, 29), (40, 89)]);
+        assert_eq!(
+            holes(IovaRange::new(25, 95), &used),
+            vec![(25, 29), (40, 89)]
+        );
         assert_eq!(holes(IovaRange::new(31, 33), &used), vec![]);
         assert_eq!(holes(IovaRange::new(21, 22), &used), vec![(21, 22)]);
     }
@@ -134,6 +159,9 @@ mod tests {
         assert_eq!(fit_in(hole, 0x1000, 0x1000), Some(0x2000));
         assert_eq!(fit_in(hole, 0x3000, 0x1000), Some(0x2000));
         assert_eq!(fit_in(hole, 0x3001, 0x1000), None);
-        assert_eq!(fit_in(IovaRange::new(u64::MAX - 5, u64::MAX), 1, 0x1000), None);
+        assert_eq!(
+            fit_in(IovaRange::new(u64::MAX - 5, u64::MAX), 1, 0x1000),
+            None
+        );
     }
 }

@@ -44,7 +44,13 @@ pub struct AreaSlot {
 
 impl AreaSlot {
     pub const EMPTY: AreaSlot = AreaSlot {
-        area: Area { start: 0, last: 0, pages: 0, offset: 0, prot: Prot::empty() },
+        area: Area {
+            start: 0,
+            last: 0,
+            pages: 0,
+            offset: 0,
+            prot: Prot::empty(),
+        },
         left: NIL,
         right: NIL,
         priority: 0,
@@ -69,9 +75,18 @@ impl<'s> AreaArena<'s> {
         let nodes = &mut nodes[..usable];
         for (i, slot) in nodes.iter_mut().enumerate() {
             *slot = AreaSlot::EMPTY;
-            slot.left = if i + 1 < usable { (i + 1) as NodeIdx } else { NIL };
+            slot.left = if i + 1 < usable {
+                (i + 1) as NodeIdx
+            } else {
+                NIL
+            };
         }
-        AreaArena { free_head: if usable > 0 { 0 } else { NIL }, free: usable, nodes, rng: 0x9e37_79b9 }
+        AreaArena {
+            free_head: if usable > 0 { 0 } else { NIL },
+            free: usable,
+            nodes,
+            rng: 0x9e37_79b9,
+        }
     }
 
     pub fn capacity(&self) -> usize {
@@ -303,7 +318,8 @@ impl<'s> AreaArena<'s> {
 
     /// The area containing `iova`.
     pub fn containing(&self, root: NodeIdx, iova: u64) -> Option<NodeIdx> {
-        self.find_le(root, iova).filter(|&i| self.get(i).last >= iova)
+        self.find_le(root, iova)
+            .filter(|&i| self.get(i).last >= iova)
     }
 
     /// The lowest area overlapping `range`.
@@ -311,12 +327,14 @@ impl<'s> AreaArena<'s> {
         if let Some(i) = self.containing(root, range.start) {
             return Some(i);
         }
-        self.find_gt(root, range.start).filter(|&i| self.get(i).start <= range.last)
+        self.find_gt(root, range.start)
+            .filter(|&i| self.get(i).start <= range.last)
     }
 
     /// The highest area overlapping `range`.
     pub fn last_overlap(&self, root: NodeIdx, range: IovaRange) -> Option<NodeIdx> {
-        self.find_le(root, range.last).filter(|&i| self.get(i).last >= range.start)
+        self.find_le(root, range.last)
+            .filter(|&i| self.get(i).last >= range.start)
     }
 
     /// The area following `idx` in IOVA order.
@@ -342,7 +360,13 @@ impl<'s> AreaArena<'s> {
     /// shorter than `length` are never entered, so on layouts where holes
     /// either fit or are short this costs O(depth). Holes that are long
     /// enough but defeat the alignment are visited one by one.
-    pub fn first_fit(&self, root: NodeIdx, window: IovaRange, length: u64, align: u64) -> Option<u64> {
+    pub fn first_fit(
+        &self,
+        root: NodeIdx,
+        window: IovaRange,
+        length: u64,
+        align: u64,
+    ) -> Option<u64> {
         debug_assert!(length > 0 && align.is_power_of_two());
         self.first_fit_in(root, window.start, window.last, length, align)
     }
@@ -352,7 +376,14 @@ impl<'s> AreaArena<'s> {
             return None;
         }
         if t == NIL {
-            return fit_in(IovaRange { start: lo, last: hi }, length, align);
+            return fit_in(
+                IovaRange {
+                    start: lo,
+                    last: hi,
+                },
+                length,
+                align,
+            );
         }
         let node = self.n(t);
         let widest = node
@@ -364,7 +395,9 @@ impl<'s> AreaArena<'s> {
         }
         let area = node.area;
         if area.start > lo {
-            if let Some(found) = self.first_fit_in(node.left, lo, hi.min(area.start - 1), length, align) {
+            if let Some(found) =
+                self.first_fit_in(node.left, lo, hi.min(area.start - 1), length, align)
+            {
                 return Some(found);
             }
         }

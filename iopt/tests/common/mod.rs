@@ -3,7 +3,9 @@
 
 use std::collections::BTreeMap;
 
-use iopt::{Account, AreaSlot, DomainId, DomainTable, Errno, IoDomain, IovaRange, PagesSlot, Prot, Store};
+use iopt::{
+    Account, AreaSlot, DomainId, DomainTable, Errno, IoDomain, IovaRange, PagesSlot, Prot, Store,
+};
 
 pub const K4: u64 = 0x1000;
 pub const K64: u64 = 0x1_0000;
@@ -85,26 +87,48 @@ impl IoDomain for MockDomain {
         self.aperture
     }
 
-    fn map_pages(&mut self, iova: u64, phys: u64, page_size: u64, count: u64, prot: Prot) -> Result<(), Errno> {
+    fn map_pages(
+        &mut self,
+        iova: u64,
+        phys: u64,
+        page_size: u64,
+        count: u64,
+        prot: Prot,
+    ) -> Result<(), Errno> {
         self.map_calls += 1;
-        if count == 0 || self.sizes & page_size == 0 || iova % page_size != 0 || phys % page_size != 0 {
-            self.violations.push(format!("bad map {iova:#x} {phys:#x} size {page_size:#x} x{count}"));
+        if count == 0
+            || self.sizes & page_size == 0
+            || iova % page_size != 0
+            || phys % page_size != 0
+        {
+            self.violations.push(format!(
+                "bad map {iova:#x} {phys:#x} size {page_size:#x} x{count}"
+            ));
             return Err(Errno::EINVAL);
         }
         let last = iova + (page_size * count - 1);
         if !self.aperture.contains(iova) || !self.aperture.contains(last) {
-            self.violations.push(format!("map outside aperture {iova:#x}..={last:#x}"));
+            self.violations
+                .push(format!("map outside aperture {iova:#x}..={last:#x}"));
             return Err(Errno::EINVAL);
         }
         if !self.overlapping(iova, last).is_empty() {
-            self.violations.push(format!("map over existing pages {iova:#x}..={last:#x}"));
+            self.violations
+                .push(format!("map over existing pages {iova:#x}..={last:#x}"));
             return Err(Errno::EEXIST);
         }
         if self.pages.len() + count as usize > self.page_limit {
             return Err(Errno::ENOMEM);
         }
         for i in 0..count {
-            self.pages.insert(iova + i * page_size, Page { phys: phys + i * page_size, size: page_size, prot });
+            self.pages.insert(
+                iova + i * page_size,
+                Page {
+                    phys: phys + i * page_size,
+                    size: page_size,
+                    prot,
+                },
+            );
         }
         Ok(())
     }
@@ -115,7 +139,9 @@ impl IoDomain for MockDomain {
         let mut unmapped = 0;
         for (page_iova, page) in self.overlapping(iova, last) {
             if page_iova < iova || page_iova + (page.size - 1) > last {
-                self.violations.push(format!("unmap {iova:#x}..={last:#x} splits page {page_iova:#x}"));
+                self.violations.push(format!(
+                    "unmap {iova:#x}..={last:#x} splits page {page_iova:#x}"
+                ));
                 continue;
             }
             self.pages.remove(&page_iova);
@@ -160,7 +186,9 @@ impl Domains {
 
 impl DomainTable for Domains {
     fn domain(&mut self, id: DomainId) -> Option<&mut dyn IoDomain> {
-        self.0.get_mut(id.0 as usize).map(|d| d as &mut dyn IoDomain)
+        self.0
+            .get_mut(id.0 as usize)
+            .map(|d| d as &mut dyn IoDomain)
     }
 }
 
@@ -172,3 +200,5 @@ pub fn store(areas: usize, pages: usize, accounts: usize) -> Store<'static> {
     let accounts = Box::leak(vec![Account::UNLIMITED; accounts].into_boxed_slice());
     Store::new(areas, pages, accounts)
 }
+
+pub mod model;
