@@ -1,0 +1,38 @@
+//! The engine must build for the server's target, `aarch64-unknown-none`:
+//! no std, no allocator.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+const TARGET: &str = "aarch64-unknown-none";
+
+fn target_installed() -> bool {
+    let sysroot = Command::new("rustc").args(["--print", "sysroot"]).output();
+    let Ok(out) = sysroot else { return false };
+    let root = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+    root.join("lib/rustlib").join(TARGET).exists()
+}
+
+#[test]
+fn builds_for_aarch64_unknown_none() {
+    if !target_installed() {
+        assert!(std::env::var_os("CI").is_none(), "CI must install the {TARGET} target (rustup target add {TARGET})");
+        eprintln!("skipping: rustup target add {TARGET} to run this test");
+        return;
+    }
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    // A separate target directory keeps clear of the outer cargo's lock.
+    let target_dir = manifest.join("../target/bare-metal-check");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(cargo)
+        .args(["build", "--release", "--lib", "--target", TARGET, "--manifest-path"])
+        .arg(manifest.join("Cargo.toml"))
+        .arg("--target-dir")
+        .arg(&target_dir)
+        .env_remove("RUSTFLAGS")
+        .status()
+        .expect("run cargo");
+    assert!(status.success(), "iopt does not build for {TARGET}");
+    let rlib = target_dir.join(TARGET).join("release/libiopt.rlib");
+    assert!(rlib.exists(), "no {} after the build", rlib.display());
+}
