@@ -16,7 +16,10 @@ fn target_installed() -> bool {
 #[test]
 fn builds_for_aarch64_unknown_none() {
     if !target_installed() {
-        assert!(std::env::var_os("CI").is_none(), "CI must install the {TARGET} target (rustup target add {TARGET})");
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must install the {TARGET} target (rustup target add {TARGET})"
+        );
         eprintln!("skipping: rustup target add {TARGET} to run this test");
         return;
     }
@@ -25,7 +28,14 @@ fn builds_for_aarch64_unknown_none() {
     let target_dir = manifest.join("../target/bare-metal-check");
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let status = Command::new(cargo)
-        .args(["build", "--release", "--lib", "--target", TARGET, "--manifest-path"])
+        .args([
+            "build",
+            "--release",
+            "--lib",
+            "--target",
+            TARGET,
+            "--manifest-path",
+        ])
         .arg(manifest.join("Cargo.toml"))
         .arg("--target-dir")
         .arg(&target_dir)
