@@ -5,7 +5,6 @@
 //! Run: `cargo bench -p iopt --bench map_unmap`
 
 #[path = "../tests/common/mod.rs"]
-#[allow(dead_code)]
 mod common;
 
 use std::hint::black_box;

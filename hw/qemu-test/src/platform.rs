@@ -1,0 +1,182 @@
+//! QEMU virt, bare metal at EL1 with the MMU off: boot code, exception
+//! vectors, PL011 output, semihosting exit, the generic timer, and the
+//! static memory the tests hand to the SMMU and to devices. The image's
+//! only `unsafe` lives here; with the MMU off, virtual = physical.
+#![allow(unsafe_code)]
+
+use core::fmt::{self, Write};
+
+use hw::mmio::{DmaRegion, Mmio};
+use hw::pgtable::TablePage;
+
+pub const SMMU_BASE: usize = 0x0905_0000;
+pub const SMMU_SIZE: usize = 0x2_0000;
+/// High PCIe ECAM (highmem on, 44-bit PA with cortex-a57); bus 0 only.
+pub const ECAM_BASE: usize = 0x40_1000_0000;
+pub const ECAM_BUS0_SIZE: usize = 1 << 20;
+/// The 32-bit PCI MMIO window; CPU and PCI addresses are identical.
+pub const PCI_MMIO_BASE: usize = 0x1000_0000;
+const UART_BASE: usize = 0x0900_0000;
+
+core::arch::global_asm!(
+    r#"
+    .section .text.boot, "ax"
+    .global _start
+_start:
+    mrs x0, cpacr_el1
+    orr x0, x0, #(3 << 20)
+    msr cpacr_el1, x0
+    isb
+    adrp x0, vectors
+    add x0, x0, :lo12:vectors
+    msr vbar_el1, x0
+    isb
+    ldr x0, =__stack_top
+    mov sp, x0
+    ldr x0, =__bss_start
+    ldr x1, =__bss_end
+1:  cmp x0, x1
+    b.hs 2f
+    str xzr, [x0], #8
+    b 1b
+2:  bl rust_main
+3:  wfe
+    b 3b
+
+    .balign 2048
+vectors:
+    .rept 16
+    .balign 128
+    mrs x0, esr_el1
+    mrs x1, elr_el1
+    mrs x2, far_el1
+    b rust_exception
+    .endr
+"#
+);
+
+#[no_mangle]
+extern "C" fn rust_main() -> ! {
+    exit(crate::main_entry())
+}
+
+#[no_mangle]
+extern "C" fn rust_exception(esr: u64, elr: u64, far: u64) -> ! {
+    let _ = writeln!(Uart, "\nexception: ESR={esr:#x} ELR={elr:#x} FAR={far:#x}");
+    exit(100)
+}
+
+#[panic_handler]
+fn panic(info: &core::panic::PanicInfo) -> ! {
+    let _ = writeln!(Uart, "\npanic: {info}");
+    exit(101)
+}
+
+/// PL011 transmit, polled.
+pub struct Uart;
+
+impl Write for Uart {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        for b in s.bytes() {
+            // SAFETY: the PL011 of QEMU virt lives at UART_BASE; FR (0x18)
+            // and DR (0x00) are 32-bit registers, and nothing else uses it.
+            unsafe {
+                while core::ptr::read_volatile((UART_BASE + 0x18) as *const u32) & (1 << 5) != 0 {}
+                core::ptr::write_volatile(UART_BASE as *mut u32, b as u32);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Ends the run through semihosting with `status` as QEMU's exit code.
+pub fn exit(status: u32) -> ! {
+    let block: [u64; 2] = [0x20026, status as u64]; // ADP_Stopped_ApplicationExit
+    loop {
+        // SAFETY: SYS_EXIT (0x18) reads the two-word block and does not
+        // return when QEMU runs with -semihosting; without it the HLT traps
+        // and the vector reports it.
+        unsafe {
+            core::arch::asm!("hlt #0xf000", in("w0") 0x18u32, in("x1") block.as_ptr(), options(nostack));
+        }
+    }
+}
+
+/// Generic timer ticks.
+pub fn ticks() -> u64 {
+    let t: u64;
+    // SAFETY: reading the virtual counter has no side effects.
+    unsafe { core::arch::asm!("isb; mrs {0}, cntvct_el0", out(reg) t, options(nomem, nostack)) };
+    t
+}
+
+pub fn ticks_per_second() -> u64 {
+    let f: u64;
+    // SAFETY: reading the counter frequency has no side effects.
+    unsafe { core::arch::asm!("mrs {0}, cntfrq_el0", out(reg) f, options(nomem, nostack)) };
+    f
+}
+
+pub fn smmu_regs() -> Mmio {
+    // SAFETY: QEMU virt's SMMUv3 register frame; the SMMU driver is its
+    // only user.
+    unsafe { Mmio::new(SMMU_BASE, SMMU_SIZE) }
+}
+
+pub fn ecam_bus0() -> Mmio {
+    // SAFETY: configuration space of PCI bus 0, used only by `pci`.
+    unsafe { Mmio::new(ECAM_BASE, ECAM_BUS0_SIZE) }
+}
+
+/// A device's BAR window, once `pci` assigned it.
+pub fn bar(base: usize, size: usize) -> Mmio {
+    debug_assert!(base >= PCI_MMIO_BASE);
+    // SAFETY: `pci` assigns each device its own window in the MMIO range.
+    unsafe { Mmio::new(base, size) }
+}
+
+#[repr(C, align(2097152))]
+struct Aligned2M<const N: usize>([u8; N]);
+
+#[repr(C, align(4096))]
+struct Aligned4K<const N: usize>([u8; N]);
+
+const SMMU_MEM: usize = 512 * 1024;
+const PT_PAGES: usize = 64;
+/// Device-visible test memory: 2 MiB aligned so a block can map it.
+pub const DMA_MEM: usize = 4 * 1024 * 1024;
+
+static mut SMMU_MEMORY: Aligned4K<SMMU_MEM> = Aligned4K([0; SMMU_MEM]);
+static mut PT_POOL: [TablePage; PT_PAGES] = [TablePage::ZERO; PT_PAGES];
+static mut DMA_MEMORY: Aligned2M<DMA_MEM> = Aligned2M([0; DMA_MEM]);
+
+/// The statics, handed out once.
+pub struct Memory {
+    pub smmu: DmaRegion,
+    pub pt_pool: &'static mut [TablePage],
+    pub pt_phys: u64,
+    pub dma: DmaRegion,
+}
+
+static mut TAKEN: bool = false;
+
+pub fn take_memory() -> Option<Memory> {
+    // SAFETY: single core, no interrupts: the flag check and set cannot
+    // race, so each static is handed out at most once; with the MMU off an
+    // address is its physical address.
+    unsafe {
+        if TAKEN {
+            return None;
+        }
+        TAKEN = true;
+        let smmu = core::ptr::addr_of_mut!(SMMU_MEMORY) as usize;
+        let pool = &mut *core::ptr::addr_of_mut!(PT_POOL);
+        let dma = core::ptr::addr_of_mut!(DMA_MEMORY) as usize;
+        Some(Memory {
+            smmu: DmaRegion::new(smmu, smmu as u64, SMMU_MEM),
+            pt_phys: pool.as_ptr() as u64,
+            pt_pool: pool,
+            dma: DmaRegion::new(dma, dma as u64, DMA_MEM),
+        })
+    }
+}

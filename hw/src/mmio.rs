@@ -1,0 +1,235 @@
+//! Device registers, device-visible memory and the AArch64 barrier and
+//! cache instructions the driver needs. This is the only module of the
+//! crate with `unsafe`; every block says why it is sound.
+#![allow(unsafe_code)]
+
+/// 32- and 64-bit register access. [`Mmio`] is the real thing; tests may
+/// supply a simulated register file.
+pub trait RegisterBlock {
+    fn read32(&self, offset: usize) -> u32;
+    fn write32(&self, offset: usize, value: u32);
+    fn read64(&self, offset: usize) -> u64;
+    fn write64(&self, offset: usize, value: u64);
+}
+
+/// A window of memory-mapped device registers.
+#[derive(Debug)]
+pub struct Mmio {
+    base: usize,
+    size: usize,
+}
+
+impl Mmio {
+    /// # Safety
+    /// `base..base + size` must be mapped as device memory, belong to one
+    /// device, and be accessed through nothing but this `Mmio` while it
+    /// lives.
+    pub const unsafe fn new(base: usize, size: usize) -> Mmio {
+        Mmio { base, size }
+    }
+
+    pub fn base(&self) -> usize {
+        self.base
+    }
+
+    /// The address of a naturally aligned register inside the window.
+    fn reg(&self, offset: usize, width: usize) -> Option<usize> {
+        let fits = offset
+            .checked_add(width)
+            .is_some_and(|end| end <= self.size);
+        (fits && offset % width == 0).then(|| self.base + offset)
+    }
+}
+
+impl RegisterBlock for Mmio {
+    fn read32(&self, offset: usize) -> u32 {
+        match self.reg(offset, 4) {
+            // SAFETY: in bounds and aligned (checked by `reg`), and `new`'s
+            // contract makes the window device memory we own.
+            Some(addr) => unsafe { core::ptr::read_volatile(addr as *const u32) },
+            None => {
+                debug_assert!(false, "register {offset:#x} outside window");
+                u32::MAX
+            }
+        }
+    }
+
+    fn write32(&self, offset: usize, value: u32) {
+        match self.reg(offset, 4) {
+            // SAFETY: as in `read32`.
+            Some(addr) => unsafe { core::ptr::write_volatile(addr as *mut u32, value) },
+            None => debug_assert!(false, "register {offset:#x} outside window"),
+        }
+    }
+
+    fn read64(&self, offset: usize) -> u64 {
+        match self.reg(offset, 8) {
+            // SAFETY: as in `read32`.
+            Some(addr) => unsafe { core::ptr::read_volatile(addr as *const u64) },
+            None => {
+                debug_assert!(false, "register {offset:#x} outside window");
+                u64::MAX
+            }
+        }
+    }
+
+    fn write64(&self, offset: usize, value: u64) {
+        match self.reg(offset, 8) {
+            // SAFETY: as in `read32`.
+            Some(addr) => unsafe { core::ptr::write_volatile(addr as *mut u64, value) },
+            None => debug_assert!(false, "register {offset:#x} outside window"),
+        }
+    }
+}
+
+/// Memory the device reads or writes by DMA (queues, stream and context
+/// tables), seen through its CPU mapping and known by its physical address.
+/// Every access is volatile: the device changes it behind the compiler's
+/// back.
+#[derive(Debug)]
+pub struct DmaRegion {
+    va: usize,
+    pa: u64,
+    len: usize,
+}
+
+impl DmaRegion {
+    /// # Safety
+    /// `va..va + len` must be mapped, readable and writable, 8-byte aligned,
+    /// backed by physical memory starting at `pa`, and used by nothing else
+    /// (besides the device this region is handed to) while it lives.
+    pub const unsafe fn new(va: usize, pa: u64, len: usize) -> DmaRegion {
+        DmaRegion { va, pa, len }
+    }
+
+    /// Memory given up for good, at physical address `pa`: identity-mapped
+    /// boot memory, or host tests where no device reads it.
+    pub fn from_leaked(buf: &'static mut [u64], pa: u64) -> DmaRegion {
+        let len = core::mem::size_of_val(buf);
+        // SAFETY: the exclusive 'static borrow moves into the region, so
+        // nothing else can reach the memory; u64 slices are 8-byte aligned.
+        unsafe { DmaRegion::new(buf.as_mut_ptr() as usize, pa, len) }
+    }
+
+    pub fn pa(&self) -> u64 {
+        self.pa
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Number of 64-bit words.
+    pub fn words(&self) -> usize {
+        self.len / 8
+    }
+
+    pub fn read(&self, word: usize) -> u64 {
+        if word >= self.words() {
+            debug_assert!(false, "DMA word {word} outside region");
+            return 0;
+        }
+        // SAFETY: in bounds and 8-byte aligned (`new`'s contract, and carve
+        // keeps 8-byte alignment); volatile because the device writes it.
+        unsafe { core::ptr::read_volatile((self.va as *const u64).add(word)) }
+    }
+
+    pub fn write(&self, word: usize, value: u64) {
+        if word >= self.words() {
+            debug_assert!(false, "DMA word {word} outside region");
+            return;
+        }
+        // SAFETY: as in `read`.
+        unsafe { core::ptr::write_volatile((self.va as *mut u64).add(word), value) }
+    }
+
+    pub fn zero(&self) {
+        for word in 0..self.words() {
+            self.write(word, 0);
+        }
+    }
+
+    /// Splits off the first `len` bytes at the next `align`-aligned physical
+    /// address (power of two, at least 8); `None` when it does not fit.
+    pub fn carve(&mut self, len: usize, align: usize) -> Option<DmaRegion> {
+        debug_assert!(align.is_power_of_two() && align >= 8);
+        let pad = (self.pa.wrapping_neg() as usize) & (align - 1);
+        let total = pad.checked_add(len)?;
+        if total > self.len {
+            return None;
+        }
+        let piece = DmaRegion {
+            va: self.va + pad,
+            pa: self.pa + pad as u64,
+            len,
+        };
+        self.va += total;
+        self.pa += total as u64;
+        self.len -= total;
+        Some(piece)
+    }
+
+    /// The CPU view for cache maintenance.
+    fn va_range(&self) -> (usize, usize) {
+        (self.va, self.len)
+    }
+
+    /// Makes CPU writes to the region visible to a non-coherent device.
+    pub fn clean(&self) {
+        let (va, len) = self.va_range();
+        clean_dcache(va, len);
+    }
+}
+
+/// Cache line size assumed for maintenance; the smallest on Armv8 cores.
+const CACHE_LINE: usize = 64;
+
+/// Cleans data cache lines covering `[va, va + len)` to the point of
+/// coherency, then waits for completion.
+pub fn clean_dcache(va: usize, len: usize) {
+    #[cfg(target_arch = "aarch64")]
+    {
+        let mut line = va & !(CACHE_LINE - 1);
+        while line < va + len {
+            // SAFETY: DC CVAC only writes back a cache line; it cannot fault
+            // on mapped memory and changes no architectural state.
+            unsafe {
+                core::arch::asm!("dc cvac, {0}", in(reg) line, options(nostack, preserves_flags))
+            };
+            line += CACHE_LINE;
+        }
+    }
+    #[cfg(not(target_arch = "aarch64"))]
+    let _ = (va, len, CACHE_LINE);
+    dsb_sy();
+}
+
+/// Orders all earlier memory writes before later ones and before any
+/// device access (DSB SY).
+pub fn dsb_sy() {
+    #[cfg(target_arch = "aarch64")]
+    // SAFETY: a barrier has no operands and no effect but ordering.
+    unsafe {
+        core::arch::asm!("dsb sy", options(nostack, preserves_flags))
+    };
+    #[cfg(not(target_arch = "aarch64"))]
+    core::sync::atomic::fence(core::sync::atomic::Ordering::SeqCst);
+}
+
+/// A page-table cleaner for non-coherent SMMUs: cleans every descriptor the
+/// page-table code reports as written.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct DcacheClean;
+
+impl crate::pgtable::CacheClean for DcacheClean {
+    fn clean(&self, descriptors: &[u64]) {
+        clean_dcache(
+            descriptors.as_ptr() as usize,
+            core::mem::size_of_val(descriptors),
+        );
+    }
+}

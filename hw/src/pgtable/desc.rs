@@ -1,0 +1,134 @@
+//! VMSAv8-64 descriptors of the 4 KiB granule (Arm ARM D8.3), as the SMMUv3
+//! stage-1 walker reads them and as Linux's io-pgtable-arm writes them for
+//! ARM_64_LPAE_S1.
+
+use iopt::Prot;
+
+/// Descriptors per table: 4 KiB of 8-byte entries.
+pub const ENTRIES: usize = 512;
+/// Deepest lookup level; it holds pages, the levels above hold tables or blocks.
+pub(super) const LEAF_LEVEL: u32 = 3;
+
+/// bit 0: the descriptor is valid.
+const VALID: u64 = 1 << 0;
+/// bit 1: table (levels 0..2) or page (level 3); clear for a block.
+const TABLE_OR_PAGE: u64 = 1 << 1;
+/// Output or next-table address, bits [47:12].
+pub(super) const ADDR_MASK: u64 = ((1 << 48) - 1) & !0xfff;
+
+const ATTR_INDX_SHIFT: u32 = 2;
+/// AP[1]: unprivileged access. Device transactions are unprivileged, so a
+/// mapping without it would be unusable (Linux's ARM_LPAE_PTE_AP_UNPRIV).
+const AP_UNPRIV: u64 = 1 << 6;
+/// AP[2]: read-only.
+const AP_RDONLY: u64 = 1 << 7;
+const SH_OUTER: u64 = 0b10 << 8;
+const SH_INNER: u64 = 0b11 << 8;
+/// Access flag: set up front, the SMMU is not asked to manage it.
+const AF: u64 = 1 << 10;
+/// Not global: the entry belongs to the context's ASID.
+const NG: u64 = 1 << 11;
+const PXN: u64 = 1 << 53;
+const UXN: u64 = 1 << 54;
+
+/// Memory type of a table's mappings; the discriminant is the MAIR index.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MemAttr {
+    /// Normal, inner and outer write-back read/write-allocate: DMA that
+    /// snoops the CPU caches on a coherent interconnect.
+    WriteBack = 0,
+    /// Normal, inner and outer non-cacheable.
+    NonCacheable = 1,
+    /// Device-nGnRE, for peer-to-peer access to another device's registers.
+    Device = 2,
+}
+
+const MAIR_WRITE_BACK: u64 = 0xff;
+const MAIR_NON_CACHEABLE: u64 = 0x44;
+const MAIR_DEVICE_NGNRE: u64 = 0x04;
+
+/// The MAIR the context descriptor must carry: attribute `i` of byte `i`
+/// is the memory type of [`MemAttr`] with discriminant `i`.
+pub const MAIR: u64 = MAIR_WRITE_BACK << (8 * MemAttr::WriteBack as u64)
+    | MAIR_NON_CACHEABLE << (8 * MemAttr::NonCacheable as u64)
+    | MAIR_DEVICE_NGNRE << (8 * MemAttr::Device as u64);
+
+/// Right shift that turns an IOVA into the entry index of `level`.
+pub(super) const fn level_shift(level: u32) -> u32 {
+    12 + 9 * (LEAF_LEVEL - level)
+}
+
+/// Bytes one entry of `level` translates.
+pub(super) const fn entry_size(level: u32) -> u64 {
+    1 << level_shift(level)
+}
+
+/// The entry of `level` that translates `iova`.
+pub(super) const fn index(iova: u64, level: u32) -> usize {
+    ((iova >> level_shift(level)) as usize) & (ENTRIES - 1)
+}
+
+/// What one descriptor is, at the level it was found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Kind {
+    Invalid,
+    /// A next-level table at this physical address.
+    Table(u64),
+    /// A block (levels 1, 2) or a page (level 3).
+    Leaf,
+}
+
+pub(super) const fn kind(desc: u64, level: u32) -> Kind {
+    if desc & VALID == 0 {
+        Kind::Invalid
+    } else if desc & TABLE_OR_PAGE == 0 {
+        // 0b01 is a block above level 3 and reserved (a fault) at level 3;
+        // this module never writes the latter.
+        if level == LEAF_LEVEL {
+            Kind::Invalid
+        } else {
+            Kind::Leaf
+        }
+    } else if level == LEAF_LEVEL {
+        Kind::Leaf
+    } else {
+        Kind::Table(desc & ADDR_MASK)
+    }
+}
+
+/// A table descriptor. APTable, XNTable and PXNTable stay zero: every
+/// restriction is expressed in the leaves.
+pub(super) const fn table(next_table: u64) -> u64 {
+    (next_table & ADDR_MASK) | TABLE_OR_PAGE | VALID
+}
+
+/// The attribute bits shared by every leaf of one map call.
+pub(super) fn leaf_attrs(mem: MemAttr, prot: Prot) -> u64 {
+    let shareability = match mem {
+        MemAttr::WriteBack => SH_INNER,
+        // Ignored for Device memory; outer shareable as Linux does.
+        MemAttr::NonCacheable | MemAttr::Device => SH_OUTER,
+    };
+    // The format cannot express write-only: WRITE alone maps read-write.
+    let read_only = if prot.contains(Prot::WRITE) {
+        0
+    } else {
+        AP_RDONLY
+    };
+    ((mem as u64) << ATTR_INDX_SHIFT) | AP_UNPRIV | read_only | shareability | AF | NG | PXN | UXN
+}
+
+/// A leaf at `level` mapping `phys` (aligned to the level's entry size).
+pub(super) const fn leaf(phys: u64, level: u32, attrs: u64) -> u64 {
+    let kind = if level == LEAF_LEVEL {
+        TABLE_OR_PAGE | VALID
+    } else {
+        VALID
+    };
+    phys | attrs | kind
+}
+
+/// The output address of a leaf at `level`.
+pub(super) const fn leaf_phys(desc: u64, level: u32) -> u64 {
+    desc & ADDR_MASK & !(entry_size(level) - 1)
+}

@@ -1,0 +1,230 @@
+//! The memory page tables are built from: a fixed run of physically
+//! contiguous 4 KiB pages handed over at start, and the cache maintenance a
+//! non-coherent walker needs.
+
+use core::fmt;
+use core::ops::Range;
+
+use super::desc::ENTRIES;
+
+/// The translation granule, and the size of every table.
+pub const GRANULE: u64 = 4096;
+
+/// Table descriptors hold bits [47:12] of the next table's address, so no
+/// table can live at or above 2^48.
+const TABLE_PA_LIMIT: u64 = 1 << 48;
+
+/// One 4 KiB table page: 512 descriptors.
+#[repr(C, align(4096))]
+#[derive(Clone, Copy, Debug)]
+pub struct TablePage(pub [u64; ENTRIES]);
+
+impl TablePage {
+    pub const ZERO: TablePage = TablePage([0; ENTRIES]);
+}
+
+/// Cache maintenance for a non-coherent walker: called with every run of
+/// descriptors just written, before the SMMU may see them.
+pub trait CacheClean {
+    fn clean(&self, descriptors: &[u64]);
+}
+
+/// For coherent SMMUs (IDR0.COHACC=1): does nothing.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Coherent;
+
+impl CacheClean for Coherent {
+    #[inline]
+    fn clean(&self, _descriptors: &[u64]) {}
+}
+
+/// Fixed pool of table pages with known physical addresses: page `i` of the
+/// slice is at `phys_base + i * GRANULE`.
+///
+/// Invariant the page-table code relies on: every page handed out is zero
+/// both in the cache and in memory, so linking it into a live table exposes
+/// nothing but invalid descriptors. Freed pages are kept that way (they are
+/// empty when freed, or scrubbed) apart from word 0, which links the free
+/// list and always has bit 0 clear: to a walker it is still an invalid
+/// descriptor. Every word the pool writes goes through the cleaner.
+pub struct TablePool<'a> {
+    pages: &'a mut [TablePage],
+    phys_base: u64,
+    cleaner: &'a dyn CacheClean,
+    /// First page of the free list, linked through word 0 (see `link`).
+    free_head: Option<usize>,
+    /// Pages from here on were never handed out and hold whatever the
+    /// memory held at start; they are zeroed on first use, which keeps
+    /// `new` O(1).
+    fresh: usize,
+    free: usize,
+}
+
+impl fmt::Debug for TablePool<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TablePool")
+            .field("phys_base", &format_args!("{:#x}", self.phys_base))
+            .field("capacity", &self.capacity())
+            .field("free", &self.free)
+            .finish()
+    }
+}
+
+/// Free-list link stored in word 0 of a free page: `(next + 1) << 1`, zero
+/// at the end of the list. Bit 0 stays clear so the word reads as invalid.
+const fn link(next: Option<usize>) -> u64 {
+    match next {
+        Some(index) => ((index as u64) + 1) << 1,
+        None => 0,
+    }
+}
+
+const fn unlink(word: u64) -> Option<usize> {
+    match word >> 1 {
+        0 => None,
+        next => Some((next - 1) as usize),
+    }
+}
+
+impl<'a> TablePool<'a> {
+    /// Takes over `pages`, which the SMMU sees at `phys_base`. Pages that
+    /// would lie at or above 2^48, unreachable from a table descriptor, are
+    /// left unused; a misaligned `phys_base` gives an empty pool.
+    pub fn new(
+        pages: &'a mut [TablePage],
+        phys_base: u64,
+        cleaner: &'a dyn CacheClean,
+    ) -> TablePool<'a> {
+        debug_assert!(
+            phys_base % GRANULE == 0,
+            "pool base {phys_base:#x} misaligned"
+        );
+        let reachable = if phys_base % GRANULE == 0 {
+            TABLE_PA_LIMIT.saturating_sub(phys_base) / GRANULE
+        } else {
+            0
+        };
+        let usable = usize::try_from(reachable).map_or(pages.len(), |r| r.min(pages.len()));
+        let pages = &mut pages[..usable];
+        TablePool {
+            free: pages.len(),
+            pages,
+            phys_base,
+            cleaner,
+            free_head: None,
+            fresh: 0,
+        }
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.pages.len()
+    }
+
+    pub fn free(&self) -> usize {
+        self.free
+    }
+
+    pub fn used(&self) -> usize {
+        self.capacity() - self.free
+    }
+
+    pub fn phys_base(&self) -> u64 {
+        self.phys_base
+    }
+
+    /// One past the highest physical address of the pool.
+    pub fn phys_end(&self) -> u64 {
+        // Cannot overflow: `new` keeps the pool below 2^48.
+        self.phys_base + self.capacity() as u64 * GRANULE
+    }
+
+    /// The table page at a physical address inside the pool, for walkers and
+    /// diagnostics. This is what the SMMU would read there, whether or not
+    /// the page is currently part of a table.
+    pub fn table_at(&self, phys: u64) -> Option<&TablePage> {
+        let offset = phys.checked_sub(self.phys_base)?;
+        let index = usize::try_from(offset / GRANULE).ok()?;
+        self.pages.get(index)
+    }
+
+    // ---- for the page-table code ----------------------------------------
+
+    /// Tells pools apart: where the pool's memory is mapped in this PD.
+    pub(super) fn identity(&self) -> usize {
+        self.pages.as_ptr() as usize
+    }
+
+    pub(super) fn phys_of(&self, index: usize) -> u64 {
+        self.phys_base + index as u64 * GRANULE
+    }
+
+    /// The page a table descriptor of this pool points at.
+    pub(super) fn index_of(&self, phys: u64) -> Option<usize> {
+        let offset = phys.checked_sub(self.phys_base)?;
+        if offset % GRANULE != 0 {
+            return None;
+        }
+        let index = usize::try_from(offset / GRANULE).ok()?;
+        (index < self.pages.len()).then_some(index)
+    }
+
+    /// The page behind a table descriptor this module wrote. Only this
+    /// module writes tables, so a miss means corrupted memory: stop rather
+    /// than walk garbage.
+    pub(super) fn child(&self, phys: u64) -> usize {
+        match self.index_of(phys) {
+            Some(index) => index,
+            None => panic!("table descriptor {phys:#x} points outside the pool"),
+        }
+    }
+
+    pub(super) fn entries(&self, index: usize) -> &[u64; ENTRIES] {
+        &self.pages[index].0
+    }
+
+    pub(super) fn entries_mut(&mut self, index: usize) -> &mut [u64; ENTRIES] {
+        &mut self.pages[index].0
+    }
+
+    /// Makes `range` of page `index` visible to the walker.
+    pub(super) fn clean(&self, index: usize, range: Range<usize>) {
+        self.cleaner.clean(&self.pages[index].0[range]);
+    }
+
+    /// A zeroed page, or `None` when the pool is exhausted.
+    pub(super) fn alloc(&mut self) -> Option<usize> {
+        let index = if let Some(index) = self.free_head {
+            let entries = &mut self.pages[index].0;
+            self.free_head = unlink(entries[0]);
+            entries[0] = 0;
+            self.clean(index, 0..1);
+            index
+        } else if self.fresh < self.pages.len() {
+            let index = self.fresh;
+            self.fresh += 1;
+            self.pages[index] = TablePage::ZERO;
+            self.clean(index, 0..ENTRIES);
+            index
+        } else {
+            return None;
+        };
+        self.free -= 1;
+        Some(index)
+    }
+
+    /// Returns a page whose descriptors are all zero (and clean).
+    pub(super) fn release(&mut self, index: usize) {
+        debug_assert!(self.pages[index].0.iter().all(|&d| d == 0));
+        self.pages[index].0[0] = link(self.free_head);
+        self.clean(index, 0..1);
+        self.free_head = Some(index);
+        self.free += 1;
+    }
+
+    /// Zeroes a page that may still hold descriptors and returns it.
+    pub(super) fn scrub_and_release(&mut self, index: usize) {
+        self.pages[index] = TablePage::ZERO;
+        self.clean(index, 0..ENTRIES);
+        self.release(index);
+    }
+}
