@@ -1,0 +1,73 @@
+//! `iommu-proto`: the IPC protocol between the IOMMU server and its clients.
+//!
+//! One request is one Microkit protected procedure call:
+//!
+//! - the message label is the operation number ([`Op::label`]), Linux's
+//!   ioctl `_IOC_NR` wherever Linux has the operation;
+//! - MR0 ([`MR_SIZE`]) is the size of the request struct, which the client
+//!   has written at offset 0 of its command page (a page shared only by that
+//!   client and the server). The scalar VFIO ops carry their integer argument
+//!   in MR0 instead and use no struct ([`Framing::Scalar`]);
+//! - the device ops name their device in MR1 ([`MR_DEVICE`], [`DeviceArg`]),
+//!   because Linux issues them on a device file descriptor and there is none;
+//! - the server copies the struct out of the page before validating anything
+//!   ([`decode`]), executes, writes the output fields back and replies with
+//!   label 0 or a positive [`Errno`], plus a value in MR0 ([`MR_VALUE`]) for
+//!   the ops that return one ([`Op::returns_value`]).
+//!
+//! The structs are laid out exactly like Linux's `include/uapi/linux/iommufd.h`
+//! and `vfio.h` (field names, offsets, sizes; `tests/layout.rs` asserts every
+//! one), so code written against iommufd or VFIO ports by changing only the
+//! transport. `__reserved` is spelled `reserved`, `__aligned_u64` is `u64`.
+//! The one struct of this project's own is [`iommu_fault_record`].
+
+#![cfg_attr(not(test), no_std)]
+#![forbid(unsafe_code)]
+#![warn(missing_debug_implementations, missing_docs)]
+
+/// `offsetofend(T, field)`: the end of a field, Linux's way of stating the
+/// minimum size of an extensible struct.
+macro_rules! offset_of_end {
+    ($t:ty, $field:ident) => {{
+        const fn field_size<T, F>(_: fn(&T) -> &F) -> usize {
+            core::mem::size_of::<F>()
+        }
+        core::mem::offset_of!($t, $field) + field_size(|s: &$t| &s.$field)
+    }};
+}
+
+/// A wire struct: `#[repr(C)]` plain old data with no padding (the
+/// `IntoBytes` derive refuses padding at compile time).
+macro_rules! wire_struct {
+    ($(#[$meta:meta])* pub struct $name:ident { $($body:tt)* }) => {
+        $(#[$meta])*
+        #[repr(C)]
+        #[derive(
+            Clone,
+            Copy,
+            Debug,
+            Default,
+            PartialEq,
+            Eq,
+            zerocopy::FromBytes,
+            zerocopy::IntoBytes,
+            zerocopy::KnownLayout,
+            zerocopy::Immutable,
+        )]
+        pub struct $name { $($body)* }
+    };
+}
+
+pub mod decode;
+pub mod errno;
+pub mod fault;
+pub mod iommufd;
+pub mod op;
+pub mod vfio;
+
+pub use errno::{Errno, Result};
+pub use fault::iommu_fault_record;
+pub use op::{
+    DeviceArg, Framing, Op, Request, IOMMUFD_CMD_BASE, MR_DEVICE, MR_SIZE, MR_VALUE,
+    PRIVATE_LABEL_BASE, VFIO_BASE,
+};
