@@ -63,12 +63,15 @@ impl Fixture {
             .unwrap();
     }
 
+    /// Unmaps; the flush (which a real SMMU would do here) is assumed to
+    /// succeed, so the freed tables are committed back to the free list.
     fn unmap(&mut self, iova: u64, len: u64) {
         self.gather.clear();
         let bytes = self
             .pt
             .unmap(&mut self.pool, black_box(iova), len, &mut self.gather)
             .unwrap();
+        self.pool.commit_pending();
         debug_assert_eq!(bytes, len);
     }
 

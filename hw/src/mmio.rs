@@ -85,30 +85,49 @@ impl RegisterBlock for Mmio {
 /// Memory the device reads or writes by DMA (queues, stream and context
 /// tables), seen through its CPU mapping and known by its physical address.
 /// Every access is volatile: the device changes it behind the compiler's
-/// back.
+/// back. Not `Sync`: accesses are unsynchronised.
+///
+/// With a non-coherent SMMU (IDR0.COHACC = 0) the mapping must be Normal
+/// non-cacheable (Microkit: `cached="false"`): records the SMMU writes are
+/// then never shadowed by stale cache lines.
 #[derive(Debug)]
 pub struct DmaRegion {
     va: usize,
     pa: u64,
     len: usize,
+    _not_sync: core::marker::PhantomData<*mut u64>,
 }
+
+// SAFETY: a region is exclusively owned memory; moving the owner to another
+// thread moves the only way to reach it.
+unsafe impl Send for DmaRegion {}
 
 impl DmaRegion {
     /// # Safety
-    /// `va..va + len` must be mapped, readable and writable, 8-byte aligned,
-    /// backed by physical memory starting at `pa`, and used by nothing else
-    /// (besides the device this region is handed to) while it lives.
+    /// `va..va + len` must be mapped, readable and writable, `va` and `pa`
+    /// 8-byte aligned, backed by physical memory starting at `pa`, used by
+    /// nothing else (besides the device this region is handed to) while it
+    /// lives, and mapped non-cacheable when the device is not coherent.
     pub const unsafe fn new(va: usize, pa: u64, len: usize) -> DmaRegion {
-        DmaRegion { va, pa, len }
+        DmaRegion {
+            va,
+            pa,
+            len: len & !7,
+            _not_sync: core::marker::PhantomData,
+        }
     }
 
-    /// Memory given up for good, at physical address `pa`: identity-mapped
-    /// boot memory, or host tests where no device reads it.
-    pub fn from_leaked(buf: &'static mut [u64], pa: u64) -> DmaRegion {
+    /// Memory given up for good, at physical address `pa` (8-byte aligned,
+    /// else `None`): identity-mapped boot memory, or host tests where no
+    /// device reads it.
+    pub fn from_leaked(buf: &'static mut [u64], pa: u64) -> Option<DmaRegion> {
+        if pa % 8 != 0 {
+            return None;
+        }
         let len = core::mem::size_of_val(buf);
         // SAFETY: the exclusive 'static borrow moves into the region, so
         // nothing else can reach the memory; u64 slices are 8-byte aligned.
-        unsafe { DmaRegion::new(buf.as_mut_ptr() as usize, pa, len) }
+        Some(unsafe { DmaRegion::new(buf.as_mut_ptr() as usize, pa, len) })
     }
 
     pub fn pa(&self) -> u64 {
@@ -153,10 +172,15 @@ impl DmaRegion {
         }
     }
 
-    /// Splits off the first `len` bytes at the next `align`-aligned physical
-    /// address (power of two, at least 8); `None` when it does not fit.
+    /// Splits off the first `len` bytes (rounded up to whole words) at the
+    /// next `align`-aligned physical address (a power of two; at least 8 is
+    /// used); `None` when it does not fit.
     pub fn carve(&mut self, len: usize, align: usize) -> Option<DmaRegion> {
-        debug_assert!(align.is_power_of_two() && align >= 8);
+        if !align.is_power_of_two() {
+            return None;
+        }
+        let align = align.max(8);
+        let len = len.checked_add(7)? & !7;
         let pad = (self.pa.wrapping_neg() as usize) & (align - 1);
         let total = pad.checked_add(len)?;
         if total > self.len {
@@ -166,6 +190,7 @@ impl DmaRegion {
             va: self.va + pad,
             pa: self.pa + pad as u64,
             len,
+            _not_sync: core::marker::PhantomData,
         };
         self.va += total;
         self.pa += total as u64;
@@ -173,38 +198,59 @@ impl DmaRegion {
         Some(piece)
     }
 
-    /// The CPU view for cache maintenance.
-    fn va_range(&self) -> (usize, usize) {
-        (self.va, self.len)
+    /// Makes CPU writes to the whole region visible to a non-coherent
+    /// device.
+    pub fn clean(&self) {
+        clean_dcache(self.va, self.len);
     }
 
-    /// Makes CPU writes to the region visible to a non-coherent device.
-    pub fn clean(&self) {
-        let (va, len) = self.va_range();
-        clean_dcache(va, len);
+    /// Makes CPU writes to `count` words from `word` visible to a
+    /// non-coherent device.
+    pub fn clean_words(&self, word: usize, count: usize) {
+        let Some(end) = word.checked_add(count).filter(|&e| e <= self.words()) else {
+            debug_assert!(false, "clean of words {word}+{count} outside region");
+            return;
+        };
+        clean_dcache(self.va + word * 8, (end - word) * 8);
     }
 }
 
-/// Cache line size assumed for maintenance; the smallest on Armv8 cores.
-const CACHE_LINE: usize = 64;
+/// The smallest data cache line of this CPU (CTR_EL0.DminLine).
+fn dcache_line() -> usize {
+    #[cfg(target_arch = "aarch64")]
+    {
+        let ctr: u64;
+        // SAFETY: reading CTR_EL0 has no side effects (at EL0 it needs
+        // SCTLR_EL1.UCT, which seL4 sets).
+        unsafe {
+            core::arch::asm!("mrs {0}, ctr_el0", out(reg) ctr, options(nomem, nostack, preserves_flags))
+        };
+        4 << ((ctr >> 16) & 0xf)
+    }
+    #[cfg(not(target_arch = "aarch64"))]
+    64
+}
 
 /// Cleans data cache lines covering `[va, va + len)` to the point of
 /// coherency, then waits for completion.
-pub fn clean_dcache(va: usize, len: usize) {
+fn clean_dcache(va: usize, len: usize) {
     #[cfg(target_arch = "aarch64")]
     {
-        let mut line = va & !(CACHE_LINE - 1);
-        while line < va + len {
-            // SAFETY: DC CVAC only writes back a cache line; it cannot fault
-            // on mapped memory and changes no architectural state.
+        let step = dcache_line();
+        let end = va.saturating_add(len);
+        let mut line = va & !(step - 1);
+        while line < end {
+            // SAFETY: DC CVAC only writes back a cache line of memory the
+            // caller owns; it changes no architectural state. (At EL0 it
+            // needs SCTLR_EL1.UCI, which seL4 sets.)
             unsafe {
                 core::arch::asm!("dc cvac, {0}", in(reg) line, options(nostack, preserves_flags))
             };
-            line += CACHE_LINE;
+            line += step;
         }
     }
     #[cfg(not(target_arch = "aarch64"))]
-    let _ = (va, len, CACHE_LINE);
+    let _ = (va, len, dcache_line());
     dsb_sy();
 }
 
@@ -270,5 +316,42 @@ impl crate::pgtable::CacheClean for DcacheClean {
             descriptors.as_ptr() as usize,
             core::mem::size_of_val(descriptors),
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn region(words: usize, pa: u64) -> DmaRegion {
+        DmaRegion::from_leaked(Box::leak(vec![0u64; words].into_boxed_slice()), pa).unwrap()
+    }
+
+    #[test]
+    fn carve_keeps_pieces_word_aligned_and_in_bounds() {
+        let mut r = region(64, 0x1000);
+        let a = r.carve(4, 8).unwrap();
+        assert_eq!((a.pa(), a.len()), (0x1000, 8), "rounded up to a word");
+        let b = r.carve(16, 64).unwrap();
+        assert_eq!(b.pa(), 0x1040, "aligned by physical address");
+        assert_eq!(b.va % 8, 0);
+        assert!(r.carve(4096, 8).is_none(), "does not fit");
+        assert!(r.carve(8, 3).is_none(), "alignment not a power of two");
+        assert!(r.carve(usize::MAX, 8).is_none(), "length overflow");
+        let odd = Box::leak(vec![0u64; 1].into_boxed_slice());
+        assert!(
+            DmaRegion::from_leaked(odd, 0x1004).is_none(),
+            "misaligned physical address"
+        );
+    }
+
+    #[test]
+    fn reads_and_writes_stay_inside() {
+        let r = region(4, 0x2000);
+        r.write(3, 7);
+        assert_eq!(r.read(3), 7);
+        r.zero();
+        assert_eq!(r.read(3), 0);
+        r.clean_words(0, 4);
     }
 }

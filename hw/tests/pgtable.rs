@@ -21,12 +21,14 @@ fn format(ias: u32) -> Format {
     }
 }
 
-/// Pool memory, free pages and tables held: everything a failed call must
-/// leave alone.
+/// Pool memory, free, pending and leaked pages and tables held: everything
+/// a failed call must leave alone.
 #[derive(Debug, PartialEq, Eq)]
 struct Snapshot {
     words: Vec<u64>,
     free: usize,
+    pending: usize,
+    leaked: usize,
     tables: usize,
 }
 
@@ -67,9 +69,13 @@ impl Fx {
         self.map(iova, phys, size, count, RW).unwrap();
     }
 
+    /// Unmaps, then stands for a successful flush of the gather: commits
+    /// the freed tables.
     fn unmap(&mut self, iova: u64, len: u64) -> (Result<u64, Errno>, Gather) {
         let mut gather = Gather::new();
         let result = self.pt.unmap(&mut self.pool, iova, len, &mut gather);
+        self.check();
+        self.pool.commit_pending();
         self.check();
         (result, gather)
     }
@@ -93,12 +99,20 @@ impl Fx {
 
     /// The invariants after every call: memory as the SMMU sees it equals
     /// the cache, the walker reaches exactly the tables the pool handed
-    /// out, and no empty table stays linked.
+    /// out and not yet freed, and no empty table stays linked.
     fn check(&self) {
         self.ram.assert_matches(&self.pool);
         let (_, tables) = self.walker().enumerate().unwrap();
         assert_eq!(tables.len(), self.pt.tables_used());
-        assert_eq!(self.pool.used(), self.pt.tables_used());
+        assert_eq!(
+            self.pool.used(),
+            self.pt.tables_used() + self.pool.pending() + self.pool.leaked()
+        );
+    }
+
+    /// The pages of the tables the walker reaches, root included.
+    fn tables(&self) -> Vec<u64> {
+        self.walker().enumerate().unwrap().1
     }
 
     fn snapshot(&self) -> Snapshot {
@@ -113,6 +127,8 @@ impl Fx {
         Snapshot {
             words,
             free: self.pool.free(),
+            pending: self.pool.pending(),
+            leaked: self.pool.leaked(),
             tables: self.pt.tables_used(),
         }
     }
@@ -662,6 +678,233 @@ fn partial_unmap_keeps_shared_tables() {
     assert_eq!(fx.pt.tables_used(), 1);
 }
 
+// ---- deferred frees -----------------------------------------------------------
+
+/// Every word of the page at `pa` reads as an invalid descriptor, in the
+/// cache and in the memory the SMMU reads.
+fn assert_invalid(pool: &TablePool<'_>, ram: &Ram, pa: u64) {
+    let cached = pool.table_at(pa).unwrap();
+    for i in 0..512u64 {
+        let mem = ram.read(pa + i * 8).unwrap();
+        assert_eq!(
+            (cached.0[i as usize] | mem) & 1,
+            0,
+            "word {i} of {pa:#x} valid"
+        );
+    }
+}
+
+fn sorted(mut v: Vec<u64>) -> Vec<u64> {
+    v.sort_unstable();
+    v
+}
+
+#[test]
+fn freed_tables_are_pending_until_committed() {
+    // Root plus three: one 4 KiB page's worth of tables, nothing spare.
+    let mut fx = Fx::with(format(48), 4);
+    fx.map_rw(0, PHYS, K4, 1);
+    let freed = sorted(fx.tables()[1..].to_vec());
+    assert_eq!(freed.len(), 3);
+
+    let mut gather = Gather::new();
+    assert_eq!(fx.pt.unmap(&mut fx.pool, 0, K4, &mut gather), Ok(K4));
+    fx.check();
+    assert_eq!(gather.runs(), &[run(0, K4, false)]);
+    assert_eq!(fx.pt.tables_used(), 1);
+    // Neither in a table nor free: still used.
+    let counts = |fx: &Fx| (fx.pool.pending(), fx.pool.free(), fx.pool.used());
+    assert_eq!(counts(&fx), (3, 0, 4));
+    // While pending they read as invalid descriptors only, memory included.
+    for &pa in &freed {
+        assert_invalid(&fx.pool, fx.ram, pa);
+    }
+    // The next map must not take them, and there is nothing else.
+    fx.refused(Errno::ENOMEM, |fx| {
+        fx.pt.map(&mut fx.pool, G1, PHYS, K4, 1, RW)
+    });
+    fx.refused(Errno::ENOMEM, |fx| {
+        fx.pt.map(&mut fx.pool, 0, PHYS, K4, 1, RW)
+    });
+
+    // The flush completed: now they are free and the map reuses them.
+    fx.pool.commit_pending();
+    fx.check();
+    assert_eq!(counts(&fx), (0, 3, 1));
+    fx.map_rw(G1, PHYS, K4, 1);
+    assert_eq!(sorted(fx.tables()[1..].to_vec()), freed);
+    assert_eq!(counts(&fx), (0, 0, 4));
+    // Committing with nothing pending changes nothing.
+    let before = fx.snapshot();
+    fx.pool.commit_pending();
+    assert_eq!(fx.snapshot(), before);
+}
+
+#[test]
+fn pending_tables_are_not_handed_out_by_the_next_map() {
+    // Two tables sharing a pool, as domains do: what one frees must not
+    // reach the other before the flush, whether the other allocates fresh
+    // pages or pages from the free list.
+    let (mut pool, ram) = ram_pool(8);
+    let mut a = IoPageTable::new(&mut pool, format(48)).unwrap();
+    let mut b = IoPageTable::new(&mut pool, format(48)).unwrap();
+    ram.roots.borrow_mut().push((a.root_phys(), 48, 48));
+    ram.roots.borrow_mut().push((b.root_phys(), 48, 48));
+    let below_root = |pool: &TablePool<'_>, pt: &IoPageTable| {
+        let (_, tables) = Walker::new(pool, pt.root_phys(), 48, 48)
+            .enumerate()
+            .unwrap();
+        sorted(tables[1..].to_vec())
+    };
+    let mut g = Gather::new();
+
+    a.map(&mut pool, 0, PHYS, K4, 1, RW).unwrap();
+    let a_tables = below_root(&pool, &a);
+    a.unmap(&mut pool, 0, K4, &mut g).unwrap();
+    assert_eq!((pool.pending(), pool.free()), (3, 3));
+    // b takes the three fresh pages, not a's pending ones.
+    b.map(&mut pool, 0, PHYS, K4, 1, RW).unwrap();
+    let b_tables = below_root(&pool, &b);
+    assert!(b_tables.iter().all(|t| !a_tables.contains(t)));
+    assert_eq!(b.map(&mut pool, G1, PHYS, K4, 1, RW), Err(Errno::ENOMEM));
+    for &pa in &a_tables {
+        assert_invalid(&pool, ram, pa);
+    }
+    pool.commit_pending();
+    ram.assert_matches(&pool);
+
+    // Now the free list holds a's old tables; b's freed ones go pending
+    // and the next map takes from the free list only.
+    b.unmap(&mut pool, 0, K4, &mut g).unwrap();
+    assert_eq!((pool.pending(), pool.free()), (3, 3));
+    a.map(&mut pool, 5 * G1, PHYS, K4, 1, RW).unwrap();
+    assert_eq!(below_root(&pool, &a), a_tables);
+    assert_eq!(
+        a.map(&mut pool, 1 << 40, PHYS, K4, 1, RW),
+        Err(Errno::ENOMEM)
+    );
+    for &pa in &b_tables {
+        assert_invalid(&pool, ram, pa);
+    }
+    pool.commit_pending();
+    a.map(&mut pool, 1 << 40, PHYS, K4, 1, RW).unwrap();
+    assert_eq!(pool.free(), 0);
+    ram.assert_matches(&pool);
+    assert_eq!(pool.used(), a.tables_used() + b.tables_used());
+}
+
+#[test]
+fn a_failed_flush_leaks_the_pending_tables_for_good() {
+    let mut fx = Fx::with(format(48), 6);
+    fx.map_rw(0, PHYS, K4, 1);
+    let freed = sorted(fx.tables()[1..].to_vec());
+    let mut gather = Gather::new();
+    fx.pt.unmap(&mut fx.pool, 0, K4, &mut gather).unwrap();
+    // The flush failed: give them up.
+    assert_eq!(fx.pool.leak_pending(), 3);
+    fx.check();
+    assert_eq!(
+        (fx.pool.pending(), fx.pool.leaked(), fx.pool.free()),
+        (0, 3, 2)
+    );
+    assert_eq!(fx.pool.used(), 4);
+    // Nothing brings them back: a later commit has nothing to commit.
+    fx.pool.commit_pending();
+    assert_eq!((fx.pool.free(), fx.pool.leaked()), (2, 3));
+    for round in 0..3 {
+        fx.refused(Errno::ENOMEM, |fx| {
+            fx.pt.map(&mut fx.pool, round * G1, PHYS, K4, 1, RW)
+        });
+        // A block under the root's level-1 table fits in what is free.
+        fx.map_rw(G1, PHYS, G1, 1);
+        assert!(fx.tables().iter().all(|t| !freed.contains(t)));
+        assert_eq!(fx.unmap(G1, G1).0, Ok(G1));
+        assert_eq!(fx.pool.free(), 2);
+    }
+    for &pa in &freed {
+        assert_invalid(&fx.pool, fx.ram, pa);
+    }
+    // Leaking with nothing pending leaks nothing.
+    assert_eq!(fx.pool.leak_pending(), 0);
+    assert_eq!(fx.pool.leaked(), 3);
+
+    // Destroying the table frees its own pages, never the leaked ones.
+    let Fx { mut pool, ram, pt } = fx;
+    ram.roots.borrow_mut().clear();
+    pt.destroy(&mut pool);
+    assert_eq!((pool.used(), pool.free(), pool.leaked()), (3, 3, 3));
+    let mut pt = IoPageTable::new(&mut pool, format(48)).unwrap();
+    pt.map(&mut pool, 0, PHYS, K4, 1, RW).unwrap_err();
+    pt.map(&mut pool, G1, PHYS, M2, 1, RW).unwrap();
+    let (_, tables) = Walker::new(&pool, pt.root_phys(), 48, 48)
+        .enumerate()
+        .unwrap();
+    assert!(tables.iter().all(|t| !freed.contains(t)));
+}
+
+#[test]
+fn commit_pending_keeps_every_page() {
+    // Pending pages from several unmaps, spliced in front of a non-empty
+    // free list: afterwards every page of the pool can still be handed out,
+    // each once.
+    let pages = 32;
+    let mut fx = Fx::with(format(48), pages);
+    let region = |i: u64| i << 39;
+    for i in 0..6 {
+        fx.map_rw(region(i), PHYS, K4, 1);
+    }
+    assert_eq!(fx.unmap(region(0), K4).0, Ok(K4));
+    assert_eq!(fx.pool.free(), pages - 1 - 5 * 3);
+    let mut g = Gather::new();
+    for i in [3, 1, 5] {
+        fx.pt.unmap(&mut fx.pool, region(i), K4, &mut g).unwrap();
+    }
+    assert_eq!(fx.pool.pending(), 9);
+    fx.check();
+    fx.pool.commit_pending();
+    fx.check();
+    assert_eq!(fx.pool.pending(), 0);
+    assert_eq!(fx.pool.free(), pages - 1 - 2 * 3);
+    // Fill the pool: three tables per 512 GiB region.
+    let mut i = 6;
+    while fx.pool.free() >= 3 {
+        fx.map_rw(region(i), PHYS, K4, 1);
+        i += 1;
+    }
+    assert_eq!(fx.pool.free(), (pages - 1) % 3);
+    assert_eq!(fx.tables().len(), pages - fx.pool.free());
+}
+
+#[test]
+fn map_refuses_to_expose_the_page_table_pool() {
+    let mut fx = Fx::new(48);
+    let base = fx.pool.phys_base();
+    let end = fx.pool.phys_end();
+    assert_eq!(end, base + 64 * GRANULE);
+    // (phys, size, count): any overlap with [base, end) is refused.
+    let overlapping = [
+        (base, K4, 1),
+        (end - K4, K4, 1),
+        (base - K4, K4, 2),
+        (end - K4, K4, 2),
+        (base - 4 * K4, K4, 100),
+        (base, M2, 1),
+        (base & !(G1 - 1), G1, 1),
+        (0, G1, 4),
+    ];
+    for (phys, size, count) in overlapping {
+        fx.refused(Errno::EINVAL, |fx| {
+            fx.pt.map(&mut fx.pool, 0, phys, size, count, RW)
+        });
+    }
+    // Right up to either edge is fine.
+    fx.map_rw(0, base - K4, K4, 1);
+    fx.map_rw(K4, end, K4, 1);
+    fx.map_rw(M2, base - M2, M2, 1);
+    fx.map_rw(G1, base - G1, G1, 1);
+    assert_eq!(fx.layout().len(), 4);
+}
+
 // ---- gather -----------------------------------------------------------------
 
 #[test]
@@ -751,7 +994,12 @@ fn gather_accumulates_across_calls() {
             run(2 * K4, K4, false)
         ]
     );
+    // The last unmap freed the level-1..3 tables; they wait for the flush.
+    assert_eq!(fx.pool.pending(), 3);
     fx.check();
+    fx.pool.commit_pending();
+    fx.check();
+    assert_eq!((fx.pool.pending(), fx.pool.used()), (0, 1));
     gather.clear();
     assert!(gather.is_empty() && !gather.overflowed());
 }
@@ -809,6 +1057,10 @@ fn every_written_descriptor_is_cleaned_in_order() {
                 pt.map(&mut pool, iova, PHYS, size, count, RW).unwrap();
             } else {
                 pt.unmap(&mut pool, iova, count, &mut g).unwrap();
+                // The flush: the freed tables become free.
+                g.clear();
+                pool.commit_pending();
+                assert_eq!(pool.pending(), 0);
             }
             ram.assert_matches(&pool);
         }

@@ -1,13 +1,17 @@
 //! `PtDomain` as an `iopt::IoDomain`: attached to an IOAS, every map, unmap,
 //! attach and detach of the engine must land in the page table as the
-//! walker sees it, with one TLB flush per unmap that removed something.
+//! walker sees it, with one TLB flush per unmap that removed something;
+//! freed tables become free only when that flush succeeded.
 
 mod common;
 
 use std::cell::RefCell;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use common::*;
-use hw::pgtable::{Format, Gather, InvRange, IoPageTable, MemAttr, PtDomain, TablePool, TlbFlush};
+use hw::pgtable::{
+    Format, Gather, InvRange, IoPageTable, MemAttr, PtDomain, TablePool, TlbFlush, UnmapRefusal,
+};
 use iopt::{
     Account, AccountId, AreaSlot, DomainId, DomainTable, DstIova, Errno, Extent, IoDomain, Ioas,
     IovaRange, PagesSlot, Prot, Store,
@@ -22,11 +26,33 @@ type Flushes = RefCell<Vec<(Vec<InvRange>, bool)>>;
 struct Recorder<'r>(&'r Flushes);
 
 impl TlbFlush for Recorder<'_> {
-    fn flush(&mut self, gather: &Gather) {
+    fn flush(&mut self, gather: &Gather) -> Result<(), Errno> {
         self.0
             .borrow_mut()
             .push((gather.runs().to_vec(), gather.overflowed()));
+        Ok(())
     }
+}
+
+/// A flusher whose invalidation never completes (a CMD_SYNC timeout, say).
+struct Failing<'r>(&'r Flushes);
+
+impl TlbFlush for Failing<'_> {
+    fn flush(&mut self, gather: &Gather) -> Result<(), Errno> {
+        self.0
+            .borrow_mut()
+            .push((gather.runs().to_vec(), gather.overflowed()));
+        Err(Errno::EBUSY)
+    }
+}
+
+/// The tables the walker reaches from the domain's root, root included.
+fn tables(dom: &PtDomain<'_, '_>) -> Vec<u64> {
+    let f = dom.pt.format();
+    Walker::new(&*dom.pool, dom.pt.root_phys(), f.ias, f.oas)
+        .enumerate()
+        .unwrap()
+        .1
 }
 
 /// The single domain of these tests, as the engine resolves it.
@@ -275,7 +301,11 @@ fn unmap_pages_flushes_once_and_only_when_needed() {
     // Everything past the aperture, as the engine sends for "all".
     assert_eq!(dom.unmap_pages(1 << 63, 1 << 63), 0);
     assert_eq!(flushes.borrow().len(), 1);
+    // The flush succeeded: the freed tables are free again.
     assert_eq!(dom.pool.used(), 1);
+    assert_eq!((dom.pool.pending(), dom.pool.leaked()), (0, 0));
+    assert_eq!(dom.pool.free(), 15);
+    assert_eq!(dom.pt.unmap_refusals(), 0);
     assert_eq!(
         dom.map_pages(0, PHYS, K4, 1, Prot::empty()),
         Err(Errno::EINVAL)
@@ -283,7 +313,8 @@ fn unmap_pages_flushes_once_and_only_when_needed() {
 }
 
 /// The engine never splits a block; if asked to, `unmap_pages` changes
-/// nothing and, in debug builds, says so loudly.
+/// nothing and, in debug builds, says so loudly (in every build it records
+/// the refusal: see the next test).
 #[test]
 #[cfg_attr(debug_assertions, should_panic(expected = "refused"))]
 fn unmap_pages_splitting_a_block_is_a_caller_bug() {
@@ -331,4 +362,202 @@ fn huge_pages_off_maps_only_pages() {
             leaf_only: false
         }]
     );
+}
+
+/// A refused unmap returns 0 in every build, and the table records it so
+/// that the caller can notice the engine and the table disagree.
+#[test]
+fn unmap_pages_records_every_refusal() {
+    let (mut pool, _ram) = ram_pool(8);
+    let mut pt = table(&mut pool, 48);
+    let flushes = Flushes::default();
+    let mut tlb = Recorder(&flushes);
+    let mut dom = PtDomain {
+        pt: &mut pt,
+        pool: &mut pool,
+        tlb: &mut tlb,
+    };
+    dom.map_pages(0, PHYS, M2, 1, RW).unwrap();
+    dom.map_pages(M2, PHYS, K4, 1, RW).unwrap();
+    assert_eq!(
+        (dom.pt.unmap_refusals(), dom.pt.last_unmap_refusal()),
+        (0, None)
+    );
+
+    // Debug builds panic after recording; release builds return 0.
+    fn refuse(dom: &mut PtDomain<'_, '_>, iova: u64, length: u64) {
+        let outcome = catch_unwind(AssertUnwindSafe(|| dom.unmap_pages(iova, length)));
+        assert_eq!(outcome.is_err(), cfg!(debug_assertions), "{outcome:?}");
+        if let Ok(bytes) = outcome {
+            assert_eq!(bytes, 0);
+        }
+    }
+    refuse(&mut dom, K4, K4);
+    assert_eq!(dom.pt.unmap_refusals(), 1);
+    assert_eq!(
+        dom.pt.last_unmap_refusal(),
+        Some(UnmapRefusal {
+            iova: K4,
+            length: K4,
+            errno: Errno::EINVAL
+        })
+    );
+    // Takes the page at 2 MiB and would split nothing there, but starts
+    // inside the block: refused whole.
+    refuse(&mut dom, M2 - K4, 2 * K4);
+    assert_eq!(dom.pt.unmap_refusals(), 2);
+    assert_eq!(
+        dom.pt.last_unmap_refusal(),
+        Some(UnmapRefusal {
+            iova: M2 - K4,
+            length: 2 * K4,
+            errno: Errno::EINVAL
+        })
+    );
+    // Malformed requests are refusals too.
+    refuse(&mut dom, 0x800, K4);
+    assert_eq!(dom.pt.unmap_refusals(), 3);
+    assert_eq!(dom.pt.last_unmap_refusal().unwrap().iova, 0x800);
+
+    // Nothing changed and nothing was flushed.
+    assert_eq!(dom.iova_to_phys(K4), Some(PHYS + K4));
+    assert_eq!(dom.iova_to_phys(M2), Some(PHYS));
+    assert!(flushes.borrow().is_empty());
+    // A good unmap afterwards works and keeps the record.
+    assert_eq!(dom.unmap_pages(0, 2 * M2), M2 + K4);
+    assert_eq!(dom.pt.unmap_refusals(), 3);
+    assert_eq!(dom.pool.used(), 1);
+}
+
+/// When the invalidation fails, the table pages that unmap freed may still
+/// be reachable through the walk caches: they are leaked, never reused, and
+/// only they are.
+#[test]
+fn a_failed_flush_leaks_exactly_the_freed_tables() {
+    let (mut pool, ram) = ram_pool(12);
+    let mut pt = table(&mut pool, 48);
+    ram.roots.borrow_mut().push((pt.root_phys(), 48, 48));
+    let flushes = Flushes::default();
+    let mut tlb = Failing(&flushes);
+    let mut dom = PtDomain {
+        pt: &mut pt,
+        pool: &mut pool,
+        tlb: &mut tlb,
+    };
+    // Root, level 1; level 2 + 3 under 0 and another pair under 1 GiB.
+    dom.map_pages(0, PHYS, K4, 2, RW).unwrap();
+    dom.map_pages(G1, PHYS, K4, 1, RW).unwrap();
+    assert_eq!(dom.pool.used(), 6);
+
+    // Frees no table: nothing to leak, though the flush failed.
+    assert_eq!(dom.unmap_pages(0, K4), K4);
+    assert_eq!(flushes.borrow().len(), 1);
+    assert_eq!((dom.pool.pending(), dom.pool.leaked()), (0, 0));
+
+    // Frees the level-3 and level-2 tables under 0: exactly those leak,
+    // and the unmapped bytes are still reported.
+    let before = tables(&dom);
+    assert_eq!(dom.unmap_pages(K4, K4), K4);
+    assert_eq!(flushes.borrow().len(), 2);
+    let after = tables(&dom);
+    let freed: Vec<u64> = before
+        .iter()
+        .copied()
+        .filter(|t| !after.contains(t))
+        .collect();
+    assert_eq!(freed.len(), 2);
+    assert_eq!((dom.pool.pending(), dom.pool.leaked()), (0, 2));
+    assert_eq!(dom.pt.tables_used(), 4);
+    assert_eq!(dom.pool.used(), 6);
+    assert_eq!(dom.pool.free(), 6);
+    assert_eq!(dom.iova_to_phys(K4), None);
+    assert_eq!(dom.pt.unmap_refusals(), 0);
+    ram.assert_matches(dom.pool);
+
+    // Maps until the pool is exhausted never get a leaked page back.
+    let mut at = 0;
+    while dom.map_pages(at, PHYS, K4, 1, RW).is_ok() {
+        at += G1 << 9;
+    }
+    assert!(dom.pool.free() < 3);
+    let now = tables(&dom);
+    assert!(now.iter().all(|t| !freed.contains(t)), "leaked page reused");
+    assert_eq!(now.len() + 2 + dom.pool.free(), 12);
+    // Later failed flushes leak only what they free.
+    assert_eq!(dom.unmap_pages(0, K4), K4);
+    assert_eq!(dom.pool.leaked(), 4);
+}
+
+#[test]
+fn the_engine_cannot_map_the_page_table_pool() {
+    let (mut pool, _ram) = ram_pool(8);
+    let mut pt = table(&mut pool, 48);
+    let flushes = Flushes::default();
+    let mut tlb = Recorder(&flushes);
+    let mut doms = One(PtDomain {
+        pt: &mut pt,
+        pool: &mut pool,
+        tlb: &mut tlb,
+    });
+    let mut store = store();
+    let mut ioas = store.new_ioas(AccountId(0)).unwrap();
+    ioas.attach_domain(&mut store, &mut doms, DOM).unwrap();
+    let base = doms.0.pool.phys_base();
+    // Some ordinary memory first, then the pool in the same request.
+    assert_eq!(
+        map(
+            &mut ioas,
+            &mut store,
+            &mut doms,
+            0,
+            base - 4 * K4,
+            5 * K4,
+            RW
+        ),
+        Err(Errno::EINVAL)
+    );
+    assert_eq!(ioas.area_count(), 0);
+    assert!(leaves(&doms).is_empty());
+    map(
+        &mut ioas,
+        &mut store,
+        &mut doms,
+        0,
+        base - 4 * K4,
+        4 * K4,
+        RW,
+    )
+    .unwrap();
+    assert_eq!(leaves(&doms).len(), 4);
+}
+
+/// Pages another caller freed with a direct `unmap` and has not flushed are
+/// not covered by this domain's flush: `unmap_pages` leaks them rather than
+/// commit them (debug builds also panic: it is a caller bug).
+#[test]
+fn unmap_pages_never_commits_someone_elses_pending_pages() {
+    let (mut pool, _ram) = ram_pool(16);
+    let mut other = table(&mut pool, 48);
+    other.map(&mut pool, 0, PHYS, K4, 1, RW).unwrap();
+    other.unmap(&mut pool, 0, K4, &mut Gather::new()).unwrap();
+    assert_eq!(pool.pending(), 3);
+
+    let mut pt = table(&mut pool, 48);
+    let flushes = Flushes::default();
+    let mut tlb = Recorder(&flushes);
+    let mut dom = PtDomain {
+        pt: &mut pt,
+        pool: &mut pool,
+        tlb: &mut tlb,
+    };
+    dom.map_pages(G1, PHYS, K4, 1, RW).unwrap();
+    let outcome = catch_unwind(AssertUnwindSafe(|| dom.unmap_pages(G1, K4)));
+    assert_eq!(outcome.is_err(), cfg!(debug_assertions), "{outcome:?}");
+    assert_eq!((dom.pool.pending(), dom.pool.leaked()), (0, 3));
+    if let Ok(bytes) = outcome {
+        // Release builds go on with the unmap, whose own tables are
+        // committed after the flush.
+        assert_eq!(bytes, K4);
+        assert_eq!(dom.pool.used(), 2 + 3);
+    }
 }

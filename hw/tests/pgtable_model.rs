@@ -1,8 +1,11 @@
 //! Random map / unmap sequences against a plain model of the leaves (a
 //! BTreeMap) and of the tables they imply; after every step the independent
 //! walker must find exactly the model's leaves, the pool must hold exactly
-//! the implied tables, memory must equal the cache, and errors and gathered
-//! runs must be what the model predicts.
+//! the implied tables plus the freed ones still pending or leaked, memory
+//! must equal the cache, and errors and gathered runs must be what the
+//! model predicts. Each unmap is followed by a successful flush (commit), a
+//! flush still to come (the pages stay pending across later maps) or a
+//! failed one (leak).
 //!
 //! `PGTABLE_MODEL_CASES=20000 cargo test --release -p hw --test pgtable_model`
 //! searches harder than the default 256 cases.
@@ -35,6 +38,11 @@ struct Model {
     /// Leaves under each table; a table exists exactly while this is > 0.
     tables: BTreeMap<TableKey, usize>,
     free: usize,
+    /// Freed tables waiting for their flush, and those given up.
+    pending: usize,
+    leaked: usize,
+    /// Physical range of the page-table pool, which no map may reach.
+    pool: (u64, u64),
 }
 
 /// log2 of the bytes one entry of `level` maps.
@@ -89,7 +97,11 @@ impl Model {
             _ => return Err(Errno::EINVAL),
         }
         match phys.checked_add(len) {
-            Some(end) if end <= 1 << self.oas => {}
+            Some(end) if end <= 1 << self.oas => {
+                if phys < self.pool.1 && self.pool.0 < end {
+                    return Err(Errno::EINVAL);
+                }
+            }
             _ => return Err(Errno::EINVAL),
         }
         let last = iova + len - 1;
@@ -167,7 +179,7 @@ impl Model {
                 *n -= 1;
                 if *n == 0 {
                     self.tables.remove(&key);
-                    self.free += 1;
+                    self.pending += 1;
                     let bits = entry_bits(key.0 - 1);
                     freed.push((key.1 << bits, 1u64 << bits));
                 }
@@ -189,6 +201,7 @@ enum Op {
     Unmap {
         iova: u64,
         len: u64,
+        then: Flush,
     },
     /// `n` single-page maps with a hole after each: unmapping them later
     /// gathers `n` runs, enough to overflow a gather.
@@ -196,6 +209,27 @@ enum Op {
         iova: u64,
         n: u64,
     },
+}
+
+/// What follows an unmap.
+#[derive(Clone, Copy, Debug)]
+enum Flush {
+    /// The flush succeeded: commit the pending tables.
+    Commit,
+    /// Not flushed yet: the tables stay pending across later operations.
+    Later,
+    /// The flush failed: leak the pending tables.
+    Leak,
+}
+
+impl Model {
+    fn flushed(&mut self, then: Flush) {
+        match then {
+            Flush::Commit => self.free += std::mem::take(&mut self.pending),
+            Flush::Later => {}
+            Flush::Leak => self.leaked += std::mem::take(&mut self.pending),
+        }
+    }
 }
 
 /// IOVAs cluster around table edges of every level so that runs cross
@@ -230,6 +264,8 @@ fn op() -> impl Strategy<Value = Op> {
     let phys = prop_oneof![
         8 => (0u64..1 << 28).prop_map(|p| p << 12),
         1 => (0u64..4).prop_map(|p| (1 << 40) - (p << 30)),
+        // Around the page-table pool, which maps must never reach.
+        1 => (0u64..96).prop_map(|p| POOL_PA - 32 * K4 + p * K4),
         1 => any::<u64>(),
     ];
     let map = (iova.clone(), phys, size_count, prot, 0u32..20).prop_map(
@@ -256,14 +292,21 @@ fn op() -> impl Strategy<Value = Op> {
         2 => (1u64..=1 << 19).prop_map(|n| n * K4),
         1 => prop_oneof![Just(0u64), Just(0x800), Just(u64::MAX), Just(1 << 63)],
     ];
-    let unmap = (iova, len, any::<bool>()).prop_map(|(iova, len, from_edge)| Op::Unmap {
-        iova: if from_edge {
-            iova & !(M2 - 1)
-        } else {
-            iova & !(K4 - 1)
-        },
-        len,
-    });
+    let then = prop_oneof![
+        6 => Just(Flush::Commit),
+        3 => Just(Flush::Later),
+        1 => Just(Flush::Leak),
+    ];
+    let unmap =
+        (iova, len, any::<bool>(), then).prop_map(|(iova, len, from_edge, then)| Op::Unmap {
+            iova: if from_edge {
+                iova & !(M2 - 1)
+            } else {
+                iova & !(K4 - 1)
+            },
+            len,
+            then,
+        });
     let scatter = (0..REGIONS.len(), 0u64..0x100, 1u64..=24).prop_map(|(r, page, n)| Op::Scatter {
         iova: REGIONS[r] + page * K4,
         n,
@@ -339,6 +382,9 @@ fn compare(e: &Engine, m: &Model, op: &Op) -> Result<(), TestCaseError> {
     prop_assert_eq!(tables.len(), 1 + m.tables.len(), "tables after {:x?}", op);
     prop_assert_eq!(e.pt.tables_used(), tables.len());
     prop_assert_eq!(e.pool.free(), m.free);
+    prop_assert_eq!(e.pool.pending(), m.pending);
+    prop_assert_eq!(e.pool.leaked(), m.leaked);
+    prop_assert_eq!(e.pool.used(), tables.len() + m.pending + m.leaked);
     let probe = match *op {
         Op::Map { iova, .. } | Op::Unmap { iova, .. } | Op::Scatter { iova, .. } => iova,
     };
@@ -401,6 +447,9 @@ fn run(ias: u32, oas: u32, pages: usize, ops: Vec<Op>) -> Result<(), TestCaseErr
         leaves: BTreeMap::new(),
         tables: BTreeMap::new(),
         free: pages - 1,
+        pending: 0,
+        leaked: 0,
+        pool: (pool.phys_base(), pool.phys_end()),
     };
     let mut e = Engine { pool, ram, pt };
     for op in &ops {
@@ -418,7 +467,7 @@ fn run(ias: u32, oas: u32, pages: usize, ops: Vec<Op>) -> Result<(), TestCaseErr
                 prop_assert_eq!(got, want, "{:x?}", op);
                 got.is_err()
             }
-            Op::Unmap { iova, len } => {
+            Op::Unmap { iova, len, .. } => {
                 let want = m.unmap(iova, len);
                 let mut g = Gather::new();
                 let got = e.pt.unmap(&mut e.pool, iova, len, &mut g);
@@ -447,15 +496,27 @@ fn run(ias: u32, oas: u32, pages: usize, ops: Vec<Op>) -> Result<(), TestCaseErr
                 op
             );
         }
+        if let Op::Unmap { then, .. } = *op {
+            m.flushed(then);
+            match then {
+                Flush::Commit => e.pool.commit_pending(),
+                Flush::Later => {}
+                Flush::Leak => {
+                    e.pool.leak_pending();
+                }
+            }
+        }
         compare(&e, &m, op)?;
     }
-    // Unmapping everything leaves the root alone; destroying frees it.
+    // Unmapping everything and flushing leaves the root and the leaked
+    // pages; destroying frees the root.
     let mut g = Gather::new();
     e.pt.unmap(&mut e.pool, 0, 1 << 63, &mut g).unwrap();
-    prop_assert_eq!(e.pool.used(), 1);
+    e.pool.commit_pending();
+    prop_assert_eq!(e.pool.used(), 1 + m.leaked);
     let Engine { mut pool, pt, .. } = e;
     pt.destroy(&mut pool);
-    prop_assert_eq!(pool.used(), 0);
+    prop_assert_eq!(pool.used(), m.leaked);
     ram.assert_matches(&pool);
     Ok(())
 }
@@ -493,9 +554,16 @@ fn comparison_catches_a_divergence() {
         leaves: BTreeMap::new(),
         tables: BTreeMap::new(),
         free: 7,
+        pending: 0,
+        leaked: 0,
+        pool: (pool.phys_base(), pool.phys_end()),
     };
     pt.map(&mut pool, 0, 0, K4, 1, RW).unwrap();
     let e = Engine { pool, ram, pt };
-    let op = Op::Unmap { iova: 0, len: K4 };
+    let op = Op::Unmap {
+        iova: 0,
+        len: K4,
+        then: Flush::Commit,
+    };
     assert!(compare(&e, &m, &op).is_err());
 }

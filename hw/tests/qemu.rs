@@ -82,6 +82,19 @@ fn boot(image: &Path) -> (Option<i32>, String) {
         .stderr(Stdio::piped())
         .spawn()
         .expect("start qemu");
+    // Drain both pipes while QEMU runs so a chatty run cannot block it.
+    let mut stdout = child.stdout.take().unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let out_reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stdout.read_to_string(&mut s);
+        s
+    });
+    let err_reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stderr.read_to_string(&mut s);
+        s
+    });
     let start = Instant::now();
     let status = loop {
         if let Some(status) = child.try_wait().expect("wait for qemu") {
@@ -94,21 +107,8 @@ fn boot(image: &Path) -> (Option<i32>, String) {
         }
         std::thread::sleep(Duration::from_millis(50));
     };
-    let mut out = String::new();
-    child
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut out)
-        .unwrap();
-    let mut err = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut err)
-        .unwrap();
-    out.push_str(&err);
+    let mut out = out_reader.join().unwrap_or_default();
+    out.push_str(&err_reader.join().unwrap_or_default());
     (status, out)
 }
 

@@ -90,7 +90,7 @@ impl RegisterBlock for Sim {
 
 fn memory() -> DmaRegion {
     let buf = Box::leak(vec![0u64; 512 * 1024 / 8].into_boxed_slice());
-    DmaRegion::from_leaked(buf, 0x4800_0000)
+    DmaRegion::from_leaked(buf, 0x4800_0000).unwrap()
 }
 
 fn smmu(sim: Sim) -> Result<Smmu<Sim>, SmmuError> {
@@ -151,7 +151,7 @@ fn a_too_small_region_names_the_structure() {
     let buf = Box::leak(vec![0u64; 512].into_boxed_slice());
     let r = Smmu::init(
         Sim::new(QEMU_IDR),
-        DmaRegion::from_leaked(buf, 0x4800_0000),
+        DmaRegion::from_leaked(buf, 0x4800_0000).unwrap(),
         SmmuConfig::DEFAULT,
         &[],
     );
@@ -242,4 +242,71 @@ fn attach_and_detach_are_break_before_make_with_syncs() {
         s.ensure_stream(span << 8).unwrap();
     }
     assert_eq!(s.attach(5 << 8, ctx), Err(SmmuError::NoStream(5 << 8)));
+}
+
+#[test]
+fn interrupts_are_silenced_and_msis_disabled_before_enabling() {
+    let s = smmu(Sim::new(QEMU_IDR)).unwrap();
+    let st = s.regs().state.borrow();
+    let at = |reg: usize, value: u64| st.writes.iter().position(|&w| w == (reg, value)).unwrap();
+    let enable_irqs = at(IRQ_CTRL, 0b101);
+    assert!(at(IRQ_CTRL, 0) < enable_irqs);
+    assert!(at(GERROR_IRQ_CFG0, 0) < enable_irqs);
+    assert!(at(EVENTQ_IRQ_CFG0, 0) < enable_irqs);
+    // GBPA aborts before translation is ever switched off.
+    assert!(at(GBPA, (GBPA_ABORT | GBPA_UPDATE) as u64) < at(CR0, 0));
+}
+
+#[test]
+fn stream_counts_follow_the_stream_table() {
+    let mut s = smmu(Sim::new(QEMU_IDR)).unwrap();
+    let a = s.alloc_context(0x4900_0000, 16, 0).unwrap();
+    let b = s.alloc_context(0x4a00_0000, 16, 0).unwrap();
+    s.attach(0x8, a).unwrap();
+    s.attach(0x10, a).unwrap();
+    // Moving a stream to another context moves its count.
+    s.attach(0x8, b).unwrap();
+    assert_eq!(s.stream_context(0x8), Some(b));
+    assert_eq!(
+        s.detach(0x8, a),
+        Err(SmmuError::BadContext),
+        "not the stream's context"
+    );
+    s.detach(0x8, b).unwrap();
+    assert_eq!(
+        s.detach(0x8, b),
+        Err(SmmuError::BadContext),
+        "already detached"
+    );
+    s.free_context(b).unwrap();
+    // Stream 0x10 still uses A: A cannot be freed, whatever was detached.
+    assert_eq!(s.free_context(a), Err(SmmuError::ContextBusy));
+    s.detach(0x10, a).unwrap();
+    s.free_context(a).unwrap();
+    assert_eq!(
+        s.alloc_context(0x4900_0000, 15, 0),
+        Err(SmmuError::BadFormat),
+        "T0SZ below 16"
+    );
+    assert_eq!(
+        s.alloc_context(0x4900_0800, 16, 0),
+        Err(SmmuError::BadFormat),
+        "TTB0 not a page"
+    );
+}
+
+#[test]
+fn architected_overflow_flag_is_reported_and_acknowledged() {
+    let mut s = smmu(Sim::new(QEMU_IDR)).unwrap();
+    // The SMMU flips PROD.OVFLG; no records are pending.
+    s.regs().write32(EVENTQ_PROD, Q_OVF);
+    let status = s.drain_events(|_| panic!("no records"));
+    assert!(status.overflowed && status.delivered == 0);
+    assert_eq!(
+        s.regs().read32(EVENTQ_CONS) & Q_OVF,
+        Q_OVF,
+        "OVACKFLG now matches"
+    );
+    assert!(!s.drain_events(|_| ()).overflowed, "reported once");
+    assert_eq!(s.overflows(), 1);
 }

@@ -853,15 +853,14 @@ impl Ioas {
         while let Some(idx) = next {
             let area = store.areas.get(idx);
             if let Err(e) = self.fill_area(store, domain, sizes, area) {
-                if let Some(first) = store.areas.first(self.root) {
-                    let first = store.areas.get(first).start;
-                    unmap_span(
-                        domain,
-                        IovaRange {
-                            start: first,
-                            last: area.last,
-                        },
-                    );
+                // Undo exactly the areas mapped so far (the failing one
+                // undid itself): nothing else in the domain is touched.
+                let failed = area.start;
+                let mut undo = store.areas.first(self.root);
+                while let Some(done) = undo.filter(|&i| store.areas.get(i).start < failed) {
+                    let a = store.areas.get(done);
+                    domain.unmap_pages(a.start, a.last - a.start + 1);
+                    undo = store.areas.next(self.root, done);
                 }
                 return Err(e);
             }

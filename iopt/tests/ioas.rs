@@ -1274,3 +1274,17 @@ fn selftest_unmap_all_on_empty_ioas_succeeds() {
     assert_eq!(fx.unmap(0, u64::MAX), Ok(K4));
     assert_eq!(fx.unmap(0, u64::MAX), Ok(0));
 }
+
+#[test]
+fn attach_rollback_touches_only_what_it_mapped() {
+    let mut fx = Fx::new();
+    fx.map_fixed(0x10_0000, K4).unwrap();
+    fx.map_fixed(0x20_0000, K4).unwrap();
+    // A page the domain already held (a caller bug, but not ours to undo).
+    let mut dom = MockDomain::new(K4).with_page_limit(2);
+    dom.map_pages(0x18_0000, PHYS, K4, 1, Prot::READ).unwrap();
+    fx.doms = Domains::with([dom]);
+    assert_eq!(fx.attach(0), Err(Errno::ENOMEM));
+    assert_eq!(fx.doms.get(0).layout(), vec![(0x18_0000, K4)]);
+    fx.doms.assert_clean();
+}

@@ -127,10 +127,7 @@ impl Rig {
             smmu, pool, dom, ..
         } = self;
         let d = dom[which].as_mut().ok_or("no domain")?;
-        let mut tlb = ContextTlb {
-            smmu,
-            asid: d.ctx.asid(),
-        };
+        let mut tlb = ContextTlb::new(smmu, d.ctx);
         let mut domain = PtDomain {
             pt: &mut d.pt,
             pool,
@@ -146,10 +143,7 @@ impl Rig {
             smmu, pool, dom, ..
         } = self;
         let d = dom[which].as_mut().ok_or("no domain")?;
-        let mut tlb = ContextTlb {
-            smmu,
-            asid: d.ctx.asid(),
-        };
+        let mut tlb = ContextTlb::new(smmu, d.ctx);
         let mut domain = PtDomain {
             pt: &mut d.pt,
             pool,

@@ -97,7 +97,7 @@ pub fn exit(status: u32) -> ! {
         // return when QEMU runs with -semihosting; without it the HLT traps
         // and the vector reports it.
         unsafe {
-            core::arch::asm!("hlt #0xf000", in("w0") 0x18u32, in("x1") block.as_ptr(), options(nostack));
+            core::arch::asm!("hlt #0xf000", inout("x0") 0x18u64 => _, in("x1") block.as_ptr(), options(nostack));
         }
     }
 }

@@ -78,16 +78,20 @@ pub(super) enum Kind {
     Leaf,
 }
 
+/// The lowest level with block descriptors: the 4 KiB granule has none at
+/// level 0 (without FEAT_LPA2).
+const FIRST_BLOCK_LEVEL: u32 = 1;
+
 pub(super) const fn kind(desc: u64, level: u32) -> Kind {
     if desc & VALID == 0 {
         Kind::Invalid
     } else if desc & TABLE_OR_PAGE == 0 {
-        // 0b01 is a block above level 3 and reserved (a fault) at level 3;
+        // 0b01 is a block at levels 1 and 2 and a fault at levels 0 and 3;
         // this module never writes the latter.
-        if level == LEAF_LEVEL {
-            Kind::Invalid
-        } else {
+        if level >= FIRST_BLOCK_LEVEL && level < LEAF_LEVEL {
             Kind::Leaf
+        } else {
+            Kind::Invalid
         }
     } else if level == LEAF_LEVEL {
         Kind::Leaf
@@ -131,4 +135,41 @@ pub(super) const fn leaf(phys: u64, level: u32, attrs: u64) -> u64 {
 /// The output address of a leaf at `level`.
 pub(super) const fn leaf_phys(desc: u64, level: u32) -> u64 {
     desc & ADDR_MASK & !(entry_size(level) - 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kind_by_level() {
+        let addr = 0x40_0000_0000;
+        let block = addr | AF | VALID;
+        // 0b01: a block at levels 1 and 2 only.
+        assert_eq!(kind(block, 0), Kind::Invalid);
+        assert_eq!(kind(block, 1), Kind::Leaf);
+        assert_eq!(kind(block, 2), Kind::Leaf);
+        assert_eq!(kind(block, 3), Kind::Invalid);
+        // 0b11: a table above level 3, a page at level 3.
+        for level in 0..LEAF_LEVEL {
+            assert_eq!(kind(table(addr), level), Kind::Table(addr));
+        }
+        assert_eq!(kind(table(addr), 3), Kind::Leaf);
+        // Bit 0 clear: invalid whatever else is set, as free-list links are.
+        for level in 0..=LEAF_LEVEL {
+            assert_eq!(kind(0, level), Kind::Invalid);
+            assert_eq!(kind(!VALID, level), Kind::Invalid);
+        }
+    }
+
+    #[test]
+    fn leaf_round_trips() {
+        let attrs = leaf_attrs(MemAttr::WriteBack, Prot::READ | Prot::WRITE);
+        for level in 1..=LEAF_LEVEL {
+            let phys = entry_size(level) * 3;
+            let d = leaf(phys, level, attrs);
+            assert_eq!(kind(d, level), Kind::Leaf);
+            assert_eq!(leaf_phys(d, level), phys);
+        }
+    }
 }

@@ -92,5 +92,11 @@ impl Gather {
 /// Anything that can make unmapped IOVA unreachable (the SMMU driver
 /// implements it with TLBI + one CMD_SYNC).
 pub trait TlbFlush {
-    fn flush(&mut self, gather: &Gather);
+    /// Invalidates everything `gather` lists and waits for completion.
+    /// `Ok` promises the walker can no longer reach any of it, nor any table
+    /// freed by the unmaps gathered; an error means that promise cannot be
+    /// made (the invalidation may not have happened or completed), so pages
+    /// freed by those unmaps must never be reused
+    /// (see [`TablePool::leak_pending`](super::TablePool::leak_pending)).
+    fn flush(&mut self, gather: &Gather) -> Result<(), iopt::Errno>;
 }

@@ -12,11 +12,20 @@
 //! anything, frees tables that became empty and reports what the TLB must
 //! forget in a [`Gather`].
 //!
-//! Freed table pages go straight back to the pool, so the caller must flush
-//! a gather (see [`TlbFlush`]) before the next `map` on the same pool: until
-//! then the SMMU's walk caches may still point at a freed table. The server
-//! is single-threaded and [`PtDomain`] flushes inside `unmap_pages`, which
-//! keeps that order.
+//! Table pages `unmap` frees do not go straight back to the pool: until the
+//! TLB invalidation covering them has completed, the SMMU's walk caches may
+//! still point at them, so they wait on the pool's pending list, reading as
+//! invalid descriptors. After a successful flush of the gather (see
+//! [`TlbFlush`]) the caller commits them ([`TablePool::commit_pending`]);
+//! after a failed one it leaks them ([`TablePool::leak_pending`]) so that
+//! no later `map`, in any table sharing the pool, can reuse a page a stale
+//! walk cache entry still reaches. [`PtDomain`] does exactly that inside
+//! `unmap_pages`.
+//!
+//! On coherent SMMUs there is no cache maintenance to order the writes, so
+//! a new table's zeroing is published with [`crate::mmio::dma_wmb`] before
+//! the table descriptor linking it, and every descriptor is written with a
+//! single 64-bit store.
 
 mod desc;
 mod gather;
@@ -25,6 +34,8 @@ mod pool;
 pub use desc::{MemAttr, ENTRIES, MAIR};
 pub use gather::{Gather, InvRange, TlbFlush, GATHER_RUNS};
 pub use pool::{CacheClean, Coherent, TablePage, TablePool, GRANULE};
+
+use crate::mmio::dma_wmb;
 
 use desc::{entry_size, index, kind, level_shift, Kind, LEAF_LEVEL};
 use iopt::{Errno, IoDomain, IovaRange, Prot};
@@ -100,6 +111,21 @@ pub struct IoPageTable {
     format: Format,
     /// Pages this table holds, root included.
     tables: usize,
+    /// Unmaps [`PtDomain::unmap_pages`] had to refuse, and the last one.
+    unmap_refusals: u64,
+    last_unmap_refusal: Option<UnmapRefusal>,
+}
+
+/// An unmap [`PtDomain::unmap_pages`] refused (it would have split a block
+/// or page, or was malformed): the IOAS engine believes the range unmapped
+/// while the table still maps it. The engine never asks for that, so a
+/// refusal means the engine and the table disagree; treat it as fatal for
+/// the domain.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UnmapRefusal {
+    pub iova: u64,
+    pub length: u64,
+    pub errno: Errno,
 }
 
 /// One map request after validation.
@@ -125,6 +151,8 @@ impl IoPageTable {
             root_phys: pool.phys_of(root),
             format,
             tables: 1,
+            unmap_refusals: 0,
+            last_unmap_refusal: None,
         })
     }
 
@@ -156,6 +184,18 @@ impl IoPageTable {
         self.tables
     }
 
+    /// How many unmaps [`PtDomain::unmap_pages`] refused on this table
+    /// (it cannot return an error). Nonzero means the table maps IOVA the
+    /// IOAS engine believes unmapped: stop using the domain.
+    pub fn unmap_refusals(&self) -> u64 {
+        self.unmap_refusals
+    }
+
+    /// The last unmap [`PtDomain::unmap_pages`] refused on this table.
+    pub fn last_unmap_refusal(&self) -> Option<UnmapRefusal> {
+        self.last_unmap_refusal
+    }
+
     /// EINVAL when `pool` is not the pool this table lives in.
     fn check_pool(&self, pool: &TablePool<'_>) -> Result<(), Errno> {
         if pool.identity() == self.pool && pool.index_of(self.root_phys) == Some(self.root) {
@@ -180,8 +220,9 @@ impl IoPageTable {
     /// ENOMEM when the pool cannot supply every table needed, EEXIST if any
     /// target slot (or a block covering it) is in use, EINVAL for
     /// misalignment, an unsupported size, `iova` outside the aperture,
-    /// `phys` beyond `oas`, `count` 0 or no access in `prot`. On error the
-    /// tables are exactly as before.
+    /// `phys` beyond `oas`, a physical range overlapping the page-table pool
+    /// itself (a device must never reach its own tables), `count` 0 or no
+    /// access in `prot`. On error the tables are exactly as before.
     pub fn map(
         &mut self,
         pool: &mut TablePool<'_>,
@@ -204,9 +245,13 @@ impl IoPageTable {
             .checked_add(len)
             .filter(|&end| end <= self.format.iova_end())
             .ok_or(Errno::EINVAL)?;
-        phys.checked_add(len)
+        let phys_end = phys
+            .checked_add(len)
             .filter(|&end| end <= self.format.phys_end())
             .ok_or(Errno::EINVAL)?;
+        if phys < pool.phys_end() && pool.phys_base() < phys_end {
+            return Err(Errno::EINVAL);
+        }
 
         let start_level = self.format.start_level();
         let needed = survey(pool, self.root, start_level, iova, end, leaf_level)?;
@@ -233,6 +278,12 @@ impl IoPageTable {
     /// extend past the aperture (`[2^63, 2^64)` is accepted). EINVAL for a
     /// misaligned or empty range, or one that would split a block or page;
     /// then nothing changes. Returns the bytes unmapped.
+    ///
+    /// Freed tables go to the pool's pending list, not its free list: a
+    /// caller using `unmap` directly (rather than through [`PtDomain`])
+    /// must flush `gather` and then call [`TablePool::commit_pending`], or
+    /// [`TablePool::leak_pending`] if the flush failed. Until then those
+    /// pages are neither free nor reusable.
     pub fn unmap(
         &mut self,
         pool: &mut TablePool<'_>,
@@ -303,8 +354,10 @@ impl IoPageTable {
         Some(desc::leaf_phys(desc, level) | (iova & (entry_size(level) - 1)))
     }
 
-    /// Frees every table including the root; the caller has made the SMMU
-    /// stop using it. A pool other than the table's own is left untouched.
+    /// Frees every table including the root, straight to the free list: the
+    /// caller has made the SMMU stop using it and invalidated its ASID.
+    /// Pending pages stay pending. A pool other than the table's own is
+    /// left untouched.
     pub fn destroy(self, pool: &mut TablePool<'_>) {
         if self.check_pool(pool).is_err() {
             debug_assert!(false, "destroying a page table with the wrong pool");
@@ -416,6 +469,10 @@ fn install(
             Kind::Invalid | Kind::Leaf => {
                 let child = pool.alloc().expect("survey counted every table");
                 allocated += 1;
+                // The zeroed page before the descriptor that links it, for
+                // a coherent walker (a non-coherent one only sees either
+                // once cleaned, and the cleaner waits for completion).
+                dma_wmb();
                 pool.entries_mut(table)[i] = desc::table(pool.phys_of(child));
                 written = Some(written.map_or((i, i), |(lo, _)| (lo, i)));
                 child
@@ -493,7 +550,7 @@ fn clear(
     let entries = &mut pool.entries_mut(table)[first..=last];
     if entries.iter().all(|&d| kind(d, level) == Kind::Leaf) {
         // The common case, unmapping exactly what was mapped: one run.
-        entries.fill(0);
+        invalidate_all(entries);
         written = Some((first, last));
         cleared.bytes = entries.len() as u64 * size;
         run.extend(gather, entry_start(first), cleared.bytes);
@@ -526,7 +583,7 @@ fn clear(
                     {
                         pool.entries_mut(table)[i] = 0;
                         written = Some(written.map_or((i, i), |(lo, _)| (lo, i)));
-                        pool.release(child);
+                        pool.retire(child);
                         *freed += 1;
                         // The child's last run is the gather's last.
                         gather.table_freed();
@@ -542,6 +599,19 @@ fn clear(
         pool.clean(table, lo..hi + 1);
     }
     cleared
+}
+
+/// Zeroes live descriptors with one 64-bit store each, so that a concurrent
+/// walker sees every descriptor either whole or zero. `fill(0)`, or a loop
+/// storing a literal 0, may become a `memset`, which promises no store
+/// width; hiding the zero from the optimizer keeps this a loop of 64-bit
+/// stores (vectorised: 128-bit stores, each two single-copy atomic 64-bit
+/// halves).
+fn invalidate_all(entries: &mut [u64]) {
+    let zero = core::hint::black_box(0u64);
+    for entry in entries {
+        *entry = zero;
+    }
 }
 
 /// Whether `table` of `level` holds nothing outside the entries for
@@ -581,7 +651,8 @@ fn free_tree(pool: &mut TablePool<'_>, table: usize, level: u32) {
 
 /// One page table with its pool and flusher, as an [`iopt::IoDomain`].
 /// `unmap_pages` is `unmap` + one `flush`, skipped when nothing was
-/// unmapped.
+/// unmapped, + committing the freed tables (or leaking them when the flush
+/// failed).
 pub struct PtDomain<'x, 'a> {
     pub pt: &'x mut IoPageTable,
     pub pool: &'x mut TablePool<'a>,
@@ -617,18 +688,48 @@ impl IoDomain for PtDomain<'_, '_> {
         self.pt.map(self.pool, iova, phys, page_size, count, prot)
     }
 
-    /// Never fails: the engine only unmaps whole runs it mapped. A refused
-    /// request unmaps nothing and returns 0.
+    /// Cannot fail: the engine only unmaps whole runs it mapped. A refused
+    /// request unmaps nothing, returns 0 and is recorded on the table (see
+    /// [`IoPageTable::unmap_refusals`]; debug builds also panic).
+    ///
+    /// Table pages the unmap freed become free only after the flush
+    /// succeeded; when it fails they are leaked ([`TablePool::leaked`]),
+    /// the bytes unmapped are still returned and the error stays with the
+    /// flusher.
     fn unmap_pages(&mut self, iova: u64, length: u64) -> u64 {
+        if self.pool.pending() != 0 {
+            // Someone unmapped directly and has not flushed yet; our flush
+            // does not cover their ASID, so their pages must never be
+            // committed by us. Leaking them is the safe side.
+            let stale = self.pool.leak_pending();
+            debug_assert!(false, "unmap_pages found {stale} uncommitted pages");
+        }
         let mut gather = Gather::new();
         match self.pt.unmap(self.pool, iova, length, &mut gather) {
-            Ok(0) => 0,
+            Ok(0) => {
+                debug_assert_eq!(self.pool.pending(), 0);
+                0
+            }
             Ok(bytes) => {
-                self.tlb.flush(&gather);
+                match self.tlb.flush(&gather) {
+                    Ok(()) => self.pool.commit_pending(),
+                    Err(_) => {
+                        self.pool.leak_pending();
+                    }
+                }
                 bytes
             }
-            Err(e) => {
-                debug_assert!(false, "unmap_pages({iova:#x}, {length:#x}) refused: {e}");
+            Err(errno) => {
+                self.pt.unmap_refusals += 1;
+                self.pt.last_unmap_refusal = Some(UnmapRefusal {
+                    iova,
+                    length,
+                    errno,
+                });
+                debug_assert!(
+                    false,
+                    "unmap_pages({iova:#x}, {length:#x}) refused: {errno}"
+                );
                 0
             }
         }

@@ -44,9 +44,16 @@ impl CacheClean for Coherent {
 /// Invariant the page-table code relies on: every page handed out is zero
 /// both in the cache and in memory, so linking it into a live table exposes
 /// nothing but invalid descriptors. Freed pages are kept that way (they are
-/// empty when freed, or scrubbed) apart from word 0, which links the free
-/// list and always has bit 0 clear: to a walker it is still an invalid
-/// descriptor. Every word the pool writes goes through the cleaner.
+/// empty when freed, or scrubbed) apart from word 0, which links the free or
+/// the pending list and always has bit 0 clear: to a walker it is still an
+/// invalid descriptor. Every word the pool writes goes through the cleaner.
+///
+/// A table page that `unmap` frees may still be reachable through the SMMU's
+/// walk caches until the invalidation covering it has completed, so it is
+/// not free yet but *pending*: [`commit_pending`](Self::commit_pending)
+/// makes the pending pages free once that invalidation succeeded,
+/// [`leak_pending`](Self::leak_pending) gives them up for good when it
+/// failed. Pending and leaked pages count as [`used`](Self::used).
 pub struct TablePool<'a> {
     pages: &'a mut [TablePage],
     phys_base: u64,
@@ -58,6 +65,14 @@ pub struct TablePool<'a> {
     /// `new` O(1).
     fresh: usize,
     free: usize,
+    /// Pages freed by `unmap` whose invalidation is not confirmed yet,
+    /// linked through word 0 like the free list; the tail is kept so that
+    /// `commit_pending` splices the whole list in O(1).
+    pending_head: Option<usize>,
+    pending_tail: Option<usize>,
+    pending: usize,
+    /// Pages given up by `leak_pending`: never handed out again.
+    leaked: usize,
 }
 
 impl fmt::Debug for TablePool<'_> {
@@ -66,12 +81,15 @@ impl fmt::Debug for TablePool<'_> {
             .field("phys_base", &format_args!("{:#x}", self.phys_base))
             .field("capacity", &self.capacity())
             .field("free", &self.free)
+            .field("pending", &self.pending)
+            .field("leaked", &self.leaked)
             .finish()
     }
 }
 
-/// Free-list link stored in word 0 of a free page: `(next + 1) << 1`, zero
-/// at the end of the list. Bit 0 stays clear so the word reads as invalid.
+/// Free- or pending-list link stored in word 0 of a free or pending page:
+/// `(next + 1) << 1`, zero at the end of the list. Bit 0 stays clear so the
+/// word reads as invalid.
 const fn link(next: Option<usize>) -> u64 {
     match next {
         Some(index) => ((index as u64) + 1) << 1,
@@ -113,6 +131,10 @@ impl<'a> TablePool<'a> {
             cleaner,
             free_head: None,
             fresh: 0,
+            pending_head: None,
+            pending_tail: None,
+            pending: 0,
+            leaked: 0,
         }
     }
 
@@ -120,12 +142,54 @@ impl<'a> TablePool<'a> {
         self.pages.len()
     }
 
+    /// Pages `alloc` can hand out: never used, or freed and committed.
     pub fn free(&self) -> usize {
         self.free
     }
 
+    /// Pages not free: in tables, pending or leaked.
     pub fn used(&self) -> usize {
         self.capacity() - self.free
+    }
+
+    /// Table pages freed by `unmap` and not yet committed or leaked.
+    pub fn pending(&self) -> usize {
+        self.pending
+    }
+
+    /// Pages given up by [`leak_pending`](Self::leak_pending) so far.
+    pub fn leaked(&self) -> usize {
+        self.leaked
+    }
+
+    /// Makes every pending page free. Call it only once the invalidation
+    /// covering *every* unmap since the last commit or leak has completed
+    /// (a successful [`TlbFlush::flush`](super::TlbFlush::flush) of their
+    /// gathers), whichever table freed the pages: before that the SMMU's
+    /// walk caches may still reach them.
+    pub fn commit_pending(&mut self) {
+        let (Some(head), Some(tail)) = (self.pending_head.take(), self.pending_tail.take()) else {
+            debug_assert_eq!(self.pending, 0);
+            return;
+        };
+        self.pages[tail].0[0] = link(self.free_head);
+        self.clean(tail, 0..1);
+        self.free_head = Some(head);
+        self.free += self.pending;
+        self.pending = 0;
+    }
+
+    /// Gives up every pending page for good, for when the invalidation
+    /// covering them failed: they are never handed out again, so no walk
+    /// cache entry left behind can reach a reused page. They keep reading
+    /// as invalid descriptors. Returns how many pages were leaked now.
+    pub fn leak_pending(&mut self) -> usize {
+        let leaked = self.pending;
+        self.pending_head = None;
+        self.pending_tail = None;
+        self.pending = 0;
+        self.leaked += leaked;
+        leaked
     }
 
     pub fn phys_base(&self) -> u64 {
@@ -212,8 +276,23 @@ impl<'a> TablePool<'a> {
         Some(index)
     }
 
-    /// Returns a page whose descriptors are all zero (and clean).
-    pub(super) fn release(&mut self, index: usize) {
+    /// Puts a page whose descriptors are all zero (and clean), just
+    /// unlinked from a live table, on the pending list: it becomes free only
+    /// with `commit_pending`.
+    pub(super) fn retire(&mut self, index: usize) {
+        debug_assert!(self.pages[index].0.iter().all(|&d| d == 0));
+        self.pages[index].0[0] = link(self.pending_head);
+        self.clean(index, 0..1);
+        if self.pending_head.is_none() {
+            self.pending_tail = Some(index);
+        }
+        self.pending_head = Some(index);
+        self.pending += 1;
+    }
+
+    /// Returns a page whose descriptors are all zero (and clean) and which
+    /// no walker can reach any more to the free list.
+    fn release(&mut self, index: usize) {
         debug_assert!(self.pages[index].0.iter().all(|&d| d == 0));
         self.pages[index].0[0] = link(self.free_head);
         self.clean(index, 0..1);
@@ -221,7 +300,8 @@ impl<'a> TablePool<'a> {
         self.free += 1;
     }
 
-    /// Zeroes a page that may still hold descriptors and returns it.
+    /// Zeroes a page that may still hold descriptors and no walker can
+    /// reach any more, and returns it to the free list.
     pub(super) fn scrub_and_release(&mut self, index: usize) {
         self.pages[index] = TablePage::ZERO;
         self.clean(index, 0..ENTRIES);

@@ -37,6 +37,15 @@ pub const fn ste_s1(cd_pa: u64) -> [u64; STE_WORDS] {
     ]
 }
 
+/// The CD address of a valid stage-1 STE's first word, else `None`.
+pub const fn ste_context(word0: u64) -> Option<u64> {
+    if word0 & STE_V != 0 && word0 & (0b111 << 1) == STE_CFG_S1_TRANS {
+        Some(word0 & STE_S1_CTX_MASK)
+    } else {
+        None
+    }
+}
+
 /// A level-1 stream table descriptor pointing at `2^SPLIT` STEs.
 pub const fn l1_desc(l2_pa: u64) -> u64 {
     // Span = SPLIT + 1 encodes 2^(Span-1) entries.
@@ -122,6 +131,8 @@ mod tests {
         assert_eq!(ste[0] & STE_S1_CTX_MASK, 0x4321_0040);
         assert_eq!((ste[0] >> 59) & 0x1f, 0, "S1CDMax: one CD");
         assert_eq!((ste[0] >> 4) & 3, 0, "S1Fmt linear");
+        assert_eq!(ste_context(ste[0]), Some(0x4321_0040));
+        assert_eq!(ste_context(ste_abort()[0]), None);
     }
 
     #[test]

@@ -146,8 +146,9 @@ impl Event {
             } else {
                 Access::Write
             }),
-            instruction: with_address && raw[1] & (1 << 33) != 0,
-            privileged: with_address && raw[1] & (1 << 32) != 0,
+            // PnU is bit 33 and InD bit 34 of the second word (IHI 0070 7.3).
+            instruction: with_address && raw[1] & (1 << 34) != 0,
+            privileged: with_address && raw[1] & (1 << 33) != 0,
             raw,
         }
     }

@@ -16,7 +16,7 @@ use core::fmt;
 
 use iopt::Errno;
 
-use crate::mmio::{dsb_sy, DmaRegion, RegisterBlock};
+use crate::mmio::{dma_mb, dma_rmb, dsb_sy, DmaRegion, RegisterBlock};
 use crate::pgtable::{Gather, TlbFlush};
 use cmd::Command;
 use desc::{CdConfig, CD_WORDS, STE_WORDS, STRTAB_SPLIT};
@@ -84,8 +84,10 @@ pub enum SmmuError {
     NoContext,
     /// The context still has streams attached.
     ContextBusy,
-    /// Unknown context.
+    /// Unknown context, or not the one the stream uses.
     BadContext,
+    /// A context's translation parameters are out of range.
+    BadFormat,
 }
 
 impl fmt::Display for SmmuError {
@@ -103,7 +105,8 @@ impl fmt::Display for SmmuError {
             SmmuError::NoStream(sid) => write!(f, "stream {sid:#x} has no stream table entry"),
             SmmuError::NoContext => write!(f, "no free context descriptor"),
             SmmuError::ContextBusy => write!(f, "context still has streams attached"),
-            SmmuError::BadContext => write!(f, "unknown context"),
+            SmmuError::BadContext => write!(f, "unknown context, or not the stream's"),
+            SmmuError::BadFormat => write!(f, "T0SZ or TTB0 out of range for the context"),
         }
     }
 }
@@ -115,7 +118,7 @@ impl From<SmmuError> for Errno {
             SmmuError::NoMemory(_) | SmmuError::NoContext => Errno::ENOMEM,
             SmmuError::NoStream(_) => Errno::ENODEV,
             SmmuError::ContextBusy => Errno::EBUSY,
-            SmmuError::BadContext => Errno::EINVAL,
+            SmmuError::BadContext | SmmuError::BadFormat => Errno::EINVAL,
             SmmuError::AckTimeout(_) | SmmuError::SyncTimeout | SmmuError::Command(_) => {
                 Errno::EBUSY
             }
@@ -330,18 +333,36 @@ impl<R: RegisterBlock> Smmu<R> {
         }
     }
 
+    fn clean_words(&self, region: &DmaRegion, at: usize, count: usize) {
+        if !self.features.coherent {
+            region.clean_words(at, count);
+        }
+    }
+
     fn set_cr0(&mut self, value: u32) -> Result<(), SmmuError> {
         self.regs.write32(CR0, value);
         poll(|| self.regs.read32(CR0ACK) == value).ok_or(SmmuError::AckTimeout("SMMU_CR0ACK"))
     }
 
-    /// The architected bring-up: disable, abort while disabled, program
-    /// tables and queues, invalidate everything, enable.
+    /// The architected bring-up: abort while disabled, disable, silence
+    /// interrupts and MSIs, program tables and queues, invalidate
+    /// everything, enable.
     fn reset(&mut self) -> Result<(), SmmuError> {
-        self.set_cr0(0)?;
+        let gbpa_idle = |regs: &R| regs.read32(GBPA) & GBPA_UPDATE == 0;
+        poll(|| gbpa_idle(&self.regs)).ok_or(SmmuError::AckTimeout("SMMU_GBPA.UPDATE"))?;
+        // Abort first: were translation on (a restarted server), turning it
+        // off must not open a bypass window.
         self.regs.write32(GBPA, GBPA_ABORT | GBPA_UPDATE);
-        poll(|| self.regs.read32(GBPA) & GBPA_UPDATE == 0)
-            .ok_or(SmmuError::AckTimeout("SMMU_GBPA.UPDATE"))?;
+        poll(|| gbpa_idle(&self.regs)).ok_or(SmmuError::AckTimeout("SMMU_GBPA.UPDATE"))?;
+        self.set_cr0(0)?;
+        self.regs.write32(IRQ_CTRL, 0);
+        poll(|| self.regs.read32(IRQ_CTRLACK) == 0)
+            .ok_or(SmmuError::AckTimeout("SMMU_IRQ_CTRLACK"))?;
+        // MSI addresses reset to UNKNOWN; zero means "no MSI" (wired
+        // interrupts only), so no stray write leaves the SMMU.
+        for cfg0 in [GERROR_IRQ_CFG0, EVENTQ_IRQ_CFG0, PRIQ_IRQ_CFG0] {
+            self.regs.write64(cfg0, 0);
+        }
         self.regs.write32(CR1, CR1_VALUE);
         self.regs.write32(CR2, CR2_RECINVSID);
 
@@ -554,16 +575,17 @@ impl<R: RegisterBlock> Smmu<R> {
         let (table, at) = self.ste_location(sid)?;
         if table.read(at) != abort[0] {
             table.write(at, abort[0]);
-            self.clean(table);
+            self.clean_words(table, at, 1);
             self.submit(&[cmd::cfgi_ste(sid, false)])?;
             self.sync()?;
         }
         let (table, at) = self.ste_location(sid)?;
         write_words(table, at + 1, &words[1..]);
-        // The body must land before the word that makes it valid.
+        // The body must reach the SMMU before the word that makes it valid.
+        self.clean_words(table, at + 1, STE_WORDS - 1);
         dsb_sy();
         table.write(at, words[0]);
-        self.clean(table);
+        self.clean_words(table, at, 1);
         self.submit(&[cmd::cfgi_ste(sid, false)])?;
         self.sync()
     }
@@ -591,6 +613,10 @@ impl<R: RegisterBlock> Smmu<R> {
         if id.asid() > self.features.max_asid() {
             return Err(SmmuError::NoContext);
         }
+        // 4 KiB granule: 16..=39 (48- to 25-bit inputs); TTB0 a table page.
+        if !(16..=39).contains(&t0sz) || ttb0 % 4096 != 0 || ttb0 >> self.features.oas != 0 {
+            return Err(SmmuError::BadFormat);
+        }
         let words = desc::cd(CdConfig {
             asid: id.asid(),
             ttb0,
@@ -601,9 +627,10 @@ impl<R: RegisterBlock> Smmu<R> {
         });
         let at = index * CD_WORDS;
         write_words(&self.cds, at + 1, &words[1..]);
+        self.clean_words(&self.cds, at + 1, CD_WORDS - 1);
         dsb_sy();
         self.cds.write(at, words[0]);
-        self.clean(&self.cds);
+        self.clean_words(&self.cds, at, 1);
         // A previous user of this ASID may have left TLB entries.
         self.submit(&[cmd::tlbi_nh_asid(id.asid())])?;
         self.sync()?;
@@ -622,7 +649,7 @@ impl<R: RegisterBlock> Smmu<R> {
         for word in 0..CD_WORDS {
             self.cds.write(index * CD_WORDS + word, 0);
         }
-        self.clean(&self.cds);
+        self.clean_words(&self.cds, index * CD_WORDS, CD_WORDS);
         self.submit(&[cmd::tlbi_nh_asid(id.asid())])?;
         self.sync()?;
         self.contexts[index] = None;
@@ -633,31 +660,56 @@ impl<R: RegisterBlock> Smmu<R> {
         self.cds.pa() + (id.0 as u64) * (CD_WORDS as u64 * 8)
     }
 
-    /// Points `sid` at a context; the stream translates from then on.
+    /// The context `sid`'s STE points at, read back from the stream table,
+    /// so accounting can never drift from what the SMMU uses.
+    pub fn stream_context(&self, sid: u32) -> Option<ContextId> {
+        let (table, at) = self.ste_location(sid).ok()?;
+        let cd = desc::ste_context(table.read(at))?;
+        let offset = cd.checked_sub(self.cds.pa())?;
+        let index = offset / (CD_WORDS as u64 * 8);
+        (offset % (CD_WORDS as u64 * 8) == 0 && (index as usize) < self.context_count)
+            .then_some(ContextId(index as u16))
+    }
+
+    /// Moves the stream counts from `before` to whatever `sid` uses now.
+    fn recount(&mut self, sid: u32, before: Option<ContextId>) {
+        let after = self.stream_context(sid);
+        if before == after {
+            return;
+        }
+        if let Some(Some(n)) = before.and_then(|c| self.contexts.get_mut(c.0 as usize)) {
+            *n = n.saturating_sub(1);
+        }
+        if let Some(Some(n)) = after.and_then(|c| self.contexts.get_mut(c.0 as usize)) {
+            *n += 1;
+        }
+    }
+
+    /// Points `sid` at a context (from abort or from another context); the
+    /// stream translates through it from then on.
     pub fn attach(&mut self, sid: u32, id: ContextId) -> Result<(), SmmuError> {
         let index = id.0 as usize;
-        if self.contexts.get(index).copied().flatten().is_none() {
+        if index >= self.context_count || self.contexts[index].is_none() {
             return Err(SmmuError::BadContext);
         }
         self.ensure_stream(sid)?;
-        let was_attached = !self.stream_aborts(sid);
-        self.write_ste(sid, desc::ste_s1(self.cd_pa(id)))?;
-        if !was_attached {
-            self.contexts[index] = self.contexts[index].map(|n| n + 1);
-        }
-        Ok(())
+        let before = self.stream_context(sid);
+        let result = self.write_ste(sid, desc::ste_s1(self.cd_pa(id)));
+        // Even a failed write may have left a live STE: count what is there.
+        self.recount(sid, before);
+        result
     }
 
     /// Puts `sid` back to abort (quarantine): no transaction of it reaches
-    /// memory once this returns.
+    /// memory once this returns. `id` must be the context it uses.
     pub fn detach(&mut self, sid: u32, id: ContextId) -> Result<(), SmmuError> {
-        self.write_ste(sid, desc::ste_abort())?;
-        self.submit(&[cmd::cfgi_cd(sid, false)])?;
-        self.sync()?;
-        if let Some(Some(n)) = self.contexts.get_mut(id.0 as usize) {
-            *n = n.saturating_sub(1);
+        let before = self.stream_context(sid);
+        if before != Some(id) {
+            return Err(SmmuError::BadContext);
         }
-        Ok(())
+        let result = self.write_ste(sid, desc::ste_abort());
+        self.recount(sid, before);
+        result
     }
 
     // ---- TLB ------------------------------------------------------------------
@@ -676,10 +728,18 @@ impl<R: RegisterBlock> Smmu<R> {
         let mut batch: heapless::Vec<Command, 16> = heapless::Vec::new();
         let mut result = Ok(());
         if self.features.range_invalidation {
+            let mut overflow = false;
             cmd::range_chunks(iova, pages, |at, num, scale| {
-                let _ = batch.push(cmd::tlbi_nh_va_range(asid, at, num, scale, leaf_only));
+                overflow |= batch
+                    .push(cmd::tlbi_nh_va_range(asid, at, num, scale, leaf_only))
+                    .is_err();
             });
-            result = self.submit(&batch);
+            // Never drop an invalidation: fall back to the whole ASID.
+            result = if overflow {
+                self.submit(&[cmd::tlbi_nh_asid(asid)])
+            } else {
+                self.submit(&batch)
+            };
         } else if pages <= 64 {
             for page in 0..pages {
                 let c = cmd::tlbi_nh_va(asid, iova + page * 4096, leaf_only);
@@ -716,6 +776,8 @@ impl<R: RegisterBlock> Smmu<R> {
     /// implementations (QEMU among them) report writes into a full queue.
     pub fn drain_events(&mut self, mut f: impl FnMut(Event)) -> EventStatus {
         let prod_reg = self.regs.read32(EVENTQ_PROD);
+        // Records up to PROD are complete; read none of them before PROD.
+        dma_rmb();
         let prod = self.evtq.wrap_index(prod_reg);
         let ack = self.evtq.index & Q_OVF;
         let gerrorn = self.regs.read32(GERRORN);
@@ -736,8 +798,10 @@ impl<R: RegisterBlock> Smmu<R> {
         if overflowed {
             self.overflows += 1;
         }
-        // Consume and acknowledge overflow in one write; room first, then
-        // the abort acknowledgement, so new records find space.
+        // Finish reading the slots before handing them back; then consume
+        // and acknowledge overflow in one write, and the abort after it so
+        // new records find room.
+        dma_mb();
         self.evtq.index = cons | (prod_reg & Q_OVF);
         self.regs.write32(EVENTQ_CONS, self.evtq.index);
         if aborted {
@@ -755,17 +819,38 @@ impl<R: RegisterBlock> Smmu<R> {
     }
 }
 
-/// One SMMU context as a page-table flusher: one SYNC per flush.
+/// One SMMU context as a page-table flusher: one SYNC per flush. A failed
+/// flush is retried once as a whole-ASID invalidation; if that fails too
+/// the error is returned (and kept for [`Smmu::take_last_error`]).
 pub struct ContextTlb<'s, R: RegisterBlock> {
-    pub smmu: &'s mut Smmu<R>,
-    pub asid: u16,
+    smmu: &'s mut Smmu<R>,
+    asid: u16,
+}
+
+impl<'s, R: RegisterBlock> ContextTlb<'s, R> {
+    pub fn new(smmu: &'s mut Smmu<R>, id: ContextId) -> ContextTlb<'s, R> {
+        ContextTlb {
+            smmu,
+            asid: id.asid(),
+        }
+    }
 }
 
 impl<R: RegisterBlock> TlbFlush for ContextTlb<'_, R> {
-    fn flush(&mut self, gather: &Gather) {
-        if let Err(e) = self.smmu.flush_gather(self.asid, gather) {
+    fn flush(&mut self, gather: &Gather) -> Result<(), Errno> {
+        let first = match self.smmu.flush_gather(self.asid, gather) {
+            Ok(()) => return Ok(()),
+            Err(e) => e,
+        };
+        self.smmu.last_error = Some(first);
+        let retry = self
+            .smmu
+            .submit(&[cmd::tlbi_nh_asid(self.asid)])
+            .and_then(|()| self.smmu.sync());
+        retry.map_err(|e| {
             self.smmu.last_error = Some(e);
-        }
+            Errno::from(e)
+        })
     }
 }
 

@@ -17,12 +17,15 @@ pub const IRQ_CTRL: usize = 0x50;
 pub const IRQ_CTRLACK: usize = 0x54;
 pub const GERROR: usize = 0x60;
 pub const GERRORN: usize = 0x64;
+pub const GERROR_IRQ_CFG0: usize = 0x68;
 pub const STRTAB_BASE: usize = 0x80;
 pub const STRTAB_BASE_CFG: usize = 0x88;
 pub const CMDQ_BASE: usize = 0x90;
 pub const CMDQ_PROD: usize = 0x98;
 pub const CMDQ_CONS: usize = 0x9c;
 pub const EVENTQ_BASE: usize = 0xa0;
+pub const EVENTQ_IRQ_CFG0: usize = 0xb0;
+pub const PRIQ_IRQ_CFG0: usize = 0xd0;
 /// The event queue indices live in register page 1.
 pub const EVENTQ_PROD: usize = 0x1_00a8;
 pub const EVENTQ_CONS: usize = 0x1_00ac;
