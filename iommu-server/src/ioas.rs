@@ -1,0 +1,256 @@
+//! IOAS operations (Linux's drivers/iommu/iommufd/ioas.c), each: copy the
+//! request out, validate, act through iopt, write the outputs back.
+
+use heapless::Vec;
+use iommu_proto::decode::{
+    array_range, check_flags, check_reserved, copy_out, read_at, read_request, write_at,
+};
+use iommu_proto::iommufd::*;
+use iommu_proto::Errno;
+use iopt::{AccountId, DomainTable, DstIova, IovaRange, Prot, Store, MAX_ALLOWED, MAX_RESERVED};
+
+use crate::config::resolve;
+use crate::object::ObjectId;
+use crate::{Client, Object};
+
+type Result<T> = core::result::Result<T, Errno>;
+
+/// Everything one call works on.
+pub(crate) struct Ctx<'a, 's> {
+    pub store: &'a mut Store<'s>,
+    pub doms: &'a mut dyn DomainTable,
+    pub client: &'a mut Client,
+    pub account: AccountId,
+}
+
+const MAP_FLAGS: u32 =
+    IOMMU_IOAS_MAP_FIXED_IOVA | IOMMU_IOAS_MAP_WRITEABLE | IOMMU_IOAS_MAP_READABLE;
+
+fn prot(flags: u32) -> Prot {
+    let mut prot = Prot::empty();
+    prot.set(Prot::READ, flags & IOMMU_IOAS_MAP_READABLE != 0);
+    prot.set(Prot::WRITE, flags & IOMMU_IOAS_MAP_WRITEABLE != 0);
+    prot
+}
+
+fn dst(flags: u32, iova: u64) -> DstIova {
+    if flags & IOMMU_IOAS_MAP_FIXED_IOVA != 0 {
+        DstIova::Fixed(iova)
+    } else {
+        DstIova::Auto
+    }
+}
+
+fn ioas_mut(client: &mut Client, id: u32) -> Result<&mut iopt::Ioas> {
+    match client.objects.get_mut(ObjectId(id))? {
+        Object::Ioas(ioas) => Ok(ioas),
+    }
+}
+
+pub(crate) fn destroy(ctx: &mut Ctx<'_, '_>, page: &mut [u8], size: u64) -> Result<u64> {
+    let cmd: iommu_destroy = read_request(page, size)?;
+    match ctx.client.objects.remove(ObjectId(cmd.id))? {
+        Object::Ioas(ioas) => ioas.destroy(ctx.store, ctx.doms),
+    }
+    Ok(0)
+}
+
+pub(crate) fn alloc(ctx: &mut Ctx<'_, '_>, page: &mut [u8], size: u64) -> Result<u64> {
+    let mut cmd: iommu_ioas_alloc = read_request(page, size)?;
+    check_flags(cmd.flags, 0)?;
+    let reservation = ctx.client.objects.reserve()?;
+    let ioas = match ctx.store.new_ioas(ctx.account) {
+        Ok(ioas) => ioas,
+        Err(e) => {
+            ctx.client.objects.abort(reservation);
+            return Err(e);
+        }
+    };
+    cmd.out_ioas_id = reservation.id().0;
+    if let Err(e) = copy_out(page, size, &cmd) {
+        ctx.client.objects.abort(reservation);
+        ioas.destroy(ctx.store, ctx.doms);
+        return Err(e);
+    }
+    ctx.client.objects.finalize(reservation, Object::Ioas(ioas));
+    Ok(0)
+}
+
+pub(crate) fn map(ctx: &mut Ctx<'_, '_>, page: &mut [u8], size: u64) -> Result<u64> {
+    let mut cmd: iommu_ioas_map = read_request(page, size)?;
+    check_flags(cmd.flags, MAP_FLAGS)?;
+    check_reserved(&cmd.reserved)?;
+    let prot = prot(cmd.flags);
+    if prot.is_empty() {
+        return Err(Errno::EINVAL);
+    }
+    if cmd.user_va == u64::MAX || cmd.length == u64::MAX || cmd.iova == u64::MAX {
+        return Err(Errno::EOVERFLOW);
+    }
+    let regions = ctx.client.config.regions;
+    let ioas = ioas_mut(ctx.client, cmd.ioas_id)?;
+    let writable = prot.contains(Prot::WRITE);
+    let extents = resolve(
+        regions,
+        cmd.user_va,
+        cmd.length,
+        prot.contains(Prot::READ),
+        writable,
+    )?;
+    let iova = ioas.map(
+        ctx.store,
+        ctx.doms,
+        &extents,
+        cmd.user_va,
+        writable,
+        dst(cmd.flags, cmd.iova),
+        prot,
+    )?;
+    cmd.iova = iova;
+    if let Err(e) = copy_out(page, size, &cmd) {
+        let _ = ioas.unmap(ctx.store, ctx.doms, iova, cmd.length);
+        return Err(e);
+    }
+    Ok(0)
+}
+
+pub(crate) fn unmap(ctx: &mut Ctx<'_, '_>, page: &mut [u8], size: u64) -> Result<u64> {
+    let mut cmd: iommu_ioas_unmap = read_request(page, size)?;
+    let ioas = ioas_mut(ctx.client, cmd.ioas_id)?;
+    cmd.length = ioas.unmap(ctx.store, ctx.doms, cmd.iova, cmd.length)?;
+    copy_out(page, size, &cmd)?;
+    Ok(0)
+}
+
+pub(crate) fn copy(ctx: &mut Ctx<'_, '_>, page: &mut [u8], size: u64) -> Result<u64> {
+    let mut cmd: iommu_ioas_copy = read_request(page, size)?;
+    check_flags(cmd.flags, MAP_FLAGS)?;
+    if cmd.length == u64::MAX || cmd.src_iova == u64::MAX || cmd.dst_iova == u64::MAX {
+        return Err(Errno::EOVERFLOW);
+    }
+    let (src, dst_id) = (ObjectId(cmd.src_ioas_id), ObjectId(cmd.dst_ioas_id));
+    let (prot, dst) = (prot(cmd.flags), dst(cmd.flags, cmd.dst_iova));
+    let iova = if src == dst_id {
+        let ioas = ioas_mut(ctx.client, cmd.dst_ioas_id)?;
+        ioas.copy_from(
+            ctx.store,
+            ctx.doms,
+            None,
+            cmd.src_iova,
+            cmd.length,
+            dst,
+            prot,
+        )?
+    } else {
+        let (Object::Ioas(to), Object::Ioas(from)) =
+            ctx.client.objects.get_pair_mut(dst_id, src)?;
+        to.copy_from(
+            ctx.store,
+            ctx.doms,
+            Some(from),
+            cmd.src_iova,
+            cmd.length,
+            dst,
+            prot,
+        )?
+    };
+    cmd.dst_iova = iova;
+    if let Err(e) = copy_out(page, size, &cmd) {
+        let ioas = ioas_mut(ctx.client, cmd.dst_ioas_id)?;
+        let _ = ioas.unmap(ctx.store, ctx.doms, iova, cmd.length);
+        return Err(e);
+    }
+    Ok(0)
+}
+
+pub(crate) fn iova_ranges(ctx: &mut Ctx<'_, '_>, page: &mut [u8], size: u64) -> Result<u64> {
+    let mut cmd: iommu_ioas_iova_ranges = read_request(page, size)?;
+    check_reserved(&cmd.reserved)?;
+    let page_va = ctx.client.config.command_page_vaddr;
+    let ioas = ioas_mut(ctx.client, cmd.ioas_id)?;
+    let elem = core::mem::size_of::<iommu_iova_range>();
+    let out = array_range(
+        page_va,
+        page.len(),
+        cmd.allowed_iovas,
+        u64::from(cmd.num_iovas),
+        elem,
+    )?;
+    // Holes between reserved ranges: at most one more than there are ranges.
+    let mut holes = [IovaRange::ALL; MAX_RESERVED + 1];
+    let info = ioas.iova_ranges(&mut holes);
+    let capacity = cmd.num_iovas as usize;
+    for (i, hole) in holes.iter().take(info.total.min(capacity)).enumerate() {
+        let range = iommu_iova_range {
+            start: hole.start,
+            last: hole.last,
+        };
+        write_at(page, out.start + i * elem, &range)?;
+    }
+    cmd.num_iovas = info.total as u32;
+    cmd.out_iova_alignment = info.alignment;
+    copy_out(page, size, &cmd)?;
+    info.fits(capacity)?;
+    Ok(0)
+}
+
+pub(crate) fn allow_iovas(ctx: &mut Ctx<'_, '_>, page: &mut [u8], size: u64) -> Result<u64> {
+    let cmd: iommu_ioas_allow_iovas = read_request(page, size)?;
+    check_reserved(&cmd.reserved)?;
+    let page_va = ctx.client.config.command_page_vaddr;
+    let ioas = ioas_mut(ctx.client, cmd.ioas_id)?;
+    let elem = core::mem::size_of::<iommu_iova_range>();
+    let input = array_range(
+        page_va,
+        page.len(),
+        cmd.allowed_iovas,
+        u64::from(cmd.num_iovas),
+        elem,
+    )?;
+    // Malformed entries are EINVAL before too many are ENOMEM, as in iopt.
+    let mut ranges: Vec<IovaRange, MAX_ALLOWED> = Vec::new();
+    let mut too_many = false;
+    for i in 0..cmd.num_iovas as usize {
+        let r: iommu_iova_range = read_at(page, input.start + i * elem)?;
+        if r.start >= r.last {
+            return Err(Errno::EINVAL);
+        }
+        too_many |= ranges.push(IovaRange::new(r.start, r.last)).is_err();
+    }
+    if too_many {
+        return Err(Errno::ENOMEM);
+    }
+    ioas.set_allowed(&ranges)?;
+    Ok(0)
+}
+
+pub(crate) fn option(ctx: &mut Ctx<'_, '_>, page: &mut [u8], size: u64) -> Result<u64> {
+    let mut cmd: iommu_option = read_request(page, size)?;
+    check_reserved(&cmd.reserved)?;
+    match cmd.option_id {
+        IOMMU_OPTION_HUGE_PAGES => {
+            let ioas = ioas_mut(ctx.client, cmd.object_id)?;
+            match (cmd.op, cmd.val64) {
+                (IOMMU_OPTION_OP_GET, _) => cmd.val64 = u64::from(ioas.huge_pages()),
+                (IOMMU_OPTION_OP_SET, v @ (0 | 1)) => ioas.set_huge_pages(v == 1)?,
+                (IOMMU_OPTION_OP_SET, _) => return Err(Errno::EINVAL),
+                _ => return Err(Errno::EOPNOTSUPP),
+            }
+        }
+        // Accounting is a per-client quota fixed by the configuration:
+        // readable (user-based, 0), never changeable by a client.
+        IOMMU_OPTION_RLIMIT_MODE => {
+            if cmd.object_id != 0 {
+                return Err(Errno::EOPNOTSUPP);
+            }
+            match cmd.op {
+                IOMMU_OPTION_OP_GET => cmd.val64 = 0,
+                IOMMU_OPTION_OP_SET => return Err(Errno::EPERM),
+                _ => return Err(Errno::EOPNOTSUPP),
+            }
+        }
+        _ => return Err(Errno::EOPNOTSUPP),
+    }
+    copy_out(page, size, &cmd)?;
+    Ok(0)
+}

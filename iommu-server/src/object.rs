@@ -1,0 +1,282 @@
+//! Per-client object tables: IDs are capabilities.
+//!
+//! An ID is `generation << INDEX_BITS | index`. A slot's generation moves on
+//! every time its object goes, so a destroyed ID never names anything
+//! again; a slot whose generation would wrap is retired for good. ID 0 is
+//! never valid. One client's IDs index only its own table.
+
+use iommu_proto::Errno;
+
+/// Bits of an ID that select the slot; tables hold at most 2^8 objects.
+pub const INDEX_BITS: u32 = 8;
+const INDEX_MASK: u32 = (1 << INDEX_BITS) - 1;
+const MAX_GENERATION: u32 = u32::MAX >> INDEX_BITS;
+
+/// An object ID as clients see it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ObjectId(pub u32);
+
+impl ObjectId {
+    fn new(index: usize, generation: u32) -> ObjectId {
+        ObjectId((generation << INDEX_BITS) | index as u32)
+    }
+
+    fn index(self) -> usize {
+        (self.0 & INDEX_MASK) as usize
+    }
+
+    fn generation(self) -> u32 {
+        self.0 >> INDEX_BITS
+    }
+}
+
+#[derive(Debug)]
+enum State<T> {
+    Free,
+    /// Allocated but not finalized: invisible to lookups.
+    Reserved,
+    Live(T),
+    /// Generation exhausted; never handed out again.
+    Retired,
+}
+
+#[derive(Debug)]
+struct Slot<T> {
+    generation: u32,
+    state: State<T>,
+}
+
+/// A slot held between allocation and finalize/abort.
+#[derive(Debug)]
+#[must_use = "finalize or abort the reservation"]
+pub struct Reservation {
+    id: ObjectId,
+}
+
+impl Reservation {
+    /// The ID the object will have once finalized.
+    pub fn id(&self) -> ObjectId {
+        self.id
+    }
+}
+
+/// A bounded table of objects of type `T`.
+#[derive(Debug)]
+pub struct ObjectTable<T, const N: usize> {
+    slots: [Slot<T>; N],
+    live: usize,
+    limit: usize,
+}
+
+impl<T, const N: usize> ObjectTable<T, N> {
+    /// An empty table admitting at most `limit` (<= N, <= 256) objects.
+    pub fn new(limit: usize) -> ObjectTable<T, N> {
+        const {
+            assert!(
+                N <= 1 << INDEX_BITS,
+                "object table larger than the ID index"
+            )
+        };
+        ObjectTable {
+            slots: core::array::from_fn(|_| Slot {
+                generation: 1,
+                state: State::Free,
+            }),
+            live: 0,
+            limit: limit.min(N),
+        }
+    }
+
+    /// Objects live or reserved.
+    pub fn len(&self) -> usize {
+        self.live
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.live == 0
+    }
+
+    /// Phase one of creation: ENOMEM when the quota or the table is full.
+    pub fn reserve(&mut self) -> Result<Reservation, Errno> {
+        if self.live >= self.limit {
+            return Err(Errno::ENOMEM);
+        }
+        let index = self
+            .slots
+            .iter()
+            .position(|s| matches!(s.state, State::Free))
+            .ok_or(Errno::ENOMEM)?;
+        let slot = &mut self.slots[index];
+        slot.state = State::Reserved;
+        self.live += 1;
+        Ok(Reservation {
+            id: ObjectId::new(index, slot.generation),
+        })
+    }
+
+    /// Phase two: the object becomes visible under the reserved ID.
+    pub fn finalize(&mut self, reservation: Reservation, object: T) -> ObjectId {
+        self.slots[reservation.id.index()].state = State::Live(object);
+        reservation.id
+    }
+
+    /// Phase two, failed: the slot is free again and the ID is spent.
+    pub fn abort(&mut self, reservation: Reservation) {
+        self.release(reservation.id.index());
+    }
+
+    fn release(&mut self, index: usize) {
+        let slot = &mut self.slots[index];
+        if slot.generation == MAX_GENERATION {
+            slot.state = State::Retired;
+        } else {
+            slot.generation += 1;
+            slot.state = State::Free;
+        }
+        self.live -= 1;
+    }
+
+    fn live_index(&self, id: ObjectId) -> Result<usize, Errno> {
+        let index = id.index();
+        match self.slots.get(index) {
+            Some(slot)
+                if slot.generation == id.generation() && matches!(slot.state, State::Live(_)) =>
+            {
+                Ok(index)
+            }
+            _ => Err(Errno::ENOENT),
+        }
+    }
+
+    pub fn get(&self, id: ObjectId) -> Result<&T, Errno> {
+        match &self.slots[self.live_index(id)?].state {
+            State::Live(object) => Ok(object),
+            _ => Err(Errno::ENOENT),
+        }
+    }
+
+    pub fn get_mut(&mut self, id: ObjectId) -> Result<&mut T, Errno> {
+        let index = self.live_index(id)?;
+        match &mut self.slots[index].state {
+            State::Live(object) => Ok(object),
+            _ => Err(Errno::ENOENT),
+        }
+    }
+
+    /// Two distinct live objects at once (for copies between them).
+    pub fn get_pair_mut(&mut self, a: ObjectId, b: ObjectId) -> Result<(&mut T, &T), Errno> {
+        let (ia, ib) = (self.live_index(a)?, self.live_index(b)?);
+        if ia == ib {
+            return Err(Errno::EINVAL);
+        }
+        let (lo, hi) = self.slots.split_at_mut(ia.max(ib));
+        let (first, second) = (&mut lo[ia.min(ib)], &mut hi[0]);
+        let (sa, sb) = if ia < ib {
+            (first, second)
+        } else {
+            (second, first)
+        };
+        match (&mut sa.state, &sb.state) {
+            (State::Live(x), State::Live(y)) => Ok((x, y)),
+            _ => Err(Errno::ENOENT),
+        }
+    }
+
+    /// Takes the object out; its ID is dead from now on.
+    pub fn remove(&mut self, id: ObjectId) -> Result<T, Errno> {
+        let index = self.live_index(id)?;
+        let state = core::mem::replace(&mut self.slots[index].state, State::Free);
+        self.release(index);
+        match state {
+            State::Live(object) => Ok(object),
+            _ => Err(Errno::ENOENT),
+        }
+    }
+
+    /// IDs of every live object, for teardown.
+    pub fn ids(&self) -> impl Iterator<Item = ObjectId> + '_ {
+        self.slots
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| match s.state {
+                State::Live(_) => Some(ObjectId::new(i, s.generation)),
+                _ => None,
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_die_with_their_objects() {
+        let mut t: ObjectTable<u32, 4> = ObjectTable::new(4);
+        let r = t.reserve().unwrap();
+        assert_eq!(
+            t.get(r.id()),
+            Err(Errno::ENOENT),
+            "invisible until finalized"
+        );
+        let a = t.finalize(r, 7);
+        assert_ne!(a.0, 0);
+        assert_eq!(t.get(a), Ok(&7));
+        assert_eq!(t.remove(a), Ok(7));
+        assert_eq!(t.get(a), Err(Errno::ENOENT));
+        let b = {
+            let r = t.reserve().unwrap();
+            t.finalize(r, 8)
+        };
+        assert_eq!(b.index(), a.index(), "slot reused");
+        assert_ne!(b, a, "but never the ID");
+        assert_eq!(t.get(a), Err(Errno::ENOENT));
+        assert_eq!(t.get(ObjectId(0)), Err(Errno::ENOENT));
+        assert_eq!(t.get(ObjectId(0xffff_ff03)), Err(Errno::ENOENT));
+    }
+
+    #[test]
+    fn quota_and_abort() {
+        let mut t: ObjectTable<u32, 4> = ObjectTable::new(2);
+        let a = t.reserve().unwrap();
+        let b = t.reserve().unwrap();
+        assert_eq!(t.reserve().err(), Some(Errno::ENOMEM));
+        let spent = b.id();
+        t.abort(b);
+        assert_eq!(t.len(), 1);
+        let c = {
+            let r = t.reserve().unwrap();
+            t.finalize(r, 3)
+        };
+        assert_ne!(c, spent, "an aborted ID is spent too");
+        t.finalize(a, 1);
+        assert_eq!(t.ids().count(), 2);
+    }
+
+    #[test]
+    fn exhausted_slots_retire() {
+        let mut t: ObjectTable<u32, 1> = ObjectTable::new(1);
+        t.slots[0].generation = MAX_GENERATION;
+        let last = {
+            let r = t.reserve().unwrap();
+            t.finalize(r, 1)
+        };
+        t.remove(last).unwrap();
+        assert_eq!(t.reserve().err(), Some(Errno::ENOMEM), "never reused");
+    }
+
+    #[test]
+    fn pairs_are_distinct() {
+        let mut t: ObjectTable<u32, 4> = ObjectTable::new(4);
+        let a = {
+            let r = t.reserve().unwrap();
+            t.finalize(r, 1)
+        };
+        let b = {
+            let r = t.reserve().unwrap();
+            t.finalize(r, 2)
+        };
+        let (x, y) = t.get_pair_mut(b, a).unwrap();
+        assert_eq!((*x, *y), (2, 1));
+        assert_eq!(t.get_pair_mut(a, a).err(), Some(Errno::EINVAL));
+    }
+}

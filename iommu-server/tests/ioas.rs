@@ -1,0 +1,486 @@
+//! Several simulated clients drive the server through the byte-level path
+//! a PD uses: request struct in the command page, label, MR0 = size.
+
+use iommu_proto::iommufd::*;
+use iommu_proto::{Errno, Op};
+use iommu_server::config::{ClientConfig, Perms, Quota, Region};
+use iommu_server::Server;
+use iopt::{Account, AreaSlot, PagesSlot, Store};
+use zerocopy::{FromBytes, Immutable, IntoBytes};
+
+const PAGE_VA: u64 = 0x7000_0000;
+const PAGE_LEN: usize = 4096;
+const K4: u64 = 0x1000;
+
+static REGIONS_A: [Region; 2] = [
+    Region {
+        vaddr: 0x10_0000,
+        size: 0x20_0000,
+        paddr: 0x8000_0000,
+        perms: Perms::RW,
+    },
+    Region {
+        vaddr: 0x40_0000,
+        size: 0x1000,
+        paddr: 0x8100_0000,
+        perms: Perms::RO,
+    },
+];
+static REGIONS_B: [Region; 1] = [Region {
+    vaddr: 0x10_0000,
+    size: 0x10_0000,
+    paddr: 0x9000_0000,
+    perms: Perms::RW,
+}];
+
+const QUOTA: Quota = Quota {
+    objects: 4,
+    mapped_pages: 1024,
+};
+
+struct Sys {
+    server: Server<'static, 2>,
+    pages: [Vec<u8>; 2],
+}
+
+impl Sys {
+    fn new() -> Sys {
+        let areas = Box::leak(vec![AreaSlot::EMPTY; 256].into_boxed_slice());
+        let pages = Box::leak(vec![PagesSlot::EMPTY; 256].into_boxed_slice());
+        let accounts = Box::leak(vec![Account::UNLIMITED; 2].into_boxed_slice());
+        let configs = [
+            ClientConfig {
+                name: "a",
+                command_page_vaddr: PAGE_VA,
+                regions: &REGIONS_A,
+                quota: QUOTA,
+            },
+            ClientConfig {
+                name: "b",
+                command_page_vaddr: PAGE_VA,
+                regions: &REGIONS_B,
+                quota: QUOTA,
+            },
+        ];
+        let server = Server::new(Store::new(areas, pages, accounts), &configs).unwrap();
+        Sys {
+            server,
+            pages: [vec![0; PAGE_LEN], vec![0; PAGE_LEN]],
+        }
+    }
+
+    /// Sends `req` as `op` with MR0 = `size`; reads the struct back.
+    fn call_sized<T: IntoBytes + FromBytes + Immutable>(
+        &mut self,
+        client: usize,
+        op: Op,
+        req: &mut T,
+        size: u64,
+    ) -> Result<u64, Errno> {
+        let page = &mut self.pages[client];
+        let bytes = req.as_bytes();
+        page[..bytes.len()].copy_from_slice(bytes);
+        let reply = self.server.handle(client, op.label(), [size, 0], page);
+        *req = T::read_from_prefix(page).unwrap().0;
+        match reply.errno() {
+            None => Ok(reply.mr0),
+            Some(e) => Err(e),
+        }
+    }
+
+    fn call<T: IntoBytes + FromBytes + Immutable>(
+        &mut self,
+        client: usize,
+        op: Op,
+        req: &mut T,
+    ) -> Result<u64, Errno> {
+        self.call_sized(client, op, req, std::mem::size_of::<T>() as u64)
+    }
+
+    fn alloc(&mut self, client: usize) -> Result<u32, Errno> {
+        let mut cmd = iommu_ioas_alloc {
+            size: 12,
+            flags: 0,
+            out_ioas_id: 0,
+        };
+        self.call(client, Op::IoasAlloc, &mut cmd)?;
+        Ok(cmd.out_ioas_id)
+    }
+
+    fn map(
+        &mut self,
+        client: usize,
+        ioas: u32,
+        va: u64,
+        len: u64,
+        flags: u32,
+        iova: u64,
+    ) -> Result<u64, Errno> {
+        let mut cmd = iommu_ioas_map {
+            size: 40,
+            flags,
+            ioas_id: ioas,
+            reserved: 0,
+            user_va: va,
+            length: len,
+            iova,
+        };
+        self.call(client, Op::IoasMap, &mut cmd)?;
+        Ok(cmd.iova)
+    }
+
+    fn unmap(&mut self, client: usize, ioas: u32, iova: u64, len: u64) -> Result<u64, Errno> {
+        let mut cmd = iommu_ioas_unmap {
+            size: 24,
+            ioas_id: ioas,
+            iova,
+            length: len,
+        };
+        self.call(client, Op::IoasUnmap, &mut cmd)?;
+        Ok(cmd.length)
+    }
+
+    fn destroy(&mut self, client: usize, id: u32) -> Result<u64, Errno> {
+        self.call(client, Op::Destroy, &mut iommu_destroy { size: 8, id })
+    }
+}
+
+const RW: u32 = IOMMU_IOAS_MAP_READABLE | IOMMU_IOAS_MAP_WRITEABLE;
+const FIXED: u32 = IOMMU_IOAS_MAP_FIXED_IOVA;
+
+#[test]
+fn map_and_unmap_through_the_command_page() {
+    let mut s = Sys::new();
+    let ioas = s.alloc(0).unwrap();
+    let iova = s.map(0, ioas, 0x10_0000, 4 * K4, RW, 0).unwrap();
+    assert_eq!(
+        iova,
+        4 * K4,
+        "automatic IOVA (aligned to the length) written back"
+    );
+    assert_eq!(
+        s.server.translate(0, ioas, iova + 0x1234),
+        Some(0x8000_1234)
+    );
+    assert_eq!(
+        s.map(0, ioas, 0x10_4000, K4, RW | FIXED, 0x100_0000),
+        Ok(0x100_0000)
+    );
+    assert_eq!(s.server.translate(0, ioas, 0x100_0010), Some(0x8000_4010));
+    assert_eq!(
+        s.unmap(0, ioas, iova, 4 * K4),
+        Ok(4 * K4),
+        "bytes unmapped written back"
+    );
+    assert_eq!(
+        s.unmap(0, ioas, 0, u64::MAX),
+        Ok(K4),
+        "(0, max) unmaps everything"
+    );
+    assert_eq!(
+        s.server.store().account(iopt::AccountId(0)).unwrap().used,
+        0
+    );
+}
+
+#[test]
+fn memory_is_checked_against_the_callers_regions() {
+    let mut s = Sys::new();
+    let ioas = s.alloc(0).unwrap();
+    assert_eq!(
+        s.map(0, ioas, 0x30_0000, K4, RW, 0),
+        Err(Errno::EFAULT),
+        "not a region of A"
+    );
+    assert_eq!(
+        s.map(0, ioas, 0x2f_f000, 2 * K4, RW, 0),
+        Err(Errno::EFAULT),
+        "runs off the end"
+    );
+    assert_eq!(
+        s.map(0, ioas, 0x40_0000, K4, RW, 0),
+        Err(Errno::EPERM),
+        "DMA write into read-only memory"
+    );
+    let ro = s
+        .map(0, ioas, 0x40_0000, K4, IOMMU_IOAS_MAP_READABLE, 0)
+        .unwrap();
+    assert_eq!(s.server.translate(0, ioas, ro), Some(0x8100_0000));
+    // B's region at the same virtual address is B's memory, not A's.
+    let b = s.alloc(1).unwrap();
+    let iova = s.map(1, b, 0x10_0000, K4, RW, 0).unwrap();
+    assert_eq!(s.server.translate(1, b, iova), Some(0x9000_0000));
+    assert_eq!(
+        s.map(1, b, 0x40_0000, K4, IOMMU_IOAS_MAP_READABLE, 0),
+        Err(Errno::EFAULT)
+    );
+}
+
+#[test]
+fn ids_are_per_client_capabilities() {
+    let mut s = Sys::new();
+    let a = s.alloc(0).unwrap();
+    assert_eq!(
+        s.map(1, a, 0x10_0000, K4, RW, 0),
+        Err(Errno::ENOENT),
+        "A's ID means nothing to B"
+    );
+    assert_eq!(s.destroy(1, a), Err(Errno::ENOENT));
+    s.map(0, a, 0x10_0000, K4, RW, 0).unwrap();
+    s.destroy(0, a).unwrap();
+    assert_eq!(
+        s.map(0, a, 0x10_0000, K4, RW, 0),
+        Err(Errno::ENOENT),
+        "stale after destroy"
+    );
+    let again = s.alloc(0).unwrap();
+    assert_ne!(again, a, "a destroyed ID is never reissued");
+    assert_eq!(s.destroy(0, a), Err(Errno::ENOENT));
+    assert_eq!(
+        s.server.store().areas_free(),
+        256,
+        "destroy returned the areas"
+    );
+}
+
+#[test]
+fn extensible_struct_rules() {
+    let mut s = Sys::new();
+    let ioas = s.alloc(0).unwrap();
+    let mut cmd = iommu_ioas_map {
+        size: 40,
+        flags: RW,
+        ioas_id: ioas,
+        reserved: 0,
+        user_va: 0x10_0000,
+        length: K4,
+        iova: 0,
+    };
+    assert_eq!(
+        s.call_sized(0, Op::IoasMap, &mut cmd.clone(), 16),
+        Err(Errno::EINVAL),
+        "shorter than the minimum"
+    );
+    assert_eq!(
+        s.call_sized(0, Op::IoasMap, &mut cmd.clone(), 48),
+        Err(Errno::EINVAL),
+        "MR0 disagrees with size"
+    );
+    assert_eq!(
+        s.call(
+            0,
+            Op::IoasMap,
+            &mut iommu_ioas_map {
+                flags: RW | 0x80,
+                ..cmd
+            }
+        ),
+        Err(Errno::EOPNOTSUPP)
+    );
+    assert_eq!(
+        s.call(0, Op::IoasMap, &mut iommu_ioas_map { reserved: 1, ..cmd }),
+        Err(Errno::EOPNOTSUPP)
+    );
+    assert_eq!(
+        s.call(
+            0,
+            Op::IoasMap,
+            &mut iommu_ioas_map {
+                flags: FIXED,
+                ..cmd
+            }
+        ),
+        Err(Errno::EINVAL),
+        "no access"
+    );
+    // A newer client's longer struct: zero tail accepted, non-zero E2BIG.
+    s.pages[0][40..48].fill(0);
+    cmd.size = 48;
+    assert!(s.call_sized(0, Op::IoasMap, &mut cmd.clone(), 48).is_ok());
+    s.pages[0][40..48].fill(0xff);
+    let bytes = cmd.as_bytes().to_vec();
+    s.pages[0][..40].copy_from_slice(&bytes);
+    let reply = s
+        .server
+        .handle(0, Op::IoasMap.label(), [48, 0], &mut s.pages[0]);
+    assert_eq!(reply.errno(), Some(Errno::E2BIG));
+    assert_eq!(
+        s.call_sized(0, Op::IoasMap, &mut cmd.clone(), 8192),
+        Err(Errno::EFAULT),
+        "larger than the page"
+    );
+    let reply = s.server.handle(0, 0x7777, [8, 0], &mut s.pages[0]);
+    assert_eq!(reply.errno(), Some(Errno::ENOTTY));
+    let reply = s
+        .server
+        .handle(5, Op::IoasAlloc.label(), [12, 0], &mut s.pages[0]);
+    assert_eq!(
+        reply.errno(),
+        Some(Errno::EPERM),
+        "no client on that channel"
+    );
+}
+
+#[test]
+fn iova_ranges_two_call_protocol_and_array_bounds() {
+    let mut s = Sys::new();
+    let ioas = s.alloc(0).unwrap();
+    let mut cmd = iommu_ioas_iova_ranges {
+        size: 32,
+        ioas_id: ioas,
+        num_iovas: 0,
+        reserved: 0,
+        allowed_iovas: 0,
+        out_iova_alignment: 0,
+    };
+    assert_eq!(
+        s.call(0, Op::IoasIovaRanges, &mut cmd),
+        Err(Errno::EMSGSIZE)
+    );
+    assert_eq!(
+        (cmd.num_iovas, cmd.out_iova_alignment),
+        (1, K4),
+        "needed count reported"
+    );
+    cmd.allowed_iovas = PAGE_VA + 1024;
+    s.call(0, Op::IoasIovaRanges, &mut cmd).unwrap();
+    let range = iommu_iova_range::read_from_prefix(&s.pages[0][1024..])
+        .unwrap()
+        .0;
+    assert_eq!((range.start, range.last), (0, u64::MAX));
+    cmd.allowed_iovas = PAGE_VA + 4090;
+    assert_eq!(
+        s.call(0, Op::IoasIovaRanges, &mut cmd),
+        Err(Errno::EFAULT),
+        "array leaves the page"
+    );
+    cmd.allowed_iovas = 0x10_0000;
+    assert_eq!(
+        s.call(0, Op::IoasIovaRanges, &mut cmd),
+        Err(Errno::EFAULT),
+        "array not in the page"
+    );
+}
+
+#[test]
+fn allow_iovas_steers_automatic_allocation() {
+    let mut s = Sys::new();
+    let ioas = s.alloc(0).unwrap();
+    let ranges = [iommu_iova_range {
+        start: 0x4000_0000,
+        last: 0x4fff_ffff,
+    }];
+    s.pages[0][2048..2064].copy_from_slice(ranges.as_bytes());
+    let mut cmd = iommu_ioas_allow_iovas {
+        size: 24,
+        ioas_id: ioas,
+        num_iovas: 1,
+        reserved: 0,
+        allowed_iovas: PAGE_VA + 2048,
+    };
+    s.call(0, Op::IoasAllowIovas, &mut cmd).unwrap();
+    assert_eq!(s.map(0, ioas, 0x10_0000, K4, RW, 0), Ok(0x4000_0000));
+    let bad = [iommu_iova_range { start: 5, last: 5 }];
+    s.pages[0][2048..2064].copy_from_slice(bad.as_bytes());
+    assert_eq!(s.call(0, Op::IoasAllowIovas, &mut cmd), Err(Errno::EINVAL));
+}
+
+#[test]
+fn copy_between_a_clients_ioases() {
+    let mut s = Sys::new();
+    let (a, b) = (s.alloc(0).unwrap(), s.alloc(0).unwrap());
+    let src = s.map(0, a, 0x10_0000, 2 * K4, RW, 0).unwrap();
+    let mut cmd = iommu_ioas_copy {
+        size: 40,
+        flags: RW,
+        dst_ioas_id: b,
+        src_ioas_id: a,
+        length: 2 * K4,
+        dst_iova: 0,
+        src_iova: src,
+    };
+    s.call(0, Op::IoasCopy, &mut cmd).unwrap();
+    assert_eq!(
+        s.server.translate(0, b, cmd.dst_iova + K4),
+        Some(0x8000_1000)
+    );
+    // B's third IOAS has an ID A's table never issued.
+    let other = (0..3).map(|_| s.alloc(1).unwrap()).last().unwrap();
+    cmd.dst_ioas_id = other;
+    assert_eq!(
+        s.call(0, Op::IoasCopy, &mut cmd),
+        Err(Errno::ENOENT),
+        "B's IOAS is not A's to copy into"
+    );
+    cmd.dst_ioas_id = a;
+    cmd.src_ioas_id = a;
+    s.call(0, Op::IoasCopy, &mut cmd).unwrap();
+}
+
+#[test]
+fn options() {
+    let mut s = Sys::new();
+    let ioas = s.alloc(0).unwrap();
+    let mut cmd = iommu_option {
+        size: 24,
+        option_id: IOMMU_OPTION_HUGE_PAGES,
+        op: IOMMU_OPTION_OP_GET,
+        reserved: 0,
+        object_id: ioas,
+        val64: 9,
+    };
+    s.call(0, Op::Option, &mut cmd).unwrap();
+    assert_eq!(cmd.val64, 1);
+    cmd.op = IOMMU_OPTION_OP_SET;
+    cmd.val64 = 0;
+    s.call(0, Op::Option, &mut cmd).unwrap();
+    cmd.op = IOMMU_OPTION_OP_GET;
+    s.call(0, Op::Option, &mut cmd).unwrap();
+    assert_eq!(cmd.val64, 0);
+    cmd.op = IOMMU_OPTION_OP_SET;
+    cmd.val64 = 2;
+    assert_eq!(s.call(0, Op::Option, &mut cmd), Err(Errno::EINVAL));
+    let mut rlimit = iommu_option {
+        option_id: IOMMU_OPTION_RLIMIT_MODE,
+        object_id: 0,
+        val64: 1,
+        ..cmd
+    };
+    assert_eq!(
+        s.call(0, Op::Option, &mut rlimit),
+        Err(Errno::EPERM),
+        "the quota is the configuration's"
+    );
+    assert_eq!(
+        s.call(
+            0,
+            Op::Option,
+            &mut iommu_option {
+                option_id: 7,
+                ..cmd
+            }
+        ),
+        Err(Errno::EOPNOTSUPP)
+    );
+}
+
+#[test]
+fn quotas_are_enomem_and_change_nothing() {
+    let mut s = Sys::new();
+    let ids: Vec<u32> = (0..4).map(|_| s.alloc(0).unwrap()).collect();
+    assert_eq!(s.alloc(0), Err(Errno::ENOMEM), "object quota");
+    assert_eq!(s.server.object_count(0), 4);
+    assert!(s.alloc(1).is_ok(), "B has its own quota");
+    // 1024 pages in all: two 2 MiB maps use them up.
+    assert_eq!(s.map(0, ids[0], 0x10_0000, 0x20_0000, RW, 0), Ok(0x10_0000));
+    assert_eq!(s.map(0, ids[1], 0x10_0000, 0x20_0000, RW, 0), Ok(0x10_0000));
+    assert_eq!(
+        s.map(0, ids[2], 0x10_0000, K4, RW, 0),
+        Err(Errno::ENOMEM),
+        "mapped-page quota"
+    );
+    assert_eq!(
+        s.server.store().account(iopt::AccountId(0)).unwrap().used,
+        1024
+    );
+}
