@@ -33,6 +33,17 @@ pub struct Region {
     pub perms: Perms,
 }
 
+/// A device a client drives: its stream ID (never named by the client),
+/// the widest address it can emit, and IOVA windows it must never be
+/// given (MSI doorbells, PCIe host-bridge windows).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DeviceConfig {
+    pub name: &'static str,
+    pub stream_id: u32,
+    pub dma_mask: u64,
+    pub reserved: &'static [iopt::IovaRange],
+}
+
 /// Per-client limits; exceeding one is ENOMEM and changes nothing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Quota {
@@ -50,7 +61,22 @@ pub struct ClientConfig {
     /// inside it).
     pub command_page_vaddr: u64,
     pub regions: &'static [Region],
+    pub devices: &'static [DeviceConfig],
     pub quota: Quota,
+}
+
+impl ClientConfig {
+    /// No memory, no devices, no quota: an unused client slot.
+    pub const NONE: ClientConfig = ClientConfig {
+        name: "",
+        command_page_vaddr: 0,
+        regions: &[],
+        devices: &[],
+        quota: Quota {
+            objects: 0,
+            mapped_pages: 0,
+        },
+    };
 }
 
 /// Physical extents behind `[va, va + len)` of the client's regions.

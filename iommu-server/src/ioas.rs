@@ -7,21 +7,14 @@ use iommu_proto::decode::{
 };
 use iommu_proto::iommufd::*;
 use iommu_proto::Errno;
-use iopt::{AccountId, DomainTable, DstIova, IovaRange, Prot, Store, MAX_ALLOWED, MAX_RESERVED};
+use iopt::{DstIova, IovaRange, Prot, MAX_ALLOWED, MAX_RESERVED};
 
 use crate::config::resolve;
+use crate::device::destroy_hwpt;
 use crate::object::ObjectId;
-use crate::{Client, Object};
+use crate::{Client, Ctx, Hardware, IoasObject, Object};
 
 type Result<T> = core::result::Result<T, Errno>;
-
-/// Everything one call works on.
-pub(crate) struct Ctx<'a, 's> {
-    pub store: &'a mut Store<'s>,
-    pub doms: &'a mut dyn DomainTable,
-    pub client: &'a mut Client,
-    pub account: AccountId,
-}
 
 const MAP_FLAGS: u32 =
     IOMMU_IOAS_MAP_FIXED_IOVA | IOMMU_IOAS_MAP_WRITEABLE | IOMMU_IOAS_MAP_READABLE;
@@ -41,25 +34,49 @@ fn dst(flags: u32, iova: u64) -> DstIova {
     }
 }
 
-fn ioas_mut(client: &mut Client, id: u32) -> Result<&mut iopt::Ioas> {
+/// The IOAS an ID names: ENOENT when it names nothing of this client's,
+/// EINVAL when it names another kind of object.
+pub(crate) fn ioas_mut(client: &mut Client, id: u32) -> Result<&mut iopt::Ioas> {
     match client.objects.get_mut(ObjectId(id))? {
-        Object::Ioas(ioas) => Ok(ioas),
+        Object::Ioas(o) => Ok(&mut o.ioas),
+        _ => Err(Errno::EINVAL),
     }
 }
 
-pub(crate) fn destroy(ctx: &mut Ctx<'_, '_>, page: &mut [u8], size: u64) -> Result<u64> {
+/// DESTROY: any object not in use (EBUSY otherwise: an IOAS with HWPTs, a
+/// HWPT or device with attachments). Destroying a device unbinds it.
+pub(crate) fn destroy<H: Hardware>(
+    ctx: &mut Ctx<'_, '_, H>,
+    page: &mut [u8],
+    size: u64,
+) -> Result<u64> {
     let cmd: iommu_destroy = read_request(page, size)?;
-    match ctx.client.objects.remove(ObjectId(cmd.id))? {
-        Object::Ioas(ioas) => ioas.destroy(ctx.store, ctx.doms),
+    let id = ObjectId(cmd.id);
+    match ctx.client.objects.get(id)? {
+        Object::Ioas(o) if o.hwpts > 0 => return Err(Errno::EBUSY),
+        Object::Hwpt(h) if h.devices > 0 => return Err(Errno::EBUSY),
+        Object::Device(d) if d.hwpt.is_some() => return Err(Errno::EBUSY),
+        Object::Hwpt(_) => {
+            destroy_hwpt(ctx, id);
+            return Ok(0);
+        }
+        _ => {}
+    }
+    if let Object::Ioas(o) = ctx.client.objects.remove(id)? {
+        o.ioas.destroy(ctx.store, ctx.hw.domains());
     }
     Ok(0)
 }
 
-pub(crate) fn alloc(ctx: &mut Ctx<'_, '_>, page: &mut [u8], size: u64) -> Result<u64> {
+pub(crate) fn alloc<H: Hardware>(
+    ctx: &mut Ctx<'_, '_, H>,
+    page: &mut [u8],
+    size: u64,
+) -> Result<u64> {
     let mut cmd: iommu_ioas_alloc = read_request(page, size)?;
     check_flags(cmd.flags, 0)?;
     let reservation = ctx.client.objects.reserve()?;
-    let ioas = match ctx.store.new_ioas(ctx.account) {
+    let ioas = match ctx.store.new_ioas(ctx.account()) {
         Ok(ioas) => ioas,
         Err(e) => {
             ctx.client.objects.abort(reservation);
@@ -69,14 +86,20 @@ pub(crate) fn alloc(ctx: &mut Ctx<'_, '_>, page: &mut [u8], size: u64) -> Result
     cmd.out_ioas_id = reservation.id().0;
     if let Err(e) = copy_out(page, size, &cmd) {
         ctx.client.objects.abort(reservation);
-        ioas.destroy(ctx.store, ctx.doms);
+        ioas.destroy(ctx.store, ctx.hw.domains());
         return Err(e);
     }
-    ctx.client.objects.finalize(reservation, Object::Ioas(ioas));
+    ctx.client
+        .objects
+        .finalize(reservation, Object::Ioas(IoasObject { ioas, hwpts: 0 }));
     Ok(0)
 }
 
-pub(crate) fn map(ctx: &mut Ctx<'_, '_>, page: &mut [u8], size: u64) -> Result<u64> {
+pub(crate) fn map<H: Hardware>(
+    ctx: &mut Ctx<'_, '_, H>,
+    page: &mut [u8],
+    size: u64,
+) -> Result<u64> {
     let mut cmd: iommu_ioas_map = read_request(page, size)?;
     check_flags(cmd.flags, MAP_FLAGS)?;
     check_reserved(&cmd.reserved)?;
@@ -99,7 +122,7 @@ pub(crate) fn map(ctx: &mut Ctx<'_, '_>, page: &mut [u8], size: u64) -> Result<u
     )?;
     let iova = ioas.map(
         ctx.store,
-        ctx.doms,
+        ctx.hw.domains(),
         &extents,
         cmd.user_va,
         writable,
@@ -108,21 +131,29 @@ pub(crate) fn map(ctx: &mut Ctx<'_, '_>, page: &mut [u8], size: u64) -> Result<u
     )?;
     cmd.iova = iova;
     if let Err(e) = copy_out(page, size, &cmd) {
-        let _ = ioas.unmap(ctx.store, ctx.doms, iova, cmd.length);
+        let _ = ioas.unmap(ctx.store, ctx.hw.domains(), iova, cmd.length);
         return Err(e);
     }
     Ok(0)
 }
 
-pub(crate) fn unmap(ctx: &mut Ctx<'_, '_>, page: &mut [u8], size: u64) -> Result<u64> {
+pub(crate) fn unmap<H: Hardware>(
+    ctx: &mut Ctx<'_, '_, H>,
+    page: &mut [u8],
+    size: u64,
+) -> Result<u64> {
     let mut cmd: iommu_ioas_unmap = read_request(page, size)?;
     let ioas = ioas_mut(ctx.client, cmd.ioas_id)?;
-    cmd.length = ioas.unmap(ctx.store, ctx.doms, cmd.iova, cmd.length)?;
+    cmd.length = ioas.unmap(ctx.store, ctx.hw.domains(), cmd.iova, cmd.length)?;
     copy_out(page, size, &cmd)?;
     Ok(0)
 }
 
-pub(crate) fn copy(ctx: &mut Ctx<'_, '_>, page: &mut [u8], size: u64) -> Result<u64> {
+pub(crate) fn copy<H: Hardware>(
+    ctx: &mut Ctx<'_, '_, H>,
+    page: &mut [u8],
+    size: u64,
+) -> Result<u64> {
     let mut cmd: iommu_ioas_copy = read_request(page, size)?;
     check_flags(cmd.flags, MAP_FLAGS)?;
     if cmd.length == u64::MAX || cmd.src_iova == u64::MAX || cmd.dst_iova == u64::MAX {
@@ -134,7 +165,7 @@ pub(crate) fn copy(ctx: &mut Ctx<'_, '_>, page: &mut [u8], size: u64) -> Result<
         let ioas = ioas_mut(ctx.client, cmd.dst_ioas_id)?;
         ioas.copy_from(
             ctx.store,
-            ctx.doms,
+            ctx.hw.domains(),
             None,
             cmd.src_iova,
             cmd.length,
@@ -143,11 +174,14 @@ pub(crate) fn copy(ctx: &mut Ctx<'_, '_>, page: &mut [u8], size: u64) -> Result<
         )?
     } else {
         let (Object::Ioas(to), Object::Ioas(from)) =
-            ctx.client.objects.get_pair_mut(dst_id, src)?;
-        to.copy_from(
+            ctx.client.objects.get_pair_mut(dst_id, src)?
+        else {
+            return Err(Errno::EINVAL);
+        };
+        to.ioas.copy_from(
             ctx.store,
-            ctx.doms,
-            Some(from),
+            ctx.hw.domains(),
+            Some(&from.ioas),
             cmd.src_iova,
             cmd.length,
             dst,
@@ -157,13 +191,17 @@ pub(crate) fn copy(ctx: &mut Ctx<'_, '_>, page: &mut [u8], size: u64) -> Result<
     cmd.dst_iova = iova;
     if let Err(e) = copy_out(page, size, &cmd) {
         let ioas = ioas_mut(ctx.client, cmd.dst_ioas_id)?;
-        let _ = ioas.unmap(ctx.store, ctx.doms, iova, cmd.length);
+        let _ = ioas.unmap(ctx.store, ctx.hw.domains(), iova, cmd.length);
         return Err(e);
     }
     Ok(0)
 }
 
-pub(crate) fn iova_ranges(ctx: &mut Ctx<'_, '_>, page: &mut [u8], size: u64) -> Result<u64> {
+pub(crate) fn iova_ranges<H: Hardware>(
+    ctx: &mut Ctx<'_, '_, H>,
+    page: &mut [u8],
+    size: u64,
+) -> Result<u64> {
     let mut cmd: iommu_ioas_iova_ranges = read_request(page, size)?;
     check_reserved(&cmd.reserved)?;
     let page_va = ctx.client.config.command_page_vaddr;
@@ -194,7 +232,11 @@ pub(crate) fn iova_ranges(ctx: &mut Ctx<'_, '_>, page: &mut [u8], size: u64) -> 
     Ok(0)
 }
 
-pub(crate) fn allow_iovas(ctx: &mut Ctx<'_, '_>, page: &mut [u8], size: u64) -> Result<u64> {
+pub(crate) fn allow_iovas<H: Hardware>(
+    ctx: &mut Ctx<'_, '_, H>,
+    page: &mut [u8],
+    size: u64,
+) -> Result<u64> {
     let cmd: iommu_ioas_allow_iovas = read_request(page, size)?;
     check_reserved(&cmd.reserved)?;
     let page_va = ctx.client.config.command_page_vaddr;
@@ -224,7 +266,11 @@ pub(crate) fn allow_iovas(ctx: &mut Ctx<'_, '_>, page: &mut [u8], size: u64) -> 
     Ok(0)
 }
 
-pub(crate) fn option(ctx: &mut Ctx<'_, '_>, page: &mut [u8], size: u64) -> Result<u64> {
+pub(crate) fn option<H: Hardware>(
+    ctx: &mut Ctx<'_, '_, H>,
+    page: &mut [u8],
+    size: u64,
+) -> Result<u64> {
     let mut cmd: iommu_option = read_request(page, size)?;
     check_reserved(&cmd.reserved)?;
     match cmd.option_id {

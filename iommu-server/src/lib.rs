@@ -8,39 +8,96 @@
 //! channel its call arrived on; object IDs mean something only in its own
 //! table.
 //!
-//! Served so far: DESTROY (IOAS), IOAS_ALLOC, IOAS_MAP, IOAS_UNMAP,
-//! IOAS_COPY, IOAS_IOVA_RANGES, IOAS_ALLOW_IOVAS and OPTION. Devices,
-//! hardware page tables, VFIO compatibility and faults answer ENOTTY until
-//! they land.
+//! Served so far: DESTROY, the IOAS operations, OPTION, device BIND /
+//! ATTACH / DETACH, HWPT_ALLOC and GET_HW_INFO. VFIO type1 compatibility
+//! and fault reads answer ENOTTY until they land.
 
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
 
 pub mod config;
+mod device;
+pub mod hardware;
 mod ioas;
 pub mod object;
 
-use heapless::Vec;
 use iommu_proto::{Errno, Op};
-use iopt::{AccountId, DomainId, DomainTable, IoDomain, Store};
+use iopt::{AccountId, DomainId, Store};
 
 use config::{check_regions, ClientConfig};
-use object::ObjectTable;
+pub use hardware::Hardware;
+use object::{ObjectId, ObjectTable};
 
 /// Object slots per client (the quota may allow fewer).
 pub const MAX_OBJECTS: usize = 64;
 
-/// What an object ID can name.
+/// What an object ID can name. Every slot is sized for an IOAS: there is
+/// no heap to box one into, and the tables are static storage.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum Object {
-    Ioas(iopt::Ioas),
+    Ioas(IoasObject),
+    Device(DeviceObject),
+    Hwpt(HwptObject),
 }
 
-/// One client's state.
+/// An IO address space and how many HWPTs hang off it.
+#[derive(Debug)]
+pub struct IoasObject {
+    pub(crate) ioas: iopt::Ioas,
+    pub(crate) hwpts: u32,
+}
+
+/// A bound device: which of the client's configured devices, and the HWPT
+/// it is attached to.
+#[derive(Debug)]
+pub struct DeviceObject {
+    pub(crate) index: usize,
+    pub(crate) stream: u32,
+    pub(crate) hwpt: Option<ObjectId>,
+}
+
+/// A hardware page table mirroring one IOAS.
+#[derive(Debug)]
+pub struct HwptObject {
+    pub(crate) ioas: ObjectId,
+    pub(crate) domain: DomainId,
+    /// Created by an attach to an IOAS (reused by later ones, freed with
+    /// its last device) rather than by HWPT_ALLOC.
+    pub(crate) auto: bool,
+    pub(crate) devices: u32,
+}
+
+/// One client's state. The server borrows a slice of these from its caller
+/// (a static in the PD), like the store's pools, so its size never has to
+/// travel through the stack.
 #[derive(Debug)]
 pub struct Client {
     config: ClientConfig,
     objects: ObjectTable<Object, MAX_OBJECTS>,
+}
+
+impl Client {
+    /// Storage for one client, configured by [`Server::new`].
+    pub const EMPTY: Client = Client {
+        config: ClientConfig::NONE,
+        objects: ObjectTable::new(0),
+    };
+}
+
+/// Everything one call works on.
+pub(crate) struct Ctx<'a, 's, H: Hardware> {
+    pub store: &'a mut Store<'s>,
+    pub hw: &'a mut H,
+    pub client: &'a mut Client,
+    /// The client's channel, which is also its account in the store.
+    pub index: usize,
+}
+
+impl<H: Hardware> Ctx<'_, '_, H> {
+    pub fn account(&self) -> AccountId {
+        AccountId(self.index as u16)
+    }
 }
 
 /// A reply: label 0 or a positive errno, and MR0.
@@ -75,24 +132,20 @@ pub enum ConfigError {
     /// The region (index) of the client (index) is misaligned, empty,
     /// wrapping or overlapping another.
     BadRegion { client: usize, region: usize },
+    /// The device (index) of the client (index) has a stream ID another
+    /// device already has.
+    DeviceOwnedTwice { client: usize, device: usize },
 }
 
-/// No hardware page tables yet: every IOAS runs without domains.
-struct NoDomains;
-
-impl DomainTable for NoDomains {
-    fn domain(&mut self, _: DomainId) -> Option<&mut dyn IoDomain> {
-        None
-    }
-}
-
-/// The server: the engine's store and every client's object table.
-pub struct Server<'s, const CLIENTS: usize> {
+/// The server: the engine's store, the hardware and every client's object
+/// table.
+pub struct Server<'s, H: Hardware> {
     store: Store<'s>,
-    clients: Vec<Client, CLIENTS>,
+    hw: H,
+    clients: &'s mut [Client],
 }
 
-impl<'s, const CLIENTS: usize> core::fmt::Debug for Server<'s, CLIENTS> {
+impl<'s, H: Hardware> core::fmt::Debug for Server<'s, H> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("Server")
             .field("store", &self.store)
@@ -101,44 +154,61 @@ impl<'s, const CLIENTS: usize> core::fmt::Debug for Server<'s, CLIENTS> {
     }
 }
 
-impl<'s, const CLIENTS: usize> Server<'s, CLIENTS> {
+impl<'s, H: Hardware> Server<'s, H> {
     /// Client `i` of `configs` is the client on channel `i`; its quota of
-    /// mapped pages becomes account `i` of the store.
-    pub fn new(mut store: Store<'s>, configs: &[ClientConfig]) -> Result<Self, ConfigError> {
-        let mut clients = Vec::new();
+    /// mapped pages becomes account `i` of the store and its state lives in
+    /// `clients[i]`.
+    pub fn new(
+        mut store: Store<'s>,
+        hw: H,
+        clients: &'s mut [Client],
+        configs: &[ClientConfig],
+    ) -> Result<Self, ConfigError> {
+        if configs.len() > clients.len() {
+            return Err(ConfigError::TooManyClients);
+        }
         for (i, config) in configs.iter().enumerate() {
             check_regions(config.regions)
                 .map_err(|region| ConfigError::BadRegion { client: i, region })?;
+            for (d, device) in config.devices.iter().enumerate() {
+                let mut earlier = configs[..i]
+                    .iter()
+                    .flat_map(|c| c.devices.iter())
+                    .chain(&config.devices[..d]);
+                if earlier.any(|o| o.stream_id == device.stream_id) {
+                    return Err(ConfigError::DeviceOwnedTwice {
+                        client: i,
+                        device: d,
+                    });
+                }
+            }
             let account = AccountId(u16::try_from(i).map_err(|_| ConfigError::TooManyClients)?);
             store
                 .set_limit(account, config.quota.mapped_pages)
                 .map_err(|_| ConfigError::TooManyClients)?;
-            let client = Client {
-                config: *config,
-                objects: ObjectTable::new(config.quota.objects),
-            };
-            clients
-                .push(client)
-                .map_err(|_| ConfigError::TooManyClients)?;
         }
-        Ok(Server { store, clients })
+        let clients = &mut clients[..configs.len()];
+        for (slot, config) in clients.iter_mut().zip(configs) {
+            slot.config = *config;
+            slot.objects = ObjectTable::new(config.quota.objects);
+        }
+        Ok(Server { store, hw, clients })
     }
 
     pub fn store(&self) -> &Store<'s> {
         &self.store
     }
 
+    pub fn hardware(&self) -> &H {
+        &self.hw
+    }
+
     /// The physical address an IOVA of one of a client's IOASes reaches,
     /// for diagnostics and tests.
     pub fn translate(&self, client: usize, ioas: u32, iova: u64) -> Option<u64> {
-        match self
-            .clients
-            .get(client)?
-            .objects
-            .get(object::ObjectId(ioas))
-            .ok()?
-        {
-            Object::Ioas(ioas) => ioas.translate(&self.store, iova),
+        match self.clients.get(client)?.objects.get(ObjectId(ioas)).ok()? {
+            Object::Ioas(o) => o.ioas.translate(&self.store, iova),
+            _ => None,
         }
     }
 
@@ -167,13 +237,14 @@ impl<'s, const CLIENTS: usize> Server<'s, CLIENTS> {
         let Some(c) = self.clients.get_mut(client) else {
             return Err(Errno::EPERM);
         };
-        let mut ctx = ioas::Ctx {
+        let mut ctx = Ctx {
             store: &mut self.store,
-            doms: &mut NoDomains,
+            hw: &mut self.hw,
             client: c,
-            account: AccountId(client as u16),
+            index: client,
         };
         let size = mrs[iommu_proto::MR_SIZE];
+        let dev = mrs[iommu_proto::MR_DEVICE];
         match op {
             Op::Destroy => ioas::destroy(&mut ctx, page, size),
             Op::IoasAlloc => ioas::alloc(&mut ctx, page, size),
@@ -183,6 +254,11 @@ impl<'s, const CLIENTS: usize> Server<'s, CLIENTS> {
             Op::IoasIovaRanges => ioas::iova_ranges(&mut ctx, page, size),
             Op::IoasAllowIovas => ioas::allow_iovas(&mut ctx, page, size),
             Op::Option => ioas::option(&mut ctx, page, size),
+            Op::VfioDeviceBindIommufd => device::bind(&mut ctx, page, size, dev),
+            Op::VfioDeviceAttachIommufdPt => device::attach(&mut ctx, page, size, dev),
+            Op::VfioDeviceDetachIommufdPt => device::detach(&mut ctx, page, size, dev),
+            Op::HwptAlloc => device::hwpt_alloc(&mut ctx, page, size),
+            Op::GetHwInfo => device::hw_info(&mut ctx, page, size),
             _ => Err(Errno::ENOTTY),
         }
     }

@@ -70,7 +70,7 @@ pub struct ObjectTable<T, const N: usize> {
 
 impl<T, const N: usize> ObjectTable<T, N> {
     /// An empty table admitting at most `limit` (<= N, <= 256) objects.
-    pub fn new(limit: usize) -> ObjectTable<T, N> {
+    pub const fn new(limit: usize) -> ObjectTable<T, N> {
         const {
             assert!(
                 N <= 1 << INDEX_BITS,
@@ -78,12 +78,14 @@ impl<T, const N: usize> ObjectTable<T, N> {
             )
         };
         ObjectTable {
-            slots: core::array::from_fn(|_| Slot {
-                generation: 1,
-                state: State::Free,
-            }),
+            slots: [const {
+                Slot {
+                    generation: 1,
+                    state: State::Free,
+                }
+            }; N],
             live: 0,
-            limit: limit.min(N),
+            limit: if limit < N { limit } else { N },
         }
     }
 

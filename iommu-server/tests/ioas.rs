@@ -1,6 +1,9 @@
 //! Several simulated clients drive the server through the byte-level path
 //! a PD uses: request struct in the command page, label, MR0 = size.
 
+mod common;
+
+use common::MockHw;
 use iommu_proto::iommufd::*;
 use iommu_proto::{Errno, Op};
 use iommu_server::config::{ClientConfig, Perms, Quota, Region};
@@ -39,7 +42,7 @@ const QUOTA: Quota = Quota {
 };
 
 struct Sys {
-    server: Server<'static, 2>,
+    server: Server<'static, MockHw>,
     pages: [Vec<u8>; 2],
 }
 
@@ -53,16 +56,24 @@ impl Sys {
                 name: "a",
                 command_page_vaddr: PAGE_VA,
                 regions: &REGIONS_A,
+                devices: &[],
                 quota: QUOTA,
             },
             ClientConfig {
                 name: "b",
                 command_page_vaddr: PAGE_VA,
                 regions: &REGIONS_B,
+                devices: &[],
                 quota: QUOTA,
             },
         ];
-        let server = Server::new(Store::new(areas, pages, accounts), &configs).unwrap();
+        let server = Server::new(
+            Store::new(areas, pages, accounts),
+            MockHw::new(),
+            common::clients(2),
+            &configs,
+        )
+        .unwrap();
         Sys {
             server,
             pages: [vec![0; PAGE_LEN], vec![0; PAGE_LEN]],
