@@ -8,11 +8,10 @@ use iommu_proto::iommufd::*;
 use iommu_proto::vfio::*;
 use iommu_proto::{Errno, Op};
 use iommu_server::config::{ClientConfig, DeviceConfig, Perms, Quota, Region};
-use iommu_server::Server;
-use iopt::{Account, AreaSlot, IovaRange, PagesSlot, Store};
+use iopt::IovaRange;
 use zerocopy::{FromBytes, Immutable, IntoBytes};
 
-const PAGE_VA: u64 = 0x7000_0000;
+use common::PAGE_VA;
 const K4: u64 = 0x1000;
 const RW: u32 = IOMMU_IOAS_MAP_READABLE | IOMMU_IOAS_MAP_WRITEABLE;
 const MSI: IovaRange = IovaRange::new(0x800_0000, 0x80f_ffff);
@@ -53,46 +52,41 @@ static DEVICES_B: [DeviceConfig; 1] = [DeviceConfig {
 }];
 
 struct Sys {
-    server: Server<'static, MockHw>,
-    pages: [Vec<u8>; 2],
+    rig: common::Rig,
+}
+
+fn configs(objects: usize) -> [ClientConfig; 2] {
+    let quota = Quota {
+        objects,
+        mapped_pages: 4096,
+    };
+    [
+        ClientConfig {
+            name: "a",
+            command_page_vaddr: PAGE_VA,
+            regions: &REGIONS_A,
+            devices: &DEVICES_A,
+            quota,
+        },
+        ClientConfig {
+            name: "b",
+            command_page_vaddr: PAGE_VA,
+            regions: &REGIONS_B,
+            devices: &DEVICES_B,
+            quota,
+        },
+    ]
 }
 
 impl Sys {
-    fn with_quota(objects: usize) -> Sys {
-        let areas = Box::leak(vec![AreaSlot::EMPTY; 256].into_boxed_slice());
-        let pages = Box::leak(vec![PagesSlot::EMPTY; 256].into_boxed_slice());
-        let accounts = Box::leak(vec![Account::UNLIMITED; 2].into_boxed_slice());
-        let quota = Quota {
-            objects,
-            mapped_pages: 4096,
-        };
-        let configs = [
-            ClientConfig {
-                name: "a",
-                command_page_vaddr: PAGE_VA,
-                regions: &REGIONS_A,
-                devices: &DEVICES_A,
-                quota,
-            },
-            ClientConfig {
-                name: "b",
-                command_page_vaddr: PAGE_VA,
-                regions: &REGIONS_B,
-                devices: &DEVICES_B,
-                quota,
-            },
-        ];
-        let server = Server::new(
-            Store::new(areas, pages, accounts),
-            MockHw::new(),
-            common::clients(2),
-            &configs,
-        )
-        .unwrap();
+    fn build(objects: usize, hw: MockHw) -> Sys {
         Sys {
-            server,
-            pages: [vec![0; 4096], vec![0; 4096]],
+            rig: common::Rig::new(hw, &configs(objects)),
         }
+    }
+
+    fn with_quota(objects: usize) -> Sys {
+        Sys::build(objects, MockHw::new())
     }
 
     fn new() -> Sys {
@@ -100,7 +94,7 @@ impl Sys {
     }
 
     fn hw(&self) -> &MockHw {
-        self.server.hardware()
+        self.rig.server.hardware()
     }
 
     fn call<T: IntoBytes + FromBytes + Immutable>(
@@ -110,14 +104,8 @@ impl Sys {
         req: &mut T,
         mr1: u64,
     ) -> Result<(), Errno> {
-        let page = &mut self.pages[client];
-        let bytes = req.as_bytes();
-        page[..bytes.len()].copy_from_slice(bytes);
-        let reply = self
-            .server
-            .handle(client, op.label(), [bytes.len() as u64, mr1], page);
-        *req = T::read_from_prefix(page).unwrap().0;
-        reply.errno().map_or(Ok(()), Err)
+        let size = std::mem::size_of::<T>() as u64;
+        self.rig.call_with(client, op, req, size, mr1).map(|_| ())
     }
 
     fn alloc(&mut self, client: usize) -> u32 {
@@ -215,9 +203,10 @@ impl Sys {
         self.call(client, Op::IoasIovaRanges, &mut cmd, 0).unwrap();
         (0..cmd.num_iovas as usize)
             .map(|i| {
-                let r = iommu_iova_range::read_from_prefix(&self.pages[client][2048 + 16 * i..])
-                    .unwrap()
-                    .0;
+                let r =
+                    iommu_iova_range::read_from_prefix(&self.rig.pages[client][2048 + 16 * i..])
+                        .unwrap()
+                        .0;
                 (r.start, r.last)
             })
             .collect()
@@ -309,9 +298,9 @@ fn a_colliding_attach_changes_nothing() {
     let dev = s.bind(0, 0).unwrap();
     let ioas = s.alloc(0);
     s.map(0, ioas, 0x10_0000, K4, Some(MSI.start)).unwrap();
-    let objects = s.server.object_count(0);
+    let objects = s.rig.server.object_count(0);
     assert_eq!(s.attach(0, dev, ioas), Err(Errno::EADDRINUSE));
-    assert_eq!(s.server.object_count(0), objects, "no HWPT left behind");
+    assert_eq!(s.rig.server.object_count(0), objects, "no HWPT left behind");
     assert_eq!(s.hw().live_domains(), 0);
     assert_eq!(s.hw().dma(0x8, MSI.start), None);
     assert_eq!(
@@ -323,57 +312,20 @@ fn a_colliding_attach_changes_nothing() {
 
 #[test]
 fn a_hardware_failure_during_attach_unwinds() {
-    let mut s = Sys::new();
-    let dev = s.bind(0, 0).unwrap();
-    let ioas = s.alloc(0);
-    s.server_hw_fail_attach();
-    let objects = s.server.object_count(0);
-    assert_eq!(s.attach(0, dev, ioas), Err(Errno::ENOMEM));
-    assert_eq!(s.server.object_count(0), objects);
-    assert_eq!(s.hw().live_domains(), 0);
-    assert_eq!(s.ranges(0, ioas), [(0, u64::MAX)]);
-}
-
-impl Sys {
-    fn server_hw_fail_attach(&mut self) {
-        // The mock is owned by the server; rebuild with a failing one.
-        let areas = Box::leak(vec![AreaSlot::EMPTY; 256].into_boxed_slice());
-        let pages = Box::leak(vec![PagesSlot::EMPTY; 256].into_boxed_slice());
-        let accounts = Box::leak(vec![Account::UNLIMITED; 2].into_boxed_slice());
-        let quota = Quota {
-            objects: 16,
-            mapped_pages: 4096,
-        };
-        let configs = [
-            ClientConfig {
-                name: "a",
-                command_page_vaddr: PAGE_VA,
-                regions: &REGIONS_A,
-                devices: &DEVICES_A,
-                quota,
-            },
-            ClientConfig {
-                name: "b",
-                command_page_vaddr: PAGE_VA,
-                regions: &REGIONS_B,
-                devices: &DEVICES_B,
-                quota,
-            },
-        ];
-        let hw = MockHw {
+    let mut s = Sys::build(
+        16,
+        MockHw {
             fail_attach: true,
             ..MockHw::new()
-        };
-        self.server = Server::new(
-            Store::new(areas, pages, accounts),
-            hw,
-            common::clients(2),
-            &configs,
-        )
-        .unwrap();
-        self.bind(0, 0).unwrap();
-        self.alloc(0);
-    }
+        },
+    );
+    let dev = s.bind(0, 0).unwrap();
+    let ioas = s.alloc(0);
+    let objects = s.rig.server.object_count(0);
+    assert_eq!(s.attach(0, dev, ioas), Err(Errno::ENOMEM));
+    assert_eq!(s.rig.server.object_count(0), objects);
+    assert_eq!(s.hw().live_domains(), 0);
+    assert_eq!(s.ranges(0, ioas), [(0, u64::MAX)]);
 }
 
 #[test]
@@ -461,19 +413,19 @@ fn hw_info_reports_the_smmu_id_registers() {
         reserved: [0; 3],
         out_capabilities: 7,
     };
-    s.pages[0][1024..1088].fill(0xaa);
+    s.rig.pages[0][1024..1088].fill(0xaa);
     s.call(0, Op::GetHwInfo, &mut cmd, 0).unwrap();
     assert_eq!(
         (cmd.data_len, cmd.out_data_type, cmd.out_capabilities),
         (40, IOMMU_HW_INFO_TYPE_ARM_SMMUV3, 0)
     );
-    let info = iommu_hw_info_arm_smmuv3::read_from_prefix(&s.pages[0][1024..])
+    let info = iommu_hw_info_arm_smmuv3::read_from_prefix(&s.rig.pages[0][1024..])
         .unwrap()
         .0;
     assert_eq!(info.idr[0], 0x0d40_101a);
     assert_eq!(info.aidr, 1);
     assert!(
-        s.pages[0][1064..1088].iter().all(|&b| b == 0),
+        s.rig.pages[0][1064..1088].iter().all(|&b| b == 0),
         "the rest of the buffer zeroed"
     );
     let mut outside = iommu_hw_info {
@@ -505,6 +457,6 @@ fn object_quota_stops_an_automatic_hwpt_cleanly() {
         Err(Errno::ENOMEM),
         "no slot for the HWPT"
     );
-    assert_eq!(s.server.object_count(0), 2);
+    assert_eq!(s.rig.server.object_count(0), 2);
     assert_eq!(s.hw().live_domains(), 0);
 }

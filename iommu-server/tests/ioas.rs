@@ -7,12 +7,9 @@ use common::MockHw;
 use iommu_proto::iommufd::*;
 use iommu_proto::{Errno, Op};
 use iommu_server::config::{ClientConfig, Perms, Quota, Region};
-use iommu_server::Server;
-use iopt::{Account, AreaSlot, PagesSlot, Store};
 use zerocopy::{FromBytes, Immutable, IntoBytes};
 
-const PAGE_VA: u64 = 0x7000_0000;
-const PAGE_LEN: usize = 4096;
+use common::PAGE_VA;
 const K4: u64 = 0x1000;
 
 static REGIONS_A: [Region; 2] = [
@@ -42,45 +39,26 @@ const QUOTA: Quota = Quota {
 };
 
 struct Sys {
-    server: Server<'static, MockHw>,
-    pages: [Vec<u8>; 2],
+    rig: common::Rig,
 }
 
 impl Sys {
     fn new() -> Sys {
-        let areas = Box::leak(vec![AreaSlot::EMPTY; 256].into_boxed_slice());
-        let pages = Box::leak(vec![PagesSlot::EMPTY; 256].into_boxed_slice());
-        let accounts = Box::leak(vec![Account::UNLIMITED; 2].into_boxed_slice());
-        let configs = [
-            ClientConfig {
-                name: "a",
-                command_page_vaddr: PAGE_VA,
-                regions: &REGIONS_A,
-                devices: &[],
-                quota: QUOTA,
-            },
-            ClientConfig {
-                name: "b",
-                command_page_vaddr: PAGE_VA,
-                regions: &REGIONS_B,
-                devices: &[],
-                quota: QUOTA,
-            },
-        ];
-        let server = Server::new(
-            Store::new(areas, pages, accounts),
-            MockHw::new(),
-            common::clients(2),
-            &configs,
-        )
-        .unwrap();
+        let client = |name, regions| ClientConfig {
+            name,
+            command_page_vaddr: PAGE_VA,
+            regions,
+            devices: &[],
+            quota: QUOTA,
+        };
         Sys {
-            server,
-            pages: [vec![0; PAGE_LEN], vec![0; PAGE_LEN]],
+            rig: common::Rig::new(
+                MockHw::new(),
+                &[client("a", &REGIONS_A), client("b", &REGIONS_B)],
+            ),
         }
     }
 
-    /// Sends `req` as `op` with MR0 = `size`; reads the struct back.
     fn call_sized<T: IntoBytes + FromBytes + Immutable>(
         &mut self,
         client: usize,
@@ -88,15 +66,7 @@ impl Sys {
         req: &mut T,
         size: u64,
     ) -> Result<u64, Errno> {
-        let page = &mut self.pages[client];
-        let bytes = req.as_bytes();
-        page[..bytes.len()].copy_from_slice(bytes);
-        let reply = self.server.handle(client, op.label(), [size, 0], page);
-        *req = T::read_from_prefix(page).unwrap().0;
-        match reply.errno() {
-            None => Ok(reply.mr0),
-            Some(e) => Err(e),
-        }
+        self.rig.call_with(client, op, req, size, 0)
     }
 
     fn call<T: IntoBytes + FromBytes + Immutable>(
@@ -170,14 +140,17 @@ fn map_and_unmap_through_the_command_page() {
         "automatic IOVA (aligned to the length) written back"
     );
     assert_eq!(
-        s.server.translate(0, ioas, iova + 0x1234),
+        s.rig.server.translate(0, ioas, iova + 0x1234),
         Some(0x8000_1234)
     );
     assert_eq!(
         s.map(0, ioas, 0x10_4000, K4, RW | FIXED, 0x100_0000),
         Ok(0x100_0000)
     );
-    assert_eq!(s.server.translate(0, ioas, 0x100_0010), Some(0x8000_4010));
+    assert_eq!(
+        s.rig.server.translate(0, ioas, 0x100_0010),
+        Some(0x8000_4010)
+    );
     assert_eq!(
         s.unmap(0, ioas, iova, 4 * K4),
         Ok(4 * K4),
@@ -189,7 +162,12 @@ fn map_and_unmap_through_the_command_page() {
         "(0, max) unmaps everything"
     );
     assert_eq!(
-        s.server.store().account(iopt::AccountId(0)).unwrap().used,
+        s.rig
+            .server
+            .store()
+            .account(iopt::AccountId(0))
+            .unwrap()
+            .used,
         0
     );
 }
@@ -216,11 +194,11 @@ fn memory_is_checked_against_the_callers_regions() {
     let ro = s
         .map(0, ioas, 0x40_0000, K4, IOMMU_IOAS_MAP_READABLE, 0)
         .unwrap();
-    assert_eq!(s.server.translate(0, ioas, ro), Some(0x8100_0000));
+    assert_eq!(s.rig.server.translate(0, ioas, ro), Some(0x8100_0000));
     // B's region at the same virtual address is B's memory, not A's.
     let b = s.alloc(1).unwrap();
     let iova = s.map(1, b, 0x10_0000, K4, RW, 0).unwrap();
-    assert_eq!(s.server.translate(1, b, iova), Some(0x9000_0000));
+    assert_eq!(s.rig.server.translate(1, b, iova), Some(0x9000_0000));
     assert_eq!(
         s.map(1, b, 0x40_0000, K4, IOMMU_IOAS_MAP_READABLE, 0),
         Err(Errno::EFAULT)
@@ -248,7 +226,7 @@ fn ids_are_per_client_capabilities() {
     assert_ne!(again, a, "a destroyed ID is never reissued");
     assert_eq!(s.destroy(0, a), Err(Errno::ENOENT));
     assert_eq!(
-        s.server.store().areas_free(),
+        s.rig.server.store().areas_free(),
         256,
         "destroy returned the areas"
     );
@@ -305,26 +283,28 @@ fn extensible_struct_rules() {
         "no access"
     );
     // A newer client's longer struct: zero tail accepted, non-zero E2BIG.
-    s.pages[0][40..48].fill(0);
+    s.rig.pages[0][40..48].fill(0);
     cmd.size = 48;
     assert!(s.call_sized(0, Op::IoasMap, &mut cmd.clone(), 48).is_ok());
-    s.pages[0][40..48].fill(0xff);
+    s.rig.pages[0][40..48].fill(0xff);
     let bytes = cmd.as_bytes().to_vec();
-    s.pages[0][..40].copy_from_slice(&bytes);
+    s.rig.pages[0][..40].copy_from_slice(&bytes);
     let reply = s
+        .rig
         .server
-        .handle(0, Op::IoasMap.label(), [48, 0], &mut s.pages[0]);
+        .handle(0, Op::IoasMap.label(), [48, 0], &mut s.rig.pages[0]);
     assert_eq!(reply.errno(), Some(Errno::E2BIG));
     assert_eq!(
         s.call_sized(0, Op::IoasMap, &mut cmd.clone(), 8192),
         Err(Errno::EFAULT),
         "larger than the page"
     );
-    let reply = s.server.handle(0, 0x7777, [8, 0], &mut s.pages[0]);
+    let reply = s.rig.server.handle(0, 0x7777, [8, 0], &mut s.rig.pages[0]);
     assert_eq!(reply.errno(), Some(Errno::ENOTTY));
     let reply = s
+        .rig
         .server
-        .handle(5, Op::IoasAlloc.label(), [12, 0], &mut s.pages[0]);
+        .handle(5, Op::IoasAlloc.label(), [12, 0], &mut s.rig.pages[0]);
     assert_eq!(
         reply.errno(),
         Some(Errno::EPERM),
@@ -355,7 +335,7 @@ fn iova_ranges_two_call_protocol_and_array_bounds() {
     );
     cmd.allowed_iovas = PAGE_VA + 1024;
     s.call(0, Op::IoasIovaRanges, &mut cmd).unwrap();
-    let range = iommu_iova_range::read_from_prefix(&s.pages[0][1024..])
+    let range = iommu_iova_range::read_from_prefix(&s.rig.pages[0][1024..])
         .unwrap()
         .0;
     assert_eq!((range.start, range.last), (0, u64::MAX));
@@ -381,7 +361,7 @@ fn allow_iovas_steers_automatic_allocation() {
         start: 0x4000_0000,
         last: 0x4fff_ffff,
     }];
-    s.pages[0][2048..2064].copy_from_slice(ranges.as_bytes());
+    s.rig.pages[0][2048..2064].copy_from_slice(ranges.as_bytes());
     let mut cmd = iommu_ioas_allow_iovas {
         size: 24,
         ioas_id: ioas,
@@ -392,7 +372,7 @@ fn allow_iovas_steers_automatic_allocation() {
     s.call(0, Op::IoasAllowIovas, &mut cmd).unwrap();
     assert_eq!(s.map(0, ioas, 0x10_0000, K4, RW, 0), Ok(0x4000_0000));
     let bad = [iommu_iova_range { start: 5, last: 5 }];
-    s.pages[0][2048..2064].copy_from_slice(bad.as_bytes());
+    s.rig.pages[0][2048..2064].copy_from_slice(bad.as_bytes());
     assert_eq!(s.call(0, Op::IoasAllowIovas, &mut cmd), Err(Errno::EINVAL));
 }
 
@@ -412,7 +392,7 @@ fn copy_between_a_clients_ioases() {
     };
     s.call(0, Op::IoasCopy, &mut cmd).unwrap();
     assert_eq!(
-        s.server.translate(0, b, cmd.dst_iova + K4),
+        s.rig.server.translate(0, b, cmd.dst_iova + K4),
         Some(0x8000_1000)
     );
     // B's third IOAS has an ID A's table never issued.
@@ -480,7 +460,7 @@ fn quotas_are_enomem_and_change_nothing() {
     let mut s = Sys::new();
     let ids: Vec<u32> = (0..4).map(|_| s.alloc(0).unwrap()).collect();
     assert_eq!(s.alloc(0), Err(Errno::ENOMEM), "object quota");
-    assert_eq!(s.server.object_count(0), 4);
+    assert_eq!(s.rig.server.object_count(0), 4);
     assert!(s.alloc(1).is_ok(), "B has its own quota");
     // 1024 pages in all: two 2 MiB maps use them up.
     assert_eq!(s.map(0, ids[0], 0x10_0000, 0x20_0000, RW, 0), Ok(0x10_0000));
@@ -491,7 +471,12 @@ fn quotas_are_enomem_and_change_nothing() {
         "mapped-page quota"
     );
     assert_eq!(
-        s.server.store().account(iopt::AccountId(0)).unwrap().used,
+        s.rig
+            .server
+            .store()
+            .account(iopt::AccountId(0))
+            .unwrap()
+            .used,
         1024
     );
 }

@@ -170,3 +170,51 @@ pub fn clients(n: usize) -> &'static mut [iommu_server::Client] {
     }
     Box::leak(v.into_boxed_slice())
 }
+
+/// Where every test client sees its command page.
+pub const PAGE_VA: u64 = 0x7000_0000;
+
+/// A server over a fresh store and `hw`, and one command page per client.
+pub struct Rig {
+    pub server: iommu_server::Server<'static, MockHw>,
+    pub pages: Vec<Vec<u8>>,
+}
+
+impl Rig {
+    pub fn new(hw: MockHw, configs: &[iommu_server::config::ClientConfig]) -> Rig {
+        use iopt::{Account, AreaSlot, PagesSlot, Store};
+        let areas = Box::leak(vec![AreaSlot::EMPTY; 256].into_boxed_slice());
+        let pages = Box::leak(vec![PagesSlot::EMPTY; 256].into_boxed_slice());
+        let accounts = Box::leak(vec![Account::UNLIMITED; configs.len()].into_boxed_slice());
+        let store = Store::new(areas, pages, accounts);
+        let server = iommu_server::Server::new(store, hw, clients(configs.len()), configs).unwrap();
+        Rig {
+            server,
+            pages: vec![vec![0; 4096]; configs.len()],
+        }
+    }
+
+    /// Puts `req` at the start of the client's command page, calls with
+    /// MR0 = `size` and MR1 = `mr1`, and reads the struct back.
+    pub fn call_with<T>(
+        &mut self,
+        client: usize,
+        op: iommu_proto::Op,
+        req: &mut T,
+        size: u64,
+        mr1: u64,
+    ) -> Result<u64, Errno>
+    where
+        T: zerocopy::IntoBytes + zerocopy::FromBytes + zerocopy::Immutable,
+    {
+        let page = &mut self.pages[client];
+        let bytes = req.as_bytes();
+        page[..bytes.len()].copy_from_slice(bytes);
+        let reply = self.server.handle(client, op.label(), [size, mr1], page);
+        *req = T::read_from_prefix(page).unwrap().0;
+        match reply.errno() {
+            None => Ok(reply.mr0),
+            Some(e) => Err(e),
+        }
+    }
+}
