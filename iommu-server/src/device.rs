@@ -169,7 +169,36 @@ pub(crate) fn attach<H: Hardware>(
     if attached.is_some() {
         return Err(Errno::EINVAL);
     }
-    let pt = ObjectId(cmd.pt_id);
+    // pt_id 0 is the VFIO compat path: the compat IOAS, made if need be.
+    let (pt, new_compat) = if cmd.pt_id == 0 {
+        let (id, made) = crate::vfio_compat::compat_for_attach(ctx)?;
+        (id, made.then_some(id))
+    } else {
+        (ObjectId(cmd.pt_id), None)
+    };
+    let result = attach_to(ctx, dev, index, stream, pt);
+    match result {
+        Ok(hwpt) => {
+            cmd.pt_id = hwpt.0;
+            copy_out(page, size, &cmd)?;
+            Ok(0)
+        }
+        Err(e) => {
+            if let Some(id) = new_compat {
+                crate::vfio_compat::drop_new_compat(ctx, id);
+            }
+            Err(e)
+        }
+    }
+}
+
+fn attach_to<H: Hardware>(
+    ctx: &mut Ctx<'_, '_, H>,
+    dev: ObjectId,
+    index: usize,
+    stream: u32,
+    pt: ObjectId,
+) -> Result<ObjectId> {
     let (hwpt_id, created) = match ctx.client.objects.get(pt)? {
         Object::Hwpt(_) => (pt, false),
         Object::Ioas(_) => {
@@ -216,9 +245,7 @@ pub(crate) fn attach<H: Hardware>(
     if let Ok(Object::Device(d)) = ctx.client.objects.get_mut(dev) {
         d.hwpt = Some(hwpt_id);
     }
-    cmd.pt_id = hwpt_id.0;
-    copy_out(page, size, &cmd)?;
-    Ok(0)
+    Ok(hwpt_id)
 }
 
 /// VFIO_DEVICE_DETACH_IOMMUFD_PT: the stream is quarantined (abort) first;

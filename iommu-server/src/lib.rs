@@ -9,8 +9,8 @@
 //! table.
 //!
 //! Served so far: DESTROY, the IOAS operations, OPTION, device BIND /
-//! ATTACH / DETACH, HWPT_ALLOC and GET_HW_INFO. VFIO type1 compatibility
-//! and fault reads answer ENOTTY until they land.
+//! ATTACH / DETACH, HWPT_ALLOC, GET_HW_INFO and the VFIO type1 container
+//! set. Fault reads answer ENOTTY until they land.
 
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
@@ -20,6 +20,7 @@ mod device;
 pub mod hardware;
 mod ioas;
 pub mod object;
+mod vfio_compat;
 
 use iommu_proto::{Errno, Op};
 use iopt::{AccountId, DomainId, Store};
@@ -75,6 +76,8 @@ pub struct HwptObject {
 pub struct Client {
     config: ClientConfig,
     objects: ObjectTable<Object, MAX_OBJECTS>,
+    /// The IOAS the VFIO compatibility calls act on.
+    compat: Option<ObjectId>,
 }
 
 impl Client {
@@ -82,6 +85,7 @@ impl Client {
     pub const EMPTY: Client = Client {
         config: ClientConfig::NONE,
         objects: ObjectTable::new(0),
+        compat: None,
     };
 }
 
@@ -191,6 +195,7 @@ impl<'s, H: Hardware> Server<'s, H> {
         for (slot, config) in clients.iter_mut().zip(configs) {
             slot.config = *config;
             slot.objects = ObjectTable::new(config.quota.objects);
+            slot.compat = None;
         }
         Ok(Server { store, hw, clients })
     }
@@ -259,7 +264,14 @@ impl<'s, H: Hardware> Server<'s, H> {
             Op::VfioDeviceDetachIommufdPt => device::detach(&mut ctx, page, size, dev),
             Op::HwptAlloc => device::hwpt_alloc(&mut ctx, page, size),
             Op::GetHwInfo => device::hw_info(&mut ctx, page, size),
-            _ => Err(Errno::ENOTTY),
+            Op::VfioIoas => vfio_compat::vfio_ioas(&mut ctx, page, size),
+            Op::VfioGetApiVersion => vfio_compat::api_version(),
+            Op::VfioCheckExtension => vfio_compat::check_extension(&mut ctx, size),
+            Op::VfioSetIommu => vfio_compat::set_iommu(&mut ctx, size),
+            Op::VfioIommuGetInfo => vfio_compat::get_info(&mut ctx, page, size),
+            Op::VfioIommuMapDma => vfio_compat::map_dma(&mut ctx, page, size),
+            Op::VfioIommuUnmapDma => vfio_compat::unmap_dma(&mut ctx, page, size),
+            Op::FaultRead => Err(Errno::ENOTTY),
         }
     }
 }

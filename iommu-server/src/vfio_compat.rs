@@ -1,0 +1,263 @@
+//! VFIO type1 container compatibility over the compat IOAS, with the
+//! semantics of Linux's drivers/iommu/iommufd/vfio_compat.c.
+//!
+//! A client's compat IOAS is made by its first device attach through the
+//! compat path (ATTACH with `pt_id` 0: object ID 0 is never valid, so it
+//! cannot name anything else) or chosen with IOMMU_VFIO_IOAS SET. Without
+//! one, every operation that needs it is ENODEV.
+
+use iommu_proto::decode::{check_reserved, copy_out, read_request, write_at};
+use iommu_proto::iommufd::*;
+use iommu_proto::vfio::*;
+use iommu_proto::Errno;
+use iopt::{DstIova, IovaRange, Prot, MAX_RESERVED};
+
+use crate::config::resolve;
+use crate::ioas::ioas_mut;
+use crate::object::ObjectId;
+use crate::{Ctx, Hardware, IoasObject, Object};
+
+type Result<T> = core::result::Result<T, Errno>;
+
+/// The compat IOAS, if one is set and still alive.
+fn compat(ctx: &mut Ctx<'_, '_, impl Hardware>) -> Result<ObjectId> {
+    let id = ctx.client.compat.ok_or(Errno::ENODEV)?;
+    match ctx.client.objects.get(id) {
+        Ok(Object::Ioas(_)) => Ok(id),
+        _ => Err(Errno::ENODEV),
+    }
+}
+
+fn compat_ioas<'c>(ctx: &'c mut Ctx<'_, '_, impl Hardware>) -> Result<&'c mut iopt::Ioas> {
+    let id = compat(ctx)?;
+    ioas_mut(ctx.client, id.0)
+}
+
+/// The compat IOAS for a compat-path attach, made if there is none.
+/// Returns it and whether this call made it.
+pub(crate) fn compat_for_attach(ctx: &mut Ctx<'_, '_, impl Hardware>) -> Result<(ObjectId, bool)> {
+    if let Ok(id) = compat(ctx) {
+        return Ok((id, false));
+    }
+    let reservation = ctx.client.objects.reserve()?;
+    let ioas = match ctx.store.new_ioas(ctx.account()) {
+        Ok(ioas) => ioas,
+        Err(e) => {
+            ctx.client.objects.abort(reservation);
+            return Err(e);
+        }
+    };
+    let id = ctx
+        .client
+        .objects
+        .finalize(reservation, Object::Ioas(IoasObject { ioas, hwpts: 0 }));
+    ctx.client.compat = Some(id);
+    Ok((id, true))
+}
+
+/// Undoes [`compat_for_attach`] when the attach it served failed.
+pub(crate) fn drop_new_compat(ctx: &mut Ctx<'_, '_, impl Hardware>, id: ObjectId) {
+    if let Ok(Object::Ioas(o)) = ctx.client.objects.remove(id) {
+        o.ioas.destroy(ctx.store, ctx.hw.domains());
+    }
+    ctx.client.compat = None;
+}
+
+/// IOMMU_VFIO_IOAS: GET, SET or CLEAR the compat IOAS.
+pub(crate) fn vfio_ioas<H: Hardware>(
+    ctx: &mut Ctx<'_, '_, H>,
+    page: &mut [u8],
+    size: u64,
+) -> Result<u64> {
+    let mut cmd: iommu_vfio_ioas = read_request(page, size)?;
+    check_reserved(&cmd.reserved)?;
+    match cmd.op {
+        IOMMU_VFIO_IOAS_GET => {
+            cmd.ioas_id = compat(ctx)?.0;
+            copy_out(page, size, &cmd)?;
+        }
+        IOMMU_VFIO_IOAS_SET => {
+            ioas_mut(ctx.client, cmd.ioas_id)?;
+            ctx.client.compat = Some(ObjectId(cmd.ioas_id));
+        }
+        IOMMU_VFIO_IOAS_CLEAR => ctx.client.compat = None,
+        _ => return Err(Errno::EOPNOTSUPP),
+    }
+    Ok(0)
+}
+
+/// VFIO_GET_API_VERSION.
+pub(crate) fn api_version() -> Result<u64> {
+    Ok(VFIO_API_VERSION)
+}
+
+/// VFIO_CHECK_EXTENSION(`extension` in MR0).
+pub(crate) fn check_extension(ctx: &mut Ctx<'_, '_, impl Hardware>, extension: u64) -> Result<u64> {
+    if [VFIO_TYPE1_IOMMU, VFIO_TYPE1v2_IOMMU, VFIO_UNMAP_ALL].contains(&extension) {
+        return Ok(1);
+    }
+    if extension == VFIO_DMA_CC_IOMMU {
+        compat(ctx)?;
+        return Ok(u64::from(ctx.hw.coherent()));
+    }
+    // NESTING is obsolete, UPDATE_VADDR unsafe to emulate.
+    Ok(0)
+}
+
+/// VFIO_SET_IOMMU(`kind` in MR0): TYPE1 turns huge pages off so that
+/// unmaps may cut mappings; TYPE1v2 changes nothing.
+pub(crate) fn set_iommu(ctx: &mut Ctx<'_, '_, impl Hardware>, kind: u64) -> Result<u64> {
+    if kind != VFIO_TYPE1_IOMMU && kind != VFIO_TYPE1v2_IOMMU {
+        return Err(Errno::EINVAL);
+    }
+    let ioas = compat_ioas(ctx)?;
+    if kind == VFIO_TYPE1_IOMMU {
+        ioas.set_huge_pages(false)?;
+    }
+    Ok(0)
+}
+
+/// VFIO_IOMMU_MAP_DMA: always at the given IOVA.
+pub(crate) fn map_dma<H: Hardware>(
+    ctx: &mut Ctx<'_, '_, H>,
+    page: &mut [u8],
+    size: u64,
+) -> Result<u64> {
+    let map: vfio_iommu_type1_dma_map = read_request(page, size)?;
+    if map.flags & !(VFIO_DMA_MAP_FLAG_READ | VFIO_DMA_MAP_FLAG_WRITE) != 0 {
+        return Err(Errno::EINVAL);
+    }
+    let mut prot = Prot::empty();
+    prot.set(Prot::READ, map.flags & VFIO_DMA_MAP_FLAG_READ != 0);
+    prot.set(Prot::WRITE, map.flags & VFIO_DMA_MAP_FLAG_WRITE != 0);
+    let regions = ctx.client.config.regions;
+    let id = compat(ctx)?;
+    let extents = resolve(
+        regions,
+        map.vaddr,
+        map.size,
+        prot.contains(Prot::READ),
+        prot.contains(Prot::WRITE),
+    )?;
+    let writable = prot.contains(Prot::WRITE);
+    let ioas = ioas_mut(ctx.client, id.0)?;
+    ioas.map(
+        ctx.store,
+        ctx.hw.domains(),
+        &extents,
+        map.vaddr,
+        writable,
+        DstIova::Fixed(map.iova),
+        prot,
+    )?;
+    Ok(0)
+}
+
+/// VFIO_IOMMU_UNMAP_DMA: with huge pages off (TYPE1) the range is cut out
+/// of larger mappings first; ALL needs iova = size = 0.
+pub(crate) fn unmap_dma<H: Hardware>(
+    ctx: &mut Ctx<'_, '_, H>,
+    page: &mut [u8],
+    size: u64,
+) -> Result<u64> {
+    let mut unmap: vfio_iommu_type1_dma_unmap = read_request(page, size)?;
+    if unmap.flags & !VFIO_DMA_UNMAP_FLAG_ALL != 0 {
+        return Err(Errno::EINVAL);
+    }
+    let id = compat(ctx)?;
+    let ioas = ioas_mut(ctx.client, id.0)?;
+    let unmapped = if unmap.flags & VFIO_DMA_UNMAP_FLAG_ALL != 0 {
+        if unmap.iova != 0 || unmap.size != 0 {
+            return Err(Errno::EINVAL);
+        }
+        ioas.unmap_all(ctx.store, ctx.hw.domains())
+    } else {
+        if !ioas.huge_pages() {
+            let last = unmap.iova.wrapping_add(unmap.size).wrapping_sub(1);
+            let before = unmap.iova.wrapping_sub(1);
+            let cuts = [last, before];
+            ioas.cut(ctx.store, if unmap.iova != 0 { &cuts } else { &cuts[..1] })?;
+        }
+        ioas.unmap(ctx.store, ctx.hw.domains(), unmap.iova, unmap.size)?
+    };
+    unmap.size = unmapped;
+    copy_out(page, size, &unmap)?;
+    Ok(0)
+}
+
+/// VFIO_IOMMU_GET_INFO: page sizes and the capability chain DMA_AVAIL then
+/// IOVA_RANGE, following the argsz protocol: capabilities that do not fit
+/// are not written, `argsz` says how much the whole answer needs and
+/// `cap_offset` stays 0 unless all of it fit.
+pub(crate) fn get_info<H: Hardware>(
+    ctx: &mut Ctx<'_, '_, H>,
+    page: &mut [u8],
+    size: u64,
+) -> Result<u64> {
+    let mut info: vfio_iommu_type1_info = read_request(page, size)?;
+    let avail_areas = ctx.store.areas_free();
+    let ioas = compat_ioas(ctx)?;
+    let given = info.argsz as usize;
+    info.flags = VFIO_IOMMU_INFO_PGSIZES | VFIO_IOMMU_INFO_CAPS;
+    info.iova_pgsizes = ioas.common_page_sizes();
+    info.cap_offset = 0;
+
+    let mut holes = [IovaRange::ALL; MAX_RESERVED + 1];
+    let ranges = ioas.iova_ranges(&mut holes);
+    let info_size = core::mem::size_of::<vfio_iommu_type1_info>();
+    let dma_size = core::mem::size_of::<vfio_iommu_type1_info_dma_avail>().next_multiple_of(8);
+    let range_size = core::mem::size_of::<vfio_iova_range>();
+    let iova_cap = core::mem::size_of::<vfio_iommu_type1_info_cap_iova_range>();
+    let iova_size = (iova_cap + ranges.total * range_size).next_multiple_of(8);
+    let (dma_at, iova_at) = (info_size, info_size + dma_size);
+    let total = iova_at + iova_size;
+
+    // Each capability is written only where it fits inside argsz.
+    if given >= dma_at + dma_size {
+        let next = iova_at as u32;
+        let header = vfio_info_cap_header {
+            id: VFIO_IOMMU_TYPE1_INFO_DMA_AVAIL,
+            version: 1,
+            next,
+        };
+        // The free area count bounds how many more mappings can exist.
+        let cap = vfio_iommu_type1_info_dma_avail {
+            header,
+            avail: u32::try_from(avail_areas).unwrap_or(u32::MAX),
+        };
+        write_at(page, dma_at, &cap)?;
+    }
+    for (i, hole) in holes.iter().take(ranges.total).enumerate() {
+        let at = iova_at + iova_cap + i * range_size;
+        if given >= at + range_size {
+            write_at(
+                page,
+                at,
+                &vfio_iova_range {
+                    start: hole.start,
+                    end: hole.last,
+                },
+            )?;
+        }
+    }
+    if given >= iova_at + iova_cap + ranges.total * range_size {
+        let header = vfio_info_cap_header {
+            id: VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE,
+            version: 1,
+            next: 0,
+        };
+        let cap = vfio_iommu_type1_info_cap_iova_range {
+            header,
+            nr_iovas: ranges.total as u32,
+            reserved: 0,
+            iova_ranges: [],
+        };
+        write_at(page, iova_at, &cap)?;
+    }
+    if given >= total {
+        info.cap_offset = info_size as u32;
+    }
+    info.argsz = total as u32;
+    copy_out(page, size, &info)?;
+    Ok(0)
+}
