@@ -10,13 +10,14 @@
 //!
 //! Served so far: DESTROY, the IOAS operations, OPTION, device BIND /
 //! ATTACH / DETACH, HWPT_ALLOC, GET_HW_INFO and the VFIO type1 container
-//! set. Fault reads answer ENOTTY until they land.
+//! set, and FAULT read of the faults [`Server::report_fault`] queued.
 
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
 
 pub mod config;
 mod device;
+pub mod fault;
 pub mod hardware;
 mod ioas;
 pub mod object;
@@ -78,6 +79,7 @@ pub struct Client {
     objects: ObjectTable<Object, MAX_OBJECTS>,
     /// The IOAS the VFIO compatibility calls act on.
     compat: Option<ObjectId>,
+    faults: fault::FaultQueue,
 }
 
 impl Client {
@@ -86,6 +88,7 @@ impl Client {
         config: ClientConfig::NONE,
         objects: ObjectTable::new(0),
         compat: None,
+        faults: fault::FaultQueue::EMPTY,
     };
 }
 
@@ -196,6 +199,7 @@ impl<'s, H: Hardware> Server<'s, H> {
             slot.config = *config;
             slot.objects = ObjectTable::new(config.quota.objects);
             slot.compat = None;
+            slot.faults.clear();
         }
         Ok(Server { store, hw, clients })
     }
@@ -215,6 +219,18 @@ impl<'s, H: Hardware> Server<'s, H> {
             Object::Ioas(o) => o.ioas.translate(&self.store, iova),
             _ => None,
         }
+    }
+
+    /// Queues a DMA fault with the client owning its stream; returns that
+    /// client (the transport notifies it), or `None` when no client owns
+    /// the stream.
+    pub fn report_fault(&mut self, fault: fault::Fault) -> Option<usize> {
+        fault::report(self.clients, fault)
+    }
+
+    /// Faults queued for a client.
+    pub fn faults_pending(&self, client: usize) -> usize {
+        self.clients.get(client).map_or(0, |c| c.faults.len())
     }
 
     /// Live objects of a client.
@@ -271,7 +287,7 @@ impl<'s, H: Hardware> Server<'s, H> {
             Op::VfioIommuGetInfo => vfio_compat::get_info(&mut ctx, page, size),
             Op::VfioIommuMapDma => vfio_compat::map_dma(&mut ctx, page, size),
             Op::VfioIommuUnmapDma => vfio_compat::unmap_dma(&mut ctx, page, size),
-            Op::FaultRead => Err(Errno::ENOTTY),
+            Op::FaultRead => fault::read(&mut ctx, page, size),
         }
     }
 }
