@@ -63,6 +63,9 @@ pub struct ClientConfig {
     pub regions: &'static [Region],
     pub devices: &'static [DeviceConfig],
     pub quota: Quota,
+    /// May reset other clients (IOMMU_RESET_CLIENT); every client may
+    /// reset itself.
+    pub manager: bool,
 }
 
 impl ClientConfig {
@@ -76,6 +79,7 @@ impl ClientConfig {
             objects: 0,
             mapped_pages: 0,
         },
+        manager: false,
     };
 }
 

@@ -362,3 +362,40 @@ pub(crate) fn hw_info<H: Hardware>(
     copy_out(page, size, &cmd)?;
     Ok(0)
 }
+
+/// Quarantine then teardown of everything the client holds; see
+/// [`crate::Server::reset_client`].
+pub(crate) fn revoke<H: Hardware>(ctx: &mut Ctx<'_, '_, H>) -> Result<()> {
+    let mut stuck = false;
+    let ids: heapless::Vec<ObjectId, { crate::MAX_OBJECTS }> = ctx.client.objects.ids().collect();
+    for &id in &ids {
+        if let Ok(Object::Device(d)) = ctx.client.objects.get(id) {
+            if d.hwpt.is_some() && ctx.hw.detach(d.stream).is_err() {
+                stuck = true;
+            }
+        }
+    }
+    if stuck {
+        return Err(Errno::EBUSY);
+    }
+    // Every stream is stopped: now nothing can reach what goes next.
+    for &id in &ids {
+        if let Ok(Object::Device(_)) = ctx.client.objects.get(id) {
+            let _ = ctx.client.objects.remove(id);
+        }
+    }
+    for &id in &ids {
+        if let Ok(Object::Hwpt(h)) = ctx.client.objects.get_mut(id) {
+            h.devices = 0;
+            destroy_hwpt(ctx, id);
+        }
+    }
+    for &id in &ids {
+        if let Ok(Object::Ioas(o)) = ctx.client.objects.remove(id) {
+            o.ioas.destroy(ctx.store, ctx.hw.domains());
+        }
+    }
+    ctx.client.compat = None;
+    ctx.client.faults.clear();
+    Ok(())
+}

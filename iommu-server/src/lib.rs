@@ -221,6 +221,23 @@ impl<'s, H: Hardware> Server<'s, H> {
         }
     }
 
+    /// Revokes everything a client holds. Quarantine comes first: every
+    /// stream it has attached goes back to abort, and if any of them cannot
+    /// be stopped nothing is torn down (EBUSY: memory a device may still
+    /// reach is not released). Then its objects go depth-first (devices,
+    /// HWPTs, IOASes), returning every pool entry and its page quota, and
+    /// its compat IOAS and fault queue are cleared.
+    pub fn reset_client(&mut self, target: usize) -> Result<(), Errno> {
+        let c = self.clients.get_mut(target).ok_or(Errno::EINVAL)?;
+        let mut ctx = Ctx {
+            store: &mut self.store,
+            hw: &mut self.hw,
+            client: c,
+            index: target,
+        };
+        device::revoke(&mut ctx)
+    }
+
     /// Queues a DMA fault with the client owning its stream; returns that
     /// client (the transport notifies it), or `None` when no client owns
     /// the stream.
@@ -254,6 +271,17 @@ impl<'s, H: Hardware> Server<'s, H> {
         page: &mut [u8],
     ) -> Result<u64, Errno> {
         let op = Op::from_label(label).ok_or(Errno::ENOTTY)?;
+        if op == Op::ResetClient {
+            let caller = self.clients.get(client).ok_or(Errno::EPERM)?;
+            let target = usize::try_from(mrs[iommu_proto::MR_VALUE]).map_err(|_| Errno::EINVAL)?;
+            if target >= self.clients.len() {
+                return Err(Errno::EINVAL);
+            }
+            if target != client && !caller.config.manager {
+                return Err(Errno::EPERM);
+            }
+            return self.reset_client(target).map(|()| 0);
+        }
         // A channel without a configured client cannot call; be explicit.
         let Some(c) = self.clients.get_mut(client) else {
             return Err(Errno::EPERM);
@@ -288,6 +316,8 @@ impl<'s, H: Hardware> Server<'s, H> {
             Op::VfioIommuMapDma => vfio_compat::map_dma(&mut ctx, page, size),
             Op::VfioIommuUnmapDma => vfio_compat::unmap_dma(&mut ctx, page, size),
             Op::FaultRead => fault::read(&mut ctx, page, size),
+            // Served above: it acts on another client's state.
+            Op::ResetClient => Err(Errno::EINVAL),
         }
     }
 }

@@ -67,6 +67,7 @@ fn configs(objects: usize) -> [ClientConfig; 2] {
             regions: &REGIONS_A,
             devices: &DEVICES_A,
             quota,
+            manager: false,
         },
         ClientConfig {
             name: "b",
@@ -74,6 +75,7 @@ fn configs(objects: usize) -> [ClientConfig; 2] {
             regions: &REGIONS_B,
             devices: &DEVICES_B,
             quota,
+            manager: false,
         },
     ]
 }

@@ -47,6 +47,7 @@ fn rig() -> Rig {
         regions: &REGIONS,
         devices,
         quota,
+        manager: false,
     };
     Rig::new(MockHw::new(), &[client("a", &DEV_A), client("b", &DEV_B)])
 }

@@ -50,6 +50,7 @@ impl Sys {
             regions,
             devices: &[],
             quota: QUOTA,
+            manager: false,
         };
         Sys {
             rig: common::Rig::new(

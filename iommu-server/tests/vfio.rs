@@ -35,6 +35,7 @@ fn rig() -> Rig {
         regions: &REGIONS,
         devices: &DEVICES,
         quota,
+        manager: false,
     };
     Rig::new(MockHw::new(), &[config])
 }

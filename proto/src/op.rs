@@ -82,6 +82,11 @@ pub enum Op {
     /// fault file descriptor), so it takes the first private label. Returns
     /// in MR0 how many faults are still queued after this one.
     FaultRead = 0x100,
+    /// Revoke everything a client holds: its streams are quarantined, then
+    /// its objects torn down. MR0 is the target's index in the server's
+    /// configuration; only a manager may name another client, anyone may
+    /// name itself (close). A scalar op: no struct.
+    ResetClient = 0x101,
 }
 
 /// How an operation's argument travels.
@@ -199,14 +204,16 @@ macro_rules! with_request {
                 type $T = iommu_fault_record;
                 $body
             }
-            Op::VfioGetApiVersion | Op::VfioCheckExtension | Op::VfioSetIommu => $scalar,
+            Op::VfioGetApiVersion | Op::VfioCheckExtension | Op::VfioSetIommu | Op::ResetClient => {
+                $scalar
+            }
         }
     };
 }
 
 impl Op {
     /// Every operation, in label order (VFIO's 100.. before iommufd's 0x80..).
-    pub const ALL: [Op; 21] = [
+    pub const ALL: [Op; 22] = [
         Op::VfioGetApiVersion,
         Op::VfioCheckExtension,
         Op::VfioSetIommu,
@@ -228,6 +235,7 @@ impl Op {
         Op::HwptAlloc,
         Op::GetHwInfo,
         Op::FaultRead,
+        Op::ResetClient,
     ];
 
     /// The message label of this operation.
@@ -243,7 +251,9 @@ impl Op {
     /// How the argument travels.
     pub const fn framing(self) -> Framing {
         match self {
-            Op::VfioGetApiVersion | Op::VfioCheckExtension | Op::VfioSetIommu => Framing::Scalar,
+            Op::VfioGetApiVersion | Op::VfioCheckExtension | Op::VfioSetIommu | Op::ResetClient => {
+                Framing::Scalar
+            }
             Op::VfioIommuGetInfo
             | Op::VfioIommuMapDma
             | Op::VfioIommuUnmapDma
@@ -308,6 +318,7 @@ impl Op {
             Op::VfioDeviceAttachIommufdPt => "VFIO_DEVICE_ATTACH_IOMMUFD_PT",
             Op::VfioDeviceDetachIommufdPt => "VFIO_DEVICE_DETACH_IOMMUFD_PT",
             Op::FaultRead => "IOMMU_FAULT_READ",
+            Op::ResetClient => "IOMMU_RESET_CLIENT",
         }
     }
 }
