@@ -79,7 +79,7 @@ fn unknown_labels_are_none() {
         0x8d,
         0x8e,
         0xff,
-        0x101,
+        0x102,
         u64::MAX,
     ] {
         assert_eq!(Op::from_label(label), None, "{label:#x}");
@@ -93,7 +93,9 @@ fn unknown_labels_are_none() {
 fn framing_per_op() {
     for op in Op::ALL {
         let expected = match op {
-            Op::VfioGetApiVersion | Op::VfioCheckExtension | Op::VfioSetIommu => Framing::Scalar,
+            Op::VfioGetApiVersion | Op::VfioCheckExtension | Op::VfioSetIommu | Op::ResetClient => {
+                Framing::Scalar
+            }
             op if op.name().starts_with("VFIO_") => Framing::Argsz,
             _ => Framing::Size,
         };
