@@ -238,6 +238,69 @@ impl<'s, H: Hardware> Server<'s, H> {
         device::revoke(&mut ctx)
     }
 
+    /// Checks the invariants tying objects, the engine and the hardware
+    /// together; for tests and fuzzing. `attached(stream)` reports the
+    /// domain the hardware has a stream pointed at.
+    pub fn check(&self, attached: impl Fn(u32) -> Option<DomainId>) -> Result<(), &'static str> {
+        for (index, client) in self.clients.iter().enumerate() {
+            let objects = &client.objects;
+            let mut pages = 0u64;
+            for id in objects.ids() {
+                match objects.get(id) {
+                    Ok(Object::Ioas(o)) => {
+                        o.ioas.check(&self.store)?;
+                        pages += o
+                            .ioas
+                            .areas(&self.store)
+                            .map(|a| (a.last - a.iova + 1) / iopt::PAGE_SIZE)
+                            .sum::<u64>();
+                        let hwpts = objects
+                            .ids()
+                            .filter(
+                                |&h| matches!(objects.get(h), Ok(Object::Hwpt(x)) if x.ioas == id),
+                            )
+                            .count();
+                        if hwpts != o.hwpts as usize {
+                            return Err("IOAS HWPT count out of sync");
+                        }
+                    }
+                    Ok(Object::Hwpt(h)) => {
+                        match objects.get(h.ioas) {
+                            Ok(Object::Ioas(o)) if o.ioas.is_attached(h.domain) => {}
+                            _ => return Err("HWPT's domain not attached to its IOAS"),
+                        }
+                        let devices = objects
+                            .ids()
+                            .filter(|&d| matches!(objects.get(d), Ok(Object::Device(x)) if x.hwpt == Some(id)))
+                            .count();
+                        if devices != h.devices as usize {
+                            return Err("HWPT device count out of sync");
+                        }
+                    }
+                    Ok(Object::Device(d)) => {
+                        let want = match d.hwpt.map(|h| objects.get(h)) {
+                            None => None,
+                            Some(Ok(Object::Hwpt(h))) => Some(h.domain),
+                            Some(_) => return Err("device attached to a dead HWPT"),
+                        };
+                        if attached(d.stream) != want {
+                            return Err("stream does not point where the device object says");
+                        }
+                    }
+                    Err(_) => return Err("listed object not live"),
+                }
+            }
+            let used = self
+                .store
+                .account(AccountId(index as u16))
+                .map_or(0, |a| a.used);
+            if used != pages {
+                return Err("quota use differs from the pages mapped");
+            }
+        }
+        Ok(())
+    }
+
     /// Queues a DMA fault with the client owning its stream; returns that
     /// client (the transport notifies it), or `None` when no client owns
     /// the stream.
