@@ -63,14 +63,31 @@ pub struct MockHw {
     /// Domains a client may hold at once.
     pub domain_limit: usize,
     pub fail_attach: bool,
+    /// Fail the n-th allocation (domain or page-table work), counting from
+    /// 0; for fail-nth sweeps.
+    pub fail_at: Option<usize>,
+    pub allocations: usize,
+    /// The domain the last `DomainTable::domain` call selected.
+    pub current: Option<DomainId>,
 }
 
 impl MockHw {
+    /// Counts an allocation; true when this one is to fail.
+    fn inject(&mut self) -> bool {
+        let n = self.allocations;
+        self.allocations += 1;
+        self.fail_at == Some(n)
+    }
+
     pub fn new() -> MockHw {
         MockHw {
             domain_limit: 8,
             ..MockHw::default()
         }
+    }
+
+    fn current_domain(&self) -> &MockDomain {
+        self.domain(self.current.expect("a domain was selected"))
     }
 
     pub fn live_domains(&self) -> usize {
@@ -90,15 +107,58 @@ impl MockHw {
 
 impl DomainTable for MockHw {
     fn domain(&mut self, id: DomainId) -> Option<&mut dyn IoDomain> {
-        self.domains
-            .get_mut(id.0 as usize)?
+        // Domains share the mock's failure injection: route through it.
+        self.domains.get(id.0 as usize)?.as_ref()?;
+        self.current = Some(id);
+        Some(self)
+    }
+}
+
+impl IoDomain for MockHw {
+    fn page_sizes(&self) -> u64 {
+        self.current_domain().page_sizes()
+    }
+
+    fn aperture(&self) -> IovaRange {
+        self.current_domain().aperture()
+    }
+
+    fn map_pages(
+        &mut self,
+        iova: u64,
+        phys: u64,
+        size: u64,
+        count: u64,
+        prot: Prot,
+    ) -> Result<(), Errno> {
+        if self.inject() {
+            return Err(Errno::ENOMEM);
+        }
+        let id = self.current.expect("a domain was selected").0 as usize;
+        self.domains[id]
             .as_mut()
-            .map(|d| d as &mut dyn IoDomain)
+            .expect("live domain")
+            .map_pages(iova, phys, size, count, prot)
+    }
+
+    fn unmap_pages(&mut self, iova: u64, length: u64) -> u64 {
+        let id = self.current.expect("a domain was selected").0 as usize;
+        self.domains[id]
+            .as_mut()
+            .expect("live domain")
+            .unmap_pages(iova, length)
+    }
+
+    fn iova_to_phys(&self, iova: u64) -> Option<u64> {
+        self.current_domain().iova_to_phys(iova)
     }
 }
 
 impl Hardware for MockHw {
     fn domain_alloc(&mut self, client: usize) -> Result<DomainId, Errno> {
+        if self.inject() {
+            return Err(Errno::ENOMEM);
+        }
         let held = self
             .domains
             .iter()
