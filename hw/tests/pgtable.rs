@@ -1120,3 +1120,15 @@ fn the_wrong_pool_is_refused() {
     assert_eq!(other.used(), 0);
     assert_eq!(fx.snapshot(), before);
 }
+
+#[test]
+fn a_table_limit_is_enomem_and_changes_nothing() {
+    let mut fx = Fx::new(48);
+    fx.pt.set_table_limit(3);
+    // A first 4 KiB page needs three more tables below the root.
+    assert_eq!(fx.map(0x1000, PHYS, K4, 1, RW), Err(Errno::ENOMEM));
+    assert_eq!(fx.pt.tables_used(), 1);
+    fx.pt.set_table_limit(4);
+    fx.map_rw(0x1000, PHYS, K4, 1);
+    assert_eq!(fx.pt.tables_used(), 4);
+}

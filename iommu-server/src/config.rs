@@ -51,6 +51,8 @@ pub struct Quota {
     pub objects: usize,
     /// 4 KiB pages mapped across all of the client's IOASes.
     pub mapped_pages: u64,
+    /// Page-table pages its hardware page tables may hold together.
+    pub table_pages: usize,
 }
 
 /// One client: identified only by the channel its calls arrive on.
@@ -78,6 +80,7 @@ impl ClientConfig {
         quota: Quota {
             objects: 0,
             mapped_pages: 0,
+            table_pages: 0,
         },
         manager: false,
     };

@@ -54,7 +54,10 @@ pub(crate) fn create_hwpt<H: Hardware>(
 ) -> Result<ObjectId> {
     ioas_mut(ctx.client, ioas.0)?;
     let reservation = ctx.client.objects.reserve()?;
-    let domain = match ctx.hw.domain_alloc(ctx.index) {
+    let domain = match ctx
+        .hw
+        .domain_alloc(ctx.index, ctx.client.config.quota.table_pages)
+    {
         Ok(domain) => domain,
         Err(e) => {
             ctx.client.objects.abort(reservation);

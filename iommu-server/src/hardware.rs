@@ -7,8 +7,10 @@ use iopt::{DomainId, DomainTable};
 
 pub trait Hardware {
     /// A new, empty hardware page table whose table pages are charged to
-    /// `client`; ENOMEM when its quota or the pool is exhausted.
-    fn domain_alloc(&mut self, client: usize) -> Result<DomainId, Errno>;
+    /// `client`, which may hold at most `table_pages` of them over all its
+    /// domains; ENOMEM when that quota or the pool is exhausted, now or
+    /// when a later map needs more tables.
+    fn domain_alloc(&mut self, client: usize, table_pages: usize) -> Result<DomainId, Errno>;
 
     /// Frees a domain that no stream uses and that holds no mappings.
     fn domain_free(&mut self, domain: DomainId);

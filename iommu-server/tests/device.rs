@@ -59,6 +59,7 @@ fn configs(objects: usize) -> [ClientConfig; 2] {
     let quota = Quota {
         objects,
         mapped_pages: 4096,
+        table_pages: 64,
     };
     [
         ClientConfig {

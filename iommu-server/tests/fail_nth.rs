@@ -246,6 +246,7 @@ fn every_injected_failure_changes_nothing() {
     let quota = Quota {
         objects: 16,
         mapped_pages: 4096,
+        table_pages: 64,
     };
     let config = ClientConfig {
         name: "c",

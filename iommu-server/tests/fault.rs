@@ -40,6 +40,7 @@ fn rig() -> Rig {
     let quota = Quota {
         objects: 8,
         mapped_pages: 16,
+        table_pages: 64,
     };
     let client = |name, devices| ClientConfig {
         name,

@@ -55,6 +55,7 @@ fn rig() -> Rig {
     let quota = Quota {
         objects: 12,
         mapped_pages: 200,
+        table_pages: 64,
     };
     let client = |name, devices, manager| ClientConfig {
         name,

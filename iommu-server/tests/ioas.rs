@@ -36,6 +36,7 @@ static REGIONS_B: [Region; 1] = [Region {
 const QUOTA: Quota = Quota {
     objects: 4,
     mapped_pages: 1024,
+    table_pages: 64,
 };
 
 struct Sys {

@@ -30,6 +30,7 @@ fn rig() -> Rig {
     let quota = Quota {
         objects: 8,
         mapped_pages: 256,
+        table_pages: 64,
     };
     let client = |name, devices, manager| ClientConfig {
         name,

@@ -28,6 +28,7 @@ fn rig() -> Rig {
     let quota = Quota {
         objects: 8,
         mapped_pages: 1024,
+        table_pages: 64,
     };
     let config = ClientConfig {
         name: "vfio",

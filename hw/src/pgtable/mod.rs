@@ -111,6 +111,8 @@ pub struct IoPageTable {
     format: Format,
     /// Pages this table holds, root included.
     tables: usize,
+    /// Most pages this table may hold (a share of its owner's quota).
+    table_limit: usize,
     /// Unmaps [`PtDomain::unmap_pages`] had to refuse, and the last one.
     unmap_refusals: u64,
     last_unmap_refusal: Option<UnmapRefusal>,
@@ -151,6 +153,7 @@ impl IoPageTable {
             root_phys: pool.phys_of(root),
             format,
             tables: 1,
+            table_limit: usize::MAX,
             unmap_refusals: 0,
             last_unmap_refusal: None,
         })
@@ -182,6 +185,13 @@ impl IoPageTable {
     /// Pages this table currently holds, root included.
     pub fn tables_used(&self) -> usize {
         self.tables
+    }
+
+    /// Caps the pages this table may hold (root included): a map needing
+    /// more is ENOMEM and changes nothing. Lets an owner's page-table quota
+    /// be split over its tables. No cap by default.
+    pub fn set_table_limit(&mut self, limit: usize) {
+        self.table_limit = limit;
     }
 
     /// How many unmaps [`PtDomain::unmap_pages`] refused on this table
@@ -255,7 +265,7 @@ impl IoPageTable {
 
         let start_level = self.format.start_level();
         let needed = survey(pool, self.root, start_level, iova, end, leaf_level)?;
-        if needed > pool.free() {
+        if needed > pool.free() || self.tables.saturating_add(needed) > self.table_limit {
             return Err(Errno::ENOMEM);
         }
         let request = MapRequest {

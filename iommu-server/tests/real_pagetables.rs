@@ -1,0 +1,173 @@
+//! The server over hw's real stage-1 page tables (one shared pool) instead
+//! of the recording mock: what devices would see, table-page quotas, and
+//! every table page back after a reset.
+
+mod common;
+
+use common::{PtHw, Rig, PAGE_VA};
+use iommu_proto::iommufd::*;
+use iommu_proto::vfio::*;
+use iommu_proto::{Errno, Op};
+use iommu_server::config::{ClientConfig, DeviceConfig, Perms, Quota, Region};
+
+const M2: u64 = 0x20_0000;
+static REGIONS: [Region; 1] = [Region {
+    vaddr: 0x20_0000,
+    size: 0x40_0000,
+    paddr: 0x8000_0000,
+    perms: Perms::RW,
+}];
+static DEVICES: [DeviceConfig; 1] = [DeviceConfig {
+    name: "edu",
+    stream_id: 0x8,
+    dma_mask: u64::MAX,
+    reserved: &[],
+}];
+
+fn rig(table_pages: usize) -> Rig<PtHw> {
+    let quota = Quota {
+        objects: 8,
+        mapped_pages: 4096,
+        table_pages,
+    };
+    let config = ClientConfig {
+        name: "c",
+        command_page_vaddr: PAGE_VA,
+        regions: &REGIONS,
+        devices: &DEVICES,
+        quota,
+        manager: false,
+    };
+    Rig::new(PtHw::new(64), &[config])
+}
+
+fn alloc(r: &mut Rig<PtHw>) -> u32 {
+    let mut cmd = iommu_ioas_alloc {
+        size: 12,
+        flags: 0,
+        out_ioas_id: 0,
+    };
+    r.call_with(0, Op::IoasAlloc, &mut cmd, 12, 0).unwrap();
+    cmd.out_ioas_id
+}
+
+fn map(r: &mut Rig<PtHw>, ioas: u32, va: u64, len: u64, iova: Option<u64>) -> Result<u64, Errno> {
+    let flags = IOMMU_IOAS_MAP_READABLE
+        | IOMMU_IOAS_MAP_WRITEABLE
+        | if iova.is_some() {
+            IOMMU_IOAS_MAP_FIXED_IOVA
+        } else {
+            0
+        };
+    let mut cmd = iommu_ioas_map {
+        size: 40,
+        flags,
+        ioas_id: ioas,
+        reserved: 0,
+        user_va: va,
+        length: len,
+        iova: iova.unwrap_or(0),
+    };
+    r.call_with(0, Op::IoasMap, &mut cmd, 40, 0)?;
+    Ok(cmd.iova)
+}
+
+fn attach(r: &mut Rig<PtHw>, ioas: u32) -> Result<u32, Errno> {
+    let mut bind = vfio_device_bind_iommufd {
+        argsz: 24,
+        flags: 0,
+        iommufd: -1,
+        out_devid: 0,
+        token_uuid_ptr: 0,
+    };
+    r.call_with(0, Op::VfioDeviceBindIommufd, &mut bind, 24, 0)?;
+    let mut cmd = vfio_device_attach_iommufd_pt {
+        argsz: 16,
+        flags: 0,
+        pt_id: ioas,
+        pasid: 0,
+    };
+    r.call_with(
+        0,
+        Op::VfioDeviceAttachIommufdPt,
+        &mut cmd,
+        16,
+        u64::from(bind.out_devid),
+    )?;
+    Ok(bind.out_devid)
+}
+
+#[test]
+fn devices_see_exactly_what_the_ioas_maps() {
+    let mut r = rig(64);
+    let ioas = alloc(&mut r);
+    let block = map(&mut r, ioas, 0x20_0000, M2, None).unwrap();
+    let small = map(&mut r, ioas, 0x40_3000, 0x3000, None).unwrap();
+    attach(&mut r, ioas).unwrap();
+    let late = map(&mut r, ioas, 0x40_0000, 0x1000, Some(0x1_0000_0000)).unwrap();
+    for (iova, len) in [(block, M2), (small, 0x3000), (late, 0x1000)] {
+        for offset in (0..len).step_by(0x1000) {
+            let want = r.server.translate(0, ioas, iova + offset);
+            assert!(want.is_some());
+            assert_eq!(
+                r.server.hardware().dma(0x8, iova + offset + 0x10),
+                want.map(|p| p + 0x10)
+            );
+        }
+    }
+    let flushes = r.server.hardware().flushes;
+    let mut unmap = iommu_ioas_unmap {
+        size: 24,
+        ioas_id: ioas,
+        iova: block,
+        length: M2,
+    };
+    r.call_with(0, Op::IoasUnmap, &mut unmap, 24, 0).unwrap();
+    assert_eq!(r.server.hardware().dma(0x8, block), None);
+    assert_eq!(
+        r.server.hardware().flushes,
+        flushes + 1,
+        "one flush for the unmap"
+    );
+}
+
+#[test]
+fn table_page_quota_is_enomem_and_changes_nothing() {
+    // Root plus three tables: enough for one corner of the IOVA space.
+    let mut r = rig(4);
+    let ioas = alloc(&mut r);
+    map(&mut r, ioas, 0x20_0000, 0x1000, Some(0x1000)).unwrap();
+    attach(&mut r, ioas).unwrap();
+    assert_eq!(r.server.hardware().owned_tables(0), 4);
+    let used = r.server.store().account(iopt::AccountId(0)).unwrap().used;
+    // Far away: three more tables would be needed.
+    assert_eq!(
+        map(&mut r, ioas, 0x20_1000, 0x1000, Some(1 << 40)),
+        Err(Errno::ENOMEM)
+    );
+    assert_eq!(r.server.translate(0, ioas, 1 << 40), None);
+    assert_eq!(
+        r.server.store().account(iopt::AccountId(0)).unwrap().used,
+        used
+    );
+    assert_eq!(r.server.hardware().owned_tables(0), 4);
+    // Next to the first page: no new table, fine.
+    map(&mut r, ioas, 0x20_1000, 0x1000, Some(0x2000)).unwrap();
+    assert_eq!(r.server.hardware().dma(0x8, 0x2000), Some(0x8000_1000));
+}
+
+#[test]
+fn reset_returns_every_table_page() {
+    let mut r = rig(64);
+    let ioas = alloc(&mut r);
+    map(&mut r, ioas, 0x20_0000, 0x40_0000, None).unwrap();
+    attach(&mut r, ioas).unwrap();
+    assert!(r.server.hardware().pool.used() > 0);
+    let reply = r
+        .server
+        .handle(0, Op::ResetClient.label(), [0, 0], &mut r.pages[0]);
+    assert_eq!(reply.errno(), None);
+    assert_eq!(r.server.hardware().pool.used(), 0);
+    assert_eq!(r.server.hardware().live_domains(), 0);
+    assert_eq!(r.server.hardware().dma(0x8, 0x20_0000), None);
+}
