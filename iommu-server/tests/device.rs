@@ -13,7 +13,6 @@ use zerocopy::{FromBytes, Immutable, IntoBytes};
 
 use common::PAGE_VA;
 const K4: u64 = 0x1000;
-const RW: u32 = IOMMU_IOAS_MAP_READABLE | IOMMU_IOAS_MAP_WRITEABLE;
 const MSI: IovaRange = IovaRange::new(0x800_0000, 0x80f_ffff);
 const MASK_40: u64 = (1 << 40) - 1;
 
@@ -112,13 +111,7 @@ impl Sys {
     }
 
     fn alloc(&mut self, client: usize) -> u32 {
-        let mut cmd = iommu_ioas_alloc {
-            size: 12,
-            flags: 0,
-            out_ioas_id: 0,
-        };
-        self.call(client, Op::IoasAlloc, &mut cmd, 0).unwrap();
-        cmd.out_ioas_id
+        self.rig.alloc(client).unwrap()
     }
 
     fn map(
@@ -129,51 +122,15 @@ impl Sys {
         len: u64,
         fixed: Option<u64>,
     ) -> Result<u64, Errno> {
-        let flags = RW
-            | if fixed.is_some() {
-                IOMMU_IOAS_MAP_FIXED_IOVA
-            } else {
-                0
-            };
-        let mut cmd = iommu_ioas_map {
-            size: 40,
-            flags,
-            ioas_id: ioas,
-            reserved: 0,
-            user_va: va,
-            length: len,
-            iova: fixed.unwrap_or(0),
-        };
-        self.call(client, Op::IoasMap, &mut cmd, 0)?;
-        Ok(cmd.iova)
+        self.rig.map(client, ioas, va, len, fixed)
     }
 
     fn bind(&mut self, client: usize, index: u64) -> Result<u32, Errno> {
-        let mut cmd = vfio_device_bind_iommufd {
-            argsz: 24,
-            flags: 0,
-            iommufd: -1,
-            out_devid: 0,
-            token_uuid_ptr: 0,
-        };
-        self.call(client, Op::VfioDeviceBindIommufd, &mut cmd, index)?;
-        Ok(cmd.out_devid)
+        self.rig.bind(client, index)
     }
 
     fn attach(&mut self, client: usize, dev: u32, pt: u32) -> Result<u32, Errno> {
-        let mut cmd = vfio_device_attach_iommufd_pt {
-            argsz: 16,
-            flags: 0,
-            pt_id: pt,
-            pasid: 0,
-        };
-        self.call(
-            client,
-            Op::VfioDeviceAttachIommufdPt,
-            &mut cmd,
-            u64::from(dev),
-        )?;
-        Ok(cmd.pt_id)
+        self.rig.attach(client, dev, pt)
     }
 
     fn detach(&mut self, client: usize, dev: u32) -> Result<(), Errno> {

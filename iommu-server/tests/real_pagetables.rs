@@ -6,7 +6,6 @@ mod common;
 
 use common::{PtHw, Rig, PAGE_VA};
 use iommu_proto::iommufd::*;
-use iommu_proto::vfio::*;
 use iommu_proto::{Errno, Op};
 use iommu_server::config::{ClientConfig, DeviceConfig, Perms, Quota, Region};
 
@@ -41,70 +40,21 @@ fn rig(table_pages: usize) -> Rig<PtHw> {
     Rig::new(PtHw::new(64), &[config])
 }
 
-fn alloc(r: &mut Rig<PtHw>) -> u32 {
-    let mut cmd = iommu_ioas_alloc {
-        size: 12,
-        flags: 0,
-        out_ioas_id: 0,
-    };
-    r.call_with(0, Op::IoasAlloc, &mut cmd, 12, 0).unwrap();
-    cmd.out_ioas_id
-}
-
-fn map(r: &mut Rig<PtHw>, ioas: u32, va: u64, len: u64, iova: Option<u64>) -> Result<u64, Errno> {
-    let flags = IOMMU_IOAS_MAP_READABLE
-        | IOMMU_IOAS_MAP_WRITEABLE
-        | if iova.is_some() {
-            IOMMU_IOAS_MAP_FIXED_IOVA
-        } else {
-            0
-        };
-    let mut cmd = iommu_ioas_map {
-        size: 40,
-        flags,
-        ioas_id: ioas,
-        reserved: 0,
-        user_va: va,
-        length: len,
-        iova: iova.unwrap_or(0),
-    };
-    r.call_with(0, Op::IoasMap, &mut cmd, 40, 0)?;
-    Ok(cmd.iova)
-}
-
 fn attach(r: &mut Rig<PtHw>, ioas: u32) -> Result<u32, Errno> {
-    let mut bind = vfio_device_bind_iommufd {
-        argsz: 24,
-        flags: 0,
-        iommufd: -1,
-        out_devid: 0,
-        token_uuid_ptr: 0,
-    };
-    r.call_with(0, Op::VfioDeviceBindIommufd, &mut bind, 24, 0)?;
-    let mut cmd = vfio_device_attach_iommufd_pt {
-        argsz: 16,
-        flags: 0,
-        pt_id: ioas,
-        pasid: 0,
-    };
-    r.call_with(
-        0,
-        Op::VfioDeviceAttachIommufdPt,
-        &mut cmd,
-        16,
-        u64::from(bind.out_devid),
-    )?;
-    Ok(bind.out_devid)
+    let dev = r.bind(0, 0)?;
+    r.attach(0, dev, ioas)
 }
 
 #[test]
 fn devices_see_exactly_what_the_ioas_maps() {
     let mut r = rig(64);
-    let ioas = alloc(&mut r);
-    let block = map(&mut r, ioas, 0x20_0000, M2, None).unwrap();
-    let small = map(&mut r, ioas, 0x40_3000, 0x3000, None).unwrap();
+    let ioas = r.alloc(0).unwrap();
+    let block = r.map(0, ioas, 0x20_0000, M2, None).unwrap();
+    let small = r.map(0, ioas, 0x40_3000, 0x3000, None).unwrap();
     attach(&mut r, ioas).unwrap();
-    let late = map(&mut r, ioas, 0x40_0000, 0x1000, Some(0x1_0000_0000)).unwrap();
+    let late = r
+        .map(0, ioas, 0x40_0000, 0x1000, Some(0x1_0000_0000))
+        .unwrap();
     for (iova, len) in [(block, M2), (small, 0x3000), (late, 0x1000)] {
         for offset in (0..len).step_by(0x1000) {
             let want = r.server.translate(0, ioas, iova + offset);
@@ -135,14 +85,14 @@ fn devices_see_exactly_what_the_ioas_maps() {
 fn table_page_quota_is_enomem_and_changes_nothing() {
     // Root plus three tables: enough for one corner of the IOVA space.
     let mut r = rig(4);
-    let ioas = alloc(&mut r);
-    map(&mut r, ioas, 0x20_0000, 0x1000, Some(0x1000)).unwrap();
+    let ioas = r.alloc(0).unwrap();
+    r.map(0, ioas, 0x20_0000, 0x1000, Some(0x1000)).unwrap();
     attach(&mut r, ioas).unwrap();
     assert_eq!(r.server.hardware().owned_tables(0), 4);
     let used = r.server.store().account(iopt::AccountId(0)).unwrap().used;
     // Far away: three more tables would be needed.
     assert_eq!(
-        map(&mut r, ioas, 0x20_1000, 0x1000, Some(1 << 40)),
+        r.map(0, ioas, 0x20_1000, 0x1000, Some(1 << 40)),
         Err(Errno::ENOMEM)
     );
     assert_eq!(r.server.translate(0, ioas, 1 << 40), None);
@@ -152,15 +102,15 @@ fn table_page_quota_is_enomem_and_changes_nothing() {
     );
     assert_eq!(r.server.hardware().owned_tables(0), 4);
     // Next to the first page: no new table, fine.
-    map(&mut r, ioas, 0x20_1000, 0x1000, Some(0x2000)).unwrap();
+    r.map(0, ioas, 0x20_1000, 0x1000, Some(0x2000)).unwrap();
     assert_eq!(r.server.hardware().dma(0x8, 0x2000), Some(0x8000_1000));
 }
 
 #[test]
 fn reset_returns_every_table_page() {
     let mut r = rig(64);
-    let ioas = alloc(&mut r);
-    map(&mut r, ioas, 0x20_0000, 0x40_0000, None).unwrap();
+    let ioas = r.alloc(0).unwrap();
+    r.map(0, ioas, 0x20_0000, 0x40_0000, None).unwrap();
     attach(&mut r, ioas).unwrap();
     assert!(r.server.hardware().pool.used() > 0);
     let reply = r

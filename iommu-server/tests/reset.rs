@@ -5,8 +5,6 @@
 mod common;
 
 use common::{MockHw, Rig, PAGE_VA};
-use iommu_proto::iommufd::*;
-use iommu_proto::vfio::*;
 use iommu_proto::{Errno, Op};
 use iommu_server::config::{ClientConfig, DeviceConfig, Perms, Quota, Region};
 use iommu_server::fault::Fault;
@@ -52,50 +50,12 @@ fn rig() -> Rig {
 /// A client with a bound, attached device, mappings in two IOASes and a
 /// queued fault.
 fn busy(r: &mut Rig) {
-    let mut bind = vfio_device_bind_iommufd {
-        argsz: 24,
-        flags: 0,
-        iommufd: -1,
-        out_devid: 0,
-        token_uuid_ptr: 0,
-    };
-    r.call_with(0, Op::VfioDeviceBindIommufd, &mut bind, 24, 0)
-        .unwrap();
-    let mut ids = [0u32; 2];
-    for id in &mut ids {
-        let mut alloc = iommu_ioas_alloc {
-            size: 12,
-            flags: 0,
-            out_ioas_id: 0,
-        };
-        r.call_with(0, Op::IoasAlloc, &mut alloc, 12, 0).unwrap();
-        *id = alloc.out_ioas_id;
-        let flags = IOMMU_IOAS_MAP_READABLE | IOMMU_IOAS_MAP_WRITEABLE;
-        let mut map = iommu_ioas_map {
-            size: 40,
-            flags,
-            ioas_id: *id,
-            reserved: 0,
-            user_va: 0x10_0000,
-            length: 0x8000,
-            iova: 0,
-        };
-        r.call_with(0, Op::IoasMap, &mut map, 40, 0).unwrap();
+    let dev = r.bind(0, 0).unwrap();
+    let ids: Vec<u32> = (0..2).map(|_| r.alloc(0).unwrap()).collect();
+    for &id in &ids {
+        r.map(0, id, 0x10_0000, 0x8000, None).unwrap();
     }
-    let mut attach = vfio_device_attach_iommufd_pt {
-        argsz: 16,
-        flags: 0,
-        pt_id: ids[0],
-        pasid: 0,
-    };
-    r.call_with(
-        0,
-        Op::VfioDeviceAttachIommufdPt,
-        &mut attach,
-        16,
-        u64::from(bind.out_devid),
-    )
-    .unwrap();
+    r.attach(0, dev, ids[0]).unwrap();
     r.server.report_fault(Fault {
         stream: 0x8,
         kind: 0x10,

@@ -80,30 +80,8 @@ fn unmap_dma(r: &mut Rig, iova: u64, size: u64, flags: u32) -> Result<u64, Errno
 
 /// Binds the device and attaches it through the compat path.
 fn open_container(r: &mut Rig) -> u32 {
-    let mut bind = vfio_device_bind_iommufd {
-        argsz: 24,
-        flags: 0,
-        iommufd: -1,
-        out_devid: 0,
-        token_uuid_ptr: 0,
-    };
-    r.call_with(0, Op::VfioDeviceBindIommufd, &mut bind, 24, 0)
-        .unwrap();
-    let mut attach = vfio_device_attach_iommufd_pt {
-        argsz: 16,
-        flags: 0,
-        pt_id: 0,
-        pasid: 0,
-    };
-    r.call_with(
-        0,
-        Op::VfioDeviceAttachIommufdPt,
-        &mut attach,
-        16,
-        u64::from(bind.out_devid),
-    )
-    .unwrap();
-    attach.pt_id
+    let dev = r.bind(0, 0).unwrap();
+    r.attach(0, dev, 0).unwrap()
 }
 
 #[test]

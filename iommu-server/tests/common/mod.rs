@@ -279,6 +279,84 @@ impl<H: Hardware> Rig<H> {
     }
 }
 
+/// The requests most tests make, built the one way.
+impl<H: Hardware> Rig<H> {
+    pub fn alloc(&mut self, client: usize) -> Result<u32, Errno> {
+        let mut cmd = iommu_proto::iommufd::iommu_ioas_alloc {
+            size: 12,
+            flags: 0,
+            out_ioas_id: 0,
+        };
+        self.call_with(client, iommu_proto::Op::IoasAlloc, &mut cmd, 12, 0)?;
+        Ok(cmd.out_ioas_id)
+    }
+
+    /// Maps read-write, at `iova` when given, else where the server picks.
+    pub fn map(
+        &mut self,
+        client: usize,
+        ioas: u32,
+        va: u64,
+        len: u64,
+        iova: Option<u64>,
+    ) -> Result<u64, Errno> {
+        use iommu_proto::iommufd::*;
+        let fixed = if iova.is_some() {
+            IOMMU_IOAS_MAP_FIXED_IOVA
+        } else {
+            0
+        };
+        let flags = IOMMU_IOAS_MAP_READABLE | IOMMU_IOAS_MAP_WRITEABLE | fixed;
+        let mut cmd = iommu_ioas_map {
+            size: 40,
+            flags,
+            ioas_id: ioas,
+            reserved: 0,
+            user_va: va,
+            length: len,
+            iova: iova.unwrap_or(0),
+        };
+        self.call_with(client, iommu_proto::Op::IoasMap, &mut cmd, 40, 0)?;
+        Ok(cmd.iova)
+    }
+
+    pub fn bind(&mut self, client: usize, index: u64) -> Result<u32, Errno> {
+        let mut cmd = iommu_proto::vfio::vfio_device_bind_iommufd {
+            argsz: 24,
+            flags: 0,
+            iommufd: -1,
+            out_devid: 0,
+            token_uuid_ptr: 0,
+        };
+        self.call_with(
+            client,
+            iommu_proto::Op::VfioDeviceBindIommufd,
+            &mut cmd,
+            24,
+            index,
+        )?;
+        Ok(cmd.out_devid)
+    }
+
+    /// Attaches to `pt` (0: the VFIO compat path); returns the HWPT used.
+    pub fn attach(&mut self, client: usize, dev: u32, pt: u32) -> Result<u32, Errno> {
+        let mut cmd = iommu_proto::vfio::vfio_device_attach_iommufd_pt {
+            argsz: 16,
+            flags: 0,
+            pt_id: pt,
+            pasid: 0,
+        };
+        self.call_with(
+            client,
+            iommu_proto::Op::VfioDeviceAttachIommufdPt,
+            &mut cmd,
+            16,
+            u64::from(dev),
+        )?;
+        Ok(cmd.pt_id)
+    }
+}
+
 /// The server's hardware with hw's real stage-1 page tables (one shared
 /// pool) and a recording stream table: the tests' stand-in for the SMMU.
 pub struct PtHw {
