@@ -308,6 +308,31 @@ impl<'s, H: Hardware> Server<'s, H> {
         fault::report(self.clients, fault)
     }
 
+    /// How many mapped runs (across the client's IOASes, copies included)
+    /// reach into one of its regions. Computed from the live mappings, so
+    /// the count can never drift from what devices can reach; zero once the
+    /// region is unmapped everywhere or the client is reset.
+    pub fn region_users(&self, client: usize, region: usize) -> usize {
+        let Some(c) = self.clients.get(client) else {
+            return 0;
+        };
+        let Some(r) = c.config.regions.get(region) else {
+            return 0;
+        };
+        let (start, last) = (r.paddr, r.paddr + (r.size - 1));
+        let mut users = 0;
+        for id in c.objects.ids() {
+            if let Ok(Object::Ioas(o)) = c.objects.get(id) {
+                o.ioas.for_each_run(&self.store, |_, phys, len| {
+                    if phys <= last && start <= phys + (len - 1) {
+                        users += 1;
+                    }
+                });
+            }
+        }
+        users
+    }
+
     /// Faults queued for a client.
     pub fn faults_pending(&self, client: usize) -> usize {
         self.clients.get(client).map_or(0, |c| c.faults.len())

@@ -482,3 +482,40 @@ fn quotas_are_enomem_and_change_nothing() {
         1024
     );
 }
+
+#[test]
+fn regions_stay_counted_while_mapped() {
+    let mut s = Sys::new();
+    let (a, b) = (s.alloc(0).unwrap(), s.alloc(0).unwrap());
+    assert_eq!(s.rig.server.region_users(0, 0), 0);
+    let iova = s.map(0, a, 0x10_0000, 2 * K4, RW, 0).unwrap();
+    s.map(0, a, 0x40_0000, K4, IOMMU_IOAS_MAP_READABLE, 0)
+        .unwrap();
+    assert_eq!(
+        (
+            s.rig.server.region_users(0, 0),
+            s.rig.server.region_users(0, 1)
+        ),
+        (1, 1)
+    );
+    let mut copy = iommu_ioas_copy {
+        size: 40,
+        flags: RW,
+        dst_ioas_id: b,
+        src_ioas_id: a,
+        length: 2 * K4,
+        dst_iova: 0,
+        src_iova: iova,
+    };
+    s.call(0, Op::IoasCopy, &mut copy).unwrap();
+    assert_eq!(
+        s.rig.server.region_users(0, 0),
+        2,
+        "the copy uses the region too"
+    );
+    s.unmap(0, a, iova, 2 * K4).unwrap();
+    assert_eq!(s.rig.server.region_users(0, 0), 1);
+    s.destroy(0, b).unwrap();
+    assert_eq!(s.rig.server.region_users(0, 0), 0);
+    assert_eq!(s.rig.server.region_users(1, 0), 0, "B's region is B's");
+}

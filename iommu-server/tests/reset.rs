@@ -76,6 +76,7 @@ fn reset(r: &mut Rig, caller: usize, target: u64) -> Result<u64, Errno> {
 
 fn assert_clean(r: &Rig) {
     assert_eq!(r.server.object_count(0), 0);
+    assert_eq!(r.server.region_users(0, 0), 0, "no region in use");
     assert_eq!(r.server.faults_pending(0), 0);
     assert_eq!(
         r.server.store().account(AccountId(0)).unwrap().used,
@@ -97,6 +98,7 @@ fn a_manager_reset_quarantines_then_returns_everything() {
     let mut r = rig();
     busy(&mut r);
     assert!(r.server.hardware().dma(0x8, 0x8000).is_some());
+    assert!(r.server.region_users(0, 0) > 0);
     reset(&mut r, 1, 0).unwrap();
     assert_clean(&r);
     // Quarantine happened before the domain was emptied and freed (the mock

@@ -213,6 +213,25 @@ impl Ioas {
             .phys_at(area.offset + (iova - area.start))
     }
 
+    /// Calls `f(iova, phys, len)` for every physically contiguous run of
+    /// every area, in IOVA order: what the IOAS makes reachable.
+    pub fn for_each_run(&self, store: &Store<'_>, mut f: impl FnMut(u64, u64, u64)) {
+        let mut next = store.areas.first(self.root);
+        while let Some(idx) = next {
+            let area = store.areas.get(idx);
+            let length = area.last - area.start + 1;
+            let _ = store.pages.get(area.pages).for_each_run(
+                area.offset,
+                length,
+                |delta, phys, len| {
+                    f(area.start + delta, phys, len);
+                    Ok(())
+                },
+            );
+            next = store.areas.next(self.root, idx);
+        }
+    }
+
     /// Checks the area tree's internal invariants; for tests.
     pub fn check(&self, store: &Store<'_>) -> core::result::Result<(), &'static str> {
         let count = store.areas.check(self.root)?;
