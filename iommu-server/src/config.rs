@@ -33,6 +33,10 @@ pub struct Region {
     pub perms: Perms,
 }
 
+/// Most reserved windows one device may have (its DMA-mask limit comes on
+/// top).
+pub const MAX_DEVICE_WINDOWS: usize = 8;
+
 /// A device a client drives: its stream ID (never named by the client),
 /// the widest address it can emit, and IOVA windows it must never be
 /// given (MSI doorbells, PCIe host-bridge windows).

@@ -52,7 +52,7 @@ pub(crate) fn create_hwpt<H: Hardware>(
     ioas: ObjectId,
     auto: bool,
 ) -> Result<ObjectId> {
-    ioas_mut(ctx.client, ioas.0)?;
+    ioas_hwpts(ctx, ioas)?;
     let reservation = ctx.client.objects.reserve()?;
     let domain = match ctx
         .hw
@@ -73,7 +73,9 @@ pub(crate) fn create_hwpt<H: Hardware>(
         ctx.client.objects.abort(reservation);
         return Err(e);
     }
-    *ioas_hwpts(ctx, ioas)? += 1;
+    if let Ok(count) = ioas_hwpts(ctx, ioas) {
+        *count += 1;
+    }
     Ok(ctx.client.objects.finalize(
         reservation,
         Object::Hwpt(HwptObject {
@@ -101,7 +103,7 @@ pub(crate) fn destroy_hwpt<H: Hardware>(ctx: &mut Ctx<'_, '_, H>, id: ObjectId) 
 }
 
 /// VFIO_DEVICE_BIND_IOMMUFD: MR1 is the device's index in the client's
-/// configuration; EBUSY if already bound, ENODEV if there is no such device.
+/// configuration; EINVAL if already bound, ENODEV if there is no such device.
 pub(crate) fn bind<H: Hardware>(
     ctx: &mut Ctx<'_, '_, H>,
     page: &mut [u8],
@@ -118,8 +120,9 @@ pub(crate) fn bind<H: Hardware>(
     let bound = objects
         .ids()
         .any(|id| matches!(objects.get(id), Ok(Object::Device(d)) if d.index == index));
+    // One device cannot be bound twice (Linux: EINVAL).
     if bound {
-        return Err(Errno::EBUSY);
+        return Err(Errno::EINVAL);
     }
     let reservation = ctx.client.objects.reserve()?;
     cmd.out_devid = reservation.id().0;
@@ -164,13 +167,16 @@ pub(crate) fn attach<H: Hardware>(
     dev: u64,
 ) -> Result<u64> {
     let mut cmd: vfio_device_attach_iommufd_pt = read_request(page, size)?;
-    if cmd.flags != 0 || cmd.pasid != 0 {
+    // `pasid` is read only with VFIO_DEVICE_ATTACH_PASID, which this SMMU
+    // model does not offer.
+    if cmd.flags != 0 {
         return Err(Errno::EINVAL);
     }
     let dev = ObjectId(u32::try_from(dev).map_err(|_| Errno::ENOENT)?);
     let (index, stream, attached) = device(ctx, dev)?;
+    // No replace: detach first.
     if attached.is_some() {
-        return Err(Errno::EINVAL);
+        return Err(Errno::EBUSY);
     }
     // pt_id 0 is the VFIO compat path: the compat IOAS, made if need be.
     let (pt, new_compat) = if cmd.pt_id == 0 {
@@ -229,7 +235,12 @@ fn attach_to<H: Hardware>(
             destroy_hwpt(ctx, hwpt_id);
         }
     };
-    let windows: heapless::Vec<IovaRange, 9> = device_windows(ctx, index).take(9).collect();
+    let mut windows: heapless::Vec<IovaRange, { crate::config::MAX_DEVICE_WINDOWS + 1 }> =
+        heapless::Vec::new();
+    for window in device_windows(ctx, index) {
+        // Server::new refused configurations with more windows.
+        windows.push(window).map_err(|_| Errno::ENOMEM)?;
+    }
     for window in windows {
         let reserved = match ioas_mut(ctx.client, ioas.0) {
             Ok(target) => target.reserve(ctx.store, window, owner),
@@ -261,13 +272,15 @@ pub(crate) fn detach<H: Hardware>(
     dev: u64,
 ) -> Result<u64> {
     let cmd: vfio_device_detach_iommufd_pt = read_request(page, size)?;
-    if cmd.flags != 0 || cmd.pasid != 0 {
+    if cmd.flags != 0 {
         return Err(Errno::EINVAL);
     }
     let dev = ObjectId(u32::try_from(dev).map_err(|_| Errno::ENOENT)?);
     let (_, stream, attached) = device(ctx, dev)?;
-    let hwpt_id = attached.ok_or(Errno::EINVAL)?;
-    detach_device(ctx, dev, stream, hwpt_id)?;
+    // Detaching what is not attached succeeds, as in Linux.
+    if let Some(hwpt_id) = attached {
+        detach_device(ctx, dev, stream, hwpt_id)?;
+    }
     Ok(0)
 }
 
@@ -278,10 +291,24 @@ pub(crate) fn detach_device<H: Hardware>(
     hwpt_id: ObjectId,
 ) -> Result<()> {
     ctx.hw.detach(stream)?;
+    release_device(ctx, dev, stream, hwpt_id);
+    Ok(())
+}
+
+/// The bookkeeping after a stream was quarantined: the device is detached,
+/// its windows released, an automatic HWPT it leaves empty freed.
+fn release_device<H: Hardware>(
+    ctx: &mut Ctx<'_, '_, H>,
+    dev: ObjectId,
+    stream: u32,
+    hwpt_id: ObjectId,
+) {
     if let Ok(Object::Device(d)) = ctx.client.objects.get_mut(dev) {
         d.hwpt = None;
     }
-    let hwpt = hwpt_mut(ctx, hwpt_id)?;
+    let Ok(hwpt) = hwpt_mut(ctx, hwpt_id) else {
+        return;
+    };
     hwpt.devices = hwpt.devices.saturating_sub(1);
     let (ioas, auto, devices) = (hwpt.ioas, hwpt.auto, hwpt.devices);
     if let Ok(target) = ioas_mut(ctx.client, ioas.0) {
@@ -290,7 +317,6 @@ pub(crate) fn detach_device<H: Hardware>(
     if auto && devices == 0 {
         destroy_hwpt(ctx, hwpt_id);
     }
-    Ok(())
 }
 
 /// IOMMU_HWPT_ALLOC: an explicit HWPT over an IOAS for a bound device.
@@ -307,11 +333,15 @@ pub(crate) fn hwpt_alloc<H: Hardware>(
     }
     check_reserved(&cmd.reserved)?;
     check_reserved(&cmd.reserved2)?;
-    if cmd.data_len != 0 || cmd.data_uptr != 0 || cmd.fault_id != 0 {
-        return Err(Errno::EINVAL);
-    }
+    // data_len/data_uptr go with a data type and fault_id with its flag,
+    // neither of which is offered: ignored, as Linux ignores them.
     device(ctx, ObjectId(cmd.dev_id))?;
-    match ctx.client.objects.get(ObjectId(cmd.pt_id))? {
+    match ctx
+        .client
+        .objects
+        .get(ObjectId(cmd.pt_id))
+        .map_err(|_| Errno::EINVAL)?
+    {
         Object::Ioas(_) => {}
         Object::Hwpt(_) => return Err(Errno::EOPNOTSUPP),
         Object::Device(_) => return Err(Errno::EINVAL),
@@ -361,6 +391,7 @@ pub(crate) fn hw_info<H: Hardware>(
     page[out.start + copied..out.end].fill(0);
     cmd.data_len = bytes.len() as u32;
     cmd.out_data_type = IOMMU_HW_INFO_TYPE_ARM_SMMUV3;
+    cmd.out_max_pasid_log2 = 0;
     cmd.out_capabilities = 0;
     copy_out(page, size, &cmd)?;
     Ok(0)
@@ -372,9 +403,16 @@ pub(crate) fn revoke<H: Hardware>(ctx: &mut Ctx<'_, '_, H>) -> Result<()> {
     let mut stuck = false;
     let ids: heapless::Vec<ObjectId, { crate::MAX_OBJECTS }> = ctx.client.objects.ids().collect();
     for &id in &ids {
-        if let Ok(Object::Device(d)) = ctx.client.objects.get(id) {
-            if d.hwpt.is_some() && ctx.hw.detach(d.stream).is_err() {
-                stuck = true;
+        let Ok(Object::Device(d)) = ctx.client.objects.get(id) else {
+            continue;
+        };
+        let (stream, hwpt) = (d.stream, d.hwpt);
+        if let Some(hwpt) = hwpt {
+            // Each stream that stops is released at once, so a reset that
+            // fails part way leaves consistent records to retry from.
+            match ctx.hw.detach(stream) {
+                Ok(()) => release_device(ctx, id, stream, hwpt),
+                Err(_) => stuck = true,
             }
         }
     }

@@ -97,7 +97,8 @@ pub(crate) fn read<H: Hardware>(
     let client = &mut *ctx.client;
     let next = client.faults.queue.pop_front();
     rec.out_flags = 0;
-    rec.overflow = core::mem::take(&mut client.faults.dropped);
+    let dropped = core::mem::take(&mut client.faults.dropped);
+    rec.overflow = dropped;
     if let Some(f) = next {
         rec.out_flags = IOMMU_FAULT_RECORD_VALID;
         let objects = &client.objects;
@@ -118,6 +119,7 @@ pub(crate) fn read<H: Hardware>(
         if let Some(f) = next {
             let _ = client.faults.queue.push_front(f);
         }
+        client.faults.dropped = dropped;
         return Err(e);
     }
     Ok(client.faults.queue.len() as u64)

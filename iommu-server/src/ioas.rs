@@ -34,12 +34,12 @@ fn dst(flags: u32, iova: u64) -> DstIova {
     }
 }
 
-/// The IOAS an ID names: ENOENT when it names nothing of this client's,
-/// EINVAL when it names another kind of object.
+/// The IOAS an ID names: ENOENT when it names nothing of this client's or
+/// another kind of object (Linux's typed lookup).
 pub(crate) fn ioas_mut(client: &mut Client, id: u32) -> Result<&mut iopt::Ioas> {
     match client.objects.get_mut(ObjectId(id))? {
         Object::Ioas(o) => Ok(&mut o.ioas),
-        _ => Err(Errno::EINVAL),
+        _ => Err(Errno::ENOENT),
     }
 }
 
@@ -176,7 +176,7 @@ pub(crate) fn copy<H: Hardware>(
         let (Object::Ioas(to), Object::Ioas(from)) =
             ctx.client.objects.get_pair_mut(dst_id, src)?
         else {
-            return Err(Errno::EINVAL);
+            return Err(Errno::ENOENT);
         };
         to.ioas.copy_from(
             ctx.store,
@@ -207,17 +207,14 @@ pub(crate) fn iova_ranges<H: Hardware>(
     let page_va = ctx.client.config.command_page_vaddr;
     let ioas = ioas_mut(ctx.client, cmd.ioas_id)?;
     let elem = core::mem::size_of::<iommu_iova_range>();
-    let out = array_range(
-        page_va,
-        page.len(),
-        cmd.allowed_iovas,
-        u64::from(cmd.num_iovas),
-        elem,
-    )?;
     // Holes between reserved ranges: at most one more than there are ranges.
     let mut holes = [IovaRange::ALL; MAX_RESERVED + 1];
     let info = ioas.iova_ranges(&mut holes);
     let capacity = cmd.num_iovas as usize;
+    // Only the entries written must lie in the page, as Linux writes only
+    // those.
+    let written = info.total.min(capacity) as u64;
+    let out = array_range(page_va, page.len(), cmd.allowed_iovas, written, elem)?;
     for (i, hole) in holes.iter().take(info.total.min(capacity)).enumerate() {
         let range = iommu_iova_range {
             start: hole.start,

@@ -142,6 +142,11 @@ pub enum ConfigError {
     /// The device (index) of the client (index) has a stream ID another
     /// device already has.
     DeviceOwnedTwice { client: usize, device: usize },
+    /// The device (index) of the client (index) has more than
+    /// MAX_DEVICE_WINDOWS windows, or one with start > last.
+    BadDeviceWindows { client: usize, device: usize },
+    /// The client's (index) object quota exceeds MAX_OBJECTS.
+    TooManyObjects { client: usize },
 }
 
 /// The server: the engine's store, the hardware and every client's object
@@ -177,7 +182,18 @@ impl<'s, H: Hardware> Server<'s, H> {
         for (i, config) in configs.iter().enumerate() {
             check_regions(config.regions)
                 .map_err(|region| ConfigError::BadRegion { client: i, region })?;
+            if config.quota.objects > MAX_OBJECTS {
+                return Err(ConfigError::TooManyObjects { client: i });
+            }
             for (d, device) in config.devices.iter().enumerate() {
+                let bad = device.reserved.len() > config::MAX_DEVICE_WINDOWS
+                    || device.reserved.iter().any(|w| w.start > w.last);
+                if bad {
+                    return Err(ConfigError::BadDeviceWindows {
+                        client: i,
+                        device: d,
+                    });
+                }
                 let mut earlier = configs[..i]
                     .iter()
                     .flat_map(|c| c.devices.iter())
@@ -344,6 +360,11 @@ impl<'s, H: Hardware> Server<'s, H> {
     }
 
     /// Serves one call from the client on channel `client`.
+    ///
+    /// `page` must be the server's private copy of the client's command
+    /// page (the transport copies it in with one volatile read and copies
+    /// the reply back out): validation here assumes nothing else writes it
+    /// during the call.
     pub fn handle(&mut self, client: usize, label: u64, mrs: [u64; 2], page: &mut [u8]) -> Reply {
         match self.dispatch(client, label, mrs, page) {
             Ok(mr0) => Reply { label: 0, mr0 },
@@ -361,7 +382,8 @@ impl<'s, H: Hardware> Server<'s, H> {
         let op = Op::from_label(label).ok_or(Errno::ENOTTY)?;
         if op == Op::ResetClient {
             let caller = self.clients.get(client).ok_or(Errno::EPERM)?;
-            let target = usize::try_from(mrs[iommu_proto::MR_VALUE]).map_err(|_| Errno::EINVAL)?;
+            // A scalar op: MR0 carries the argument.
+            let target = usize::try_from(mrs[iommu_proto::MR_SIZE]).map_err(|_| Errno::EINVAL)?;
             if target >= self.clients.len() {
                 return Err(Errno::EINVAL);
             }

@@ -172,11 +172,15 @@ pub(crate) fn unmap_dma<H: Hardware>(
         }
         ioas.unmap_all(ctx.store, ctx.hw.domains())
     } else {
+        // Validate before cutting: once the range is sound, every cut lies
+        // inside an area the unmap then removes, so a failure cuts nothing.
+        if unmap.size == 0 {
+            return Err(Errno::EINVAL);
+        }
+        let range = IovaRange::from_start_len(unmap.iova, unmap.size).ok_or(Errno::EOVERFLOW)?;
         if !ioas.huge_pages() {
-            let last = unmap.iova.wrapping_add(unmap.size).wrapping_sub(1);
-            let before = unmap.iova.wrapping_sub(1);
-            let cuts = [last, before];
-            ioas.cut(ctx.store, if unmap.iova != 0 { &cuts } else { &cuts[..1] })?;
+            let cuts = [range.last, range.start.wrapping_sub(1)];
+            ioas.cut(ctx.store, if range.start != 0 { &cuts } else { &cuts[..1] })?;
         }
         ioas.unmap(ctx.store, ctx.hw.domains(), unmap.iova, unmap.size)?
     };
@@ -195,7 +199,9 @@ pub(crate) fn get_info<H: Hardware>(
     size: u64,
 ) -> Result<u64> {
     let mut info: vfio_iommu_type1_info = read_request(page, size)?;
-    let avail_areas = ctx.store.areas_free();
+    // The caller's own remaining page quota: no other client's use shows.
+    let account = ctx.store.account(ctx.account());
+    let avail = account.map_or(0, |a| a.limit.saturating_sub(a.used));
     let ioas = compat_ioas(ctx)?;
     let given = info.argsz as usize;
     info.flags = VFIO_IOMMU_INFO_PGSIZES | VFIO_IOMMU_INFO_CAPS;
@@ -220,10 +226,9 @@ pub(crate) fn get_info<H: Hardware>(
             version: 1,
             next,
         };
-        // The free area count bounds how many more mappings can exist.
         let cap = vfio_iommu_type1_info_dma_avail {
             header,
-            avail: u32::try_from(avail_areas).unwrap_or(u32::MAX),
+            avail: u32::try_from(avail).unwrap_or(u32::MAX),
         };
         write_at(page, dma_at, &cap)?;
     }

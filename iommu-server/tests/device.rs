@@ -298,7 +298,7 @@ fn binding_names_only_the_callers_own_devices() {
         "B has one device; A's second is not B's"
     );
     let a = s.bind(0, 0).unwrap();
-    assert_eq!(s.bind(0, 0), Err(Errno::EBUSY), "bound twice");
+    assert_eq!(s.bind(0, 0), Err(Errno::EINVAL), "bound twice");
     let b = s.bind(1, 0).unwrap();
     let ioas_b = s.alloc(1);
     s.attach(1, b, ioas_b).unwrap();
@@ -419,4 +419,78 @@ fn object_quota_stops_an_automatic_hwpt_cleanly() {
     );
     assert_eq!(s.rig.server.object_count(0), 2);
     assert_eq!(s.hw().live_domains(), 0);
+}
+
+#[test]
+fn linux_errnos_for_device_corner_cases() {
+    let mut s = Sys::new();
+    let dev = s.bind(0, 0).unwrap();
+    let ioas = s.alloc(0);
+    assert_eq!(
+        s.detach(0, dev),
+        Ok(()),
+        "detaching what is not attached succeeds"
+    );
+    s.attach(0, dev, ioas).unwrap();
+    assert_eq!(
+        s.attach(0, dev, ioas),
+        Err(Errno::EBUSY),
+        "no replace: detach first"
+    );
+    // An ID naming another kind of object is ENOENT to IOAS operations.
+    assert_eq!(s.map(0, dev, 0x10_0000, K4, None), Err(Errno::ENOENT));
+    let mut cmd = iommu_hwpt_alloc {
+        size: 48,
+        flags: 0,
+        dev_id: dev,
+        pt_id: 0x7777,
+        out_hwpt_id: 0,
+        reserved: 0,
+        data_type: 0,
+        data_len: 0,
+        data_uptr: 0,
+        fault_id: 0,
+        reserved2: 0,
+    };
+    assert_eq!(
+        s.call(0, Op::HwptAlloc, &mut cmd, 0),
+        Err(Errno::EINVAL),
+        "pt_id names nothing"
+    );
+}
+
+#[test]
+fn too_many_device_windows_are_refused_at_configuration() {
+    static MANY: [IovaRange; 9] = [IovaRange::new(0x1000, 0x1fff); 9];
+    static DEVS: [DeviceConfig; 1] = [DeviceConfig {
+        name: "d",
+        stream_id: 0x40,
+        dma_mask: u64::MAX,
+        reserved: &MANY,
+    }];
+    let quota = Quota {
+        objects: 4,
+        mapped_pages: 16,
+        table_pages: 8,
+    };
+    let config = ClientConfig {
+        name: "c",
+        command_page_vaddr: PAGE_VA,
+        regions: &REGIONS_A,
+        devices: &DEVS,
+        quota,
+        manager: false,
+    };
+    let areas = Box::leak(vec![iopt::AreaSlot::EMPTY; 4].into_boxed_slice());
+    let pages = Box::leak(vec![iopt::PagesSlot::EMPTY; 4].into_boxed_slice());
+    let accounts = Box::leak(vec![iopt::Account::UNLIMITED; 1].into_boxed_slice());
+    let store = iopt::Store::new(areas, pages, accounts);
+    let r = iommu_server::Server::new(store, MockHw::new(), common::clients(1), &[config]);
+    assert_eq!(
+        r.err(),
+        Some(iommu_server::ConfigError::BadDeviceWindows {
+            client: 0,
+            device: 0
+        })
+    );
 }

@@ -333,6 +333,37 @@ fn handed_out(op: Op, page: &[u8]) -> Option<u32> {
     Some(u32::from_le_bytes(page[at..at + 4].try_into().unwrap()))
 }
 
+/// What a failed request must leave alone.
+#[derive(Debug, PartialEq)]
+struct Snapshot {
+    objects: [usize; 2],
+    areas_free: usize,
+    pages_free: usize,
+    used: [u64; 2],
+    faults: [usize; 2],
+    domains: Vec<(usize, usize)>,
+    streams: Vec<(u32, Option<iopt::DomainId>)>,
+}
+
+fn snapshot(r: &Rig) -> Snapshot {
+    let store = r.server.store();
+    let hw = r.server.hardware();
+    Snapshot {
+        objects: [r.server.object_count(0), r.server.object_count(1)],
+        areas_free: store.areas_free(),
+        pages_free: store.pages_free(),
+        used: [0, 1].map(|a| store.account(iopt::AccountId(a)).unwrap().used),
+        faults: [r.server.faults_pending(0), r.server.faults_pending(1)],
+        domains: hw
+            .domains
+            .iter()
+            .enumerate()
+            .filter_map(|(i, d)| Some((i, d.as_ref()?.pages.len())))
+            .collect(),
+        streams: hw.streams.iter().map(|(&s, &d)| (s, d)).collect(),
+    }
+}
+
 fn run(reqs: Vec<Req>) -> Result<(), TestCaseError> {
     let mut r = rig();
     let mut known: [Vec<u32>; 2] = [Vec::new(), Vec::new()];
@@ -402,7 +433,20 @@ fn run(reqs: Vec<Req>) -> Result<(), TestCaseError> {
             2 if !ids.is_empty() => u64::from(ids[(q.mr1 / 4) as usize % ids.len()]),
             _ => u64::from(word(q.mr1 as u8)),
         };
+        let before = snapshot(&r);
+        let page = &mut r.pages[q.client.min(1)];
         let reply = r.server.handle(q.client, label, [mr0, mr1], page);
+        if reply.errno().is_some() {
+            prop_assert_eq!(
+                &snapshot(&r),
+                &before,
+                "step {} failed with {:?} but changed state: {:?}",
+                step,
+                reply.errno(),
+                q
+            );
+        }
+        let page = &r.pages[q.client.min(1)];
         if reply.errno().is_none() && q.client < 2 {
             let op = q.op.map(|i| Op::ALL[i]);
             if let Some(id) = op.and_then(|op| handed_out(op, page)) {

@@ -519,3 +519,20 @@ fn regions_stay_counted_while_mapped() {
     assert_eq!(s.rig.server.region_users(0, 0), 0);
     assert_eq!(s.rig.server.region_users(1, 0), 0, "B's region is B's");
 }
+
+#[test]
+fn iova_ranges_needs_room_only_for_what_it_writes() {
+    let mut s = Sys::new();
+    let ioas = s.alloc(0).unwrap();
+    // Room for 255 entries claimed, one written: only that one must fit.
+    let mut cmd = iommu_ioas_iova_ranges {
+        size: 32,
+        ioas_id: ioas,
+        num_iovas: 255,
+        reserved: 0,
+        allowed_iovas: PAGE_VA + 4080,
+        out_iova_alignment: 0,
+    };
+    s.call(0, Op::IoasIovaRanges, &mut cmd).unwrap();
+    assert_eq!(cmd.num_iovas, 1);
+}

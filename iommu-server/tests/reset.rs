@@ -125,3 +125,64 @@ fn a_client_may_close_itself_but_not_reset_others() {
     reset(&mut r, 0, 0).unwrap();
     assert_clean(&r);
 }
+
+#[test]
+fn a_reset_that_cannot_stop_a_stream_stays_consistent() {
+    static TWO: [DeviceConfig; 2] = [
+        DeviceConfig {
+            name: "a0",
+            stream_id: 0x8,
+            dma_mask: u64::MAX,
+            reserved: &[],
+        },
+        DeviceConfig {
+            name: "a1",
+            stream_id: 0x10,
+            dma_mask: u64::MAX,
+            reserved: &[],
+        },
+    ];
+    let quota = Quota {
+        objects: 8,
+        mapped_pages: 256,
+        table_pages: 64,
+    };
+    let config = ClientConfig {
+        name: "c",
+        command_page_vaddr: PAGE_VA,
+        regions: &REGIONS,
+        devices: &TWO,
+        quota,
+        manager: false,
+    };
+    let mut r = Rig::new(
+        MockHw {
+            stuck: vec![0x10],
+            ..MockHw::new()
+        },
+        &[config],
+    );
+    let (d0, d1) = (r.bind(0, 0).unwrap(), r.bind(0, 1).unwrap());
+    let ioas = r.alloc(0).unwrap();
+    r.map(0, ioas, 0x10_0000, 0x2000, None).unwrap();
+    r.attach(0, d0, ioas).unwrap();
+    r.attach(0, d1, ioas).unwrap();
+    assert_eq!(reset(&mut r, 0, 0), Err(Errno::EBUSY));
+    let hw = r.server.hardware();
+    r.server
+        .check(|s| hw.streams.get(&s).copied().flatten())
+        .unwrap();
+    assert_eq!(
+        hw.streams.get(&0x8).copied().flatten(),
+        None,
+        "the stoppable stream stopped"
+    );
+    assert!(
+        hw.streams.get(&0x10).copied().flatten().is_some(),
+        "the stuck one keeps its memory"
+    );
+    assert!(
+        r.server.region_users(0, 0) > 0,
+        "nothing a device can reach was released"
+    );
+}

@@ -328,3 +328,52 @@ fn get_info_follows_the_argsz_protocol() {
         "the domain's aperture"
     );
 }
+
+#[test]
+fn a_refused_type1_unmap_cuts_nothing() {
+    let mut r = rig();
+    open_container(&mut r);
+    scalar(&mut r, Op::VfioSetIommu, VFIO_TYPE1_IOMMU).unwrap();
+    map_dma(&mut r, 0x10_0000, 0x40_0000, 4 * K4).unwrap();
+    let free = r.server.store().areas_free();
+    assert_eq!(
+        unmap_dma(&mut r, 0x40_1000, 0, 0),
+        Err(Errno::EINVAL),
+        "size 0"
+    );
+    assert_eq!(
+        unmap_dma(&mut r, 0x40_1000, u64::MAX, 0),
+        Err(Errno::EOVERFLOW),
+        "wraps"
+    );
+    assert_eq!(r.server.store().areas_free(), free, "no area was split");
+}
+
+#[test]
+fn dma_avail_is_the_callers_own_quota() {
+    let mut r = rig();
+    open_container(&mut r);
+    map_dma(&mut r, 0x10_0000, 0x40_0000, 4 * K4).unwrap();
+    let mut info = vfio_iommu_type1_info {
+        argsz: 72,
+        flags: 0,
+        iova_pgsizes: 0,
+        cap_offset: 0,
+        pad: 0,
+    };
+    let mut bytes = vec![0u8; 72];
+    bytes[..24].copy_from_slice(info.as_bytes());
+    r.pages[0][..72].copy_from_slice(&bytes);
+    let reply = r
+        .server
+        .handle(0, Op::VfioIommuGetInfo.label(), [72, 0], &mut r.pages[0]);
+    assert_eq!(reply.errno(), None);
+    info = vfio_iommu_type1_info::read_from_prefix(&r.pages[0])
+        .unwrap()
+        .0;
+    assert_eq!(info.cap_offset, 24);
+    let dma = vfio_iommu_type1_info_dma_avail::read_from_prefix(&r.pages[0][24..])
+        .unwrap()
+        .0;
+    assert_eq!(dma.avail, 1024 - 4, "quota minus what this client mapped");
+}

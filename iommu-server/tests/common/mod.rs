@@ -67,6 +67,8 @@ pub struct MockHw {
     /// 0; for fail-nth sweeps.
     pub fail_at: Option<usize>,
     pub allocations: usize,
+    /// Streams whose detach fails (a wedged SMMU).
+    pub stuck: Vec<u32>,
     /// The domain the last `DomainTable::domain` call selected.
     pub current: Option<DomainId>,
 }
@@ -208,6 +210,9 @@ impl Hardware for MockHw {
     }
 
     fn detach(&mut self, stream: u32) -> Result<(), Errno> {
+        if self.stuck.contains(&stream) {
+            return Err(Errno::EBUSY);
+        }
         self.log.push(format!("detach {stream:#x}"));
         self.streams.insert(stream, None);
         Ok(())
