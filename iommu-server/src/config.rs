@@ -57,6 +57,9 @@ pub struct Quota {
     pub mapped_pages: u64,
     /// Page-table pages its hardware page tables may hold together.
     pub table_pages: usize,
+    /// Mappings (IOAS areas) it may hold at once, VFIO's dma_entry_limit;
+    /// the clients' sum may not exceed the store's pools.
+    pub mappings: usize,
 }
 
 /// One client: identified only by the channel its calls arrive on.
@@ -85,6 +88,7 @@ impl ClientConfig {
             objects: 0,
             mapped_pages: 0,
             table_pages: 0,
+            mappings: 0,
         },
         manager: false,
     };

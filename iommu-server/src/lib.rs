@@ -147,6 +147,9 @@ pub enum ConfigError {
     BadDeviceWindows { client: usize, device: usize },
     /// The client's (index) object quota exceeds MAX_OBJECTS.
     TooManyObjects { client: usize },
+    /// The clients' mapping quotas add up to more than the store's area or
+    /// backing pool: one client could starve another.
+    PoolsOvercommitted,
 }
 
 /// The server: the engine's store, the hardware and every client's object
@@ -179,6 +182,12 @@ impl<'s, H: Hardware> Server<'s, H> {
         if configs.len() > clients.len() {
             return Err(ConfigError::TooManyClients);
         }
+        let promised = configs
+            .iter()
+            .try_fold(0usize, |sum, c| sum.checked_add(c.quota.mappings));
+        if promised.is_none_or(|p| p > store.areas_capacity() || p > store.pages_capacity()) {
+            return Err(ConfigError::PoolsOvercommitted);
+        }
         for (i, config) in configs.iter().enumerate() {
             check_regions(config.regions)
                 .map_err(|region| ConfigError::BadRegion { client: i, region })?;
@@ -208,6 +217,9 @@ impl<'s, H: Hardware> Server<'s, H> {
             let account = AccountId(u16::try_from(i).map_err(|_| ConfigError::TooManyClients)?);
             store
                 .set_limit(account, config.quota.mapped_pages)
+                .map_err(|_| ConfigError::TooManyClients)?;
+            store
+                .set_area_limit(account, config.quota.mappings)
                 .map_err(|_| ConfigError::TooManyClients)?;
         }
         let clients = &mut clients[..configs.len()];

@@ -199,9 +199,10 @@ pub(crate) fn get_info<H: Hardware>(
     size: u64,
 ) -> Result<u64> {
     let mut info: vfio_iommu_type1_info = read_request(page, size)?;
-    // The caller's own remaining page quota: no other client's use shows.
+    // The caller's own remaining mappings (VFIO's dma_entry_limit): no other
+    // client's use shows.
     let account = ctx.store.account(ctx.account());
-    let avail = account.map_or(0, |a| a.limit.saturating_sub(a.used));
+    let avail = account.map_or(0, |a| a.area_limit.saturating_sub(a.areas));
     let ioas = compat_ioas(ctx)?;
     let given = info.argsz as usize;
     info.flags = VFIO_IOMMU_INFO_PGSIZES | VFIO_IOMMU_INFO_CAPS;

@@ -59,6 +59,7 @@ fn configs(objects: usize) -> [ClientConfig; 2] {
         objects,
         mapped_pages: 4096,
         table_pages: 64,
+        mappings: 100,
     };
     [
         ClientConfig {
@@ -472,6 +473,7 @@ fn too_many_device_windows_are_refused_at_configuration() {
         objects: 4,
         mapped_pages: 16,
         table_pages: 8,
+        mappings: 4,
     };
     let config = ClientConfig {
         name: "c",
@@ -493,4 +495,29 @@ fn too_many_device_windows_are_refused_at_configuration() {
             device: 0
         })
     );
+}
+
+#[test]
+fn overcommitted_mapping_quotas_are_refused() {
+    let quota = Quota {
+        objects: 4,
+        mapped_pages: 16,
+        table_pages: 8,
+        mappings: 3,
+    };
+    let config = ClientConfig {
+        name: "c",
+        command_page_vaddr: PAGE_VA,
+        regions: &REGIONS_A,
+        devices: &[],
+        quota,
+        manager: false,
+    };
+    let areas = Box::leak(vec![iopt::AreaSlot::EMPTY; 5].into_boxed_slice());
+    let pages = Box::leak(vec![iopt::PagesSlot::EMPTY; 5].into_boxed_slice());
+    let accounts = Box::leak(vec![iopt::Account::UNLIMITED; 2].into_boxed_slice());
+    let store = iopt::Store::new(areas, pages, accounts);
+    // 3 + 3 mappings promised, 5 nodes to keep the promise with.
+    let r = iommu_server::Server::new(store, MockHw::new(), common::clients(2), &[config, config]);
+    assert_eq!(r.err(), Some(iommu_server::ConfigError::PoolsOvercommitted));
 }

@@ -247,6 +247,7 @@ fn every_injected_failure_changes_nothing() {
         objects: 16,
         mapped_pages: 4096,
         table_pages: 64,
+        mappings: 100,
     };
     let config = ClientConfig {
         name: "c",

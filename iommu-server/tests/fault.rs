@@ -41,6 +41,7 @@ fn rig() -> Rig {
         objects: 8,
         mapped_pages: 16,
         table_pages: 64,
+        mappings: 100,
     };
     let client = |name, devices| ClientConfig {
         name,

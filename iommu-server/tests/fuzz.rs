@@ -56,6 +56,7 @@ fn rig() -> Rig {
         objects: 12,
         mapped_pages: 200,
         table_pages: 64,
+        mappings: 100,
     };
     let client = |name, devices, manager| ClientConfig {
         name,

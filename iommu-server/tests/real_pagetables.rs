@@ -28,6 +28,7 @@ fn rig(table_pages: usize) -> Rig<PtHw> {
         objects: 8,
         mapped_pages: 4096,
         table_pages,
+        mappings: 100,
     };
     let config = ClientConfig {
         name: "c",

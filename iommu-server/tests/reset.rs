@@ -29,6 +29,7 @@ fn rig() -> Rig {
         objects: 8,
         mapped_pages: 256,
         table_pages: 64,
+        mappings: 100,
     };
     let client = |name, devices, manager| ClientConfig {
         name,
@@ -146,6 +147,7 @@ fn a_reset_that_cannot_stop_a_stream_stays_consistent() {
         objects: 8,
         mapped_pages: 256,
         table_pages: 64,
+        mappings: 100,
     };
     let config = ClientConfig {
         name: "c",

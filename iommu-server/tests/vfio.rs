@@ -29,6 +29,7 @@ fn rig() -> Rig {
         objects: 8,
         mapped_pages: 1024,
         table_pages: 64,
+        mappings: 100,
     };
     let config = ClientConfig {
         name: "vfio",
@@ -375,5 +376,9 @@ fn dma_avail_is_the_callers_own_quota() {
     let dma = vfio_iommu_type1_info_dma_avail::read_from_prefix(&r.pages[0][24..])
         .unwrap()
         .0;
-    assert_eq!(dma.avail, 1024 - 4, "quota minus what this client mapped");
+    assert_eq!(
+        dma.avail,
+        100 - 1,
+        "mapping quota minus this client's mappings"
+    );
 }

@@ -443,9 +443,9 @@ impl Ioas {
         // Resources: quota, nodes, backing. Nothing has changed yet.
         let charged = length / PAGE_SIZE;
         store.charge(self.account, charged)?;
-        if store.areas.free() < segments {
+        if let Err(e) = store.take_nodes(self.account, segments) {
             store.uncharge(self.account, charged);
-            return Err(Errno::ENOMEM);
+            return Err(e);
         }
         let new_pages = match source {
             Source::Extents {
@@ -456,6 +456,7 @@ impl Ioas {
                 Ok(idx) => Some(idx),
                 Err(e) => {
                     store.uncharge(self.account, charged);
+                    store.give_nodes(self.account, segments);
                     return Err(e);
                 }
             },
@@ -577,6 +578,7 @@ impl Ioas {
             let length = area.last - area.start + 1;
             store.pages.put(area.pages);
             store.uncharge(self.account, length / PAGE_SIZE);
+            store.give_nodes(self.account, 1);
             self.areas -= 1;
             total += length;
         }
@@ -709,9 +711,7 @@ impl Ioas {
                 needed += 1;
             }
         }
-        if store.areas.free() < needed {
-            return Err(Errno::ENOMEM);
-        }
+        store.take_nodes(self.account, needed)?;
         for &iova in iovas {
             let Some(idx) = store.areas.containing(self.root, iova) else {
                 continue;

@@ -66,21 +66,32 @@ pub struct Extent {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct AccountId(pub u16);
 
-/// Mapped-page quota of one owner, in [`PAGE_SIZE`] units.
+/// One owner's quotas: mapped pages (in [`PAGE_SIZE`] units) and area
+/// nodes (mappings; backings never outnumber them). Limiting nodes per
+/// owner keeps one owner from draining the shared node pool.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Account {
     pub limit: u64,
     pub used: u64,
+    pub area_limit: usize,
+    pub areas: usize,
 }
 
 impl Account {
     pub const UNLIMITED: Account = Account {
         limit: u64::MAX,
         used: 0,
+        area_limit: usize::MAX,
+        areas: 0,
     };
 
     pub const fn with_limit(limit: u64) -> Account {
-        Account { limit, used: 0 }
+        Account {
+            limit,
+            used: 0,
+            area_limit: usize::MAX,
+            areas: 0,
+        }
     }
 }
 
@@ -150,6 +161,39 @@ impl<'s> Store<'s> {
                 Ok(())
             }
             _ => Err(Errno::ENOMEM),
+        }
+    }
+
+    /// Sets an owner's limit of area nodes (mappings).
+    pub fn set_area_limit(&mut self, id: AccountId, limit: usize) -> Result<()> {
+        let account = self
+            .accounts
+            .get_mut(usize::from(id.0))
+            .ok_or(Errno::EINVAL)?;
+        account.area_limit = limit;
+        Ok(())
+    }
+
+    /// Claims `n` area nodes for an owner: ENOMEM past its limit or the pool.
+    pub(crate) fn take_nodes(&mut self, id: AccountId, n: usize) -> Result<()> {
+        let free = self.areas.free();
+        let account = self
+            .accounts
+            .get_mut(usize::from(id.0))
+            .ok_or(Errno::ENOMEM)?;
+        match account.areas.checked_add(n) {
+            Some(areas) if areas <= account.area_limit && n <= free => {
+                account.areas = areas;
+                Ok(())
+            }
+            _ => Err(Errno::ENOMEM),
+        }
+    }
+
+    pub(crate) fn give_nodes(&mut self, id: AccountId, n: usize) {
+        if let Some(account) = self.accounts.get_mut(usize::from(id.0)) {
+            debug_assert!(account.areas >= n);
+            account.areas = account.areas.saturating_sub(n);
         }
     }
 

@@ -1288,3 +1288,50 @@ fn attach_rollback_touches_only_what_it_mapped() {
     assert_eq!(fx.doms.get(0).layout(), vec![(0x18_0000, K4)]);
     fx.doms.assert_clean();
 }
+
+#[test]
+fn area_limit_per_owner_is_enomem_and_changes_nothing() {
+    let mut fx = Fx::new();
+    fx.store.set_area_limit(AccountId(0), 2).unwrap();
+    fx.map_fixed(0x10_0000, 4 * K4).unwrap();
+    fx.map_fixed(0x20_0000, K4).unwrap();
+    let before = fx.snapshot();
+    assert_eq!(
+        fx.map_fixed(0x30_0000, K4),
+        Err(Errno::ENOMEM),
+        "a third mapping"
+    );
+    fx.ioas.set_huge_pages(false).unwrap();
+    assert_eq!(
+        fx.ioas.cut(&mut fx.store, &[0x10_0fff]),
+        Err(Errno::ENOMEM),
+        "a cut needs a node too"
+    );
+    assert_eq!(fx.snapshot(), before);
+    // Another owner is not held back by this one.
+    let mut other = fx.store.new_ioas(AccountId(1)).unwrap();
+    let ext = [Extent {
+        phys: PHYS,
+        len: K4,
+    }];
+    for i in 0..3 {
+        other
+            .map(
+                &mut fx.store,
+                &mut Domains::none(),
+                &ext,
+                PHYS,
+                true,
+                DstIova::Fixed(0x100_0000 + i * K4),
+                RW,
+            )
+            .unwrap();
+    }
+    fx.unmap(0x20_0000, K4).unwrap();
+    assert_eq!(
+        fx.map_fixed(0x30_0000, K4),
+        Ok(0x30_0000),
+        "unmapping gave the node back"
+    );
+    assert_eq!(fx.store.account(AccountId(0)).unwrap().areas, 2);
+}
