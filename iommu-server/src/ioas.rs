@@ -103,12 +103,13 @@ pub(crate) fn map<H: Hardware>(
     let mut cmd: iommu_ioas_map = read_request(page, size)?;
     check_flags(cmd.flags, MAP_FLAGS)?;
     check_reserved(&cmd.reserved)?;
+    // Linux's order: EOVERFLOW before EINVAL for no access.
+    if cmd.length == u64::MAX || cmd.iova == u64::MAX {
+        return Err(Errno::EOVERFLOW);
+    }
     let prot = prot(cmd.flags);
     if prot.is_empty() {
         return Err(Errno::EINVAL);
-    }
-    if cmd.user_va == u64::MAX || cmd.length == u64::MAX || cmd.iova == u64::MAX {
-        return Err(Errno::EOVERFLOW);
     }
     let regions = ctx.client.config.regions;
     let ioas = ioas_mut(ctx.client, cmd.ioas_id)?;
