@@ -37,6 +37,18 @@ fn server_crates_build_for_aarch64_unknown_none() {
             "--manifest-path",
         ])
         .arg(manifest.join("Cargo.toml"))
+        .args([
+            "-p",
+            "iommu-proto",
+            "-p",
+            "iopt",
+            "-p",
+            "hw",
+            "-p",
+            "iommu-server",
+            "-p",
+            "microkit",
+        ])
         .arg("--target-dir")
         .arg(&target_dir)
         .env_remove("RUSTFLAGS")
@@ -46,7 +58,7 @@ fn server_crates_build_for_aarch64_unknown_none() {
         status.success(),
         "the server's crates do not build for {TARGET}"
     );
-    for lib in ["iommu_proto", "iopt", "hw", "iommu_server"] {
+    for lib in ["iommu_proto", "iopt", "hw", "iommu_server", "microkit"] {
         let rlib = target_dir
             .join(TARGET)
             .join(format!("release/lib{lib}.rlib"));

@@ -1,0 +1,133 @@
+//! The seL4 Microkit ABI for this project's protection domains, modelled on
+//! rust-sel4's `sel4-microkit`: a [`Handler`] with `protected` and
+//! `notified`, a typed [`Channel`], `pp_call`, `notify`, `irq_ack`, and
+//! debug output. All of the project's syscall code lives here, in
+//! [`sys`](crate) (aarch64 only); the data encodings are host-tested.
+//!
+//! Facts relied on (Microkit 2.3.0, seL4 16.0.0, MCS, aarch64): syscalls
+//! are `svc #0` with the number in x7; the IPC buffer is the page below the
+//! top of the user address space; every PD defines the six symbols the
+//! Microkit tool patches; capability slots are those of [`slot`].
+
+#![cfg_attr(not(test), no_std)]
+#![deny(unsafe_op_in_unsafe_fn)]
+
+mod message;
+
+pub use message::{decode_badge, notified_channels, slot, Channel, Delivery, MessageInfo};
+
+/// Invocation label of IRQHandler_Ack in the kernel this build targets
+/// (checked against the SDK by build.rs when one is configured).
+#[cfg(microkit_debug)]
+pub const IRQ_ACK_LABEL: u64 = 31;
+#[cfg(not(microkit_debug))]
+pub const IRQ_ACK_LABEL: u64 = 27;
+
+/// A protection domain's event handlers.
+pub trait Handler {
+    /// A protected procedure call arrived on `channel`; the returned
+    /// message is the reply. Message registers are read and written with
+    /// [`get_mr`] and [`set_mr`].
+    fn protected(&mut self, channel: Channel, msg: MessageInfo) -> MessageInfo;
+
+    /// A notification (or an IRQ) arrived on `channel`.
+    fn notified(&mut self, channel: Channel);
+}
+
+#[cfg(all(target_arch = "aarch64", target_os = "none"))]
+mod sys;
+
+#[cfg(all(target_arch = "aarch64", target_os = "none"))]
+pub use runtime::*;
+
+#[cfg(all(target_arch = "aarch64", target_os = "none"))]
+mod runtime {
+    use super::*;
+
+    /// Serves events forever: acknowledges the PD's IRQs once, then waits,
+    /// answering each protected call through the reply capability.
+    pub fn run<H: Handler>(mut handler: H) -> ! {
+        let irqs = sys::symbols().irqs;
+        for ch in notified_channels(irqs) {
+            irq_ack(ch);
+        }
+        let mut reply: Option<MessageInfo> = None;
+        loop {
+            let (badge, msg) = match reply.take() {
+                Some(answer) => sys::reply_recv(slot::INPUT, answer, slot::REPLY),
+                None => sys::recv(slot::INPUT, slot::REPLY),
+            };
+            match decode_badge(badge) {
+                Delivery::Protected(ch) => reply = Some(handler.protected(ch, msg)),
+                Delivery::Notified(bits) => {
+                    notified_channels(bits).for_each(|ch| handler.notified(ch))
+                }
+            }
+        }
+    }
+
+    /// Signals the PD at the other end of `channel`.
+    pub fn notify(channel: Channel) {
+        sys::signal(slot::notification(channel.index()));
+    }
+
+    /// Calls the PD at the other end of `channel` and waits for its reply.
+    pub fn pp_call(channel: Channel, msg: MessageInfo) -> MessageInfo {
+        sys::call(slot::endpoint(channel.index()), msg)
+    }
+
+    /// Acknowledges the IRQ delivered on `channel`, so it can fire again.
+    pub fn irq_ack(channel: Channel) {
+        sys::call(
+            slot::irq(channel.index()),
+            MessageInfo::new(IRQ_ACK_LABEL, 0),
+        );
+    }
+
+    /// Message register `i` of this PD's IPC buffer (0 past the last).
+    pub fn get_mr(i: usize) -> u64 {
+        sys::mr(i)
+    }
+
+    /// Sets message register `i` (ignored past the last).
+    pub fn set_mr(i: usize, value: u64) {
+        sys::set_mr(i, value)
+    }
+
+    /// This PD's name, as the system description gives it.
+    pub fn name() -> &'static str {
+        let name = sys::symbols().name;
+        let len = name.iter().position(|&b| b == 0).unwrap_or(name.len());
+        core::str::from_utf8(&name[..len]).unwrap_or("?")
+    }
+
+    /// Writes to the kernel's debug console (debug kernels only; nothing on
+    /// others).
+    pub fn debug_print(s: &str) {
+        if cfg!(microkit_debug) {
+            s.bytes().for_each(sys::debug_put_char);
+        }
+    }
+
+    /// `core::fmt` over [`debug_print`].
+    pub struct DebugOut;
+
+    impl core::fmt::Write for DebugOut {
+        fn write_str(&mut self, s: &str) -> core::fmt::Result {
+            debug_print(s);
+            Ok(())
+        }
+    }
+
+    /// The entry point: `declare_pd!(init)` makes `init()`'s handler run.
+    #[macro_export]
+    macro_rules! declare_pd {
+        ($init:expr) => {
+            #[allow(unsafe_code)]
+            #[export_name = "__microkit_pd_main"]
+            fn __microkit_pd_main() -> ! {
+                $crate::run($init())
+            }
+        };
+    }
+}

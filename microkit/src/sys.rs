@@ -1,0 +1,186 @@
+//! seL4 syscalls, the IPC buffer and the symbols the Microkit tool patches:
+//! every `unsafe` of the PDs. aarch64, MCS kernel.
+#![allow(unsafe_code)]
+
+use core::arch::asm;
+
+use crate::MessageInfo;
+
+const SYS_CALL: i64 = -1;
+const SYS_REPLY_RECV: i64 = -2;
+const SYS_SEND: i64 = -5;
+const SYS_RECV: i64 = -7;
+const SYS_DEBUG_PUT_CHAR: i64 = -12;
+
+/// The IPC buffer: the page below the top of the user address space.
+const IPC_BUFFER: usize = 0xff_ffff_f000;
+/// Message registers live after the tag word.
+const MR_OFFSET: usize = 8;
+const MR_COUNT: usize = 120;
+/// Message registers passed in x2..x5.
+const REG_MRS: usize = 4;
+
+fn mr_ptr(i: usize) -> *mut u64 {
+    (IPC_BUFFER + MR_OFFSET + 8 * i) as *mut u64
+}
+
+pub fn mr(i: usize) -> u64 {
+    if i >= MR_COUNT {
+        return 0;
+    }
+    // SAFETY: the kernel maps this PD's IPC buffer at IPC_BUFFER for its
+    // whole life; `i` is inside the message-register array.
+    unsafe { core::ptr::read_volatile(mr_ptr(i)) }
+}
+
+pub fn set_mr(i: usize, value: u64) {
+    if i < MR_COUNT {
+        // SAFETY: as in `mr`.
+        unsafe { core::ptr::write_volatile(mr_ptr(i), value) }
+    }
+}
+
+fn load_regs() -> [u64; REG_MRS] {
+    [mr(0), mr(1), mr(2), mr(3)]
+}
+
+fn store_regs(regs: [u64; REG_MRS]) {
+    for (i, v) in regs.into_iter().enumerate() {
+        set_mr(i, v);
+    }
+}
+
+pub fn call(cap: u64, msg: MessageInfo) -> MessageInfo {
+    let [mut m0, mut m1, mut m2, mut m3] = load_regs();
+    let info: u64;
+    // SAFETY: seL4_Call: x0 = capability, x1 = message info, x2..x5 = the
+    // first message registers; the kernel writes the reply into the same
+    // registers and clobbers nothing else the compiler uses.
+    unsafe {
+        asm!("svc #0",
+            inout("x0") cap => _,
+            inout("x1") msg.0 => info,
+            inout("x2") m0, inout("x3") m1, inout("x4") m2, inout("x5") m3,
+            in("x7") SYS_CALL,
+            options(nostack));
+    }
+    store_regs([m0, m1, m2, m3]);
+    MessageInfo(info)
+}
+
+pub fn signal(cap: u64) {
+    // SAFETY: seL4_Signal is seL4_Send with an empty message info.
+    unsafe {
+        asm!("svc #0", in("x0") cap, in("x1") 0u64, in("x7") SYS_SEND, options(nostack));
+    }
+}
+
+/// Waits on `src`; returns (badge, message info).
+pub fn recv(src: u64, reply: u64) -> (u64, MessageInfo) {
+    let (badge, info): (u64, u64);
+    let (m0, m1, m2, m3): (u64, u64, u64, u64);
+    // SAFETY: seL4_Recv (MCS): x0 = source, x6 = reply object; returns
+    // badge, info and the first message registers.
+    unsafe {
+        asm!("svc #0",
+            inout("x0") src => badge,
+            out("x1") info,
+            out("x2") m0, out("x3") m1, out("x4") m2, out("x5") m3,
+            in("x6") reply,
+            in("x7") SYS_RECV,
+            options(nostack));
+    }
+    store_regs([m0, m1, m2, m3]);
+    (badge, MessageInfo(info))
+}
+
+/// Replies with `msg`, then waits on `src`; returns (badge, message info).
+pub fn reply_recv(src: u64, msg: MessageInfo, reply: u64) -> (u64, MessageInfo) {
+    let [mut m0, mut m1, mut m2, mut m3] = load_regs();
+    let (badge, info): (u64, u64);
+    // SAFETY: seL4_ReplyRecv (MCS): x0 = source, x1 = reply info, x2..x5 =
+    // reply registers, x6 = reply object; returns like `recv`.
+    unsafe {
+        asm!("svc #0",
+            inout("x0") src => badge,
+            inout("x1") msg.0 => info,
+            inout("x2") m0, inout("x3") m1, inout("x4") m2, inout("x5") m3,
+            in("x6") reply,
+            in("x7") SYS_REPLY_RECV,
+            options(nostack));
+    }
+    store_regs([m0, m1, m2, m3]);
+    (badge, MessageInfo(info))
+}
+
+pub fn debug_put_char(c: u8) {
+    // SAFETY: seL4_DebugPutChar: x0 = the character; debug kernels only,
+    // which the caller checks.
+    unsafe {
+        asm!("svc #0", in("x0") u64::from(c), in("x7") SYS_DEBUG_PUT_CHAR, options(nostack));
+    }
+}
+
+/// The values the Microkit tool patched into this PD.
+pub struct Symbols {
+    pub name: &'static [u8; 64],
+    pub irqs: u64,
+}
+
+#[no_mangle]
+#[used]
+#[link_section = ".data"]
+static mut microkit_name: [u8; 64] = [0; 64];
+#[no_mangle]
+#[used]
+#[link_section = ".data"]
+static mut microkit_passive: u8 = 0;
+#[no_mangle]
+#[used]
+#[link_section = ".data"]
+static mut microkit_irqs: u64 = 0;
+#[no_mangle]
+#[used]
+#[link_section = ".data"]
+static mut microkit_notifications: u64 = 0;
+#[no_mangle]
+#[used]
+#[link_section = ".data"]
+static mut microkit_pps: u64 = 0;
+#[no_mangle]
+#[used]
+#[link_section = ".data"]
+static mut microkit_ioports: u64 = 0;
+
+pub fn symbols() -> Symbols {
+    // SAFETY: the Microkit tool writes these into the ELF before the PD
+    // starts, and nothing writes them at run time: shared reads are sound.
+    unsafe {
+        Symbols {
+            name: &*core::ptr::addr_of!(microkit_name),
+            irqs: core::ptr::read_volatile(core::ptr::addr_of!(microkit_irqs)),
+        }
+    }
+}
+
+extern "Rust" {
+    fn __microkit_pd_main() -> !;
+}
+
+/// Microkit starts a PD at its ELF entry with only PC and SP set.
+#[no_mangle]
+extern "C" fn _start() -> ! {
+    // SAFETY: `declare_pd!` defines this symbol with exactly this signature.
+    unsafe { __microkit_pd_main() }
+}
+
+#[panic_handler]
+fn panic(info: &core::panic::PanicInfo) -> ! {
+    use core::fmt::Write;
+    let _ = writeln!(crate::DebugOut, "{}: panic: {info}", crate::name());
+    loop {
+        // SAFETY: an undefined instruction faults; Microkit's monitor
+        // reports the fault and the PD stops running.
+        unsafe { asm!("udf #0", options(nomem, nostack)) };
+    }
+}
