@@ -7,6 +7,7 @@
 #![cfg_attr(not(test), no_std)]
 #![deny(unsafe_code)]
 
+pub mod domains;
 pub mod mmio;
 pub mod pgtable;
 pub mod smmu;

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 const TARGET: &str = "aarch64-unknown-none";
 const QEMU: &str = "qemu-system-aarch64";
-const CASES: usize = 9;
+const CASES: usize = 10;
 const TIMEOUT: Duration = Duration::from_secs(120);
 
 fn missing(what: &str) -> bool {

@@ -14,11 +14,12 @@ mod platform;
 use core::fmt::Write;
 
 use edu::Edu;
+use hw::domains::SmmuDomains;
 use hw::mmio::{DcacheClean, DmaRegion, Mmio};
 use hw::pgtable::{CacheClean, Coherent, Format, IoPageTable, MemAttr, PtDomain, TablePool, MAIR};
 use hw::smmu::event::{Access, Event, EventKind};
 use hw::smmu::{ContextId, ContextTlb, EventStatus, Smmu, SmmuConfig, SmmuError};
-use iopt::{IoDomain, Prot};
+use iopt::{AccountId, DstIova, Extent, IoDomain, Prot, Store};
 
 macro_rules! say {
     ($($arg:tt)*) => {{ let _ = write!(platform::Uart, $($arg)*); }};
@@ -48,10 +49,41 @@ struct Domain {
     ctx: ContextId,
 }
 
+/// The device-visible test memory, addressed by offset.
+struct Mem(DmaRegion);
+
+impl Mem {
+    fn pa(&self, offset: u64) -> u64 {
+        self.0.pa() + offset
+    }
+
+    fn zero(&self, offset: u64, len: u64) {
+        for i in 0..len / 8 {
+            self.0.write(((offset / 8) + i) as usize, 0);
+        }
+    }
+
+    fn is_zero(&self, offset: u64, len: u64) -> bool {
+        (0..len / 8).all(|i| self.0.read(((offset / 8) + i) as usize) == 0)
+    }
+
+    fn fill(&self, offset: u64, len: u64, seed: u64) {
+        for i in 0..len / 8 {
+            self.0.write(((offset / 8) + i) as usize, pattern(seed, i));
+        }
+    }
+
+    fn holds(&self, offset: u64, len: u64, seed: u64) -> bool {
+        (0..len / 8).all(|i| self.0.read(((offset / 8) + i) as usize) == pattern(seed, i))
+    }
+}
+
 struct Rig {
+    /// iopt storage for the last case.
+    store: Option<Store<'static>>,
     smmu: Smmu<Mmio>,
     pool: TablePool<'static>,
-    mem: DmaRegion,
+    mem: Mem,
     edu: [Edu; 2],
     sid: [u32; 2],
     dom: [Option<Domain>; 2],
@@ -69,28 +101,23 @@ struct Events {
 
 impl Rig {
     fn pa(&self, offset: u64) -> u64 {
-        self.mem.pa() + offset
+        self.mem.pa(offset)
     }
 
     fn zero(&self, offset: u64, len: u64) {
-        for i in 0..len / 8 {
-            self.mem.write(((offset / 8) + i) as usize, 0);
-        }
+        self.mem.zero(offset, len)
     }
 
     fn is_zero(&self, offset: u64, len: u64) -> bool {
-        (0..len / 8).all(|i| self.mem.read(((offset / 8) + i) as usize) == 0)
+        self.mem.is_zero(offset, len)
     }
 
     fn fill(&self, offset: u64, len: u64, seed: u64) {
-        for i in 0..len / 8 {
-            self.mem
-                .write(((offset / 8) + i) as usize, pattern(seed, i));
-        }
+        self.mem.fill(offset, len, seed)
     }
 
     fn holds(&self, offset: u64, len: u64, seed: u64) -> bool {
-        (0..len / 8).all(|i| self.mem.read(((offset / 8) + i) as usize) == pattern(seed, i))
+        self.mem.holds(offset, len, seed)
     }
 
     fn new_domain(&mut self, which: usize) -> Result<(), &'static str> {
@@ -433,11 +460,91 @@ fn command_error_reported(r: &mut Rig) -> Result<(), &'static str> {
     check(r.holds(P_DST, 128, 10), "DMA after the command error")
 }
 
+/// Case 10: the io_pagetable engine drives the SMMU. An IOAS with an SMMU
+/// domain attached maps through automatic IOVAs, DMA flows, an iopt unmap
+/// stops it (the flush really happened), and teardown returns every table
+/// page. Takes the SMMU and the pool over, so it runs last.
+fn iopt_drives_the_smmu(rig: Rig) -> Result<(), &'static str> {
+    let Rig {
+        store,
+        mut smmu,
+        pool,
+        mem,
+        edu,
+        sid,
+        dom,
+    } = rig;
+    let mut store = store.ok_or("no store")?;
+    // Stream A leaves the earlier cases' domain for one iopt fills.
+    let old = dom[0].as_ref().ok_or("no domain")?.ctx;
+    smmu.detach(sid[0], old).map_err(|_| "detach")?;
+    let tables_before = pool.used();
+    let mut doms = SmmuDomains::new(smmu, pool);
+    let mut ioas = store.new_ioas(AccountId(0)).map_err(|_| "ioas")?;
+    let id = doms.alloc(0, 64).map_err(|_| "domain")?;
+    ioas.attach_domain(&mut store, &mut doms, id)
+        .map_err(|_| "attach domain")?;
+    doms.attach(sid[0], id).map_err(|_| "attach stream")?;
+    let mut map = |offset: u64| {
+        let ext = [Extent {
+            phys: mem.pa(offset),
+            len: K4,
+        }];
+        ioas.map(
+            &mut store,
+            &mut doms,
+            &ext,
+            mem.pa(offset),
+            true,
+            DstIova::Auto,
+            RW,
+        )
+    };
+    let src = map(P_SRC).map_err(|_| "map source")?;
+    let dst = map(P_DST).map_err(|_| "map destination")?;
+    mem.fill(P_SRC, K4, 11);
+    mem.zero(P_DST, K4);
+    dma(edu[0].read_from(src, 0, 512))?;
+    dma(edu[0].write_to(0, dst, 512))?;
+    check(
+        mem.holds(P_DST, 512, 11),
+        "DMA through iopt's mappings did not land",
+    )?;
+    check(
+        ioas.unmap(&mut store, &mut doms, dst, K4) == Ok(K4),
+        "unmap",
+    )?;
+    mem.zero(P_DST, K4);
+    dma(edu[0].write_to(0, dst, 64))?;
+    let mut faults = 0;
+    let mut right = true;
+    doms.drain_events(|e| {
+        faults += 1;
+        right &= e.kind == EventKind::Translation && e.iova.is_some_and(|a| a & !0xfff == dst);
+    });
+    check(faults > 0 && right, "no F_TRANSLATION after the iopt unmap")?;
+    check(
+        mem.is_zero(P_DST, K4),
+        "stale translation after the iopt unmap",
+    )?;
+    doms.detach(sid[0]).map_err(|_| "detach stream")?;
+    ioas.destroy(&mut store, &mut doms);
+    doms.free(id).map_err(|_| "free domain")?;
+    check(
+        doms.pool().used() == tables_before,
+        "table pages not all returned",
+    )?;
+    check(
+        store.areas_free() == store.areas_capacity(),
+        "areas not all returned",
+    )
+}
+
 /// Runs every case; the number of failures becomes the exit status.
 pub fn main_entry() -> u32 {
     say!("hw-qemu-test: SMMUv3 driver against QEMU's SMMUv3 with edu DMA\n");
     match setup() {
-        Ok(mut rig) => run(&mut rig),
+        Ok(rig) => run(rig),
         Err(e) => {
             say!("setup failed: {e}\n0 passed, 1 failed\n");
             1
@@ -492,10 +599,12 @@ fn setup() -> Result<Rig, &'static str> {
             e.id()
         );
     }
+    let store = Some(Store::new(mem.areas, mem.pages, mem.accounts));
     let mut rig = Rig {
+        store,
         smmu,
         pool,
-        mem: mem.dma,
+        mem: Mem(mem.dma),
         edu: edus,
         sid: [found[0].sid, found[1].sid],
         dom: [None, None],
@@ -505,7 +614,7 @@ fn setup() -> Result<Rig, &'static str> {
     Ok(rig)
 }
 
-fn run(rig: &mut Rig) -> u32 {
+fn run(mut rig: Rig) -> u32 {
     let cases: [(&str, Case); 9] = [
         ("DMA through a mapped IOVA round-trips", dma_round_trip),
         (
@@ -534,7 +643,7 @@ fn run(rig: &mut Rig) -> u32 {
     ];
     let (mut passed, mut failed) = (0u32, 0u32);
     for (i, (name, case)) in cases.iter().enumerate() {
-        match case(rig) {
+        match case(&mut rig) {
             Ok(()) => {
                 passed += 1;
                 say!("ok {} - {}\n", i + 1, name);
@@ -547,6 +656,18 @@ fn run(rig: &mut Rig) -> u32 {
         let gerror = rig.smmu.take_global_errors();
         if gerror != 0 {
             say!("  SMMU_GERROR {gerror:#x}\n");
+        }
+    }
+    let last = cases.len() + 1;
+    let name = "iopt drives the SMMU: auto-IOVA DMA, unmap flushes, teardown returns all";
+    match iopt_drives_the_smmu(rig) {
+        Ok(()) => {
+            passed += 1;
+            say!("ok {last} - {name}\n");
+        }
+        Err(why) => {
+            failed += 1;
+            say!("not ok {last} - {name}: {why}\n");
         }
     }
     say!("{passed} passed, {failed} failed\n");

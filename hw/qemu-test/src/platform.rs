@@ -8,6 +8,7 @@ use core::fmt::{self, Write};
 
 use hw::mmio::{DmaRegion, Mmio};
 use hw::pgtable::TablePage;
+use iopt::{Account, AreaSlot, PagesSlot};
 
 pub const SMMU_BASE: usize = 0x0905_0000;
 pub const SMMU_SIZE: usize = 0x2_0000;
@@ -150,12 +151,22 @@ static mut SMMU_MEMORY: Aligned4K<SMMU_MEM> = Aligned4K([0; SMMU_MEM]);
 static mut PT_POOL: [TablePage; PT_PAGES] = [TablePage::ZERO; PT_PAGES];
 static mut DMA_MEMORY: Aligned2M<DMA_MEM> = Aligned2M([0; DMA_MEM]);
 
+const IOPT_AREAS: usize = 32;
+
+static mut IOPT_AREA_SLOTS: [AreaSlot; IOPT_AREAS] = [AreaSlot::EMPTY; IOPT_AREAS];
+static mut IOPT_PAGES_SLOTS: [PagesSlot; IOPT_AREAS] = [PagesSlot::EMPTY; IOPT_AREAS];
+static mut IOPT_ACCOUNTS: [Account; 1] = [Account::UNLIMITED; 1];
+
 /// The statics, handed out once.
 pub struct Memory {
     pub smmu: DmaRegion,
     pub pt_pool: &'static mut [TablePage],
     pub pt_phys: u64,
     pub dma: DmaRegion,
+    /// Storage for an iopt store.
+    pub areas: &'static mut [AreaSlot],
+    pub pages: &'static mut [PagesSlot],
+    pub accounts: &'static mut [Account],
 }
 
 static mut TAKEN: bool = false;
@@ -177,6 +188,9 @@ pub fn take_memory() -> Option<Memory> {
             pt_phys: pool.as_ptr() as u64,
             pt_pool: pool,
             dma: DmaRegion::new(dma, dma as u64, DMA_MEM),
+            areas: &mut *core::ptr::addr_of_mut!(IOPT_AREA_SLOTS),
+            pages: &mut *core::ptr::addr_of_mut!(IOPT_PAGES_SLOTS),
+            accounts: &mut *core::ptr::addr_of_mut!(IOPT_ACCOUNTS),
         })
     }
 }

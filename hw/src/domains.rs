@@ -1,0 +1,221 @@
+//! The SMMU's hardware page tables as iopt domains: each domain is one
+//! [`IoPageTable`] from a shared [`TablePool`] plus one SMMU context (CD and
+//! ASID); unmaps flush that context's TLB before freed tables can be
+//! reused. This is what a server's `Hardware` implementation forwards to.
+
+use iopt::{DomainId, DomainTable, Errno, IoDomain, IovaRange, Prot};
+
+use crate::mmio::RegisterBlock;
+use crate::pgtable::{Format, IoPageTable, MemAttr, PtDomain, TablePool, MAIR};
+use crate::smmu::event::Event;
+use crate::smmu::{ContextId, ContextTlb, EventStatus, Smmu};
+
+/// Most domains at a time.
+pub const MAX_DOMAINS: usize = 16;
+
+#[derive(Debug)]
+struct Slot {
+    table: IoPageTable,
+    ctx: ContextId,
+    owner: usize,
+    /// The owner's table-page quota over all its domains.
+    quota: usize,
+}
+
+/// Domains backed by an SMMUv3 and its page tables.
+pub struct SmmuDomains<'a, R: RegisterBlock> {
+    smmu: Smmu<R>,
+    pool: TablePool<'a>,
+    slots: [Option<Slot>; MAX_DOMAINS],
+    format: Format,
+    current: Option<usize>,
+}
+
+impl<R: RegisterBlock> core::fmt::Debug for SmmuDomains<'_, R> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("SmmuDomains")
+            .field("smmu", &self.smmu)
+            .field("slots", &self.slots)
+            .finish()
+    }
+}
+
+impl<'a, R: RegisterBlock> SmmuDomains<'a, R> {
+    /// Tables take the SMMU's input and output sizes and write-back memory.
+    pub fn new(smmu: Smmu<R>, pool: TablePool<'a>) -> SmmuDomains<'a, R> {
+        let features = smmu.features();
+        let format = Format {
+            ias: features.ias,
+            oas: features.oas,
+            mem: MemAttr::WriteBack,
+        };
+        SmmuDomains {
+            smmu,
+            pool,
+            slots: Default::default(),
+            format,
+            current: None,
+        }
+    }
+
+    pub fn smmu(&mut self) -> &mut Smmu<R> {
+        &mut self.smmu
+    }
+
+    pub fn pool(&self) -> &TablePool<'a> {
+        &self.pool
+    }
+
+    /// Table pages `owner` holds over all its domains.
+    pub fn owned_tables(&self, owner: usize) -> usize {
+        self.slots
+            .iter()
+            .flatten()
+            .filter(|s| s.owner == owner)
+            .map(|s| s.table.tables_used())
+            .sum()
+    }
+
+    /// A new empty domain charged to `owner`, which may hold `quota` table
+    /// pages in all; ENOMEM past that, the pool, the contexts or the slots.
+    pub fn alloc(&mut self, owner: usize, quota: usize) -> Result<DomainId, Errno> {
+        if self.owned_tables(owner) + 1 > quota {
+            return Err(Errno::ENOMEM);
+        }
+        let index = self
+            .slots
+            .iter()
+            .position(Option::is_none)
+            .ok_or(Errno::ENOMEM)?;
+        let table = IoPageTable::new(&mut self.pool, self.format)?;
+        let ctx = match self
+            .smmu
+            .alloc_context(table.root_phys(), self.format.t0sz(), MAIR)
+        {
+            Ok(ctx) => ctx,
+            Err(e) => {
+                table.destroy(&mut self.pool);
+                return Err(e.into());
+            }
+        };
+        self.slots[index] = Some(Slot {
+            table,
+            ctx,
+            owner,
+            quota,
+        });
+        Ok(DomainId(index as u32))
+    }
+
+    /// Frees a domain no stream uses (EBUSY otherwise); its context goes
+    /// first, with its TLB entries, then its tables.
+    pub fn free(&mut self, id: DomainId) -> Result<(), Errno> {
+        let index = id.0 as usize;
+        let ctx = self
+            .slots
+            .get(index)
+            .and_then(Option::as_ref)
+            .ok_or(Errno::ENOENT)?
+            .ctx;
+        self.smmu.free_context(ctx)?;
+        if let Some(slot) = self.slots[index].take() {
+            slot.table.destroy(&mut self.pool);
+        }
+        Ok(())
+    }
+
+    /// Points a stream at a domain.
+    pub fn attach(&mut self, stream: u32, id: DomainId) -> Result<(), Errno> {
+        let ctx = self
+            .slots
+            .get(id.0 as usize)
+            .and_then(Option::as_ref)
+            .ok_or(Errno::ENOENT)?
+            .ctx;
+        self.smmu.attach(stream, ctx).map_err(Errno::from)
+    }
+
+    /// Quarantines a stream (abort); a stream already aborting is fine.
+    pub fn detach(&mut self, stream: u32) -> Result<(), Errno> {
+        match self.smmu.stream_context(stream) {
+            Some(ctx) => self.smmu.detach(stream, ctx).map_err(Errno::from),
+            None => Ok(()),
+        }
+    }
+
+    /// Hands every pending SMMU event to `f`.
+    pub fn drain_events(&mut self, f: impl FnMut(Event)) -> EventStatus {
+        self.smmu.drain_events(f)
+    }
+
+    fn selected(&self) -> Option<&Slot> {
+        self.slots.get(self.current?)?.as_ref()
+    }
+
+    /// Runs `f` on the selected domain as a [`PtDomain`], its table capped
+    /// to what its owner's quota leaves after the owner's other tables.
+    fn with_selected<T>(&mut self, fallback: T, f: impl FnOnce(&mut PtDomain<'_, 'a>) -> T) -> T {
+        let Some(index) = self.current else {
+            return fallback;
+        };
+        let Some(slot) = self.slots[index].as_ref() else {
+            return fallback;
+        };
+        let others = self.owned_tables(slot.owner) - slot.table.tables_used();
+        let limit = slot.quota.saturating_sub(others);
+        let SmmuDomains {
+            smmu, pool, slots, ..
+        } = self;
+        let Some(slot) = slots[index].as_mut() else {
+            return fallback;
+        };
+        slot.table.set_table_limit(limit);
+        let mut tlb = ContextTlb::new(smmu, slot.ctx);
+        let mut domain = PtDomain {
+            pt: &mut slot.table,
+            pool,
+            tlb: &mut tlb,
+        };
+        f(&mut domain)
+    }
+}
+
+impl<R: RegisterBlock> DomainTable for SmmuDomains<'_, R> {
+    fn domain(&mut self, id: DomainId) -> Option<&mut dyn IoDomain> {
+        self.slots.get(id.0 as usize)?.as_ref()?;
+        self.current = Some(id.0 as usize);
+        Some(self)
+    }
+}
+
+impl<R: RegisterBlock> IoDomain for SmmuDomains<'_, R> {
+    fn page_sizes(&self) -> u64 {
+        self.selected().map_or(0, |s| s.table.page_sizes())
+    }
+
+    fn aperture(&self) -> IovaRange {
+        self.selected()
+            .map_or(IovaRange::new(0, 0), |s| s.table.aperture())
+    }
+
+    fn map_pages(
+        &mut self,
+        iova: u64,
+        phys: u64,
+        page_size: u64,
+        count: u64,
+        prot: Prot,
+    ) -> Result<(), Errno> {
+        self.with_selected(Err(Errno::ENODEV), |d| {
+            d.map_pages(iova, phys, page_size, count, prot)
+        })
+    }
+
+    fn unmap_pages(&mut self, iova: u64, length: u64) -> u64 {
+        self.with_selected(0, |d| d.unmap_pages(iova, length))
+    }
+
+    fn iova_to_phys(&self, iova: u64) -> Option<u64> {
+        self.selected()?.table.iova_to_phys(&self.pool, iova)
+    }
+}
