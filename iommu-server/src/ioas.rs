@@ -11,7 +11,7 @@ use iopt::{DstIova, IovaRange, Prot, MAX_ALLOWED, MAX_RESERVED};
 
 use crate::config::resolve;
 use crate::device::destroy_hwpt;
-use crate::object::ObjectId;
+use crate::object::{ObjectId, Reservation};
 use crate::{Client, Ctx, Hardware, IoasObject, Object};
 
 type Result<T> = core::result::Result<T, Errno>;
@@ -68,6 +68,32 @@ pub(crate) fn destroy<H: Hardware>(
     Ok(0)
 }
 
+/// Phase one of a new IOAS object: a slot and an empty IOAS, or nothing.
+/// The caller finalizes (or aborts and destroys) it.
+pub(crate) fn reserve_ioas(
+    ctx: &mut Ctx<'_, '_, impl Hardware>,
+) -> Result<(Reservation, iopt::Ioas)> {
+    let reservation = ctx.client.objects.reserve()?;
+    match ctx.store.new_ioas(ctx.account()) {
+        Ok(ioas) => Ok((reservation, ioas)),
+        Err(e) => {
+            ctx.client.objects.abort(reservation);
+            Err(e)
+        }
+    }
+}
+
+/// Phase two of [`reserve_ioas`].
+pub(crate) fn finalize_ioas(
+    ctx: &mut Ctx<'_, '_, impl Hardware>,
+    reservation: Reservation,
+    ioas: iopt::Ioas,
+) -> ObjectId {
+    ctx.client
+        .objects
+        .finalize(reservation, Object::Ioas(IoasObject { ioas, hwpts: 0 }))
+}
+
 pub(crate) fn alloc<H: Hardware>(
     ctx: &mut Ctx<'_, '_, H>,
     page: &mut [u8],
@@ -75,24 +101,47 @@ pub(crate) fn alloc<H: Hardware>(
 ) -> Result<u64> {
     let mut cmd: iommu_ioas_alloc = read_request(page, size)?;
     check_flags(cmd.flags, 0)?;
-    let reservation = ctx.client.objects.reserve()?;
-    let ioas = match ctx.store.new_ioas(ctx.account()) {
-        Ok(ioas) => ioas,
-        Err(e) => {
-            ctx.client.objects.abort(reservation);
-            return Err(e);
-        }
-    };
+    let (reservation, ioas) = reserve_ioas(ctx)?;
     cmd.out_ioas_id = reservation.id().0;
     if let Err(e) = copy_out(page, size, &cmd) {
         ctx.client.objects.abort(reservation);
         ioas.destroy(ctx.store, ctx.hw.domains());
         return Err(e);
     }
-    ctx.client
-        .objects
-        .finalize(reservation, Object::Ioas(IoasObject { ioas, hwpts: 0 }));
+    finalize_ioas(ctx, reservation, ioas);
     Ok(0)
+}
+
+/// Maps `[user_va, user_va + length)` of the caller's own memory into IOAS
+/// `id`: ENOENT for no such IOAS, then the region checks (EFAULT, EPERM),
+/// then iopt's. Shared by IOMMU_IOAS_MAP and VFIO_IOMMU_MAP_DMA.
+pub(crate) fn map_user(
+    ctx: &mut Ctx<'_, '_, impl Hardware>,
+    id: u32,
+    user_va: u64,
+    length: u64,
+    dst: DstIova,
+    prot: Prot,
+) -> Result<u64> {
+    let regions = ctx.client.config.regions;
+    let ioas = ioas_mut(ctx.client, id)?;
+    let writable = prot.contains(Prot::WRITE);
+    let extents = resolve(
+        regions,
+        user_va,
+        length,
+        prot.contains(Prot::READ),
+        writable,
+    )?;
+    ioas.map(
+        ctx.store,
+        ctx.hw.domains(),
+        &extents,
+        user_va,
+        writable,
+        dst,
+        prot,
+    )
 }
 
 pub(crate) fn map<H: Hardware>(
@@ -111,27 +160,17 @@ pub(crate) fn map<H: Hardware>(
     if prot.is_empty() {
         return Err(Errno::EINVAL);
     }
-    let regions = ctx.client.config.regions;
-    let ioas = ioas_mut(ctx.client, cmd.ioas_id)?;
-    let writable = prot.contains(Prot::WRITE);
-    let extents = resolve(
-        regions,
+    let iova = map_user(
+        ctx,
+        cmd.ioas_id,
         cmd.user_va,
         cmd.length,
-        prot.contains(Prot::READ),
-        writable,
-    )?;
-    let iova = ioas.map(
-        ctx.store,
-        ctx.hw.domains(),
-        &extents,
-        cmd.user_va,
-        writable,
         dst(cmd.flags, cmd.iova),
         prot,
     )?;
     cmd.iova = iova;
     if let Err(e) = copy_out(page, size, &cmd) {
+        let ioas = ioas_mut(ctx.client, cmd.ioas_id)?;
         let _ = ioas.unmap(ctx.store, ctx.hw.domains(), iova, cmd.length);
         return Err(e);
     }

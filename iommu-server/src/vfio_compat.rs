@@ -12,10 +12,9 @@ use iommu_proto::vfio::*;
 use iommu_proto::Errno;
 use iopt::{DstIova, IovaRange, Prot, MAX_RESERVED};
 
-use crate::config::resolve;
-use crate::ioas::ioas_mut;
+use crate::ioas::{finalize_ioas, ioas_mut, map_user, reserve_ioas};
 use crate::object::ObjectId;
-use crate::{Ctx, Hardware, IoasObject, Object};
+use crate::{Ctx, Hardware, Object};
 
 type Result<T> = core::result::Result<T, Errno>;
 
@@ -39,18 +38,8 @@ pub(crate) fn compat_for_attach(ctx: &mut Ctx<'_, '_, impl Hardware>) -> Result<
     if let Ok(id) = compat(ctx) {
         return Ok((id, false));
     }
-    let reservation = ctx.client.objects.reserve()?;
-    let ioas = match ctx.store.new_ioas(ctx.account()) {
-        Ok(ioas) => ioas,
-        Err(e) => {
-            ctx.client.objects.abort(reservation);
-            return Err(e);
-        }
-    };
-    let id = ctx
-        .client
-        .objects
-        .finalize(reservation, Object::Ioas(IoasObject { ioas, hwpts: 0 }));
+    let (reservation, ioas) = reserve_ioas(ctx)?;
+    let id = finalize_ioas(ctx, reservation, ioas);
     ctx.client.compat = Some(id);
     Ok((id, true))
 }
@@ -130,23 +119,12 @@ pub(crate) fn map_dma<H: Hardware>(
     let mut prot = Prot::empty();
     prot.set(Prot::READ, map.flags & VFIO_DMA_MAP_FLAG_READ != 0);
     prot.set(Prot::WRITE, map.flags & VFIO_DMA_MAP_FLAG_WRITE != 0);
-    let regions = ctx.client.config.regions;
     let id = compat(ctx)?;
-    let extents = resolve(
-        regions,
+    map_user(
+        ctx,
+        id.0,
         map.vaddr,
         map.size,
-        prot.contains(Prot::READ),
-        prot.contains(Prot::WRITE),
-    )?;
-    let writable = prot.contains(Prot::WRITE);
-    let ioas = ioas_mut(ctx.client, id.0)?;
-    ioas.map(
-        ctx.store,
-        ctx.hw.domains(),
-        &extents,
-        map.vaddr,
-        writable,
         DstIova::Fixed(map.iova),
         prot,
     )?;

@@ -140,6 +140,25 @@ impl Rig {
         self.smmu.attach(self.sid[which], ctx).map_err(|_| "attach")
     }
 
+    /// Runs `f` on domain `which` as an iopt domain flushed through its
+    /// own context.
+    fn with_domain<T>(
+        &mut self,
+        which: usize,
+        f: impl FnOnce(&mut PtDomain<'_, 'static>) -> T,
+    ) -> Result<T, &'static str> {
+        let Rig {
+            smmu, pool, dom, ..
+        } = self;
+        let d = dom[which].as_mut().ok_or("no domain")?;
+        let mut tlb = ContextTlb::new(smmu, d.ctx);
+        Ok(f(&mut PtDomain {
+            pt: &mut d.pt,
+            pool,
+            tlb: &mut tlb,
+        }))
+    }
+
     fn map(
         &mut self,
         which: usize,
@@ -150,33 +169,12 @@ impl Rig {
         prot: Prot,
     ) -> Result<(), &'static str> {
         let phys = self.pa(offset);
-        let Rig {
-            smmu, pool, dom, ..
-        } = self;
-        let d = dom[which].as_mut().ok_or("no domain")?;
-        let mut tlb = ContextTlb::new(smmu, d.ctx);
-        let mut domain = PtDomain {
-            pt: &mut d.pt,
-            pool,
-            tlb: &mut tlb,
-        };
-        domain
-            .map_pages(iova, phys, size, count, prot)
+        self.with_domain(which, |d| d.map_pages(iova, phys, size, count, prot))?
             .map_err(|_| "map")
     }
 
     fn unmap(&mut self, which: usize, iova: u64, len: u64) -> Result<u64, &'static str> {
-        let Rig {
-            smmu, pool, dom, ..
-        } = self;
-        let d = dom[which].as_mut().ok_or("no domain")?;
-        let mut tlb = ContextTlb::new(smmu, d.ctx);
-        let mut domain = PtDomain {
-            pt: &mut d.pt,
-            pool,
-            tlb: &mut tlb,
-        };
-        let done = domain.unmap_pages(iova, len);
+        let done = self.with_domain(which, |d| d.unmap_pages(iova, len))?;
         match smmu_error(&mut self.smmu) {
             Some(e) => Err(e),
             None => Ok(done),
