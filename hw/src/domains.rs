@@ -8,6 +8,7 @@ use iopt::{DomainId, DomainTable, Errno, IoDomain, IovaRange, Prot};
 use crate::mmio::RegisterBlock;
 use crate::pgtable::{Format, IoPageTable, MemAttr, PtDomain, TablePool, MAIR};
 use crate::smmu::event::Event;
+use crate::smmu::features::Features;
 use crate::smmu::{ContextId, ContextTlb, EventStatus, Smmu};
 
 /// Most domains at a time.
@@ -60,6 +61,10 @@ impl<'a, R: RegisterBlock> SmmuDomains<'a, R> {
 
     pub fn smmu(&mut self) -> &mut Smmu<R> {
         &mut self.smmu
+    }
+
+    pub fn features(&self) -> &Features {
+        self.smmu.features()
     }
 
     pub fn pool(&self) -> &TablePool<'a> {

@@ -21,6 +21,7 @@ pub mod fault;
 pub mod hardware;
 mod ioas;
 pub mod object;
+pub mod smmu;
 mod vfio_compat;
 
 use iommu_proto::{Errno, Op};

@@ -23,7 +23,7 @@ fn server_crates_build_for_aarch64_unknown_none() {
         eprintln!("skipping: rustup target add {TARGET} to run this test");
         return;
     }
-    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     // A separate target directory keeps clear of the outer cargo's lock.
     let target_dir = manifest.join("target/bare-metal-check");
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());

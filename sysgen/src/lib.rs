@@ -1,0 +1,54 @@
+//! The build-time side of the system description: reads system.xml and
+//! the IOMMU policy sidecar next to it, checks them against each other
+//! and generates the server's static configuration (see [`policy`] for
+//! the sidecar's schema). Used by the root package's build.rs and by the
+//! tests; errors read like the Microkit tool's: `file:line:col: <element
+//! name="..."> attribute `x`: what is wrong`.
+
+pub mod error;
+pub mod gen;
+pub mod policy;
+pub mod sdf;
+pub mod xml;
+
+use std::path::Path;
+
+pub use error::Error;
+pub use policy::Config;
+pub use sdf::System;
+
+/// Parses and cross-checks the two documents; the names are for errors.
+pub fn load_str(
+    system_name: &str,
+    system_src: &str,
+    policy_name: &str,
+    policy_src: &str,
+) -> Result<(System, Config), Error> {
+    let sdf = error::Source { file: system_name };
+    let side = error::Source { file: policy_name };
+    let syntax = |file: &str, e: xml::SyntaxError| Error {
+        file: file.to_string(),
+        pos: e.pos,
+        element: "document".into(),
+        attribute: None,
+        message: e.message,
+    };
+    let sys_root = xml::parse(system_src).map_err(|e| syntax(system_name, e))?;
+    let pol_root = xml::parse(policy_src).map_err(|e| syntax(policy_name, e))?;
+    let system = sdf::parse(sdf, &sys_root)?;
+    let config = policy::check(&system, sdf, side, &pol_root)?;
+    Ok((system, config))
+}
+
+/// [`load_str`] on files; I/O errors come back as text.
+pub fn load(system: &Path, policy: &Path) -> Result<(System, Config), String> {
+    let read = |p: &Path| std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()));
+    let name = |p: &Path| {
+        p.file_name().map_or_else(
+            || p.display().to_string(),
+            |n| n.to_string_lossy().into_owned(),
+        )
+    };
+    load_str(&name(system), &read(system)?, &name(policy), &read(policy)?)
+        .map_err(|e| e.to_string())
+}

@@ -1,0 +1,588 @@
+//! The IOMMU policy sidecar (next to system.xml, whose schema Microkit
+//! owns): which PD is the server, where its SMMU, memory and IRQs are, and
+//! per client its command page, DMA memory, devices, quota and whether it
+//! is the manager. Checked against the system description here; every
+//! refusal names the element and attribute at fault.
+
+use std::collections::BTreeMap;
+
+use crate::error::{Error, Source};
+use crate::sdf::{ProtectionDomain, System, MAX_CHANNEL_ID};
+use crate::xml::Element;
+
+/// Most reserved windows per device (the server's MAX_DEVICE_WINDOWS).
+pub const MAX_DEVICE_WINDOWS: usize = 8;
+/// Object slots per client (the server's MAX_OBJECTS).
+pub const MAX_OBJECTS: u64 = 64;
+/// The SMMUv3 register frame: two 64 KiB pages.
+pub const SMMU_FRAME: u64 = 0x2_0000;
+pub const PAGE: u64 = 0x1000;
+
+/// Where the server finds a physical address.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Paddr {
+    /// The memory region's `phys_addr`.
+    Fixed(u64),
+    /// Patched by the Microkit tool into this symbol of the server.
+    Symbol(String),
+}
+
+/// Memory the server maps: where, how big, and how it learns the physical
+/// address.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServerMemory {
+    pub mr: String,
+    pub vaddr: u64,
+    pub size: u64,
+    pub paddr: Paddr,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Region {
+    pub mr: String,
+    /// In the client.
+    pub vaddr: u64,
+    pub size: u64,
+    pub read: bool,
+    pub write: bool,
+    pub paddr: Paddr,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Device {
+    pub name: String,
+    pub stream_id: u32,
+    pub dma_mask: u64,
+    /// Inclusive IOVA windows.
+    pub reserved: Vec<(u64, u64)>,
+    /// The server's mapping of its PCI configuration page, if any.
+    pub config_vaddr: Option<u64>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Quota {
+    pub objects: u64,
+    pub mapped_pages: u64,
+    pub table_pages: u64,
+    pub mappings: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Client {
+    pub pd: String,
+    /// The channel id at the server's end: identifies the client there.
+    pub server_channel: u64,
+    /// The channel id at the client's end: where it calls the server.
+    pub client_channel: u64,
+    pub command_page: String,
+    pub command_page_server: u64,
+    pub command_page_client: u64,
+    pub regions: Vec<Region>,
+    pub devices: Vec<Device>,
+    pub quota: Quota,
+    pub manager: bool,
+}
+
+/// The checked configuration the generator emits.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    pub server: String,
+    pub smmu_regs: ServerMemory,
+    /// Stream table, queues and context descriptors.
+    pub smmu_memory: ServerMemory,
+    pub page_tables: ServerMemory,
+    pub event_irq_channel: u64,
+    pub gerror_irq_channel: u64,
+    pub clients: Vec<Client>,
+}
+
+struct Checker<'a> {
+    sys: &'a System,
+    /// Errors about system.xml.
+    sdf: Source<'a>,
+    /// Errors about the sidecar.
+    side: Source<'a>,
+}
+
+/// Checks the sidecar `root` against `sys`.
+pub fn check(
+    sys: &System,
+    sdf: Source<'_>,
+    side: Source<'_>,
+    root: &Element,
+) -> Result<Config, Error> {
+    let c = Checker { sys, sdf, side };
+    c.config(root)
+}
+
+impl<'a> Checker<'a> {
+    fn config(&self, root: &Element) -> Result<Config, Error> {
+        let s = self.side;
+        if root.name != "iommu" {
+            return Err(s.element(root, "the root element must be <iommu>"));
+        }
+        s.only_attrs(root, &["server"])?;
+        let server_name = s.required(root, "server")?;
+        let server = self.sys.pd(server_name).ok_or_else(|| {
+            s.attr(
+                root,
+                "server",
+                format!(
+                    "no <protection_domain name=\"{server_name}\"> in {}",
+                    self.sdf.file
+                ),
+            )
+        })?;
+        let mut smmu = None;
+        let mut page_tables = None;
+        let mut clients: Vec<Client> = Vec::new();
+        let mut client_elements: Vec<&Element> = Vec::new();
+        for e in &root.children {
+            match e.name.as_str() {
+                "smmu" if smmu.is_none() => smmu = Some(e),
+                "page_tables" if page_tables.is_none() => page_tables = Some(e),
+                "smmu" | "page_tables" => {
+                    return Err(s.element(e, "given twice"));
+                }
+                "client" => {
+                    let client = self.client(server, e, &clients)?;
+                    clients.push(client);
+                    client_elements.push(e);
+                }
+                _ => {
+                    return Err(
+                        s.element(e, "unknown element (expected smmu, page_tables or client)")
+                    )
+                }
+            }
+        }
+        let smmu = smmu.ok_or_else(|| s.element(root, "missing <smmu>"))?;
+        let page_tables = page_tables.ok_or_else(|| s.element(root, "missing <page_tables>"))?;
+        s.only_attrs(smmu, &["mr", "memory", "event_irq", "gerror_irq"])?;
+        s.only_attrs(page_tables, &["mr"])?;
+        let smmu_regs = self.server_memory(server, smmu, "mr", false)?;
+        if smmu_regs.size < SMMU_FRAME {
+            return Err(s.attr(
+                smmu,
+                "mr",
+                format!(
+                    "the SMMUv3 register frame is {SMMU_FRAME:#x} bytes; this region has {:#x}",
+                    smmu_regs.size
+                ),
+            ));
+        }
+        let smmu_memory = self.server_memory(server, smmu, "memory", true)?;
+        let page_tables = self.server_memory(server, page_tables, "mr", true)?;
+        let event_irq_channel = self.server_irq(server, smmu, "event_irq")?;
+        let gerror_irq_channel = self.server_irq(server, smmu, "gerror_irq")?;
+        let config = Config {
+            server: server.name.clone(),
+            smmu_regs,
+            smmu_memory,
+            page_tables,
+            event_irq_channel,
+            gerror_irq_channel,
+            clients,
+        };
+        // Server memory must not be handed to any client.
+        let private = [&config.smmu_regs, &config.smmu_memory, &config.page_tables];
+        for (client, e) in config.clients.iter().zip(&client_elements) {
+            let pd = self.sys.pd(&client.pd).expect("checked");
+            if let Some(m) = private.iter().find(|m| pd.map_of(&m.mr).is_some()) {
+                return Err(s.attr(
+                    e,
+                    "pd",
+                    format!("the client maps the server's memory region `{}`", m.mr),
+                ));
+            }
+        }
+        Ok(config)
+    }
+
+    /// A region the server maps, with the attribute that names it.
+    fn server_memory(
+        &self,
+        server: &ProtectionDomain,
+        e: &Element,
+        attr: &str,
+        cached: bool,
+    ) -> Result<ServerMemory, Error> {
+        let s = self.side;
+        let name = s.required(e, attr)?;
+        let mr = self.sys.mr(name).ok_or_else(|| {
+            s.attr(
+                e,
+                attr,
+                format!("no <memory_region name=\"{name}\"> in {}", self.sdf.file),
+            )
+        })?;
+        let map = server.map_of(name).ok_or_else(|| {
+            s.attr(
+                e,
+                attr,
+                format!("`{name}` is not mapped into the server `{}`", server.name),
+            )
+        })?;
+        if !(map.read && map.write) {
+            return Err(self.sdf.attr(&map.element, "perms", "the server needs rw"));
+        }
+        if map.cached != cached {
+            let want = if cached {
+                "true (normal memory)"
+            } else {
+                "false (device registers)"
+            };
+            return Err(self
+                .sdf
+                .attr(&map.element, "cached", format!("must be {want}")));
+        }
+        let paddr = self.paddr(server, name, mr.phys_addr).ok_or_else(|| {
+            s.attr(
+                e,
+                attr,
+                format!(
+                    "the server cannot learn the physical address of `{name}`: give it a phys_addr or add <setvar symbol=\"...\" region_paddr=\"{name}\"/> to the server"
+                ),
+            )
+        })?;
+        Ok(ServerMemory {
+            mr: name.to_string(),
+            vaddr: map.vaddr,
+            size: mr.size,
+            paddr,
+        })
+    }
+
+    fn paddr(&self, server: &ProtectionDomain, mr: &str, fixed: Option<u64>) -> Option<Paddr> {
+        if let Some(p) = fixed {
+            return Some(Paddr::Fixed(p));
+        }
+        server
+            .setvars
+            .iter()
+            .find(|v| v.region_paddr == mr)
+            .map(|v| Paddr::Symbol(v.symbol.clone()))
+    }
+
+    /// The channel id of the server's `<irq>` with the number in `attr`.
+    fn server_irq(&self, server: &ProtectionDomain, e: &Element, attr: &str) -> Result<u64, Error> {
+        let number = self.side.required_number(e, attr)?;
+        let irq = server
+            .irqs
+            .iter()
+            .find(|i| i.irq == number)
+            .ok_or_else(|| {
+                self.side.attr(
+                    e,
+                    attr,
+                    format!("the server `{}` has no <irq irq=\"{number}\">", server.name),
+                )
+            })?;
+        if !irq.edge {
+            return Err(self.sdf.attr(
+                &irq.element,
+                "trigger",
+                "the SMMUv3's interrupts are edge-triggered",
+            ));
+        }
+        Ok(irq.id)
+    }
+
+    fn client(
+        &self,
+        server: &ProtectionDomain,
+        e: &Element,
+        earlier: &[Client],
+    ) -> Result<Client, Error> {
+        let s = self.side;
+        s.only_attrs(e, &["pd", "command_page", "manager"])?;
+        let name = s.required(e, "pd")?;
+        let pd = self.sys.pd(name).ok_or_else(|| {
+            s.attr(
+                e,
+                "pd",
+                format!(
+                    "no <protection_domain name=\"{name}\"> in {}",
+                    self.sdf.file
+                ),
+            )
+        })?;
+        if name == server.name {
+            return Err(s.attr(e, "pd", "the server is not its own client"));
+        }
+        if earlier.iter().any(|c| c.pd == name) {
+            return Err(s.attr(e, "pd", "this PD is already a client"));
+        }
+        let (server_end, client_end) = self.sys.channel(&server.name, name).ok_or_else(|| {
+            s.attr(
+                e,
+                "pd",
+                format!("no <channel> between `{}` and `{name}`", server.name),
+            )
+        })?;
+        if !client_end.pp {
+            return Err(self.sdf.attr(
+                &client_end.element,
+                "pp",
+                "the client calls the server: its end needs pp=\"true\"",
+            ));
+        }
+        for end in [server_end, client_end] {
+            if end.id > MAX_CHANNEL_ID {
+                return Err(self.sdf.attr(
+                    &end.element,
+                    "id",
+                    format!("ids run 0..={MAX_CHANNEL_ID}"),
+                ));
+            }
+        }
+        if pd.priority >= server.priority {
+            return Err(self.sdf.attr(
+                &pd.element,
+                "priority",
+                format!(
+                    "a client calls the server, so its priority must be below the server's ({})",
+                    server.priority
+                ),
+            ));
+        }
+        let page_name = s.required(e, "command_page")?;
+        let page = self.sys.mr(page_name).ok_or_else(|| {
+            s.attr(
+                e,
+                "command_page",
+                format!("no <memory_region name=\"{page_name}\">"),
+            )
+        })?;
+        if page.size != PAGE {
+            return Err(s.attr(
+                e,
+                "command_page",
+                format!("`{page_name}` must be one {PAGE:#x}-byte page"),
+            ));
+        }
+        if let Some(other) = earlier.iter().find(|c| c.command_page == page_name) {
+            return Err(s.attr(
+                e,
+                "command_page",
+                format!(
+                    "`{page_name}` is already the command page of `{}`",
+                    other.pd
+                ),
+            ));
+        }
+        let mapped_rw = |pd: &ProtectionDomain| -> Result<u64, Error> {
+            let m = pd.map_of(page_name).ok_or_else(|| {
+                s.attr(
+                    e,
+                    "command_page",
+                    format!("`{page_name}` is not mapped into `{}`", pd.name),
+                )
+            })?;
+            if !(m.read && m.write) {
+                return Err(self
+                    .sdf
+                    .attr(&m.element, "perms", "a command page is mapped rw"));
+            }
+            Ok(m.vaddr)
+        };
+        let command_page_server = mapped_rw(server)?;
+        let command_page_client = mapped_rw(pd)?;
+        let mut client = Client {
+            pd: name.to_string(),
+            server_channel: server_end.id,
+            client_channel: client_end.id,
+            command_page: page_name.to_string(),
+            command_page_server,
+            command_page_client,
+            regions: Vec::new(),
+            devices: Vec::new(),
+            quota: Quota {
+                objects: 0,
+                mapped_pages: 0,
+                table_pages: 0,
+                mappings: 0,
+            },
+            manager: s.boolean(e, "manager", false)?,
+        };
+        let mut quota_seen = false;
+        for c in &e.children {
+            match c.name.as_str() {
+                "quota" if !quota_seen => {
+                    quota_seen = true;
+                    s.only_attrs(c, &["objects", "mapped_pages", "table_pages", "mappings"])?;
+                    client.quota = Quota {
+                        objects: s.required_number(c, "objects")?,
+                        mapped_pages: s.required_number(c, "mapped_pages")?,
+                        table_pages: s.required_number(c, "table_pages")?,
+                        mappings: s.required_number(c, "mappings")?,
+                    };
+                    if client.quota.objects > MAX_OBJECTS {
+                        return Err(s.attr(c, "objects", format!("at most {MAX_OBJECTS}")));
+                    }
+                }
+                "quota" => return Err(s.element(c, "given twice")),
+                "dma" => client.regions.push(self.region(server, pd, c)?),
+                "device" => {
+                    let device = self.device(server, c, earlier, &client)?;
+                    client.devices.push(device);
+                }
+                _ => return Err(s.element(c, "unknown element (expected quota, dma or device)")),
+            }
+        }
+        if !quota_seen {
+            return Err(s.element(e, "missing <quota>"));
+        }
+        Ok(client)
+    }
+
+    fn region(
+        &self,
+        server: &ProtectionDomain,
+        pd: &ProtectionDomain,
+        e: &Element,
+    ) -> Result<Region, Error> {
+        let s = self.side;
+        s.only_attrs(e, &["mr"])?;
+        let name = s.required(e, "mr")?;
+        let mr = self
+            .sys
+            .mr(name)
+            .ok_or_else(|| s.attr(e, "mr", format!("no <memory_region name=\"{name}\">")))?;
+        let map = pd.map_of(name).ok_or_else(|| {
+            s.attr(
+                e,
+                "mr",
+                format!("`{name}` is not mapped into `{}`", pd.name),
+            )
+        })?;
+        if server.map_of(name).is_some() {
+            return Err(s.attr(
+                e,
+                "mr",
+                format!("`{name}` is mapped into the server: a DMA region must be the client's memory only"),
+            ));
+        }
+        let paddr = self.paddr(server, name, mr.phys_addr).ok_or_else(|| {
+            s.attr(
+                e,
+                "mr",
+                format!(
+                    "the server cannot learn the physical address of `{name}`: give it a phys_addr or add <setvar symbol=\"...\" region_paddr=\"{name}\"/> to the server"
+                ),
+            )
+        })?;
+        if map.vaddr % PAGE != 0 || mr.size % PAGE != 0 || mr.size == 0 {
+            return Err(s.attr(e, "mr", "DMA regions are whole pages"));
+        }
+        Ok(Region {
+            mr: name.to_string(),
+            vaddr: map.vaddr,
+            size: mr.size,
+            read: map.read,
+            write: map.write,
+            paddr,
+        })
+    }
+
+    fn device(
+        &self,
+        server: &ProtectionDomain,
+        e: &Element,
+        earlier: &[Client],
+        this: &Client,
+    ) -> Result<Device, Error> {
+        let s = self.side;
+        s.only_attrs(e, &["name", "stream_id", "dma_mask", "config_mr"])?;
+        let name = s.required(e, "name")?.to_string();
+        let stream = s.required_number(e, "stream_id")?;
+        let stream_id =
+            u32::try_from(stream).map_err(|_| s.attr(e, "stream_id", "stream IDs are 32 bits"))?;
+        let owner = earlier.iter().chain(std::iter::once(this)).find_map(|c| {
+            c.devices
+                .iter()
+                .find(|d| d.stream_id == stream_id)
+                .map(|d| (c, d))
+        });
+        if let Some((c, d)) = owner {
+            return Err(s.attr(
+                e,
+                "stream_id",
+                format!(
+                    "stream {stream_id:#x} already belongs to device `{}` of `{}`",
+                    d.name, c.pd
+                ),
+            ));
+        }
+        let dma_mask = s.required_number(e, "dma_mask")?;
+        if dma_mask < PAGE - 1 || dma_mask & dma_mask.wrapping_add(1) != 0 {
+            return Err(s.attr(e, "dma_mask", "a DMA mask is 2^n - 1, at least a page"));
+        }
+        let config_vaddr = match e.attr("config_mr") {
+            None => None,
+            Some(a) => {
+                let map = server.map_of(&a.value).ok_or_else(|| {
+                    s.attr(
+                        e,
+                        "config_mr",
+                        format!("`{}` is not mapped into the server", a.value),
+                    )
+                })?;
+                if map.cached {
+                    return Err(self.sdf.attr(
+                        &map.element,
+                        "cached",
+                        "configuration space is device memory: cached=\"false\"",
+                    ));
+                }
+                Some(map.vaddr)
+            }
+        };
+        let mut reserved: Vec<(u64, u64)> = Vec::new();
+        for w in &e.children {
+            if w.name != "reserved" {
+                return Err(s.element(w, "unknown element (expected reserved)"));
+            }
+            s.only_attrs(w, &["start", "last"])?;
+            let start = s.required_number(w, "start")?;
+            let last = s.required_number(w, "last")?;
+            if start > last {
+                return Err(s.attr(w, "last", "below start"));
+            }
+            if reserved.len() == MAX_DEVICE_WINDOWS {
+                return Err(s.element(w, format!("more than {MAX_DEVICE_WINDOWS} windows")));
+            }
+            if let Some(&(a, b)) = reserved.iter().find(|&&(a, b)| start <= b && a <= last) {
+                return Err(s.attr(w, "start", format!("overlaps the window {a:#x}..={b:#x}")));
+            }
+            reserved.push((start, last));
+        }
+        Ok(Device {
+            name,
+            stream_id,
+            dma_mask,
+            reserved,
+            config_vaddr,
+        })
+    }
+}
+
+/// The symbols every setvar of the server names, in a stable order.
+pub fn server_symbols(config: &Config) -> Vec<String> {
+    let mut out: BTreeMap<String, ()> = BTreeMap::new();
+    let all = [&config.smmu_regs, &config.smmu_memory, &config.page_tables]
+        .into_iter()
+        .map(|m| &m.paddr)
+        .chain(
+            config
+                .clients
+                .iter()
+                .flat_map(|c| c.regions.iter().map(|r| &r.paddr)),
+        );
+    for p in all {
+        if let Paddr::Symbol(s) = p {
+            out.insert(s.clone(), ());
+        }
+    }
+    out.into_keys().collect()
+}

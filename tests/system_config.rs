@@ -1,0 +1,278 @@
+//! system.xml and iommu.xml: the shipped pair is consistent and generates
+//! the expected configuration; each kind of inconsistency is refused with
+//! an error naming the file, element and attribute at fault.
+
+use iommu_system::{client, client_on, Channel, Paddr, CLIENTS, SERVER, SERVER_SYMBOLS};
+
+const SYSTEM: &str = include_str!("../system.xml");
+const POLICY: &str = include_str!("../iommu.xml");
+
+fn load(system: &str, policy: &str) -> Result<sysgen::Config, String> {
+    sysgen::load_str("system.xml", system, "iommu.xml", policy)
+        .map(|(_, c)| c)
+        .map_err(|e| e.to_string())
+}
+
+/// Applies one textual edit (which must apply) to a document.
+fn edit(doc: &str, from: &str, to: &str) -> String {
+    assert!(doc.contains(from), "edit target `{from}` not found");
+    doc.replacen(from, to, 1)
+}
+
+#[track_caller]
+fn refused(system: &str, policy: &str, expect: &[&str]) {
+    let err = load(system, policy).expect_err("accepted an inconsistent pair");
+    for e in expect {
+        assert!(err.contains(e), "error `{err}` does not mention `{e}`");
+    }
+}
+
+#[test]
+fn shipped_pair_generates_the_expected_configuration() {
+    let config = load(SYSTEM, POLICY).unwrap();
+    assert_eq!(config.clients.len(), 3);
+    // What build.rs generated into the crate agrees.
+    assert_eq!(SERVER.pd, "iommu_server");
+    assert_eq!(SERVER.smmu_regs.paddr, Paddr::Fixed(0x0905_0000));
+    assert_eq!(SERVER.smmu_regs.size, 0x2_0000);
+    assert_eq!(SERVER.event_irq, Channel::new(40).unwrap());
+    assert_eq!(SERVER.gerror_irq, Channel::new(41).unwrap());
+    let Paddr::Symbol(pool) = SERVER.page_tables.paddr else {
+        panic!("the pool's address comes from a setvar");
+    };
+    assert_eq!(SERVER_SYMBOLS[pool], "page_tables_paddr");
+    let a = client("edu_a").unwrap();
+    assert_eq!(a.devices[0].stream_id, 0x8);
+    assert_eq!(a.regions[0].size, 0x1_0000);
+    assert_eq!(client("edu_b").unwrap().devices[0].stream_id, 0x10);
+    assert!(client("manager").unwrap().manager);
+    assert!(client("iommu_server").is_none());
+    for (i, c) in CLIENTS.iter().enumerate() {
+        assert_eq!(client_on(c.server_channel), Some(i));
+    }
+    assert_eq!(client_on(SERVER.event_irq), None);
+}
+
+#[test]
+fn client_configs_resolve_setvar_addresses() {
+    let storage = Box::leak(Box::new(
+        [iommu_system::Region {
+            vaddr: 0,
+            size: 0,
+            paddr: 0,
+            perms: iommu_system::Perms::RO,
+        }; iommu_system::TOTAL_REGIONS],
+    ));
+    let configs = iommu_system::client_configs(storage, |i| 0x6000_0000 + 0x10_0000 * i as u64);
+    let a = configs[0].regions[0];
+    let Paddr::Symbol(i) = CLIENTS[0].regions[0].paddr else {
+        panic!("DMA regions are tool-allocated");
+    };
+    assert_eq!(a.paddr, 0x6000_0000 + 0x10_0000 * i as u64);
+    assert_eq!(a.vaddr, 0x3000_0000);
+    assert_eq!(configs[2].name, "manager");
+    assert!(configs[2].regions.is_empty());
+}
+
+#[test]
+fn names_that_do_not_exist() {
+    refused(
+        SYSTEM,
+        &edit(POLICY, "server=\"iommu_server\"", "server=\"iommu\""),
+        &[
+            "iommu.xml:",
+            "<iommu>",
+            "attribute `server`",
+            "no <protection_domain name=\"iommu\">",
+        ],
+    );
+    refused(
+        SYSTEM,
+        &edit(
+            POLICY,
+            "<dma mr=\"edu_a_dma\" />",
+            "<dma mr=\"edu_a_buf\" />",
+        ),
+        &["iommu.xml:", "<dma mr=\"edu_a_buf\">", "attribute `mr`"],
+    );
+    refused(
+        SYSTEM,
+        &edit(POLICY, "<client pd=\"edu_b\"", "<client pd=\"edu_c\""),
+        &["<client pd=\"edu_c\">", "attribute `pd`"],
+    );
+    refused(
+        SYSTEM,
+        &edit(POLICY, "event_irq=\"106\"", "event_irq=\"107\""),
+        &[
+            "<smmu mr=\"smmu_regs\">",
+            "attribute `event_irq`",
+            "no <irq irq=\"107\">",
+        ],
+    );
+}
+
+#[test]
+fn a_device_owned_twice() {
+    refused(
+        SYSTEM,
+        &edit(POLICY, "stream_id=\"0x10\"", "stream_id=\"0x8\""),
+        &[
+            "<device name=\"edu_b\">",
+            "attribute `stream_id`",
+            "already belongs to device `edu_a` of `edu_a`",
+        ],
+    );
+}
+
+#[test]
+fn overlapping_or_inverted_windows() {
+    refused(
+        SYSTEM,
+        &edit(
+            POLICY,
+            "start=\"0x10000000\" last=\"0x3efeffff\"",
+            "start=\"0x08030000\" last=\"0x3efeffff\"",
+        ),
+        &[
+            "<reserved>",
+            "attribute `start`",
+            "overlaps the window 0x8000000..=0x803ffff",
+        ],
+    );
+    refused(
+        SYSTEM,
+        &edit(
+            POLICY,
+            "start=\"0x08000000\" last=\"0x0803ffff\"",
+            "start=\"0x08040000\" last=\"0x0803ffff\"",
+        ),
+        &["<reserved>", "attribute `last`", "below start"],
+    );
+}
+
+#[test]
+fn memory_the_server_cannot_place_or_must_keep() {
+    // No setvar and no phys_addr: the server cannot learn where it is.
+    refused(
+        &edit(
+            SYSTEM,
+            "<setvar symbol=\"edu_a_dma_paddr\" region_paddr=\"edu_a_dma\" />",
+            "",
+        ),
+        POLICY,
+        &[
+            "<dma mr=\"edu_a_dma\">",
+            "attribute `mr`",
+            "region_paddr=\"edu_a_dma\"",
+        ],
+    );
+    // A client's DMA memory mapped into the server.
+    refused(
+        &edit(
+            SYSTEM,
+            "<map mr=\"smmu_regs\"",
+            "<map mr=\"edu_a_dma\" vaddr=\"0x15000000\" />\n<map mr=\"smmu_regs\"",
+        ),
+        POLICY,
+        &["<dma mr=\"edu_a_dma\">", "mapped into the server"],
+    );
+    // A client mapping the server's page-table pool.
+    refused(
+        &edit(
+            SYSTEM,
+            "<map mr=\"edu_a_dma\" vaddr=\"0x30000000\"",
+            "<map mr=\"iommu_page_tables\" vaddr=\"0x40000000\" />\n<map mr=\"edu_a_dma\" vaddr=\"0x30000000\"",
+        ),
+        POLICY,
+        &["<client pd=\"edu_a\">", "attribute `pd`", "iommu_page_tables"],
+    );
+    // Registers mapped cached.
+    refused(
+        &edit(
+            SYSTEM,
+            "vaddr=\"0x10000000\" perms=\"rw\" cached=\"false\"",
+            "vaddr=\"0x10000000\" perms=\"rw\"",
+        ),
+        POLICY,
+        &[
+            "system.xml:",
+            "<map mr=\"smmu_regs\">",
+            "attribute `cached`",
+        ],
+    );
+}
+
+#[test]
+fn channels_pages_and_priorities() {
+    refused(
+        &edit(
+            SYSTEM,
+            "<end pd=\"edu_a\" id=\"0\" pp=\"true\" />",
+            "<end pd=\"edu_a\" id=\"0\" />",
+        ),
+        POLICY,
+        &["system.xml:", "<end pd=\"edu_a\">", "attribute `pp`"],
+    );
+    refused(
+        &edit(
+            SYSTEM,
+            "name=\"edu_a\" priority=\"100\"",
+            "name=\"edu_a\" priority=\"200\"",
+        ),
+        POLICY,
+        &["<protection_domain name=\"edu_a\">", "attribute `priority`"],
+    );
+    refused(
+        SYSTEM,
+        &edit(
+            POLICY,
+            "command_page=\"edu_b_command\"",
+            "command_page=\"edu_a_command\"",
+        ),
+        &[
+            "<client pd=\"edu_b\">",
+            "attribute `command_page`",
+            "already the command page of `edu_a`",
+        ],
+    );
+    refused(
+        &edit(
+            SYSTEM,
+            "name=\"edu_a_command\" size=\"0x1000\"",
+            "name=\"edu_a_command\" size=\"0x2000\"",
+        ),
+        POLICY,
+        &["attribute `command_page`", "one 0x1000-byte page"],
+    );
+}
+
+#[test]
+fn sidecar_schema_is_strict() {
+    refused(
+        SYSTEM,
+        &edit(POLICY, "<quota objects=\"4\"", "<quota objcts=\"4\""),
+        &["<quota>", "attribute `objcts`", "unknown attribute"],
+    );
+    refused(
+        SYSTEM,
+        &edit(
+            POLICY,
+            "objects=\"16\" mapped_pages=\"64\"",
+            "objects=\"65\" mapped_pages=\"64\"",
+        ),
+        &["attribute `objects`", "at most 64"],
+    );
+    refused(
+        SYSTEM,
+        &edit(
+            POLICY,
+            "dma_mask=\"0xffffffffff\"",
+            "dma_mask=\"0xfffffffff0\"",
+        ),
+        &["attribute `dma_mask`"],
+    );
+    let err = load(SYSTEM, &edit(POLICY, "<page_tables", "<pagetables")).unwrap_err();
+    assert!(err.contains("unknown element"), "{err}");
+    let err = load(&edit(SYSTEM, "</system>", "</sys>"), POLICY).unwrap_err();
+    assert!(err.starts_with("system.xml:"), "{err}");
+}
