@@ -31,6 +31,17 @@ use config::{check_regions, ClientConfig};
 pub use hardware::Hardware;
 use object::{ObjectId, ObjectTable};
 
+/// Bytes of a client's command page.
+pub const COMMAND_PAGE: usize = 4096;
+
+/// A client's command page as the transport holds it (memory the client
+/// can write at any moment): [`Server::serve`] copies it whole, once in
+/// and once out.
+pub trait CommandPage {
+    fn load(&self, into: &mut [u8; COMMAND_PAGE]);
+    fn store(&self, from: &[u8; COMMAND_PAGE]);
+}
+
 /// Object slots per client (the quota may allow fewer).
 pub const MAX_OBJECTS: usize = 64;
 
@@ -383,6 +394,24 @@ impl<'s, H: Hardware> Server<'s, H> {
             Ok(mr0) => Reply { label: 0, mr0 },
             Err(e) => Reply::error(e),
         }
+    }
+
+    /// Serves one call whose request is in `page`: copies the page into a
+    /// private buffer, handles the call there, and copies the buffer back
+    /// (output fields are written on some failures too, as EMSGSIZE's
+    /// counts). This is all a transport does besides moving registers.
+    pub fn serve(
+        &mut self,
+        client: usize,
+        label: u64,
+        mrs: [u64; 2],
+        page: &impl CommandPage,
+    ) -> Reply {
+        let mut private = [0u8; COMMAND_PAGE];
+        page.load(&mut private);
+        let reply = self.handle(client, label, mrs, &mut private);
+        page.store(&private);
+        reply
     }
 
     fn dispatch(

@@ -12,7 +12,10 @@
 #![cfg_attr(not(test), no_std)]
 #![deny(unsafe_op_in_unsafe_fn)]
 
+mod memory;
 mod message;
+
+pub use memory::{SetVar, SharedMemory, StaticCell};
 
 pub use message::{decode_badge, notified_channels, slot, Channel, Delivery, MessageInfo};
 

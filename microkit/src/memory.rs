@@ -1,0 +1,176 @@
+//! Memory the system description gives a PD: regions shared with other
+//! PDs, symbols the Microkit tool patches (`setvar`), and statics handed
+//! out once. The `unsafe` behind them lives here.
+#![allow(unsafe_code)]
+
+use core::cell::UnsafeCell;
+use core::mem::MaybeUninit;
+use core::sync::atomic::{AtomicBool, Ordering};
+
+/// A region mapped into this PD and possibly others (a command page, a
+/// DMA buffer). Every access is a volatile copy: another PD or a device
+/// may change it at any time, so nothing is ever read twice and trusted.
+#[derive(Debug)]
+pub struct SharedMemory {
+    base: usize,
+    len: usize,
+}
+
+impl SharedMemory {
+    /// # Safety
+    /// `[base, base + len)` must stay mapped readable and writable in this
+    /// PD for as long as the handle lives, and no Rust reference may point
+    /// into it.
+    pub const unsafe fn new(base: usize, len: usize) -> SharedMemory {
+        SharedMemory { base, len }
+    }
+
+    pub fn base(&self) -> usize {
+        self.base
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    fn check(&self, offset: usize, n: usize) -> bool {
+        offset.checked_add(n).is_some_and(|end| end <= self.len)
+    }
+
+    /// Copies out `out.len()` bytes from `offset`; false (and nothing
+    /// copied) when that leaves the region.
+    pub fn read(&self, offset: usize, out: &mut [u8]) -> bool {
+        if !self.check(offset, out.len()) {
+            return false;
+        }
+        for (i, b) in out.iter_mut().enumerate() {
+            // SAFETY: inside the region (checked above), which `new`'s
+            // contract keeps mapped; bytes have no alignment needs.
+            *b = unsafe { core::ptr::read_volatile((self.base + offset + i) as *const u8) };
+        }
+        true
+    }
+
+    /// Copies `bytes` in at `offset`; false (and nothing written) when
+    /// that leaves the region.
+    pub fn write(&self, offset: usize, bytes: &[u8]) -> bool {
+        if !self.check(offset, bytes.len()) {
+            return false;
+        }
+        for (i, b) in bytes.iter().enumerate() {
+            // SAFETY: as in `read`.
+            unsafe { core::ptr::write_volatile((self.base + offset + i) as *mut u8, *b) };
+        }
+        true
+    }
+}
+
+/// An 8-byte value the Microkit tool writes into the ELF (a `<setvar>`
+/// or a map's `setvar_vaddr`); declare one with [`setvar!`](crate::setvar).
+#[repr(transparent)]
+pub struct SetVar(UnsafeCell<u64>);
+
+// SAFETY: written only by the tool, before the PD runs; read-only after.
+unsafe impl Sync for SetVar {}
+
+impl SetVar {
+    #[doc(hidden)]
+    pub const fn zero() -> SetVar {
+        SetVar(UnsafeCell::new(0))
+    }
+
+    /// The patched value; volatile, so the compiler cannot fold in the
+    /// zero the source initialises it with.
+    pub fn get(&self) -> u64 {
+        // SAFETY: a valid, aligned u64 nothing writes at run time.
+        unsafe { core::ptr::read_volatile(self.0.get()) }
+    }
+}
+
+/// Declares a symbol the Microkit tool patches:
+/// `setvar!(pub DMA_BUFFER = "dma_buffer");` then `DMA_BUFFER.get()`.
+#[macro_export]
+macro_rules! setvar {
+    ($vis:vis $name:ident = $symbol:literal) => {
+        #[allow(unsafe_code)]
+        #[export_name = $symbol]
+        #[used]
+        #[link_section = ".data"]
+        $vis static $name: $crate::SetVar = $crate::SetVar::zero();
+    };
+}
+
+/// A static handed out once as `&'static mut` (PD state that must outlive
+/// its handler, with no heap to put it in).
+pub struct StaticCell<T> {
+    taken: AtomicBool,
+    value: UnsafeCell<MaybeUninit<T>>,
+}
+
+// SAFETY: the value is reachable only through the single `&mut` `init`
+// returns, after an atomic claim.
+unsafe impl<T: Send> Sync for StaticCell<T> {}
+
+impl<T> StaticCell<T> {
+    pub const fn new() -> StaticCell<T> {
+        StaticCell {
+            taken: AtomicBool::new(false),
+            value: UnsafeCell::new(MaybeUninit::uninit()),
+        }
+    }
+
+    /// Stores `value` and returns it, the first time; `None` after.
+    pub fn init(&'static self, value: T) -> Option<&'static mut T> {
+        if self.taken.swap(true, Ordering::AcqRel) {
+            return None;
+        }
+        // SAFETY: the swap above lets exactly one caller here, so this is
+        // the only reference to the value, for the rest of the program.
+        Some(unsafe { (*self.value.get()).write(value) })
+    }
+}
+
+impl<T> Default for StaticCell<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shared_memory_copies_inside_its_bounds_only() {
+        let backing: &'static mut [u8] = Box::leak(vec![0u8; 64].into_boxed_slice());
+        // SAFETY: a leaked buffer nothing else references.
+        let m = unsafe { SharedMemory::new(backing.as_mut_ptr() as usize, 64) };
+        assert!(m.write(60, &[1, 2, 3, 4]));
+        assert!(!m.write(61, &[1, 2, 3, 4]));
+        assert!(!m.write(usize::MAX, &[1]));
+        let mut out = [0u8; 4];
+        assert!(m.read(60, &mut out));
+        assert_eq!(out, [1, 2, 3, 4]);
+        assert!(!m.read(62, &mut out));
+    }
+
+    #[test]
+    fn static_cell_hands_out_once() {
+        static CELL: StaticCell<u32> = StaticCell::new();
+        let v = CELL.init(7).unwrap();
+        *v += 1;
+        assert_eq!(*v, 8);
+        assert!(CELL.init(9).is_none());
+    }
+
+    setvar!(PATCHED = "test_setvar_symbol");
+
+    #[test]
+    fn setvar_reads_the_value_in_the_image() {
+        assert_eq!(PATCHED.get(), 0);
+    }
+}

@@ -1,0 +1,288 @@
+//! The client library (pd-clients/client) against the server core,
+//! configured from this repository's own system.xml and iommu.xml, through
+//! the path the PDs use: the request in a shared command page that
+//! `Server::serve` copies once in and once out.
+
+mod common;
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use common::MockHw;
+use iommu_client::{Access, DmaBuffer, Iommu, Memory, Transport};
+use iommu_proto::fault::{IOMMU_FAULT_ACCESS_WRITE, IOMMU_FAULT_KIND_F_TRANSLATION};
+use iommu_proto::Errno;
+use iommu_server::fault::Fault;
+use iommu_server::{CommandPage, Server, COMMAND_PAGE};
+use iommu_system::{client_configs, Region, CLIENTS, TOTAL_MAPPINGS, TOTAL_REGIONS};
+
+const EDU_A: usize = 0;
+const EDU_B: usize = 1;
+const MANAGER: usize = 2;
+
+/// Where the test pretends the Microkit tool placed setvar `i`'s region.
+fn paddr(i: usize) -> u64 {
+    0x6000_0000 + 0x100_0000 * i as u64
+}
+
+type Shared = Rc<RefCell<Server<'static, MockHw>>>;
+
+/// A command page shared by one client and the server.
+#[derive(Clone)]
+struct Page(Rc<RefCell<[u8; COMMAND_PAGE]>>);
+
+impl CommandPage for Page {
+    fn load(&self, into: &mut [u8; COMMAND_PAGE]) {
+        *into = *self.0.borrow();
+    }
+
+    fn store(&self, from: &[u8; COMMAND_PAGE]) {
+        *self.0.borrow_mut() = *from;
+    }
+}
+
+/// One client's end: its page, and calls that arrive as its channel.
+struct Local {
+    server: Shared,
+    client: usize,
+    page: Page,
+}
+
+impl Transport for Local {
+    fn write_page(&mut self, bytes: &[u8]) {
+        self.page.0.borrow_mut()[..bytes.len()].copy_from_slice(bytes);
+    }
+
+    fn read_page(&mut self, out: &mut [u8]) {
+        out.copy_from_slice(&self.page.0.borrow()[..out.len()]);
+    }
+
+    fn call(&mut self, label: u64, mrs: [u64; 2]) -> (u64, u64) {
+        let reply = self
+            .server
+            .borrow_mut()
+            .serve(self.client, label, mrs, &self.page);
+        (reply.label, reply.mr0)
+    }
+}
+
+/// Client memory on the heap.
+struct Heap(RefCell<Vec<u8>>);
+
+impl Memory for Heap {
+    fn read(&self, offset: usize, out: &mut [u8]) -> bool {
+        let m = self.0.borrow();
+        match m.get(offset..offset + out.len()) {
+            Some(src) => {
+                out.copy_from_slice(src);
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn write(&self, offset: usize, bytes: &[u8]) -> bool {
+        let mut m = self.0.borrow_mut();
+        match m.get_mut(offset..offset + bytes.len()) {
+            Some(dst) => {
+                dst.copy_from_slice(bytes);
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+fn system() -> (Shared, Vec<Iommu<Local>>) {
+    use iopt::{Account, AreaSlot, PagesSlot, Store};
+    let storage = Box::leak(Box::new(
+        [Region {
+            vaddr: 0,
+            size: 0,
+            paddr: 0,
+            perms: iommu_system::Perms::RO,
+        }; TOTAL_REGIONS],
+    ));
+    let configs = client_configs(storage, paddr);
+    let store = Store::new(
+        Box::leak(vec![AreaSlot::EMPTY; TOTAL_MAPPINGS].into_boxed_slice()),
+        Box::leak(vec![PagesSlot::EMPTY; TOTAL_MAPPINGS].into_boxed_slice()),
+        Box::leak(vec![Account::UNLIMITED; CLIENTS.len()].into_boxed_slice()),
+    );
+    let server = Server::new(
+        store,
+        MockHw::new(),
+        common::clients(CLIENTS.len()),
+        &configs,
+    )
+    .expect("the generated configuration is accepted");
+    let server = Rc::new(RefCell::new(server));
+    let clients = (0..CLIENTS.len())
+        .map(|client| {
+            Iommu::new(Local {
+                server: server.clone(),
+                client,
+                page: Page(Rc::new(RefCell::new([0; COMMAND_PAGE]))),
+            })
+        })
+        .collect();
+    (server, clients)
+}
+
+fn buffer(client: usize) -> DmaBuffer<Heap> {
+    let r = &CLIENTS[client].regions[0];
+    DmaBuffer::new(
+        r.vaddr,
+        r.size,
+        Heap(RefCell::new(vec![0; r.size as usize])),
+    )
+}
+
+fn region_paddr(client: usize) -> u64 {
+    match CLIENTS[client].regions[0].paddr {
+        iommu_system::Paddr::Symbol(i) => paddr(i),
+        iommu_system::Paddr::Fixed(p) => p,
+    }
+}
+
+#[test]
+fn a_driver_maps_its_buffer_for_its_device() {
+    let (server, mut c) = system();
+    let buf = buffer(EDU_A);
+    let a = &mut c[EDU_A];
+    let dev = a.bind(0).unwrap();
+    let ioas = a.ioas_alloc().unwrap();
+    let hwpt = a.attach(&dev, &ioas).unwrap();
+    assert_ne!(hwpt, 0);
+    let m = a
+        .map(&ioas, &buf, 0x1000, 0x2000, Access::ReadWrite, None)
+        .unwrap();
+    let stream = CLIENTS[EDU_A].devices[0].stream_id;
+    {
+        let s = server.borrow();
+        let hw = s.hardware();
+        assert_eq!(hw.dma(stream, m.iova()), Some(region_paddr(EDU_A) + 0x1000));
+        assert_eq!(
+            hw.dma(stream, m.iova() + 0x1fff),
+            Some(region_paddr(EDU_A) + 0x2fff)
+        );
+        // The device's reserved windows are never handed out.
+        for w in CLIENTS[EDU_A].devices[0].reserved {
+            assert!(m.iova() + m.len() - 1 < w.start || m.iova() > w.last);
+        }
+    }
+    let iova = m.iova();
+    a.unmap(m).unwrap();
+    assert_eq!(server.borrow().hardware().dma(stream, iova), None);
+    // Outside the buffer: refused by the library before any call.
+    assert_eq!(
+        a.map(&ioas, &buf, 0xf000, 0x2000, Access::Read, None)
+            .unwrap_err(),
+        Errno::EFAULT
+    );
+    assert_eq!(a.destroy_ioas(ioas).unwrap_err().0, Errno::EBUSY);
+    a.detach(&dev).unwrap();
+    assert_eq!(server.borrow().hardware().dma(stream, iova), None);
+}
+
+#[test]
+fn fixed_iovas_and_read_only_mappings() {
+    let (server, mut c) = system();
+    let buf = buffer(EDU_A);
+    let a = &mut c[EDU_A];
+    let dev = a.bind(0).unwrap();
+    let ioas = a.ioas_alloc().unwrap();
+    a.attach(&dev, &ioas).unwrap();
+    let m = a
+        .map(&ioas, &buf, 0, 0x1000, Access::Read, Some(0x4000_0000))
+        .unwrap();
+    assert_eq!(m.iova(), 0x4000_0000);
+    // Inside the PCI MMIO window: reserved for this device.
+    assert_eq!(
+        a.map(&ioas, &buf, 0, 0x1000, Access::Read, Some(0x1000_0000))
+            .unwrap_err(),
+        Errno::EINVAL
+    );
+    let hwpt = a.hwpt_alloc(&dev, &ioas).unwrap();
+    // No replace: a device is detached before it moves.
+    assert_eq!(a.attach_hwpt(&dev, &hwpt).unwrap_err(), Errno::EBUSY);
+    a.detach(&dev).unwrap();
+    a.attach_hwpt(&dev, &hwpt).unwrap();
+    a.detach(&dev).unwrap();
+    a.destroy_hwpt(hwpt).unwrap();
+    a.unmap(m).unwrap();
+    a.destroy_ioas(ioas).unwrap();
+    a.unbind(dev).unwrap();
+    assert_eq!(server.borrow().object_count(EDU_A), 0);
+}
+
+#[test]
+fn clients_cannot_reach_each_other() {
+    let (_server, mut c) = system();
+    let buf_a = buffer(EDU_A);
+    let ioas_a = c[EDU_A].ioas_alloc().unwrap();
+    let m = c[EDU_A]
+        .map(&ioas_a, &buf_a, 0, 0x1000, Access::ReadWrite, None)
+        .unwrap();
+    // B names A's IOAS: nothing by that ID in B's table.
+    let b = &mut c[EDU_B];
+    let forged = b.ioas_alloc().unwrap();
+    b.destroy_ioas(forged).unwrap();
+    let buf_b = buffer(EDU_B);
+    let stale = iommu_client::Ioas::from_raw_for_tests(ioas_a.id());
+    assert_eq!(
+        b.map(&stale, &buf_b, 0, 0x1000, Access::Read, None)
+            .unwrap_err(),
+        Errno::ENOENT
+    );
+    // B's configuration has one device; A's device is not B's to bind.
+    assert_eq!(b.bind(1).unwrap_err(), Errno::ENODEV);
+    // The manager has no DMA memory at all.
+    let buf_m = DmaBuffer::new(0x3000_0000, 0x1000, Heap(RefCell::new(vec![0; 0x1000])));
+    let m_ioas = c[MANAGER].ioas_alloc().unwrap();
+    assert_eq!(
+        c[MANAGER]
+            .map(&m_ioas, &buf_m, 0, 0x1000, Access::Read, None)
+            .unwrap_err(),
+        Errno::EFAULT
+    );
+    c[EDU_A].unmap(m).unwrap();
+}
+
+#[test]
+fn faults_reach_their_driver_and_reset_is_for_the_manager() {
+    let (server, mut c) = system();
+    let buf = buffer(EDU_B);
+    let dev = c[EDU_B].bind(0).unwrap();
+    let ioas = c[EDU_B].ioas_alloc().unwrap();
+    c[EDU_B].attach(&dev, &ioas).unwrap();
+    let m = c[EDU_B]
+        .map(&ioas, &buf, 0, 0x1000, Access::ReadWrite, None)
+        .unwrap();
+    let stream = CLIENTS[EDU_B].devices[0].stream_id;
+    let to = server.borrow_mut().report_fault(Fault {
+        stream,
+        kind: IOMMU_FAULT_KIND_F_TRANSLATION,
+        iova: Some(0xdead_0000),
+        access: IOMMU_FAULT_ACCESS_WRITE,
+    });
+    assert_eq!(to, Some(EDU_B));
+    assert_eq!(c[EDU_A].read_fault().unwrap(), None);
+    let f = c[EDU_B].read_fault().unwrap().unwrap();
+    assert_eq!(
+        (f.device, f.kind, f.iova, f.remaining),
+        (0, IOMMU_FAULT_KIND_F_TRANSLATION, Some(0xdead_0000), 0)
+    );
+    // Only the manager resets others.
+    assert_eq!(c[EDU_A].reset(EDU_B as u64).unwrap_err(), Errno::EPERM);
+    c[MANAGER].reset(EDU_B as u64).unwrap();
+    assert_eq!(server.borrow().hardware().dma(stream, m.iova()), None);
+    assert_eq!(server.borrow().object_count(EDU_B), 0);
+    // The driver's handles are dead: its IDs are never valid again.
+    assert_eq!(c[EDU_B].detach(&dev).unwrap_err(), Errno::ENOENT);
+    assert_eq!(c[EDU_B].unmap(m).unwrap_err().0, Errno::ENOENT);
+    assert_eq!(
+        server.borrow().store().areas_free(),
+        server.borrow().store().areas_capacity()
+    );
+}
