@@ -124,6 +124,8 @@ impl<T> StaticCell<T> {
     }
 
     /// Stores `value` and returns it, the first time; `None` after.
+    // The atomic claim makes the `&mut` unique, as in the static_cell crate.
+    #[allow(clippy::mut_from_ref)]
     pub fn init(&'static self, value: T) -> Option<&'static mut T> {
         if self.taken.swap(true, Ordering::AcqRel) {
             return None;
