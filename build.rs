@@ -7,14 +7,7 @@ use std::path::PathBuf;
 
 fn main() {
     let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap());
-    let path = |var: &str, default: &str| {
-        println!("cargo:rerun-if-env-changed={var}");
-        std::env::var_os(var).map_or_else(|| root.join(default), PathBuf::from)
-    };
-    let system = path("IOMMU_SYSTEM_XML", "system.xml");
-    let policy = path("IOMMU_POLICY_XML", "iommu.xml");
-    println!("cargo:rerun-if-changed={}", system.display());
-    println!("cargo:rerun-if-changed={}", policy.display());
+    let (system, policy) = sysgen::inputs(&root);
     let config = match sysgen::load(&system, &policy) {
         Ok((_, config)) => config,
         Err(e) => {
@@ -22,12 +15,13 @@ fn main() {
             std::process::exit(1);
         }
     };
-    let names = [system.display().to_string(), policy.display().to_string()];
-    let names: Vec<&str> = names
-        .iter()
-        .map(|n| n.rsplit('/').next().unwrap_or(n))
-        .collect();
+    let names = [&system, &policy].map(|p| {
+        p.file_name().map_or_else(
+            || p.display().to_string(),
+            |n| n.to_string_lossy().into_owned(),
+        )
+    });
     let out = PathBuf::from(std::env::var("OUT_DIR").unwrap()).join("system_config.rs");
-    std::fs::write(&out, sysgen::gen::rust(&config, &names))
+    std::fs::write(&out, sysgen::gen::rust(&config, &[&names[0], &names[1]]))
         .unwrap_or_else(|e| panic!("{}: {e}", out.display()));
 }

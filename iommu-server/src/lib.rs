@@ -24,7 +24,8 @@ pub mod object;
 pub mod smmu;
 mod vfio_compat;
 
-use iommu_proto::{Errno, Op};
+pub use iommu_proto::Errno;
+use iommu_proto::Op;
 use iopt::{AccountId, DomainId, Store};
 
 use config::{check_regions, ClientConfig};
@@ -346,6 +347,23 @@ impl<'s, H: Hardware> Server<'s, H> {
     /// the stream.
     pub fn report_fault(&mut self, fault: fault::Fault) -> Option<usize> {
         fault::report(self.clients, fault)
+    }
+
+    /// Runs `drain` on the hardware with a sink that queues each fault
+    /// with the client owning its stream; returns the clients that got
+    /// one (bit i = client i), for the transport to notify.
+    pub fn collect_faults(
+        &mut self,
+        drain: impl FnOnce(&mut H, &mut dyn FnMut(fault::Fault)),
+    ) -> u64 {
+        let clients = &mut *self.clients;
+        let mut notify = 0u64;
+        drain(&mut self.hw, &mut |f| {
+            if let Some(i) = fault::report(clients, f) {
+                notify |= 1u64.checked_shl(i as u32).unwrap_or(0);
+            }
+        });
+        notify
     }
 
     /// How many mapped runs (across the client's IOASes, copies included)

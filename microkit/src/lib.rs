@@ -4,6 +4,10 @@
 //! debug output. All of the project's syscall code lives here, in
 //! [`sys`](crate) (aarch64 only); the data encodings are host-tested.
 //!
+//! The runtime (entry point, event loop, syscalls, panic handler, the six
+//! symbols) is the `pd` feature, on aarch64 bare metal only: PD images
+//! enable it, anything else linking this crate gets the data types alone.
+//!
 //! Facts relied on (Microkit 2.3.0, seL4 16.0.0, MCS, aarch64): syscalls
 //! are `svc #0` with the number in x7; the IPC buffer is the page below the
 //! top of the user address space; every PD defines the six symbols the
@@ -37,13 +41,13 @@ pub trait Handler {
     fn notified(&mut self, channel: Channel);
 }
 
-#[cfg(all(target_arch = "aarch64", target_os = "none"))]
+#[cfg(all(target_arch = "aarch64", target_os = "none", feature = "pd"))]
 mod sys;
 
-#[cfg(all(target_arch = "aarch64", target_os = "none"))]
+#[cfg(all(target_arch = "aarch64", target_os = "none", feature = "pd"))]
 pub use runtime::*;
 
-#[cfg(all(target_arch = "aarch64", target_os = "none"))]
+#[cfg(all(target_arch = "aarch64", target_os = "none", feature = "pd"))]
 mod runtime {
     use super::*;
 

@@ -137,3 +137,22 @@ pub fn rust(config: &Config, inputs: &[&str]) -> String {
     let _ = writeln!(w, "];");
     o
 }
+
+/// The server PD's declarations of its setvar symbols, in `SERVER_SYMBOLS`
+/// order, as `SERVER_SETVARS`.
+pub fn server_setvars(config: &Config) -> String {
+    let symbols = server_symbols(config);
+    let mut o = String::new();
+    let _ = writeln!(o, "// Generated from the system description; do not edit.");
+    for (i, s) in symbols.iter().enumerate() {
+        let _ = writeln!(o, "microkit::setvar!(SETVAR_{i} = {s:?});");
+    }
+    let refs: Vec<String> = (0..symbols.len()).map(|i| format!("&SETVAR_{i}")).collect();
+    let _ = writeln!(
+        o,
+        "static SERVER_SETVARS: [&microkit::SetVar; {}] = [{}];",
+        symbols.len(),
+        refs.join(", ")
+    );
+    o
+}

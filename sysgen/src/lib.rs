@@ -40,6 +40,22 @@ pub fn load_str(
     Ok((system, config))
 }
 
+/// The description a build uses: `IOMMU_SYSTEM_XML` and
+/// `IOMMU_POLICY_XML` when set, else system.xml and iommu.xml in `root`
+/// (for build scripts, which also tell cargo to watch them).
+pub fn inputs(root: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let path = |var: &str, default: &str| {
+        println!("cargo:rerun-if-env-changed={var}");
+        let p = std::env::var_os(var).map_or_else(|| root.join(default), std::path::PathBuf::from);
+        println!("cargo:rerun-if-changed={}", p.display());
+        p
+    };
+    (
+        path("IOMMU_SYSTEM_XML", "system.xml"),
+        path("IOMMU_POLICY_XML", "iommu.xml"),
+    )
+}
+
 /// [`load_str`] on files; I/O errors come back as text.
 pub fn load(system: &Path, policy: &Path) -> Result<(System, Config), String> {
     let read = |p: &Path| std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()));

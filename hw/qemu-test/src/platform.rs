@@ -1,14 +1,11 @@
 //! QEMU virt, bare metal at EL1 with the MMU off: boot code, exception
-//! vectors, PL011 output, semihosting exit, the generic timer, and the
-//! static memory the tests hand to the SMMU and to devices. The image's
-//! only `unsafe` lives here; with the MMU off, virtual = physical.
+//! vectors, PL011 output, semihosting exit, the generic timer and the
+//! device windows. With the MMU off, virtual = physical.
 #![allow(unsafe_code)]
 
 use core::fmt::{self, Write};
 
-use hw::mmio::{DmaRegion, Mmio};
-use hw::pgtable::TablePage;
-use iopt::{Account, AreaSlot, PagesSlot};
+use hw::mmio::Mmio;
 
 pub const SMMU_BASE: usize = 0x0905_0000;
 pub const SMMU_SIZE: usize = 0x2_0000;
@@ -56,9 +53,29 @@ vectors:
 "#
 );
 
+extern "Rust" {
+    /// The image's entry point, defined by each image with
+    /// [`image_main!`](crate::image_main); returns the exit status.
+    fn image_main() -> u32;
+}
+
 #[no_mangle]
 extern "C" fn rust_main() -> ! {
-    exit(crate::main_entry())
+    // SAFETY: `image_main!` defines the symbol with this signature.
+    exit(unsafe { image_main() })
+}
+
+/// Names the image's entry point: `image_main!(main)` with
+/// `fn main() -> u32`.
+#[macro_export]
+macro_rules! image_main {
+    ($f:path) => {
+        #[allow(unsafe_code)]
+        #[export_name = "image_main"]
+        fn __image_main() -> u32 {
+            $f()
+        }
+    };
 }
 
 #[no_mangle]
@@ -129,68 +146,16 @@ pub fn ecam_bus0() -> Mmio {
     unsafe { Mmio::new(ECAM_BASE, ECAM_BUS0_SIZE) }
 }
 
+/// The configuration page of function `devfn` on bus 0.
+pub fn config_page(devfn: u8) -> Mmio {
+    // SAFETY: one 4 KiB page inside bus 0's ECAM window, used only by the
+    // driver of that function.
+    unsafe { Mmio::new(ECAM_BASE + ((devfn as usize) << 12), 0x1000) }
+}
+
 /// A device's BAR window, once `pci` assigned it.
 pub fn bar(base: usize, size: usize) -> Mmio {
     debug_assert!(base >= PCI_MMIO_BASE);
     // SAFETY: `pci` assigns each device its own window in the MMIO range.
     unsafe { Mmio::new(base, size) }
-}
-
-#[repr(C, align(2097152))]
-struct Aligned2M<const N: usize>([u8; N]);
-
-#[repr(C, align(4096))]
-struct Aligned4K<const N: usize>([u8; N]);
-
-const SMMU_MEM: usize = 512 * 1024;
-const PT_PAGES: usize = 64;
-/// Device-visible test memory: 2 MiB aligned so a block can map it.
-pub const DMA_MEM: usize = 4 * 1024 * 1024;
-
-static mut SMMU_MEMORY: Aligned4K<SMMU_MEM> = Aligned4K([0; SMMU_MEM]);
-static mut PT_POOL: [TablePage; PT_PAGES] = [TablePage::ZERO; PT_PAGES];
-static mut DMA_MEMORY: Aligned2M<DMA_MEM> = Aligned2M([0; DMA_MEM]);
-
-const IOPT_AREAS: usize = 32;
-
-static mut IOPT_AREA_SLOTS: [AreaSlot; IOPT_AREAS] = [AreaSlot::EMPTY; IOPT_AREAS];
-static mut IOPT_PAGES_SLOTS: [PagesSlot; IOPT_AREAS] = [PagesSlot::EMPTY; IOPT_AREAS];
-static mut IOPT_ACCOUNTS: [Account; 1] = [Account::UNLIMITED; 1];
-
-/// The statics, handed out once.
-pub struct Memory {
-    pub smmu: DmaRegion,
-    pub pt_pool: &'static mut [TablePage],
-    pub pt_phys: u64,
-    pub dma: DmaRegion,
-    /// Storage for an iopt store.
-    pub areas: &'static mut [AreaSlot],
-    pub pages: &'static mut [PagesSlot],
-    pub accounts: &'static mut [Account],
-}
-
-static mut TAKEN: bool = false;
-
-pub fn take_memory() -> Option<Memory> {
-    // SAFETY: single core, no interrupts: the flag check and set cannot
-    // race, so each static is handed out at most once; with the MMU off an
-    // address is its physical address.
-    unsafe {
-        if TAKEN {
-            return None;
-        }
-        TAKEN = true;
-        let smmu = core::ptr::addr_of_mut!(SMMU_MEMORY) as usize;
-        let pool = &mut *core::ptr::addr_of_mut!(PT_POOL);
-        let dma = core::ptr::addr_of_mut!(DMA_MEMORY) as usize;
-        Some(Memory {
-            smmu: DmaRegion::new(smmu, smmu as u64, SMMU_MEM),
-            pt_phys: pool.as_ptr() as u64,
-            pt_pool: pool,
-            dma: DmaRegion::new(dma, dma as u64, DMA_MEM),
-            areas: &mut *core::ptr::addr_of_mut!(IOPT_AREA_SLOTS),
-            pages: &mut *core::ptr::addr_of_mut!(IOPT_PAGES_SLOTS),
-            accounts: &mut *core::ptr::addr_of_mut!(IOPT_ACCOUNTS),
-        })
-    }
 }

@@ -411,7 +411,7 @@ pub struct MicrokitTransport {
     pub page: microkit::SharedMemory,
 }
 
-#[cfg(all(target_arch = "aarch64", target_os = "none"))]
+#[cfg(all(target_arch = "aarch64", target_os = "none", feature = "microkit-pd"))]
 impl Transport for MicrokitTransport {
     fn write_page(&mut self, bytes: &[u8]) {
         self.page.write(0, bytes);

@@ -7,13 +7,13 @@
 #![no_main]
 #![deny(unsafe_code)]
 
-mod edu;
-mod pci;
-mod platform;
+mod memory;
+
+use hw_qemu_test::{pci, platform};
 
 use core::fmt::Write;
 
-use edu::Edu;
+use edu_driver::Edu;
 use hw::domains::SmmuDomains;
 use hw::mmio::{DcacheClean, DmaRegion, Mmio};
 use hw::pgtable::{CacheClean, Coherent, Format, IoPageTable, MemAttr, PtDomain, TablePool, MAIR};
@@ -84,7 +84,7 @@ struct Rig {
     smmu: Smmu<Mmio>,
     pool: TablePool<'static>,
     mem: Mem,
-    edu: [Edu; 2],
+    edu: [Edu<Mmio>; 2],
     sid: [u32; 2],
     dom: [Option<Domain>; 2],
 }
@@ -226,7 +226,7 @@ fn check(cond: bool, what: &'static str) -> Result<(), &'static str> {
     }
 }
 
-fn dma<T>(r: Result<T, edu::Timeout>) -> Result<T, &'static str> {
+fn dma<T>(r: Result<T, edu_driver::Timeout>) -> Result<T, &'static str> {
     r.map_err(|_| "edu DMA timed out")
 }
 
@@ -538,8 +538,10 @@ fn iopt_drives_the_smmu(rig: Rig) -> Result<(), &'static str> {
     )
 }
 
+hw_qemu_test::image_main!(main_entry);
+
 /// Runs every case; the number of failures becomes the exit status.
-pub fn main_entry() -> u32 {
+fn main_entry() -> u32 {
     say!("hw-qemu-test: SMMUv3 driver against QEMU's SMMUv3 with edu DMA\n");
     match setup() {
         Ok(rig) => run(rig),
@@ -551,13 +553,13 @@ pub fn main_entry() -> u32 {
 }
 
 fn setup() -> Result<Rig, &'static str> {
-    let mem = platform::take_memory().ok_or("memory taken twice")?;
+    let mem = memory::take_memory().ok_or("memory taken twice")?;
     let mut found = [pci::Function {
         devfn: 0,
         sid: 0,
         bar0: 0,
     }; 2];
-    if pci::find(edu::VENDOR, edu::DEVICE, &mut found) != 2 {
+    if pci::find(edu_driver::VENDOR, edu_driver::DEVICE, &mut found) != 2 {
         return Err("need two edu devices on PCI bus 0");
     }
     let config = SmmuConfig {
@@ -587,7 +589,10 @@ fn setup() -> Result<Rig, &'static str> {
     );
     let cleaner: &'static dyn CacheClean = if f.coherent { &COHERENT } else { &NON_COHERENT };
     let pool = TablePool::new(mem.pt_pool, mem.pt_phys, cleaner);
-    let edus = [Edu::new(found[0].bar0), Edu::new(found[1].bar0)];
+    let edus = [
+        Edu(platform::bar(found[0].bar0, 0x10_0000)),
+        Edu(platform::bar(found[1].bar0, 0x10_0000)),
+    ];
     for (e, fun) in edus.iter().zip(found.iter()) {
         say!(
             "edu {:02x}.{} stream {:#x} id {:#010x}\n",

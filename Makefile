@@ -1,0 +1,69 @@
+# The two commands of a new user:
+#   make run    boot the system in QEMU
+#   make test   run every test (the command CI runs)
+#
+# With MICROKIT_SDK set (Microkit 2.3.0), `make` builds the PD images and
+# the microkit tool turns system.xml into $(BUILD)/loader.img; `make run`
+# boots it on seL4. Without an SDK, `make run` boots the bare-metal demo:
+# the same server core and edu driver logic in one image on QEMU's SMMUv3,
+# with no seL4 isolation (it says so).
+
+MICROKIT_BOARD ?= qemu_virt_aarch64
+MICROKIT_CONFIG ?= debug
+BUILD ?= build
+TARGET := aarch64-unknown-none
+QEMU ?= qemu-system-aarch64
+CARGO ?= cargo
+
+# Two edu devices at the slots iommu.xml gives stream IDs 0x8 and 0x10.
+EDU_DEVICES := -device edu,addr=01.0,dma_mask=0xffffffffffffffff \
+               -device edu,addr=02.0,dma_mask=0xffffffffffffffff
+
+PD_ENV := MICROKIT_BOARD=$(MICROKIT_BOARD) MICROKIT_CONFIG=$(MICROKIT_CONFIG)
+# Each image crate is its own workspace (aarch64 only); they share target/.
+PD_TARGET_DIR := $(CURDIR)/target/pds
+PD_OUT := $(PD_TARGET_DIR)/$(TARGET)/release
+DEMO_TARGET_DIR := $(CURDIR)/target/qemu-test
+DEMO := $(DEMO_TARGET_DIR)/$(TARGET)/release/demo
+
+.PHONY: all run test pds demo clean
+
+ifdef MICROKIT_SDK
+all: $(BUILD)/loader.img
+
+$(BUILD)/loader.img: pds system.xml iommu.xml
+	$(MICROKIT_SDK)/bin/microkit system.xml --search-path $(BUILD) \
+		--board $(MICROKIT_BOARD) --config $(MICROKIT_CONFIG) \
+		-o $@ -r $(BUILD)/report.txt
+
+run: $(BUILD)/loader.img
+	$(QEMU) -machine virt,virtualization=on,iommu=smmuv3 -cpu cortex-a53 -m 2G \
+		-nographic -serial mon:stdio \
+		-device loader,file=$<,addr=0x70000000,cpu-num=0 $(EDU_DEVICES)
+else
+all: pds demo
+
+run: demo
+	@echo "make run: MICROKIT_SDK is not set: running the bare-metal demo (no seL4)"
+	$(QEMU) -M virt,iommu=smmuv3 -cpu cortex-a57 -m 512M -nographic -nic none \
+		-semihosting -kernel $(DEMO) $(EDU_DEVICES)
+endif
+
+# Every PD image, named as system.xml's program_image elements name them.
+pds:
+	mkdir -p $(BUILD)
+	cd iommu-server/pd && $(PD_ENV) $(CARGO) build --release --target-dir $(PD_TARGET_DIR)
+	cd pd-clients/drivers && $(PD_ENV) $(CARGO) build --release --target-dir $(PD_TARGET_DIR)
+	cp $(PD_OUT)/iommu-server-pd $(BUILD)/iommu_server.elf
+	cp $(PD_OUT)/edu-driver-pd $(BUILD)/edu_driver.elf
+	cp $(PD_OUT)/manager-pd $(BUILD)/manager.elf
+
+demo:
+	cd hw/qemu-test && $(CARGO) build --release --bin demo --target-dir $(DEMO_TARGET_DIR)
+
+test:
+	$(CARGO) test --workspace --all-targets
+
+clean:
+	rm -rf $(BUILD)
+	$(CARGO) clean

@@ -1,0 +1,20 @@
+//! Links the PD at Microkit's layout and declares the setvar symbols the
+//! system description has the tool patch into the server.
+
+use std::path::PathBuf;
+
+fn main() {
+    let dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap());
+    let root = dir.join("../..");
+    let script = root.join("microkit/pd.ld");
+    println!("cargo:rustc-link-arg=-T{}", script.display());
+    println!("cargo:rerun-if-changed={}", script.display());
+    let (system, policy) = sysgen::inputs(&root);
+    let config = sysgen::load(&system, &policy).unwrap_or_else(|e| {
+        eprintln!("error: {e}");
+        std::process::exit(1)
+    });
+    let out = PathBuf::from(std::env::var("OUT_DIR").unwrap()).join("setvars.rs");
+    std::fs::write(&out, sysgen::gen::server_setvars(&config.1))
+        .unwrap_or_else(|e| panic!("{}: {e}", out.display()));
+}

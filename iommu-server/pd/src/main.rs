@@ -1,0 +1,136 @@
+//! The IOMMU server PD: owns the SMMUv3 and every IO page table, and
+//! serves its clients' protected calls with the `iommu-server` core. A
+//! client is the channel its call arrives on; its request is copied out
+//! of its command page once, handled, and the page written back once.
+//! SMMU event interrupts become fault records queued with the client that
+//! owns the stream, which is then notified.
+
+#![no_std]
+#![no_main]
+#![deny(unsafe_code)]
+
+mod platform;
+
+use core::fmt::Write;
+
+use hw::domains::SmmuDomains;
+use hw::mmio::{DcacheClean, Mmio, RegisterBlock};
+use hw::pgtable::{CacheClean, Coherent, TablePool};
+use hw::smmu::{Smmu, SmmuConfig};
+use iommu_server::smmu::SmmuHardware;
+use iommu_server::{CommandPage, Server, COMMAND_PAGE};
+use iommu_system::{client_configs, client_on, CLIENTS, SERVER};
+use iopt::Store;
+use microkit::{Channel, DebugOut, Handler, MessageInfo, SharedMemory};
+
+include!(concat!(env!("OUT_DIR"), "/setvars.rs"));
+
+static COHERENT: Coherent = Coherent;
+static NON_COHERENT: DcacheClean = DcacheClean;
+
+type Hw = SmmuHardware<'static, Mmio>;
+
+macro_rules! say {
+    ($($arg:tt)*) => {{ let _ = write!(DebugOut, "iommu_server: "); let _ = writeln!(DebugOut, $($arg)*); }};
+}
+
+/// A client's command page, copied whole each way.
+struct Page<'a>(&'a SharedMemory);
+
+impl CommandPage for Page<'_> {
+    fn load(&self, into: &mut [u8; COMMAND_PAGE]) {
+        self.0.read(0, into);
+    }
+
+    fn store(&self, from: &[u8; COMMAND_PAGE]) {
+        self.0.write(0, from);
+    }
+}
+
+struct IommuServer {
+    server: Server<'static, Hw>,
+    pages: [SharedMemory; CLIENTS.len()],
+}
+
+fn init() -> IommuServer {
+    let p = platform::take(|i| SERVER_SETVARS[i].get()).expect("platform taken once");
+    let configs = client_configs(p.regions, |i| SERVER_SETVARS[i].get());
+    let mut streams = [0u32; 16];
+    let mut n = 0;
+    for (c, spec) in CLIENTS.iter().enumerate() {
+        for (d, device) in spec.devices.iter().enumerate() {
+            if let Some(vaddr) = spec.device_config_pages[d] {
+                let id = platform::config_page(vaddr).read32(0);
+                say!(
+                    "{}: device {} at stream {:#x}: {}",
+                    spec.pd,
+                    device.name,
+                    device.stream_id,
+                    if id == u32::MAX { "absent" } else { "present" }
+                );
+            }
+            if n < streams.len() {
+                streams[n] = device.stream_id;
+                n += 1;
+            } else {
+                say!("client {c}: too many streams to prepare at start");
+            }
+        }
+    }
+    let smmu = Smmu::init(
+        p.smmu_regs,
+        p.smmu_memory,
+        SmmuConfig::DEFAULT,
+        &streams[..n],
+    )
+    .unwrap_or_else(|e| panic!("SMMUv3 bring-up: {e}"));
+    let coherent = smmu.features().coherent;
+    let cleaner: &'static dyn CacheClean = if coherent { &COHERENT } else { &NON_COHERENT };
+    let pool = TablePool::new(p.table_pages, p.table_pages_phys, cleaner);
+    let hw = SmmuHardware::new(SmmuDomains::new(smmu, pool));
+    let store = Store::new(p.areas, p.pages, p.accounts);
+    let server = Server::new(store, hw, p.clients, &configs)
+        .unwrap_or_else(|e| panic!("configuration refused: {e:?}"));
+    say!(
+        "SMMUv3 up (coherent {coherent}); serving {} clients",
+        CLIENTS.len()
+    );
+    IommuServer {
+        server,
+        pages: p.command_pages,
+    }
+}
+
+impl Handler for IommuServer {
+    fn protected(&mut self, channel: Channel, msg: MessageInfo) -> MessageInfo {
+        let Some(client) = client_on(channel) else {
+            return MessageInfo::new(
+                iommu_server::Reply::error(iommu_server::Errno::EPERM).label,
+                0,
+            );
+        };
+        let mrs = [microkit::get_mr(0), microkit::get_mr(1)];
+        let reply = self
+            .server
+            .serve(client, msg.label(), mrs, &Page(&self.pages[client]));
+        microkit::set_mr(0, reply.mr0);
+        MessageInfo::new(reply.label, 1)
+    }
+
+    fn notified(&mut self, channel: Channel) {
+        if channel != SERVER.event_irq && channel != SERVER.gerror_irq {
+            return;
+        }
+        let notify = self.server.collect_faults(|hw, report| {
+            hw.drain_faults(report);
+        });
+        microkit::irq_ack(channel);
+        for (i, c) in CLIENTS.iter().enumerate() {
+            if notify & (1 << i) != 0 {
+                microkit::notify(c.server_channel);
+            }
+        }
+    }
+}
+
+microkit::declare_pd!(init);

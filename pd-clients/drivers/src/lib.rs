@@ -1,0 +1,103 @@
+//! What the example client PDs share: the symbols the Microkit tool
+//! patches (system.xml's `setvar_vaddr`s and `setvar`s), the regions they
+//! name, and the way to the server. The `unsafe` of these PDs is here, and
+//! rests on system.xml mapping each region where its symbol says (build.rs
+//! of the root package checks the IOMMU side of that description).
+
+#![no_std]
+#![allow(unsafe_code)]
+
+use core::fmt::Write;
+
+use hw::mmio::Mmio;
+use iommu_client::{Iommu, MicrokitTransport, COMMAND_PAGE};
+use iommu_system::ClientSpec;
+use microkit::{DebugOut, SharedMemory};
+
+microkit::setvar!(pub COMMAND_PAGE_VADDR = "command_page");
+
+/// The client's entry in the generated configuration, by PD name.
+pub fn spec() -> &'static ClientSpec {
+    let name = microkit::name();
+    iommu_system::client(name).unwrap_or_else(|| panic!("{name} is not a client in iommu.xml"))
+}
+
+/// The server, through this PD's command page and channel.
+pub fn iommu(spec: &ClientSpec) -> Iommu<MicrokitTransport> {
+    let vaddr = COMMAND_PAGE_VADDR.get();
+    assert_eq!(
+        vaddr, spec.command_page_client,
+        "command page where iommu.xml says"
+    );
+    Iommu::new(MicrokitTransport {
+        channel: spec.client_channel,
+        // SAFETY: system.xml maps this PD's command page read-write at the
+        // patched address (the same build.rs checked), one page long.
+        page: unsafe { SharedMemory::new(vaddr as usize, COMMAND_PAGE) },
+    })
+}
+
+/// The edu driver's regions, by the symbols its system.xml entries patch.
+pub mod edu {
+    use super::*;
+    use edu_driver::{Edu, PciFunction};
+
+    microkit::setvar!(PCI_CONFIG = "pci_config");
+    microkit::setvar!(EDU_REGS = "edu_regs");
+    microkit::setvar!(DMA_BUFFER = "dma_buffer");
+    microkit::setvar!(pub EDU_BAR_PADDR = "edu_bar_paddr");
+
+    /// The device's configuration page and BAR0 registers.
+    pub fn device() -> (PciFunction<Mmio>, Edu<Mmio>) {
+        // SAFETY: an edu driver PD's system.xml entry maps its function's
+        // configuration page and its BAR0 window uncached at these
+        // patched addresses, and nothing else in the PD uses them.
+        unsafe {
+            (
+                PciFunction(Mmio::new(PCI_CONFIG.get() as usize, 0x1000)),
+                Edu(Mmio::new(EDU_REGS.get() as usize, 0x10_0000)),
+            )
+        }
+    }
+
+    /// The DMA buffer: the client's first region in iommu.xml, which
+    /// system.xml maps at the patched `dma_buffer`.
+    pub fn dma_buffer(spec: &ClientSpec) -> SharedMemory {
+        let region = spec.regions[0];
+        assert_eq!(
+            DMA_BUFFER.get(),
+            region.vaddr,
+            "DMA buffer where iommu.xml says"
+        );
+        // SAFETY: the region is mapped read-write at that address, checked
+        // against the configuration just above; this is its only handle.
+        unsafe { SharedMemory::new(region.vaddr as usize, region.size as usize) }
+    }
+}
+
+/// Debug output prefixed with the PD's name.
+pub struct Out(bool);
+
+impl Out {
+    pub fn new() -> Out {
+        Out(true)
+    }
+}
+
+impl Default for Out {
+    fn default() -> Self {
+        Out::new()
+    }
+}
+
+impl Write for Out {
+    fn write_str(&mut self, s: &str) -> core::fmt::Result {
+        for c in s.chars() {
+            if core::mem::replace(&mut self.0, c == '\n') {
+                write!(DebugOut, "{}: ", microkit::name())?;
+            }
+            DebugOut.write_char(c)?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,281 @@
+//! QEMU's `edu` device, driven through the IOMMU server: find it in its
+//! PCI configuration page, give it its BAR, map a DMA buffer through the
+//! server, move data both ways and check it, then show that a stray DMA
+//! is stopped and reported. The same code runs in the edu driver PDs and
+//! in the bare-metal demo; only the transport and the memory differ.
+
+#![no_std]
+#![forbid(unsafe_code)]
+
+use core::fmt::Write;
+
+use hw::mmio::RegisterBlock;
+use iommu_client::{Access, Device, DmaBuffer, Fault, Ioas, Iommu, Mapping, Memory, Transport};
+use iommu_proto::fault::IOMMU_FAULT_KIND_F_TRANSLATION;
+use iommu_proto::Errno;
+
+pub const VENDOR: u16 = 0x1234;
+pub const DEVICE: u16 = 0x11e8;
+/// The identification register's value.
+pub const ID: u32 = 0x0100_00ed;
+/// Device-side address of the internal 4 KiB buffer.
+pub const BUFFER: u64 = 0x4_0000;
+/// A transfer must end strictly below BUFFER + 4096 or QEMU aborts.
+pub const MAX_TRANSFER: u64 = 4095;
+/// Register reads to wait for a transfer (QEMU runs it from a 100 ms
+/// timer) before giving up.
+pub const POLL_LIMIT: u64 = 50_000_000;
+
+const DMA_SRC: usize = 0x80;
+const DMA_DST: usize = 0x88;
+const DMA_COUNT: usize = 0x90;
+const DMA_CMD: usize = 0x98;
+const CMD_RUN: u64 = 1;
+const CMD_TO_RAM: u64 = 2;
+
+const PCI_COMMAND: usize = 0x04;
+const PCI_BAR0: usize = 0x10;
+const CMD_MEMORY: u32 = 1 << 1;
+const CMD_BUS_MASTER: u32 = 1 << 2;
+
+/// One PCI function's 4 KiB configuration page.
+#[derive(Debug)]
+pub struct PciFunction<R>(pub R);
+
+impl<R: RegisterBlock> PciFunction<R> {
+    /// (vendor, device), or `None` when no function answers.
+    pub fn ids(&self) -> Option<(u16, u16)> {
+        let id = self.0.read32(0);
+        (id != u32::MAX).then_some((id as u16, (id >> 16) as u16))
+    }
+
+    /// Places BAR0 at `bus_addr` (32-bit window) and lets the function
+    /// decode it and master the bus.
+    pub fn enable(&self, bus_addr: u32) {
+        self.0.write32(PCI_BAR0, bus_addr);
+        let command = self.0.read32(PCI_COMMAND) & 0xffff;
+        self.0
+            .write32(PCI_COMMAND, command | CMD_MEMORY | CMD_BUS_MASTER);
+    }
+}
+
+/// A transfer did not finish within [`POLL_LIMIT`] reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timeout;
+
+/// The device's BAR0 registers.
+#[derive(Debug)]
+pub struct Edu<R>(pub R);
+
+impl<R: RegisterBlock> Edu<R> {
+    pub fn id(&self) -> u32 {
+        self.0.read32(0)
+    }
+
+    /// Bus memory at `iova` into the device buffer at `offset`.
+    pub fn read_from(&self, iova: u64, offset: u64, len: u64) -> Result<(), Timeout> {
+        self.run(iova, BUFFER + offset, len, 0)
+    }
+
+    /// The device buffer at `offset` out to bus memory at `iova`.
+    pub fn write_to(&self, offset: u64, iova: u64, len: u64) -> Result<(), Timeout> {
+        self.run(BUFFER + offset, iova, len, CMD_TO_RAM)
+    }
+
+    fn run(&self, src: u64, dst: u64, len: u64, direction: u64) -> Result<(), Timeout> {
+        let len = len.clamp(1, MAX_TRANSFER - 1);
+        self.0.write64(DMA_SRC, src);
+        self.0.write64(DMA_DST, dst);
+        self.0.write64(DMA_COUNT, len);
+        self.0.write64(DMA_CMD, CMD_RUN | direction);
+        for _ in 0..POLL_LIMIT {
+            if self.0.read64(DMA_CMD) & CMD_RUN == 0 {
+                return Ok(());
+            }
+        }
+        Err(Timeout)
+    }
+}
+
+/// What went wrong, for the story's output.
+pub type Step = Result<(), &'static str>;
+
+/// The byte a test pattern has at `i`.
+pub fn pattern(seed: u8, i: usize) -> u8 {
+    (i as u8).wrapping_mul(31).wrapping_add(seed)
+}
+
+fn fill<M: Memory>(buf: &DmaBuffer<M>, offset: usize, len: usize, seed: u8) -> Step {
+    let mut chunk = [0u8; 64];
+    for start in (0..len).step_by(chunk.len()) {
+        let n = chunk.len().min(len - start);
+        for (i, b) in chunk[..n].iter_mut().enumerate() {
+            *b = pattern(seed, start + i);
+        }
+        if !buf.memory().write(offset + start, &chunk[..n]) {
+            return Err("buffer write out of range");
+        }
+    }
+    Ok(())
+}
+
+fn holds<M: Memory>(buf: &DmaBuffer<M>, offset: usize, len: usize, seed: u8) -> bool {
+    let mut chunk = [0u8; 64];
+    (0..len).step_by(chunk.len()).all(|start| {
+        let n = chunk.len().min(len - start);
+        buf.memory().read(offset + start, &mut chunk[..n])
+            && chunk[..n]
+                .iter()
+                .enumerate()
+                .all(|(i, b)| *b == pattern(seed, start + i))
+    })
+}
+
+fn errno(what: &'static str) -> impl Fn(Errno) -> &'static str {
+    move |_| what
+}
+
+/// Bytes each transfer of the story moves.
+pub const STORY_BYTES: usize = 1024;
+/// Offsets in the DMA buffer: the source, the destination, and a page the
+/// device is never given.
+pub const SRC: u64 = 0;
+pub const DST: u64 = 0x1000;
+pub const UNMAPPED: u64 = 0x2000;
+
+/// A driver whose device is attached to its own IOAS with its buffer's
+/// first two pages mapped.
+#[derive(Debug)]
+pub struct Session<'b> {
+    pub device: Device,
+    pub ioas: Ioas,
+    pub src: Mapping<'b>,
+    pub dst: Mapping<'b>,
+}
+
+/// Checks the device, binds it (index 0 of the client's configuration),
+/// gives it an IOAS and maps the buffer's first two pages.
+pub fn setup<'b, T: Transport, M: Memory, R: RegisterBlock>(
+    iommu: &mut Iommu<T>,
+    edu: &Edu<R>,
+    buf: &'b DmaBuffer<M>,
+    out: &mut impl Write,
+) -> Result<Session<'b>, &'static str> {
+    if edu.id() != ID {
+        return Err("the device does not identify as edu");
+    }
+    let device = iommu.bind(0).map_err(errno("BIND"))?;
+    let ioas = iommu.ioas_alloc().map_err(errno("IOAS_ALLOC"))?;
+    let hwpt = iommu.attach(&device, &ioas).map_err(errno("ATTACH"))?;
+    let src = iommu
+        .map(&ioas, buf, SRC, 0x1000, Access::Read, None)
+        .map_err(errno("MAP source"))?;
+    let dst = iommu
+        .map(&ioas, buf, DST, 0x1000, Access::Write, None)
+        .map_err(errno("MAP destination"))?;
+    let _ = writeln!(
+        out,
+        "device {} attached through HWPT {hwpt}; buffer mapped: source at IOVA {:#x} (device reads), destination at IOVA {:#x} (device writes)",
+        device.id(),
+        src.iova(),
+        dst.iova()
+    );
+    Ok(Session {
+        device,
+        ioas,
+        src,
+        dst,
+    })
+}
+
+/// Device reads the source page into its buffer and writes it back to the
+/// destination page; the destination must then hold the pattern.
+pub fn round_trip<M: Memory, R: RegisterBlock>(
+    s: &Session<'_>,
+    edu: &Edu<R>,
+    buf: &DmaBuffer<M>,
+    seed: u8,
+    out: &mut impl Write,
+) -> Step {
+    fill(buf, SRC as usize, STORY_BYTES, seed)?;
+    fill(buf, DST as usize, STORY_BYTES, !seed)?;
+    edu.read_from(s.src.iova(), 0, STORY_BYTES as u64)
+        .map_err(|_| "DMA read timed out")?;
+    edu.write_to(0, s.dst.iova(), STORY_BYTES as u64)
+        .map_err(|_| "DMA write timed out")?;
+    if !holds(buf, DST as usize, STORY_BYTES, seed) {
+        return Err("the data did not arrive");
+    }
+    let _ = writeln!(
+        out,
+        "DMA verified: {STORY_BYTES} bytes through the IOMMU and back"
+    );
+    Ok(())
+}
+
+/// The device writes to an IOVA nothing is mapped at: the data must not
+/// land, and `wait_fault` (which the caller runs after letting the server
+/// see the SMMU's event) must deliver F_TRANSLATION at that IOVA.
+pub fn stray_dma<T: Transport, M: Memory, R: RegisterBlock>(
+    iommu: &mut Iommu<T>,
+    s: &Session<'_>,
+    edu: &Edu<R>,
+    buf: &DmaBuffer<M>,
+    out: &mut impl Write,
+    mut wait_fault: impl FnMut(&mut Iommu<T>) -> Option<Fault>,
+) -> Step {
+    // Right after the destination mapping, where nothing is mapped.
+    let stray = s.dst.iova() + 0x10_0000;
+    fill(buf, UNMAPPED as usize, STORY_BYTES, 0x5a)?;
+    edu.write_to(0, stray, 64)
+        .map_err(|_| "stray DMA timed out")?;
+    if !holds(buf, UNMAPPED as usize, STORY_BYTES, 0x5a) {
+        return Err("a stray DMA reached memory");
+    }
+    let fault = wait_fault(iommu).ok_or("no fault was reported")?;
+    if fault.kind != IOMMU_FAULT_KIND_F_TRANSLATION || fault.iova.map(|a| a & !0xfff) != Some(stray)
+    {
+        return Err("the fault reported is not the stray DMA's");
+    }
+    let _ = writeln!(
+        out,
+        "stray DMA to IOVA {stray:#x} stopped by the SMMU and reported: F_TRANSLATION, device {}",
+        fault.device
+    );
+    // One event per beat of the transfer: drain the rest.
+    while iommu
+        .read_fault()
+        .ok()
+        .flatten()
+        .is_some_and(|f| f.remaining > 0)
+    {}
+    Ok(())
+}
+
+/// After a reset: the device's old IOVAs must reach nothing, and the
+/// client's old IDs must be dead.
+pub fn after_reset<T: Transport, M: Memory, R: RegisterBlock>(
+    iommu: &mut Iommu<T>,
+    s: &Session<'_>,
+    edu: &Edu<R>,
+    buf: &DmaBuffer<M>,
+    out: &mut impl Write,
+) -> Step {
+    fill(buf, SRC as usize, STORY_BYTES, 0x11)?;
+    fill(buf, DST as usize, STORY_BYTES, 0x22)?;
+    // Whatever the device holds, it must not reach the destination now.
+    let _ = edu.write_to(0, s.dst.iova(), STORY_BYTES as u64);
+    if !holds(buf, DST as usize, STORY_BYTES, 0x22) {
+        return Err("the device reached memory after its client was reset");
+    }
+    if iommu.detach(&s.device) != Err(Errno::ENOENT) {
+        return Err("an ID survived the reset");
+    }
+    let _ = writeln!(
+        out,
+        "after reset: DMA to the old IOVA {:#x} reaches nothing, old device ID {} is ENOENT",
+        s.dst.iova(),
+        s.device.id()
+    );
+    Ok(())
+}
