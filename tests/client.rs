@@ -14,16 +14,11 @@ use iommu_proto::fault::{IOMMU_FAULT_ACCESS_WRITE, IOMMU_FAULT_KIND_F_TRANSLATIO
 use iommu_proto::Errno;
 use iommu_server::fault::Fault;
 use iommu_server::{CommandPage, Server, COMMAND_PAGE};
-use iommu_system::{client_configs, Region, CLIENTS, TOTAL_MAPPINGS, TOTAL_REGIONS};
+use iommu_system::CLIENTS;
 
 const EDU_A: usize = 0;
 const EDU_B: usize = 1;
 const MANAGER: usize = 2;
-
-/// Where the test pretends the Microkit tool placed setvar `i`'s region.
-fn paddr(i: usize) -> u64 {
-    0x6000_0000 + 0x100_0000 * i as u64
-}
 
 type Shared = Rc<RefCell<Server<'static, MockHw>>>;
 
@@ -94,28 +89,7 @@ impl Memory for Heap {
 }
 
 fn system() -> (Shared, Vec<Iommu<Local>>) {
-    use iopt::{Account, AreaSlot, PagesSlot, Store};
-    let storage = Box::leak(Box::new(
-        [Region {
-            vaddr: 0,
-            size: 0,
-            paddr: 0,
-            perms: iommu_system::Perms::RO,
-        }; TOTAL_REGIONS],
-    ));
-    let configs = client_configs(storage, paddr);
-    let store = Store::new(
-        Box::leak(vec![AreaSlot::EMPTY; TOTAL_MAPPINGS].into_boxed_slice()),
-        Box::leak(vec![PagesSlot::EMPTY; TOTAL_MAPPINGS].into_boxed_slice()),
-        Box::leak(vec![Account::UNLIMITED; CLIENTS.len()].into_boxed_slice()),
-    );
-    let server = Server::new(
-        store,
-        MockHw::new(),
-        common::clients(CLIENTS.len()),
-        &configs,
-    )
-    .expect("the generated configuration is accepted");
+    let server = common::system_server();
     let server = Rc::new(RefCell::new(server));
     let clients = (0..CLIENTS.len())
         .map(|client| {
@@ -140,7 +114,7 @@ fn buffer(client: usize) -> DmaBuffer<Heap> {
 
 fn region_paddr(client: usize) -> u64 {
     match CLIENTS[client].regions[0].paddr {
-        iommu_system::Paddr::Symbol(i) => paddr(i),
+        iommu_system::Paddr::Symbol(i) => common::symbol_paddr(i),
         iommu_system::Paddr::Fixed(p) => p,
     }
 }

@@ -546,3 +546,33 @@ impl Hardware for PtHw {
         true
     }
 }
+
+/// The setvar address the tests give region symbol `i`, as the Microkit
+/// tool would patch it.
+pub fn symbol_paddr(i: usize) -> u64 {
+    0x6000_0000 + 0x100_0000 * i as u64
+}
+
+/// A server over the mock IOMMU configured by this repository's
+/// system.xml and iommu.xml (what build.rs generated), pools sized as the
+/// server PD sizes them.
+pub fn system_server() -> iommu_server::Server<'static, MockHw> {
+    use iommu_system::{client_configs, Perms, Region, CLIENTS, TOTAL_MAPPINGS, TOTAL_REGIONS};
+    use iopt::{Account, AreaSlot, PagesSlot, Store};
+    let storage = Box::leak(Box::new(
+        [Region {
+            vaddr: 0,
+            size: 0,
+            paddr: 0,
+            perms: Perms::RO,
+        }; TOTAL_REGIONS],
+    ));
+    let configs = client_configs(storage, symbol_paddr);
+    let store = Store::new(
+        Box::leak(vec![AreaSlot::EMPTY; TOTAL_MAPPINGS].into_boxed_slice()),
+        Box::leak(vec![PagesSlot::EMPTY; TOTAL_MAPPINGS].into_boxed_slice()),
+        Box::leak(vec![Account::UNLIMITED; CLIENTS.len()].into_boxed_slice()),
+    );
+    iommu_server::Server::new(store, MockHw::new(), clients(CLIENTS.len()), &configs)
+        .expect("the generated configuration is accepted")
+}
