@@ -29,6 +29,9 @@ DEMO := $(DEMO_TARGET_DIR)/$(TARGET)/release/demo
 .PHONY: all run test pds demo clean
 
 ifdef MICROKIT_SDK
+# microkit/build.rs checks the ABI's invocation labels against this SDK.
+PD_ENV += MICROKIT_SDK=$(MICROKIT_SDK)
+
 all: $(BUILD)/loader.img
 
 $(BUILD)/loader.img: pds system.xml iommu.xml
@@ -38,7 +41,7 @@ $(BUILD)/loader.img: pds system.xml iommu.xml
 
 run: $(BUILD)/loader.img
 	$(QEMU) -machine virt,virtualization=on,iommu=smmuv3 -cpu cortex-a53 -m 2G \
-		-nographic -serial mon:stdio \
+		-nographic -nic none -serial mon:stdio \
 		-device loader,file=$<,addr=0x70000000,cpu-num=0 $(EDU_DEVICES)
 else
 all: pds demo
