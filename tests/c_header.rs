@@ -15,7 +15,14 @@ use iommu_proto::iommufd::*;
 use iommu_proto::vfio::*;
 use iommu_proto::Op;
 
-fn run_c_program() -> String {
+/// The C program's output; built and run once, as both tests read it (and
+/// two builds writing one executable at once would race).
+fn run_c_program() -> &'static str {
+    static OUTPUT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    OUTPUT.get_or_init(build_and_run)
+}
+
+fn build_and_run() -> String {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let out_dir = root.join("target/c-header-test");
     std::fs::create_dir_all(&out_dir).unwrap();
