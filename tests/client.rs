@@ -113,10 +113,7 @@ fn buffer(client: usize) -> DmaBuffer<Heap> {
 }
 
 fn region_paddr(client: usize) -> u64 {
-    match CLIENTS[client].regions[0].paddr {
-        iommu_system::Paddr::Symbol(i) => common::symbol_paddr(i),
-        iommu_system::Paddr::Fixed(p) => p,
-    }
+    iommu_system::resolve(CLIENTS[client].regions[0].paddr, common::symbol_paddr)
 }
 
 #[test]

@@ -5,91 +5,32 @@
 //! Without QEMU, make or the aarch64-unknown-none target the test fails
 //! when `CI` is set and is skipped, saying what to install, otherwise.
 
-use std::io::Read;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+#[path = "support/tools.rs"]
+mod tools;
 
-const TARGET: &str = "aarch64-unknown-none";
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use tools::{have_all, run_with_timeout};
+
 const TIMEOUT: Duration = Duration::from_secs(600);
-
-fn missing(what: &str) -> bool {
-    assert!(std::env::var_os("CI").is_none(), "CI must provide {what}");
-    eprintln!("skipping: {what} is not installed");
-    true
-}
-
-fn runs(cmd: &str) -> bool {
-    Command::new(cmd)
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
-fn have_target() -> bool {
-    let Ok(out) = Command::new("rustc").args(["--print", "sysroot"]).output() else {
-        return false;
-    };
-    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
-        .join("lib/rustlib")
-        .join(TARGET)
-        .exists()
-}
-
-/// Runs `make run`; returns (exit status, output).
-fn make_run(root: &Path) -> (Option<i32>, String) {
-    let mut child = Command::new("make")
-        .arg("run")
-        .current_dir(root)
-        .env_remove("MICROKIT_SDK")
-        .env_remove("RUSTFLAGS")
-        .env_remove("CARGO_ENCODED_RUSTFLAGS")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start make");
-    let mut stdout = child.stdout.take().unwrap();
-    let mut stderr = child.stderr.take().unwrap();
-    let out = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = stdout.read_to_string(&mut s);
-        s
-    });
-    let err = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = stderr.read_to_string(&mut s);
-        s
-    });
-    let start = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait for make") {
-            break status.code();
-        }
-        if start.elapsed() > TIMEOUT {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    let mut text = out.join().unwrap_or_default();
-    text.push_str(&err.join().unwrap_or_default());
-    (status, text)
-}
 
 #[test]
 fn make_run_without_an_sdk_tells_the_whole_story() {
-    if (!have_target() && missing(&format!("the {TARGET} target (rustup target add {TARGET})")))
-        || (!runs("qemu-system-aarch64")
-            && missing("qemu-system-aarch64 (apt-get install qemu-system-arm)"))
-        || (!runs("make") && missing("make"))
-    {
+    if !have_all(&[
+        ("qemu-system-aarch64", "apt-get install qemu-system-arm"),
+        ("make", "apt-get install make"),
+    ]) {
         return;
     }
-    let (status, out) = make_run(Path::new(env!("CARGO_MANIFEST_DIR")));
+    let mut make = Command::new("make");
+    make.arg("run")
+        .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")))
+        .env_remove("MICROKIT_SDK")
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_ENCODED_RUSTFLAGS");
+    let (status, out) = run_with_timeout(make, TIMEOUT);
     println!("{out}");
     assert!(
         status.is_some(),

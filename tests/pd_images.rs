@@ -7,27 +7,14 @@
 //! Without make or the target the test fails when `CI` is set and is
 //! skipped, saying what to install, otherwise.
 
+#[path = "support/tools.rs"]
+mod tools;
+
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 
-const TARGET: &str = "aarch64-unknown-none";
-
-fn missing(what: &str) -> bool {
-    assert!(std::env::var_os("CI").is_none(), "CI must provide {what}");
-    eprintln!("skipping: {what} is not installed");
-    true
-}
-
-fn have_target() -> bool {
-    let Ok(out) = Command::new("rustc").args(["--print", "sysroot"]).output() else {
-        return false;
-    };
-    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
-        .join("lib/rustlib")
-        .join(TARGET)
-        .exists()
-}
+use tools::have_all;
 
 /// An ELF64 little-endian image's entry point and symbols (name → value,
 /// size).
@@ -85,14 +72,7 @@ fn read_elf(path: &Path) -> Elf {
 
 #[test]
 fn every_pd_image_carries_what_microkit_patches() {
-    if (!have_target() && missing(&format!("the {TARGET} target (rustup target add {TARGET})")))
-        || (Command::new("make")
-            .arg("--version")
-            .stdout(Stdio::null())
-            .status()
-            .is_err()
-            && missing("make"))
-    {
+    if !have_all(&[("make", "apt-get install make")]) {
         return;
     }
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));

@@ -31,10 +31,6 @@ impl<'a, R: RegisterBlock> SmmuHardware<'a, R> {
         SmmuHardware { domains, leaked: 0 }
     }
 
-    pub fn domains_ref(&self) -> &SmmuDomains<'a, R> {
-        &self.domains
-    }
-
     /// Domains that could not be released.
     pub fn leaked(&self) -> usize {
         self.leaked

@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 
 use crate::error::{Error, Source};
-use crate::sdf::{ProtectionDomain, System, MAX_CHANNEL_ID};
+use crate::sdf::{MemoryRegion, ProtectionDomain, System, MAX_CHANNEL_ID};
 use crate::xml::Element;
 
 /// Most reserved windows per device (the server's MAX_DEVICE_WINDOWS).
@@ -236,15 +236,7 @@ impl<'a> Checker<'a> {
                 .sdf
                 .attr(&map.element, "cached", format!("must be {want}")));
         }
-        let paddr = self.paddr(server, name, mr.phys_addr).ok_or_else(|| {
-            s.attr(
-                e,
-                attr,
-                format!(
-                    "the server cannot learn the physical address of `{name}`: give it a phys_addr or add <setvar symbol=\"...\" region_paddr=\"{name}\"/> to the server"
-                ),
-            )
-        })?;
+        let paddr = self.paddr(server, e, attr, mr)?;
         Ok(ServerMemory {
             mr: name.to_string(),
             vaddr: map.vaddr,
@@ -253,15 +245,34 @@ impl<'a> Checker<'a> {
         })
     }
 
-    fn paddr(&self, server: &ProtectionDomain, mr: &str, fixed: Option<u64>) -> Option<Paddr> {
-        if let Some(p) = fixed {
-            return Some(Paddr::Fixed(p));
+    /// How the server learns `mr`'s physical address: its `phys_addr`, or
+    /// a `<setvar region_paddr>` of the server; else an error about the
+    /// attribute of `e` that named it.
+    fn paddr(
+        &self,
+        server: &ProtectionDomain,
+        e: &Element,
+        attr: &str,
+        mr: &MemoryRegion,
+    ) -> Result<Paddr, Error> {
+        if let Some(p) = mr.phys_addr {
+            return Ok(Paddr::Fixed(p));
         }
+        let name = &mr.name;
         server
             .setvars
             .iter()
-            .find(|v| v.region_paddr == mr)
+            .find(|v| v.region_paddr == *name)
             .map(|v| Paddr::Symbol(v.symbol.clone()))
+            .ok_or_else(|| {
+                self.side.attr(
+                    e,
+                    attr,
+                    format!(
+                        "the server cannot learn the physical address of `{name}`: give it a phys_addr or add <setvar symbol=\"...\" region_paddr=\"{name}\"/> to the server"
+                    ),
+                )
+            })
     }
 
     /// The channel id of the server's `<irq>` with the number in `attr`.
@@ -463,15 +474,7 @@ impl<'a> Checker<'a> {
                 format!("`{name}` is mapped into the server: a DMA region must be the client's memory only"),
             ));
         }
-        let paddr = self.paddr(server, name, mr.phys_addr).ok_or_else(|| {
-            s.attr(
-                e,
-                "mr",
-                format!(
-                    "the server cannot learn the physical address of `{name}`: give it a phys_addr or add <setvar symbol=\"...\" region_paddr=\"{name}\"/> to the server"
-                ),
-            )
-        })?;
+        let paddr = self.paddr(server, e, "mr", mr)?;
         if map.vaddr % PAGE != 0 || mr.size % PAGE != 0 || mr.size == 0 {
             return Err(s.attr(e, "mr", "DMA regions are whole pages"));
         }

@@ -27,7 +27,7 @@ use iommu_client::{DmaBuffer, Iommu, Memory, Transport};
 use iommu_proto::Errno;
 use iommu_server::smmu::SmmuHardware;
 use iommu_server::{CommandPage, Server, COMMAND_PAGE};
-use iommu_system::{client, client_configs, Paddr, CLIENTS, SERVER_SYMBOLS};
+use iommu_system::{client, client_configs, resolve, Paddr, CLIENTS, SERVER_SYMBOLS};
 use iopt::Store;
 
 hw_qemu_test::image_main!(main);
@@ -302,7 +302,7 @@ fn run(tally: &mut Tally) -> Result<(), &'static str> {
         flags: iommu_proto::iommufd::IOMMU_IOAS_MAP_READABLE,
         ioas_id: session_b.ioas.id(),
         reserved: 0,
-        user_va: symbols_of(a, &symbols),
+        user_va: resolve(CLIENTS[a].regions[0].paddr, |s| symbols[s]),
         length: 0x1000,
         iova: 0,
     };
@@ -344,14 +344,6 @@ fn run(tally: &mut Tally) -> Result<(), &'static str> {
         edu_driver::round_trip(&session_a, &edu_a, &buf_a, 13, &mut out),
     );
     Ok(())
-}
-
-/// The physical address of a client's first DMA region.
-fn symbols_of(client: usize, symbols: &[u64]) -> u64 {
-    match CLIENTS[client].regions[0].paddr {
-        Paddr::Symbol(s) => symbols[s],
-        Paddr::Fixed(p) => p,
-    }
 }
 
 /// Console output with each line prefixed by the speaking client.
