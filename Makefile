@@ -23,7 +23,7 @@ PD_ENV := MICROKIT_BOARD=$(MICROKIT_BOARD) MICROKIT_CONFIG=$(MICROKIT_CONFIG)
 # Each image crate is its own workspace (aarch64 only); they share target/.
 PD_TARGET_DIR := $(CURDIR)/target/pds
 PD_OUT := $(PD_TARGET_DIR)/$(TARGET)/release
-DEMO_TARGET_DIR := $(CURDIR)/target/qemu-test
+DEMO_TARGET_DIR := $(CURDIR)/target/demo
 DEMO := $(DEMO_TARGET_DIR)/$(TARGET)/release/demo
 
 .PHONY: all run test pds demo clean
@@ -62,7 +62,7 @@ pds:
 	cp $(PD_OUT)/manager-pd $(BUILD)/manager.elf
 
 demo:
-	cd hw/qemu-test && $(CARGO) build --release --bin demo --target-dir $(DEMO_TARGET_DIR)
+	cd demo && $(CARGO) build --release --target-dir $(DEMO_TARGET_DIR)
 
 test:
 	$(CARGO) test --workspace --all-targets

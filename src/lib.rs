@@ -11,8 +11,8 @@
 #![no_std]
 #![forbid(unsafe_code)]
 
-pub use iommu_server::config::{ClientConfig, DeviceConfig, Perms, Quota, Region};
-pub use iopt::IovaRange;
+pub use iommu_types::config::{ClientConfig, DeviceConfig, Perms, Quota, Region};
+pub use iommu_types::{ClientId, IovaRange, StreamId};
 pub use microkit::Channel;
 
 /// Where the server finds a physical address.
@@ -60,7 +60,9 @@ pub struct RegionSpec {
     pub paddr: Paddr,
 }
 
-/// One client: a PD that calls the server.
+/// One client: a PD that calls the server. Its [`ClientId`] is its
+/// position in [`CLIENTS`] (the order of iommu.xml's `<client>`
+/// elements); its channels are whatever system.xml gives it.
 #[derive(Clone, Copy, Debug)]
 pub struct ClientSpec {
     pub pd: &'static str,
@@ -99,9 +101,18 @@ pub fn client(pd: &str) -> Option<&'static ClientSpec> {
     CLIENTS.iter().find(|c| c.pd == pd)
 }
 
-/// The client index the server gives calls arriving on `channel`.
-pub fn client_on(channel: Channel) -> Option<usize> {
-    CLIENTS.iter().position(|c| c.server_channel == channel)
+/// The client calls arriving on `channel` (at the server's end) come
+/// from: the only way a request acquires an identity.
+pub fn client_on(channel: Channel) -> Option<ClientId> {
+    CLIENTS
+        .iter()
+        .position(|c| c.server_channel == channel)
+        .and_then(ClientId::from_index)
+}
+
+/// The entry of a client.
+pub fn spec(client: ClientId) -> Option<&'static ClientSpec> {
+    CLIENTS.get(client.index())
 }
 
 /// A physical address, reading setvar `i` through `symbol`.

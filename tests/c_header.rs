@@ -119,7 +119,8 @@ fn c_requests_work_on_the_server() {
     // edu_a, client 0 of the generated configuration: its buffer is at
     // 0x3000_0000, as the C program assumes.
     assert_eq!(iommu_system::CLIENTS[0].regions[0].vaddr, 0x3000_0000);
-    let mut server = common::system_server();
+    let mut rig = common::system_server();
+    let server = &mut rig.server;
     let mut calls = 0;
     // (label, output offset, output width, value the C program was given)
     let canned = [
@@ -138,7 +139,7 @@ fn c_requests_work_on_the_server() {
         let mut page = vec![0u8; 4096];
         let req = hex(f[4].trim_end_matches('-'));
         page[..req.len()].copy_from_slice(&req);
-        let reply = server.handle(0, label, [mr0, mr1], &mut page);
+        let reply = server.handle(common::id(0), label, [mr0, mr1], &mut page);
         assert_eq!(
             reply.errno(),
             None,
@@ -157,5 +158,5 @@ fn c_requests_work_on_the_server() {
         "{out}"
     );
     // The last call was the client closing itself: nothing is left.
-    assert_eq!(server.object_count(0), 0);
+    assert_eq!(server.object_count(common::id(0)), 0);
 }

@@ -8,19 +8,19 @@ mod common;
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use common::MockHw;
+use common::{MockHw, Rig};
 use iommu_client::{Access, DmaBuffer, Iommu, Memory, Transport};
 use iommu_proto::fault::{IOMMU_FAULT_ACCESS_WRITE, IOMMU_FAULT_KIND_F_TRANSLATION};
 use iommu_proto::Errno;
-use iommu_server::fault::Fault;
-use iommu_server::{CommandPage, Server, COMMAND_PAGE};
+use iommu_server::Fault;
+use iommu_server::{CommandPage, COMMAND_PAGE};
 use iommu_system::CLIENTS;
 
 const EDU_A: usize = 0;
 const EDU_B: usize = 1;
 const MANAGER: usize = 2;
 
-type Shared = Rc<RefCell<Server<'static, MockHw>>>;
+type Shared = Rc<RefCell<Rig<MockHw>>>;
 
 /// A command page shared by one client and the server.
 #[derive(Clone)]
@@ -39,7 +39,7 @@ impl CommandPage for Page {
 /// One client's end: its page, and calls that arrive as its channel.
 struct Local {
     server: Shared,
-    client: usize,
+    client: iommu_types::ClientId,
     page: Page,
 }
 
@@ -56,6 +56,7 @@ impl Transport for Local {
         let reply = self
             .server
             .borrow_mut()
+            .server
             .serve(self.client, label, mrs, &self.page);
         (reply.label, reply.mr0)
     }
@@ -95,7 +96,7 @@ fn system() -> (Shared, Vec<Iommu<Local>>) {
         .map(|client| {
             Iommu::new(Local {
                 server: server.clone(),
-                client,
+                client: common::id(client),
                 page: Page(Rc::new(RefCell::new([0; COMMAND_PAGE]))),
             })
         })
@@ -131,6 +132,7 @@ fn a_driver_maps_its_buffer_for_its_device() {
     let stream = CLIENTS[EDU_A].devices[0].stream_id;
     {
         let s = server.borrow();
+        let s = &s.server;
         let hw = s.hardware();
         assert_eq!(hw.dma(stream, m.iova()), Some(region_paddr(EDU_A) + 0x1000));
         assert_eq!(
@@ -144,7 +146,7 @@ fn a_driver_maps_its_buffer_for_its_device() {
     }
     let iova = m.iova();
     a.unmap(m).unwrap();
-    assert_eq!(server.borrow().hardware().dma(stream, iova), None);
+    assert_eq!(server.borrow().server.hardware().dma(stream, iova), None);
     // Outside the buffer: refused by the library before any call.
     assert_eq!(
         a.map(&ioas, &buf, 0xf000, 0x2000, Access::Read, None)
@@ -153,7 +155,7 @@ fn a_driver_maps_its_buffer_for_its_device() {
     );
     assert_eq!(a.destroy_ioas(ioas).unwrap_err().0, Errno::EBUSY);
     a.detach(&dev).unwrap();
-    assert_eq!(server.borrow().hardware().dma(stream, iova), None);
+    assert_eq!(server.borrow().server.hardware().dma(stream, iova), None);
 }
 
 #[test]
@@ -184,7 +186,7 @@ fn fixed_iovas_and_read_only_mappings() {
     a.unmap(m).unwrap();
     a.destroy_ioas(ioas).unwrap();
     a.unbind(dev).unwrap();
-    assert_eq!(server.borrow().object_count(EDU_A), 0);
+    assert_eq!(server.borrow().server.object_count(common::id(EDU_A)), 0);
 }
 
 #[test]
@@ -231,13 +233,13 @@ fn faults_reach_their_driver_and_reset_is_for_the_manager() {
         .map(&ioas, &buf, 0, 0x1000, Access::ReadWrite, None)
         .unwrap();
     let stream = CLIENTS[EDU_B].devices[0].stream_id;
-    let to = server.borrow_mut().report_fault(Fault {
+    let to = server.borrow_mut().server.report_fault(Fault {
         stream,
         kind: IOMMU_FAULT_KIND_F_TRANSLATION,
         iova: Some(0xdead_0000),
         access: IOMMU_FAULT_ACCESS_WRITE,
     });
-    assert_eq!(to, Some(EDU_B));
+    assert_eq!(to, Some(common::id(EDU_B)));
     assert_eq!(c[EDU_A].read_fault().unwrap(), None);
     let f = c[EDU_B].read_fault().unwrap().unwrap();
     assert_eq!(
@@ -247,13 +249,16 @@ fn faults_reach_their_driver_and_reset_is_for_the_manager() {
     // Only the manager resets others.
     assert_eq!(c[EDU_A].reset(EDU_B as u64).unwrap_err(), Errno::EPERM);
     c[MANAGER].reset(EDU_B as u64).unwrap();
-    assert_eq!(server.borrow().hardware().dma(stream, m.iova()), None);
-    assert_eq!(server.borrow().object_count(EDU_B), 0);
+    assert_eq!(
+        server.borrow().server.hardware().dma(stream, m.iova()),
+        None
+    );
+    assert_eq!(server.borrow().server.object_count(common::id(EDU_B)), 0);
     // The driver's handles are dead: its IDs are never valid again.
     assert_eq!(c[EDU_B].detach(&dev).unwrap_err(), Errno::ENOENT);
     assert_eq!(c[EDU_B].unmap(m).unwrap_err().0, Errno::ENOENT);
     assert_eq!(
-        server.borrow().store().areas_free(),
-        server.borrow().store().areas_capacity()
+        server.borrow().server.store().areas_free(),
+        server.borrow().server.store().areas_capacity()
     );
 }

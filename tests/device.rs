@@ -7,7 +7,8 @@ use common::MockHw;
 use iommu_proto::iommufd::*;
 use iommu_proto::vfio::*;
 use iommu_proto::{Errno, Op};
-use iommu_server::config::{ClientConfig, DeviceConfig, Perms, Quota, Region};
+use iommu_types::config::{ClientConfig, DeviceConfig, Perms, Quota, Region};
+use iommu_types::StreamId;
 use iopt::IovaRange;
 use zerocopy::{FromBytes, Immutable, IntoBytes};
 
@@ -32,20 +33,20 @@ static MSI_WINDOW: [IovaRange; 1] = [MSI];
 static DEVICES_A: [DeviceConfig; 2] = [
     DeviceConfig {
         name: "edu0",
-        stream_id: 0x8,
+        stream_id: StreamId(0x8),
         dma_mask: MASK_40,
         reserved: &MSI_WINDOW,
     },
     DeviceConfig {
         name: "edu1",
-        stream_id: 0x10,
+        stream_id: StreamId(0x10),
         dma_mask: u64::MAX,
         reserved: &[],
     },
 ];
 static DEVICES_B: [DeviceConfig; 1] = [DeviceConfig {
     name: "edu2",
-    stream_id: 0x18,
+    stream_id: StreamId(0x18),
     dma_mask: u64::MAX,
     reserved: &[],
 }];
@@ -180,22 +181,26 @@ fn attached_device_dma_follows_the_ioas() {
     let dev = s.bind(0, 0).unwrap();
     let ioas = s.alloc(0);
     let before = s.map(0, ioas, 0x10_0000, 4 * K4, None).unwrap();
-    assert_eq!(s.hw().dma(0x8, before), None, "not attached yet: abort");
+    assert_eq!(
+        s.hw().dma(StreamId(0x8), before),
+        None,
+        "not attached yet: abort"
+    );
     let hwpt = s.attach(0, dev, ioas).unwrap();
     assert_ne!(hwpt, ioas, "the HWPT used comes back in pt_id");
     assert_eq!(
-        s.hw().dma(0x8, before + 0x10),
+        s.hw().dma(StreamId(0x8), before + 0x10),
         Some(0x8000_0010),
         "existing mappings filled in"
     );
     let after = s.map(0, ioas, 0x10_8000, K4, None).unwrap();
     assert_eq!(
-        s.hw().dma(0x8, after),
+        s.hw().dma(StreamId(0x8), after),
         Some(0x8000_8000),
         "later maps mirrored"
     );
     s.detach(0, dev).unwrap();
-    assert_eq!(s.hw().dma(0x8, before), None, "quarantined");
+    assert_eq!(s.hw().dma(StreamId(0x8), before), None, "quarantined");
     assert_eq!(
         s.hw().live_domains(),
         0,
@@ -259,11 +264,15 @@ fn a_colliding_attach_changes_nothing() {
     let dev = s.bind(0, 0).unwrap();
     let ioas = s.alloc(0);
     s.map(0, ioas, 0x10_0000, K4, Some(MSI.start)).unwrap();
-    let objects = s.rig.server.object_count(0);
+    let objects = s.rig.server.object_count(common::id(0));
     assert_eq!(s.attach(0, dev, ioas), Err(Errno::EADDRINUSE));
-    assert_eq!(s.rig.server.object_count(0), objects, "no HWPT left behind");
+    assert_eq!(
+        s.rig.server.object_count(common::id(0)),
+        objects,
+        "no HWPT left behind"
+    );
     assert_eq!(s.hw().live_domains(), 0);
-    assert_eq!(s.hw().dma(0x8, MSI.start), None);
+    assert_eq!(s.hw().dma(StreamId(0x8), MSI.start), None);
     assert_eq!(
         s.ranges(0, ioas),
         [(0, u64::MAX)],
@@ -282,9 +291,9 @@ fn a_hardware_failure_during_attach_unwinds() {
     );
     let dev = s.bind(0, 0).unwrap();
     let ioas = s.alloc(0);
-    let objects = s.rig.server.object_count(0);
+    let objects = s.rig.server.object_count(common::id(0));
     assert_eq!(s.attach(0, dev, ioas), Err(Errno::ENOMEM));
-    assert_eq!(s.rig.server.object_count(0), objects);
+    assert_eq!(s.rig.server.object_count(common::id(0)), objects);
     assert_eq!(s.hw().live_domains(), 0);
     assert_eq!(s.ranges(0, ioas), [(0, u64::MAX)]);
 }
@@ -304,7 +313,12 @@ fn binding_names_only_the_callers_own_devices() {
     let ioas_b = s.alloc(1);
     s.attach(1, b, ioas_b).unwrap();
     assert!(
-        s.hw().streams.get(&0x18).copied().flatten().is_some(),
+        s.hw()
+            .streams
+            .get(&StreamId(0x18))
+            .copied()
+            .flatten()
+            .is_some(),
         "B's own stream"
     );
     // A's device ID means nothing in B's table beyond what B created.
@@ -418,7 +432,7 @@ fn object_quota_stops_an_automatic_hwpt_cleanly() {
         Err(Errno::ENOMEM),
         "no slot for the HWPT"
     );
-    assert_eq!(s.rig.server.object_count(0), 2);
+    assert_eq!(s.rig.server.object_count(common::id(0)), 2);
     assert_eq!(s.hw().live_domains(), 0);
 }
 
@@ -465,7 +479,7 @@ fn too_many_device_windows_are_refused_at_configuration() {
     static MANY: [IovaRange; 9] = [IovaRange::new(0x1000, 0x1fff); 9];
     static DEVS: [DeviceConfig; 1] = [DeviceConfig {
         name: "d",
-        stream_id: 0x40,
+        stream_id: StreamId(0x40),
         dma_mask: u64::MAX,
         reserved: &MANY,
     }];
@@ -483,15 +497,11 @@ fn too_many_device_windows_are_refused_at_configuration() {
         quota,
         manager: false,
     };
-    let areas = Box::leak(vec![iopt::AreaSlot::EMPTY; 4].into_boxed_slice());
-    let pages = Box::leak(vec![iopt::PagesSlot::EMPTY; 4].into_boxed_slice());
-    let accounts = Box::leak(vec![iopt::Account::UNLIMITED; 1].into_boxed_slice());
-    let store = iopt::Store::new(areas, pages, accounts);
-    let r = iommu_server::Server::new(store, MockHw::new(), common::clients(1), &[config]);
+    let r = common::Rig::try_new(MockHw::new(), &[config], 4);
     assert_eq!(
         r.err(),
         Some(iommu_server::ConfigError::BadDeviceWindows {
-            client: 0,
+            client: common::id(0),
             device: 0
         })
     );
@@ -513,11 +523,7 @@ fn overcommitted_mapping_quotas_are_refused() {
         quota,
         manager: false,
     };
-    let areas = Box::leak(vec![iopt::AreaSlot::EMPTY; 5].into_boxed_slice());
-    let pages = Box::leak(vec![iopt::PagesSlot::EMPTY; 5].into_boxed_slice());
-    let accounts = Box::leak(vec![iopt::Account::UNLIMITED; 2].into_boxed_slice());
-    let store = iopt::Store::new(areas, pages, accounts);
     // 3 + 3 mappings promised, 5 nodes to keep the promise with.
-    let r = iommu_server::Server::new(store, MockHw::new(), common::clients(2), &[config, config]);
+    let r = common::Rig::try_new(MockHw::new(), &[config, config], 5);
     assert_eq!(r.err(), Some(iommu_server::ConfigError::PoolsOvercommitted));
 }

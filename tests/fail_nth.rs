@@ -12,8 +12,10 @@ use common::{MockHw, Rig, PAGE_VA};
 use iommu_proto::iommufd::*;
 use iommu_proto::vfio::*;
 use iommu_proto::{Errno, Op};
-use iommu_server::config::{ClientConfig, DeviceConfig, Perms, Quota, Region};
-use iopt::{AccountId, DomainId, Prot};
+use iommu_types::config::{ClientConfig, DeviceConfig, Perms, Quota, Region};
+use iommu_types::ClientId;
+use iommu_types::StreamId;
+use iopt::DomainId;
 use zerocopy::{FromBytes, Immutable, IntoBytes};
 
 static REGIONS: [Region; 1] = [Region {
@@ -25,19 +27,19 @@ static REGIONS: [Region; 1] = [Region {
 static DEVICES: [DeviceConfig; 2] = [
     DeviceConfig {
         name: "d0",
-        stream_id: 0x8,
+        stream_id: StreamId(0x8),
         dma_mask: u64::MAX,
         reserved: &[],
     },
     DeviceConfig {
         name: "d1",
-        stream_id: 0x10,
+        stream_id: StreamId(0x10),
         dma_mask: u64::MAX,
         reserved: &[],
     },
 ];
 
-type Pages = BTreeMap<u64, (u64, u64, Prot)>;
+type Pages = BTreeMap<u64, iommu_testkit::Page>;
 
 /// Everything a failed request must not have changed.
 #[derive(Debug, PartialEq)]
@@ -48,21 +50,21 @@ struct Snapshot {
     used: u64,
     /// Live domains and their pages.
     domains: Vec<(usize, Pages)>,
-    streams: BTreeMap<u32, Option<DomainId>>,
+    streams: BTreeMap<StreamId, Option<DomainId>>,
 }
 
 fn snapshot(r: &Rig) -> Snapshot {
     let hw = r.server.hardware();
     Snapshot {
-        objects: r.server.object_count(0),
+        objects: r.server.object_count(common::id(0)),
         areas_free: r.server.store().areas_free(),
         pages_free: r.server.store().pages_free(),
-        used: r.server.store().account(AccountId(0)).unwrap().used,
+        used: r.server.store().account(ClientId(0)).unwrap().used,
         domains: hw
             .domains
             .iter()
             .enumerate()
-            .filter_map(|(i, d)| Some((i, d.as_ref()?.pages.clone())))
+            .filter_map(|(i, d)| Some((i, d.as_ref()?.0.pages.clone())))
             .collect(),
         streams: hw.streams.clone(),
     }
@@ -268,10 +270,12 @@ fn every_injected_failure_changes_nothing() {
             injected: false,
         };
         workload(&mut run);
-        let reply =
-            run.rig
-                .server
-                .handle(0, Op::ResetClient.label(), [0, 0], &mut run.rig.pages[0]);
+        let reply = run.rig.server.handle(
+            common::id(0),
+            Op::ResetClient.label(),
+            [0, 0],
+            &mut run.rig.pages[0],
+        );
         assert_eq!(reply.errno(), None);
         assert_eq!(
             (

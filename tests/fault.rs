@@ -6,8 +6,9 @@ use common::{MockHw, Rig, PAGE_VA};
 use iommu_proto::fault::*;
 use iommu_proto::vfio::vfio_device_bind_iommufd;
 use iommu_proto::{Errno, Op};
-use iommu_server::config::{ClientConfig, DeviceConfig, Perms, Quota, Region};
-use iommu_server::fault::{Fault, FAULT_QUEUE};
+use iommu_server::{Fault, FAULT_QUEUE};
+use iommu_types::config::{ClientConfig, DeviceConfig, Perms, Quota, Region};
+use iommu_types::StreamId;
 
 static REGIONS: [Region; 1] = [Region {
     vaddr: 0x10_0000,
@@ -18,20 +19,20 @@ static REGIONS: [Region; 1] = [Region {
 static DEV_A: [DeviceConfig; 2] = [
     DeviceConfig {
         name: "a0",
-        stream_id: 0x8,
+        stream_id: StreamId(0x8),
         dma_mask: u64::MAX,
         reserved: &[],
     },
     DeviceConfig {
         name: "a1",
-        stream_id: 0x10,
+        stream_id: StreamId(0x10),
         dma_mask: u64::MAX,
         reserved: &[],
     },
 ];
 static DEV_B: [DeviceConfig; 1] = [DeviceConfig {
     name: "b0",
-    stream_id: 0x18,
+    stream_id: StreamId(0x18),
     dma_mask: u64::MAX,
     reserved: &[],
 }];
@@ -73,7 +74,7 @@ fn read(r: &mut Rig, client: usize) -> Result<(iommu_fault_record, u64), Errno> 
 
 fn translation(stream: u32, iova: u64) -> Fault {
     Fault {
-        stream,
+        stream: StreamId(stream),
         kind: IOMMU_FAULT_KIND_F_TRANSLATION,
         iova: Some(iova),
         access: IOMMU_FAULT_ACCESS_WRITE,
@@ -92,8 +93,14 @@ fn faults_go_to_the_streams_owner_only() {
     };
     r.call_with(0, Op::VfioDeviceBindIommufd, &mut bind, 24, 1)
         .unwrap();
-    assert_eq!(r.server.report_fault(translation(0x10, 0x5000)), Some(0));
-    assert_eq!(r.server.report_fault(translation(0x8, 0x6000)), Some(0));
+    assert_eq!(
+        r.server.report_fault(translation(0x10, 0x5000)),
+        Some(common::id(0))
+    );
+    assert_eq!(
+        r.server.report_fault(translation(0x8, 0x6000)),
+        Some(common::id(0))
+    );
     assert_eq!(
         r.server.report_fault(translation(0x99, 0x7000)),
         None,
@@ -127,7 +134,7 @@ fn a_full_queue_counts_what_it_drops() {
     for i in 0..FAULT_QUEUE as u64 + 5 {
         r.server.report_fault(translation(0x18, i * 0x1000));
     }
-    assert_eq!(r.server.faults_pending(1), FAULT_QUEUE);
+    assert_eq!(r.server.faults_pending(common::id(1)), FAULT_QUEUE);
     let (rec, left) = read(&mut r, 1).unwrap();
     assert_eq!(
         (rec.iova, rec.overflow, left),
@@ -137,7 +144,7 @@ fn a_full_queue_counts_what_it_drops() {
     let (rec, _) = read(&mut r, 1).unwrap();
     assert_eq!(rec.overflow, 0, "reported once");
     let no_addr = Fault {
-        stream: 0x18,
+        stream: StreamId(0x18),
         kind: IOMMU_FAULT_KIND_C_BAD_STE,
         iova: None,
         access: 0,
@@ -174,7 +181,7 @@ fn fault_read_rules() {
         Err(Errno::EINVAL)
     );
     assert_eq!(
-        r.server.faults_pending(1),
+        r.server.faults_pending(common::id(1)),
         1,
         "a refused read loses nothing"
     );

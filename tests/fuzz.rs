@@ -9,8 +9,9 @@ use common::{MockHw, Rig, PAGE_VA};
 use iommu_proto::iommufd::*;
 use iommu_proto::vfio::*;
 use iommu_proto::Op;
-use iommu_server::config::{ClientConfig, DeviceConfig, Perms, Quota, Region};
-use iommu_server::fault::Fault;
+use iommu_server::Fault;
+use iommu_types::config::{ClientConfig, DeviceConfig, Perms, Quota, Region};
+use iommu_types::StreamId;
 use iopt::IovaRange;
 use proptest::prelude::*;
 use zerocopy::IntoBytes;
@@ -33,20 +34,20 @@ static MSI: [IovaRange; 1] = [IovaRange::new(0x800_0000, 0x80f_ffff)];
 static DEV_A: [DeviceConfig; 2] = [
     DeviceConfig {
         name: "a0",
-        stream_id: 0x8,
+        stream_id: StreamId(0x8),
         dma_mask: (1 << 40) - 1,
         reserved: &MSI,
     },
     DeviceConfig {
         name: "a1",
-        stream_id: 0x10,
+        stream_id: StreamId(0x10),
         dma_mask: u64::MAX,
         reserved: &[],
     },
 ];
 static DEV_B: [DeviceConfig; 1] = [DeviceConfig {
     name: "b0",
-    stream_id: 0x18,
+    stream_id: StreamId(0x18),
     dma_mask: u64::MAX,
     reserved: &[],
 }];
@@ -343,23 +344,29 @@ struct Snapshot {
     used: [u64; 2],
     faults: [usize; 2],
     domains: Vec<(usize, usize)>,
-    streams: Vec<(u32, Option<iopt::DomainId>)>,
+    streams: Vec<(StreamId, Option<iopt::DomainId>)>,
 }
 
 fn snapshot(r: &Rig) -> Snapshot {
     let store = r.server.store();
     let hw = r.server.hardware();
     Snapshot {
-        objects: [r.server.object_count(0), r.server.object_count(1)],
+        objects: [
+            r.server.object_count(common::id(0)),
+            r.server.object_count(common::id(1)),
+        ],
         areas_free: store.areas_free(),
         pages_free: store.pages_free(),
-        used: [0, 1].map(|a| store.account(iopt::AccountId(a)).unwrap().used),
-        faults: [r.server.faults_pending(0), r.server.faults_pending(1)],
+        used: [0, 1].map(|a| store.account(common::id(a)).unwrap().used),
+        faults: [
+            r.server.faults_pending(common::id(0)),
+            r.server.faults_pending(common::id(1)),
+        ],
         domains: hw
             .domains
             .iter()
             .enumerate()
-            .filter_map(|(i, d)| Some((i, d.as_ref()?.pages.len())))
+            .filter_map(|(i, d)| Some((i, d.as_ref()?.0.pages.len())))
             .collect(),
         streams: hw.streams.iter().map(|(&s, &d)| (s, d)).collect(),
     }
@@ -372,7 +379,7 @@ fn run(reqs: Vec<Req>) -> Result<(), TestCaseError> {
     for (step, q) in reqs.iter().enumerate() {
         if let Some((stream, iova)) = q.fault {
             r.server.report_fault(Fault {
-                stream: u32::from(stream % 0x20),
+                stream: StreamId(u32::from(stream % 0x20)),
                 kind: 0x10,
                 iova: Some(iova),
                 access: 1,
@@ -436,7 +443,9 @@ fn run(reqs: Vec<Req>) -> Result<(), TestCaseError> {
         };
         let before = snapshot(&r);
         let page = &mut r.pages[q.client.min(1)];
-        let reply = r.server.handle(q.client, label, [mr0, mr1], page);
+        let reply = r
+            .server
+            .handle(common::id(q.client), label, [mr0, mr1], page);
         if reply.errno().is_some() {
             prop_assert_eq!(
                 &snapshot(&r),
@@ -465,7 +474,7 @@ fn run(reqs: Vec<Req>) -> Result<(), TestCaseError> {
     }
     for client in 0..2u64 {
         let reply = r.server.handle(
-            client as usize,
+            common::id(client as usize),
             Op::ResetClient.label(),
             [client, 0],
             &mut r.pages[client as usize],

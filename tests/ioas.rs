@@ -6,7 +6,7 @@ mod common;
 use common::MockHw;
 use iommu_proto::iommufd::*;
 use iommu_proto::{Errno, Op};
-use iommu_server::config::{ClientConfig, Perms, Quota, Region};
+use iommu_types::config::{ClientConfig, Perms, Quota, Region};
 use zerocopy::{FromBytes, Immutable, IntoBytes};
 
 use common::PAGE_VA;
@@ -143,7 +143,7 @@ fn map_and_unmap_through_the_command_page() {
         "automatic IOVA (aligned to the length) written back"
     );
     assert_eq!(
-        s.rig.server.translate(0, ioas, iova + 0x1234),
+        s.rig.server.translate(common::id(0), ioas, iova + 0x1234),
         Some(0x8000_1234)
     );
     assert_eq!(
@@ -151,7 +151,7 @@ fn map_and_unmap_through_the_command_page() {
         Ok(0x100_0000)
     );
     assert_eq!(
-        s.rig.server.translate(0, ioas, 0x100_0010),
+        s.rig.server.translate(common::id(0), ioas, 0x100_0010),
         Some(0x8000_4010)
     );
     assert_eq!(
@@ -164,15 +164,7 @@ fn map_and_unmap_through_the_command_page() {
         Ok(K4),
         "(0, max) unmaps everything"
     );
-    assert_eq!(
-        s.rig
-            .server
-            .store()
-            .account(iopt::AccountId(0))
-            .unwrap()
-            .used,
-        0
-    );
+    assert_eq!(s.rig.server.store().account(common::id(0)).unwrap().used, 0);
 }
 
 #[test]
@@ -197,11 +189,17 @@ fn memory_is_checked_against_the_callers_regions() {
     let ro = s
         .map(0, ioas, 0x40_0000, K4, IOMMU_IOAS_MAP_READABLE, 0)
         .unwrap();
-    assert_eq!(s.rig.server.translate(0, ioas, ro), Some(0x8100_0000));
+    assert_eq!(
+        s.rig.server.translate(common::id(0), ioas, ro),
+        Some(0x8100_0000)
+    );
     // B's region at the same virtual address is B's memory, not A's.
     let b = s.alloc(1).unwrap();
     let iova = s.map(1, b, 0x10_0000, K4, RW, 0).unwrap();
-    assert_eq!(s.rig.server.translate(1, b, iova), Some(0x9000_0000));
+    assert_eq!(
+        s.rig.server.translate(common::id(1), b, iova),
+        Some(0x9000_0000)
+    );
     assert_eq!(
         s.map(1, b, 0x40_0000, K4, IOMMU_IOAS_MAP_READABLE, 0),
         Err(Errno::EFAULT)
@@ -292,22 +290,29 @@ fn extensible_struct_rules() {
     s.rig.pages[0][40..48].fill(0xff);
     let bytes = cmd.as_bytes().to_vec();
     s.rig.pages[0][..40].copy_from_slice(&bytes);
-    let reply = s
-        .rig
-        .server
-        .handle(0, Op::IoasMap.label(), [48, 0], &mut s.rig.pages[0]);
+    let reply = s.rig.server.handle(
+        common::id(0),
+        Op::IoasMap.label(),
+        [48, 0],
+        &mut s.rig.pages[0],
+    );
     assert_eq!(reply.errno(), Some(Errno::E2BIG));
     assert_eq!(
         s.call_sized(0, Op::IoasMap, &mut cmd.clone(), 8192),
         Err(Errno::EFAULT),
         "larger than the page"
     );
-    let reply = s.rig.server.handle(0, 0x7777, [8, 0], &mut s.rig.pages[0]);
-    assert_eq!(reply.errno(), Some(Errno::ENOTTY));
     let reply = s
         .rig
         .server
-        .handle(5, Op::IoasAlloc.label(), [12, 0], &mut s.rig.pages[0]);
+        .handle(common::id(0), 0x7777, [8, 0], &mut s.rig.pages[0]);
+    assert_eq!(reply.errno(), Some(Errno::ENOTTY));
+    let reply = s.rig.server.handle(
+        common::id(5),
+        Op::IoasAlloc.label(),
+        [12, 0],
+        &mut s.rig.pages[0],
+    );
     assert_eq!(
         reply.errno(),
         Some(Errno::EPERM),
@@ -395,7 +400,7 @@ fn copy_between_a_clients_ioases() {
     };
     s.call(0, Op::IoasCopy, &mut cmd).unwrap();
     assert_eq!(
-        s.rig.server.translate(0, b, cmd.dst_iova + K4),
+        s.rig.server.translate(common::id(0), b, cmd.dst_iova + K4),
         Some(0x8000_1000)
     );
     // B's third IOAS has an ID A's table never issued.
@@ -463,7 +468,7 @@ fn quotas_are_enomem_and_change_nothing() {
     let mut s = Sys::new();
     let ids: Vec<u32> = (0..4).map(|_| s.alloc(0).unwrap()).collect();
     assert_eq!(s.alloc(0), Err(Errno::ENOMEM), "object quota");
-    assert_eq!(s.rig.server.object_count(0), 4);
+    assert_eq!(s.rig.server.object_count(common::id(0)), 4);
     assert!(s.alloc(1).is_ok(), "B has its own quota");
     // 1024 pages in all: two 2 MiB maps use them up.
     assert_eq!(s.map(0, ids[0], 0x10_0000, 0x20_0000, RW, 0), Ok(0x10_0000));
@@ -474,12 +479,7 @@ fn quotas_are_enomem_and_change_nothing() {
         "mapped-page quota"
     );
     assert_eq!(
-        s.rig
-            .server
-            .store()
-            .account(iopt::AccountId(0))
-            .unwrap()
-            .used,
+        s.rig.server.store().account(common::id(0)).unwrap().used,
         1024
     );
 }
@@ -488,14 +488,14 @@ fn quotas_are_enomem_and_change_nothing() {
 fn regions_stay_counted_while_mapped() {
     let mut s = Sys::new();
     let (a, b) = (s.alloc(0).unwrap(), s.alloc(0).unwrap());
-    assert_eq!(s.rig.server.region_users(0, 0), 0);
+    assert_eq!(s.rig.server.region_users(common::id(0), 0), 0);
     let iova = s.map(0, a, 0x10_0000, 2 * K4, RW, 0).unwrap();
     s.map(0, a, 0x40_0000, K4, IOMMU_IOAS_MAP_READABLE, 0)
         .unwrap();
     assert_eq!(
         (
-            s.rig.server.region_users(0, 0),
-            s.rig.server.region_users(0, 1)
+            s.rig.server.region_users(common::id(0), 0),
+            s.rig.server.region_users(common::id(0), 1)
         ),
         (1, 1)
     );
@@ -510,15 +510,19 @@ fn regions_stay_counted_while_mapped() {
     };
     s.call(0, Op::IoasCopy, &mut copy).unwrap();
     assert_eq!(
-        s.rig.server.region_users(0, 0),
+        s.rig.server.region_users(common::id(0), 0),
         2,
         "the copy uses the region too"
     );
     s.unmap(0, a, iova, 2 * K4).unwrap();
-    assert_eq!(s.rig.server.region_users(0, 0), 1);
+    assert_eq!(s.rig.server.region_users(common::id(0), 0), 1);
     s.destroy(0, b).unwrap();
-    assert_eq!(s.rig.server.region_users(0, 0), 0);
-    assert_eq!(s.rig.server.region_users(1, 0), 0, "B's region is B's");
+    assert_eq!(s.rig.server.region_users(common::id(0), 0), 0);
+    assert_eq!(
+        s.rig.server.region_users(common::id(1), 0),
+        0,
+        "B's region is B's"
+    );
 }
 
 #[test]

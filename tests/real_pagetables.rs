@@ -7,7 +7,8 @@ mod common;
 use common::{PtHw, Rig, PAGE_VA};
 use iommu_proto::iommufd::*;
 use iommu_proto::{Errno, Op};
-use iommu_server::config::{ClientConfig, DeviceConfig, Perms, Quota, Region};
+use iommu_types::config::{ClientConfig, DeviceConfig, Perms, Quota, Region};
+use iommu_types::StreamId;
 
 const M2: u64 = 0x20_0000;
 static REGIONS: [Region; 1] = [Region {
@@ -18,7 +19,7 @@ static REGIONS: [Region; 1] = [Region {
 }];
 static DEVICES: [DeviceConfig; 1] = [DeviceConfig {
     name: "edu",
-    stream_id: 0x8,
+    stream_id: StreamId(0x8),
     dma_mask: u64::MAX,
     reserved: &[],
 }];
@@ -58,10 +59,10 @@ fn devices_see_exactly_what_the_ioas_maps() {
         .unwrap();
     for (iova, len) in [(block, M2), (small, 0x3000), (late, 0x1000)] {
         for offset in (0..len).step_by(0x1000) {
-            let want = r.server.translate(0, ioas, iova + offset);
+            let want = r.server.translate(common::id(0), ioas, iova + offset);
             assert!(want.is_some());
             assert_eq!(
-                r.server.hardware().dma(0x8, iova + offset + 0x10),
+                r.server.hardware().dma(StreamId(0x8), iova + offset + 0x10),
                 want.map(|p| p + 0x10)
             );
         }
@@ -74,7 +75,7 @@ fn devices_see_exactly_what_the_ioas_maps() {
         length: M2,
     };
     r.call_with(0, Op::IoasUnmap, &mut unmap, 24, 0).unwrap();
-    assert_eq!(r.server.hardware().dma(0x8, block), None);
+    assert_eq!(r.server.hardware().dma(StreamId(0x8), block), None);
     assert_eq!(
         r.server.hardware().flushes,
         flushes + 1,
@@ -89,22 +90,22 @@ fn table_page_quota_is_enomem_and_changes_nothing() {
     let ioas = r.alloc(0).unwrap();
     r.map(0, ioas, 0x20_0000, 0x1000, Some(0x1000)).unwrap();
     attach(&mut r, ioas).unwrap();
-    assert_eq!(r.server.hardware().owned_tables(0), 4);
-    let used = r.server.store().account(iopt::AccountId(0)).unwrap().used;
+    assert_eq!(r.server.hardware().owned_tables(common::id(0)), 4);
+    let used = r.server.store().account(common::id(0)).unwrap().used;
     // Far away: three more tables would be needed.
     assert_eq!(
         r.map(0, ioas, 0x20_1000, 0x1000, Some(1 << 40)),
         Err(Errno::ENOMEM)
     );
-    assert_eq!(r.server.translate(0, ioas, 1 << 40), None);
-    assert_eq!(
-        r.server.store().account(iopt::AccountId(0)).unwrap().used,
-        used
-    );
-    assert_eq!(r.server.hardware().owned_tables(0), 4);
+    assert_eq!(r.server.translate(common::id(0), ioas, 1 << 40), None);
+    assert_eq!(r.server.store().account(common::id(0)).unwrap().used, used);
+    assert_eq!(r.server.hardware().owned_tables(common::id(0)), 4);
     // Next to the first page: no new table, fine.
     r.map(0, ioas, 0x20_1000, 0x1000, Some(0x2000)).unwrap();
-    assert_eq!(r.server.hardware().dma(0x8, 0x2000), Some(0x8000_1000));
+    assert_eq!(
+        r.server.hardware().dma(StreamId(0x8), 0x2000),
+        Some(0x8000_1000)
+    );
 }
 
 #[test]
@@ -114,11 +115,14 @@ fn reset_returns_every_table_page() {
     r.map(0, ioas, 0x20_0000, 0x40_0000, None).unwrap();
     attach(&mut r, ioas).unwrap();
     assert!(r.server.hardware().pool.used() > 0);
-    let reply = r
-        .server
-        .handle(0, Op::ResetClient.label(), [0, 0], &mut r.pages[0]);
+    let reply = r.server.handle(
+        common::id(0),
+        Op::ResetClient.label(),
+        [0, 0],
+        &mut r.pages[0],
+    );
     assert_eq!(reply.errno(), None);
     assert_eq!(r.server.hardware().pool.used(), 0);
     assert_eq!(r.server.hardware().live_domains(), 0);
-    assert_eq!(r.server.hardware().dma(0x8, 0x20_0000), None);
+    assert_eq!(r.server.hardware().dma(StreamId(0x8), 0x20_0000), None);
 }

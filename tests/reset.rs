@@ -6,9 +6,10 @@ mod common;
 
 use common::{MockHw, Rig, PAGE_VA};
 use iommu_proto::{Errno, Op};
-use iommu_server::config::{ClientConfig, DeviceConfig, Perms, Quota, Region};
-use iommu_server::fault::Fault;
-use iopt::AccountId;
+use iommu_server::Fault;
+use iommu_types::config::{ClientConfig, DeviceConfig, Perms, Quota, Region};
+use iommu_types::ClientId;
+use iommu_types::StreamId;
 
 static REGIONS: [Region; 1] = [Region {
     vaddr: 0x10_0000,
@@ -18,7 +19,7 @@ static REGIONS: [Region; 1] = [Region {
 }];
 static DEV_A: [DeviceConfig; 1] = [DeviceConfig {
     name: "a0",
-    stream_id: 0x8,
+    stream_id: StreamId(0x8),
     dma_mask: u64::MAX,
     reserved: &[],
 }];
@@ -58,7 +59,7 @@ fn busy(r: &mut Rig) {
     }
     r.attach(0, dev, ids[0]).unwrap();
     r.server.report_fault(Fault {
-        stream: 0x8,
+        stream: StreamId(0x8),
         kind: 0x10,
         iova: Some(0x1000),
         access: 2,
@@ -67,7 +68,7 @@ fn busy(r: &mut Rig) {
 
 fn reset(r: &mut Rig, caller: usize, target: u64) -> Result<u64, Errno> {
     let reply = r.server.handle(
-        caller,
+        common::id(caller),
         Op::ResetClient.label(),
         [target, 0],
         &mut r.pages[caller],
@@ -76,11 +77,15 @@ fn reset(r: &mut Rig, caller: usize, target: u64) -> Result<u64, Errno> {
 }
 
 fn assert_clean(r: &Rig) {
-    assert_eq!(r.server.object_count(0), 0);
-    assert_eq!(r.server.region_users(0, 0), 0, "no region in use");
-    assert_eq!(r.server.faults_pending(0), 0);
+    assert_eq!(r.server.object_count(common::id(0)), 0);
     assert_eq!(
-        r.server.store().account(AccountId(0)).unwrap().used,
+        r.server.region_users(common::id(0), 0),
+        0,
+        "no region in use"
+    );
+    assert_eq!(r.server.faults_pending(common::id(0)), 0);
+    assert_eq!(
+        r.server.store().account(ClientId(0)).unwrap().used,
         0,
         "quota back"
     );
@@ -88,7 +93,7 @@ fn assert_clean(r: &Rig) {
     assert_eq!(r.server.store().pages_free(), 256, "every backing back");
     assert_eq!(r.server.hardware().live_domains(), 0, "every domain freed");
     assert_eq!(
-        r.server.hardware().dma(0x8, 0x8000),
+        r.server.hardware().dma(StreamId(0x8), 0x8000),
         None,
         "the device reaches nothing"
     );
@@ -98,8 +103,8 @@ fn assert_clean(r: &Rig) {
 fn a_manager_reset_quarantines_then_returns_everything() {
     let mut r = rig();
     busy(&mut r);
-    assert!(r.server.hardware().dma(0x8, 0x8000).is_some());
-    assert!(r.server.region_users(0, 0) > 0);
+    assert!(r.server.hardware().dma(StreamId(0x8), 0x8000).is_some());
+    assert!(r.server.region_users(common::id(0), 0) > 0);
     reset(&mut r, 1, 0).unwrap();
     assert_clean(&r);
     // Quarantine happened before the domain was emptied and freed (the mock
@@ -110,7 +115,7 @@ fn a_manager_reset_quarantines_then_returns_everything() {
     );
     // The client starts over with fresh IDs.
     busy(&mut r);
-    assert!(r.server.hardware().dma(0x8, 0x8000).is_some());
+    assert!(r.server.hardware().dma(StreamId(0x8), 0x8000).is_some());
 }
 
 #[test]
@@ -120,7 +125,7 @@ fn a_client_may_close_itself_but_not_reset_others() {
     assert_eq!(reset(&mut r, 0, 1), Err(Errno::EPERM), "not a manager");
     assert_eq!(reset(&mut r, 1, 7), Err(Errno::EINVAL), "no such client");
     assert!(
-        r.server.hardware().dma(0x8, 0x8000).is_some(),
+        r.server.hardware().dma(StreamId(0x8), 0x8000).is_some(),
         "refusals change nothing"
     );
     reset(&mut r, 0, 0).unwrap();
@@ -132,13 +137,13 @@ fn a_reset_that_cannot_stop_a_stream_stays_consistent() {
     static TWO: [DeviceConfig; 2] = [
         DeviceConfig {
             name: "a0",
-            stream_id: 0x8,
+            stream_id: StreamId(0x8),
             dma_mask: u64::MAX,
             reserved: &[],
         },
         DeviceConfig {
             name: "a1",
-            stream_id: 0x10,
+            stream_id: StreamId(0x10),
             dma_mask: u64::MAX,
             reserved: &[],
         },
@@ -159,7 +164,7 @@ fn a_reset_that_cannot_stop_a_stream_stays_consistent() {
     };
     let mut r = Rig::new(
         MockHw {
-            stuck: vec![0x10],
+            stuck: vec![StreamId(0x10)],
             ..MockHw::new()
         },
         &[config],
@@ -175,16 +180,16 @@ fn a_reset_that_cannot_stop_a_stream_stays_consistent() {
         .check(|s| hw.streams.get(&s).copied().flatten())
         .unwrap();
     assert_eq!(
-        hw.streams.get(&0x8).copied().flatten(),
+        hw.streams.get(&StreamId(0x8)).copied().flatten(),
         None,
         "the stoppable stream stopped"
     );
     assert!(
-        hw.streams.get(&0x10).copied().flatten().is_some(),
+        hw.streams.get(&StreamId(0x10)).copied().flatten().is_some(),
         "the stuck one keeps its memory"
     );
     assert!(
-        r.server.region_users(0, 0) > 0,
+        r.server.region_users(common::id(0), 0) > 0,
         "nothing a device can reach was released"
     );
 }

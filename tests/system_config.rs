@@ -42,13 +42,19 @@ fn shipped_pair_generates_the_expected_configuration() {
     };
     assert_eq!(SERVER_SYMBOLS[pool], "page_tables_paddr");
     let a = client("edu_a").unwrap();
-    assert_eq!(a.devices[0].stream_id, 0x8);
+    assert_eq!(a.devices[0].stream_id, iommu_system::StreamId(0x8));
     assert_eq!(a.regions[0].size, 0x1_0000);
-    assert_eq!(client("edu_b").unwrap().devices[0].stream_id, 0x10);
+    assert_eq!(
+        client("edu_b").unwrap().devices[0].stream_id,
+        iommu_system::StreamId(0x10)
+    );
     assert!(client("manager").unwrap().manager);
     assert!(client("iommu_server").is_none());
     for (i, c) in CLIENTS.iter().enumerate() {
-        assert_eq!(client_on(c.server_channel), Some(i));
+        assert_eq!(
+            client_on(c.server_channel),
+            iommu_system::ClientId::from_index(i)
+        );
     }
     assert_eq!(client_on(SERVER.event_irq), None);
 }

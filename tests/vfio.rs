@@ -7,7 +7,8 @@ use common::{MockHw, Rig, PAGE_VA};
 use iommu_proto::iommufd::*;
 use iommu_proto::vfio::*;
 use iommu_proto::{Errno, Op};
-use iommu_server::config::{ClientConfig, DeviceConfig, Perms, Quota, Region};
+use iommu_types::config::{ClientConfig, DeviceConfig, Perms, Quota, Region};
+use iommu_types::StreamId;
 use zerocopy::{FromBytes, Immutable, IntoBytes};
 
 const K4: u64 = 0x1000;
@@ -19,7 +20,7 @@ static REGIONS: [Region; 1] = [Region {
 }];
 static DEVICES: [DeviceConfig; 1] = [DeviceConfig {
     name: "edu",
-    stream_id: 0x8,
+    stream_id: StreamId(0x8),
     dma_mask: u64::MAX,
     reserved: &[],
 }];
@@ -52,7 +53,9 @@ fn call<T: IntoBytes + FromBytes + Immutable>(
 
 /// A scalar call: the argument travels in MR0.
 fn scalar(r: &mut Rig, op: Op, arg: u64) -> Result<u64, Errno> {
-    let reply = r.server.handle(0, op.label(), [arg, 0], &mut r.pages[0]);
+    let reply = r
+        .server
+        .handle(common::id(0), op.label(), [arg, 0], &mut r.pages[0]);
     reply.errno().map_or(Ok(reply.mr0), Err)
 }
 
@@ -154,11 +157,11 @@ fn the_compat_path_makes_and_reports_the_compat_ioas() {
     assert_ne!(get.ioas_id, hwpt);
     assert_eq!(map_dma(&mut r, 0x10_0000, 0x20_0000, 2 * K4), Ok(0));
     assert_eq!(
-        r.server.translate(0, get.ioas_id, 0x20_1000),
+        r.server.translate(common::id(0), get.ioas_id, 0x20_1000),
         Some(0x8000_1000)
     );
     assert_eq!(
-        r.server.hardware().dma(0x8, 0x20_1000),
+        r.server.hardware().dma(StreamId(0x8), 0x20_1000),
         Some(0x8000_1000),
         "the device sees it"
     );
@@ -198,9 +201,9 @@ fn type1_unmaps_may_cut_type1v2_may_not() {
     scalar(&mut r, Op::VfioSetIommu, VFIO_TYPE1_IOMMU).unwrap();
     map_dma(&mut r, 0x10_0000, 0x40_0000, 4 * K4).unwrap();
     assert_eq!(unmap_dma(&mut r, 0x40_1000, K4, 0), Ok(K4), "type1 cuts");
-    assert_eq!(r.server.hardware().dma(0x8, 0x40_1000), None);
+    assert_eq!(r.server.hardware().dma(StreamId(0x8), 0x40_1000), None);
     assert_eq!(
-        r.server.hardware().dma(0x8, 0x40_2000),
+        r.server.hardware().dma(StreamId(0x8), 0x40_2000),
         Some(0x8000_2000),
         "the rest stays"
     );
@@ -219,7 +222,7 @@ fn type1_unmaps_may_cut_type1v2_may_not() {
         Ok(1)
     );
     // The dirty-pages ioctl does not exist here.
-    let reply = r.server.handle(0, 117, [8, 0], &mut r.pages[0]);
+    let reply = r.server.handle(common::id(0), 117, [8, 0], &mut r.pages[0]);
     assert_eq!(reply.errno(), Some(Errno::ENOTTY));
 }
 
@@ -295,7 +298,7 @@ fn get_info_follows_the_argsz_protocol() {
     bytes[..24].copy_from_slice(big.as_bytes());
     r.pages[0][..needed as usize].copy_from_slice(&bytes);
     let reply = r.server.handle(
-        0,
+        common::id(0),
         Op::VfioIommuGetInfo.label(),
         [u64::from(needed), 0],
         &mut r.pages[0],
@@ -365,9 +368,12 @@ fn dma_avail_is_the_callers_own_quota() {
     let mut bytes = vec![0u8; 72];
     bytes[..24].copy_from_slice(info.as_bytes());
     r.pages[0][..72].copy_from_slice(&bytes);
-    let reply = r
-        .server
-        .handle(0, Op::VfioIommuGetInfo.label(), [72, 0], &mut r.pages[0]);
+    let reply = r.server.handle(
+        common::id(0),
+        Op::VfioIommuGetInfo.label(),
+        [72, 0],
+        &mut r.pages[0],
+    );
     assert_eq!(reply.errno(), None);
     info = vfio_iommu_type1_info::read_from_prefix(&r.pages[0])
         .unwrap()

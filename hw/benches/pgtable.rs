@@ -12,8 +12,10 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion};
-use hw::pgtable::{Coherent, Format, Gather, IoPageTable, MemAttr, TablePage, TablePool};
+use hw::pgtable::{Format, Gather, IoPageTable, MemAttr, TablePage, TablePool};
+use iommu_testkit::recycle;
 use iopt::Prot;
+use mmio::{Coherent, DmaMemory};
 
 const K4: u64 = 0x1000;
 const M2: u64 = 0x20_0000;
@@ -42,8 +44,8 @@ struct Fixture {
 
 impl Fixture {
     fn new() -> Fixture {
-        let pages = Box::leak(vec![TablePage::ZERO; 256].into_boxed_slice());
-        let mut pool = TablePool::new(pages, POOL_PA, &Coherent);
+        let pages = recycle::slice(256, TablePage::ZERO);
+        let mut pool = TablePool::new(DmaMemory::host(pages, POOL_PA), &Coherent);
         let format = Format {
             ias: 48,
             oas: 48,

@@ -1,11 +1,13 @@
-//! The SMMU's hardware page tables as iopt domains: each domain is one
-//! [`IoPageTable`] from a shared [`TablePool`] plus one SMMU context (CD and
-//! ASID); unmaps flush that context's TLB before freed tables can be
-//! reused. This is what a server's `Hardware` implementation forwards to.
+//! The SMMU's hardware page tables as the engine's domains, and the
+//! SMMUv3 as the server's [`Hardware`]: each domain is one [`IoPageTable`]
+//! from a shared [`TablePool`] plus one SMMU context (CD and ASID); unmaps
+//! flush that context's TLB before freed tables can be reused. The server
+//! PD and the bare-metal demo both run the server on this.
 
-use iopt::{DomainId, DomainTable, Errno, IoDomain, IovaRange, Prot};
+use iommu_types::{ClientId, Errno, Fault, IovaRange, Prot, StreamId};
+use iopt::{DomainId, DomainTable, Hardware, IoDomain};
+use mmio::RegisterBlock;
 
-use crate::mmio::RegisterBlock;
 use crate::pgtable::{Format, IoPageTable, MemAttr, PtDomain, TablePool, MAIR};
 use crate::smmu::event::Event;
 use crate::smmu::features::Features;
@@ -18,7 +20,7 @@ pub const MAX_DOMAINS: usize = 16;
 struct Slot {
     table: IoPageTable,
     ctx: ContextId,
-    owner: usize,
+    owner: ClientId,
     /// The owner's table-page quota over all its domains.
     quota: usize,
 }
@@ -30,6 +32,10 @@ pub struct SmmuDomains<'a, R: RegisterBlock> {
     slots: [Option<Slot>; MAX_DOMAINS],
     format: Format,
     current: Option<usize>,
+    /// Domains whose release failed (their context could not be
+    /// invalidated): their tables stay allocated rather than be reused
+    /// while a walker may still hold them.
+    leaked: usize,
 }
 
 impl<R: RegisterBlock> core::fmt::Debug for SmmuDomains<'_, R> {
@@ -37,6 +43,7 @@ impl<R: RegisterBlock> core::fmt::Debug for SmmuDomains<'_, R> {
         f.debug_struct("SmmuDomains")
             .field("smmu", &self.smmu)
             .field("slots", &self.slots)
+            .field("leaked", &self.leaked)
             .finish()
     }
 }
@@ -56,6 +63,7 @@ impl<'a, R: RegisterBlock> SmmuDomains<'a, R> {
             slots: Default::default(),
             format,
             current: None,
+            leaked: 0,
         }
     }
 
@@ -72,7 +80,7 @@ impl<'a, R: RegisterBlock> SmmuDomains<'a, R> {
     }
 
     /// Table pages `owner` holds over all its domains.
-    pub fn owned_tables(&self, owner: usize) -> usize {
+    pub fn owned_tables(&self, owner: ClientId) -> usize {
         self.slots
             .iter()
             .flatten()
@@ -83,7 +91,7 @@ impl<'a, R: RegisterBlock> SmmuDomains<'a, R> {
 
     /// A new empty domain charged to `owner`, which may hold `quota` table
     /// pages in all; ENOMEM past that, the pool, the contexts or the slots.
-    pub fn alloc(&mut self, owner: usize, quota: usize) -> Result<DomainId, Errno> {
+    pub fn alloc(&mut self, owner: ClientId, quota: usize) -> Result<DomainId, Errno> {
         if self.owned_tables(owner) + 1 > quota {
             return Err(Errno::ENOMEM);
         }
@@ -130,7 +138,7 @@ impl<'a, R: RegisterBlock> SmmuDomains<'a, R> {
     }
 
     /// Points a stream at a domain.
-    pub fn attach(&mut self, stream: u32, id: DomainId) -> Result<(), Errno> {
+    pub fn attach(&mut self, stream: StreamId, id: DomainId) -> Result<(), Errno> {
         let ctx = self
             .slots
             .get(id.0 as usize)
@@ -141,7 +149,7 @@ impl<'a, R: RegisterBlock> SmmuDomains<'a, R> {
     }
 
     /// Quarantines a stream (abort); a stream already aborting is fine.
-    pub fn detach(&mut self, stream: u32) -> Result<(), Errno> {
+    pub fn detach(&mut self, stream: StreamId) -> Result<(), Errno> {
         match self.smmu.stream_context(stream) {
             Some(ctx) => self.smmu.detach(stream, ctx).map_err(Errno::from),
             None => Ok(()),
@@ -151,6 +159,17 @@ impl<'a, R: RegisterBlock> SmmuDomains<'a, R> {
     /// Hands every pending SMMU event to `f`.
     pub fn drain_events(&mut self, f: impl FnMut(Event)) -> EventStatus {
         self.smmu.drain_events(f)
+    }
+
+    /// Hands every pending SMMU event to `f` as the fault the server
+    /// reports.
+    pub fn drain_faults(&mut self, mut f: impl FnMut(Fault)) -> EventStatus {
+        self.smmu.drain_events(|e| f(e.fault()))
+    }
+
+    /// Domains that could not be released.
+    pub fn leaked(&self) -> usize {
+        self.leaked
     }
 
     fn selected(&self) -> Option<&Slot> {
@@ -222,5 +241,38 @@ impl<R: RegisterBlock> IoDomain for SmmuDomains<'_, R> {
 
     fn iova_to_phys(&self, iova: u64) -> Option<u64> {
         self.selected()?.table.iova_to_phys(&self.pool, iova)
+    }
+}
+
+impl<R: RegisterBlock> Hardware for SmmuDomains<'_, R> {
+    fn domain_alloc(&mut self, client: ClientId, table_pages: usize) -> Result<DomainId, Errno> {
+        self.alloc(client, table_pages)
+    }
+
+    fn domain_free(&mut self, domain: DomainId) {
+        if self.free(domain).is_err() {
+            self.leaked += 1;
+        }
+    }
+
+    fn domains(&mut self) -> &mut dyn DomainTable {
+        self
+    }
+
+    fn attach(&mut self, stream: StreamId, domain: DomainId) -> Result<(), Errno> {
+        SmmuDomains::attach(self, stream, domain)
+    }
+
+    fn detach(&mut self, stream: StreamId) -> Result<(), Errno> {
+        SmmuDomains::detach(self, stream)
+    }
+
+    fn id_regs(&self) -> ([u32; 6], u32, u32) {
+        let ids = self.features().ids;
+        (ids.idr, ids.iidr, ids.aidr)
+    }
+
+    fn coherent(&self) -> bool {
+        self.features().coherent
     }
 }

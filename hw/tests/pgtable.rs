@@ -8,6 +8,7 @@ use common::*;
 use hw::pgtable::{
     Format, Gather, InvRange, IoPageTable, MemAttr, TablePool, GATHER_RUNS, GRANULE, MAIR,
 };
+use iommu_testkit::Lent;
 use iopt::{Errno, IovaRange, Prot};
 
 /// Physical memory the tests map: 1 GiB aligned so any block fits.
@@ -33,7 +34,7 @@ struct Snapshot {
 }
 
 struct Fx {
-    pool: TablePool<'static>,
+    pool: Lent<RamPool>,
     ram: &'static Ram,
     pt: IoPageTable,
 }
@@ -237,7 +238,7 @@ fn unsupported_formats_and_pools() {
     );
 
     // A pool the walker could not address under oas 40.
-    let mut high = TablePool::new(pages(2, 0), (1 << 40) - GRANULE, &hw::pgtable::Coherent);
+    let mut high = pool_at(pages(2, 0), (1 << 40) - GRANULE);
     let f40 = Format {
         ias: 48,
         oas: 40,
@@ -265,7 +266,7 @@ fn pool_accounting_and_bounds() {
     assert_eq!((pool.free(), pool.used()), (3, 0));
 
     // Pages a table descriptor could not reach are not used.
-    let top = TablePool::new(pages(4, 0), (1 << 48) - 2 * GRANULE, &hw::pgtable::Coherent);
+    let top = pool_at(pages(4, 0), (1 << 48) - 2 * GRANULE);
     assert_eq!(top.capacity(), 2);
 }
 

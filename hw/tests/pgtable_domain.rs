@@ -12,9 +12,9 @@ use common::*;
 use hw::pgtable::{
     Format, Gather, InvRange, IoPageTable, MemAttr, PtDomain, TablePool, TlbFlush, UnmapRefusal,
 };
+use iommu_testkit::Lent;
 use iopt::{
-    Account, AccountId, AreaSlot, DomainId, DomainTable, DstIova, Errno, Extent, IoDomain, Ioas,
-    IovaRange, PagesSlot, Prot, Store,
+    ClientId, DomainId, DomainTable, DstIova, Errno, Extent, IoDomain, Ioas, IovaRange, Prot, Store,
 };
 
 const PHYS: u64 = 0x40_0000_0000;
@@ -64,11 +64,8 @@ impl DomainTable for One<'_, '_> {
     }
 }
 
-fn store() -> Store<'static> {
-    let areas = Box::leak(vec![AreaSlot::EMPTY; 64].into_boxed_slice());
-    let pages = Box::leak(vec![PagesSlot::EMPTY; 64].into_boxed_slice());
-    let accounts = Box::leak(vec![Account::UNLIMITED; 1].into_boxed_slice());
-    Store::new(areas, pages, accounts)
+fn store() -> Lent<Store<'static>> {
+    iommu_testkit::store(64, 64, 1)
 }
 
 fn map(
@@ -125,7 +122,7 @@ fn engine_maps_and_unmaps_through_the_table() {
         tlb: &mut tlb,
     });
     let mut store = store();
-    let mut ioas = store.new_ioas(AccountId(0)).unwrap();
+    let mut ioas = store.new_ioas(ClientId(0)).unwrap();
 
     assert_eq!(doms.0.page_sizes(), K4 | M2 | G1);
     assert_eq!(doms.0.aperture(), IovaRange::new(0, (1 << 48) - 1));
@@ -216,7 +213,7 @@ fn attach_fills_and_detach_empties() {
         tlb: &mut tlb,
     });
     let mut store = store();
-    let mut ioas = store.new_ioas(AccountId(0)).unwrap();
+    let mut ioas = store.new_ioas(ClientId(0)).unwrap();
 
     // Areas first, then the domain: attach maps them all.
     map(&mut ioas, &mut store, &mut doms, G1, PHYS, G1, RW).unwrap();
@@ -258,7 +255,7 @@ fn table_out_of_memory_rolls_the_engine_back() {
         tlb: &mut tlb,
     });
     let mut store = store();
-    let mut ioas = store.new_ioas(AccountId(0)).unwrap();
+    let mut ioas = store.new_ioas(ClientId(0)).unwrap();
     ioas.attach_domain(&mut store, &mut doms, DOM).unwrap();
 
     map(&mut ioas, &mut store, &mut doms, 0, PHYS, K4, RW).unwrap();
@@ -345,7 +342,7 @@ fn huge_pages_off_maps_only_pages() {
         tlb: &mut tlb,
     });
     let mut store = store();
-    let mut ioas = store.new_ioas(AccountId(0)).unwrap();
+    let mut ioas = store.new_ioas(ClientId(0)).unwrap();
     ioas.set_huge_pages(false).unwrap();
     ioas.attach_domain(&mut store, &mut doms, DOM).unwrap();
     map(&mut ioas, &mut store, &mut doms, M2, PHYS, M2, RW).unwrap();
@@ -500,7 +497,7 @@ fn the_engine_cannot_map_the_page_table_pool() {
         tlb: &mut tlb,
     });
     let mut store = store();
-    let mut ioas = store.new_ioas(AccountId(0)).unwrap();
+    let mut ioas = store.new_ioas(ClientId(0)).unwrap();
     ioas.attach_domain(&mut store, &mut doms, DOM).unwrap();
     let base = doms.0.pool.phys_base();
     // Some ordinary memory first, then the pool in the same request.

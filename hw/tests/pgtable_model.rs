@@ -16,6 +16,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use common::*;
 use hw::pgtable::{Format, Gather, InvRange, IoPageTable, MemAttr, TablePool, GATHER_RUNS};
+use iommu_testkit::Lent;
 use iopt::{Errno, Prot};
 use proptest::prelude::*;
 
@@ -326,7 +327,7 @@ fn format_strategy() -> impl Strategy<Value = (u32, u32)> {
 }
 
 struct Engine {
-    pool: TablePool<'static>,
+    pool: Lent<RamPool>,
     ram: &'static Ram,
     pt: IoPageTable,
 }

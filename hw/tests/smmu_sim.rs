@@ -5,10 +5,11 @@
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 
-use hw::mmio::{DmaRegion, RegisterBlock};
 use hw::pgtable::Gather;
 use hw::smmu::regs::*;
 use hw::smmu::{ProbeError, Smmu, SmmuConfig, SmmuError};
+use iommu_types::StreamId;
+use mmio::{DmaRegion, RegisterBlock};
 
 /// QEMU 7.2's ID registers.
 const QEMU_IDR: [u32; 6] = [0x0d40_101a, 0x0273_0010, 0, 0x1404, 0, 0x74];
@@ -90,11 +91,16 @@ impl RegisterBlock for Sim {
 
 fn memory() -> DmaRegion {
     let buf = Box::leak(vec![0u64; 512 * 1024 / 8].into_boxed_slice());
-    DmaRegion::from_leaked(buf, 0x4800_0000).unwrap()
+    DmaRegion::host(buf, 0x4800_0000).unwrap()
 }
 
 fn smmu(sim: Sim) -> Result<Smmu<Sim>, SmmuError> {
-    Smmu::init(sim, memory(), SmmuConfig::DEFAULT, &[0x8, 0x10])
+    Smmu::init(
+        sim,
+        memory(),
+        SmmuConfig::DEFAULT,
+        &[StreamId(0x8), StreamId(0x10)],
+    )
 }
 
 #[test]
@@ -151,7 +157,7 @@ fn a_too_small_region_names_the_structure() {
     let buf = Box::leak(vec![0u64; 512].into_boxed_slice());
     let r = Smmu::init(
         Sim::new(QEMU_IDR),
-        DmaRegion::from_leaked(buf, 0x4800_0000).unwrap(),
+        DmaRegion::host(buf, 0x4800_0000).unwrap(),
         SmmuConfig::DEFAULT,
         &[],
     );
@@ -224,24 +230,30 @@ fn without_range_invalidation_long_runs_flush_the_asid() {
 fn attach_and_detach_are_break_before_make_with_syncs() {
     let mut s = smmu(Sim::new(QEMU_IDR)).unwrap();
     let ctx = s.alloc_context(0x4900_0000, 16, 0).unwrap();
-    assert!(s.stream_aborts(0x8));
+    assert!(s.stream_aborts(StreamId(0x8)));
     // Already aborting: body, valid word, CFGI_STE + SYNC.
-    assert_eq!(cost(&mut s, |s| s.attach(0x8, ctx).unwrap()), (2, 2));
-    assert!(!s.stream_aborts(0x8));
+    assert_eq!(
+        cost(&mut s, |s| s.attach(StreamId(0x8), ctx).unwrap()),
+        (2, 2)
+    );
+    assert!(!s.stream_aborts(StreamId(0x8)));
     // Translating -> translating: abort + CFGI + SYNC first, then the same.
-    assert_eq!(cost(&mut s, |s| s.attach(0x8, ctx).unwrap()).0, 4);
+    assert_eq!(cost(&mut s, |s| s.attach(StreamId(0x8), ctx).unwrap()).0, 4);
     assert_eq!(s.free_context(ctx), Err(SmmuError::ContextBusy));
-    s.detach(0x8, ctx).unwrap();
-    assert!(s.stream_aborts(0x8));
+    s.detach(StreamId(0x8), ctx).unwrap();
+    assert!(s.stream_aborts(StreamId(0x8)));
     s.free_context(ctx).unwrap();
     assert_eq!(s.free_context(ctx), Err(SmmuError::BadContext));
-    assert_eq!(s.attach(0x8, ctx), Err(SmmuError::BadContext));
+    assert_eq!(s.attach(StreamId(0x8), ctx), Err(SmmuError::BadContext));
     // Streams beyond the configured level-2 tables are refused.
     let ctx = s.alloc_context(0x4900_0000, 16, 0).unwrap();
     for span in 1..4u32 {
-        s.ensure_stream(span << 8).unwrap();
+        s.ensure_stream(StreamId(span << 8)).unwrap();
     }
-    assert_eq!(s.attach(5 << 8, ctx), Err(SmmuError::NoStream(5 << 8)));
+    assert_eq!(
+        s.attach(StreamId(5 << 8), ctx),
+        Err(SmmuError::NoStream(StreamId(5 << 8)))
+    );
 }
 
 #[test]
@@ -262,26 +274,26 @@ fn stream_counts_follow_the_stream_table() {
     let mut s = smmu(Sim::new(QEMU_IDR)).unwrap();
     let a = s.alloc_context(0x4900_0000, 16, 0).unwrap();
     let b = s.alloc_context(0x4a00_0000, 16, 0).unwrap();
-    s.attach(0x8, a).unwrap();
-    s.attach(0x10, a).unwrap();
+    s.attach(StreamId(0x8), a).unwrap();
+    s.attach(StreamId(0x10), a).unwrap();
     // Moving a stream to another context moves its count.
-    s.attach(0x8, b).unwrap();
-    assert_eq!(s.stream_context(0x8), Some(b));
+    s.attach(StreamId(0x8), b).unwrap();
+    assert_eq!(s.stream_context(StreamId(0x8)), Some(b));
     assert_eq!(
-        s.detach(0x8, a),
+        s.detach(StreamId(0x8), a),
         Err(SmmuError::BadContext),
         "not the stream's context"
     );
-    s.detach(0x8, b).unwrap();
+    s.detach(StreamId(0x8), b).unwrap();
     assert_eq!(
-        s.detach(0x8, b),
+        s.detach(StreamId(0x8), b),
         Err(SmmuError::BadContext),
         "already detached"
     );
     s.free_context(b).unwrap();
     // Stream 0x10 still uses A: A cannot be freed, whatever was detached.
     assert_eq!(s.free_context(a), Err(SmmuError::ContextBusy));
-    s.detach(0x10, a).unwrap();
+    s.detach(StreamId(0x10), a).unwrap();
     s.free_context(a).unwrap();
     assert_eq!(
         s.alloc_context(0x4900_0000, 15, 0),

@@ -1,18 +1,16 @@
-//! IOAS operations (Linux's drivers/iommu/iommufd/ioas.c), each: copy the
-//! request out, validate, act through iopt, write the outputs back.
+//! IOAS operations (Linux's drivers/iommu/iommufd/ioas.c). Each handler
+//! gets its request already copied out of the command page and validated
+//! for size by the op table, which writes the output fields back.
 
 use heapless::Vec;
-use iommu_proto::decode::{
-    array_range, check_flags, check_reserved, copy_out, read_at, read_request, write_at,
-};
+use iommu_proto::decode::{array_range, check_flags, check_reserved, read_at, write_at};
 use iommu_proto::iommufd::*;
-use iommu_proto::Errno;
-use iopt::{DstIova, IovaRange, Prot, MAX_ALLOWED, MAX_RESERVED};
+use iommu_types::{Errno, IovaRange, Prot};
+use iopt::{DstIova, Hardware, MAX_ALLOWED, MAX_RESERVED};
 
-use crate::config::resolve;
-use crate::device::destroy_hwpt;
-use crate::object::{ObjectId, Reservation};
-use crate::{Client, Ctx, Hardware, IoasObject, Object};
+use crate::client::Ctx;
+use crate::object::{IoasObject, Object, ObjectId, Reservation};
+use crate::region::resolve;
 
 type Result<T> = core::result::Result<T, Errno>;
 
@@ -34,47 +32,21 @@ fn dst(flags: u32, iova: u64) -> DstIova {
     }
 }
 
-/// The IOAS an ID names: ENOENT when it names nothing of this client's or
-/// another kind of object (Linux's typed lookup).
-pub(crate) fn ioas_mut(client: &mut Client, id: u32) -> Result<&mut iopt::Ioas> {
-    match client.objects.get_mut(ObjectId(id))? {
-        Object::Ioas(o) => Ok(&mut o.ioas),
-        _ => Err(Errno::ENOENT),
-    }
-}
-
-/// DESTROY: any object not in use (EBUSY otherwise: an IOAS with HWPTs, a
-/// HWPT or device with attachments). Destroying a device unbinds it.
-pub(crate) fn destroy<H: Hardware>(
-    ctx: &mut Ctx<'_, '_, H>,
-    page: &mut [u8],
-    size: u64,
-) -> Result<u64> {
-    let cmd: iommu_destroy = read_request(page, size)?;
-    let id = ObjectId(cmd.id);
-    match ctx.client.objects.get(id)? {
-        Object::Ioas(o) if o.hwpts > 0 => return Err(Errno::EBUSY),
-        Object::Hwpt(h) if h.devices > 0 => return Err(Errno::EBUSY),
-        Object::Device(d) if d.hwpt.is_some() => return Err(Errno::EBUSY),
-        Object::Hwpt(_) => {
-            destroy_hwpt(ctx, id);
-            return Ok(0);
-        }
-        _ => {}
-    }
-    if let Object::Ioas(o) = ctx.client.objects.remove(id)? {
-        o.ioas.destroy(ctx.store, ctx.hw.domains());
-    }
-    Ok(0)
+/// The IOAS an ID names (ENOENT for anything else).
+pub(crate) fn ioas_mut<'c>(
+    ctx: &'c mut Ctx<'_, '_, impl Hardware>,
+    id: u32,
+) -> Result<&'c mut iopt::Ioas> {
+    Ok(&mut ctx.client.objects.ioas_mut(ObjectId(id))?.ioas)
 }
 
 /// Phase one of a new IOAS object: a slot and an empty IOAS, or nothing.
-/// The caller finalizes (or aborts and destroys) it.
+/// The caller finalizes it with [`finalize_ioas`].
 pub(crate) fn reserve_ioas(
     ctx: &mut Ctx<'_, '_, impl Hardware>,
 ) -> Result<(Reservation, iopt::Ioas)> {
     let reservation = ctx.client.objects.reserve()?;
-    match ctx.store.new_ioas(ctx.account()) {
+    match ctx.store.new_ioas(ctx.id) {
         Ok(ioas) => Ok((reservation, ioas)),
         Err(e) => {
             ctx.client.objects.abort(reservation);
@@ -96,19 +68,11 @@ pub(crate) fn finalize_ioas(
 
 pub(crate) fn alloc<H: Hardware>(
     ctx: &mut Ctx<'_, '_, H>,
-    page: &mut [u8],
-    size: u64,
+    cmd: &mut iommu_ioas_alloc,
 ) -> Result<u64> {
-    let mut cmd: iommu_ioas_alloc = read_request(page, size)?;
     check_flags(cmd.flags, 0)?;
     let (reservation, ioas) = reserve_ioas(ctx)?;
-    cmd.out_ioas_id = reservation.id().0;
-    if let Err(e) = copy_out(page, size, &cmd) {
-        ctx.client.objects.abort(reservation);
-        ioas.destroy(ctx.store, ctx.hw.domains());
-        return Err(e);
-    }
-    finalize_ioas(ctx, reservation, ioas);
+    cmd.out_ioas_id = finalize_ioas(ctx, reservation, ioas).0;
     Ok(0)
 }
 
@@ -124,8 +88,8 @@ pub(crate) fn map_user(
     prot: Prot,
 ) -> Result<u64> {
     let regions = ctx.client.config.regions;
-    let ioas = ioas_mut(ctx.client, id)?;
     let writable = prot.contains(Prot::WRITE);
+    let ioas = &mut ctx.client.objects.ioas_mut(ObjectId(id))?.ioas;
     let extents = resolve(
         regions,
         user_va,
@@ -144,12 +108,7 @@ pub(crate) fn map_user(
     )
 }
 
-pub(crate) fn map<H: Hardware>(
-    ctx: &mut Ctx<'_, '_, H>,
-    page: &mut [u8],
-    size: u64,
-) -> Result<u64> {
-    let mut cmd: iommu_ioas_map = read_request(page, size)?;
+pub(crate) fn map<H: Hardware>(ctx: &mut Ctx<'_, '_, H>, cmd: &mut iommu_ioas_map) -> Result<u64> {
     check_flags(cmd.flags, MAP_FLAGS)?;
     check_reserved(&cmd.reserved)?;
     // Linux's order: EOVERFLOW before EINVAL for no access.
@@ -160,7 +119,7 @@ pub(crate) fn map<H: Hardware>(
     if prot.is_empty() {
         return Err(Errno::EINVAL);
     }
-    let iova = map_user(
+    cmd.iova = map_user(
         ctx,
         cmd.ioas_id,
         cmd.user_va,
@@ -168,41 +127,31 @@ pub(crate) fn map<H: Hardware>(
         dst(cmd.flags, cmd.iova),
         prot,
     )?;
-    cmd.iova = iova;
-    if let Err(e) = copy_out(page, size, &cmd) {
-        let ioas = ioas_mut(ctx.client, cmd.ioas_id)?;
-        let _ = ioas.unmap(ctx.store, ctx.hw.domains(), iova, cmd.length);
-        return Err(e);
-    }
     Ok(0)
 }
 
 pub(crate) fn unmap<H: Hardware>(
     ctx: &mut Ctx<'_, '_, H>,
-    page: &mut [u8],
-    size: u64,
+    cmd: &mut iommu_ioas_unmap,
 ) -> Result<u64> {
-    let mut cmd: iommu_ioas_unmap = read_request(page, size)?;
-    let ioas = ioas_mut(ctx.client, cmd.ioas_id)?;
-    cmd.length = ioas.unmap(ctx.store, ctx.hw.domains(), cmd.iova, cmd.length)?;
-    copy_out(page, size, &cmd)?;
+    let store = &mut *ctx.store;
+    let ioas = &mut ctx.client.objects.ioas_mut(ObjectId(cmd.ioas_id))?.ioas;
+    cmd.length = ioas.unmap(store, ctx.hw.domains(), cmd.iova, cmd.length)?;
     Ok(0)
 }
 
 pub(crate) fn copy<H: Hardware>(
     ctx: &mut Ctx<'_, '_, H>,
-    page: &mut [u8],
-    size: u64,
+    cmd: &mut iommu_ioas_copy,
 ) -> Result<u64> {
-    let mut cmd: iommu_ioas_copy = read_request(page, size)?;
     check_flags(cmd.flags, MAP_FLAGS)?;
     if cmd.length == u64::MAX || cmd.src_iova == u64::MAX || cmd.dst_iova == u64::MAX {
         return Err(Errno::EOVERFLOW);
     }
     let (src, dst_id) = (ObjectId(cmd.src_ioas_id), ObjectId(cmd.dst_ioas_id));
     let (prot, dst) = (prot(cmd.flags), dst(cmd.flags, cmd.dst_iova));
-    let iova = if src == dst_id {
-        let ioas = ioas_mut(ctx.client, cmd.dst_ioas_id)?;
+    cmd.dst_iova = if src == dst_id {
+        let ioas = &mut ctx.client.objects.ioas_mut(dst_id)?.ioas;
         ioas.copy_from(
             ctx.store,
             ctx.hw.domains(),
@@ -228,24 +177,16 @@ pub(crate) fn copy<H: Hardware>(
             prot,
         )?
     };
-    cmd.dst_iova = iova;
-    if let Err(e) = copy_out(page, size, &cmd) {
-        let ioas = ioas_mut(ctx.client, cmd.dst_ioas_id)?;
-        let _ = ioas.unmap(ctx.store, ctx.hw.domains(), iova, cmd.length);
-        return Err(e);
-    }
     Ok(0)
 }
 
 pub(crate) fn iova_ranges<H: Hardware>(
     ctx: &mut Ctx<'_, '_, H>,
-    page: &mut [u8],
-    size: u64,
+    cmd: &mut iommu_ioas_iova_ranges,
 ) -> Result<u64> {
-    let mut cmd: iommu_ioas_iova_ranges = read_request(page, size)?;
     check_reserved(&cmd.reserved)?;
     let page_va = ctx.client.config.command_page_vaddr;
-    let ioas = ioas_mut(ctx.client, cmd.ioas_id)?;
+    let ioas = &ctx.client.objects.ioas(ObjectId(cmd.ioas_id))?.ioas;
     let elem = core::mem::size_of::<iommu_iova_range>();
     // Holes between reserved ranges: at most one more than there are ranges.
     let mut holes = [IovaRange::ALL; MAX_RESERVED + 1];
@@ -253,35 +194,39 @@ pub(crate) fn iova_ranges<H: Hardware>(
     let capacity = cmd.num_iovas as usize;
     // Only the entries written must lie in the page, as Linux writes only
     // those.
-    let written = info.total.min(capacity) as u64;
-    let out = array_range(page_va, page.len(), cmd.allowed_iovas, written, elem)?;
-    for (i, hole) in holes.iter().take(info.total.min(capacity)).enumerate() {
+    let written = info.total.min(capacity);
+    let out = array_range(
+        page_va,
+        ctx.page.len(),
+        cmd.allowed_iovas,
+        written as u64,
+        elem,
+    )?;
+    for (i, hole) in holes.iter().take(written).enumerate() {
         let range = iommu_iova_range {
             start: hole.start,
             last: hole.last,
         };
-        write_at(page, out.start + i * elem, &range)?;
+        write_at(ctx.page, out.start + i * elem, &range)?;
     }
     cmd.num_iovas = info.total as u32;
     cmd.out_iova_alignment = info.alignment;
-    copy_out(page, size, &cmd)?;
+    // EMSGSIZE still reports the counts: the op table writes them back.
     info.fits(capacity)?;
     Ok(0)
 }
 
 pub(crate) fn allow_iovas<H: Hardware>(
     ctx: &mut Ctx<'_, '_, H>,
-    page: &mut [u8],
-    size: u64,
+    cmd: &mut iommu_ioas_allow_iovas,
 ) -> Result<u64> {
-    let cmd: iommu_ioas_allow_iovas = read_request(page, size)?;
     check_reserved(&cmd.reserved)?;
     let page_va = ctx.client.config.command_page_vaddr;
-    let ioas = ioas_mut(ctx.client, cmd.ioas_id)?;
+    let ioas = &mut ctx.client.objects.ioas_mut(ObjectId(cmd.ioas_id))?.ioas;
     let elem = core::mem::size_of::<iommu_iova_range>();
     let input = array_range(
         page_va,
-        page.len(),
+        ctx.page.len(),
         cmd.allowed_iovas,
         u64::from(cmd.num_iovas),
         elem,
@@ -290,7 +235,7 @@ pub(crate) fn allow_iovas<H: Hardware>(
     let mut ranges: Vec<IovaRange, MAX_ALLOWED> = Vec::new();
     let mut too_many = false;
     for i in 0..cmd.num_iovas as usize {
-        let r: iommu_iova_range = read_at(page, input.start + i * elem)?;
+        let r: iommu_iova_range = read_at(ctx.page, input.start + i * elem)?;
         if r.start >= r.last {
             return Err(Errno::EINVAL);
         }
@@ -303,16 +248,11 @@ pub(crate) fn allow_iovas<H: Hardware>(
     Ok(0)
 }
 
-pub(crate) fn option<H: Hardware>(
-    ctx: &mut Ctx<'_, '_, H>,
-    page: &mut [u8],
-    size: u64,
-) -> Result<u64> {
-    let mut cmd: iommu_option = read_request(page, size)?;
+pub(crate) fn option<H: Hardware>(ctx: &mut Ctx<'_, '_, H>, cmd: &mut iommu_option) -> Result<u64> {
     check_reserved(&cmd.reserved)?;
     match cmd.option_id {
         IOMMU_OPTION_HUGE_PAGES => {
-            let ioas = ioas_mut(ctx.client, cmd.object_id)?;
+            let ioas = ioas_mut(ctx, cmd.object_id)?;
             match (cmd.op, cmd.val64) {
                 (IOMMU_OPTION_OP_GET, _) => cmd.val64 = u64::from(ioas.huge_pages()),
                 (IOMMU_OPTION_OP_SET, v @ (0 | 1)) => ioas.set_huge_pages(v == 1)?,
@@ -334,6 +274,5 @@ pub(crate) fn option<H: Hardware>(
         }
         _ => return Err(Errno::EOPNOTSUPP),
     }
-    copy_out(page, size, &cmd)?;
     Ok(0)
 }

@@ -1,11 +1,19 @@
-//! Per-client object tables: IDs are capabilities.
+//! Objects: the per-client table whose IDs are capabilities, the kinds of
+//! object it holds, lookups by kind, and DESTROY (Linux's iommufd main.c
+//! object layer).
 //!
 //! An ID is `generation << INDEX_BITS | index`. A slot's generation moves on
 //! every time its object goes, so a destroyed ID never names anything
 //! again; a slot whose generation would wrap is retired for good. ID 0 is
 //! never valid. One client's IDs index only its own table.
+//!
+//! Objects are created in two phases: [`ObjectTable::reserve`] takes a slot
+//! (invisible to lookups), the caller builds the object, then
+//! [`ObjectTable::finalize`] publishes it or [`ObjectTable::abort`] frees
+//! the slot, so a failing request leaves nothing behind.
 
-use iommu_proto::Errno;
+use iommu_types::{Errno, StreamId};
+use iopt::{DomainId, Hardware, Store};
 
 /// Bits of an ID that select the slot; tables hold at most 2^8 objects.
 pub const INDEX_BITS: u32 = 8;
@@ -204,6 +212,145 @@ impl<T, const N: usize> ObjectTable<T, N> {
                 State::Live(_) => Some(ObjectId::new(i, s.generation)),
                 _ => None,
             })
+    }
+}
+
+/// Object slots per client (the quota may allow fewer).
+pub const MAX_OBJECTS: usize = 64;
+
+/// What an object ID can name. Every slot is sized for an IOAS: there is
+/// no heap to box one into, and the tables are static storage.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug)]
+pub enum Object {
+    Ioas(IoasObject),
+    Device(DeviceObject),
+    Hwpt(HwptObject),
+}
+
+/// An IO address space and how many HWPTs hang off it.
+#[derive(Debug)]
+pub struct IoasObject {
+    pub(crate) ioas: iopt::Ioas,
+    pub(crate) hwpts: u32,
+}
+
+/// A bound device: which of the client's configured devices, and the HWPT
+/// it is attached to.
+#[derive(Debug)]
+pub struct DeviceObject {
+    /// Its index in the client's configuration, the name BIND takes.
+    pub(crate) index: usize,
+    pub(crate) stream: StreamId,
+    pub(crate) hwpt: Option<ObjectId>,
+}
+
+/// A hardware page table mirroring one IOAS.
+#[derive(Debug)]
+pub struct HwptObject {
+    pub(crate) ioas: ObjectId,
+    pub(crate) domain: DomainId,
+    /// Created by an attach to an IOAS (reused by later ones, freed with
+    /// its last device) rather than by HWPT_ALLOC.
+    pub(crate) auto: bool,
+    pub(crate) devices: u32,
+}
+
+/// A client's objects.
+pub type Objects = ObjectTable<Object, MAX_OBJECTS>;
+
+// Lookups by kind: ENOENT when the ID names nothing of this client's or
+// an object of another kind, as Linux's typed `iommufd_get_object`.
+impl<const N: usize> ObjectTable<Object, N> {
+    pub(crate) fn ioas(&self, id: ObjectId) -> Result<&IoasObject, Errno> {
+        match self.get(id)? {
+            Object::Ioas(o) => Ok(o),
+            _ => Err(Errno::ENOENT),
+        }
+    }
+
+    pub(crate) fn ioas_mut(&mut self, id: ObjectId) -> Result<&mut IoasObject, Errno> {
+        match self.get_mut(id)? {
+            Object::Ioas(o) => Ok(o),
+            _ => Err(Errno::ENOENT),
+        }
+    }
+
+    pub(crate) fn hwpt_mut(&mut self, id: ObjectId) -> Result<&mut HwptObject, Errno> {
+        match self.get_mut(id)? {
+            Object::Hwpt(h) => Ok(h),
+            _ => Err(Errno::ENOENT),
+        }
+    }
+
+    pub(crate) fn device(&self, id: ObjectId) -> Result<&DeviceObject, Errno> {
+        match self.get(id)? {
+            Object::Device(d) => Ok(d),
+            _ => Err(Errno::ENOENT),
+        }
+    }
+
+    pub(crate) fn device_mut(&mut self, id: ObjectId) -> Result<&mut DeviceObject, Errno> {
+        match self.get_mut(id)? {
+            Object::Device(d) => Ok(d),
+            _ => Err(Errno::ENOENT),
+        }
+    }
+
+    /// The bound device object for configured device `index`, if bound.
+    pub(crate) fn bound_device(&self, index: usize) -> Option<ObjectId> {
+        self.ids()
+            .find(|&id| matches!(self.get(id), Ok(Object::Device(d)) if d.index == index))
+    }
+
+    /// The automatic HWPT over IOAS `ioas`, if there is one.
+    pub(crate) fn auto_hwpt(&self, ioas: ObjectId) -> Option<ObjectId> {
+        self.ids()
+            .find(|&id| matches!(self.get(id), Ok(Object::Hwpt(h)) if h.auto && h.ioas == ioas))
+    }
+
+    /// DESTROY: any object not in use (EBUSY otherwise: an IOAS with
+    /// HWPTs, a HWPT or device with attachments). Destroying a device
+    /// unbinds it.
+    pub(crate) fn destroy(
+        &mut self,
+        id: ObjectId,
+        store: &mut Store<'_>,
+        hw: &mut impl Hardware,
+    ) -> Result<(), Errno> {
+        match self.get(id)? {
+            Object::Ioas(o) if o.hwpts > 0 => Err(Errno::EBUSY),
+            Object::Hwpt(h) if h.devices > 0 => Err(Errno::EBUSY),
+            Object::Device(d) if d.hwpt.is_some() => Err(Errno::EBUSY),
+            Object::Hwpt(_) => {
+                self.destroy_hwpt(id, store, hw);
+                Ok(())
+            }
+            Object::Ioas(_) | Object::Device(_) => {
+                if let Object::Ioas(o) = self.remove(id)? {
+                    o.ioas.destroy(store, hw.domains());
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Removes a HWPT no device uses: its domain is emptied, detached from
+    /// the IOAS and freed.
+    pub(crate) fn destroy_hwpt(
+        &mut self,
+        id: ObjectId,
+        store: &mut Store<'_>,
+        hw: &mut impl Hardware,
+    ) {
+        let Ok(Object::Hwpt(hwpt)) = self.remove(id) else {
+            return;
+        };
+        if let Ok(o) = self.ioas_mut(hwpt.ioas) {
+            let _ = o.ioas.detach_domain(store, hw.domains(), hwpt.domain);
+            o.hwpts = o.hwpts.saturating_sub(1);
+        }
+        hw.domain_free(hwpt.domain);
     }
 }
 

@@ -6,30 +6,28 @@
 //! cannot name anything else) or chosen with IOMMU_VFIO_IOAS SET. Without
 //! one, every operation that needs it is ENODEV.
 
-use iommu_proto::decode::{check_reserved, copy_out, read_request, write_at};
+use iommu_proto::decode::{check_reserved, write_at};
 use iommu_proto::iommufd::*;
 use iommu_proto::vfio::*;
-use iommu_proto::Errno;
-use iopt::{DstIova, IovaRange, Prot, MAX_RESERVED};
+use iommu_types::{Errno, IovaRange, Prot};
+use iopt::{DstIova, Hardware, MAX_RESERVED};
 
+use crate::client::Ctx;
 use crate::ioas::{finalize_ioas, ioas_mut, map_user, reserve_ioas};
-use crate::object::ObjectId;
-use crate::{Ctx, Hardware, Object};
+use crate::object::{Object, ObjectId};
 
 type Result<T> = core::result::Result<T, Errno>;
 
 /// The compat IOAS, if one is set and still alive.
 fn compat(ctx: &mut Ctx<'_, '_, impl Hardware>) -> Result<ObjectId> {
     let id = ctx.client.compat.ok_or(Errno::ENODEV)?;
-    match ctx.client.objects.get(id) {
-        Ok(Object::Ioas(_)) => Ok(id),
-        _ => Err(Errno::ENODEV),
-    }
+    ctx.client.objects.ioas(id).map_err(|_| Errno::ENODEV)?;
+    Ok(id)
 }
 
 fn compat_ioas<'c>(ctx: &'c mut Ctx<'_, '_, impl Hardware>) -> Result<&'c mut iopt::Ioas> {
     let id = compat(ctx)?;
-    ioas_mut(ctx.client, id.0)
+    ioas_mut(ctx, id.0)
 }
 
 /// The compat IOAS for a compat-path attach, made if there is none.
@@ -55,18 +53,13 @@ pub(crate) fn drop_new_compat(ctx: &mut Ctx<'_, '_, impl Hardware>, id: ObjectId
 /// IOMMU_VFIO_IOAS: GET, SET or CLEAR the compat IOAS.
 pub(crate) fn vfio_ioas<H: Hardware>(
     ctx: &mut Ctx<'_, '_, H>,
-    page: &mut [u8],
-    size: u64,
+    cmd: &mut iommu_vfio_ioas,
 ) -> Result<u64> {
-    let mut cmd: iommu_vfio_ioas = read_request(page, size)?;
     check_reserved(&cmd.reserved)?;
     match cmd.op {
-        IOMMU_VFIO_IOAS_GET => {
-            cmd.ioas_id = compat(ctx)?.0;
-            copy_out(page, size, &cmd)?;
-        }
+        IOMMU_VFIO_IOAS_GET => cmd.ioas_id = compat(ctx)?.0,
         IOMMU_VFIO_IOAS_SET => {
-            ioas_mut(ctx.client, cmd.ioas_id)?;
+            ioas_mut(ctx, cmd.ioas_id)?;
             ctx.client.compat = Some(ObjectId(cmd.ioas_id));
         }
         IOMMU_VFIO_IOAS_CLEAR => ctx.client.compat = None,
@@ -76,7 +69,7 @@ pub(crate) fn vfio_ioas<H: Hardware>(
 }
 
 /// VFIO_GET_API_VERSION.
-pub(crate) fn api_version() -> Result<u64> {
+pub(crate) fn api_version(_: &mut Ctx<'_, '_, impl Hardware>, _: u64) -> Result<u64> {
     Ok(VFIO_API_VERSION)
 }
 
@@ -109,10 +102,8 @@ pub(crate) fn set_iommu(ctx: &mut Ctx<'_, '_, impl Hardware>, kind: u64) -> Resu
 /// VFIO_IOMMU_MAP_DMA: always at the given IOVA.
 pub(crate) fn map_dma<H: Hardware>(
     ctx: &mut Ctx<'_, '_, H>,
-    page: &mut [u8],
-    size: u64,
+    map: &mut vfio_iommu_type1_dma_map,
 ) -> Result<u64> {
-    let map: vfio_iommu_type1_dma_map = read_request(page, size)?;
     if map.flags & !(VFIO_DMA_MAP_FLAG_READ | VFIO_DMA_MAP_FLAG_WRITE) != 0 {
         return Err(Errno::EINVAL);
     }
@@ -135,20 +126,19 @@ pub(crate) fn map_dma<H: Hardware>(
 /// of larger mappings first; ALL needs iova = size = 0.
 pub(crate) fn unmap_dma<H: Hardware>(
     ctx: &mut Ctx<'_, '_, H>,
-    page: &mut [u8],
-    size: u64,
+    unmap: &mut vfio_iommu_type1_dma_unmap,
 ) -> Result<u64> {
-    let mut unmap: vfio_iommu_type1_dma_unmap = read_request(page, size)?;
     if unmap.flags & !VFIO_DMA_UNMAP_FLAG_ALL != 0 {
         return Err(Errno::EINVAL);
     }
     let id = compat(ctx)?;
-    let ioas = ioas_mut(ctx.client, id.0)?;
+    let store = &mut *ctx.store;
+    let ioas = &mut ctx.client.objects.ioas_mut(id)?.ioas;
     let unmapped = if unmap.flags & VFIO_DMA_UNMAP_FLAG_ALL != 0 {
         if unmap.iova != 0 || unmap.size != 0 {
             return Err(Errno::EINVAL);
         }
-        ioas.unmap_all(ctx.store, ctx.hw.domains())
+        ioas.unmap_all(store, ctx.hw.domains())
     } else {
         // Validate before cutting: once the range is sound, every cut lies
         // inside an area the unmap then removes, so a failure cuts nothing.
@@ -158,12 +148,11 @@ pub(crate) fn unmap_dma<H: Hardware>(
         let range = IovaRange::from_start_len(unmap.iova, unmap.size).ok_or(Errno::EOVERFLOW)?;
         if !ioas.huge_pages() {
             let cuts = [range.last, range.start.wrapping_sub(1)];
-            ioas.cut(ctx.store, if range.start != 0 { &cuts } else { &cuts[..1] })?;
+            ioas.cut(store, if range.start != 0 { &cuts } else { &cuts[..1] })?;
         }
-        ioas.unmap(ctx.store, ctx.hw.domains(), unmap.iova, unmap.size)?
+        ioas.unmap(store, ctx.hw.domains(), unmap.iova, unmap.size)?
     };
     unmap.size = unmapped;
-    copy_out(page, size, &unmap)?;
     Ok(0)
 }
 
@@ -173,15 +162,15 @@ pub(crate) fn unmap_dma<H: Hardware>(
 /// `cap_offset` stays 0 unless all of it fit.
 pub(crate) fn get_info<H: Hardware>(
     ctx: &mut Ctx<'_, '_, H>,
-    page: &mut [u8],
-    size: u64,
+    info: &mut vfio_iommu_type1_info,
 ) -> Result<u64> {
-    let mut info: vfio_iommu_type1_info = read_request(page, size)?;
     // The caller's own remaining mappings (VFIO's dma_entry_limit): no other
     // client's use shows.
-    let account = ctx.store.account(ctx.account());
+    let account = ctx.store.account(ctx.id);
     let avail = account.map_or(0, |a| a.area_limit.saturating_sub(a.areas));
-    let ioas = compat_ioas(ctx)?;
+    let id = compat(ctx)?;
+    let ioas = &ctx.client.objects.ioas(id)?.ioas;
+    let page = &mut *ctx.page;
     let given = info.argsz as usize;
     info.flags = VFIO_IOMMU_INFO_PGSIZES | VFIO_IOMMU_INFO_CAPS;
     info.iova_pgsizes = ioas.common_page_sizes();
@@ -242,6 +231,5 @@ pub(crate) fn get_info<H: Hardware>(
         info.cap_offset = info_size as u32;
     }
     info.argsz = total as u32;
-    copy_out(page, size, &info)?;
     Ok(0)
 }

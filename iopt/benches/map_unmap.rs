@@ -14,7 +14,8 @@ use std::time::Duration;
 use common::model::{Caps, Model};
 use common::{store, Domains};
 use criterion::{BenchmarkId, Criterion};
-use iopt::{AccountId, DstIova, Extent, Ioas, Prot, Store};
+use iommu_testkit::Lent;
+use iopt::{ClientId, DstIova, Extent, Ioas, Prot, Store};
 
 const LIVE: [usize; 3] = [1_000, 10_000, 100_000];
 const SIZES: [(u64, &str); 2] = [(0x1000, "4KiB"), (0x20_0000, "2MiB")];
@@ -22,7 +23,7 @@ const GROUP: &str = "auto_map_unmap";
 const PHYS: u64 = 0x40_0000_0000;
 
 struct Engine {
-    store: Store<'static>,
+    store: Lent<Store<'static>>,
     doms: Domains,
     ioas: Ioas,
 }
@@ -30,7 +31,7 @@ struct Engine {
 impl Engine {
     fn with_live(live: usize, size: u64) -> Engine {
         let store = store(live + 8, live + 8, 1);
-        let ioas = store.new_ioas(AccountId(0)).unwrap();
+        let ioas = store.new_ioas(ClientId(0)).unwrap();
         let mut e = Engine {
             store,
             doms: Domains::none(),

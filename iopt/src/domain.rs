@@ -1,8 +1,6 @@
 //! The hardware side: IO page tables ("domains") that mirror an IOAS.
 
-use crate::errno::Result;
-use crate::range::IovaRange;
-use crate::Prot;
+use iommu_types::{IovaRange, Prot, Result};
 
 /// Names a domain to the engine. The engine never dereferences it; the
 /// caller resolves it through a [`DomainTable`].

@@ -8,10 +8,10 @@
 use heapless::Vec;
 
 use crate::domain::{max_page, min_page, next_chunk, DomainId, DomainTable, IoDomain};
-use crate::errno::{Errno, Result};
-use crate::range::{Holes, IovaRange};
+use crate::range::Holes;
 use crate::tree::{Area, NodeIdx, NIL};
-use crate::{AccountId, Extent, Prot, Store, PAGE_SIZE};
+use crate::{Extent, Store, PAGE_SIZE};
+use iommu_types::{ClientId, Errno, IovaRange, Prot, Result, StreamId};
 
 /// Most reserved ranges one IOAS holds (device windows, apertures).
 pub const MAX_RESERVED: usize = 32;
@@ -36,7 +36,7 @@ const AUTO_WINDOW: IovaRange = IovaRange {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ReservedOwner {
     /// A device's reserved windows (host-bridge windows, doorbells).
-    Device(u32),
+    Device(StreamId),
     /// IOVA outside an attached domain's aperture.
     Aperture(DomainId),
     /// A software-managed MSI window.
@@ -119,7 +119,7 @@ struct Segment {
 pub struct Ioas {
     root: NodeIdx,
     areas: usize,
-    account: AccountId,
+    account: ClientId,
     /// Sorted by start; may overlap each other.
     reserved: Vec<Reserved, MAX_RESERVED>,
     /// Sorted and disjoint.
@@ -130,7 +130,7 @@ pub struct Ioas {
 }
 
 impl Ioas {
-    pub(crate) const fn new(account: AccountId) -> Ioas {
+    pub(crate) const fn new(account: ClientId) -> Ioas {
         Ioas {
             root: NIL,
             areas: 0,
@@ -152,7 +152,7 @@ impl Ioas {
         self.huge_pages
     }
 
-    pub fn account(&self) -> AccountId {
+    pub fn account(&self) -> ClientId {
         self.account
     }
 

@@ -22,20 +22,21 @@
 #![warn(missing_debug_implementations)]
 
 mod domain;
-mod errno;
+mod hardware;
 mod ioas;
 mod pages;
 mod range;
 mod tree;
 
 pub use domain::{max_page, min_page, next_chunk, DomainId, DomainTable, IoDomain};
-pub use errno::{Errno, Result};
+pub use hardware::Hardware;
 pub use ioas::{
     AreaInfo, DstIova, Ioas, IovaRanges, ReservedOwner, DEFAULT_PAGE_SIZES, MAX_ALLOWED,
     MAX_DOMAINS, MAX_RESERVED,
 };
+pub use iommu_types::{ClientId, Errno, IovaRange, Prot, Result, StreamId};
 pub use pages::{PagesSlot, MAX_EXTENTS};
-pub use range::{Holes, IovaRange};
+pub use range::Holes;
 pub use tree::AreaSlot;
 
 use pages::PagesPool;
@@ -44,27 +45,12 @@ use tree::AreaArena;
 /// The granule of every IOVA, length and physical address: 4 KiB.
 pub const PAGE_SIZE: u64 = 4096;
 
-bitflags::bitflags! {
-    /// DMA access a mapping grants to devices.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-    pub struct Prot: u8 {
-        /// Devices may read the memory (DMA to the device).
-        const READ = 1 << 0;
-        /// Devices may write the memory (DMA from the device).
-        const WRITE = 1 << 1;
-    }
-}
-
 /// A physically contiguous run of memory.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Extent {
     pub phys: u64,
     pub len: u64,
 }
-
-/// Names an accounting owner (a client of the server).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct AccountId(pub u16);
 
 /// One owner's quotas: mapped pages (in [`PAGE_SIZE`] units) and area
 /// nodes (mappings; backings never outnumber them). Limiting nodes per
@@ -127,34 +113,38 @@ impl<'s> Store<'s> {
         }
     }
 
+    /// Gives the storage back, for reuse by a later [`Store::new`] (which
+    /// resets it). IOASes still holding areas must not be used after.
+    pub fn into_parts(self) -> (&'s mut [AreaSlot], &'s mut [PagesSlot], &'s mut [Account]) {
+        (
+            self.areas.into_slots(),
+            self.pages.into_slots(),
+            self.accounts,
+        )
+    }
+
     /// A new, empty IOAS charged to `account`.
-    pub fn new_ioas(&self, account: AccountId) -> Result<Ioas> {
-        if usize::from(account.0) >= self.accounts.len() {
+    pub fn new_ioas(&self, account: ClientId) -> Result<Ioas> {
+        if account.index() >= self.accounts.len() {
             return Err(Errno::EINVAL);
         }
         Ok(Ioas::new(account))
     }
 
-    pub fn account(&self, id: AccountId) -> Option<Account> {
-        self.accounts.get(usize::from(id.0)).copied()
+    pub fn account(&self, id: ClientId) -> Option<Account> {
+        self.accounts.get(id.index()).copied()
     }
 
     /// Sets an owner's limit. Lowering it below the current use is allowed:
     /// later maps fail until enough is unmapped.
-    pub fn set_limit(&mut self, id: AccountId, limit: u64) -> Result<()> {
-        let account = self
-            .accounts
-            .get_mut(usize::from(id.0))
-            .ok_or(Errno::EINVAL)?;
+    pub fn set_limit(&mut self, id: ClientId, limit: u64) -> Result<()> {
+        let account = self.accounts.get_mut(id.index()).ok_or(Errno::EINVAL)?;
         account.limit = limit;
         Ok(())
     }
 
-    pub(crate) fn charge(&mut self, id: AccountId, pages: u64) -> Result<()> {
-        let account = self
-            .accounts
-            .get_mut(usize::from(id.0))
-            .ok_or(Errno::ENOMEM)?;
+    pub(crate) fn charge(&mut self, id: ClientId, pages: u64) -> Result<()> {
+        let account = self.accounts.get_mut(id.index()).ok_or(Errno::ENOMEM)?;
         match account.used.checked_add(pages) {
             Some(used) if used <= account.limit => {
                 account.used = used;
@@ -165,22 +155,16 @@ impl<'s> Store<'s> {
     }
 
     /// Sets an owner's limit of area nodes (mappings).
-    pub fn set_area_limit(&mut self, id: AccountId, limit: usize) -> Result<()> {
-        let account = self
-            .accounts
-            .get_mut(usize::from(id.0))
-            .ok_or(Errno::EINVAL)?;
+    pub fn set_area_limit(&mut self, id: ClientId, limit: usize) -> Result<()> {
+        let account = self.accounts.get_mut(id.index()).ok_or(Errno::EINVAL)?;
         account.area_limit = limit;
         Ok(())
     }
 
     /// Claims `n` area nodes for an owner: ENOMEM past its limit or the pool.
-    pub(crate) fn take_nodes(&mut self, id: AccountId, n: usize) -> Result<()> {
+    pub(crate) fn take_nodes(&mut self, id: ClientId, n: usize) -> Result<()> {
         let free = self.areas.free();
-        let account = self
-            .accounts
-            .get_mut(usize::from(id.0))
-            .ok_or(Errno::ENOMEM)?;
+        let account = self.accounts.get_mut(id.index()).ok_or(Errno::ENOMEM)?;
         match account.areas.checked_add(n) {
             Some(areas) if areas <= account.area_limit && n <= free => {
                 account.areas = areas;
@@ -190,15 +174,15 @@ impl<'s> Store<'s> {
         }
     }
 
-    pub(crate) fn give_nodes(&mut self, id: AccountId, n: usize) {
-        if let Some(account) = self.accounts.get_mut(usize::from(id.0)) {
+    pub(crate) fn give_nodes(&mut self, id: ClientId, n: usize) {
+        if let Some(account) = self.accounts.get_mut(id.index()) {
             debug_assert!(account.areas >= n);
             account.areas = account.areas.saturating_sub(n);
         }
     }
 
-    pub(crate) fn uncharge(&mut self, id: AccountId, pages: u64) {
-        if let Some(account) = self.accounts.get_mut(usize::from(id.0)) {
+    pub(crate) fn uncharge(&mut self, id: ClientId, pages: u64) {
+        if let Some(account) = self.accounts.get_mut(id.index()) {
             debug_assert!(account.used >= pages);
             account.used = account.used.saturating_sub(pages);
         }

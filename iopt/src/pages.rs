@@ -3,8 +3,8 @@
 
 use heapless::Vec;
 
-use crate::errno::{Errno, Result};
 use crate::Extent;
+use iommu_types::{Errno, Result};
 
 /// Most physically discontiguous extents one map request may carry. A map
 /// spanning more of the caller's memory regions than this is ENOMEM.
@@ -122,6 +122,10 @@ impl<'s> PagesPool<'s> {
 
     pub fn capacity(&self) -> usize {
         self.slots.len()
+    }
+
+    pub fn into_slots(self) -> &'s mut [PagesSlot] {
+        self.slots
     }
 
     pub fn free(&self) -> usize {

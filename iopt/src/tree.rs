@@ -7,9 +7,9 @@
 //! layouts (see [`AreaArena::first_fit`]). Treap priorities come from a
 //! private xorshift generator, so no client can shape the tree.
 
-use crate::errno::{Errno, Result};
-use crate::range::{fit_in, IovaRange};
+use crate::range::fit_in;
 use crate::Prot;
+use iommu_types::{Errno, IovaRange, Result};
 
 /// Index of a node in the arena; `NIL` is the empty tree.
 pub(crate) type NodeIdx = u32;
@@ -91,6 +91,10 @@ impl<'s> AreaArena<'s> {
 
     pub fn capacity(&self) -> usize {
         self.nodes.len()
+    }
+
+    pub fn into_slots(self) -> &'s mut [AreaSlot] {
+        self.nodes
     }
 
     pub fn free(&self) -> usize {

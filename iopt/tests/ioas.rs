@@ -4,9 +4,10 @@
 mod common;
 
 use common::*;
+use iommu_testkit::Lent;
 use iopt::{
-    AccountId, DomainId, DstIova, Errno, Extent, IoDomain, Ioas, IovaRange, Prot, ReservedOwner,
-    Store, MAX_ALLOWED, MAX_EXTENTS, PAGE_SIZE,
+    ClientId, DomainId, DstIova, Errno, Extent, IoDomain, Ioas, IovaRange, Prot, ReservedOwner,
+    Store, StreamId, MAX_ALLOWED, MAX_EXTENTS, PAGE_SIZE,
 };
 
 const RW: Prot = Prot::READ.union(Prot::WRITE);
@@ -17,7 +18,7 @@ const PHYS: u64 = 0x80_0000_0000;
 type Snapshot = (Vec<(u64, u64)>, u64, Vec<Vec<(u64, u64)>>, usize, usize);
 
 struct Fx {
-    store: Store<'static>,
+    store: Lent<Store<'static>>,
     doms: Domains,
     ioas: Ioas,
 }
@@ -27,8 +28,8 @@ impl Fx {
         Fx::with_store(store(256, 256, 2))
     }
 
-    fn with_store(store: Store<'static>) -> Fx {
-        let ioas = store.new_ioas(AccountId(0)).unwrap();
+    fn with_store(store: Lent<Store<'static>>) -> Fx {
+        let ioas = store.new_ioas(ClientId(0)).unwrap();
         Fx {
             store,
             doms: Domains::none(),
@@ -98,7 +99,7 @@ impl Fx {
     }
 
     fn used(&self) -> u64 {
-        self.store.account(AccountId(0)).unwrap().used
+        self.store.account(ClientId(0)).unwrap().used
     }
 
     /// Asserts a failed call left areas, quota and domains untouched.
@@ -198,7 +199,7 @@ fn auto_map_avoids_reserved_ranges() {
         .reserve(
             &fx.store,
             IovaRange::new(0, 0x7fff),
-            ReservedOwner::Device(1),
+            ReservedOwner::Device(StreamId(1)),
         )
         .unwrap();
     fx.ioas
@@ -263,7 +264,7 @@ fn fixed_map_errnos() {
         .reserve(
             &fx.store,
             IovaRange::new(0x20_0000, 0x20_0fff),
-            ReservedOwner::Device(7),
+            ReservedOwner::Device(StreamId(7)),
         )
         .unwrap();
     let before = fx.snapshot();
@@ -449,7 +450,7 @@ fn resource_exhaustion_is_enomem_and_changes_nothing() {
 #[test]
 fn accounting_limits_mapped_pages_per_owner() {
     let mut fx = Fx::new();
-    fx.store.set_limit(AccountId(0), 4).unwrap();
+    fx.store.set_limit(ClientId(0), 4).unwrap();
     fx.map_auto(3 * K4).unwrap();
     assert_eq!(fx.used(), 3);
     let before = fx.snapshot();
@@ -460,7 +461,7 @@ fn accounting_limits_mapped_pages_per_owner() {
     fx.unmap(iova, K4).unwrap();
     assert_eq!(fx.used(), 3);
     // Another owner is not affected.
-    let mut other = fx.store.new_ioas(AccountId(1)).unwrap();
+    let mut other = fx.store.new_ioas(ClientId(1)).unwrap();
     let ext = [Extent {
         phys: PHYS,
         len: 16 * K4,
@@ -476,8 +477,8 @@ fn accounting_limits_mapped_pages_per_owner() {
             RW
         )
         .is_ok());
-    assert_eq!(fx.store.account(AccountId(1)).unwrap().used, 16);
-    assert_eq!(fx.store.new_ioas(AccountId(2)).err(), Some(Errno::EINVAL));
+    assert_eq!(fx.store.account(ClientId(1)).unwrap().used, 16);
+    assert_eq!(fx.store.new_ioas(ClientId(2)).err(), Some(Errno::EINVAL));
 }
 
 #[test]
@@ -627,8 +628,8 @@ fn cut_runs_out_of_nodes_atomically() {
 fn copy_shares_backing_between_ioas() {
     let mut store = store(64, 64, 1);
     let mut doms = Domains::none();
-    let mut a = store.new_ioas(AccountId(0)).unwrap();
-    let mut b = store.new_ioas(AccountId(0)).unwrap();
+    let mut a = store.new_ioas(ClientId(0)).unwrap();
+    let mut b = store.new_ioas(ClientId(0)).unwrap();
     let ext = [Extent {
         phys: PHYS,
         len: 4 * K4,
@@ -762,14 +763,14 @@ fn iova_ranges_are_the_holes_between_reserved_ranges() {
         .reserve(
             &fx.store,
             IovaRange::new(0, 0xfff),
-            ReservedOwner::Device(3),
+            ReservedOwner::Device(StreamId(3)),
         )
         .unwrap();
     fx.ioas
         .reserve(
             &fx.store,
             IovaRange::new(0x880_0000, 0x9ff_ffff),
-            ReservedOwner::Device(3),
+            ReservedOwner::Device(StreamId(3)),
         )
         .unwrap();
     assert_eq!(
@@ -786,7 +787,9 @@ fn iova_ranges_are_the_holes_between_reserved_ranges() {
         "filled as far as it reaches"
     );
     assert_eq!(info.fits(2), Ok(()));
-    fx.ioas.unreserve(ReservedOwner::Device(3)).unwrap();
+    fx.ioas
+        .unreserve(ReservedOwner::Device(StreamId(3)))
+        .unwrap();
     assert_eq!(fx.ranges(), vec![(0, 0x7ff_ffff), (0x900_0000, u64::MAX)]);
 }
 
@@ -809,7 +812,7 @@ fn allow_iovas_errnos() {
         .reserve(
             &fx.store,
             IovaRange::new(0x10_0000, 0x10_ffff),
-            ReservedOwner::Device(1),
+            ReservedOwner::Device(StreamId(1)),
         )
         .unwrap();
     let r = IovaRange::new;
@@ -858,7 +861,7 @@ fn reserve_is_refused_over_areas_and_allowed_ranges() {
     fx.ioas
         .set_allowed(&[IovaRange::new(0x40_0000, 0x4f_ffff)])
         .unwrap();
-    let owner = ReservedOwner::Device(9);
+    let owner = ReservedOwner::Device(StreamId(9));
     assert_eq!(
         fx.ioas
             .reserve(&fx.store, IovaRange::new(0x10_0fff, 0x10_1fff), owner),
@@ -908,7 +911,7 @@ fn reserved_list_full_is_enomem() {
         .reserve(
             &fx.store,
             IovaRange::new(i * K64, i * K64 + 0xfff),
-            ReservedOwner::Device(i as u32),
+            ReservedOwner::Device(StreamId(i as u32)),
         )
         .is_ok()
     {
@@ -916,8 +919,11 @@ fn reserved_list_full_is_enomem() {
     }
     assert_eq!(i as usize, iopt::MAX_RESERVED);
     assert_eq!(
-        fx.ioas
-            .reserve(&fx.store, IovaRange::new(G1, G1), ReservedOwner::Device(0)),
+        fx.ioas.reserve(
+            &fx.store,
+            IovaRange::new(G1, G1),
+            ReservedOwner::Device(StreamId(0))
+        ),
         Err(Errno::ENOMEM)
     );
 }
@@ -1143,7 +1149,7 @@ fn detach_unfills_and_destroy_returns_everything() {
     ioas.destroy(&mut store, &mut doms);
     assert!(doms.get(1).pages.is_empty());
     assert_eq!((store.areas_free(), store.pages_free()), (256, 256));
-    assert_eq!(store.account(AccountId(0)).unwrap().used, 0);
+    assert_eq!(store.account(ClientId(0)).unwrap().used, 0);
     doms.assert_clean();
 }
 
@@ -1243,7 +1249,7 @@ fn selftest_reserved_overflow() {
         .reserve(
             &fx.store,
             IovaRange::new(6, 6 + 0xffff_ffff_ffff_8000),
-            ReservedOwner::Device(0),
+            ReservedOwner::Device(StreamId(0)),
         )
         .unwrap();
     assert_eq!(fx.map_auto(0x5000), Err(Errno::ENOSPC));
@@ -1292,7 +1298,7 @@ fn attach_rollback_touches_only_what_it_mapped() {
 #[test]
 fn area_limit_per_owner_is_enomem_and_changes_nothing() {
     let mut fx = Fx::new();
-    fx.store.set_area_limit(AccountId(0), 2).unwrap();
+    fx.store.set_area_limit(ClientId(0), 2).unwrap();
     fx.map_fixed(0x10_0000, 4 * K4).unwrap();
     fx.map_fixed(0x20_0000, K4).unwrap();
     let before = fx.snapshot();
@@ -1309,7 +1315,7 @@ fn area_limit_per_owner_is_enomem_and_changes_nothing() {
     );
     assert_eq!(fx.snapshot(), before);
     // Another owner is not held back by this one.
-    let mut other = fx.store.new_ioas(AccountId(1)).unwrap();
+    let mut other = fx.store.new_ioas(ClientId(1)).unwrap();
     let ext = [Extent {
         phys: PHYS,
         len: K4,
@@ -1333,5 +1339,5 @@ fn area_limit_per_owner_is_enomem_and_changes_nothing() {
         Ok(0x30_0000),
         "unmapping gave the node back"
     );
-    assert_eq!(fx.store.account(AccountId(0)).unwrap().areas, 2);
+    assert_eq!(fx.store.account(ClientId(0)).unwrap().areas, 2);
 }

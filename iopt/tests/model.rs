@@ -8,8 +8,9 @@ mod common;
 
 use common::model::{Caps, DomSpec, Model};
 use common::*;
+use iommu_testkit::Lent;
 use iopt::{
-    AccountId, DomainId, DstIova, Errno, Extent, IoDomain, Ioas, IovaRange, Prot, ReservedOwner,
+    ClientId, DomainId, DstIova, Errno, Extent, IoDomain, Ioas, IovaRange, Prot, ReservedOwner,
     Store, PAGE_SIZE,
 };
 use proptest::prelude::*;
@@ -145,7 +146,7 @@ fn pick_range(x: u64) -> IovaRange {
 
 fn owner(x: u64) -> ReservedOwner {
     match x % 3 {
-        0 => ReservedOwner::Device((x >> 4) as u32 % 3),
+        0 => ReservedOwner::Device(iopt::StreamId((x >> 4) as u32 % 3)),
         1 => ReservedOwner::SwMsi((x >> 4) as u32 % 2),
         _ => ReservedOwner::Aperture(DomainId((x >> 4) as u32 % 3)),
     }
@@ -299,7 +300,7 @@ fn concretize(m: &Model, s: &Seed) -> Op {
 // ---- the engine side ----------------------------------------------------------
 
 struct Engine {
-    store: Store<'static>,
+    store: Lent<Store<'static>>,
     doms: Domains,
     ioas: Vec<Option<Ioas>>,
 }
@@ -447,7 +448,7 @@ fn compare(e: &Engine, m: &Model, step: usize, op: &Op) -> Result<(), TestCaseEr
         );
     }
     prop_assert_eq!(
-        e.store.account(AccountId(0)).unwrap().used,
+        e.store.account(ClientId(0)).unwrap().used,
         m.used,
         "quota {}",
         ctx()
@@ -538,10 +539,10 @@ fn run(seeds: Vec<Seed>) -> Result<(), TestCaseError> {
             .with_page_limit(s.limit)
     });
     let mut store = store(AREA_CAP, PAGES_CAP, 1);
-    store.set_limit(AccountId(0), QUOTA_PAGES).unwrap();
+    store.set_limit(ClientId(0), QUOTA_PAGES).unwrap();
     let ioas = vec![
-        Some(store.new_ioas(AccountId(0)).unwrap()),
-        Some(store.new_ioas(AccountId(0)).unwrap()),
+        Some(store.new_ioas(ClientId(0)).unwrap()),
+        Some(store.new_ioas(ClientId(0)).unwrap()),
     ];
     let mut e = Engine {
         store,
@@ -562,7 +563,7 @@ fn run(seeds: Vec<Seed>) -> Result<(), TestCaseError> {
     }
     prop_assert_eq!(e.store.areas_free(), AREA_CAP);
     prop_assert_eq!(e.store.pages_free(), PAGES_CAP);
-    prop_assert_eq!(e.store.account(AccountId(0)).unwrap().used, 0);
+    prop_assert_eq!(e.store.account(ClientId(0)).unwrap().used, 0);
     for d in &e.doms.0 {
         prop_assert!(d.pages.is_empty());
     }
@@ -588,10 +589,10 @@ fn comparison_catches_a_divergence() {
     let specs = specs();
     let mut m = Model::new(CAPS, 2, specs.clone());
     let mut store = store(AREA_CAP, PAGES_CAP, 1);
-    store.set_limit(AccountId(0), QUOTA_PAGES).unwrap();
+    store.set_limit(ClientId(0), QUOTA_PAGES).unwrap();
     let ioas = vec![
-        Some(store.new_ioas(AccountId(0)).unwrap()),
-        Some(store.new_ioas(AccountId(0)).unwrap()),
+        Some(store.new_ioas(ClientId(0)).unwrap()),
+        Some(store.new_ioas(ClientId(0)).unwrap()),
     ];
     let doms = specs.iter().map(|s| MockDomain::new(s.sizes));
     let mut e = Engine {

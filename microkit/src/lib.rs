@@ -19,7 +19,7 @@
 mod memory;
 mod message;
 
-pub use memory::{SetVar, SharedMemory, StaticCell};
+pub use memory::{SetVar, SharedMemory};
 
 pub use message::{decode_badge, notified_channels, slot, Channel, Delivery, MessageInfo};
 

@@ -1,11 +1,9 @@
 //! Memory the system description gives a PD: regions shared with other
-//! PDs, symbols the Microkit tool patches (`setvar`), and statics handed
-//! out once. The `unsafe` behind them lives here.
+//! PDs and symbols the Microkit tool patches (`setvar`). The `unsafe`
+//! behind them lives here.
 #![allow(unsafe_code)]
 
 use core::cell::UnsafeCell;
-use core::mem::MaybeUninit;
-use core::sync::atomic::{AtomicBool, Ordering};
 
 /// A region mapped into this PD and possibly others (a command page, a
 /// DMA buffer). Every access is a volatile copy: another PD or a device
@@ -104,44 +102,6 @@ macro_rules! setvar {
     };
 }
 
-/// A static handed out once as `&'static mut` (PD state that must outlive
-/// its handler, with no heap to put it in).
-pub struct StaticCell<T> {
-    taken: AtomicBool,
-    value: UnsafeCell<MaybeUninit<T>>,
-}
-
-// SAFETY: the value is reachable only through the single `&mut` `init`
-// returns, after an atomic claim.
-unsafe impl<T: Send> Sync for StaticCell<T> {}
-
-impl<T> StaticCell<T> {
-    pub const fn new() -> StaticCell<T> {
-        StaticCell {
-            taken: AtomicBool::new(false),
-            value: UnsafeCell::new(MaybeUninit::uninit()),
-        }
-    }
-
-    /// Stores `value` and returns it, the first time; `None` after.
-    // The atomic claim makes the `&mut` unique, as in the static_cell crate.
-    #[allow(clippy::mut_from_ref)]
-    pub fn init(&'static self, value: T) -> Option<&'static mut T> {
-        if self.taken.swap(true, Ordering::AcqRel) {
-            return None;
-        }
-        // SAFETY: the swap above lets exactly one caller here, so this is
-        // the only reference to the value, for the rest of the program.
-        Some(unsafe { (*self.value.get()).write(value) })
-    }
-}
-
-impl<T> Default for StaticCell<T> {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -158,15 +118,6 @@ mod tests {
         assert!(m.read(60, &mut out));
         assert_eq!(out, [1, 2, 3, 4]);
         assert!(!m.read(62, &mut out));
-    }
-
-    #[test]
-    fn static_cell_hands_out_once() {
-        static CELL: StaticCell<u32> = StaticCell::new();
-        let v = CELL.init(7).unwrap();
-        *v += 1;
-        assert_eq!(*v, 8);
-        assert!(CELL.init(9).is_none());
     }
 
     setvar!(PATCHED = "test_setvar_symbol");

@@ -20,8 +20,8 @@ use core::ops::Range;
 
 use zerocopy::{FromBytes, Immutable, IntoBytes};
 
-use crate::errno::{Errno, Result};
 use crate::op::{Framing, Request};
+use crate::{Errno, Result};
 
 /// Every struct starts with a u32 `size` or `argsz`.
 const SIZE_FIELD: usize = size_of::<u32>();

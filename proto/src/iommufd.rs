@@ -11,8 +11,6 @@
 
 use core::mem::align_of;
 
-use crate::op::{Op, Request};
-
 wire_struct! {
     /// IOMMU_DESTROY: destroy any object of the caller's.
     pub struct iommu_destroy {
@@ -305,53 +303,6 @@ wire_struct! {
         /// SMMU_AIDR.
         pub aidr: u32,
     }
-}
-
-impl Request for iommu_destroy {
-    const OP: Op = Op::Destroy;
-    const MIN_SIZE: usize = offset_of_end!(iommu_destroy, id);
-}
-impl Request for iommu_ioas_alloc {
-    const OP: Op = Op::IoasAlloc;
-    const MIN_SIZE: usize = offset_of_end!(iommu_ioas_alloc, out_ioas_id);
-}
-impl Request for iommu_ioas_allow_iovas {
-    const OP: Op = Op::IoasAllowIovas;
-    const MIN_SIZE: usize = offset_of_end!(iommu_ioas_allow_iovas, allowed_iovas);
-}
-impl Request for iommu_ioas_copy {
-    const OP: Op = Op::IoasCopy;
-    const MIN_SIZE: usize = offset_of_end!(iommu_ioas_copy, src_iova);
-}
-impl Request for iommu_ioas_iova_ranges {
-    const OP: Op = Op::IoasIovaRanges;
-    const MIN_SIZE: usize = offset_of_end!(iommu_ioas_iova_ranges, out_iova_alignment);
-}
-impl Request for iommu_ioas_map {
-    const OP: Op = Op::IoasMap;
-    const MIN_SIZE: usize = offset_of_end!(iommu_ioas_map, iova);
-}
-impl Request for iommu_ioas_unmap {
-    const OP: Op = Op::IoasUnmap;
-    const MIN_SIZE: usize = offset_of_end!(iommu_ioas_unmap, length);
-}
-impl Request for iommu_option {
-    const OP: Op = Op::Option;
-    const MIN_SIZE: usize = offset_of_end!(iommu_option, val64);
-}
-impl Request for iommu_vfio_ioas {
-    const OP: Op = Op::VfioIoas;
-    const MIN_SIZE: usize = offset_of_end!(iommu_vfio_ioas, reserved);
-}
-impl Request for iommu_hwpt_alloc {
-    const OP: Op = Op::HwptAlloc;
-    /// Linux's minimum stops at `reserved`: `data_type` onwards came later.
-    const MIN_SIZE: usize = offset_of_end!(iommu_hwpt_alloc, reserved);
-}
-impl Request for iommu_hw_info {
-    const OP: Op = Op::GetHwInfo;
-    /// Linux's minimum stops at `reserved`: `out_capabilities` came later.
-    const MIN_SIZE: usize = offset_of_end!(iommu_hw_info, reserved);
 }
 
 // The C structs with a `__aligned_u64` are 8-aligned on every ABI; the

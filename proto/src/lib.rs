@@ -59,14 +59,13 @@ macro_rules! wire_struct {
 }
 
 pub mod decode;
-pub mod errno;
 pub mod fault;
 pub mod iommufd;
 pub mod op;
 pub mod vfio;
 
-pub use errno::{Errno, Result};
 pub use fault::iommu_fault_record;
+pub use iommu_types::{Errno, Result};
 pub use op::{
     DeviceArg, Framing, Op, Request, IOMMUFD_CMD_BASE, MR_DEVICE, MR_SIZE, MR_VALUE,
     PRIVATE_LABEL_BASE, VFIO_BASE,

@@ -211,6 +211,90 @@ macro_rules! with_request {
     };
 }
 
+// Each struct bound to its operation and Linux's minimum size: the
+// other half of the table [`with_request!`] reads.
+
+impl Request for iommu_destroy {
+    const OP: Op = Op::Destroy;
+    const MIN_SIZE: usize = offset_of_end!(iommu_destroy, id);
+}
+impl Request for iommu_ioas_alloc {
+    const OP: Op = Op::IoasAlloc;
+    const MIN_SIZE: usize = offset_of_end!(iommu_ioas_alloc, out_ioas_id);
+}
+impl Request for iommu_ioas_allow_iovas {
+    const OP: Op = Op::IoasAllowIovas;
+    const MIN_SIZE: usize = offset_of_end!(iommu_ioas_allow_iovas, allowed_iovas);
+}
+impl Request for iommu_ioas_copy {
+    const OP: Op = Op::IoasCopy;
+    const MIN_SIZE: usize = offset_of_end!(iommu_ioas_copy, src_iova);
+}
+impl Request for iommu_ioas_iova_ranges {
+    const OP: Op = Op::IoasIovaRanges;
+    const MIN_SIZE: usize = offset_of_end!(iommu_ioas_iova_ranges, out_iova_alignment);
+}
+impl Request for iommu_ioas_map {
+    const OP: Op = Op::IoasMap;
+    const MIN_SIZE: usize = offset_of_end!(iommu_ioas_map, iova);
+}
+impl Request for iommu_ioas_unmap {
+    const OP: Op = Op::IoasUnmap;
+    const MIN_SIZE: usize = offset_of_end!(iommu_ioas_unmap, length);
+}
+impl Request for iommu_option {
+    const OP: Op = Op::Option;
+    const MIN_SIZE: usize = offset_of_end!(iommu_option, val64);
+}
+impl Request for iommu_vfio_ioas {
+    const OP: Op = Op::VfioIoas;
+    const MIN_SIZE: usize = offset_of_end!(iommu_vfio_ioas, reserved);
+}
+impl Request for iommu_hwpt_alloc {
+    const OP: Op = Op::HwptAlloc;
+    /// Linux's minimum stops at `reserved`: `data_type` onwards came later.
+    const MIN_SIZE: usize = offset_of_end!(iommu_hwpt_alloc, reserved);
+}
+impl Request for iommu_hw_info {
+    const OP: Op = Op::GetHwInfo;
+    /// Linux's minimum stops at `reserved`: `out_capabilities` came later.
+    const MIN_SIZE: usize = offset_of_end!(iommu_hw_info, reserved);
+}
+
+impl Request for vfio_iommu_type1_info {
+    const OP: Op = Op::VfioIommuGetInfo;
+    const MIN_SIZE: usize = offset_of_end!(vfio_iommu_type1_info, iova_pgsizes);
+}
+impl Request for vfio_iommu_type1_dma_map {
+    const OP: Op = Op::VfioIommuMapDma;
+    const MIN_SIZE: usize = offset_of_end!(vfio_iommu_type1_dma_map, size);
+}
+impl Request for vfio_iommu_type1_dma_unmap {
+    const OP: Op = Op::VfioIommuUnmapDma;
+    const MIN_SIZE: usize = offset_of_end!(vfio_iommu_type1_dma_unmap, size);
+}
+impl Request for vfio_device_bind_iommufd {
+    const OP: Op = Op::VfioDeviceBindIommufd;
+    /// Linux's minimum stops at `out_devid`; `token_uuid_ptr` is needed
+    /// only with VFIO_DEVICE_BIND_FLAG_TOKEN.
+    const MIN_SIZE: usize = offset_of_end!(vfio_device_bind_iommufd, out_devid);
+}
+impl Request for vfio_device_attach_iommufd_pt {
+    const OP: Op = Op::VfioDeviceAttachIommufdPt;
+    /// `pasid` is needed only with VFIO_DEVICE_ATTACH_PASID.
+    const MIN_SIZE: usize = offset_of_end!(vfio_device_attach_iommufd_pt, pt_id);
+}
+impl Request for vfio_device_detach_iommufd_pt {
+    const OP: Op = Op::VfioDeviceDetachIommufdPt;
+    /// `pasid` is needed only with VFIO_DEVICE_DETACH_PASID.
+    const MIN_SIZE: usize = offset_of_end!(vfio_device_detach_iommufd_pt, flags);
+}
+
+impl Request for iommu_fault_record {
+    const OP: Op = Op::FaultRead;
+    const MIN_SIZE: usize = offset_of_end!(iommu_fault_record, overflow);
+}
+
 impl Op {
     /// Every operation, in label order (VFIO's 100.. before iommufd's 0x80..).
     pub const ALL: [Op; 22] = [

@@ -10,8 +10,6 @@
 
 use core::mem::align_of;
 
-use crate::op::{Op, Request};
-
 /// The answer of VFIO_GET_API_VERSION.
 pub const VFIO_API_VERSION: u64 = 0;
 
@@ -224,35 +222,6 @@ wire_struct! {
         /// The PASID, with VFIO_DEVICE_DETACH_PASID.
         pub pasid: u32,
     }
-}
-
-impl Request for vfio_iommu_type1_info {
-    const OP: Op = Op::VfioIommuGetInfo;
-    const MIN_SIZE: usize = offset_of_end!(vfio_iommu_type1_info, iova_pgsizes);
-}
-impl Request for vfio_iommu_type1_dma_map {
-    const OP: Op = Op::VfioIommuMapDma;
-    const MIN_SIZE: usize = offset_of_end!(vfio_iommu_type1_dma_map, size);
-}
-impl Request for vfio_iommu_type1_dma_unmap {
-    const OP: Op = Op::VfioIommuUnmapDma;
-    const MIN_SIZE: usize = offset_of_end!(vfio_iommu_type1_dma_unmap, size);
-}
-impl Request for vfio_device_bind_iommufd {
-    const OP: Op = Op::VfioDeviceBindIommufd;
-    /// Linux's minimum stops at `out_devid`; `token_uuid_ptr` is needed
-    /// only with VFIO_DEVICE_BIND_FLAG_TOKEN.
-    const MIN_SIZE: usize = offset_of_end!(vfio_device_bind_iommufd, out_devid);
-}
-impl Request for vfio_device_attach_iommufd_pt {
-    const OP: Op = Op::VfioDeviceAttachIommufdPt;
-    /// `pasid` is needed only with VFIO_DEVICE_ATTACH_PASID.
-    const MIN_SIZE: usize = offset_of_end!(vfio_device_attach_iommufd_pt, pt_id);
-}
-impl Request for vfio_device_detach_iommufd_pt {
-    const OP: Op = Op::VfioDeviceDetachIommufdPt;
-    /// `pasid` is needed only with VFIO_DEVICE_DETACH_PASID.
-    const MIN_SIZE: usize = offset_of_end!(vfio_device_detach_iommufd_pt, flags);
 }
 
 // Alignment as C gives it: 8 wherever a u64 (or an array of them) is a

@@ -103,7 +103,11 @@ pub fn rust(config: &Config, inputs: &[&str]) -> String {
         for d in &c.devices {
             let _ = writeln!(w, "            DeviceConfig {{");
             let _ = writeln!(w, "                name: {:?},", d.name);
-            let _ = writeln!(w, "                stream_id: {:#x},", d.stream_id);
+            let _ = writeln!(
+                w,
+                "                stream_id: StreamId({:#x}),",
+                d.stream_id
+            );
             let _ = writeln!(w, "                dma_mask: {:#x},", d.dma_mask);
             let _ = write!(w, "                reserved: &[");
             for (start, last) in &d.reserved {

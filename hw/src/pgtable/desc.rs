@@ -2,7 +2,7 @@
 //! stage-1 walker reads them and as Linux's io-pgtable-arm writes them for
 //! ARM_64_LPAE_S1.
 
-use iopt::Prot;
+use iommu_types::Prot;
 
 /// Descriptors per table: 4 KiB of 8-byte entries.
 pub const ENTRIES: usize = 512;

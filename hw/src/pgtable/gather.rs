@@ -98,5 +98,5 @@ pub trait TlbFlush {
     /// made (the invalidation may not have happened or completed), so pages
     /// freed by those unmaps must never be reused
     /// (see [`TablePool::leak_pending`](super::TablePool::leak_pending)).
-    fn flush(&mut self, gather: &Gather) -> Result<(), iopt::Errno>;
+    fn flush(&mut self, gather: &Gather) -> Result<(), iommu_types::Errno>;
 }

@@ -23,7 +23,7 @@
 //! `unmap_pages`.
 //!
 //! On coherent SMMUs there is no cache maintenance to order the writes, so
-//! a new table's zeroing is published with [`crate::mmio::dma_wmb`] before
+//! a new table's zeroing is published with [`mmio::dma_wmb`] before
 //! the table descriptor linking it, and every descriptor is written with a
 //! single 64-bit store.
 
@@ -33,12 +33,12 @@ mod pool;
 
 pub use desc::{MemAttr, ENTRIES, MAIR};
 pub use gather::{Gather, InvRange, TlbFlush, GATHER_RUNS};
-pub use pool::{CacheClean, Coherent, TablePage, TablePool, GRANULE};
-
-use crate::mmio::dma_wmb;
+pub use pool::{TablePage, TablePool, GRANULE};
 
 use desc::{entry_size, index, kind, level_shift, Kind, LEAF_LEVEL};
-use iopt::{Errno, IoDomain, IovaRange, Prot};
+use iommu_types::{Errno, IovaRange, Prot};
+use iopt::IoDomain;
+use mmio::dma_wmb;
 
 /// Page sizes of the 4 KiB granule: pages, level-2 and level-1 blocks.
 pub const SIZE_4K: u64 = 1 << 12;
@@ -694,7 +694,7 @@ impl IoDomain for PtDomain<'_, '_> {
         page_size: u64,
         count: u64,
         prot: Prot,
-    ) -> iopt::Result<()> {
+    ) -> iommu_types::Result<()> {
         self.pt.map(self.pool, iova, phys, page_size, count, prot)
     }
 

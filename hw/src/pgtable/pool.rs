@@ -5,6 +5,8 @@
 use core::fmt;
 use core::ops::Range;
 
+use mmio::{CacheClean, DmaMemory};
+
 use super::desc::ENTRIES;
 
 /// The translation granule, and the size of every table.
@@ -21,21 +23,6 @@ pub struct TablePage(pub [u64; ENTRIES]);
 
 impl TablePage {
     pub const ZERO: TablePage = TablePage([0; ENTRIES]);
-}
-
-/// Cache maintenance for a non-coherent walker: called with every run of
-/// descriptors just written, before the SMMU may see them.
-pub trait CacheClean {
-    fn clean(&self, descriptors: &[u64]);
-}
-
-/// For coherent SMMUs (IDR0.COHACC=1): does nothing.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct Coherent;
-
-impl CacheClean for Coherent {
-    #[inline]
-    fn clean(&self, _descriptors: &[u64]) {}
 }
 
 /// Fixed pool of table pages with known physical addresses: page `i` of the
@@ -55,7 +42,7 @@ impl CacheClean for Coherent {
 /// [`leak_pending`](Self::leak_pending) gives them up for good when it
 /// failed. Pending and leaked pages count as [`used`](Self::used).
 pub struct TablePool<'a> {
-    pages: &'a mut [TablePage],
+    pages: DmaMemory<'a, TablePage>,
     phys_base: u64,
     cleaner: &'a dyn CacheClean,
     /// First page of the free list, linked through word 0 (see `link`).
@@ -105,14 +92,12 @@ const fn unlink(word: u64) -> Option<usize> {
 }
 
 impl<'a> TablePool<'a> {
-    /// Takes over `pages`, which the SMMU sees at `phys_base`. Pages that
-    /// would lie at or above 2^48, unreachable from a table descriptor, are
-    /// left unused; a misaligned `phys_base` gives an empty pool.
-    pub fn new(
-        pages: &'a mut [TablePage],
-        phys_base: u64,
-        cleaner: &'a dyn CacheClean,
-    ) -> TablePool<'a> {
+    /// Takes over `memory`, whose physical address is the one the SMMU
+    /// sees it at (the promise [`DmaMemory`] holds). Pages that would lie
+    /// at or above 2^48, unreachable from a table descriptor, are left
+    /// unused; a misaligned physical address gives an empty pool.
+    pub fn new(memory: DmaMemory<'a, TablePage>, cleaner: &'a dyn CacheClean) -> TablePool<'a> {
+        let phys_base = memory.pa();
         debug_assert!(
             phys_base % GRANULE == 0,
             "pool base {phys_base:#x} misaligned"
@@ -122,8 +107,8 @@ impl<'a> TablePool<'a> {
         } else {
             0
         };
-        let usable = usize::try_from(reachable).map_or(pages.len(), |r| r.min(pages.len()));
-        let pages = &mut pages[..usable];
+        let usable = usize::try_from(reachable).map_or(memory.len(), |r| r.min(memory.len()));
+        let pages = memory.truncate(usable);
         TablePool {
             free: pages.len(),
             pages,
@@ -140,6 +125,12 @@ impl<'a> TablePool<'a> {
 
     pub fn capacity(&self) -> usize {
         self.pages.len()
+    }
+
+    /// Gives the memory back (the pages the pool could use), whatever
+    /// tables it holds.
+    pub fn into_memory(self) -> DmaMemory<'a, TablePage> {
+        self.pages
     }
 
     /// Pages `alloc` can hand out: never used, or freed and committed.

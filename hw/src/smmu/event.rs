@@ -1,4 +1,11 @@
-//! Event queue records (IHI 0070 7.3), decoded into typed events.
+//! Event queue records (IHI 0070 7.3), decoded into typed events, and
+//! those as the fault records the server hands to clients.
+
+use iommu_types::fault::{
+    Fault, IOMMU_FAULT_ACCESS_EXEC, IOMMU_FAULT_ACCESS_PRIV, IOMMU_FAULT_ACCESS_READ,
+    IOMMU_FAULT_ACCESS_WRITE,
+};
+use iommu_types::StreamId;
 
 /// One record: 32 bytes.
 pub const EVENT_WORDS: usize = 4;
@@ -119,7 +126,7 @@ pub enum Access {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Event {
     pub kind: EventKind,
-    pub sid: u32,
+    pub sid: StreamId,
     pub ssid: Option<u32>,
     /// The input address, for the kinds that carry one.
     pub iova: Option<u64>,
@@ -138,7 +145,7 @@ impl Event {
         let with_address = kind.has_address();
         Event {
             kind,
-            sid: (raw[0] >> 32) as u32,
+            sid: StreamId((raw[0] >> 32) as u32),
             ssid: ssv.then_some(((raw[0] >> 12) & 0xf_ffff) as u32),
             iova: with_address.then_some(raw[2]),
             access: with_address.then_some(if raw[1] & (1 << 35) != 0 {
@@ -150,6 +157,28 @@ impl Event {
             instruction: with_address && raw[1] & (1 << 34) != 0,
             privileged: with_address && raw[1] & (1 << 33) != 0,
             raw,
+        }
+    }
+
+    /// The fault as the server reports it: the protocol's kinds are the
+    /// architecture's event codes.
+    pub fn fault(&self) -> Fault {
+        let mut access = match self.access {
+            Some(Access::Read) => IOMMU_FAULT_ACCESS_READ,
+            Some(Access::Write) => IOMMU_FAULT_ACCESS_WRITE,
+            None => 0,
+        };
+        if self.instruction {
+            access |= IOMMU_FAULT_ACCESS_EXEC;
+        }
+        if self.privileged {
+            access |= IOMMU_FAULT_ACCESS_PRIV;
+        }
+        Fault {
+            stream: self.sid,
+            kind: (self.raw[0] & 0xff) as u32,
+            iova: self.iova,
+            access,
         }
     }
 }
@@ -165,7 +194,7 @@ mod tests {
         assert_eq!(e.kind.name(), "F_TRANSLATION");
         assert_eq!(
             (e.sid, e.iova, e.access),
-            (8, Some(0xdead_b000), Some(Access::Read))
+            (StreamId(8), Some(0xdead_b000), Some(Access::Read))
         );
         let w = Event::decode([0x13 | (16u64 << 32), 0, 0x1000, 0]);
         assert_eq!(
@@ -179,7 +208,7 @@ mod tests {
         let e = Event::decode([0x04 | (3u64 << 32), 0, 0x1234, 0]);
         assert_eq!(
             (e.kind, e.sid, e.iova, e.access),
-            (EventKind::BadSte, 3, None, None)
+            (EventKind::BadSte, StreamId(3), None, None)
         );
         assert_eq!(
             Event::decode([0x7f, 0, 0, 0]).kind,
@@ -193,5 +222,32 @@ mod tests {
                 assert_ne!(kind.name(), "UNKNOWN");
             }
         }
+    }
+
+    #[test]
+    fn events_become_protocol_faults() {
+        use iommu_types::fault::{IOMMU_FAULT_KIND_F_PERMISSION, IOMMU_FAULT_KIND_F_TRANSLATION};
+        let read = Event::decode([0x10 | (8u64 << 32), 1 << 35, 0xdead_b000, 0]);
+        assert_eq!(
+            read.fault(),
+            Fault {
+                stream: StreamId(8),
+                kind: IOMMU_FAULT_KIND_F_TRANSLATION,
+                iova: Some(0xdead_b000),
+                access: IOMMU_FAULT_ACCESS_READ,
+            }
+        );
+        let priv_exec_write = Event::decode([0x13 | (16u64 << 32), 3 << 33, 0x1000, 0]);
+        assert_eq!(
+            priv_exec_write.fault(),
+            Fault {
+                stream: StreamId(16),
+                kind: IOMMU_FAULT_KIND_F_PERMISSION,
+                iova: Some(0x1000),
+                access: IOMMU_FAULT_ACCESS_WRITE
+                    | IOMMU_FAULT_ACCESS_EXEC
+                    | IOMMU_FAULT_ACCESS_PRIV,
+            }
+        );
     }
 }

@@ -14,14 +14,14 @@ pub mod regs;
 
 use core::fmt;
 
-use iopt::Errno;
+use iommu_types::{Errno, StreamId};
 
-use crate::mmio::{dma_mb, dma_rmb, dsb_sy, DmaRegion, RegisterBlock};
 use crate::pgtable::{Gather, TlbFlush};
 use cmd::Command;
 use desc::{CdConfig, CD_WORDS, STE_WORDS, STRTAB_SPLIT};
 use event::{Event, EVENT_WORDS};
 pub use features::{Features, IdRegs, ProbeError};
+use mmio::{dma_mb, dma_rmb, dsb_sy, DmaRegion, RegisterBlock};
 use regs::*;
 
 /// Most level-2 stream tables (256 streams each) the driver manages.
@@ -79,7 +79,7 @@ pub enum SmmuError {
     SyncTimeout,
     Command(CmdError),
     /// Stream ID beyond the stream table or with no level-2 table left.
-    NoStream(u32),
+    NoStream(StreamId),
     /// No free context descriptor.
     NoContext,
     /// The context still has streams attached.
@@ -102,7 +102,9 @@ impl fmt::Display for SmmuError {
                 "command {:#04x} refused, CMDQ_CONS.ERR={}",
                 e.opcode, e.code
             ),
-            SmmuError::NoStream(sid) => write!(f, "stream {sid:#x} has no stream table entry"),
+            SmmuError::NoStream(StreamId(sid)) => {
+                write!(f, "stream {sid:#x} has no stream table entry")
+            }
             SmmuError::NoContext => write!(f, "no free context descriptor"),
             SmmuError::ContextBusy => write!(f, "context still has streams attached"),
             SmmuError::BadContext => write!(f, "unknown context, or not the stream's"),
@@ -240,7 +242,7 @@ impl<R: RegisterBlock> Smmu<R> {
         regs: R,
         mut mem: DmaRegion,
         config: SmmuConfig,
-        streams: &[u32],
+        streams: &[StreamId],
     ) -> Result<Smmu<R>, SmmuError> {
         let features = Features::decode(read_ids(&regs)).map_err(SmmuError::Probe)?;
         mem.zero();
@@ -503,7 +505,8 @@ impl<R: RegisterBlock> Smmu<R> {
 
     /// Makes sure `sid` has a stream table entry (a level-2 table covering
     /// it, full of abort STEs).
-    pub fn ensure_stream(&mut self, sid: u32) -> Result<(), SmmuError> {
+    pub fn ensure_stream(&mut self, stream: StreamId) -> Result<(), SmmuError> {
+        let sid = stream.0;
         let StreamTable::TwoLevel {
             l1,
             l2,
@@ -514,7 +517,7 @@ impl<R: RegisterBlock> Smmu<R> {
             return self.ste_location(sid).map(|_| ());
         };
         if sid >> *sid_bits != 0 {
-            return Err(SmmuError::NoStream(sid));
+            return Err(SmmuError::NoStream(StreamId(sid)));
         }
         let span = sid >> STRTAB_SPLIT;
         if owner.contains(&Some(span)) {
@@ -524,8 +527,10 @@ impl<R: RegisterBlock> Smmu<R> {
             .iter()
             .zip(l2.iter())
             .position(|(o, t)| o.is_none() && t.is_some())
-            .ok_or(SmmuError::NoStream(sid))?;
-        let table = l2[slot].as_ref().ok_or(SmmuError::NoStream(sid))?;
+            .ok_or(SmmuError::NoStream(StreamId(sid)))?;
+        let table = l2[slot]
+            .as_ref()
+            .ok_or(SmmuError::NoStream(StreamId(sid)))?;
         for i in 0..L2_STREAMS {
             write_words(table, i * STE_WORDS, &desc::ste_abort());
         }
@@ -552,7 +557,7 @@ impl<R: RegisterBlock> Smmu<R> {
         match &self.strtab {
             StreamTable::Linear { table, sid_bits } => {
                 if sid >> sid_bits != 0 {
-                    return Err(SmmuError::NoStream(sid));
+                    return Err(SmmuError::NoStream(StreamId(sid)));
                 }
                 Ok((table, sid as usize * STE_WORDS))
             }
@@ -561,8 +566,10 @@ impl<R: RegisterBlock> Smmu<R> {
                 let slot = owner
                     .iter()
                     .position(|o| *o == Some(span))
-                    .ok_or(SmmuError::NoStream(sid))?;
-                let table = l2[slot].as_ref().ok_or(SmmuError::NoStream(sid))?;
+                    .ok_or(SmmuError::NoStream(StreamId(sid)))?;
+                let table = l2[slot]
+                    .as_ref()
+                    .ok_or(SmmuError::NoStream(StreamId(sid)))?;
                 Ok((table, (sid as usize & (L2_STREAMS - 1)) * STE_WORDS))
             }
         }
@@ -591,8 +598,8 @@ impl<R: RegisterBlock> Smmu<R> {
     }
 
     /// Whether `sid`'s STE currently aborts every transaction.
-    pub fn stream_aborts(&self, sid: u32) -> bool {
-        self.ste_location(sid)
+    pub fn stream_aborts(&self, stream: StreamId) -> bool {
+        self.ste_location(stream.0)
             .map_or(true, |(table, at)| table.read(at) == desc::ste_abort()[0])
     }
 
@@ -662,8 +669,8 @@ impl<R: RegisterBlock> Smmu<R> {
 
     /// The context `sid`'s STE points at, read back from the stream table,
     /// so accounting can never drift from what the SMMU uses.
-    pub fn stream_context(&self, sid: u32) -> Option<ContextId> {
-        let (table, at) = self.ste_location(sid).ok()?;
+    pub fn stream_context(&self, stream: StreamId) -> Option<ContextId> {
+        let (table, at) = self.ste_location(stream.0).ok()?;
         let cd = desc::ste_context(table.read(at))?;
         let offset = cd.checked_sub(self.cds.pa())?;
         let index = offset / (CD_WORDS as u64 * 8);
@@ -672,7 +679,7 @@ impl<R: RegisterBlock> Smmu<R> {
     }
 
     /// Moves the stream counts from `before` to whatever `sid` uses now.
-    fn recount(&mut self, sid: u32, before: Option<ContextId>) {
+    fn recount(&mut self, sid: StreamId, before: Option<ContextId>) {
         let after = self.stream_context(sid);
         if before == after {
             return;
@@ -687,14 +694,14 @@ impl<R: RegisterBlock> Smmu<R> {
 
     /// Points `sid` at a context (from abort or from another context); the
     /// stream translates through it from then on.
-    pub fn attach(&mut self, sid: u32, id: ContextId) -> Result<(), SmmuError> {
+    pub fn attach(&mut self, sid: StreamId, id: ContextId) -> Result<(), SmmuError> {
         let index = id.0 as usize;
         if index >= self.context_count || self.contexts[index].is_none() {
             return Err(SmmuError::BadContext);
         }
         self.ensure_stream(sid)?;
         let before = self.stream_context(sid);
-        let result = self.write_ste(sid, desc::ste_s1(self.cd_pa(id)));
+        let result = self.write_ste(sid.0, desc::ste_s1(self.cd_pa(id)));
         // Even a failed write may have left a live STE: count what is there.
         self.recount(sid, before);
         result
@@ -702,12 +709,12 @@ impl<R: RegisterBlock> Smmu<R> {
 
     /// Puts `sid` back to abort (quarantine): no transaction of it reaches
     /// memory once this returns. `id` must be the context it uses.
-    pub fn detach(&mut self, sid: u32, id: ContextId) -> Result<(), SmmuError> {
+    pub fn detach(&mut self, sid: StreamId, id: ContextId) -> Result<(), SmmuError> {
         let before = self.stream_context(sid);
         if before != Some(id) {
             return Err(SmmuError::BadContext);
         }
-        let result = self.write_ste(sid, desc::ste_abort());
+        let result = self.write_ste(sid.0, desc::ste_abort());
         self.recount(sid, before);
         result
     }

@@ -6,8 +6,10 @@
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeSet;
 
-use hw::pgtable::{CacheClean, Coherent, MemAttr, TablePage, TablePool, MAIR};
-use iopt::Prot;
+use hw::pgtable::{MemAttr, TablePage, TablePool, MAIR};
+use iommu_testkit::recycle::{self, GiveBack, Lent};
+use iommu_types::Prot;
+use mmio::{CacheClean, Coherent, DmaMemory};
 
 pub const K4: u64 = 0x1000;
 pub const M2: u64 = 0x20_0000;
@@ -308,8 +310,8 @@ pub fn assert_attrs(leaf: &Leaf, prot: Prot, mem: MemAttr) {
 /// A cleaner that keeps the memory image a non-coherent SMMU would read:
 /// a word reaches it only when cleaned.
 pub struct Ram {
-    base_ptr: usize,
-    pub phys_base: u64,
+    base_ptr: Cell<usize>,
+    phys_base: Cell<u64>,
     pub words: RefCell<Vec<u64>>,
     pub cleans: Cell<usize>,
     /// Page tables (ttb, ias, oas) to walk in memory after every clean:
@@ -319,7 +321,7 @@ pub struct Ram {
 
 impl PhysMem for Ram {
     fn read(&self, pa: u64) -> Option<u64> {
-        let i = usize::try_from(pa.checked_sub(self.phys_base)? / 8).ok()?;
+        let i = usize::try_from(pa.checked_sub(self.phys_base.get())? / 8).ok()?;
         self.words.borrow().get(i).copied()
     }
 }
@@ -327,7 +329,7 @@ impl PhysMem for Ram {
 impl CacheClean for Ram {
     fn clean(&self, descriptors: &[u64]) {
         let off = (descriptors.as_ptr() as usize)
-            .checked_sub(self.base_ptr)
+            .checked_sub(self.base_ptr.get())
             .expect("clean below the pool");
         assert_eq!(off % 8, 0);
         let first = off / 8;
@@ -372,27 +374,89 @@ impl Ram {
     }
 }
 
-/// `n` leaked pages filled with `fill`.
+/// `n` pages filled with `fill` (given back when their pool goes).
 pub fn pages(n: usize, fill: u64) -> &'static mut [TablePage] {
-    Box::leak(vec![TablePage([fill; 512]); n].into_boxed_slice())
+    recycle::slice(n, TablePage([fill; 512]))
+}
+
+/// A pool over `pages`, which the SMMU sees at `pa`.
+pub fn pool_at(pages: &'static mut [TablePage], pa: u64) -> Lent<TablePool<'static>> {
+    Lent::new(TablePool::new(DmaMemory::host(pages, pa), &Coherent))
 }
 
 /// A pool of `n` pages at [`POOL_PA`] for a coherent SMMU.
-pub fn coherent_pool(n: usize) -> TablePool<'static> {
-    TablePool::new(pages(n, GARBAGE), POOL_PA, &Coherent)
+pub fn coherent_pool(n: usize) -> Lent<TablePool<'static>> {
+    pool_at(pages(n, GARBAGE), POOL_PA)
+}
+
+thread_local! {
+    /// Memory images of pools already dropped, for the next `ram_pool`.
+    static SPARE_RAMS: RefCell<Vec<&'static Ram>> = const { RefCell::new(Vec::new()) };
+}
+
+/// A pool whose cleaner is a [`Ram`]: gives its pages and its memory image
+/// back when dropped.
+pub struct RamPool {
+    pool: TablePool<'static>,
+    ram: &'static Ram,
+}
+
+impl GiveBack for RamPool {
+    fn give_back(self) {
+        self.pool.give_back();
+        self.ram.words.borrow_mut().clear();
+        self.ram.words.borrow_mut().shrink_to_fit();
+        self.ram.roots.borrow_mut().clear();
+        SPARE_RAMS.with(|s| s.borrow_mut().push(self.ram));
+    }
+}
+
+impl std::ops::Deref for RamPool {
+    type Target = TablePool<'static>;
+    fn deref(&self) -> &TablePool<'static> {
+        &self.pool
+    }
+}
+
+impl std::ops::DerefMut for RamPool {
+    fn deref_mut(&mut self) -> &mut TablePool<'static> {
+        &mut self.pool
+    }
+}
+
+impl PhysMem for Lent<RamPool> {
+    fn read(&self, pa: u64) -> Option<u64> {
+        self.pool.read(pa)
+    }
+}
+
+impl PhysMem for Lent<TablePool<'static>> {
+    fn read(&self, pa: u64) -> Option<u64> {
+        (**self).read(pa)
+    }
 }
 
 /// A pool of `n` garbage-filled pages whose cleaner records memory.
-pub fn ram_pool(n: usize) -> (TablePool<'static>, &'static Ram) {
+pub fn ram_pool(n: usize) -> (Lent<RamPool>, &'static Ram) {
     let pages = pages(n, GARBAGE);
-    let ram: &'static Ram = Box::leak(Box::new(Ram {
-        base_ptr: pages.as_ptr() as usize,
-        phys_base: POOL_PA,
-        words: RefCell::new(vec![GARBAGE; n * 512]),
-        cleans: Cell::new(0),
-        roots: RefCell::new(Vec::new()),
-    }));
-    (TablePool::new(pages, POOL_PA, ram), ram)
+    let ram = SPARE_RAMS
+        .with(|s| s.borrow_mut().pop())
+        .unwrap_or_else(|| {
+            Box::leak(Box::new(Ram {
+                base_ptr: Cell::new(0),
+                phys_base: Cell::new(0),
+                words: RefCell::new(Vec::new()),
+                cleans: Cell::new(0),
+                roots: RefCell::new(Vec::new()),
+            }))
+        });
+    ram.base_ptr.set(pages.as_ptr() as usize);
+    ram.phys_base.set(POOL_PA);
+    *ram.words.borrow_mut() = vec![GARBAGE; n * 512];
+    ram.cleans.set(0);
+    ram.roots.borrow_mut().clear();
+    let pool = TablePool::new(DmaMemory::host(pages, POOL_PA), ram);
+    (Lent::new(RamPool { pool, ram }), ram)
 }
 
 /// (iova, pa, size, read_only) of every leaf the walker finds.

@@ -14,21 +14,20 @@ mod platform;
 use core::fmt::Write;
 
 use hw::domains::SmmuDomains;
-use hw::mmio::{DcacheClean, Mmio, RegisterBlock};
-use hw::pgtable::{CacheClean, Coherent, TablePool};
+use hw::pgtable::TablePool;
 use hw::smmu::{Smmu, SmmuConfig};
-use iommu_server::smmu::SmmuHardware;
 use iommu_server::{CommandPage, Server, COMMAND_PAGE};
-use iommu_system::{client_configs, client_on, CLIENTS, SERVER};
+use iommu_system::{client_configs, client_on, StreamId, CLIENTS, SERVER};
 use iopt::Store;
 use microkit::{Channel, DebugOut, Handler, MessageInfo, SharedMemory};
+use mmio::{CacheClean, Coherent, DcacheClean, Mmio};
 
 include!(concat!(env!("OUT_DIR"), "/setvars.rs"));
 
 static COHERENT: Coherent = Coherent;
 static NON_COHERENT: DcacheClean = DcacheClean;
 
-type Hw = SmmuHardware<'static, Mmio>;
+type Hw = SmmuDomains<'static, Mmio>;
 
 macro_rules! say {
     ($($arg:tt)*) => {{ let _ = write!(DebugOut, "iommu_server: "); let _ = writeln!(DebugOut, $($arg)*); }};
@@ -55,18 +54,17 @@ struct IommuServer {
 fn init() -> IommuServer {
     let p = platform::take(|i| SERVER_SETVARS[i].get()).expect("platform taken once");
     let configs = client_configs(p.regions, |i| SERVER_SETVARS[i].get());
-    let mut streams = [0u32; 16];
+    let mut streams = [StreamId(0); 16];
     let mut n = 0;
     for (c, spec) in CLIENTS.iter().enumerate() {
         for (d, device) in spec.devices.iter().enumerate() {
-            if let Some(vaddr) = spec.device_config_pages[d] {
-                let id = platform::config_page(vaddr).read32(0);
+            if let Some(present) = platform::device_present(c, d) {
                 say!(
                     "{}: device {} at stream {:#x}: {}",
                     spec.pd,
                     device.name,
-                    device.stream_id,
-                    if id == u32::MAX { "absent" } else { "present" }
+                    device.stream_id.0,
+                    if present { "present" } else { "absent" }
                 );
             }
             if n < streams.len() {
@@ -86,8 +84,8 @@ fn init() -> IommuServer {
     .unwrap_or_else(|e| panic!("SMMUv3 bring-up: {e}"));
     let coherent = smmu.features().coherent;
     let cleaner: &'static dyn CacheClean = if coherent { &COHERENT } else { &NON_COHERENT };
-    let pool = TablePool::new(p.table_pages, p.table_pages_phys, cleaner);
-    let hw = SmmuHardware::new(SmmuDomains::new(smmu, pool));
+    let pool = TablePool::new(p.table_pages, cleaner);
+    let hw = SmmuDomains::new(smmu, pool);
     let store = Store::new(p.areas, p.pages, p.accounts);
     let server = Server::new(store, hw, p.clients, &configs)
         .unwrap_or_else(|e| panic!("configuration refused: {e:?}"));
@@ -112,7 +110,7 @@ impl Handler for IommuServer {
         let mrs = [microkit::get_mr(0), microkit::get_mr(1)];
         let reply = self
             .server
-            .serve(client, msg.label(), mrs, &Page(&self.pages[client]));
+            .serve(client, msg.label(), mrs, &Page(&self.pages[client.index()]));
         microkit::set_mr(0, reply.mr0);
         MessageInfo::new(reply.label, 1)
     }

@@ -6,7 +6,6 @@
 //! says, and on each being handed out once.
 #![allow(unsafe_code)]
 
-use hw::mmio::{DmaRegion, Mmio};
 use hw::pgtable::TablePage;
 use iommu_server::Client;
 use iommu_system::{
@@ -14,23 +13,34 @@ use iommu_system::{
 };
 use iopt::{Account, AreaSlot, PagesSlot};
 use microkit::SharedMemory;
+use mmio::{DmaMemory, DmaRegion, Mmio, StaticCell};
 
-static mut AREAS: [AreaSlot; TOTAL_MAPPINGS] = [AreaSlot::EMPTY; TOTAL_MAPPINGS];
-static mut PAGES: [PagesSlot; TOTAL_MAPPINGS] = [PagesSlot::EMPTY; TOTAL_MAPPINGS];
-static mut ACCOUNTS: [Account; CLIENTS.len()] = [Account::UNLIMITED; CLIENTS.len()];
-static mut CLIENT_STATE: [Client; CLIENTS.len()] = [Client::EMPTY; CLIENTS.len()];
-static mut REGIONS: [Region; TOTAL_REGIONS] = [Region {
-    vaddr: 0,
-    size: 0,
-    paddr: 0,
-    perms: Perms::RO,
-}; TOTAL_REGIONS];
+/// The server's storage, sized by the configuration.
+struct Statics {
+    areas: [AreaSlot; TOTAL_MAPPINGS],
+    pages: [PagesSlot; TOTAL_MAPPINGS],
+    accounts: [Account; CLIENTS.len()],
+    clients: [Client; CLIENTS.len()],
+    regions: [Region; TOTAL_REGIONS],
+}
+
+static STATICS: StaticCell<Statics> = StaticCell::with(Statics {
+    areas: [AreaSlot::EMPTY; TOTAL_MAPPINGS],
+    pages: [PagesSlot::EMPTY; TOTAL_MAPPINGS],
+    accounts: [Account::UNLIMITED; CLIENTS.len()],
+    clients: [Client::EMPTY; CLIENTS.len()],
+    regions: [Region {
+        vaddr: 0,
+        size: 0,
+        paddr: 0,
+        perms: Perms::RO,
+    }; TOTAL_REGIONS],
+});
 
 pub struct Platform {
     pub smmu_regs: Mmio,
     pub smmu_memory: DmaRegion,
-    pub table_pages: &'static mut [TablePage],
-    pub table_pages_phys: u64,
+    pub table_pages: DmaMemory<'static, TablePage>,
     pub command_pages: [SharedMemory; CLIENTS.len()],
     pub areas: &'static mut [AreaSlot],
     pub pages: &'static mut [PagesSlot],
@@ -39,57 +49,68 @@ pub struct Platform {
     pub regions: &'static mut [Region; TOTAL_REGIONS],
 }
 
-static mut TAKEN: bool = false;
-
 fn dma(m: ServerMemory, symbol: &impl Fn(usize) -> u64) -> DmaRegion {
     // SAFETY: system.xml maps `m` read-write and cached at `m.vaddr` in this
     // PD only (build.rs refuses a client mapping it); its physical address
     // is the region's, patched by the tool; the SMMU is coherent or the
-    // driver cleans (DcacheClean).
+    // driver cleans (DcacheClean). `take` hands it out once.
     unsafe { DmaRegion::new(m.vaddr as usize, resolve(m.paddr, symbol), m.size as usize) }
 }
 
-/// Everything, once; `symbol(i)` reads setvar `SERVER_SYMBOLS[i]`.
+/// Everything, the first time (`None` after); `symbol(i)` reads setvar
+/// `SERVER_SYMBOLS[i]`.
 pub fn take(symbol: impl Fn(usize) -> u64) -> Option<Platform> {
-    // SAFETY: the PD is single-threaded: the flag makes every static and
-    // region below handed out at most once.
-    unsafe {
-        if TAKEN {
-            return None;
-        }
-        TAKEN = true;
-        let pt = SERVER.page_tables;
+    let statics = STATICS.take()?;
+    let pt = SERVER.page_tables;
+    // SAFETY: the claim above runs this once. system.xml maps the page
+    // table region read-write at `pt.vaddr`, `pt.size` long, in this PD
+    // only, at the physical address the tool patches; nothing else
+    // references it.
+    let table_pages = unsafe {
         let tables = core::slice::from_raw_parts_mut(
             pt.vaddr as usize as *mut TablePage,
             pt.size as usize / core::mem::size_of::<TablePage>(),
         );
-        Some(Platform {
-            smmu_regs: Mmio::new(
+        DmaMemory::new(tables, resolve(pt.paddr, &symbol))
+    };
+    Some(Platform {
+        // SAFETY: the SMMU's register frame, mapped uncached at this
+        // address by system.xml, handed out once (above).
+        smmu_regs: unsafe {
+            Mmio::new(
                 SERVER.smmu_regs.vaddr as usize,
                 SERVER.smmu_regs.size as usize,
-            ),
-            smmu_memory: dma(SERVER.smmu_memory, &symbol),
-            table_pages: tables,
-            table_pages_phys: resolve(pt.paddr, &symbol),
-            command_pages: core::array::from_fn(|i| {
+            )
+        },
+        smmu_memory: dma(SERVER.smmu_memory, &symbol),
+        table_pages,
+        command_pages: core::array::from_fn(|i| {
+            // SAFETY: each client's command page is mapped read-write here
+            // by system.xml (checked by build.rs); only volatile copies
+            // reach it.
+            unsafe {
                 SharedMemory::new(
                     CLIENTS[i].command_page_server as usize,
                     iommu_server::COMMAND_PAGE,
                 )
-            }),
-            areas: &mut *core::ptr::addr_of_mut!(AREAS),
-            pages: &mut *core::ptr::addr_of_mut!(PAGES),
-            accounts: &mut *core::ptr::addr_of_mut!(ACCOUNTS),
-            clients: &mut *core::ptr::addr_of_mut!(CLIENT_STATE),
-            regions: &mut *core::ptr::addr_of_mut!(REGIONS),
-        })
-    }
+            }
+        }),
+        areas: &mut statics.areas,
+        pages: &mut statics.pages,
+        accounts: &mut statics.accounts,
+        clients: &mut statics.clients,
+        regions: &mut statics.regions,
+    })
 }
 
-/// A device's PCI configuration page, read once at start to see the
-/// device is there.
-pub fn config_page(vaddr: u64) -> Mmio {
-    // SAFETY: system.xml maps the page uncached at `vaddr` (checked by
-    // build.rs); the server only reads its identification word.
-    unsafe { Mmio::new(vaddr as usize, 0x1000) }
+/// Whether device `device` of client `client` answers in its PCI
+/// configuration page (the server maps it to see the device); `None` when
+/// the configuration gives the server no such page. Reads one word and
+/// keeps no handle.
+pub fn device_present(client: usize, device: usize) -> Option<bool> {
+    let vaddr = (*CLIENTS.get(client)?.device_config_pages.get(device)?)?;
+    // SAFETY: system.xml maps this configuration page uncached at `vaddr`
+    // (checked by build.rs); the handle lives for this one read.
+    let page = unsafe { Mmio::new(vaddr as usize, 0x1000) };
+    Some(mmio::RegisterBlock::read32(&page, 0) != u32::MAX)
 }

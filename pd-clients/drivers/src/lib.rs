@@ -9,10 +9,10 @@
 
 use core::fmt::Write;
 
-use hw::mmio::Mmio;
 use iommu_client::{Iommu, MicrokitTransport, COMMAND_PAGE};
 use iommu_system::ClientSpec;
 use microkit::{DebugOut, SharedMemory};
+use mmio::{Mmio, StaticCell};
 
 microkit::setvar!(pub COMMAND_PAGE_VADDR = "command_page");
 
@@ -47,31 +47,45 @@ pub mod edu {
     microkit::setvar!(DMA_BUFFER = "dma_buffer");
     microkit::setvar!(pub EDU_BAR_PADDR = "edu_bar_paddr");
 
-    /// The device's configuration page and BAR0 registers.
-    pub fn device() -> (PciFunction<Mmio>, Edu<Mmio>) {
+    static DEVICE: StaticCell<()> = StaticCell::with(());
+
+    /// The device's configuration page and BAR0 registers, the first time
+    /// (`None` after: there is one handle to each register window).
+    pub fn device() -> Option<(PciFunction<Mmio>, Edu<Mmio>)> {
+        DEVICE.take()?;
         // SAFETY: an edu driver PD's system.xml entry maps its function's
         // configuration page and its BAR0 window uncached at these
-        // patched addresses, and nothing else in the PD uses them.
+        // patched addresses; the claim above makes these the only handles.
         unsafe {
-            (
+            Some((
                 PciFunction(Mmio::new(PCI_CONFIG.get() as usize, 0x1000)),
                 Edu(Mmio::new(EDU_REGS.get() as usize, 0x10_0000)),
-            )
+            ))
         }
     }
 
+    static BUFFER: StaticCell<()> = StaticCell::with(());
+
     /// The DMA buffer: the client's first region in iommu.xml, which
-    /// system.xml maps at the patched `dma_buffer`.
-    pub fn dma_buffer(spec: &ClientSpec) -> SharedMemory {
+    /// system.xml maps at the patched `dma_buffer`; `None` after the first
+    /// call.
+    pub fn dma_buffer(spec: &ClientSpec) -> Option<SharedMemory> {
         let region = spec.regions[0];
         assert_eq!(
             DMA_BUFFER.get(),
             region.vaddr,
             "DMA buffer where iommu.xml says"
         );
+        BUFFER.take()?;
         // SAFETY: the region is mapped read-write at that address, checked
-        // against the configuration just above; this is its only handle.
-        unsafe { SharedMemory::new(region.vaddr as usize, region.size as usize) }
+        // against the configuration just above; the claim makes this its
+        // only handle.
+        unsafe {
+            Some(SharedMemory::new(
+                region.vaddr as usize,
+                region.size as usize,
+            ))
+        }
     }
 }
 

@@ -9,10 +9,10 @@
 
 use core::fmt::Write;
 
-use hw::mmio::RegisterBlock;
 use iommu_client::{Access, Device, DmaBuffer, Fault, Ioas, Iommu, Mapping, Memory, Transport};
 use iommu_proto::fault::IOMMU_FAULT_KIND_F_TRANSLATION;
 use iommu_proto::Errno;
+use mmio::RegisterBlock;
 
 pub const VENDOR: u16 = 0x1234;
 pub const DEVICE: u16 = 0x11e8;

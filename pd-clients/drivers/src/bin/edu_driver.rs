@@ -13,9 +13,9 @@ use core::fmt::Write;
 use driver_pds::edu::{device, dma_buffer, EDU_BAR_PADDR};
 use driver_pds::{iommu, spec, Out};
 use edu_driver::{Edu, Session};
-use hw::mmio::Mmio;
 use iommu_client::{DmaBuffer, Iommu, MicrokitTransport};
-use microkit::{Channel, Handler, MessageInfo, SharedMemory, StaticCell};
+use microkit::{Channel, Handler, MessageInfo, SharedMemory};
+use mmio::{Mmio, StaticCell};
 
 /// The channel to the manager (system.xml).
 const MANAGER: Channel = match Channel::new(1) {
@@ -37,9 +37,9 @@ fn init() -> Driver {
     let spec = spec();
     let mut out = Out::new();
     let iommu = iommu(spec);
-    let (cfg, edu) = device();
+    let (cfg, edu) = device().expect("the device is handed out once");
     let region = spec.regions[0];
-    let memory = dma_buffer(spec);
+    let memory = dma_buffer(spec).expect("the buffer is handed out once");
     let buffer: &'static DmaBuffer<SharedMemory> = BUFFER
         .init(DmaBuffer::new(region.vaddr, region.size, memory))
         .expect("initialised once");

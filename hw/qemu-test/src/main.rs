@@ -9,17 +9,18 @@
 
 mod memory;
 
-use hw_qemu_test::{pci, platform};
+use qemu_virt::{pci, platform};
 
 use core::fmt::Write;
 
 use edu_driver::Edu;
 use hw::domains::SmmuDomains;
-use hw::mmio::{DcacheClean, DmaRegion, Mmio};
-use hw::pgtable::{CacheClean, Coherent, Format, IoPageTable, MemAttr, PtDomain, TablePool, MAIR};
+use hw::pgtable::{Format, IoPageTable, MemAttr, PtDomain, TablePool, MAIR};
 use hw::smmu::event::{Access, Event, EventKind};
 use hw::smmu::{ContextId, ContextTlb, EventStatus, Smmu, SmmuConfig, SmmuError};
-use iopt::{AccountId, DstIova, Extent, IoDomain, Prot, Store};
+use iommu_types::{ClientId, Prot, StreamId};
+use iopt::{DstIova, Extent, IoDomain, Store};
+use mmio::{CacheClean, Coherent, DcacheClean, DmaRegion, Mmio};
 
 macro_rules! say {
     ($($arg:tt)*) => {{ let _ = write!(platform::Uart, $($arg)*); }};
@@ -85,7 +86,7 @@ struct Rig {
     pool: TablePool<'static>,
     mem: Mem,
     edu: [Edu<Mmio>; 2],
-    sid: [u32; 2],
+    sid: [StreamId; 2],
     dom: [Option<Domain>; 2],
 }
 
@@ -209,7 +210,7 @@ fn pattern(seed: u64, i: u64) -> u64 {
     (seed << 56) ^ (i.wrapping_mul(0x9e37_79b9_7f4a_7c15)) ^ 0x5a5a
 }
 
-fn fault(kind: EventKind, sid: u32, iova: u64, access: Access) -> impl Fn(&Event) -> bool {
+fn fault(kind: EventKind, sid: StreamId, iova: u64, access: Access) -> impl Fn(&Event) -> bool {
     move |e: &Event| {
         e.kind == kind
             && e.sid == sid
@@ -478,8 +479,8 @@ fn iopt_drives_the_smmu(rig: Rig) -> Result<(), &'static str> {
     smmu.detach(sid[0], old).map_err(|_| "detach")?;
     let tables_before = pool.used();
     let mut doms = SmmuDomains::new(smmu, pool);
-    let mut ioas = store.new_ioas(AccountId(0)).map_err(|_| "ioas")?;
-    let id = doms.alloc(0, 64).map_err(|_| "domain")?;
+    let mut ioas = store.new_ioas(ClientId(0)).map_err(|_| "ioas")?;
+    let id = doms.alloc(ClientId(0), 64).map_err(|_| "domain")?;
     ioas.attach_domain(&mut store, &mut doms, id)
         .map_err(|_| "attach domain")?;
     doms.attach(sid[0], id).map_err(|_| "attach stream")?;
@@ -538,7 +539,7 @@ fn iopt_drives_the_smmu(rig: Rig) -> Result<(), &'static str> {
     )
 }
 
-hw_qemu_test::image_main!(main_entry);
+qemu_virt::image_main!(main_entry);
 
 /// Runs every case; the number of failures becomes the exit status.
 fn main_entry() -> u32 {
@@ -553,11 +554,11 @@ fn main_entry() -> u32 {
 }
 
 fn setup() -> Result<Rig, &'static str> {
-    let mem = memory::take_memory().ok_or("memory taken twice")?;
+    let mem = memory::take().ok_or("memory taken twice")?;
     let mut found = [pci::Function {
         devfn: 0,
         sid: 0,
-        bar0: 0,
+        bar_slot: 0,
     }; 2];
     if pci::find(edu_driver::VENDOR, edu_driver::DEVICE, &mut found) != 2 {
         return Err("need two edu devices on PCI bus 0");
@@ -566,13 +567,9 @@ fn setup() -> Result<Rig, &'static str> {
         evtq_log2: EVTQ_LOG2,
         ..SmmuConfig::DEFAULT
     };
-    let smmu = Smmu::init(
-        platform::smmu_regs(),
-        mem.smmu,
-        config,
-        &[found[0].sid, found[1].sid],
-    )
-    .map_err(|e| {
+    let sid = [StreamId(found[0].sid), StreamId(found[1].sid)];
+    let regs = platform::smmu_regs().ok_or("SMMU registers taken twice")?;
+    let smmu = Smmu::init(regs, mem.smmu, config, &sid).map_err(|e| {
         say!("SMMU: {e}\n");
         "SMMU init"
     })?;
@@ -588,11 +585,9 @@ fn setup() -> Result<Rig, &'static str> {
         f.coherent
     );
     let cleaner: &'static dyn CacheClean = if f.coherent { &COHERENT } else { &NON_COHERENT };
-    let pool = TablePool::new(mem.pt_pool, mem.pt_phys, cleaner);
-    let edus = [
-        Edu(platform::bar(found[0].bar0, 0x10_0000)),
-        Edu(platform::bar(found[1].bar0, 0x10_0000)),
-    ];
+    let pool = TablePool::new(mem.table_pages, cleaner);
+    let bar = |f: &pci::Function| platform::bar(f.bar_slot).ok_or("BAR window taken twice");
+    let edus = [Edu(bar(&found[0])?), Edu(bar(&found[1])?)];
     for (e, fun) in edus.iter().zip(found.iter()) {
         say!(
             "edu {:02x}.{} stream {:#x} id {:#010x}\n",
@@ -609,7 +604,7 @@ fn setup() -> Result<Rig, &'static str> {
         pool,
         mem: Mem(mem.dma),
         edu: edus,
-        sid: [found[0].sid, found[1].sid],
+        sid,
         dom: [None, None],
     };
     rig.new_domain(0)?;

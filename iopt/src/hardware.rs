@@ -1,29 +1,31 @@
-//! What the server needs from the IOMMU, behind one small trait: the
-//! SMMUv3 driver and its page tables implement it in the PD, a recording
-//! mock in the tests.
+//! What the server needs from an IOMMU, behind one small trait: `hw`'s
+//! SMMUv3 driver implements it, a recording mock in the tests. The engine
+//! itself needs only [`DomainTable`]; the rest is for the server core,
+//! which knows the hardware through nothing else.
 
-use iommu_proto::Errno;
-use iopt::{DomainId, DomainTable};
+use iommu_types::{ClientId, Errno, StreamId};
+
+use crate::domain::{DomainId, DomainTable};
 
 pub trait Hardware {
     /// A new, empty hardware page table whose table pages are charged to
     /// `client`, which may hold at most `table_pages` of them over all its
     /// domains; ENOMEM when that quota or the pool is exhausted, now or
     /// when a later map needs more tables.
-    fn domain_alloc(&mut self, client: usize, table_pages: usize) -> Result<DomainId, Errno>;
+    fn domain_alloc(&mut self, client: ClientId, table_pages: usize) -> Result<DomainId, Errno>;
 
     /// Frees a domain that no stream uses and that holds no mappings.
     fn domain_free(&mut self, domain: DomainId);
 
-    /// The live domains, for iopt to fill and empty.
+    /// The live domains, for the engine to fill and empty.
     fn domains(&mut self) -> &mut dyn DomainTable;
 
     /// Points a stream at a domain: its DMA translates there from now on.
-    fn attach(&mut self, stream: u32, domain: DomainId) -> Result<(), Errno>;
+    fn attach(&mut self, stream: StreamId, domain: DomainId) -> Result<(), Errno>;
 
     /// Puts a stream back to abort; once this returns, none of its DMA
     /// reaches memory (quarantine).
-    fn detach(&mut self, stream: u32) -> Result<(), Errno>;
+    fn detach(&mut self, stream: StreamId) -> Result<(), Errno>;
 
     /// SMMU_IDR0..5, SMMU_IIDR, SMMU_AIDR, for IOMMU_GET_HW_INFO.
     fn id_regs(&self) -> ([u32; 6], u32, u32);

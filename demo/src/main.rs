@@ -19,23 +19,24 @@ use core::fmt::Write;
 
 use edu_driver::{Edu, PciFunction};
 use hw::domains::SmmuDomains;
-use hw::mmio::{DcacheClean, DmaRegion, Mmio};
-use hw::pgtable::{CacheClean, Coherent, TablePool};
+use hw::pgtable::TablePool;
 use hw::smmu::{Smmu, SmmuConfig};
-use hw_qemu_test::platform::{self, Uart};
 use iommu_client::{DmaBuffer, Iommu, Memory, Transport};
 use iommu_proto::Errno;
-use iommu_server::smmu::SmmuHardware;
 use iommu_server::{CommandPage, Server, COMMAND_PAGE};
-use iommu_system::{client, client_configs, resolve, Paddr, CLIENTS, SERVER_SYMBOLS};
+use iommu_system::{
+    client, client_configs, resolve, ClientId, Paddr, StreamId, CLIENTS, SERVER_SYMBOLS,
+};
 use iopt::Store;
+use mmio::{CacheClean, Coherent, DcacheClean, DmaRegion, Mmio};
+use qemu_virt::platform::{self, Uart};
 
-hw_qemu_test::image_main!(main);
+qemu_virt::image_main!(main);
 
 static COHERENT: Coherent = Coherent;
 static NON_COHERENT: DcacheClean = DcacheClean;
 
-type Hw = SmmuHardware<'static, Mmio>;
+type Hw = SmmuDomains<'static, Mmio>;
 type Shared<'a> = &'a RefCell<Server<'static, Hw>>;
 
 macro_rules! say {
@@ -58,7 +59,7 @@ impl CommandPage for Page {
 /// A client's calls, arriving as from its channel.
 struct Direct<'a> {
     server: Shared<'a>,
-    client: usize,
+    client: ClientId,
     page: Page,
 }
 
@@ -149,14 +150,14 @@ impl Tally {
 
 /// The device of a client: stream ID bus << 8 | devfn, BAR0 in the
 /// 32-bit window at the client's slot (as system.xml's `*_bar` regions).
-fn device_of(client_index: usize) -> (PciFunction<Mmio>, Edu<Mmio>, u32) {
+/// Each handle exists once: a second call for the same client is `None`.
+fn device_of(client_index: usize) -> Option<(PciFunction<Mmio>, Edu<Mmio>, u32)> {
     let sid = CLIENTS[client_index].devices[0].stream_id;
-    let bar = platform::PCI_MMIO_BASE + client_index * 0x10_0000;
-    (
-        PciFunction(platform::config_page(sid as u8)),
-        Edu(platform::bar(bar, 0x10_0000)),
-        bar as u32,
-    )
+    Some((
+        PciFunction(platform::config_page(sid.0 as u8)?),
+        Edu(platform::bar(client_index)?),
+        platform::bar_base(client_index) as u32,
+    ))
 }
 
 fn main() -> u32 {
@@ -197,21 +198,17 @@ fn run(tally: &mut Tally) -> Result<(), &'static str> {
     }
     let configs = client_configs(mem.regions, |s| symbols[s]);
 
-    let streams: [u32; 2] = [
+    let streams: [StreamId; 2] = [
         CLIENTS[0].devices[0].stream_id,
         CLIENTS[1].devices[0].stream_id,
     ];
-    let smmu = Smmu::init(
-        platform::smmu_regs(),
-        mem.smmu,
-        SmmuConfig::DEFAULT,
-        &streams,
-    )
-    .map_err(|_| "SMMUv3 bring-up")?;
+    let regs = platform::smmu_regs().ok_or("SMMU registers taken twice")?;
+    let smmu =
+        Smmu::init(regs, mem.smmu, SmmuConfig::DEFAULT, &streams).map_err(|_| "SMMUv3 bring-up")?;
     let coherent = smmu.features().coherent;
     let cleaner: &'static dyn CacheClean = if coherent { &COHERENT } else { &NON_COHERENT };
-    let pool = TablePool::new(mem.pt_pool, mem.pt_phys, cleaner);
-    let hw = SmmuHardware::new(SmmuDomains::new(smmu, pool));
+    let pool = TablePool::new(mem.table_pages, cleaner);
+    let hw = SmmuDomains::new(smmu, pool);
     let store = Store::new(mem.areas, mem.pages, mem.accounts);
     let server =
         Server::new(store, hw, mem.clients, &configs).map_err(|_| "configuration refused")?;
@@ -230,10 +227,10 @@ fn run(tally: &mut Tally) -> Result<(), &'static str> {
         (Some(a), Some(b), Some(m)) => (a, b, m),
         _ => return Err("the system needs clients edu_a, edu_b and manager"),
     };
-    let iommu = |client| {
+    let iommu = |client: usize| {
         Iommu::new(Direct {
             server: &server,
-            client,
+            client: ClientId::from_index(client).expect("a client index"),
             page: Page(RefCell::new([0; COMMAND_PAGE])),
         })
     };
@@ -247,8 +244,9 @@ fn run(tally: &mut Tally) -> Result<(), &'static str> {
     let buf_b = take(b)?;
 
     // Each driver finds its device and gives it its BAR.
-    for (i, name) in [(a, "edu_a"), (b, "edu_b")] {
-        let (cfg, edu, bar) = device_of(i);
+    let mut edus = [None, None];
+    for (slot, (i, name)) in [(a, "edu_a"), (b, "edu_b")].into_iter().enumerate() {
+        let (cfg, edu, bar) = device_of(i).ok_or("device handed out twice")?;
         tally.check(
             "driver finds its edu device in its configuration page",
             if cfg.ids() == Some((edu_driver::VENDOR, edu_driver::DEVICE)) {
@@ -256,7 +254,7 @@ fn run(tally: &mut Tally) -> Result<(), &'static str> {
                 if edu.id() == edu_driver::ID {
                     say!(
                         "{name}: edu at stream {:#x}, BAR0 {bar:#x}\n",
-                        CLIENTS[i].devices[0].stream_id
+                        CLIENTS[i].devices[0].stream_id.0
                     );
                     Ok(())
                 } else {
@@ -266,10 +264,13 @@ fn run(tally: &mut Tally) -> Result<(), &'static str> {
                 Err("no edu device there")
             },
         );
+        edus[slot] = Some(edu);
     }
+    let [Some(edu_a), Some(edu_b)] = edus else {
+        return Err("no edu device");
+    };
 
     // edu_a: map, DMA, verify, then a stray DMA is stopped and reported.
-    let (_, edu_a, _) = device_of(a);
     let mut out = Prefix("edu_a", true);
     let session_a = edu_driver::setup(&mut ia, &edu_a, &buf_a, &mut out)?;
     tally.check(
@@ -288,7 +289,6 @@ fn run(tally: &mut Tally) -> Result<(), &'static str> {
     );
 
     // edu_b: isolated from edu_a; then the manager resets it.
-    let (_, edu_b, _) = device_of(b);
     let mut out = Prefix("edu_b", true);
     let session_b = edu_driver::setup(&mut ib, &edu_b, &buf_b, &mut out)?;
     tally.check(
@@ -326,9 +326,9 @@ fn run(tally: &mut Tally) -> Result<(), &'static str> {
     let s = server.borrow();
     tally.check(
         "edu_b's resources all returned",
-        if s.object_count(b) == 0
+        if s.object_count(ClientId(b as u16)) == 0
             && s.store()
-                .account(iopt::AccountId(b as u16))
+                .account(ClientId(b as u16))
                 .is_some_and(|acc| acc.used == 0)
         {
             Ok(())

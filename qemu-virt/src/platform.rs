@@ -5,7 +5,7 @@
 
 use core::fmt::{self, Write};
 
-use hw::mmio::Mmio;
+use mmio::{Mmio, StaticCell};
 
 pub const SMMU_BASE: usize = 0x0905_0000;
 pub const SMMU_SIZE: usize = 0x2_0000;
@@ -135,27 +135,39 @@ pub fn ticks_per_second() -> u64 {
     f
 }
 
-pub fn smmu_regs() -> Mmio {
-    // SAFETY: QEMU virt's SMMUv3 register frame; the SMMU driver is its
-    // only user.
-    unsafe { Mmio::new(SMMU_BASE, SMMU_SIZE) }
+/// Handed out once each: the SMMU's registers, bus 0's configuration
+/// pages, the BAR windows.
+static SMMU_REGS: StaticCell<()> = StaticCell::with(());
+static CONFIG_PAGES: [StaticCell<()>; 256] = [const { StaticCell::with(()) }; 256];
+static BARS: [StaticCell<()>; BAR_WINDOWS] = [const { StaticCell::with(()) }; BAR_WINDOWS];
+
+/// 1 MiB BAR windows in the 32-bit PCI MMIO window, one per device.
+pub const BAR_WINDOWS: usize = 16;
+pub const BAR_WINDOW_SIZE: usize = 0x10_0000;
+
+/// The SMMU's register frame, the first time.
+pub fn smmu_regs() -> Option<Mmio> {
+    SMMU_REGS.take()?;
+    // SAFETY: QEMU virt's SMMUv3 register frame, handed out once.
+    Some(unsafe { Mmio::new(SMMU_BASE, SMMU_SIZE) })
 }
 
-pub fn ecam_bus0() -> Mmio {
-    // SAFETY: configuration space of PCI bus 0, used only by `pci`.
-    unsafe { Mmio::new(ECAM_BASE, ECAM_BUS0_SIZE) }
+/// The configuration page of function `devfn` on bus 0, the first time.
+pub fn config_page(devfn: u8) -> Option<Mmio> {
+    CONFIG_PAGES[usize::from(devfn)].take()?;
+    // SAFETY: one 4 KiB page inside bus 0's ECAM window, handed out once.
+    Some(unsafe { Mmio::new(ECAM_BASE + (usize::from(devfn) << 12), 0x1000) })
 }
 
-/// The configuration page of function `devfn` on bus 0.
-pub fn config_page(devfn: u8) -> Mmio {
-    // SAFETY: one 4 KiB page inside bus 0's ECAM window, used only by the
-    // driver of that function.
-    unsafe { Mmio::new(ECAM_BASE + ((devfn as usize) << 12), 0x1000) }
+/// The address of BAR window `slot`.
+pub const fn bar_base(slot: usize) -> usize {
+    PCI_MMIO_BASE + slot * BAR_WINDOW_SIZE
 }
 
-/// A device's BAR window, once `pci` assigned it.
-pub fn bar(base: usize, size: usize) -> Mmio {
-    debug_assert!(base >= PCI_MMIO_BASE);
-    // SAFETY: `pci` assigns each device its own window in the MMIO range.
-    unsafe { Mmio::new(base, size) }
+/// BAR window `slot` (a device's BAR0 once it is programmed there), the
+/// first time.
+pub fn bar(slot: usize) -> Option<Mmio> {
+    BARS.get(slot)?.take()?;
+    // SAFETY: a window of the 32-bit PCI MMIO range, handed out once.
+    Some(unsafe { Mmio::new(bar_base(slot), BAR_WINDOW_SIZE) })
 }

@@ -1,98 +1,10 @@
-//! The static configuration: what each client owns. Generated from
-//! system.xml by build.rs in the PD build; written by hand in tests.
+//! A client's memory regions: resolving its addresses to physical
+//! extents, and checking the configured regions.
 
 use heapless::Vec;
-use iommu_proto::Errno;
+use iommu_types::config::Region;
+use iommu_types::Errno;
 use iopt::{Extent, MAX_EXTENTS, PAGE_SIZE};
-
-/// Access a client itself has to one of its memory regions.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Perms {
-    pub read: bool,
-    pub write: bool,
-}
-
-impl Perms {
-    pub const RW: Perms = Perms {
-        read: true,
-        write: true,
-    };
-    pub const RO: Perms = Perms {
-        read: true,
-        write: false,
-    };
-}
-
-/// A memory region mapped into a client: its virtual address there, its
-/// physical address, and the client's own rights to it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Region {
-    pub vaddr: u64,
-    pub size: u64,
-    pub paddr: u64,
-    pub perms: Perms,
-}
-
-/// Most reserved windows one device may have (its DMA-mask limit comes on
-/// top).
-pub const MAX_DEVICE_WINDOWS: usize = 8;
-
-/// A device a client drives: its stream ID (never named by the client),
-/// the widest address it can emit, and IOVA windows it must never be
-/// given (MSI doorbells, PCIe host-bridge windows).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct DeviceConfig {
-    pub name: &'static str,
-    pub stream_id: u32,
-    pub dma_mask: u64,
-    pub reserved: &'static [iopt::IovaRange],
-}
-
-/// Per-client limits; exceeding one is ENOMEM and changes nothing.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Quota {
-    /// Live objects (IOAS, devices, HWPTs).
-    pub objects: usize,
-    /// 4 KiB pages mapped across all of the client's IOASes.
-    pub mapped_pages: u64,
-    /// Page-table pages its hardware page tables may hold together.
-    pub table_pages: usize,
-    /// Mappings (IOAS areas) it may hold at once, VFIO's dma_entry_limit;
-    /// the clients' sum may not exceed the store's pools.
-    pub mappings: usize,
-}
-
-/// One client: identified only by the channel its calls arrive on.
-#[derive(Clone, Copy, Debug)]
-pub struct ClientConfig {
-    pub name: &'static str,
-    /// Where the client sees its command page (array pointers must point
-    /// inside it).
-    pub command_page_vaddr: u64,
-    pub regions: &'static [Region],
-    pub devices: &'static [DeviceConfig],
-    pub quota: Quota,
-    /// May reset other clients (IOMMU_RESET_CLIENT); every client may
-    /// reset itself.
-    pub manager: bool,
-}
-
-impl ClientConfig {
-    /// No memory, no devices, no quota: an unused client slot.
-    pub const NONE: ClientConfig = ClientConfig {
-        name: "",
-        command_page_vaddr: 0,
-        regions: &[],
-        devices: &[],
-        quota: Quota {
-            objects: 0,
-            mapped_pages: 0,
-            table_pages: 0,
-            mappings: 0,
-        },
-        manager: false,
-    };
-}
 
 /// Physical extents behind `[va, va + len)` of the client's regions.
 ///
@@ -164,6 +76,7 @@ pub fn check_regions(regions: &[Region]) -> Result<(), usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use iommu_types::config::Perms;
 
     const REGIONS: [Region; 3] = [
         Region {

@@ -2,7 +2,7 @@
 
 use std::collections::HashSet;
 
-use iommu_proto::Errno;
+use iommu_types::Errno;
 
 #[test]
 fn codes_are_linux_numbers() {

@@ -1,0 +1,79 @@
+//! The demo's static memory, sized by the generated configuration and
+//! handed out once. With the MMU off an address is its physical address.
+#![allow(unsafe_code)]
+
+use hw::pgtable::TablePage;
+use iommu_server::Client;
+use iommu_system::{Perms, Region, CLIENTS, TOTAL_MAPPINGS, TOTAL_REGIONS};
+use iopt::{Account, AreaSlot, PagesSlot};
+use mmio::{DmaMemory, DmaRegion, StaticCell};
+
+#[repr(C, align(4096))]
+struct Aligned4K<const N: usize>([u8; N]);
+
+const SMMU_MEM: usize = 512 * 1024;
+const PT_PAGES: usize = 64;
+/// Every client's DMA regions, back to back (the system has two of 64 KiB).
+pub const CLIENT_MEM: usize = 256 * 1024;
+
+struct Statics {
+    smmu: Aligned4K<SMMU_MEM>,
+    tables: [TablePage; PT_PAGES],
+    client: Aligned4K<CLIENT_MEM>,
+    areas: [AreaSlot; TOTAL_MAPPINGS],
+    pages: [PagesSlot; TOTAL_MAPPINGS],
+    accounts: [Account; CLIENTS.len()],
+    clients: [Client; CLIENTS.len()],
+    regions: [Region; TOTAL_REGIONS],
+}
+
+static STATICS: StaticCell<Statics> = StaticCell::with(Statics {
+    smmu: Aligned4K([0; SMMU_MEM]),
+    tables: [TablePage::ZERO; PT_PAGES],
+    client: Aligned4K([0; CLIENT_MEM]),
+    areas: [AreaSlot::EMPTY; TOTAL_MAPPINGS],
+    pages: [PagesSlot::EMPTY; TOTAL_MAPPINGS],
+    accounts: [Account::UNLIMITED; CLIENTS.len()],
+    clients: [Client::EMPTY; CLIENTS.len()],
+    regions: [Region {
+        vaddr: 0,
+        size: 0,
+        paddr: 0,
+        perms: Perms::RO,
+    }; TOTAL_REGIONS],
+});
+
+pub struct Memory {
+    pub smmu: DmaRegion,
+    pub table_pages: DmaMemory<'static, TablePage>,
+    /// The clients' DMA regions.
+    pub client: DmaRegion,
+    pub areas: &'static mut [AreaSlot],
+    pub pages: &'static mut [PagesSlot],
+    pub accounts: &'static mut [Account],
+    pub clients: &'static mut [Client],
+    pub regions: &'static mut [Region; TOTAL_REGIONS],
+}
+
+/// The memory, the first time.
+pub fn take() -> Option<Memory> {
+    let s = STATICS.take()?;
+    let smmu = s.smmu.0.as_mut_ptr() as usize;
+    let client = s.client.0.as_mut_ptr() as usize;
+    let tables_pa = s.tables.as_ptr() as u64;
+    // SAFETY: the claim above hands each static out once, and nothing else
+    // names them; with the MMU off an address is its physical address, and
+    // every access is uncached, so the SMMU and the CPU agree.
+    unsafe {
+        Some(Memory {
+            smmu: DmaRegion::new(smmu, smmu as u64, SMMU_MEM),
+            table_pages: DmaMemory::new(&mut s.tables, tables_pa),
+            client: DmaRegion::new(client, client as u64, CLIENT_MEM),
+            areas: &mut s.areas,
+            pages: &mut s.pages,
+            accounts: &mut s.accounts,
+            clients: &mut s.clients,
+            regions: &mut s.regions,
+        })
+    }
+}

@@ -1,0 +1,91 @@
+//! A client's state, and the context every request of it runs in.
+
+use heapless::Deque;
+use iommu_types::config::ClientConfig;
+use iommu_types::ClientId;
+use iopt::{Hardware, Store};
+
+use crate::object::{ObjectId, ObjectTable, Objects};
+
+/// Faults a client can have queued before further ones are only counted.
+pub const FAULT_QUEUE: usize = 16;
+
+/// A fault attributed to one of the client's configured devices.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct QueuedFault {
+    /// The device's index in the client's configuration.
+    pub device: u32,
+    pub kind: u32,
+    pub iova: Option<u64>,
+    pub access: u32,
+}
+
+/// A client's pending faults, bounded; what does not fit is counted.
+#[derive(Debug)]
+pub struct FaultQueue {
+    pub(crate) queue: Deque<QueuedFault, FAULT_QUEUE>,
+    pub(crate) dropped: u64,
+}
+
+impl FaultQueue {
+    pub const EMPTY: FaultQueue = FaultQueue {
+        queue: Deque::new(),
+        dropped: 0,
+    };
+
+    pub fn len(&self) -> usize {
+        self.queue.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.queue.is_empty()
+    }
+
+    pub fn clear(&mut self) {
+        self.queue.clear();
+        self.dropped = 0;
+    }
+
+    pub(crate) fn push(&mut self, fault: QueuedFault) {
+        if self.queue.push_back(fault).is_err() {
+            self.dropped = self.dropped.saturating_add(1);
+        }
+    }
+}
+
+/// One client's state. The server borrows a slice of these from its caller
+/// (a static in the PD), like the store's pools, so its size never has to
+/// travel through the stack.
+#[derive(Debug)]
+pub struct Client {
+    pub(crate) config: ClientConfig,
+    pub(crate) objects: Objects,
+    /// The IOAS the VFIO compatibility calls act on.
+    pub(crate) compat: Option<ObjectId>,
+    pub(crate) faults: FaultQueue,
+}
+
+impl Client {
+    /// Storage for one client, configured by [`crate::Server::new`].
+    pub const EMPTY: Client = Client {
+        config: ClientConfig::NONE,
+        objects: ObjectTable::new(0),
+        compat: None,
+        faults: FaultQueue::EMPTY,
+    };
+}
+
+/// Everything one request works on: the engine's pools, the hardware, the
+/// calling client and who it is, and the raw parts of the request beyond
+/// the struct the op table already decoded (the command page, for the
+/// arrays some requests name, and MR1).
+pub(crate) struct Ctx<'a, 's, H: Hardware> {
+    pub store: &'a mut Store<'s>,
+    pub hw: &'a mut H,
+    pub client: &'a mut Client,
+    pub id: ClientId,
+    /// The server's private copy of the command page.
+    pub page: &'a mut [u8],
+    /// MR1: the device a device op names (`iommu_proto::DeviceArg`).
+    pub device: u64,
+}

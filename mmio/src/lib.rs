@@ -1,0 +1,26 @@
+//! `mmio`: the memory primitives bare-metal drivers rest on, and the
+//! `unsafe` behind them: device registers ([`Mmio`]), memory devices reach
+//! by DMA ([`DmaRegion`], [`DmaMemory`]), the AArch64 barriers and cache
+//! maintenance a driver needs, and statics handed out once
+//! ([`StaticCell`]). Each `unsafe` constructor states its contract; every
+//! block says why it is sound.
+//!
+//! It sits at the bottom of the ladder with no dependencies, so a device
+//! driver that only needs register access (an edu or NVMe driver PD) does
+//! not pull in the SMMU driver.
+
+#![cfg_attr(not(test), no_std)]
+#![allow(unsafe_code)]
+#![warn(missing_debug_implementations)]
+
+mod barrier;
+mod cache;
+mod cell;
+mod dma;
+mod regs;
+
+pub use barrier::{dma_mb, dma_rmb, dma_wmb, dsb_sy};
+pub use cache::{CacheClean, Coherent, DcacheClean};
+pub use cell::StaticCell;
+pub use dma::{DmaMemory, DmaRegion};
+pub use regs::{Mmio, RegisterBlock};

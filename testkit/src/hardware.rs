@@ -1,0 +1,224 @@
+//! The server's hardware over mock domains: a recording stream table,
+//! failure injection and wedged streams, for the server's tests.
+
+use std::collections::BTreeMap;
+
+use iommu_types::{ClientId, Errno, IovaRange, Prot, StreamId};
+use iopt::{DomainId, DomainTable, Hardware, IoDomain};
+
+use crate::domain::{MockDomain, ARM_4K};
+
+/// Domains by ID (with their owner) and every stream's current target
+/// (`None` = abort). Every request a domain records as one no correct
+/// engine makes fails the test at once.
+#[derive(Debug)]
+pub struct MockHw {
+    /// What every new domain looks like: page sizes, aperture, page limit.
+    pub template: MockDomain,
+    pub domains: Vec<Option<(MockDomain, ClientId)>>,
+    pub streams: BTreeMap<StreamId, Option<DomainId>>,
+    /// Every attach/detach in order, to check quarantine ordering.
+    pub log: Vec<String>,
+    /// Domains a client may hold at once.
+    pub domain_limit: usize,
+    pub fail_attach: bool,
+    /// Fail the n-th allocation (domain or page-table work), counting from
+    /// 0; for fail-nth sweeps.
+    pub fail_at: Option<usize>,
+    pub allocations: usize,
+    /// Streams whose detach fails (a wedged SMMU).
+    pub stuck: Vec<StreamId>,
+    /// The coherency every domain reports.
+    pub coherent: bool,
+    /// The domain the last `DomainTable::domain` call selected.
+    pub current: Option<DomainId>,
+}
+
+impl Default for MockHw {
+    fn default() -> Self {
+        MockHw::new()
+    }
+}
+
+impl MockHw {
+    /// Domains of the VMSAv8-64 4 KiB granule over a 48-bit aperture, at
+    /// most 8 per client.
+    pub fn new() -> MockHw {
+        MockHw::with_domains(MockDomain::new(ARM_4K).with_aperture(0, (1 << 48) - 1))
+    }
+
+    /// New domains are copies of `template`.
+    pub fn with_domains(template: MockDomain) -> MockHw {
+        MockHw {
+            template,
+            domains: Vec::new(),
+            streams: BTreeMap::new(),
+            log: Vec::new(),
+            domain_limit: 8,
+            fail_attach: false,
+            fail_at: None,
+            allocations: 0,
+            stuck: Vec::new(),
+            coherent: true,
+            current: None,
+        }
+    }
+
+    /// Counts an allocation; true when this one is to fail.
+    fn inject(&mut self) -> bool {
+        let n = self.allocations;
+        self.allocations += 1;
+        self.fail_at == Some(n)
+    }
+
+    fn selected(&self) -> &MockDomain {
+        self.domain(self.current.expect("a domain was selected"))
+    }
+
+    fn selected_mut(&mut self) -> &mut MockDomain {
+        let id = self.current.expect("a domain was selected").0 as usize;
+        &mut self.domains[id].as_mut().expect("live domain").0
+    }
+
+    pub fn live_domains(&self) -> usize {
+        self.domains.iter().flatten().count()
+    }
+
+    pub fn domain(&self, id: DomainId) -> &MockDomain {
+        &self.domains[id.0 as usize].as_ref().expect("live domain").0
+    }
+
+    /// Where a stream's DMA to `iova` would land.
+    pub fn dma(&self, stream: StreamId, iova: u64) -> Option<u64> {
+        let domain = (*self.streams.get(&stream)?)?;
+        self.domain(domain).iova_to_phys(iova)
+    }
+
+    /// The domain a stream points at, for `Server::check`.
+    pub fn attached(&self, stream: StreamId) -> Option<DomainId> {
+        self.streams.get(&stream).copied().flatten()
+    }
+
+    fn assert_clean(&self) {
+        let d = self.selected();
+        assert!(
+            d.violations.is_empty(),
+            "engine misused a domain: {:?}",
+            d.violations
+        );
+    }
+}
+
+impl DomainTable for MockHw {
+    fn domain(&mut self, id: DomainId) -> Option<&mut dyn IoDomain> {
+        // Domains share the mock's failure injection: route through it.
+        self.domains.get(id.0 as usize)?.as_ref()?;
+        self.current = Some(id);
+        Some(self)
+    }
+}
+
+impl IoDomain for MockHw {
+    fn page_sizes(&self) -> u64 {
+        self.selected().page_sizes()
+    }
+
+    fn aperture(&self) -> IovaRange {
+        self.selected().aperture()
+    }
+
+    fn map_pages(
+        &mut self,
+        iova: u64,
+        phys: u64,
+        size: u64,
+        count: u64,
+        prot: Prot,
+    ) -> Result<(), Errno> {
+        if self.inject() {
+            return Err(Errno::ENOMEM);
+        }
+        let result = self.selected_mut().map_pages(iova, phys, size, count, prot);
+        self.assert_clean();
+        result
+    }
+
+    fn unmap_pages(&mut self, iova: u64, length: u64) -> u64 {
+        let unmapped = self.selected_mut().unmap_pages(iova, length);
+        self.assert_clean();
+        unmapped
+    }
+
+    fn iova_to_phys(&self, iova: u64) -> Option<u64> {
+        self.selected().iova_to_phys(iova)
+    }
+}
+
+impl Hardware for MockHw {
+    fn domain_alloc(&mut self, client: ClientId, _table_pages: usize) -> Result<DomainId, Errno> {
+        if self.inject() {
+            return Err(Errno::ENOMEM);
+        }
+        let held = self
+            .domains
+            .iter()
+            .flatten()
+            .filter(|d| d.1 == client)
+            .count();
+        if held >= self.domain_limit {
+            return Err(Errno::ENOMEM);
+        }
+        let slot = self
+            .domains
+            .iter()
+            .position(Option::is_none)
+            .unwrap_or(self.domains.len());
+        if slot == self.domains.len() {
+            self.domains.push(None);
+        }
+        self.domains[slot] = Some((self.template.clone(), client));
+        Ok(DomainId(slot as u32))
+    }
+
+    fn domain_free(&mut self, domain: DomainId) {
+        let (d, _) = self.domains[domain.0 as usize]
+            .take()
+            .expect("freeing a live domain");
+        assert!(d.pages.is_empty(), "domain freed with mappings");
+        assert!(
+            !self.streams.values().any(|s| *s == Some(domain)),
+            "domain freed while a stream uses it"
+        );
+    }
+
+    fn domains(&mut self) -> &mut dyn DomainTable {
+        self
+    }
+
+    fn attach(&mut self, stream: StreamId, domain: DomainId) -> Result<(), Errno> {
+        if self.fail_attach {
+            return Err(Errno::ENOMEM);
+        }
+        self.log
+            .push(format!("attach {:#x} {}", stream.0, domain.0));
+        self.streams.insert(stream, Some(domain));
+        Ok(())
+    }
+
+    fn detach(&mut self, stream: StreamId) -> Result<(), Errno> {
+        if self.stuck.contains(&stream) {
+            return Err(Errno::EBUSY);
+        }
+        self.log.push(format!("detach {:#x}", stream.0));
+        self.streams.insert(stream, None);
+        Ok(())
+    }
+
+    fn id_regs(&self) -> ([u32; 6], u32, u32) {
+        ([0x0d40_101a, 0x0273_0010, 0, 0x1404, 0, 0x74], 0, 1)
+    }
+
+    fn coherent(&self) -> bool {
+        self.coherent
+    }
+}

@@ -1,0 +1,96 @@
+//! The static configuration of each client, as the server holds it:
+//! generated from system.xml and iommu.xml for the PDs (the
+//! `iommu-system` crate), written by hand in tests.
+
+use crate::{IovaRange, StreamId};
+
+/// Access a client itself has to one of its memory regions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Perms {
+    pub read: bool,
+    pub write: bool,
+}
+
+impl Perms {
+    pub const RW: Perms = Perms {
+        read: true,
+        write: true,
+    };
+    pub const RO: Perms = Perms {
+        read: true,
+        write: false,
+    };
+}
+
+/// A memory region mapped into a client: its virtual address there, its
+/// physical address, and the client's own rights to it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Region {
+    pub vaddr: u64,
+    pub size: u64,
+    pub paddr: u64,
+    pub perms: Perms,
+}
+
+/// Most reserved windows one device may have (its DMA-mask limit comes on
+/// top).
+pub const MAX_DEVICE_WINDOWS: usize = 8;
+
+/// A device a client drives: its stream ID (never named by the client),
+/// the widest address it can emit, and IOVA windows it must never be
+/// given (MSI doorbells, PCIe host-bridge windows).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DeviceConfig {
+    pub name: &'static str,
+    pub stream_id: StreamId,
+    pub dma_mask: u64,
+    pub reserved: &'static [IovaRange],
+}
+
+/// Per-client limits; exceeding one is ENOMEM and changes nothing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Quota {
+    /// Live objects (IOAS, devices, HWPTs).
+    pub objects: usize,
+    /// 4 KiB pages mapped across all of the client's IOASes.
+    pub mapped_pages: u64,
+    /// Page-table pages its hardware page tables may hold together.
+    pub table_pages: usize,
+    /// Mappings (IOAS areas) it may hold at once, VFIO's dma_entry_limit;
+    /// the clients' sum may not exceed the store's pools.
+    pub mappings: usize,
+}
+
+/// One client's configuration. The client is identified by the channel
+/// its calls arrive on; its [`ClientId`](crate::ClientId) is its position
+/// in the configuration.
+#[derive(Clone, Copy, Debug)]
+pub struct ClientConfig {
+    pub name: &'static str,
+    /// Where the client sees its command page (array pointers must point
+    /// inside it).
+    pub command_page_vaddr: u64,
+    pub regions: &'static [Region],
+    pub devices: &'static [DeviceConfig],
+    pub quota: Quota,
+    /// May reset other clients (IOMMU_RESET_CLIENT); every client may
+    /// reset itself.
+    pub manager: bool,
+}
+
+impl ClientConfig {
+    /// No memory, no devices, no quota: an unused client slot.
+    pub const NONE: ClientConfig = ClientConfig {
+        name: "",
+        command_page_vaddr: 0,
+        regions: &[],
+        devices: &[],
+        quota: Quota {
+            objects: 0,
+            mapped_pages: 0,
+            table_pages: 0,
+            mappings: 0,
+        },
+        manager: false,
+    };
+}
