@@ -13,7 +13,6 @@ use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion};
 use hw::pgtable::{Format, Gather, IoPageTable, MemAttr, TablePage, TablePool};
-use iommu_testkit::recycle;
 use iopt::Prot;
 use mmio::{Coherent, DmaMemory};
 
@@ -44,7 +43,9 @@ struct Fixture {
 
 impl Fixture {
     fn new() -> Fixture {
-        let pages = recycle::slice(256, TablePage::ZERO);
+        // A handful of fixtures per run: their pages live as long as the
+        // process.
+        let pages = Box::leak(vec![TablePage::ZERO; 256].into_boxed_slice());
         let mut pool = TablePool::new(DmaMemory::host(pages, POOL_PA), &Coherent);
         let format = Format {
             ias: 48,
