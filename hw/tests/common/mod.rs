@@ -3,6 +3,8 @@
 //! the memory a non-coherent walker sees, and pool constructors.
 #![allow(dead_code)]
 
+pub mod fixture;
+
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeSet;
 
