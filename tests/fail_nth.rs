@@ -8,36 +8,18 @@ mod common;
 
 use std::collections::BTreeMap;
 
-use common::{MockHw, Rig, PAGE_VA};
+use common::{client, device, region, MockHw, Rig};
 use iommu_proto::iommufd::*;
 use iommu_proto::vfio::*;
 use iommu_proto::{Errno, Op};
-use iommu_types::config::{ClientConfig, DeviceConfig, Perms, Quota, Region};
+use iommu_types::config::{DeviceConfig, Region};
 use iommu_types::ClientId;
 use iommu_types::StreamId;
 use iopt::DomainId;
 use zerocopy::{FromBytes, Immutable, IntoBytes};
 
-static REGIONS: [Region; 1] = [Region {
-    vaddr: 0x10_0000,
-    size: 0x40_0000,
-    paddr: 0x8000_0000,
-    perms: Perms::RW,
-}];
-static DEVICES: [DeviceConfig; 2] = [
-    DeviceConfig {
-        name: "d0",
-        stream_id: StreamId(0x8),
-        dma_mask: u64::MAX,
-        reserved: &[],
-    },
-    DeviceConfig {
-        name: "d1",
-        stream_id: StreamId(0x10),
-        dma_mask: u64::MAX,
-        reserved: &[],
-    },
-];
+static REGIONS: [Region; 1] = [region(0x10_0000, 0x40_0000, 0x8000_0000)];
+static DEVICES: [DeviceConfig; 2] = [device("d0", 0x8), device("d1", 0x10)];
 
 type Pages = BTreeMap<u64, iommu_testkit::Page>;
 
@@ -245,20 +227,7 @@ fn workload(run: &mut Run) {
 
 #[test]
 fn every_injected_failure_changes_nothing() {
-    let quota = Quota {
-        objects: 16,
-        mapped_pages: 4096,
-        table_pages: 64,
-        mappings: 100,
-    };
-    let config = ClientConfig {
-        name: "c",
-        command_page_vaddr: PAGE_VA,
-        regions: &REGIONS,
-        devices: &DEVICES,
-        quota,
-        manager: false,
-    };
+    let config = client("c").regions(&REGIONS).devices(&DEVICES).build();
     let mut swept = 0;
     for n in 0.. {
         let hw = MockHw {

@@ -2,12 +2,12 @@
 
 mod common;
 
-use common::{MockHw, Rig, PAGE_VA};
+use common::{client, device, MockHw, Rig};
 use iommu_proto::fault::*;
 use iommu_proto::vfio::vfio_device_bind_iommufd;
 use iommu_proto::{Errno, Op};
 use iommu_server::{Fault, FAULT_QUEUE};
-use iommu_types::config::{ClientConfig, DeviceConfig, Perms, Quota, Region};
+use iommu_types::config::{DeviceConfig, Perms, Region};
 use iommu_types::StreamId;
 
 static REGIONS: [Region; 1] = [Region {
@@ -16,41 +16,17 @@ static REGIONS: [Region; 1] = [Region {
     paddr: 0x8000_0000,
     perms: Perms::RW,
 }];
-static DEV_A: [DeviceConfig; 2] = [
-    DeviceConfig {
-        name: "a0",
-        stream_id: StreamId(0x8),
-        dma_mask: u64::MAX,
-        reserved: &[],
-    },
-    DeviceConfig {
-        name: "a1",
-        stream_id: StreamId(0x10),
-        dma_mask: u64::MAX,
-        reserved: &[],
-    },
-];
-static DEV_B: [DeviceConfig; 1] = [DeviceConfig {
-    name: "b0",
-    stream_id: StreamId(0x18),
-    dma_mask: u64::MAX,
-    reserved: &[],
-}];
+static DEV_A: [DeviceConfig; 2] = [device("a0", 0x8), device("a1", 0x10)];
+static DEV_B: [DeviceConfig; 1] = [device("b0", 0x18)];
 
 fn rig() -> Rig {
-    let quota = Quota {
-        objects: 8,
-        mapped_pages: 16,
-        table_pages: 64,
-        mappings: 100,
-    };
-    let client = |name, devices| ClientConfig {
-        name,
-        command_page_vaddr: PAGE_VA,
-        regions: &REGIONS,
-        devices,
-        quota,
-        manager: false,
+    let client = |name, devices| {
+        client(name)
+            .regions(&REGIONS)
+            .devices(devices)
+            .objects(8)
+            .mapped_pages(16)
+            .build()
     };
     Rig::new(MockHw::new(), &[client("a", &DEV_A), client("b", &DEV_B)])
 }

@@ -5,12 +5,12 @@
 
 mod common;
 
-use common::{MockHw, Rig, PAGE_VA};
+use common::{client, device, MockHw, Rig, PAGE_VA};
 use iommu_proto::iommufd::*;
 use iommu_proto::vfio::*;
 use iommu_proto::Op;
 use iommu_server::Fault;
-use iommu_types::config::{ClientConfig, DeviceConfig, Perms, Quota, Region};
+use iommu_types::config::{DeviceConfig, Perms, Region};
 use iommu_types::StreamId;
 use iopt::IovaRange;
 use proptest::prelude::*;
@@ -38,39 +38,20 @@ static DEV_A: [DeviceConfig; 2] = [
         dma_mask: (1 << 40) - 1,
         reserved: &MSI,
     },
-    DeviceConfig {
-        name: "a1",
-        stream_id: StreamId(0x10),
-        dma_mask: u64::MAX,
-        reserved: &[],
-    },
+    device("a1", 0x10),
 ];
-static DEV_B: [DeviceConfig; 1] = [DeviceConfig {
-    name: "b0",
-    stream_id: StreamId(0x18),
-    dma_mask: u64::MAX,
-    reserved: &[],
-}];
+static DEV_B: [DeviceConfig; 1] = [device("b0", 0x18)];
 
 fn rig() -> Rig {
-    let quota = Quota {
-        objects: 12,
-        mapped_pages: 200,
-        table_pages: 64,
-        mappings: 100,
+    let client = |name, devices| {
+        client(name)
+            .regions(&REGIONS)
+            .devices(devices)
+            .objects(12)
+            .mapped_pages(200)
     };
-    let client = |name, devices, manager| ClientConfig {
-        name,
-        command_page_vaddr: PAGE_VA,
-        regions: &REGIONS,
-        devices,
-        quota,
-        manager,
-    };
-    Rig::new(
-        MockHw::new(),
-        &[client("a", &DEV_A, false), client("b", &DEV_B, true)],
-    )
+    let b = client("b", &DEV_B).manager(true);
+    Rig::new(MockHw::new(), &[client("a", &DEV_A).build(), b.build()])
 }
 
 #[derive(Clone, Debug)]

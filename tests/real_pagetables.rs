@@ -4,42 +4,24 @@
 
 mod common;
 
-use common::{PtHw, Rig, PAGE_VA};
+use common::{client, device, region, PtHw, Rig, DEFAULT_QUOTA};
 use iommu_proto::iommufd::*;
 use iommu_proto::{Errno, Op};
-use iommu_types::config::{ClientConfig, DeviceConfig, Perms, Quota, Region};
+use iommu_types::config::{DeviceConfig, Quota, Region};
 use iommu_types::StreamId;
 
 const M2: u64 = 0x20_0000;
-static REGIONS: [Region; 1] = [Region {
-    vaddr: 0x20_0000,
-    size: 0x40_0000,
-    paddr: 0x8000_0000,
-    perms: Perms::RW,
-}];
-static DEVICES: [DeviceConfig; 1] = [DeviceConfig {
-    name: "edu",
-    stream_id: StreamId(0x8),
-    dma_mask: u64::MAX,
-    reserved: &[],
-}];
+static REGIONS: [Region; 1] = [region(0x20_0000, 0x40_0000, 0x8000_0000)];
+static DEVICES: [DeviceConfig; 1] = [device("edu", 0x8)];
 
 fn rig(table_pages: usize) -> Rig<PtHw> {
     let quota = Quota {
-        objects: 8,
-        mapped_pages: 4096,
         table_pages,
-        mappings: 100,
+        objects: 8,
+        ..DEFAULT_QUOTA
     };
-    let config = ClientConfig {
-        name: "c",
-        command_page_vaddr: PAGE_VA,
-        regions: &REGIONS,
-        devices: &DEVICES,
-        quota,
-        manager: false,
-    };
-    Rig::new(PtHw::new(64), &[config])
+    let c = client("c").regions(&REGIONS).devices(&DEVICES).quota(quota);
+    Rig::new(PtHw::new(64), &[c.build()])
 }
 
 fn attach(r: &mut Rig<PtHw>, ioas: u32) -> Result<u32, Errno> {

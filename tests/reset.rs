@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{MockHw, Rig, PAGE_VA};
+use common::{client, device, MockHw, Rig, PAGE_VA};
 use iommu_proto::{Errno, Op};
 use iommu_server::Fault;
 use iommu_types::config::{ClientConfig, DeviceConfig, Perms, Quota, Region};
@@ -17,34 +17,15 @@ static REGIONS: [Region; 1] = [Region {
     paddr: 0x8000_0000,
     perms: Perms::RW,
 }];
-static DEV_A: [DeviceConfig; 1] = [DeviceConfig {
-    name: "a0",
-    stream_id: StreamId(0x8),
-    dma_mask: u64::MAX,
-    reserved: &[],
-}];
-static DEV_M: [DeviceConfig; 0] = [];
+static DEV_A: [DeviceConfig; 1] = [device("a0", 0x8)];
 
 fn rig() -> Rig {
-    let quota = Quota {
-        objects: 8,
-        mapped_pages: 256,
-        table_pages: 64,
-        mappings: 100,
-    };
-    let client = |name, devices, manager| ClientConfig {
-        name,
-        command_page_vaddr: PAGE_VA,
-        regions: &REGIONS,
-        devices,
-        quota,
-        manager,
-    };
+    let client = |name| client(name).regions(&REGIONS).objects(8).mapped_pages(256);
     Rig::new(
         MockHw::new(),
         &[
-            client("driver", &DEV_A, false),
-            client("manager", &DEV_M, true),
+            client("driver").devices(&DEV_A).build(),
+            client("manager").manager(true).build(),
         ],
     )
 }

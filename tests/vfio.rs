@@ -3,44 +3,25 @@
 
 mod common;
 
-use common::{MockHw, Rig, PAGE_VA};
+use common::{client, device, region, MockHw, Rig};
 use iommu_proto::iommufd::*;
 use iommu_proto::vfio::*;
 use iommu_proto::{Errno, Op};
-use iommu_types::config::{ClientConfig, DeviceConfig, Perms, Quota, Region};
+use iommu_types::config::{DeviceConfig, Region};
 use iommu_types::StreamId;
 use zerocopy::{FromBytes, Immutable, IntoBytes};
 
 const K4: u64 = 0x1000;
-static REGIONS: [Region; 1] = [Region {
-    vaddr: 0x10_0000,
-    size: 0x10_0000,
-    paddr: 0x8000_0000,
-    perms: Perms::RW,
-}];
-static DEVICES: [DeviceConfig; 1] = [DeviceConfig {
-    name: "edu",
-    stream_id: StreamId(0x8),
-    dma_mask: u64::MAX,
-    reserved: &[],
-}];
+static REGIONS: [Region; 1] = [region(0x10_0000, 0x10_0000, 0x8000_0000)];
+static DEVICES: [DeviceConfig; 1] = [device("edu", 0x8)];
 
 fn rig() -> Rig {
-    let quota = Quota {
-        objects: 8,
-        mapped_pages: 1024,
-        table_pages: 64,
-        mappings: 100,
-    };
-    let config = ClientConfig {
-        name: "vfio",
-        command_page_vaddr: PAGE_VA,
-        regions: &REGIONS,
-        devices: &DEVICES,
-        quota,
-        manager: false,
-    };
-    Rig::new(MockHw::new(), &[config])
+    let vfio = client("vfio")
+        .regions(&REGIONS)
+        .devices(&DEVICES)
+        .objects(8)
+        .mapped_pages(1024);
+    Rig::new(MockHw::new(), &[vfio.build()])
 }
 
 fn call<T: IntoBytes + FromBytes + Immutable>(

@@ -5,7 +5,6 @@
 //! Run: `cargo bench -p iopt --bench map_unmap`
 
 #[path = "../tests/common/model.rs"]
-#[allow(dead_code)]
 mod model;
 
 use std::hint::black_box;

@@ -5,8 +5,8 @@ use iommu_proto::iommufd::*;
 use iommu_proto::vfio::*;
 use iommu_proto::Op;
 use iommu_server::{Client, ConfigError, Server};
-use iommu_types::config::{ClientConfig, DeviceConfig, Quota, Region};
-use iommu_types::{ClientId, Errno};
+use iommu_types::config::{ClientConfig, DeviceConfig, Perms, Quota, Region};
+use iommu_types::{ClientId, Errno, StreamId};
 use iopt::{Account, AreaSlot, Hardware, PagesSlot, Store};
 use zerocopy::{FromBytes, Immutable, IntoBytes};
 
@@ -42,6 +42,26 @@ pub const DEFAULT_QUOTA: Quota = Quota {
     mappings: 100,
 };
 
+/// A device with the whole 64-bit DMA range and no reserved windows.
+pub const fn device(name: &'static str, stream: u32) -> DeviceConfig {
+    DeviceConfig {
+        name,
+        stream_id: StreamId(stream),
+        dma_mask: u64::MAX,
+        reserved: &[],
+    }
+}
+
+/// A region the client may read and write.
+pub const fn region(vaddr: u64, size: u64, paddr: u64) -> Region {
+    Region {
+        vaddr,
+        size,
+        paddr,
+        perms: Perms::RW,
+    }
+}
+
 /// Starts a client named `name`.
 pub fn client(name: &'static str) -> ClientBuilder {
     ClientBuilder(ClientConfig {
@@ -67,6 +87,16 @@ impl ClientBuilder {
 
     pub fn quota(mut self, quota: Quota) -> Self {
         self.0.quota = quota;
+        self
+    }
+
+    pub fn objects(mut self, objects: usize) -> Self {
+        self.0.quota.objects = objects;
+        self
+    }
+
+    pub fn mapped_pages(mut self, pages: u64) -> Self {
+        self.0.quota.mapped_pages = pages;
         self
     }
 

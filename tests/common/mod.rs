@@ -3,7 +3,7 @@
 #![allow(dead_code)]
 
 #[allow(unused_imports)]
-pub use iommu_testkit::rig::{client, id, ClientBuilder, DEFAULT_QUOTA};
+pub use iommu_testkit::rig::{client, device, id, region, ClientBuilder, DEFAULT_QUOTA};
 #[allow(unused_imports)]
 pub use iommu_testkit::{MockHw, PtHw, Rig, PAGE_VA};
 
