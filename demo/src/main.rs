@@ -27,7 +27,6 @@ use iommu_server::{CommandPage, Server, COMMAND_PAGE};
 use iommu_system::{
     client, client_configs, resolve, ClientId, Paddr, StreamId, CLIENTS, SERVER_SYMBOLS,
 };
-use iopt::Store;
 use mmio::{CacheClean, Coherent, DcacheClean, DmaRegion, Mmio};
 use qemu_virt::platform::{self, Uart};
 
@@ -209,9 +208,8 @@ fn run(tally: &mut Tally) -> Result<(), &'static str> {
     let cleaner: &'static dyn CacheClean = if coherent { &COHERENT } else { &NON_COHERENT };
     let pool = TablePool::new(mem.table_pages, cleaner);
     let hw = SmmuDomains::new(smmu, pool);
-    let store = Store::new(mem.areas, mem.pages, mem.accounts);
-    let server =
-        Server::new(store, hw, mem.clients, &configs).map_err(|_| "configuration refused")?;
+    let (store, clients) = mem.server.split();
+    let server = Server::new(store, hw, clients, &configs).map_err(|_| "configuration refused")?;
     let server = RefCell::new(server);
     say!(
         "server: SMMUv3 up (coherent {coherent}), {} clients from system.xml + iommu.xml\n",

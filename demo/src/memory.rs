@@ -3,9 +3,8 @@
 #![allow(unsafe_code)]
 
 use hw::pgtable::TablePage;
-use iommu_server::Client;
+use iommu_server::Storage;
 use iommu_system::{Perms, Region, CLIENTS, TOTAL_MAPPINGS, TOTAL_REGIONS};
-use iopt::{Account, AreaSlot, PagesSlot};
 use mmio::{DmaMemory, DmaRegion, StaticCell};
 
 #[repr(C, align(4096))]
@@ -20,21 +19,18 @@ struct Statics {
     smmu: Aligned4K<SMMU_MEM>,
     tables: [TablePage; PT_PAGES],
     client: Aligned4K<CLIENT_MEM>,
-    areas: [AreaSlot; TOTAL_MAPPINGS],
-    pages: [PagesSlot; TOTAL_MAPPINGS],
-    accounts: [Account; CLIENTS.len()],
-    clients: [Client; CLIENTS.len()],
+    server: ServerStorage,
     regions: [Region; TOTAL_REGIONS],
 }
+
+/// The server's storage, sized by the configuration.
+pub type ServerStorage = Storage<TOTAL_MAPPINGS, { CLIENTS.len() }>;
 
 static STATICS: StaticCell<Statics> = StaticCell::with(Statics {
     smmu: Aligned4K([0; SMMU_MEM]),
     tables: [TablePage::ZERO; PT_PAGES],
     client: Aligned4K([0; CLIENT_MEM]),
-    areas: [AreaSlot::EMPTY; TOTAL_MAPPINGS],
-    pages: [PagesSlot::EMPTY; TOTAL_MAPPINGS],
-    accounts: [Account::UNLIMITED; CLIENTS.len()],
-    clients: [Client::EMPTY; CLIENTS.len()],
+    server: Storage::new(),
     regions: [Region {
         vaddr: 0,
         size: 0,
@@ -48,10 +44,7 @@ pub struct Memory {
     pub table_pages: DmaMemory<'static, TablePage>,
     /// The clients' DMA regions.
     pub client: DmaRegion,
-    pub areas: &'static mut [AreaSlot],
-    pub pages: &'static mut [PagesSlot],
-    pub accounts: &'static mut [Account],
-    pub clients: &'static mut [Client],
+    pub server: &'static mut ServerStorage,
     pub regions: &'static mut [Region; TOTAL_REGIONS],
 }
 
@@ -69,10 +62,7 @@ pub fn take() -> Option<Memory> {
             smmu: DmaRegion::new(smmu, smmu as u64, SMMU_MEM),
             table_pages: DmaMemory::new(&mut s.tables, tables_pa),
             client: DmaRegion::new(client, client as u64, CLIENT_MEM),
-            areas: &mut s.areas,
-            pages: &mut s.pages,
-            accounts: &mut s.accounts,
-            clients: &mut s.clients,
+            server: &mut s.server,
             regions: &mut s.regions,
         })
     }

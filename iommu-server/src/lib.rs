@@ -36,7 +36,7 @@ pub use region::{check_regions, resolve};
 
 use iommu_proto::Op;
 use iommu_types::config::{ClientConfig, MAX_DEVICE_WINDOWS};
-use iopt::{DomainId, Hardware, Store};
+use iopt::{Account, AreaSlot, DomainId, Hardware, PagesSlot, Store};
 
 use client::Ctx;
 use object::{Object, ObjectId, ObjectTable};
@@ -50,6 +50,43 @@ pub const COMMAND_PAGE: usize = 4096;
 pub trait CommandPage {
     fn load(&self, into: &mut [u8; COMMAND_PAGE]);
     fn store(&self, from: &[u8; COMMAND_PAGE]);
+}
+
+/// Everything the server keeps, for `CLIENTS` clients whose mapping quotas
+/// add up to `MAPPINGS`: built at compile time, so a PD keeps it in its
+/// static data and it never passes through the stack.
+#[derive(Debug)]
+pub struct Storage<const MAPPINGS: usize, const CLIENTS: usize> {
+    areas: [AreaSlot; MAPPINGS],
+    pages: [PagesSlot; MAPPINGS],
+    accounts: [Account; CLIENTS],
+    clients: [Client; CLIENTS],
+}
+
+impl<const MAPPINGS: usize, const CLIENTS: usize> Storage<MAPPINGS, CLIENTS> {
+    pub const fn new() -> Self {
+        Storage {
+            areas: [AreaSlot::EMPTY; MAPPINGS],
+            pages: [PagesSlot::EMPTY; MAPPINGS],
+            accounts: [Account::UNLIMITED; CLIENTS],
+            clients: [Client::EMPTY; CLIENTS],
+        }
+    }
+
+    /// The engine's store over the pools, and the client slots: what
+    /// [`Server::new`] takes.
+    pub fn split(&mut self) -> (Store<'_>, &mut [Client]) {
+        (
+            Store::new(&mut self.areas, &mut self.pages, &mut self.accounts),
+            &mut self.clients,
+        )
+    }
+}
+
+impl<const MAPPINGS: usize, const CLIENTS: usize> Default for Storage<MAPPINGS, CLIENTS> {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 /// A reply: label 0 or a positive errno, and MR0.

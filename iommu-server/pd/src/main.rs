@@ -18,7 +18,6 @@ use hw::pgtable::TablePool;
 use hw::smmu::{Smmu, SmmuConfig};
 use iommu_server::{CommandPage, Server, COMMAND_PAGE};
 use iommu_system::{client_configs, client_on, StreamId, CLIENTS, SERVER};
-use iopt::Store;
 use microkit::{Channel, DebugOut, Handler, MessageInfo, SharedMemory};
 use mmio::{CacheClean, Coherent, DcacheClean, Mmio};
 
@@ -86,8 +85,8 @@ fn init() -> IommuServer {
     let cleaner: &'static dyn CacheClean = if coherent { &COHERENT } else { &NON_COHERENT };
     let pool = TablePool::new(p.table_pages, cleaner);
     let hw = SmmuDomains::new(smmu, pool);
-    let store = Store::new(p.areas, p.pages, p.accounts);
-    let server = Server::new(store, hw, p.clients, &configs)
+    let (store, clients) = p.storage.split();
+    let server = Server::new(store, hw, clients, &configs)
         .unwrap_or_else(|e| panic!("configuration refused: {e:?}"));
     say!(
         "SMMUv3 up (coherent {coherent}); serving {} clients",

@@ -7,28 +7,23 @@
 #![allow(unsafe_code)]
 
 use hw::pgtable::TablePage;
-use iommu_server::Client;
+use iommu_server::Storage;
 use iommu_system::{
     resolve, Perms, Region, ServerMemory, CLIENTS, SERVER, TOTAL_MAPPINGS, TOTAL_REGIONS,
 };
-use iopt::{Account, AreaSlot, PagesSlot};
 use microkit::SharedMemory;
 use mmio::{DmaMemory, DmaRegion, Mmio, StaticCell};
 
 /// The server's storage, sized by the configuration.
+pub type ServerStorage = Storage<TOTAL_MAPPINGS, { CLIENTS.len() }>;
+
 struct Statics {
-    areas: [AreaSlot; TOTAL_MAPPINGS],
-    pages: [PagesSlot; TOTAL_MAPPINGS],
-    accounts: [Account; CLIENTS.len()],
-    clients: [Client; CLIENTS.len()],
+    server: ServerStorage,
     regions: [Region; TOTAL_REGIONS],
 }
 
 static STATICS: StaticCell<Statics> = StaticCell::with(Statics {
-    areas: [AreaSlot::EMPTY; TOTAL_MAPPINGS],
-    pages: [PagesSlot::EMPTY; TOTAL_MAPPINGS],
-    accounts: [Account::UNLIMITED; CLIENTS.len()],
-    clients: [Client::EMPTY; CLIENTS.len()],
+    server: Storage::new(),
     regions: [Region {
         vaddr: 0,
         size: 0,
@@ -42,10 +37,7 @@ pub struct Platform {
     pub smmu_memory: DmaRegion,
     pub table_pages: DmaMemory<'static, TablePage>,
     pub command_pages: [SharedMemory; CLIENTS.len()],
-    pub areas: &'static mut [AreaSlot],
-    pub pages: &'static mut [PagesSlot],
-    pub accounts: &'static mut [Account],
-    pub clients: &'static mut [Client],
+    pub storage: &'static mut ServerStorage,
     pub regions: &'static mut [Region; TOTAL_REGIONS],
 }
 
@@ -95,10 +87,7 @@ pub fn take(symbol: impl Fn(usize) -> u64) -> Option<Platform> {
                 )
             }
         }),
-        areas: &mut statics.areas,
-        pages: &mut statics.pages,
-        accounts: &mut statics.accounts,
-        clients: &mut statics.clients,
+        storage: &mut statics.server,
         regions: &mut statics.regions,
     })
 }
