@@ -22,26 +22,22 @@ pub(crate) struct QueuedFault {
 
 /// A client's pending faults, bounded; what does not fit is counted.
 #[derive(Debug)]
-pub struct FaultQueue {
+pub(crate) struct FaultQueue {
     pub(crate) queue: Deque<QueuedFault, FAULT_QUEUE>,
     pub(crate) dropped: u64,
 }
 
 impl FaultQueue {
-    pub const EMPTY: FaultQueue = FaultQueue {
+    pub(crate) const EMPTY: FaultQueue = FaultQueue {
         queue: Deque::new(),
         dropped: 0,
     };
 
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.queue.len()
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.queue.is_empty()
-    }
-
-    pub fn clear(&mut self) {
+    pub(crate) fn clear(&mut self) {
         self.queue.clear();
         self.dropped = 0;
     }

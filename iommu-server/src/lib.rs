@@ -29,7 +29,7 @@ mod reset;
 mod ucmd;
 mod vfio_compat;
 
-pub use client::{Client, FaultQueue, FAULT_QUEUE};
+pub use client::{Client, FAULT_QUEUE};
 pub use iommu_types::{ClientId, Errno, Fault};
 pub use object::MAX_OBJECTS;
 pub use region::{check_regions, resolve};
@@ -220,11 +220,6 @@ impl<'s, H: Hardware> Server<'s, H> {
 
     pub fn hardware(&self) -> &H {
         &self.hw
-    }
-
-    /// The clients configured.
-    pub fn clients(&self) -> usize {
-        self.clients.len()
     }
 
     fn client(&self, client: ClientId) -> Option<&Client> {

@@ -4,8 +4,13 @@
 //! (drivers/iommu/iommufd/io_pagetable.c): areas of mapped IOVA with their
 //! physical backing, reserved and allowed ranges, attached hardware page
 //! tables ([`IoDomain`]) kept in lockstep with the areas, and per-owner
-//! accounting. Every capacity is fixed by the storage the caller hands to
-//! [`Store::new`]; running out is an errno, never a panic.
+//! accounting per client. Every capacity is fixed by the storage the
+//! caller hands to [`Store::new`]; running out is an errno, never a panic.
+//!
+//! It also owns the traits the hardware implements: [`IoDomain`] and
+//! [`DomainTable`] for the page tables it fills, and [`Hardware`], the
+//! whole of what the server core knows of an IOMMU. It depends on
+//! `iommu-types` alone: not on the wire protocol, not on any driver.
 //!
 //! Differences from Linux, all deliberate:
 //! - IOVA, length and physical addresses are multiples of [`PAGE_SIZE`]
