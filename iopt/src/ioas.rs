@@ -119,7 +119,7 @@ struct Segment {
 pub struct Ioas {
     root: NodeIdx,
     areas: usize,
-    account: ClientId,
+    client: ClientId,
     /// Sorted by start; may overlap each other.
     reserved: Vec<Reserved, MAX_RESERVED>,
     /// Sorted and disjoint.
@@ -130,11 +130,11 @@ pub struct Ioas {
 }
 
 impl Ioas {
-    pub(crate) const fn new(account: ClientId) -> Ioas {
+    pub(crate) const fn new(client: ClientId) -> Ioas {
         Ioas {
             root: NIL,
             areas: 0,
-            account,
+            client,
             reserved: Vec::new(),
             allowed: Vec::new(),
             domains: Vec::new(),
@@ -152,8 +152,8 @@ impl Ioas {
         self.huge_pages
     }
 
-    pub fn account(&self) -> ClientId {
-        self.account
+    pub fn client(&self) -> ClientId {
+        self.client
     }
 
     pub fn area_count(&self) -> usize {
@@ -442,9 +442,9 @@ impl Ioas {
 
         // Resources: quota, nodes, backing. Nothing has changed yet.
         let charged = length / PAGE_SIZE;
-        store.charge(self.account, charged)?;
-        if let Err(e) = store.take_nodes(self.account, segments) {
-            store.uncharge(self.account, charged);
+        store.charge(self.client, charged)?;
+        if let Err(e) = store.take_nodes(self.client, segments) {
+            store.uncharge(self.client, charged);
             return Err(e);
         }
         let new_pages = match source {
@@ -455,8 +455,8 @@ impl Ioas {
             } => match store.pages.alloc(extents, source, writable) {
                 Ok(idx) => Some(idx),
                 Err(e) => {
-                    store.uncharge(self.account, charged);
-                    store.give_nodes(self.account, segments);
+                    store.uncharge(self.client, charged);
+                    store.give_nodes(self.client, segments);
                     return Err(e);
                 }
             },
@@ -577,8 +577,8 @@ impl Ioas {
             let area = store.areas.remove(&mut self.root, idx);
             let length = area.last - area.start + 1;
             store.pages.put(area.pages);
-            store.uncharge(self.account, length / PAGE_SIZE);
-            store.give_nodes(self.account, 1);
+            store.uncharge(self.client, length / PAGE_SIZE);
+            store.give_nodes(self.client, 1);
             self.areas -= 1;
             total += length;
         }
@@ -711,7 +711,7 @@ impl Ioas {
                 needed += 1;
             }
         }
-        store.take_nodes(self.account, needed)?;
+        store.take_nodes(self.client, needed)?;
         for &iova in iovas {
             let Some(idx) = store.areas.containing(self.root, iova) else {
                 continue;

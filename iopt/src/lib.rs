@@ -128,12 +128,12 @@ impl<'s> Store<'s> {
         )
     }
 
-    /// A new, empty IOAS charged to `account`.
-    pub fn new_ioas(&self, account: ClientId) -> Result<Ioas> {
-        if account.index() >= self.accounts.len() {
+    /// A new, empty IOAS charged to `client`'s account.
+    pub fn new_ioas(&self, client: ClientId) -> Result<Ioas> {
+        if client.index() >= self.accounts.len() {
             return Err(Errno::EINVAL);
         }
-        Ok(Ioas::new(account))
+        Ok(Ioas::new(client))
     }
 
     pub fn account(&self, id: ClientId) -> Option<Account> {
