@@ -36,8 +36,8 @@ mod tree;
 pub use domain::{max_page, min_page, next_chunk, DomainId, DomainTable, IoDomain};
 pub use hardware::Hardware;
 pub use ioas::{
-    AreaInfo, DstIova, Ioas, IovaRanges, ReservedOwner, DEFAULT_PAGE_SIZES, MAX_ALLOWED,
-    MAX_DOMAINS, MAX_RESERVED,
+    AreaInfo, DstIova, Ioas, IovaRanges, ReservedOwner, DEFAULT_PAGE_SIZES,
+    FIRST_FIT_BUDGET_PER_LEVEL, MAX_ALLOWED, MAX_DOMAINS, MAX_RESERVED,
 };
 pub use iommu_types::{ClientId, Errno, IovaRange, Prot, Result, StreamId};
 pub use pages::{PagesSlot, MAX_EXTENTS};
@@ -191,6 +191,12 @@ impl<'s> Store<'s> {
             debug_assert!(account.used >= pages);
             account.used = account.used.saturating_sub(pages);
         }
+    }
+
+    /// Area-tree nodes visited by every search and update since the store
+    /// was made: work, counted, for tests that bound it.
+    pub fn tree_visits(&self) -> u64 {
+        self.areas.visits()
     }
 
     pub fn areas_capacity(&self) -> usize {

@@ -1,11 +1,15 @@
-//! The area tree: a treap of non-overlapping IOVA areas living in one fixed
-//! node arena shared by every IOAS.
+//! The area tree: an AVL tree of non-overlapping IOVA areas living in one
+//! fixed node arena shared by every IOAS.
 //!
-//! Each node caches the lowest start, highest last and widest gap between
-//! consecutive areas of its subtree, so first-fit allocation prunes whole
-//! subtrees that cannot hold the request and runs in O(log n) on the common
-//! layouts (see [`AreaArena::first_fit`]). Treap priorities come from a
-//! private xorshift generator, so no client can shape the tree.
+//! AVL balance bounds the height by 1.44 log2(n + 2) whatever order areas
+//! arrive in, so no client can shape the tree into a chain: every update
+//! and lookup costs O(log n), and every recursion (each at most one frame
+//! per level) uses O(log n) stack. Each node caches the lowest start,
+//! highest last and widest gap between consecutive areas of its subtree,
+//! so first-fit allocation prunes whole subtrees that cannot hold the
+//! request (see [`AreaArena::first_fit`]).
+
+use core::cell::Cell;
 
 use crate::range::fit_in;
 use crate::Prot;
@@ -35,7 +39,8 @@ pub struct AreaSlot {
     area: Area,
     left: NodeIdx,
     right: NodeIdx,
-    priority: u32,
+    /// Levels of the subtree rooted here (a leaf is 1).
+    height: u32,
     min_start: u64,
     max_last: u64,
     /// Widest run of free bytes between two consecutive areas of the subtree.
@@ -53,7 +58,7 @@ impl AreaSlot {
         },
         left: NIL,
         right: NIL,
-        priority: 0,
+        height: 0,
         min_start: 0,
         max_last: 0,
         max_gap: 0,
@@ -65,7 +70,8 @@ pub(crate) struct AreaArena<'s> {
     nodes: &'s mut [AreaSlot],
     free_head: NodeIdx,
     free: usize,
-    rng: u32,
+    /// Nodes visited by searches and updates, for tests that bound work.
+    visits: Cell<u64>,
 }
 
 impl<'s> AreaArena<'s> {
@@ -85,7 +91,7 @@ impl<'s> AreaArena<'s> {
             free_head: if usable > 0 { 0 } else { NIL },
             free: usable,
             nodes,
-            rng: 0x9e37_79b9,
+            visits: Cell::new(0),
         }
     }
 
@@ -101,13 +107,22 @@ impl<'s> AreaArena<'s> {
         self.free
     }
 
-    fn next_priority(&mut self) -> u32 {
-        let mut x = self.rng;
-        x ^= x << 13;
-        x ^= x >> 17;
-        x ^= x << 5;
-        self.rng = x;
-        x
+    /// Nodes visited so far.
+    pub fn visits(&self) -> u64 {
+        self.visits.get()
+    }
+
+    fn visit(&self) {
+        self.visits.set(self.visits.get().wrapping_add(1));
+    }
+
+    /// Levels of the tree rooted at `t`.
+    pub fn height(&self, t: NodeIdx) -> u32 {
+        if t == NIL {
+            0
+        } else {
+            self.n(t).height
+        }
     }
 
     fn alloc(&mut self, area: Area) -> Result<NodeIdx> {
@@ -115,7 +130,6 @@ impl<'s> AreaArena<'s> {
         if idx == NIL {
             return Err(Errno::ENOMEM);
         }
-        let priority = self.next_priority();
         let slot = &mut self.nodes[idx as usize];
         self.free_head = slot.left;
         self.free -= 1;
@@ -123,7 +137,7 @@ impl<'s> AreaArena<'s> {
             area,
             left: NIL,
             right: NIL,
-            priority,
+            height: 1,
             min_start: area.start,
             max_last: area.last,
             max_gap: 0,
@@ -164,62 +178,61 @@ impl<'s> AreaArena<'s> {
     }
 
     fn update(&mut self, idx: NodeIdx) {
-        let (min_start, max_last, max_gap) = self.summarize(&self.nodes[idx as usize]);
+        self.visit();
+        let node = &self.nodes[idx as usize];
+        let (min_start, max_last, max_gap) = self.summarize(node);
+        let height = 1 + self.height(node.left).max(self.height(node.right));
         let slot = &mut self.nodes[idx as usize];
         slot.min_start = min_start;
         slot.max_last = max_last;
         slot.max_gap = max_gap;
+        slot.height = height;
     }
 
-    /// Splits `t` into (areas starting below `key`, the rest).
-    fn split(&mut self, t: NodeIdx, key: u64) -> (NodeIdx, NodeIdx) {
-        if t == NIL {
-            return (NIL, NIL);
-        }
-        if self.n(t).area.start < key {
-            let (l, r) = self.split(self.n(t).right, key);
-            self.nodes[t as usize].right = l;
-            self.update(t);
-            (t, r)
-        } else {
-            let (l, r) = self.split(self.n(t).left, key);
-            self.nodes[t as usize].left = r;
-            self.update(t);
-            (l, t)
-        }
+    fn rotate_right(&mut self, t: NodeIdx) -> NodeIdx {
+        let l = self.n(t).left;
+        self.nodes[t as usize].left = self.n(l).right;
+        self.update(t);
+        self.nodes[l as usize].right = t;
+        self.update(l);
+        l
     }
 
-    /// Joins two trees where every area of `a` lies below every area of `b`.
-    fn merge(&mut self, a: NodeIdx, b: NodeIdx) -> NodeIdx {
-        if a == NIL {
-            return b;
-        }
-        if b == NIL {
-            return a;
-        }
-        if self.n(a).priority > self.n(b).priority {
-            let right = self.merge(self.n(a).right, b);
-            self.nodes[a as usize].right = right;
-            self.update(a);
-            a
+    fn rotate_left(&mut self, t: NodeIdx) -> NodeIdx {
+        let r = self.n(t).right;
+        self.nodes[t as usize].right = self.n(r).left;
+        self.update(t);
+        self.nodes[r as usize].left = t;
+        self.update(r);
+        r
+    }
+
+    /// Refreshes `t` after a change below it and restores the AVL balance
+    /// (children's heights differ by at most one) with at most two
+    /// rotations; returns the subtree's new root.
+    fn rebalance(&mut self, t: NodeIdx) -> NodeIdx {
+        self.update(t);
+        let (l, r) = (self.n(t).left, self.n(t).right);
+        let (hl, hr) = (self.height(l), self.height(r));
+        if hl > hr + 1 {
+            if self.height(self.n(l).left) < self.height(self.n(l).right) {
+                let nl = self.rotate_left(l);
+                self.nodes[t as usize].left = nl;
+            }
+            self.rotate_right(t)
+        } else if hr > hl + 1 {
+            if self.height(self.n(r).right) < self.height(self.n(r).left) {
+                let nr = self.rotate_right(r);
+                self.nodes[t as usize].right = nr;
+            }
+            self.rotate_left(t)
         } else {
-            let left = self.merge(a, self.n(b).left);
-            self.nodes[b as usize].left = left;
-            self.update(b);
-            b
+            t
         }
     }
 
     fn insert_node(&mut self, t: NodeIdx, x: NodeIdx) -> NodeIdx {
         if t == NIL {
-            return x;
-        }
-        if self.n(x).priority > self.n(t).priority {
-            let (l, r) = self.split(t, self.n(x).area.start);
-            let slot = &mut self.nodes[x as usize];
-            slot.left = l;
-            slot.right = r;
-            self.update(x);
             return x;
         }
         if self.n(x).area.start < self.n(t).area.start {
@@ -229,8 +242,18 @@ impl<'s> AreaArena<'s> {
             let right = self.insert_node(self.n(t).right, x);
             self.nodes[t as usize].right = right;
         }
-        self.update(t);
-        t
+        self.rebalance(t)
+    }
+
+    /// Takes the lowest node out of `t`: (that node, the rest).
+    fn remove_min(&mut self, t: NodeIdx) -> (NodeIdx, NodeIdx) {
+        let left = self.n(t).left;
+        if left == NIL {
+            return (t, self.n(t).right);
+        }
+        let (min, rest) = self.remove_min(left);
+        self.nodes[t as usize].left = rest;
+        (min, self.rebalance(t))
     }
 
     fn remove_node(&mut self, t: NodeIdx, start: u64) -> NodeIdx {
@@ -239,18 +262,27 @@ impl<'s> AreaArena<'s> {
             return NIL;
         }
         let here = self.n(t).area.start;
-        if start == here {
-            return self.merge(self.n(t).left, self.n(t).right);
-        }
         if start < here {
             let left = self.remove_node(self.n(t).left, start);
             self.nodes[t as usize].left = left;
-        } else {
+        } else if start > here {
             let right = self.remove_node(self.n(t).right, start);
             self.nodes[t as usize].right = right;
+        } else {
+            let (left, right) = (self.n(t).left, self.n(t).right);
+            if left == NIL {
+                return right;
+            }
+            if right == NIL {
+                return left;
+            }
+            let (successor, rest) = self.remove_min(right);
+            let slot = &mut self.nodes[successor as usize];
+            slot.left = left;
+            slot.right = rest;
+            return self.rebalance(successor);
         }
-        self.update(t);
-        t
+        self.rebalance(t)
     }
 
     /// Inserts an area that overlaps nothing in `root` (checked by callers).
@@ -294,6 +326,7 @@ impl<'s> AreaArena<'s> {
     pub fn find_le(&self, root: NodeIdx, key: u64) -> Option<NodeIdx> {
         let (mut t, mut best) = (root, None);
         while t != NIL {
+            self.visit();
             let node = self.n(t);
             if node.area.start <= key {
                 best = Some(t);
@@ -309,6 +342,7 @@ impl<'s> AreaArena<'s> {
     pub fn find_gt(&self, root: NodeIdx, key: u64) -> Option<NodeIdx> {
         let (mut t, mut best) = (root, None);
         while t != NIL {
+            self.visit();
             let node = self.n(t);
             if node.area.start > key {
                 best = Some(t);
@@ -360,58 +394,70 @@ impl<'s> AreaArena<'s> {
     }
 
     /// The lowest `align`-aligned IOVA at which `length` bytes fit inside
-    /// `window` without touching an area. Subtrees whose widest hole is
-    /// shorter than `length` are never entered, so on layouts where holes
-    /// either fit or are short this costs O(depth). Holes that are long
-    /// enough but defeat the alignment are visited one by one.
+    /// `window` without touching an area: Linux's first fit. Subtrees whose
+    /// widest hole is shorter than `length` are never entered, but holes
+    /// long enough and defeated by the alignment are visited one by one, so
+    /// the search stops after `budget` nodes (`Err(())`, budget spent).
+    /// With `align` 1 no hole can defeat it and it costs O(height).
     pub fn first_fit(
         &self,
         root: NodeIdx,
         window: IovaRange,
         length: u64,
         align: u64,
-    ) -> Option<u64> {
+        budget: &mut u32,
+    ) -> core::result::Result<Option<u64>, ()> {
         debug_assert!(length > 0 && align.is_power_of_two());
-        self.first_fit_in(root, window.start, window.last, length, align)
+        self.first_fit_in(root, window.start, window.last, length, align, budget)
     }
 
-    fn first_fit_in(&self, t: NodeIdx, lo: u64, hi: u64, length: u64, align: u64) -> Option<u64> {
+    fn first_fit_in(
+        &self,
+        t: NodeIdx,
+        lo: u64,
+        hi: u64,
+        length: u64,
+        align: u64,
+        budget: &mut u32,
+    ) -> core::result::Result<Option<u64>, ()> {
         if lo > hi || hi - lo < length - 1 {
-            return None;
+            return Ok(None);
         }
         if t == NIL {
-            return fit_in(
+            return Ok(fit_in(
                 IovaRange {
                     start: lo,
                     last: hi,
                 },
                 length,
                 align,
-            );
+            ));
         }
+        *budget = budget.checked_sub(1).ok_or(())?;
+        self.visit();
         let node = self.n(t);
         let widest = node
             .max_gap
             .max(node.min_start.saturating_sub(lo))
             .max(hi.saturating_sub(node.max_last));
         if widest < length {
-            return None;
+            return Ok(None);
         }
         let area = node.area;
         if area.start > lo {
-            if let Some(found) =
-                self.first_fit_in(node.left, lo, hi.min(area.start - 1), length, align)
-            {
-                return Some(found);
+            let below = hi.min(area.start - 1);
+            if let Some(found) = self.first_fit_in(node.left, lo, below, length, align, budget)? {
+                return Ok(Some(found));
             }
         }
         if area.last < hi {
-            return self.first_fit_in(node.right, lo.max(area.last + 1), hi, length, align);
+            return self.first_fit_in(node.right, lo.max(area.last + 1), hi, length, align, budget);
         }
-        None
+        Ok(None)
     }
 
-    /// Checks the treap and cache invariants of one tree; used by tests.
+    /// Checks the order, balance and cache invariants of one tree; used by
+    /// tests.
     pub fn check(&self, root: NodeIdx) -> core::result::Result<usize, &'static str> {
         self.check_node(root, None, None)
     }
@@ -433,15 +479,17 @@ impl<'s> AreaArena<'s> {
         if above.is_some_and(|a| area.start <= a) || below.is_some_and(|b| area.last >= b) {
             return Err("areas overlap or are out of order");
         }
-        for child in [node.left, node.right] {
-            if child != NIL && self.n(child).priority > node.priority {
-                return Err("heap order violated");
-            }
-        }
         let lc = self.check_node(node.left, above, Some(area.start))?;
         let rc = self.check_node(node.right, Some(area.last), below)?;
         if self.summarize(node) != (node.min_start, node.max_last, node.max_gap) {
             return Err("stale subtree cache");
+        }
+        let (hl, hr) = (self.height(node.left), self.height(node.right));
+        if node.height != 1 + hl.max(hr) {
+            return Err("stale height");
+        }
+        if hl.abs_diff(hr) > 1 {
+            return Err("AVL balance violated");
         }
         Ok(lc + rc + 1)
     }
