@@ -46,6 +46,8 @@ pub struct ServerSpec {
     pub page_tables: ServerMemory,
     pub event_irq: Channel,
     pub gerror_irq: Channel,
+    /// Bytes of stack system.xml gives the server PD.
+    pub stack_size: u64,
 }
 
 /// One DMA region of a client.

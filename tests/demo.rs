@@ -56,4 +56,18 @@ fn make_run_without_an_sdk_tells_the_whole_story() {
     }
     assert!(!out.contains("FAILED"), "a check failed:\n{out}");
     assert_eq!(status, Some(0), "exit status:\n{out}");
+    // The demo runs the server core nested inside its clients, on one
+    // stack: its high-water mark bounds the server's, which must keep a
+    // margin of two inside the stack system.xml gives the server PD.
+    let used_kib: u64 = out
+        .lines()
+        .find_map(|l| l.strip_prefix("demo: stack high-water mark "))
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no stack high-water mark in:\n{out}"));
+    assert!(
+        2 * used_kib * 1024 <= iommu_system::SERVER.stack_size,
+        "the demo's stack peaked at {used_kib} KiB: not within half of the server's {} KiB",
+        iommu_system::SERVER.stack_size / 1024
+    );
 }

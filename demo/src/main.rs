@@ -170,6 +170,12 @@ fn main() -> u32 {
             say!("FAILED - {e}\n");
         }
     }
+    let (size, used) = platform::stack_use();
+    say!(
+        "demo: stack high-water mark {} KiB of {} KiB\n",
+        used.div_ceil(1024),
+        size / 1024
+    );
     say!("demo: {} passed, {} failed\n", tally.passed, tally.failed);
     tally.failed
 }

@@ -39,7 +39,7 @@ use iommu_types::config::{ClientConfig, MAX_DEVICE_WINDOWS};
 use iopt::{Account, AreaSlot, DomainId, Hardware, PagesSlot, Store};
 
 use client::Ctx;
-use object::{Object, ObjectId, ObjectTable};
+use object::{Object, ObjectId};
 
 /// Bytes of a client's command page.
 pub const COMMAND_PAGE: usize = 4096;
@@ -201,7 +201,7 @@ impl<'s, H: Hardware> Server<'s, H> {
         let clients = &mut clients[..configs.len()];
         for (slot, config) in clients.iter_mut().zip(configs) {
             slot.config = *config;
-            slot.objects = ObjectTable::new(config.quota.objects);
+            slot.objects.reset(config.quota.objects);
             slot.compat = None;
             slot.faults.clear();
         }

@@ -97,6 +97,18 @@ impl<T, const N: usize> ObjectTable<T, N> {
         }
     }
 
+    /// Empties the table in place, now admitting at most `limit` objects:
+    /// a table is as large as every object it may hold, so it is never
+    /// built on the stack and moved.
+    pub fn reset(&mut self, limit: usize) {
+        for slot in &mut self.slots {
+            slot.generation = 1;
+            slot.state = State::Free;
+        }
+        self.live = 0;
+        self.limit = limit.min(N);
+    }
+
     /// Objects live or reserved.
     pub fn len(&self) -> usize {
         self.live

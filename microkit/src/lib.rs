@@ -23,6 +23,10 @@ pub use memory::{SetVar, SharedMemory};
 
 pub use message::{decode_badge, notified_channels, slot, Channel, Delivery, MessageInfo};
 
+/// Whether this build targets a debug kernel (debug console, and the
+/// diagnostics that print on it).
+pub const DEBUG: bool = cfg!(microkit_debug);
+
 /// Invocation label of IRQHandler_Ack in the kernel this build targets
 /// (checked against the SDK by build.rs when one is configured).
 #[cfg(microkit_debug)]
@@ -50,6 +54,8 @@ pub use runtime::*;
 #[cfg(all(target_arch = "aarch64", target_os = "none", feature = "pd"))]
 mod runtime {
     use super::*;
+
+    pub use crate::sys::{paint_stack, stack_high_water};
 
     /// Serves events forever: acknowledges the PD's IRQs once, then waits,
     /// answering each protected call through the reply capability.

@@ -20,6 +20,43 @@ const MR_COUNT: usize = 120;
 /// Message registers passed in x2..x5.
 const REG_MRS: usize = 4;
 
+/// The top of a PD's stack: Microkit leaves one guard page between it and
+/// the IPC buffer.
+const STACK_TOP: usize = IPC_BUFFER - 0x1000;
+/// What unused stack is painted with, so the deepest word written shows.
+const STACK_PAINT: u64 = 0x5717_c0de_5717_c0de;
+/// Bytes left unpainted below the painting frame's own stack pointer.
+const PAINT_MARGIN: usize = 256;
+
+/// Paints the part of a `stack_size`-byte stack below the caller's frame.
+/// `stack_size` must be the PD's `stack_size` in system.xml.
+pub fn paint_stack(stack_size: usize) {
+    let sp: usize;
+    // SAFETY: reading the stack pointer has no side effects.
+    unsafe { asm!("mov {}, sp", out(reg) sp, options(nomem, nostack, preserves_flags)) };
+    let bottom = STACK_TOP - stack_size;
+    let mut at = bottom;
+    while at + 8 <= sp.saturating_sub(PAINT_MARGIN) {
+        // SAFETY: [bottom, STACK_TOP) is this PD's stack (the caller passes
+        // the size system.xml gives it), mapped read-write; the words below
+        // the live frames hold nothing anyone reads.
+        unsafe { core::ptr::write_volatile(at as *mut u64, STACK_PAINT) };
+        at += 8;
+    }
+}
+
+/// Bytes between the top of a stack painted by [`paint_stack`] and the
+/// deepest word written since.
+pub fn stack_high_water(stack_size: usize) -> usize {
+    let bottom = STACK_TOP - stack_size;
+    let mut at = bottom;
+    // SAFETY: as in `paint_stack`; reading never disturbs a frame.
+    while at < STACK_TOP && unsafe { core::ptr::read_volatile(at as *const u64) } == STACK_PAINT {
+        at += 8;
+    }
+    STACK_TOP - at
+}
+
 fn mr_ptr(i: usize) -> *mut u64 {
     (IPC_BUFFER + MR_OFFSET + 8 * i) as *mut u64
 }

@@ -37,7 +37,14 @@ _start:
     b.hs 2f
     str xzr, [x0], #8
     b 1b
-2:  bl rust_main
+2:  ldr x0, =__stack_bottom
+    ldr x1, =__stack_top
+    ldr x2, ={paint}
+4:  cmp x0, x1
+    b.hs 5f
+    str x2, [x0], #8
+    b 4b
+5:  bl rust_main
 3:  wfe
     b 3b
 
@@ -50,8 +57,36 @@ vectors:
     mrs x2, far_el1
     b rust_exception
     .endr
-"#
+"#,
+    paint = const STACK_PAINT,
 );
+
+/// What the boot code fills the empty stack with, so the deepest word
+/// ever written shows.
+const STACK_PAINT: u64 = 0x5717_c0de_5717_c0de;
+
+extern "C" {
+    static __stack_bottom: u8;
+    static __stack_top: u8;
+}
+
+/// The stack's size and its high-water mark: the bytes between its top
+/// and the deepest word ever written (the boot code painted it whole).
+pub fn stack_use() -> (usize, usize) {
+    // The linker script defines both symbols around the stack; only their
+    // addresses are taken.
+    let (bottom, top) = (
+        core::ptr::addr_of!(__stack_bottom) as usize,
+        core::ptr::addr_of!(__stack_top) as usize,
+    );
+    let mut at = bottom;
+    // SAFETY: [bottom, top) is this image's stack, mapped and 8-aligned;
+    // words below the deepest frame are read, never written.
+    while at < top && unsafe { core::ptr::read_volatile(at as *const u64) } == STACK_PAINT {
+        at += 8;
+    }
+    (top - bottom, top - at)
+}
 
 extern "Rust" {
     /// The image's entry point, defined by each image with

@@ -50,6 +50,7 @@ pub fn rust(config: &Config, inputs: &[&str]) -> String {
     );
     let _ = writeln!(w, "    event_irq: channel({}),", config.event_irq_channel);
     let _ = writeln!(w, "    gerror_irq: channel({}),", config.gerror_irq_channel);
+    let _ = writeln!(w, "    stack_size: {:#x},", config.stack_size);
     let _ = writeln!(w, "}};");
     let _ = writeln!(
         w,

@@ -93,6 +93,8 @@ pub struct Config {
     pub page_tables: ServerMemory,
     pub event_irq_channel: u64,
     pub gerror_irq_channel: u64,
+    /// The server PD's stack size in system.xml.
+    pub stack_size: u64,
     pub clients: Vec<Client>,
 }
 
@@ -182,6 +184,7 @@ impl<'a> Checker<'a> {
             page_tables,
             event_irq_channel,
             gerror_irq_channel,
+            stack_size: server.stack_size,
             clients,
         };
         // Server memory must not be handed to any client.

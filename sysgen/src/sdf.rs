@@ -46,6 +46,8 @@ pub struct SetVar {
 pub struct ProtectionDomain {
     pub name: String,
     pub priority: u64,
+    /// Bytes of stack (Microkit's default 0x2000 when absent).
+    pub stack_size: u64,
     pub program_image: Option<String>,
     pub maps: Vec<Map>,
     pub irqs: Vec<Irq>,
@@ -170,6 +172,7 @@ fn collect_pd(src: Source<'_>, e: &Element, pds: &mut Vec<ProtectionDomain>) -> 
     let mut pd = ProtectionDomain {
         name,
         priority: src.number(e, "priority")?.unwrap_or(0),
+        stack_size: src.number(e, "stack_size")?.unwrap_or(0x2000),
         program_image: None,
         maps: Vec::new(),
         irqs: Vec::new(),

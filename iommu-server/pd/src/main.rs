@@ -48,9 +48,31 @@ impl CommandPage for Page<'_> {
 struct IommuServer {
     server: Server<'static, Hw>,
     pages: [SharedMemory; CLIENTS.len()],
+    /// The deepest stack use reported so far.
+    stack_reported: usize,
+}
+
+impl IommuServer {
+    /// Says how deep the stack has been, each time that grew by a KiB.
+    /// Debug kernels only: it scans the unused stack from its bottom.
+    fn report_stack(&mut self) {
+        if !microkit::DEBUG {
+            return;
+        }
+        let used = microkit::stack_high_water(SERVER.stack_size as usize);
+        if used >= self.stack_reported + 1024 {
+            self.stack_reported = used;
+            say!(
+                "stack high-water mark {} KiB of {} KiB",
+                used.div_ceil(1024),
+                SERVER.stack_size / 1024
+            );
+        }
+    }
 }
 
 fn init() -> IommuServer {
+    microkit::paint_stack(SERVER.stack_size as usize);
     let p = platform::take(|i| SERVER_SETVARS[i].get()).expect("platform taken once");
     let configs = client_configs(p.regions, |i| SERVER_SETVARS[i].get());
     let mut streams = [StreamId(0); 16];
@@ -92,10 +114,13 @@ fn init() -> IommuServer {
         "SMMUv3 up (coherent {coherent}); serving {} clients",
         CLIENTS.len()
     );
-    IommuServer {
+    let mut server = IommuServer {
         server,
         pages: p.command_pages,
-    }
+        stack_reported: 0,
+    };
+    server.report_stack();
+    server
 }
 
 impl Handler for IommuServer {
@@ -111,6 +136,7 @@ impl Handler for IommuServer {
             .server
             .serve(client, msg.label(), mrs, &Page(&self.pages[client.index()]));
         microkit::set_mr(0, reply.mr0);
+        self.report_stack();
         MessageInfo::new(reply.label, 1)
     }
 
