@@ -60,6 +60,7 @@ fn configs(objects: usize) -> [ClientConfig; 2] {
         objects,
         mapped_pages: 4096,
         table_pages: 64,
+        hwpts: 8,
         mappings: 100,
     };
     [
@@ -487,6 +488,7 @@ fn too_many_device_windows_are_refused_at_configuration() {
         objects: 4,
         mapped_pages: 16,
         table_pages: 8,
+        hwpts: 8,
         mappings: 4,
     };
     let config = ClientConfig {
@@ -513,6 +515,7 @@ fn overcommitted_mapping_quotas_are_refused() {
         objects: 4,
         mapped_pages: 16,
         table_pages: 8,
+        hwpts: 8,
         mappings: 3,
     };
     let config = ClientConfig {

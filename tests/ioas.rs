@@ -37,6 +37,7 @@ const QUOTA: Quota = Quota {
     objects: 4,
     mapped_pages: 1024,
     table_pages: 64,
+    hwpts: 8,
     mappings: 100,
 };
 

@@ -133,6 +133,7 @@ fn a_reset_that_cannot_stop_a_stream_stays_consistent() {
         objects: 8,
         mapped_pages: 256,
         table_pages: 64,
+        hwpts: 8,
         mappings: 100,
     };
     let config = ClientConfig {

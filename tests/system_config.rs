@@ -282,3 +282,29 @@ fn sidecar_schema_is_strict() {
     let err = load(&edit(SYSTEM, "</system>", "</sys>"), POLICY).unwrap_err();
     assert!(err.starts_with("system.xml:"), "{err}");
 }
+
+#[test]
+fn table_page_quotas_must_fit_the_pool() {
+    // 64 pages of page tables; 16 + 16 promised. 40 + 16 still fit, 50 + 16
+    // do not.
+    let fits = edit(POLICY, "table_pages=\"16\"", "table_pages=\"40\"");
+    assert!(load(SYSTEM, &fits).is_ok());
+    refused(
+        SYSTEM,
+        &edit(POLICY, "table_pages=\"16\"", "table_pages=\"50\""),
+        &[
+            "iommu.xml:",
+            "<page_tables mr=\"iommu_page_tables\"> attribute `mr`",
+            "table_pages quotas add up to 66 pages, more than the 64 of region `iommu_page_tables`",
+        ],
+    );
+}
+
+#[test]
+fn every_quota_names_its_hwpts() {
+    refused(
+        SYSTEM,
+        &edit(POLICY, " hwpts=\"4\"", ""),
+        &["<quota>", "attribute `hwpts`: missing"],
+    );
+}

@@ -249,6 +249,14 @@ impl<R: RegisterBlock> Hardware for SmmuDomains<'_, R> {
         self.alloc(client, table_pages)
     }
 
+    fn table_pages(&self) -> usize {
+        self.pool.capacity()
+    }
+
+    fn max_domains(&self) -> usize {
+        MAX_DOMAINS.min(self.smmu.contexts())
+    }
+
     fn domain_free(&mut self, domain: DomainId) {
         if self.free(domain).is_err() {
             self.leaked += 1;

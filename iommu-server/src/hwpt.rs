@@ -21,6 +21,12 @@ pub(crate) fn create<H: Hardware>(
     auto: bool,
 ) -> Result<ObjectId> {
     ctx.client.objects.ioas(ioas)?;
+    // Each HWPT is a hardware context, a per-client quota (ENOMEM as for
+    // any exhausted one) so that no client's use can reduce or reveal
+    // another's.
+    if ctx.client.objects.hwpts() >= ctx.client.config.quota.hwpts {
+        return Err(Errno::ENOMEM);
+    }
     let reservation = ctx.client.objects.reserve()?;
     let domain = match ctx
         .hw

@@ -132,6 +132,12 @@ pub enum ConfigError {
     /// The clients' mapping quotas add up to more than the store's area or
     /// backing pool: one client could starve another.
     PoolsOvercommitted,
+    /// The clients' table-page quotas add up to more than the hardware's
+    /// page-table pool.
+    TablePagesOvercommitted,
+    /// The clients' HWPT quotas add up to more domains than the hardware
+    /// can hold at once.
+    HwptsOvercommitted,
 }
 
 /// The server: the engine's store, the hardware and every client's object
@@ -169,6 +175,17 @@ impl<'s, H: Hardware> Server<'s, H> {
             .try_fold(0usize, |sum, c| sum.checked_add(c.quota.mappings));
         if promised.is_none_or(|p| p > store.areas_capacity() || p > store.pages_capacity()) {
             return Err(ConfigError::PoolsOvercommitted);
+        }
+        let sum = |f: fn(&ClientConfig) -> usize| {
+            configs
+                .iter()
+                .try_fold(0usize, |total, c| total.checked_add(f(c)))
+        };
+        if sum(|c| c.quota.table_pages).is_none_or(|p| p > hw.table_pages()) {
+            return Err(ConfigError::TablePagesOvercommitted);
+        }
+        if sum(|c| c.quota.hwpts).is_none_or(|d| d > hw.max_domains()) {
+            return Err(ConfigError::HwptsOvercommitted);
         }
         for (i, config) in configs.iter().enumerate() {
             let client = ClientId::from_index(i).ok_or(ConfigError::TooManyClients)?;

@@ -309,6 +309,13 @@ impl<const N: usize> ObjectTable<Object, N> {
         }
     }
 
+    /// HWPTs the client holds.
+    pub(crate) fn hwpts(&self) -> usize {
+        self.ids()
+            .filter(|&id| matches!(self.get(id), Ok(Object::Hwpt(_))))
+            .count()
+    }
+
     /// The bound device object for configured device `index`, if bound.
     pub(crate) fn bound_device(&self, index: usize) -> Option<ObjectId> {
         self.ids()

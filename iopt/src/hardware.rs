@@ -14,6 +14,14 @@ pub trait Hardware {
     /// when a later map needs more tables.
     fn domain_alloc(&mut self, client: ClientId, table_pages: usize) -> Result<DomainId, Errno>;
 
+    /// Page-table pages all domains together can ever hold: the pool the
+    /// clients' `table_pages` quotas are promised from.
+    fn table_pages(&self) -> usize;
+
+    /// Domains that can exist at once (on an SMMUv3, contexts): what the
+    /// clients' HWPT quotas are promised from.
+    fn max_domains(&self) -> usize;
+
     /// Frees a domain that no stream uses and that holds no mappings.
     fn domain_free(&mut self, domain: DomainId);
 

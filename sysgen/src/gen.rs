@@ -133,8 +133,8 @@ pub fn rust(config: &Config, inputs: &[&str]) -> String {
         let q = &c.quota;
         let _ = writeln!(
             w,
-            "        quota: Quota {{ objects: {}, mapped_pages: {}, table_pages: {}, mappings: {} }},",
-            q.objects, q.mapped_pages, q.table_pages, q.mappings
+            "        quota: Quota {{ objects: {}, mapped_pages: {}, table_pages: {}, hwpts: {}, mappings: {} }},",
+            q.objects, q.mapped_pages, q.table_pages, q.hwpts, q.mappings
         );
         let _ = writeln!(w, "        manager: {},", c.manager);
         let _ = writeln!(w, "    }},");

@@ -64,6 +64,7 @@ pub struct Quota {
     pub objects: u64,
     pub mapped_pages: u64,
     pub table_pages: u64,
+    pub hwpts: u64,
     pub mappings: u64,
 }
 
@@ -174,6 +175,7 @@ impl<'a> Checker<'a> {
             ));
         }
         let smmu_memory = self.server_memory(server, smmu, "memory", true)?;
+        let page_tables_element = page_tables;
         let page_tables = self.server_memory(server, page_tables, "mr", true)?;
         let event_irq_channel = self.server_irq(server, smmu, "event_irq")?;
         let gerror_irq_channel = self.server_irq(server, smmu, "gerror_irq")?;
@@ -187,6 +189,20 @@ impl<'a> Checker<'a> {
             stack_size: server.stack_size,
             clients,
         };
+        // Every client's table pages are promised: the pool must hold them
+        // all, or one client's use could take what another was given.
+        let promised: u64 = config.clients.iter().map(|c| c.quota.table_pages).sum();
+        let pool = config.page_tables.size / PAGE;
+        if promised > pool {
+            return Err(s.attr(
+                page_tables_element,
+                "mr",
+                format!(
+                    "the clients' table_pages quotas add up to {promised} pages, more than the {pool} of region `{}`",
+                    config.page_tables.mr
+                ),
+            ));
+        }
         // Server memory must not be handed to any client.
         let private = [&config.smmu_regs, &config.smmu_memory, &config.page_tables];
         for (client, e) in config.clients.iter().zip(&client_elements) {
@@ -415,6 +431,7 @@ impl<'a> Checker<'a> {
                 objects: 0,
                 mapped_pages: 0,
                 table_pages: 0,
+                hwpts: 0,
                 mappings: 0,
             },
             manager: s.boolean(e, "manager", false)?,
@@ -424,11 +441,21 @@ impl<'a> Checker<'a> {
             match c.name.as_str() {
                 "quota" if !quota_seen => {
                     quota_seen = true;
-                    s.only_attrs(c, &["objects", "mapped_pages", "table_pages", "mappings"])?;
+                    s.only_attrs(
+                        c,
+                        &[
+                            "objects",
+                            "mapped_pages",
+                            "table_pages",
+                            "hwpts",
+                            "mappings",
+                        ],
+                    )?;
                     client.quota = Quota {
                         objects: s.required_number(c, "objects")?,
                         mapped_pages: s.required_number(c, "mapped_pages")?,
                         table_pages: s.required_number(c, "table_pages")?,
+                        hwpts: s.required_number(c, "hwpts")?,
                         mappings: s.required_number(c, "mappings")?,
                     };
                     if client.quota.objects > MAX_OBJECTS {

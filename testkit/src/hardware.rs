@@ -19,8 +19,10 @@ pub struct MockHw {
     pub streams: BTreeMap<StreamId, Option<DomainId>>,
     /// Every attach/detach in order, to check quarantine ordering.
     pub log: Vec<String>,
-    /// Domains a client may hold at once.
-    pub domain_limit: usize,
+    /// What the hardware reports as its page-table pool and its domain
+    /// slots (the server refuses quotas that add up to more).
+    pub table_pages: usize,
+    pub max_domains: usize,
     pub fail_attach: bool,
     /// Fail the n-th allocation (domain or page-table work), counting from
     /// 0; for fail-nth sweeps.
@@ -54,7 +56,8 @@ impl MockHw {
             domains: Vec::new(),
             streams: BTreeMap::new(),
             log: Vec::new(),
-            domain_limit: 8,
+            table_pages: 1 << 20,
+            max_domains: 64,
             fail_attach: false,
             fail_at: None,
             allocations: 0,
@@ -159,13 +162,7 @@ impl Hardware for MockHw {
         if self.inject() {
             return Err(Errno::ENOMEM);
         }
-        let held = self
-            .domains
-            .iter()
-            .flatten()
-            .filter(|d| d.1 == client)
-            .count();
-        if held >= self.domain_limit {
+        if self.live_domains() >= self.max_domains {
             return Err(Errno::ENOMEM);
         }
         let slot = self
@@ -178,6 +175,14 @@ impl Hardware for MockHw {
         }
         self.domains[slot] = Some((self.template.clone(), client));
         Ok(DomainId(slot as u32))
+    }
+
+    fn table_pages(&self) -> usize {
+        self.table_pages
+    }
+
+    fn max_domains(&self) -> usize {
+        self.max_domains
     }
 
     fn domain_free(&mut self, domain: DomainId) {

@@ -166,6 +166,14 @@ impl Hardware for PtHw {
         Ok(DomainId(slot as u32))
     }
 
+    fn table_pages(&self) -> usize {
+        self.pool.capacity()
+    }
+
+    fn max_domains(&self) -> usize {
+        usize::MAX
+    }
+
     fn domain_free(&mut self, domain: DomainId) {
         assert!(
             !self.streams.values().any(|s| *s == Some(domain)),

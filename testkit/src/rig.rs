@@ -31,7 +31,7 @@ pub fn store(areas: usize, pages: usize, accounts: usize) -> Lent<Store<'static>
 
 /// A client's configuration, from sensible defaults: command page at
 /// [`PAGE_VA`], no memory, no devices, a quota of 16 objects, 4096 pages,
-/// 64 table pages and 100 mappings, not a manager.
+/// 64 table pages, 8 HWPTs and 100 mappings, not a manager.
 #[derive(Clone, Copy, Debug)]
 pub struct ClientBuilder(ClientConfig);
 
@@ -39,6 +39,7 @@ pub const DEFAULT_QUOTA: Quota = Quota {
     objects: 16,
     mapped_pages: 4096,
     table_pages: 64,
+    hwpts: 8,
     mappings: 100,
 };
 

@@ -54,8 +54,12 @@ pub struct Quota {
     pub objects: usize,
     /// 4 KiB pages mapped across all of the client's IOASes.
     pub mapped_pages: u64,
-    /// Page-table pages its hardware page tables may hold together.
+    /// Page-table pages its hardware page tables may hold together; the
+    /// clients' sum may not exceed the page-table pool.
     pub table_pages: usize,
+    /// Hardware page tables (HWPTs, each an SMMU context) it may hold at
+    /// once; the clients' sum may not exceed what the hardware has.
+    pub hwpts: usize,
     /// Mappings (IOAS areas) it may hold at once, VFIO's dma_entry_limit;
     /// the clients' sum may not exceed the store's pools.
     pub mappings: usize,
@@ -89,6 +93,7 @@ impl ClientConfig {
             objects: 0,
             mapped_pages: 0,
             table_pages: 0,
+            hwpts: 0,
             mappings: 0,
         },
         manager: false,

@@ -325,6 +325,12 @@ impl<R: RegisterBlock> Smmu<R> {
         &self.features
     }
 
+    /// Context descriptors (one per page table in use) this SMMU was set up
+    /// with.
+    pub fn contexts(&self) -> usize {
+        self.context_count
+    }
+
     pub fn regs(&self) -> &R {
         &self.regs
     }
