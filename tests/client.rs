@@ -13,7 +13,7 @@ use iommu_client::{Access, DmaBuffer, Iommu, Memory, Transport};
 use iommu_proto::fault::{IOMMU_FAULT_ACCESS_WRITE, IOMMU_FAULT_KIND_F_TRANSLATION};
 use iommu_proto::Errno;
 use iommu_server::Fault;
-use iommu_server::{CommandPage, COMMAND_PAGE};
+use iommu_server::{Page as CommandPage, COMMAND_PAGE};
 use iommu_system::CLIENTS;
 
 const EDU_A: usize = 0;
@@ -27,12 +27,16 @@ type Shared = Rc<RefCell<Rig<MockHw>>>;
 struct Page(Rc<RefCell<[u8; COMMAND_PAGE]>>);
 
 impl CommandPage for Page {
-    fn load(&self, into: &mut [u8; COMMAND_PAGE]) {
-        *into = *self.0.borrow();
+    fn len(&self) -> usize {
+        COMMAND_PAGE
     }
 
-    fn store(&self, from: &[u8; COMMAND_PAGE]) {
-        *self.0.borrow_mut() = *from;
+    fn read(&self, offset: usize, out: &mut [u8]) -> bool {
+        iommu_proto::decode::cells(&mut *self.0.borrow_mut()).read(offset, out)
+    }
+
+    fn write(&self, offset: usize, bytes: &[u8]) -> bool {
+        iommu_proto::decode::cells(&mut *self.0.borrow_mut()).write(offset, bytes)
     }
 }
 

@@ -23,7 +23,7 @@ use hw::pgtable::TablePool;
 use hw::smmu::{Smmu, SmmuConfig};
 use iommu_client::{DmaBuffer, Iommu, Memory, Transport};
 use iommu_proto::Errno;
-use iommu_server::{CommandPage, Server, COMMAND_PAGE};
+use iommu_server::{Page as CommandPage, Server, COMMAND_PAGE};
 use iommu_system::{
     client, client_configs, resolve, ClientId, Paddr, StreamId, CLIENTS, SERVER_SYMBOLS,
 };
@@ -46,12 +46,16 @@ macro_rules! say {
 struct Page(RefCell<[u8; COMMAND_PAGE]>);
 
 impl CommandPage for Page {
-    fn load(&self, into: &mut [u8; COMMAND_PAGE]) {
-        *into = *self.0.borrow();
+    fn len(&self) -> usize {
+        COMMAND_PAGE
     }
 
-    fn store(&self, from: &[u8; COMMAND_PAGE]) {
-        *self.0.borrow_mut() = *from;
+    fn read(&self, offset: usize, out: &mut [u8]) -> bool {
+        iommu_proto::decode::cells(&mut *self.0.borrow_mut()).read(offset, out)
+    }
+
+    fn write(&self, offset: usize, bytes: &[u8]) -> bool {
+        iommu_proto::decode::cells(&mut *self.0.borrow_mut()).write(offset, bytes)
     }
 }
 

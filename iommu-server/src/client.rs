@@ -1,6 +1,7 @@
 //! A client's state, and the context every request of it runs in.
 
 use heapless::Deque;
+use iommu_proto::decode::Page;
 use iommu_types::config::ClientConfig;
 use iommu_types::ClientId;
 use iopt::{Hardware, Store};
@@ -80,8 +81,9 @@ pub(crate) struct Ctx<'a, 's, H: Hardware> {
     pub hw: &'a mut H,
     pub client: &'a mut Client,
     pub id: ClientId,
-    /// The server's private copy of the command page.
-    pub page: &'a mut [u8],
+    /// The client's command page, read and written in the ranges a request
+    /// names (each byte read once).
+    pub page: &'a dyn Page,
     /// MR1: the device a device op names (`iommu_proto::DeviceArg`).
     pub device: u64,
 }

@@ -239,8 +239,17 @@ pub(crate) fn hw_info<H: Hardware>(
         1,
     )?;
     let copied = out.len().min(bytes.len());
-    ctx.page[out.start..out.start + copied].copy_from_slice(&bytes[..copied]);
-    ctx.page[out.start + copied..out.end].fill(0);
+    let zeros = [0u8; 64];
+    let mut written = ctx.page.write(out.start, &bytes[..copied]);
+    let mut at = out.start + copied;
+    while written && at < out.end {
+        let n = (out.end - at).min(zeros.len());
+        written = ctx.page.write(at, &zeros[..n]);
+        at += n;
+    }
+    if !written {
+        return Err(Errno::EFAULT);
+    }
     cmd.data_len = bytes.len() as u32;
     cmd.out_data_type = IOMMU_HW_INFO_TYPE_ARM_SMMUV3;
     cmd.out_max_pasid_log2 = 0;

@@ -44,13 +44,7 @@ use object::{Object, ObjectId};
 /// Bytes of a client's command page.
 pub const COMMAND_PAGE: usize = 4096;
 
-/// A client's command page as the transport holds it (memory the client
-/// can write at any moment): [`Server::serve`] copies it whole, once in
-/// and once out.
-pub trait CommandPage {
-    fn load(&self, into: &mut [u8; COMMAND_PAGE]);
-    fn store(&self, from: &[u8; COMMAND_PAGE]);
-}
+pub use iommu_proto::decode::Page;
 
 /// Everything the server keeps, for `CLIENTS` clients whose mapping quotas
 /// add up to `MAPPINGS`: built at compile time, so a PD keeps it in its
@@ -263,7 +257,7 @@ impl<'s, H: Hardware> Server<'s, H> {
             hw: &mut self.hw,
             client,
             id: target,
-            page: &mut [],
+            page: &iommu_proto::decode::cells(&mut []),
             device: 0,
         };
         reset::revoke(&mut ctx)
@@ -390,18 +384,19 @@ impl<'s, H: Hardware> Server<'s, H> {
         self.client(client).map_or(0, |c| c.objects.len())
     }
 
-    /// Serves one call from `client`.
-    ///
-    /// `page` must be the server's private copy of the client's command
-    /// page (the transport copies it in with one volatile read and copies
-    /// the reply back out): validation here assumes nothing else writes it
-    /// during the call.
-    pub fn handle(
+    /// Serves one call from `client` whose request is in `page`, the
+    /// client's command page (memory it may write at any moment). Only what
+    /// the operation names is copied, each byte read once into the server's
+    /// own memory before it is validated: the request struct (MR0 bytes)
+    /// and the arrays it points at; only the output fields and arrays are
+    /// written back (after success, and with EMSGSIZE's counts). This is
+    /// all a transport does besides moving registers.
+    pub fn serve(
         &mut self,
         client: ClientId,
         label: u64,
         mrs: [u64; 2],
-        page: &mut [u8],
+        page: &impl Page,
     ) -> Reply {
         match self.dispatch(client, label, mrs, page) {
             Ok(mr0) => Reply { label: 0, mr0 },
@@ -409,22 +404,15 @@ impl<'s, H: Hardware> Server<'s, H> {
         }
     }
 
-    /// Serves one call whose request is in `page`: copies the page into a
-    /// private buffer, handles the call there, and copies the buffer back
-    /// (output fields are written on some failures too, as EMSGSIZE's
-    /// counts). This is all a transport does besides moving registers.
-    pub fn serve(
+    /// [`Server::serve`] over a page the caller holds privately.
+    pub fn handle(
         &mut self,
         client: ClientId,
         label: u64,
         mrs: [u64; 2],
-        page: &impl CommandPage,
+        page: &mut [u8],
     ) -> Reply {
-        let mut private = [0u8; COMMAND_PAGE];
-        page.load(&mut private);
-        let reply = self.handle(client, label, mrs, &mut private);
-        page.store(&private);
-        reply
+        self.serve(client, label, mrs, &iommu_proto::decode::cells(page))
     }
 
     fn dispatch(
@@ -432,7 +420,7 @@ impl<'s, H: Hardware> Server<'s, H> {
         client: ClientId,
         label: u64,
         mrs: [u64; 2],
-        page: &mut [u8],
+        page: &impl Page,
     ) -> Result<u64, Errno> {
         let op = Op::from_label(label).ok_or(Errno::ENOTTY)?;
         // A channel without a configured client cannot call; be explicit.

@@ -170,7 +170,7 @@ pub(crate) fn get_info<H: Hardware>(
     let avail = account.map_or(0, |a| a.area_limit.saturating_sub(a.areas));
     let id = compat(ctx)?;
     let ioas = &ctx.client.objects.ioas(id)?.ioas;
-    let page = &mut *ctx.page;
+    let page = ctx.page;
     let given = info.argsz as usize;
     info.flags = VFIO_IOMMU_INFO_PGSIZES | VFIO_IOMMU_INFO_CAPS;
     info.iova_pgsizes = ioas.common_page_sizes();

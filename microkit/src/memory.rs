@@ -39,29 +39,54 @@ impl SharedMemory {
         offset.checked_add(n).is_some_and(|end| end <= self.len)
     }
 
-    /// Copies out `out.len()` bytes from `offset`; false (and nothing
-    /// copied) when that leaves the region.
+    /// Copies out `out.len()` bytes from `offset`, a word at a time where
+    /// aligned; false (and nothing copied) when that leaves the region.
     pub fn read(&self, offset: usize, out: &mut [u8]) -> bool {
         if !self.check(offset, out.len()) {
             return false;
         }
-        for (i, b) in out.iter_mut().enumerate() {
-            // SAFETY: inside the region (checked above), which `new`'s
-            // contract keeps mapped; bytes have no alignment needs.
-            *b = unsafe { core::ptr::read_volatile((self.base + offset + i) as *const u8) };
+        let mut at = self.base + offset;
+        let mut i = 0;
+        while i < out.len() {
+            if at % 8 == 0 && out.len() - i >= 8 {
+                // SAFETY: inside the region (checked above), which `new`'s
+                // contract keeps mapped; `at` is 8-byte aligned.
+                let word = unsafe { core::ptr::read_volatile(at as *const u64) };
+                out[i..i + 8].copy_from_slice(&word.to_ne_bytes());
+                i += 8;
+                at += 8;
+            } else {
+                // SAFETY: as above; bytes have no alignment needs.
+                out[i] = unsafe { core::ptr::read_volatile(at as *const u8) };
+                i += 1;
+                at += 1;
+            }
         }
         true
     }
 
-    /// Copies `bytes` in at `offset`; false (and nothing written) when
-    /// that leaves the region.
+    /// Copies `bytes` in at `offset`, a word at a time where aligned;
+    /// false (and nothing written) when that leaves the region.
     pub fn write(&self, offset: usize, bytes: &[u8]) -> bool {
         if !self.check(offset, bytes.len()) {
             return false;
         }
-        for (i, b) in bytes.iter().enumerate() {
-            // SAFETY: as in `read`.
-            unsafe { core::ptr::write_volatile((self.base + offset + i) as *mut u8, *b) };
+        let mut at = self.base + offset;
+        let mut i = 0;
+        while i < bytes.len() {
+            if at % 8 == 0 && bytes.len() - i >= 8 {
+                let mut word = [0u8; 8];
+                word.copy_from_slice(&bytes[i..i + 8]);
+                // SAFETY: as in `read`.
+                unsafe { core::ptr::write_volatile(at as *mut u64, u64::from_ne_bytes(word)) };
+                i += 8;
+                at += 8;
+            } else {
+                // SAFETY: as in `read`.
+                unsafe { core::ptr::write_volatile(at as *mut u8, bytes[i]) };
+                i += 1;
+                at += 1;
+            }
         }
         true
     }
@@ -118,6 +143,12 @@ mod tests {
         assert!(m.read(60, &mut out));
         assert_eq!(out, [1, 2, 3, 4]);
         assert!(!m.read(62, &mut out));
+        // Words where aligned, bytes around them: every byte lands.
+        let bytes: Vec<u8> = (0..29).collect();
+        assert!(m.write(3, &bytes));
+        let mut back = [0u8; 29];
+        assert!(m.read(3, &mut back));
+        assert_eq!(&back[..], &bytes[..]);
     }
 
     setvar!(PATCHED = "test_setvar_symbol");

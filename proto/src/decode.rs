@@ -4,7 +4,9 @@
 //! so the server copies the struct out once ([`copy_in`], [`copy_in_argsz`],
 //! [`read_request`]) and validates only its copy, the size field included.
 //! The struct sits at offset 0 of the page; `claimed_size` is the request's
-//! MR0.
+//! MR0. The page is reached through [`Page`], in byte ranges: a request
+//! costs copies of what it names (its struct, the arrays it points at),
+//! never of the whole page.
 //!
 //! Decisions beyond Linux, which trusts only the struct's own size field:
 //! - MR0 and the struct's leading `size` / `argsz` field must agree, else
@@ -15,6 +17,7 @@
 //! - Array pointers must point inside the command page ([`array_range`]),
 //!   else EFAULT.
 
+use core::cell::Cell;
 use core::mem::size_of;
 use core::ops::Range;
 
@@ -26,6 +29,127 @@ use crate::{Errno, Result};
 /// Every struct starts with a u32 `size` or `argsz`.
 const SIZE_FIELD: usize = size_of::<u32>();
 
+/// A client's command page as the server reaches it: copies in and out of
+/// byte ranges. Memory the client shares may change between two reads, so
+/// the server reads each byte it uses once, into its own copy.
+pub trait Page {
+    /// Bytes in the page.
+    fn len(&self) -> usize;
+
+    /// Copies `out.len()` bytes from `offset`; false (nothing copied) past
+    /// the end.
+    fn read(&self, offset: usize, out: &mut [u8]) -> bool;
+
+    /// Copies `bytes` in at `offset`; false (nothing written) past the end.
+    fn write(&self, offset: usize, bytes: &[u8]) -> bool;
+
+    /// Whether the page has no bytes.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Bytes the server only reads (tests of the copy-in rules): every write
+/// fails.
+impl Page for [u8] {
+    fn len(&self) -> usize {
+        <[u8]>::len(self)
+    }
+
+    fn read(&self, offset: usize, out: &mut [u8]) -> bool {
+        match offset
+            .checked_add(out.len())
+            .and_then(|end| self.get(offset..end))
+        {
+            Some(src) => {
+                out.copy_from_slice(src);
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn write(&self, _: usize, _: &[u8]) -> bool {
+        false
+    }
+}
+
+/// Private memory as a [`Page`] (the server's tests, and any transport
+/// that already holds a copy).
+#[derive(Clone, Copy, Debug)]
+pub struct Bytes<'a>(&'a [Cell<u8>]);
+
+/// A byte buffer as a [`Page`].
+pub fn cells(bytes: &mut [u8]) -> Bytes<'_> {
+    Bytes(Cell::from_mut(bytes).as_slice_of_cells())
+}
+
+impl Page for Bytes<'_> {
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    fn read(&self, offset: usize, out: &mut [u8]) -> bool {
+        let Some(src) = offset
+            .checked_add(out.len())
+            .and_then(|end| self.0.get(offset..end))
+        else {
+            return false;
+        };
+        for (o, c) in out.iter_mut().zip(src) {
+            *o = c.get();
+        }
+        true
+    }
+
+    fn write(&self, offset: usize, bytes: &[u8]) -> bool {
+        let Some(dst) = offset
+            .checked_add(bytes.len())
+            .and_then(|end| self.0.get(offset..end))
+        else {
+            return false;
+        };
+        for (c, b) in dst.iter().zip(bytes) {
+            c.set(*b);
+        }
+        true
+    }
+}
+
+/// Private memory as a page (the server's tests, and any transport that
+/// already holds a copy).
+impl Page for [Cell<u8>] {
+    fn len(&self) -> usize {
+        <[Cell<u8>]>::len(self)
+    }
+
+    fn read(&self, offset: usize, out: &mut [u8]) -> bool {
+        let Some(src) = offset
+            .checked_add(out.len())
+            .and_then(|end| self.get(offset..end))
+        else {
+            return false;
+        };
+        for (o, c) in out.iter_mut().zip(src) {
+            *o = c.get();
+        }
+        true
+    }
+
+    fn write(&self, offset: usize, bytes: &[u8]) -> bool {
+        let Some(dst) = offset
+            .checked_add(bytes.len())
+            .and_then(|end| self.get(offset..end))
+        else {
+            return false;
+        };
+        for (c, b) in dst.iter().zip(bytes) {
+            c.set(*b);
+        }
+        true
+    }
+}
+
 /// Copies an iommufd-style struct out of `page` under iommufd's rules:
 ///
 /// - `claimed_size` below `min_size` (or below the size field): EINVAL;
@@ -35,14 +159,23 @@ const SIZE_FIELD: usize = size_of::<u32>();
 ///   (zero bytes are accepted: a newer client's unused fields);
 /// - shorter than `T`: the missing tail reads as zero.
 pub fn copy_in<T: FromBytes + IntoBytes + Immutable>(
-    page: &[u8],
+    page: &(impl Page + ?Sized),
     claimed_size: u64,
     min_size: usize,
 ) -> Result<T> {
     let (value, len) = checked_copy(page, claimed_size, min_size)?;
-    let unknown = page.get(size_of::<T>()..len).unwrap_or(&[]);
-    if unknown.iter().any(|&b| b != 0) {
-        return Err(Errno::E2BIG);
+    // The bytes past the struct, read once in chunks and never kept.
+    let mut chunk = [0u8; 64];
+    let mut at = size_of::<T>();
+    while at < len {
+        let n = (len - at).min(chunk.len());
+        if !page.read(at, &mut chunk[..n]) {
+            return Err(Errno::EFAULT);
+        }
+        if chunk[..n].iter().any(|&b| b != 0) {
+            return Err(Errno::E2BIG);
+        }
+        at += n;
     }
     Ok(value)
 }
@@ -51,7 +184,7 @@ pub fn copy_in<T: FromBytes + IntoBytes + Immutable>(
 /// [`copy_in`] except that bytes beyond `size_of::<T>()` are ignored, as
 /// VFIO ignores them (they may hold a GET_INFO capability buffer).
 pub fn copy_in_argsz<T: FromBytes + IntoBytes + Immutable>(
-    page: &[u8],
+    page: &(impl Page + ?Sized),
     claimed_size: u64,
     min_size: usize,
 ) -> Result<T> {
@@ -60,7 +193,7 @@ pub fn copy_in_argsz<T: FromBytes + IntoBytes + Immutable>(
 
 /// Copies `T`'s request out of `page` with the rules of its operation's
 /// framing and its own minimum size.
-pub fn read_request<T: Request>(page: &[u8], claimed_size: u64) -> Result<T> {
+pub fn read_request<T: Request>(page: &(impl Page + ?Sized), claimed_size: u64) -> Result<T> {
     match T::OP.framing() {
         Framing::Size => copy_in(page, claimed_size, T::MIN_SIZE),
         Framing::Argsz => copy_in_argsz(page, claimed_size, T::MIN_SIZE),
@@ -75,14 +208,15 @@ pub fn read_request<T: Request>(page: &[u8], claimed_size: u64) -> Result<T> {
 /// `iommufd_ucmd_respond`, VFIO's `copy_to_user(arg, &info, minsz)`).
 /// EFAULT if that does not fit in the page.
 pub fn copy_out<T: IntoBytes + Immutable>(
-    page: &mut [u8],
+    page: &(impl Page + ?Sized),
     claimed_size: u64,
     value: &T,
 ) -> Result<()> {
     let bytes = value.as_bytes();
     let len = usize::try_from(claimed_size).map_or(bytes.len(), |c| c.min(bytes.len()));
-    let dst = page.get_mut(..len).ok_or(Errno::EFAULT)?;
-    dst.copy_from_slice(bytes.get(..len).ok_or(Errno::EFAULT)?);
+    if !page.write(0, &bytes[..len]) {
+        return Err(Errno::EFAULT);
+    }
     Ok(())
 }
 
@@ -117,19 +251,27 @@ pub fn array_range(
     Ok(start..end)
 }
 
-/// Reads a `T` at `offset` of the page (an array element, a capability):
-/// EFAULT when it does not fit. No alignment is required.
-pub fn read_at<T: FromBytes>(page: &[u8], offset: usize) -> Result<T> {
-    let end = offset.checked_add(size_of::<T>()).ok_or(Errno::EFAULT)?;
-    let bytes = page.get(offset..end).ok_or(Errno::EFAULT)?;
-    T::read_from_bytes(bytes).map_err(|_| Errno::EFAULT)
+/// Reads a `T` at `offset` of the page (an array element, a capability),
+/// once, into the server's own copy: EFAULT when it does not fit. No
+/// alignment is required.
+pub fn read_at<T: FromBytes + IntoBytes>(page: &(impl Page + ?Sized), offset: usize) -> Result<T> {
+    let mut value = T::new_zeroed();
+    if !page.read(offset, value.as_mut_bytes()) {
+        return Err(Errno::EFAULT);
+    }
+    Ok(value)
 }
 
 /// Writes `value` at `offset` of the page: EFAULT when it does not fit.
-pub fn write_at<T: IntoBytes + Immutable>(page: &mut [u8], offset: usize, value: &T) -> Result<()> {
-    let end = offset.checked_add(size_of::<T>()).ok_or(Errno::EFAULT)?;
-    let dst = page.get_mut(offset..end).ok_or(Errno::EFAULT)?;
-    value.write_to(dst).map_err(|_| Errno::EFAULT)
+pub fn write_at<T: IntoBytes + Immutable>(
+    page: &(impl Page + ?Sized),
+    offset: usize,
+    value: &T,
+) -> Result<()> {
+    if !page.write(offset, value.as_bytes()) {
+        return Err(Errno::EFAULT);
+    }
+    Ok(())
 }
 
 /// iommufd's unknown-flag rule: any bit outside `supported` is EOPNOTSUPP.
@@ -153,7 +295,7 @@ pub fn check_reserved<T: IntoBytes + Immutable + ?Sized>(field: &T) -> Result<()
 /// claimed length in bytes. The size field is checked in the copy, not in
 /// the page, which the client may rewrite at any moment.
 fn checked_copy<T: FromBytes + IntoBytes + Immutable>(
-    page: &[u8],
+    page: &(impl Page + ?Sized),
     claimed_size: u64,
     min_size: usize,
 ) -> Result<(T, usize)> {
@@ -171,19 +313,16 @@ fn checked_copy<T: FromBytes + IntoBytes + Immutable>(
         .ok()
         .filter(|&len| len <= page.len())
         .ok_or(Errno::EFAULT)?;
-    let value = zero_extended_prefix::<T>(page, len);
-    let size_field: u32 = read_at(value.as_bytes(), 0)?;
+    // The first `len` bytes as a `T`, zero past them.
+    let mut value = T::new_zeroed();
+    let dst = value.as_mut_bytes();
+    let n = len.min(dst.len());
+    if !page.read(0, &mut dst[..n]) {
+        return Err(Errno::EFAULT);
+    }
+    let size_field = u32::from_ne_bytes([dst[0], dst[1], dst[2], dst[3]]);
     if u64::from(size_field) != claimed_size {
         return Err(Errno::EINVAL);
     }
     Ok((value, len))
-}
-
-/// The first `len` bytes of the page as a `T`, zero past them.
-fn zero_extended_prefix<T: FromBytes + IntoBytes>(page: &[u8], len: usize) -> T {
-    let mut value = T::new_zeroed();
-    let dst = value.as_mut_bytes();
-    let n = len.min(dst.len()).min(page.len());
-    dst[..n].copy_from_slice(&page[..n]);
-    value
 }

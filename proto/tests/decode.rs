@@ -3,7 +3,7 @@
 use core::mem::size_of;
 
 use iommu_proto::decode::{
-    array_range, check_flags, check_reserved, copy_in, copy_in_argsz, copy_out, read_at,
+    array_range, cells, check_flags, check_reserved, copy_in, copy_in_argsz, copy_out, read_at,
     read_request, write_at,
 };
 use iommu_proto::iommufd::{iommu_hwpt_alloc, iommu_ioas_map, iommu_iova_range};
@@ -36,19 +36,28 @@ fn map_request(size: u32) -> iommu_ioas_map {
 fn exact_size_copies_the_struct() {
     let req = map_request(40);
     let page = page_with(&req);
-    assert_eq!(copy_in::<iommu_ioas_map>(&page, 40, 40), Ok(req));
-    assert_eq!(read_request::<iommu_ioas_map>(&page, 40), Ok(req));
+    assert_eq!(copy_in::<iommu_ioas_map>(&page[..], 40, 40), Ok(req));
+    assert_eq!(read_request::<iommu_ioas_map>(&page[..], 40), Ok(req));
 }
 
 #[test]
 fn shorter_than_minimum_is_einval() {
     let page = page_with(&map_request(32));
-    assert_eq!(copy_in::<iommu_ioas_map>(&page, 32, 40), Err(Errno::EINVAL));
+    assert_eq!(
+        copy_in::<iommu_ioas_map>(&page[..], 32, 40),
+        Err(Errno::EINVAL)
+    );
     // Even a zero minimum needs the size field itself.
     let mut page = vec![0u8; PAGE];
     page[0] = 3;
-    assert_eq!(copy_in::<iommu_ioas_map>(&page, 3, 0), Err(Errno::EINVAL));
-    assert_eq!(copy_in::<iommu_ioas_map>(&page, 0, 0), Err(Errno::EINVAL));
+    assert_eq!(
+        copy_in::<iommu_ioas_map>(&page[..], 3, 0),
+        Err(Errno::EINVAL)
+    );
+    assert_eq!(
+        copy_in::<iommu_ioas_map>(&page[..], 0, 0),
+        Err(Errno::EINVAL)
+    );
 }
 
 #[test]
@@ -56,12 +65,12 @@ fn size_beyond_the_page_is_efault() {
     let page = page_with(&map_request(40));
     for claimed in [PAGE as u64 + 1, u64::from(u32::MAX), u64::MAX] {
         assert_eq!(
-            copy_in::<iommu_ioas_map>(&page, claimed, 40),
+            copy_in::<iommu_ioas_map>(&page[..], claimed, 40),
             Err(Errno::EFAULT),
             "{claimed:#x}"
         );
         assert_eq!(
-            copy_in_argsz::<vfio_iommu_type1_info>(&page, claimed, 16),
+            copy_in_argsz::<vfio_iommu_type1_info>(&page[..], claimed, 16),
             Err(Errno::EFAULT),
             "{claimed:#x}"
         );
@@ -76,16 +85,22 @@ fn size_beyond_the_page_is_efault() {
 #[test]
 fn mr0_disagreeing_with_the_size_field_is_einval() {
     let page = page_with(&map_request(48));
-    assert_eq!(copy_in::<iommu_ioas_map>(&page, 40, 40), Err(Errno::EINVAL));
+    assert_eq!(
+        copy_in::<iommu_ioas_map>(&page[..], 40, 40),
+        Err(Errno::EINVAL)
+    );
     let page = page_with(&map_request(40));
-    assert_eq!(copy_in::<iommu_ioas_map>(&page, 48, 40), Err(Errno::EINVAL));
+    assert_eq!(
+        copy_in::<iommu_ioas_map>(&page[..], 48, 40),
+        Err(Errno::EINVAL)
+    );
     let info = vfio_iommu_type1_info {
         argsz: 24,
         ..Default::default()
     };
     let page = page_with(&info);
     assert_eq!(
-        copy_in_argsz::<vfio_iommu_type1_info>(&page, 16, 16),
+        copy_in_argsz::<vfio_iommu_type1_info>(&page[..], 16, 16),
         Err(Errno::EINVAL)
     );
 }
@@ -94,7 +109,7 @@ fn mr0_disagreeing_with_the_size_field_is_einval() {
 fn zero_trailing_bytes_are_accepted() {
     let req = map_request(64);
     let page = page_with(&req);
-    let got = copy_in::<iommu_ioas_map>(&page, 64, 40).unwrap();
+    let got = copy_in::<iommu_ioas_map>(&page[..], 64, 40).unwrap();
     assert_eq!(got, req, "size stays what the client sent");
 }
 
@@ -102,14 +117,20 @@ fn zero_trailing_bytes_are_accepted() {
 fn non_zero_trailing_bytes_are_e2big() {
     let mut page = page_with(&map_request(64));
     page[63] = 1;
-    assert_eq!(copy_in::<iommu_ioas_map>(&page, 64, 40), Err(Errno::E2BIG));
+    assert_eq!(
+        copy_in::<iommu_ioas_map>(&page[..], 64, 40),
+        Err(Errno::E2BIG)
+    );
     page[63] = 0;
     page[40] = 0x80;
-    assert_eq!(copy_in::<iommu_ioas_map>(&page, 64, 40), Err(Errno::E2BIG));
+    assert_eq!(
+        copy_in::<iommu_ioas_map>(&page[..], 64, 40),
+        Err(Errno::E2BIG)
+    );
     // Beyond the claimed size is not the request's business.
     page[40] = 0;
     page[64] = 0xff;
-    assert!(copy_in::<iommu_ioas_map>(&page, 64, 40).is_ok());
+    assert!(copy_in::<iommu_ioas_map>(&page[..], 64, 40).is_ok());
 }
 
 #[test]
@@ -127,14 +148,14 @@ fn missing_tail_reads_as_zero() {
         ..Default::default()
     };
     page[..24].copy_from_slice(&old.as_bytes()[..24]);
-    let got = read_request::<iommu_hwpt_alloc>(&page, 24).unwrap();
+    let got = read_request::<iommu_hwpt_alloc>(&page[..], 24).unwrap();
     assert_eq!(got, old);
     assert_eq!(
         (got.data_type, got.data_len, got.data_uptr, got.fault_id),
         (0, 0, 0, 0)
     );
     assert_eq!(
-        read_request::<iommu_hwpt_alloc>(&page, 20),
+        read_request::<iommu_hwpt_alloc>(&page[..], 20),
         Err(Errno::EINVAL)
     );
 }
@@ -147,15 +168,15 @@ fn vfio_ignores_trailing_bytes() {
         ..Default::default()
     });
     page[100] = 0xff;
-    let got = read_request::<vfio_iommu_type1_info>(&page, 256).unwrap();
+    let got = read_request::<vfio_iommu_type1_info>(&page[..], 256).unwrap();
     assert_eq!(got.argsz, 256);
     // Older VFIO users pass only minsz; the rest reads as zero.
     let mut page = vec![0x55u8; PAGE];
     page[..4].copy_from_slice(&16u32.to_ne_bytes());
-    let got = read_request::<vfio_iommu_type1_info>(&page, 16).unwrap();
+    let got = read_request::<vfio_iommu_type1_info>(&page[..], 16).unwrap();
     assert_eq!((got.argsz, got.cap_offset, got.pad), (16, 0, 0));
     assert_eq!(
-        read_request::<vfio_iommu_type1_info>(&page, 12),
+        read_request::<vfio_iommu_type1_info>(&page[..], 12),
         Err(Errno::EINVAL)
     );
     let map = vfio_iommu_type1_dma_map {
@@ -166,7 +187,10 @@ fn vfio_ignores_trailing_bytes() {
         size: 0x3000,
     };
     let page = page_with(&map);
-    assert_eq!(read_request::<vfio_iommu_type1_dma_map>(&page, 32), Ok(map));
+    assert_eq!(
+        read_request::<vfio_iommu_type1_dma_map>(&page[..], 32),
+        Ok(map)
+    );
 }
 
 #[test]
@@ -175,9 +199,9 @@ fn fault_read_is_size_framed() {
         size: 48,
         ..Default::default()
     });
-    assert!(read_request::<iommu_fault_record>(&page, 48).is_ok());
+    assert!(read_request::<iommu_fault_record>(&page[..], 48).is_ok());
     assert_eq!(
-        read_request::<iommu_fault_record>(&page, 40),
+        read_request::<iommu_fault_record>(&page[..], 40),
         Err(Errno::EINVAL)
     );
     assert_eq!(iommu_fault_record::MIN_SIZE, 48);
@@ -187,17 +211,20 @@ fn fault_read_is_size_framed() {
 fn copy_out_writes_only_what_the_client_passed() {
     let mut page = vec![0xeeu8; PAGE];
     let reply = map_request(40);
-    copy_out(&mut page, 32, &reply).unwrap();
+    copy_out(&cells(&mut page), 32, &reply).unwrap();
     assert_eq!(&page[..32], &reply.as_bytes()[..32]);
     assert!(page[32..].iter().all(|&b| b == 0xee));
 
     let mut page = vec![0xeeu8; PAGE];
-    copy_out(&mut page, 64, &reply).unwrap();
+    copy_out(&cells(&mut page), 64, &reply).unwrap();
     assert_eq!(&page[..40], reply.as_bytes());
     assert!(page[40..].iter().all(|&b| b == 0xee));
 
-    copy_out(&mut page, u64::MAX, &reply).unwrap();
-    assert_eq!(copy_out(&mut page[..39], 40, &reply), Err(Errno::EFAULT));
+    copy_out(&cells(&mut page), u64::MAX, &reply).unwrap();
+    assert_eq!(
+        copy_out(&cells(&mut page[..39]), 40, &reply),
+        Err(Errno::EFAULT)
+    );
 }
 
 #[test]
@@ -277,12 +304,15 @@ fn read_and_write_at_offsets() {
         last: 0x1fff,
     };
     // Unaligned offsets are fine: the page is bytes.
-    write_at(&mut page, 3, &r).unwrap();
-    assert_eq!(read_at::<iommu_iova_range>(&page, 3), Ok(r));
-    write_at(&mut page, PAGE - 16, &r).unwrap();
-    assert_eq!(write_at(&mut page, PAGE - 15, &r), Err(Errno::EFAULT));
+    write_at(&cells(&mut page), 3, &r).unwrap();
+    assert_eq!(read_at::<iommu_iova_range>(&page[..], 3), Ok(r));
+    write_at(&cells(&mut page), PAGE - 16, &r).unwrap();
     assert_eq!(
-        read_at::<iommu_iova_range>(&page, usize::MAX),
+        write_at(&cells(&mut page), PAGE - 15, &r),
+        Err(Errno::EFAULT)
+    );
+    assert_eq!(
+        read_at::<iommu_iova_range>(&page[..], usize::MAX),
         Err(Errno::EFAULT)
     );
 }
@@ -319,12 +349,12 @@ fn arbitrary_inputs_never_panic() {
             page[..4].copy_from_slice(&(claimed as u32).to_ne_bytes());
         }
         let min = (next() % 64) as usize;
-        if let Ok(v) = copy_in::<iommu_ioas_map>(&page, claimed, min) {
+        if let Ok(v) = copy_in::<iommu_ioas_map>(&page[..], claimed, min) {
             assert!(claimed as usize >= min.max(4) && claimed as usize <= page_len);
             assert_eq!(u64::from(v.size), claimed);
         }
-        let _ = copy_in_argsz::<vfio_iommu_type1_info>(&page, claimed, min);
-        let _ = copy_out(&mut page, claimed, &map_request(1));
+        let _ = copy_in_argsz::<vfio_iommu_type1_info>(&page[..], claimed, min);
+        let _ = copy_out(&cells(&mut page), claimed, &map_request(1));
         let _ = array_range(
             next(),
             page_len,

@@ -16,7 +16,7 @@ use core::fmt::Write;
 use hw::domains::SmmuDomains;
 use hw::pgtable::TablePool;
 use hw::smmu::{Smmu, SmmuConfig};
-use iommu_server::{CommandPage, Server, COMMAND_PAGE};
+use iommu_server::{Page, Server};
 use iommu_system::{client_configs, client_on, StreamId, CLIENTS, SERVER};
 use microkit::{Channel, DebugOut, Handler, MessageInfo, SharedMemory};
 use mmio::{CacheClean, Coherent, DcacheClean, Mmio};
@@ -32,16 +32,21 @@ macro_rules! say {
     ($($arg:tt)*) => {{ let _ = write!(DebugOut, "iommu_server: "); let _ = writeln!(DebugOut, $($arg)*); }};
 }
 
-/// A client's command page, copied whole each way.
-struct Page<'a>(&'a SharedMemory);
+/// A client's command page: the server copies out of it and into it only
+/// the ranges a request names.
+struct Command<'a>(&'a SharedMemory);
 
-impl CommandPage for Page<'_> {
-    fn load(&self, into: &mut [u8; COMMAND_PAGE]) {
-        self.0.read(0, into);
+impl Page for Command<'_> {
+    fn len(&self) -> usize {
+        self.0.len()
     }
 
-    fn store(&self, from: &[u8; COMMAND_PAGE]) {
-        self.0.write(0, from);
+    fn read(&self, offset: usize, out: &mut [u8]) -> bool {
+        self.0.read(offset, out)
+    }
+
+    fn write(&self, offset: usize, bytes: &[u8]) -> bool {
+        self.0.write(offset, bytes)
     }
 }
 
@@ -132,9 +137,12 @@ impl Handler for IommuServer {
             );
         };
         let mrs = [microkit::get_mr(0), microkit::get_mr(1)];
-        let reply = self
-            .server
-            .serve(client, msg.label(), mrs, &Page(&self.pages[client.index()]));
+        let reply = self.server.serve(
+            client,
+            msg.label(),
+            mrs,
+            &Command(&self.pages[client.index()]),
+        );
         microkit::set_mr(0, reply.mr0);
         self.report_stack();
         MessageInfo::new(reply.label, 1)
