@@ -1,0 +1,153 @@
+//! Automatic-IOVA map + unmap of 8 KiB (8 KiB-aligned source) with 10^3,
+//! 10^4 and 10^5 live areas laid out three ways: at random, in ascending
+//! order (the layout that once shaped the tree into a chain), and with
+//! every hole long enough but misaligned (8 KiB holes at 4 KiB mod 8 KiB).
+//! One run prints each layout's cost against the random one.
+//!
+//! Run: `cargo bench -p iopt --bench layouts`
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use criterion::{BenchmarkId, Criterion};
+use iopt::{
+    Account, AreaSlot, ClientId, DomainId, DomainTable, DstIova, Extent, IoDomain, Ioas, PagesSlot,
+    Prot, Store,
+};
+
+const LIVE: [usize; 3] = [1_000, 10_000, 100_000];
+const LAYOUTS: [&str; 3] = ["random", "ordered", "misaligned"];
+const GROUP: &str = "auto_map_unmap_layouts";
+const K4: u64 = 0x1000;
+const K8: u64 = 0x2000;
+const K16: u64 = 0x4000;
+/// 8 KiB aligned and more, so the request's alignment is 8 KiB.
+const PHYS: u64 = 0x40_0000_0000;
+
+struct NoDomains;
+
+impl DomainTable for NoDomains {
+    fn domain(&mut self, _: DomainId) -> Option<&mut dyn IoDomain> {
+        None
+    }
+}
+
+struct Engine {
+    store: Store<'static>,
+    ioas: Ioas,
+}
+
+impl Engine {
+    fn new(live: usize) -> Engine {
+        // Nine engines per run: their storage lives as long as the process.
+        let store = Store::new(
+            Box::leak(vec![AreaSlot::EMPTY; live + 8].into_boxed_slice()),
+            Box::leak(vec![PagesSlot::EMPTY; live + 8].into_boxed_slice()),
+            Box::leak(vec![Account::UNLIMITED; 1].into_boxed_slice()),
+        );
+        let ioas = store.new_ioas(ClientId(0)).unwrap();
+        Engine { store, ioas }
+    }
+
+    fn map(&mut self, len: u64, dst: DstIova) -> iopt::Result<u64> {
+        let ext = [Extent { phys: PHYS, len }];
+        self.ioas.map(
+            &mut self.store,
+            &mut NoDomains,
+            &ext,
+            PHYS,
+            true,
+            dst,
+            Prot::READ,
+        )
+    }
+
+    fn unmap(&mut self, iova: u64, len: u64) {
+        self.ioas
+            .unmap(&mut self.store, &mut NoDomains, iova, len)
+            .unwrap();
+    }
+
+    fn with_layout(layout: &str, live: usize) -> Engine {
+        let mut e = Engine::new(live);
+        let mut rng = 0x2545_f491_4f6c_dd1du64;
+        let mut placed = 0;
+        while placed < live {
+            let iova = match layout {
+                "random" => {
+                    rng ^= rng << 13;
+                    rng ^= rng >> 7;
+                    rng ^= rng << 17;
+                    K4 + (rng % (1 << 28)) * K4
+                }
+                "ordered" => K16 + placed as u64 * K8,
+                _ => K16 * placed as u64 + 3 * K4,
+            };
+            let len = if layout == "misaligned" { K8 } else { K4 };
+            if e.map(len, DstIova::Fixed(iova)).is_ok() {
+                placed += 1;
+            }
+        }
+        e
+    }
+}
+
+fn main() {
+    let mut c = Criterion::default().configure_from_args();
+    let mut group = c.benchmark_group(GROUP);
+    group
+        .sample_size(30)
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2));
+    for layout in LAYOUTS {
+        for live in LIVE {
+            let mut e = Engine::with_layout(layout, live);
+            group.bench_with_input(BenchmarkId::new(layout, live), &live, |b, _| {
+                b.iter(|| {
+                    let iova = e.map(K8, DstIova::Auto).unwrap();
+                    e.unmap(black_box(iova), K8);
+                })
+            });
+        }
+    }
+    group.finish();
+    println!("\nautomatic-IOVA map + unmap of 8 KiB, ns per pair (criterion means)");
+    println!(
+        "{:>12} {:>8} {:>10} {:>10}",
+        "layout", "live", "ns", "/random"
+    );
+    for layout in LAYOUTS {
+        for live in LIVE {
+            let ns = mean_ns(layout, live);
+            let random = mean_ns("random", live);
+            let ratio = ns
+                .zip(random)
+                .map_or("-".to_string(), |(n, r)| format!("{:.2}x", n / r));
+            let ns = ns.map_or("-".to_string(), |v| format!("{v:.0}"));
+            println!("{layout:>12} {live:>8} {ns:>10} {ratio:>10}");
+        }
+    }
+}
+
+/// The mean ns per iteration criterion recorded for one benchmark.
+fn mean_ns(function: &str, live: usize) -> Option<f64> {
+    let dir = match std::env::var_os("CRITERION_HOME") {
+        Some(home) => std::path::PathBuf::from(home),
+        // target/<profile>/deps/<bench>
+        None => std::env::current_exe()
+            .ok()?
+            .parent()?
+            .parent()?
+            .parent()?
+            .join("criterion"),
+    };
+    let path = dir
+        .join(GROUP)
+        .join(function)
+        .join(live.to_string())
+        .join("new/estimates.json");
+    let json = std::fs::read_to_string(path).ok()?;
+    let mean = &json[json.find("\"mean\"")?..];
+    let value = &mean[mean.find("\"point_estimate\":")? + "\"point_estimate\":".len()..];
+    value[..value.find([',', '}'])?].trim().parse().ok()
+}
