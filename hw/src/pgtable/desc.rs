@@ -132,6 +132,20 @@ pub(super) const fn leaf(phys: u64, level: u32, attrs: u64) -> u64 {
     phys | attrs | kind
 }
 
+/// Whether every descriptor of `entries` is invalid at `level`, as
+/// [`kind`] says, without a branch per descriptor (the check runs over
+/// every slot a map is about to fill).
+pub(super) fn all_invalid(entries: &[u64], level: u32) -> bool {
+    let live = if level >= FIRST_BLOCK_LEVEL && level < LEAF_LEVEL {
+        // 0b01 is a block here, 0b11 a table: bit 0 decides.
+        entries.iter().fold(0, |acc, &d| acc | d)
+    } else {
+        // Only 0b11 is live here; 0b01 is a fault, as good as invalid.
+        entries.iter().fold(0, |acc, &d| acc | (d & (d >> 1)))
+    };
+    live & VALID == 0
+}
+
 /// The output address of a leaf at `level`.
 pub(super) const fn leaf_phys(desc: u64, level: u32) -> u64 {
     desc & ADDR_MASK & !(entry_size(level) - 1)
@@ -140,6 +154,22 @@ pub(super) const fn leaf_phys(desc: u64, level: u32) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn all_invalid_agrees_with_kind() {
+        for level in 0..=LEAF_LEVEL {
+            for low in 0..4u64 {
+                let d = 0x40_0000_0000 | AF | low;
+                let alone = [0, 0, d, 0];
+                assert_eq!(
+                    all_invalid(&alone, level),
+                    kind(d, level) == Kind::Invalid,
+                    "level {level}, low bits {low:#b}"
+                );
+            }
+        }
+        assert!(all_invalid(&[], 3));
+    }
 
     #[test]
     fn kind_by_level() {

@@ -403,13 +403,10 @@ fn survey(
     let entries = pool.entries(table);
     if level == leaf_level {
         let last = index(end - 1, level);
-        return if entries[index(start, level)..=last]
-            .iter()
-            .any(|&d| kind(d, level) != Kind::Invalid)
-        {
-            Err(Errno::EEXIST)
-        } else {
+        return if desc::all_invalid(&entries[index(start, level)..=last], level) {
             Ok(0)
+        } else {
+            Err(Errno::EEXIST)
         };
     }
     let mut needed = 0;
@@ -458,10 +455,12 @@ fn install(
     if level == request.leaf_level {
         let (first, last) = (index(start, level), index(end - 1, level));
         let size = entry_size(level);
-        let mut phys = request.phys + (start - request.iova);
+        // The address field is the low bits of the output address, so
+        // consecutive leaves differ by the leaf size alone.
+        let mut leaf = desc::leaf(request.phys + (start - request.iova), level, request.attrs);
         for slot in &mut pool.entries_mut(table)[first..=last] {
-            *slot = desc::leaf(phys, level, request.attrs);
-            phys += size;
+            *slot = leaf;
+            leaf = leaf.wrapping_add(size);
         }
         pool.clean(table, first..last + 1);
         return 0;
