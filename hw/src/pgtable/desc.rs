@@ -136,7 +136,7 @@ pub(super) const fn leaf(phys: u64, level: u32, attrs: u64) -> u64 {
 /// [`kind`] says, without a branch per descriptor (the check runs over
 /// every slot a map is about to fill).
 pub(super) fn all_invalid(entries: &[u64], level: u32) -> bool {
-    let live = if level >= FIRST_BLOCK_LEVEL && level < LEAF_LEVEL {
+    let live = if (FIRST_BLOCK_LEVEL..LEAF_LEVEL).contains(&level) {
         // 0b01 is a block here, 0b11 a table: bit 0 decides.
         entries.iter().fold(0, |acc, &d| acc | d)
     } else {
