@@ -26,7 +26,7 @@ PD_OUT := $(PD_TARGET_DIR)/$(TARGET)/release
 DEMO_TARGET_DIR := $(CURDIR)/target/demo
 DEMO := $(DEMO_TARGET_DIR)/$(TARGET)/release/demo
 
-.PHONY: all run test pds demo clean
+.PHONY: all run test pds demo fuzz clean
 
 ifdef MICROKIT_SDK
 # microkit/build.rs checks the ABI's invocation labels against this SDK.
@@ -66,6 +66,24 @@ demo:
 
 test:
 	$(CARGO) test --workspace --all-targets
+
+# Coverage-guided fuzzing of the server's request path (libFuzzer): builds
+# fuzz/ with coverage instrumentation on stable Rust and runs it for
+# FUZZ_SECONDS, keeping what it learns in $(FUZZ_CORPUS).
+FUZZ_SECONDS ?= 60
+FUZZ_CORPUS ?= target/fuzz-corpus
+FUZZ_HOST := $(shell rustc -vV | sed -n 's/^host: //p')
+FUZZ_FLAGS := -Cpasses=sancov-module -Cllvm-args=-sanitizer-coverage-level=4 \
+	-Cllvm-args=-sanitizer-coverage-inline-8bit-counters \
+	-Cllvm-args=-sanitizer-coverage-pc-table \
+	-Cllvm-args=-sanitizer-coverage-trace-compares --cfg fuzzing
+fuzz:
+	cd fuzz && RUSTFLAGS="$(FUZZ_FLAGS)" $(CARGO) build --release -p iommu-fuzz \
+		--target $(FUZZ_HOST) --target-dir $(CURDIR)/target/fuzz
+	cd fuzz && $(CARGO) run --release -q -p iommu-fuzz-seeds \
+		--target-dir $(CURDIR)/target/fuzz -- $(FUZZ_CORPUS)
+	$(CURDIR)/target/fuzz/$(FUZZ_HOST)/release/serve -max_total_time=$(FUZZ_SECONDS) \
+		-use_value_profile=1 -print_final_stats=1 -artifact_prefix=$(CURDIR)/target/ $(FUZZ_CORPUS)
 
 clean:
 	rm -rf $(BUILD)
