@@ -25,21 +25,7 @@ static REGIONS: [Region; 1] = [region(0x10_0000, 0x10_0000, 0x8000_0000)];
 
 /// A page the client shares: every access goes through a borrow, as every
 /// access to shared memory goes through a volatile copy.
-struct Shared(RefCell<Vec<u8>>);
-
-impl Page for Shared {
-    fn len(&self) -> usize {
-        COMMAND_PAGE
-    }
-
-    fn read(&self, offset: usize, out: &mut [u8]) -> bool {
-        iommu_proto::decode::cells(&mut self.0.borrow_mut()).read(offset, out)
-    }
-
-    fn write(&self, offset: usize, bytes: &[u8]) -> bool {
-        iommu_proto::decode::cells(&mut self.0.borrow_mut()).write(offset, bytes)
-    }
-}
+type Shared = RefCell<[u8; COMMAND_PAGE]>;
 
 #[derive(Clone, Copy)]
 enum Path {
@@ -57,11 +43,11 @@ fn call(rig: &mut Rig, path: Path, shared: &Shared, op: Op, request: &[u8]) {
             black_box(rig.server.handle(id(0), op.label(), [size, 0], page));
         }
         Path::Serve => {
-            shared.0.borrow_mut()[..request.len()].copy_from_slice(request);
+            shared.borrow_mut()[..request.len()].copy_from_slice(request);
             black_box(rig.server.serve(id(0), op.label(), [size, 0], shared));
         }
         Path::WholePage => {
-            shared.0.borrow_mut()[..request.len()].copy_from_slice(request);
+            shared.borrow_mut()[..request.len()].copy_from_slice(request);
             let mut private = [0u8; COMMAND_PAGE];
             shared.read(0, &mut private);
             black_box(
@@ -103,7 +89,7 @@ fn main() {
     ] {
         let mut rig = Rig::new(MockHw::new(), &[client("a").regions(&REGIONS).build()]);
         let ioas = rig.alloc(0).unwrap();
-        let shared = Shared(RefCell::new(vec![0; COMMAND_PAGE]));
+        let shared: Shared = RefCell::new([0; COMMAND_PAGE]);
         // Each pair really maps and unmaps.
         map_unmap(&mut rig, path, &shared, ioas);
         assert_eq!(rig.server.store().account(id(0)).unwrap().used, 0);
@@ -115,7 +101,7 @@ fn main() {
             b.iter(|| map_unmap(&mut rig, path, &shared, ioas))
         });
         group.finish();
-        means.push((name, mean_ns(name)));
+        means.push((name, benchkit::mean_ns("request_path", &[name])));
     }
     println!("\nIOAS_MAP + IOAS_UNMAP of 4 KiB, this run (criterion means):");
     let handle = means[0].1;
@@ -130,27 +116,4 @@ fn main() {
             _ => println!("{name:>12} -"),
         }
     }
-}
-
-/// The mean ns per iteration criterion recorded for one benchmark of this
-/// group (target/criterion unless CRITERION_HOME says otherwise).
-fn mean_ns(function: &str) -> Option<f64> {
-    let dir = match std::env::var_os("CRITERION_HOME") {
-        Some(home) => std::path::PathBuf::from(home),
-        // target/<profile>/deps/<bench>
-        None => std::env::current_exe()
-            .ok()?
-            .parent()?
-            .parent()?
-            .parent()?
-            .join("criterion"),
-    };
-    let path = dir
-        .join("request_path")
-        .join(function)
-        .join("new/estimates.json");
-    let json = std::fs::read_to_string(path).ok()?;
-    let mean = &json[json.find("\"mean\"")?..];
-    let value = &mean[mean.find("\"point_estimate\":")? + "\"point_estimate\":".len()..];
-    value[..value.find([',', '}'])?].trim().parse().ok()
 }

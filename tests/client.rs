@@ -13,7 +13,7 @@ use iommu_client::{Access, DmaBuffer, Iommu, Memory, Transport};
 use iommu_proto::fault::{IOMMU_FAULT_ACCESS_WRITE, IOMMU_FAULT_KIND_F_TRANSLATION};
 use iommu_proto::Errno;
 use iommu_server::Fault;
-use iommu_server::{Page as CommandPage, COMMAND_PAGE};
+use iommu_server::COMMAND_PAGE;
 use iommu_system::CLIENTS;
 
 const EDU_A: usize = 0;
@@ -23,22 +23,7 @@ const MANAGER: usize = 2;
 type Shared = Rc<RefCell<Rig<MockHw>>>;
 
 /// A command page shared by one client and the server.
-#[derive(Clone)]
-struct Page(Rc<RefCell<[u8; COMMAND_PAGE]>>);
-
-impl CommandPage for Page {
-    fn len(&self) -> usize {
-        COMMAND_PAGE
-    }
-
-    fn read(&self, offset: usize, out: &mut [u8]) -> bool {
-        iommu_proto::decode::cells(&mut *self.0.borrow_mut()).read(offset, out)
-    }
-
-    fn write(&self, offset: usize, bytes: &[u8]) -> bool {
-        iommu_proto::decode::cells(&mut *self.0.borrow_mut()).write(offset, bytes)
-    }
-}
+type Page = Rc<RefCell<[u8; COMMAND_PAGE]>>;
 
 /// One client's end: its page, and calls that arrive as its channel.
 struct Local {
@@ -49,11 +34,11 @@ struct Local {
 
 impl Transport for Local {
     fn write_page(&mut self, bytes: &[u8]) {
-        self.page.0.borrow_mut()[..bytes.len()].copy_from_slice(bytes);
+        self.page.borrow_mut()[..bytes.len()].copy_from_slice(bytes);
     }
 
     fn read_page(&mut self, out: &mut [u8]) {
-        out.copy_from_slice(&self.page.0.borrow()[..out.len()]);
+        out.copy_from_slice(&self.page.borrow()[..out.len()]);
     }
 
     fn call(&mut self, label: u64, mrs: [u64; 2]) -> (u64, u64) {
@@ -61,7 +46,7 @@ impl Transport for Local {
             .server
             .borrow_mut()
             .server
-            .serve(self.client, label, mrs, &self.page);
+            .serve(self.client, label, mrs, &*self.page);
         (reply.label, reply.mr0)
     }
 }
@@ -101,7 +86,7 @@ fn system() -> (Shared, Vec<Iommu<Local>>) {
             Iommu::new(Local {
                 server: server.clone(),
                 client: common::id(client),
-                page: Page(Rc::new(RefCell::new([0; COMMAND_PAGE]))),
+                page: Rc::new(RefCell::new([0; COMMAND_PAGE])),
             })
         })
         .collect();

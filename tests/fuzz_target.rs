@@ -18,7 +18,10 @@ const SECONDS: u32 = 15;
 
 #[test]
 fn the_fuzz_target_runs_and_finds_nothing() {
-    for (tool, install) in [("make", "apt-get install make"), ("c++", "apt-get install g++")] {
+    for (tool, install) in [
+        ("make", "apt-get install make"),
+        ("c++", "apt-get install g++"),
+    ] {
         if !runs(tool) && missing(&format!("{tool} ({install})")) {
             return;
         }
@@ -34,7 +37,11 @@ fn the_fuzz_target_runs_and_finds_nothing() {
         .env_remove("CARGO_ENCODED_RUSTFLAGS");
     let (status, out) = run_with_timeout(make, Duration::from_secs(900));
     println!("{out}");
-    assert_eq!(status, Some(0), "make fuzz failed or found something:\n{out}");
+    assert_eq!(
+        status,
+        Some(0),
+        "make fuzz failed or found something:\n{out}"
+    );
     let runs: u64 = out
         .lines()
         .find_map(|l| l.strip_prefix("stat::number_of_executed_units:"))

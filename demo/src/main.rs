@@ -23,7 +23,7 @@ use hw::pgtable::TablePool;
 use hw::smmu::{Smmu, SmmuConfig};
 use iommu_client::{DmaBuffer, Iommu, Memory, Transport};
 use iommu_proto::Errno;
-use iommu_server::{Page as CommandPage, Server, COMMAND_PAGE};
+use iommu_server::{Server, COMMAND_PAGE};
 use iommu_system::{
     client, client_configs, resolve, ClientId, Paddr, StreamId, CLIENTS, SERVER_SYMBOLS,
 };
@@ -42,37 +42,20 @@ macro_rules! say {
     ($($arg:tt)*) => {{ let _ = write!(Uart, $($arg)*); }};
 }
 
-/// A command page: the client's view of it, which the server copies.
-struct Page(RefCell<[u8; COMMAND_PAGE]>);
-
-impl CommandPage for Page {
-    fn len(&self) -> usize {
-        COMMAND_PAGE
-    }
-
-    fn read(&self, offset: usize, out: &mut [u8]) -> bool {
-        iommu_proto::decode::cells(&mut *self.0.borrow_mut()).read(offset, out)
-    }
-
-    fn write(&self, offset: usize, bytes: &[u8]) -> bool {
-        iommu_proto::decode::cells(&mut *self.0.borrow_mut()).write(offset, bytes)
-    }
-}
-
 /// A client's calls, arriving as from its channel.
 struct Direct<'a> {
     server: Shared<'a>,
     client: ClientId,
-    page: Page,
+    page: RefCell<[u8; COMMAND_PAGE]>,
 }
 
 impl Transport for Direct<'_> {
     fn write_page(&mut self, bytes: &[u8]) {
-        self.page.0.borrow_mut()[..bytes.len()].copy_from_slice(bytes);
+        self.page.borrow_mut()[..bytes.len()].copy_from_slice(bytes);
     }
 
     fn read_page(&mut self, out: &mut [u8]) {
-        out.copy_from_slice(&self.page.0.borrow()[..out.len()]);
+        out.copy_from_slice(&self.page.borrow()[..out.len()]);
     }
 
     fn call(&mut self, label: u64, mrs: [u64; 2]) -> (u64, u64) {
@@ -239,7 +222,7 @@ fn run(tally: &mut Tally) -> Result<(), &'static str> {
         Iommu::new(Direct {
             server: &server,
             client: ClientId::from_index(client).expect("a client index"),
-            page: Page(RefCell::new([0; COMMAND_PAGE])),
+            page: RefCell::new([0; COMMAND_PAGE]),
         })
     };
     let (mut ia, mut ib, mut im) = (iommu(a), iommu(b), iommu(m));

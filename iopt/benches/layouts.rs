@@ -92,6 +92,10 @@ impl Engine {
     }
 }
 
+fn mean_ns(layout: &str, live: usize) -> Option<f64> {
+    benchkit::mean_ns(GROUP, &[layout, &live.to_string()])
+}
+
 fn main() {
     let mut c = Criterion::default().configure_from_args();
     let mut group = c.benchmark_group(GROUP);
@@ -127,27 +131,4 @@ fn main() {
             println!("{layout:>12} {live:>8} {ns:>10} {ratio:>10}");
         }
     }
-}
-
-/// The mean ns per iteration criterion recorded for one benchmark.
-fn mean_ns(function: &str, live: usize) -> Option<f64> {
-    let dir = match std::env::var_os("CRITERION_HOME") {
-        Some(home) => std::path::PathBuf::from(home),
-        // target/<profile>/deps/<bench>
-        None => std::env::current_exe()
-            .ok()?
-            .parent()?
-            .parent()?
-            .parent()?
-            .join("criterion"),
-    };
-    let path = dir
-        .join(GROUP)
-        .join(function)
-        .join(live.to_string())
-        .join("new/estimates.json");
-    let json = std::fs::read_to_string(path).ok()?;
-    let mean = &json[json.find("\"mean\"")?..];
-    let value = &mean[mean.find("\"point_estimate\":")? + "\"point_estimate\":".len()..];
-    value[..value.find([',', '}'])?].trim().parse().ok()
 }

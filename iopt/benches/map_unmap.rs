@@ -8,7 +8,6 @@
 mod model;
 
 use std::hint::black_box;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion};
@@ -160,27 +159,9 @@ fn bench(c: &mut Criterion) {
     group.finish();
 }
 
-/// Criterion's output directory (target/criterion unless overridden).
-fn criterion_dir() -> Option<PathBuf> {
-    if let Some(home) = std::env::var_os("CRITERION_HOME") {
-        return Some(PathBuf::from(home));
-    }
-    let exe = std::env::current_exe().ok()?;
-    // target/<profile>/deps/<bench>
-    Some(exe.parent()?.parent()?.parent()?.join("criterion"))
-}
-
 /// Mean ns per iteration that criterion recorded for one benchmark.
 fn mean_ns(function: &str, live: usize) -> Option<f64> {
-    let path = criterion_dir()?
-        .join(GROUP)
-        .join(function.replace('/', "_"))
-        .join(live.to_string())
-        .join("new/estimates.json");
-    let json = std::fs::read_to_string(path).ok()?;
-    let mean = &json[json.find("\"mean\"")?..];
-    let value = &mean[mean.find("\"point_estimate\":")? + "\"point_estimate\":".len()..];
-    value[..value.find([',', '}'])?].trim().parse().ok()
+    benchkit::mean_ns(GROUP, &[function, &live.to_string()])
 }
 
 fn report() {

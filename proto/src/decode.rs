@@ -49,6 +49,22 @@ pub trait Page {
     }
 }
 
+/// A page held in a `RefCell` (a client and a server in one program, as in
+/// the bare-metal demo and the tests): each access borrows it for the copy.
+impl<const N: usize> Page for core::cell::RefCell<[u8; N]> {
+    fn len(&self) -> usize {
+        N
+    }
+
+    fn read(&self, offset: usize, out: &mut [u8]) -> bool {
+        cells(&mut *self.borrow_mut()).read(offset, out)
+    }
+
+    fn write(&self, offset: usize, bytes: &[u8]) -> bool {
+        cells(&mut *self.borrow_mut()).write(offset, bytes)
+    }
+}
+
 /// Bytes the server only reads (tests of the copy-in rules): every write
 /// fails.
 impl Page for [u8] {
