@@ -264,6 +264,26 @@ impl IoPageTable {
         }
 
         let start_level = self.format.start_level();
+        let attrs = desc::leaf_attrs(self.format.mem, prot);
+        // The common case: every page lands in one table that exists. One
+        // descent, one branch-free check of the slots, one fill; nothing
+        // is written unless every slot is free.
+        if let Some(table) =
+            existing_leaf_table(pool, self.root, start_level, iova, end, leaf_level)
+        {
+            let slots = index(iova, leaf_level)..index(end - 1, leaf_level) + 1;
+            if !desc::all_invalid(&pool.entries(table)[slots.clone()]) {
+                return Err(Errno::EEXIST);
+            }
+            fill(
+                pool,
+                table,
+                slots,
+                desc::leaf(phys, leaf_level, attrs),
+                page_size,
+            );
+            return Ok(());
+        }
         let needed = survey(pool, self.root, start_level, iova, end, leaf_level)?;
         if needed > pool.free() || self.tables.saturating_add(needed) > self.table_limit {
             return Err(Errno::ENOMEM);
@@ -272,7 +292,7 @@ impl IoPageTable {
             iova,
             phys,
             leaf_level,
-            attrs: desc::leaf_attrs(self.format.mem, prot),
+            attrs,
         };
         let allocated = install(pool, self.root, start_level, iova, end, &request);
         debug_assert_eq!(allocated, needed);
@@ -385,6 +405,48 @@ impl IoPageTable {
 
 /// One past the last IOVA the entry holding `addr` translates, capped at
 /// `end`. Cannot overflow: addresses stay below 2^48.
+/// The table at `leaf_level` holding every slot of `[start, end)`, when
+/// the tables down to it exist and one table holds the whole range.
+fn existing_leaf_table(
+    pool: &TablePool<'_>,
+    root: usize,
+    start_level: u32,
+    start: u64,
+    end: u64,
+    leaf_level: u32,
+) -> Option<usize> {
+    let mut table = root;
+    for level in start_level..leaf_level {
+        // One entry at this level (and so at every level above) covers it all.
+        if (end - 1) >> level_shift(level) != start >> level_shift(level) {
+            return None;
+        }
+        match kind(pool.entries(table)[index(start, level)], level) {
+            Kind::Table(child) => table = pool.child(child),
+            Kind::Invalid | Kind::Leaf => return None,
+        }
+    }
+    Some(table)
+}
+
+/// Writes consecutive leaves from `first_leaf` into `slots` of `table`,
+/// each `size` further on (the address field is the low bits of the
+/// output address), and has them cleaned.
+fn fill(
+    pool: &mut TablePool<'_>,
+    table: usize,
+    slots: core::ops::Range<usize>,
+    first_leaf: u64,
+    size: u64,
+) {
+    let mut leaf = first_leaf;
+    for slot in &mut pool.entries_mut(table)[slots.clone()] {
+        *slot = leaf;
+        leaf = leaf.wrapping_add(size);
+    }
+    pool.clean(table, slots);
+}
+
 fn entry_end(addr: u64, level: u32, end: u64) -> u64 {
     let size = entry_size(level);
     ((addr & !(size - 1)) + size).min(end)
@@ -403,7 +465,7 @@ fn survey(
     let entries = pool.entries(table);
     if level == leaf_level {
         let last = index(end - 1, level);
-        return if desc::all_invalid(&entries[index(start, level)..=last], level) {
+        return if desc::all_invalid(&entries[index(start, level)..=last]) {
             Ok(0)
         } else {
             Err(Errno::EEXIST)
@@ -453,16 +515,9 @@ fn install(
     request: &MapRequest,
 ) -> usize {
     if level == request.leaf_level {
-        let (first, last) = (index(start, level), index(end - 1, level));
-        let size = entry_size(level);
-        // The address field is the low bits of the output address, so
-        // consecutive leaves differ by the leaf size alone.
-        let mut leaf = desc::leaf(request.phys + (start - request.iova), level, request.attrs);
-        for slot in &mut pool.entries_mut(table)[first..=last] {
-            *slot = leaf;
-            leaf = leaf.wrapping_add(size);
-        }
-        pool.clean(table, first..last + 1);
+        let first_leaf = desc::leaf(request.phys + (start - request.iova), level, request.attrs);
+        let slots = index(start, level)..index(end - 1, level) + 1;
+        fill(pool, table, slots, first_leaf, entry_size(level));
         return 0;
     }
 
