@@ -247,7 +247,8 @@ impl IoPageTable {
             return Err(Errno::EINVAL);
         }
         let leaf_level = self.leaf_level(page_size).ok_or(Errno::EINVAL)?;
-        if iova % page_size != 0 || phys % page_size != 0 {
+        // A power of two (leaf_level checked): masks, not divisions.
+        if (iova | phys) & (page_size - 1) != 0 {
             return Err(Errno::EINVAL);
         }
         let len = page_size.checked_mul(count).ok_or(Errno::EINVAL)?;
