@@ -96,7 +96,7 @@ mod generated {
     include!(concat!(env!("OUT_DIR"), "/system_config.rs"));
 }
 
-pub use generated::{CLIENTS, SERVER, SERVER_SYMBOLS, TOTAL_MAPPINGS, TOTAL_REGIONS};
+pub use generated::{CLIENTS, SERVER, SERVER_SYMBOLS, TOTAL_IOASES, TOTAL_MAPPINGS, TOTAL_REGIONS};
 
 /// The client entry of PD `pd`.
 pub fn client(pd: &str) -> Option<&'static ClientSpec> {

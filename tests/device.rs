@@ -58,6 +58,7 @@ struct Sys {
 fn configs(objects: usize) -> [ClientConfig; 2] {
     let quota = Quota {
         objects,
+        ioases: 4,
         mapped_pages: 4096,
         table_pages: 64,
         hwpts: 8,
@@ -486,6 +487,7 @@ fn too_many_device_windows_are_refused_at_configuration() {
     }];
     let quota = Quota {
         objects: 4,
+        ioases: 4,
         mapped_pages: 16,
         table_pages: 8,
         hwpts: 8,
@@ -513,6 +515,7 @@ fn too_many_device_windows_are_refused_at_configuration() {
 fn overcommitted_mapping_quotas_are_refused() {
     let quota = Quota {
         objects: 4,
+        ioases: 4,
         mapped_pages: 16,
         table_pages: 8,
         hwpts: 8,

@@ -35,6 +35,7 @@ static REGIONS_B: [Region; 1] = [Region {
 
 const QUOTA: Quota = Quota {
     objects: 4,
+    ioases: 4,
     mapped_pages: 1024,
     table_pages: 64,
     hwpts: 8,

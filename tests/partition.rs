@@ -19,6 +19,7 @@ static DEV_B: [DeviceConfig; 1] = [device("b", 0x10)];
 
 const QUOTA: Quota = Quota {
     objects: 6,
+    ioases: 6,
     mapped_pages: 16,
     table_pages: 8,
     hwpts: 2,
@@ -161,4 +162,60 @@ fn one_client_exhausting_everything_leaves_the_other_its_full_quota() {
         "b reaches every quota too, a's use notwithstanding"
     );
     assert!(r.check().is_ok());
+}
+
+#[test]
+fn ioases_come_from_a_pool_the_quotas_add_up_to() {
+    let quota = Quota { ioases: 2, ..QUOTA };
+    let mut r = Rig::new(MockHw::new(), &[client("a").quota(quota).build()]);
+    let first = r.alloc(0).unwrap();
+    r.alloc(0).unwrap();
+    let objects = r.server.object_count(common::id(0));
+    assert_eq!(
+        r.alloc(0),
+        Err(Errno::ENOMEM),
+        "past the client's IOAS quota"
+    );
+    assert_eq!(
+        r.server.object_count(common::id(0)),
+        objects,
+        "nothing left behind"
+    );
+    let mut destroy = iommu_proto::iommufd::iommu_destroy { size: 8, id: first };
+    r.call(0, Op::Destroy, &mut destroy, 0).unwrap();
+    r.alloc(0).expect("a destroyed IOAS's slot serves again");
+    assert!(r.check().is_ok());
+
+    // A pool smaller than the quotas promise is refused.
+    let configs = [
+        client("a").quota(quota).build(),
+        client("b").quota(quota).build(),
+    ];
+    let store = iommu_testkit::store(64, 64, 2);
+    let mut store = store;
+    let refused = iommu_server::Server::new(
+        store.take().unwrap(),
+        iommu_testkit::recycle::slice_with(3, || iommu_server::IoasSlot::EMPTY),
+        MockHw::new(),
+        iommu_testkit::recycle::slice_with(2, || iommu_server::Client::EMPTY),
+        &configs,
+    );
+    assert_eq!(refused.err(), Some(ConfigError::IoasesOvercommitted));
+}
+
+/// A client costs its object table, whose slots are small; an IOAS's
+/// memory is spent only for the IOASes the quotas promise.
+#[test]
+fn a_client_costs_what_it_is_configured_for() {
+    let client = std::mem::size_of::<iommu_server::Client>();
+    let ioas = std::mem::size_of::<iommu_server::IoasSlot>();
+    assert!(client <= 4096, "a client's state is {client} bytes");
+    assert!(ioas >= 512, "an IOAS ({ioas} bytes) is what the pool saves");
+    assert_eq!(
+        std::mem::size_of::<iommu_server::Storage<0, 1, 4>>()
+            - std::mem::size_of::<iommu_server::Storage<0, 1, 0>>(),
+        4 * ioas,
+        "each configured IOAS costs one slot"
+    );
+    println!("client {client} bytes, IOAS slot {ioas} bytes");
 }

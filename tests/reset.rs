@@ -131,6 +131,7 @@ fn a_reset_that_cannot_stop_a_stream_stays_consistent() {
     ];
     let quota = Quota {
         objects: 8,
+        ioases: 4,
         mapped_pages: 256,
         table_pages: 64,
         hwpts: 8,

@@ -261,11 +261,7 @@ fn sidecar_schema_is_strict() {
     );
     refused(
         SYSTEM,
-        &edit(
-            POLICY,
-            "objects=\"16\" mapped_pages=\"64\"",
-            "objects=\"65\" mapped_pages=\"64\"",
-        ),
+        &edit(POLICY, "objects=\"16\" ioases", "objects=\"65\" ioases"),
         &["attribute `objects`", "at most 64"],
     );
     refused(
@@ -301,10 +297,15 @@ fn table_page_quotas_must_fit_the_pool() {
 }
 
 #[test]
-fn every_quota_names_its_hwpts() {
+fn every_quota_names_its_hwpts_and_ioases() {
     refused(
         SYSTEM,
         &edit(POLICY, " hwpts=\"4\"", ""),
         &["<quota>", "attribute `hwpts`: missing"],
+    );
+    refused(
+        SYSTEM,
+        &edit(POLICY, " ioases=\"4\"", ""),
+        &["<quota>", "attribute `ioases`: missing"],
     );
 }

@@ -201,8 +201,9 @@ fn run(tally: &mut Tally) -> Result<(), &'static str> {
     let cleaner: &'static dyn CacheClean = if coherent { &COHERENT } else { &NON_COHERENT };
     let pool = TablePool::new(mem.table_pages, cleaner);
     let hw = SmmuDomains::new(smmu, pool);
-    let (store, clients) = mem.server.split();
-    let server = Server::new(store, hw, clients, &configs).map_err(|_| "configuration refused")?;
+    let (store, ioases, clients) = mem.server.split();
+    let server =
+        Server::new(store, ioases, hw, clients, &configs).map_err(|_| "configuration refused")?;
     let server = RefCell::new(server);
     say!(
         "server: SMMUv3 up (coherent {coherent}), {} clients from system.xml + iommu.xml\n",

@@ -4,7 +4,7 @@
 
 use hw::pgtable::TablePage;
 use iommu_server::Storage;
-use iommu_system::{Perms, Region, CLIENTS, TOTAL_MAPPINGS, TOTAL_REGIONS};
+use iommu_system::{Perms, Region, CLIENTS, TOTAL_IOASES, TOTAL_MAPPINGS, TOTAL_REGIONS};
 use mmio::{DmaMemory, DmaRegion, StaticCell};
 
 #[repr(C, align(4096))]
@@ -24,7 +24,7 @@ struct Statics {
 }
 
 /// The server's storage, sized by the configuration.
-pub type ServerStorage = Storage<TOTAL_MAPPINGS, { CLIENTS.len() }>;
+pub type ServerStorage = Storage<TOTAL_MAPPINGS, { CLIENTS.len() }, TOTAL_IOASES>;
 
 static STATICS: StaticCell<Statics> = StaticCell::with(Statics {
     smmu: Aligned4K([0; SMMU_MEM]),

@@ -6,7 +6,7 @@ use iommu_types::config::ClientConfig;
 use iommu_types::ClientId;
 use iopt::{Hardware, Store};
 
-use crate::object::{ObjectId, ObjectTable, Objects};
+use crate::object::{IoasPool, ObjectId, ObjectTable, Objects};
 
 /// Faults a client can have queued before further ones are only counted.
 pub const FAULT_QUEUE: usize = 16;
@@ -78,6 +78,8 @@ impl Client {
 /// arrays some requests name, and MR1).
 pub(crate) struct Ctx<'a, 's, H: Hardware> {
     pub store: &'a mut Store<'s>,
+    /// Every client's IOASes; this one's are those its objects name.
+    pub pool: &'a mut IoasPool<'s>,
     pub hw: &'a mut H,
     pub client: &'a mut Client,
     pub id: ClientId,

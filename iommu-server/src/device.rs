@@ -132,9 +132,10 @@ fn attach_to<H: Hardware>(
         (h.ioas, h.domain)
     };
     let owner = ReservedOwner::Device(stream);
+    let slot = crate::ioas::slot_of(ctx, ioas)?;
     let undo = |ctx: &mut Ctx<'_, '_, H>| {
-        if let Ok(target) = ctx.client.objects.ioas_mut(ioas) {
-            let _ = target.ioas.unreserve(owner);
+        if let Ok(target) = ctx.pool.get_mut(slot) {
+            let _ = target.unreserve(owner);
         }
         if created {
             hwpt::destroy(ctx, hwpt_id);
@@ -146,8 +147,8 @@ fn attach_to<H: Hardware>(
         windows.push(window).map_err(|_| Errno::ENOMEM)?;
     }
     for window in windows {
-        let reserved = match ctx.client.objects.ioas_mut(ioas) {
-            Ok(target) => target.ioas.reserve(ctx.store, window, owner),
+        let reserved = match ctx.pool.get_mut(slot) {
+            Ok(target) => target.reserve(ctx.store, window, owner),
             Err(e) => Err(e),
         };
         if let Err(e) = reserved {
@@ -201,8 +202,10 @@ pub(crate) fn release<H: Hardware>(
     };
     hwpt.devices = hwpt.devices.saturating_sub(1);
     let (ioas, auto, devices) = (hwpt.ioas, hwpt.auto, hwpt.devices);
-    if let Ok(target) = ctx.client.objects.ioas_mut(ioas) {
-        let _ = target.ioas.unreserve(ReservedOwner::Device(stream));
+    if let Ok(slot) = crate::ioas::slot_of(ctx, ioas) {
+        if let Ok(target) = ctx.pool.get_mut(slot) {
+            let _ = target.unreserve(ReservedOwner::Device(stream));
+        }
     }
     if auto && devices == 0 {
         hwpt::destroy(ctx, hwpt_id);

@@ -40,9 +40,10 @@ pub(crate) fn create<H: Hardware>(
     };
     let filled = match ctx.client.objects.ioas_mut(ioas) {
         Ok(target) => {
-            let filled = target
-                .ioas
-                .attach_domain(ctx.store, ctx.hw.domains(), domain);
+            let filled = match ctx.pool.get_mut(target.slot) {
+                Ok(io) => io.attach_domain(ctx.store, ctx.hw.domains(), domain),
+                Err(e) => Err(e),
+            };
             if filled.is_ok() {
                 target.hwpts += 1;
             }
@@ -68,7 +69,9 @@ pub(crate) fn create<H: Hardware>(
 
 /// Removes a HWPT no device uses (see [`crate::object`]).
 pub(crate) fn destroy<H: Hardware>(ctx: &mut Ctx<'_, '_, H>, id: ObjectId) {
-    ctx.client.objects.destroy_hwpt(id, ctx.store, ctx.hw);
+    ctx.client
+        .objects
+        .destroy_hwpt(id, ctx.store, ctx.pool, ctx.hw);
 }
 
 /// IOMMU_HWPT_ALLOC: an explicit HWPT over an IOAS for a bound device.

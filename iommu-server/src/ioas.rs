@@ -9,7 +9,7 @@ use iommu_types::{Errno, IovaRange, Prot};
 use iopt::{DstIova, Hardware, MAX_ALLOWED, MAX_RESERVED};
 
 use crate::client::Ctx;
-use crate::object::{IoasObject, Object, ObjectId, Reservation};
+use crate::object::{IoasObject, Object, ObjectId};
 use crate::region::resolve;
 
 type Result<T> = core::result::Result<T, Errno>;
@@ -32,38 +32,39 @@ fn dst(flags: u32, iova: u64) -> DstIova {
     }
 }
 
+/// The pool slot of the IOAS an ID names (ENOENT for anything else).
+pub(crate) fn slot_of(ctx: &Ctx<'_, '_, impl Hardware>, id: ObjectId) -> Result<usize> {
+    Ok(ctx.client.objects.ioas(id)?.slot)
+}
+
 /// The IOAS an ID names (ENOENT for anything else).
 pub(crate) fn ioas_mut<'c>(
     ctx: &'c mut Ctx<'_, '_, impl Hardware>,
     id: u32,
 ) -> Result<&'c mut iopt::Ioas> {
-    Ok(&mut ctx.client.objects.ioas_mut(ObjectId(id))?.ioas)
+    let slot = slot_of(ctx, ObjectId(id))?;
+    ctx.pool.get_mut(slot)
 }
 
-/// Phase one of a new IOAS object: a slot and an empty IOAS, or nothing.
-/// The caller finalizes it with [`finalize_ioas`].
-pub(crate) fn reserve_ioas(
-    ctx: &mut Ctx<'_, '_, impl Hardware>,
-) -> Result<(Reservation, iopt::Ioas)> {
+/// A new IOAS object: an object slot and an empty IOAS in the pool, or
+/// nothing (ENOMEM past the client's `objects` or `ioases` quota).
+pub(crate) fn new_ioas(ctx: &mut Ctx<'_, '_, impl Hardware>) -> Result<ObjectId> {
+    if ctx.client.objects.ioases() >= ctx.client.config.quota.ioases {
+        return Err(Errno::ENOMEM);
+    }
+    let slot = ctx.pool.free_slot()?;
     let reservation = ctx.client.objects.reserve()?;
     match ctx.store.new_ioas(ctx.id) {
-        Ok(ioas) => Ok((reservation, ioas)),
+        Ok(ioas) => ctx.pool.put(slot, ioas),
         Err(e) => {
             ctx.client.objects.abort(reservation);
-            Err(e)
+            return Err(e);
         }
     }
-}
-
-/// Phase two of [`reserve_ioas`].
-pub(crate) fn finalize_ioas(
-    ctx: &mut Ctx<'_, '_, impl Hardware>,
-    reservation: Reservation,
-    ioas: iopt::Ioas,
-) -> ObjectId {
-    ctx.client
+    Ok(ctx
+        .client
         .objects
-        .finalize(reservation, Object::Ioas(IoasObject { ioas, hwpts: 0 }))
+        .finalize(reservation, Object::Ioas(IoasObject { slot, hwpts: 0 })))
 }
 
 pub(crate) fn alloc<H: Hardware>(
@@ -71,8 +72,7 @@ pub(crate) fn alloc<H: Hardware>(
     cmd: &mut iommu_ioas_alloc,
 ) -> Result<u64> {
     check_flags(cmd.flags, 0)?;
-    let (reservation, ioas) = reserve_ioas(ctx)?;
-    cmd.out_ioas_id = finalize_ioas(ctx, reservation, ioas).0;
+    cmd.out_ioas_id = new_ioas(ctx)?.0;
     Ok(0)
 }
 
@@ -89,7 +89,8 @@ pub(crate) fn map_user(
 ) -> Result<u64> {
     let regions = ctx.client.config.regions;
     let writable = prot.contains(Prot::WRITE);
-    let ioas = &mut ctx.client.objects.ioas_mut(ObjectId(id))?.ioas;
+    let slot = slot_of(ctx, ObjectId(id))?;
+    let ioas = ctx.pool.get_mut(slot)?;
     let extents = resolve(
         regions,
         user_va,
@@ -134,9 +135,9 @@ pub(crate) fn unmap<H: Hardware>(
     ctx: &mut Ctx<'_, '_, H>,
     cmd: &mut iommu_ioas_unmap,
 ) -> Result<u64> {
-    let store = &mut *ctx.store;
-    let ioas = &mut ctx.client.objects.ioas_mut(ObjectId(cmd.ioas_id))?.ioas;
-    cmd.length = ioas.unmap(store, ctx.hw.domains(), cmd.iova, cmd.length)?;
+    let slot = slot_of(ctx, ObjectId(cmd.ioas_id))?;
+    let ioas = ctx.pool.get_mut(slot)?;
+    cmd.length = ioas.unmap(ctx.store, ctx.hw.domains(), cmd.iova, cmd.length)?;
     Ok(0)
 }
 
@@ -151,7 +152,7 @@ pub(crate) fn copy<H: Hardware>(
     let (src, dst_id) = (ObjectId(cmd.src_ioas_id), ObjectId(cmd.dst_ioas_id));
     let (prot, dst) = (prot(cmd.flags), dst(cmd.flags, cmd.dst_iova));
     cmd.dst_iova = if src == dst_id {
-        let ioas = &mut ctx.client.objects.ioas_mut(dst_id)?.ioas;
+        let ioas = ctx.pool.get_mut(slot_of(ctx, dst_id)?)?;
         ioas.copy_from(
             ctx.store,
             ctx.hw.domains(),
@@ -162,15 +163,12 @@ pub(crate) fn copy<H: Hardware>(
             prot,
         )?
     } else {
-        let (Object::Ioas(to), Object::Ioas(from)) =
-            ctx.client.objects.get_pair_mut(dst_id, src)?
-        else {
-            return Err(Errno::ENOENT);
-        };
-        to.ioas.copy_from(
+        let (to, from) = (slot_of(ctx, dst_id)?, slot_of(ctx, src)?);
+        let (to, from) = ctx.pool.get_pair_mut(to, from)?;
+        to.copy_from(
             ctx.store,
             ctx.hw.domains(),
-            Some(&from.ioas),
+            Some(from),
             cmd.src_iova,
             cmd.length,
             dst,
@@ -186,7 +184,7 @@ pub(crate) fn iova_ranges<H: Hardware>(
 ) -> Result<u64> {
     check_reserved(&cmd.reserved)?;
     let page_va = ctx.client.config.command_page_vaddr;
-    let ioas = &ctx.client.objects.ioas(ObjectId(cmd.ioas_id))?.ioas;
+    let ioas = ctx.pool.get(slot_of(ctx, ObjectId(cmd.ioas_id))?)?;
     let elem = core::mem::size_of::<iommu_iova_range>();
     // Holes between reserved ranges: at most one more than there are ranges.
     let mut holes = [IovaRange::ALL; MAX_RESERVED + 1];
@@ -222,7 +220,7 @@ pub(crate) fn allow_iovas<H: Hardware>(
 ) -> Result<u64> {
     check_reserved(&cmd.reserved)?;
     let page_va = ctx.client.config.command_page_vaddr;
-    let ioas = &mut ctx.client.objects.ioas_mut(ObjectId(cmd.ioas_id))?.ioas;
+    let slot = slot_of(ctx, ObjectId(cmd.ioas_id))?;
     let elem = core::mem::size_of::<iommu_iova_range>();
     let input = array_range(
         page_va,
@@ -244,7 +242,7 @@ pub(crate) fn allow_iovas<H: Hardware>(
     if too_many {
         return Err(Errno::ENOMEM);
     }
-    ioas.set_allowed(&ranges)?;
+    ctx.pool.get_mut(slot)?.set_allowed(&ranges)?;
     Ok(0)
 }
 

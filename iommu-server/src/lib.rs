@@ -31,7 +31,7 @@ mod vfio_compat;
 
 pub use client::{Client, FAULT_QUEUE};
 pub use iommu_types::{ClientId, Errno, Fault};
-pub use object::MAX_OBJECTS;
+pub use object::{IoasSlot, MAX_OBJECTS};
 pub use region::{check_regions, resolve};
 
 use iommu_proto::Op;
@@ -39,7 +39,7 @@ use iommu_types::config::{ClientConfig, MAX_DEVICE_WINDOWS};
 use iopt::{Account, AreaSlot, DomainId, Hardware, PagesSlot, Store};
 
 use client::Ctx;
-use object::{Object, ObjectId};
+use object::{IoasPool, Object, ObjectId};
 
 /// Bytes of a client's command page.
 pub const COMMAND_PAGE: usize = 4096;
@@ -47,37 +47,46 @@ pub const COMMAND_PAGE: usize = 4096;
 pub use iommu_proto::decode::Page;
 
 /// Everything the server keeps, for `CLIENTS` clients whose mapping quotas
-/// add up to `MAPPINGS`: built at compile time, so a PD keeps it in its
-/// static data and it never passes through the stack.
+/// add up to `MAPPINGS` and IOAS quotas to `IOASES`: built at compile time,
+/// so a PD keeps it in its static data and it never passes through the
+/// stack. A client costs its object table (small objects) and whatever
+/// its quotas promise; only configured IOASes cost an IOAS's memory.
 #[derive(Debug)]
-pub struct Storage<const MAPPINGS: usize, const CLIENTS: usize> {
+pub struct Storage<const MAPPINGS: usize, const CLIENTS: usize, const IOASES: usize> {
     areas: [AreaSlot; MAPPINGS],
     pages: [PagesSlot; MAPPINGS],
     accounts: [Account; CLIENTS],
     clients: [Client; CLIENTS],
+    ioases: [IoasSlot; IOASES],
 }
 
-impl<const MAPPINGS: usize, const CLIENTS: usize> Storage<MAPPINGS, CLIENTS> {
+impl<const MAPPINGS: usize, const CLIENTS: usize, const IOASES: usize>
+    Storage<MAPPINGS, CLIENTS, IOASES>
+{
     pub const fn new() -> Self {
         Storage {
             areas: [AreaSlot::EMPTY; MAPPINGS],
             pages: [PagesSlot::EMPTY; MAPPINGS],
             accounts: [Account::UNLIMITED; CLIENTS],
             clients: [Client::EMPTY; CLIENTS],
+            ioases: [IoasSlot::EMPTY; IOASES],
         }
     }
 
-    /// The engine's store over the pools, and the client slots: what
-    /// [`Server::new`] takes.
-    pub fn split(&mut self) -> (Store<'_>, &mut [Client]) {
+    /// The engine's store over the pools, the IOAS slots and the client
+    /// slots: what [`Server::new`] takes.
+    pub fn split(&mut self) -> (Store<'_>, &mut [IoasSlot], &mut [Client]) {
         (
             Store::new(&mut self.areas, &mut self.pages, &mut self.accounts),
+            &mut self.ioases,
             &mut self.clients,
         )
     }
 }
 
-impl<const MAPPINGS: usize, const CLIENTS: usize> Default for Storage<MAPPINGS, CLIENTS> {
+impl<const MAPPINGS: usize, const CLIENTS: usize, const IOASES: usize> Default
+    for Storage<MAPPINGS, CLIENTS, IOASES>
+{
     fn default() -> Self {
         Self::new()
     }
@@ -132,12 +141,15 @@ pub enum ConfigError {
     /// The clients' HWPT quotas add up to more domains than the hardware
     /// can hold at once.
     HwptsOvercommitted,
+    /// The clients' IOAS quotas add up to more than the IOAS pool.
+    IoasesOvercommitted,
 }
 
 /// The server: the engine's store, the hardware and every client's object
 /// table.
 pub struct Server<'s, H: Hardware> {
     store: Store<'s>,
+    pool: IoasPool<'s>,
     hw: H,
     clients: &'s mut [Client],
 }
@@ -157,6 +169,7 @@ impl<'s, H: Hardware> Server<'s, H> {
     /// `clients[i]`.
     pub fn new(
         mut store: Store<'s>,
+        ioases: &'s mut [IoasSlot],
         hw: H,
         clients: &'s mut [Client],
         configs: &[ClientConfig],
@@ -180,6 +193,9 @@ impl<'s, H: Hardware> Server<'s, H> {
         }
         if sum(|c| c.quota.hwpts).is_none_or(|d| d > hw.max_domains()) {
             return Err(ConfigError::HwptsOvercommitted);
+        }
+        if sum(|c| c.quota.ioases).is_none_or(|n| n > ioases.len()) {
+            return Err(ConfigError::IoasesOvercommitted);
         }
         for (i, config) in configs.iter().enumerate() {
             let client = ClientId::from_index(i).ok_or(ConfigError::TooManyClients)?;
@@ -216,13 +232,18 @@ impl<'s, H: Hardware> Server<'s, H> {
             slot.compat = None;
             slot.faults.clear();
         }
-        Ok(Server { store, hw, clients })
+        Ok(Server {
+            store,
+            pool: IoasPool::new(ioases),
+            hw,
+            clients,
+        })
     }
 
     /// Gives the storage back: the store (whose own storage
     /// [`Store::into_parts`] returns), the hardware and the client slots.
-    pub fn into_parts(self) -> (Store<'s>, H, &'s mut [Client]) {
-        (self.store, self.hw, self.clients)
+    pub fn into_parts(self) -> (Store<'s>, &'s mut [IoasSlot], H, &'s mut [Client]) {
+        (self.store, self.pool.into_slots(), self.hw, self.clients)
     }
 
     pub fn store(&self) -> &Store<'s> {
@@ -241,7 +262,7 @@ impl<'s, H: Hardware> Server<'s, H> {
     /// for diagnostics and tests.
     pub fn translate(&self, client: ClientId, ioas: u32, iova: u64) -> Option<u64> {
         let o = self.client(client)?.objects.ioas(ObjectId(ioas)).ok()?;
-        o.ioas.translate(&self.store, iova)
+        self.pool.get(o.slot).ok()?.translate(&self.store, iova)
     }
 
     /// Revokes everything a client holds. Quarantine comes first: every
@@ -254,6 +275,7 @@ impl<'s, H: Hardware> Server<'s, H> {
         let client = self.clients.get_mut(target.index()).ok_or(Errno::EINVAL)?;
         let mut ctx = Ctx {
             store: &mut self.store,
+            pool: &mut self.pool,
             hw: &mut self.hw,
             client,
             id: target,
@@ -270,15 +292,22 @@ impl<'s, H: Hardware> Server<'s, H> {
         &self,
         attached: impl Fn(iommu_types::StreamId) -> Option<DomainId>,
     ) -> Result<(), &'static str> {
+        let ioas_objects: usize = self.clients.iter().map(|c| c.objects.ioases()).sum();
+        if ioas_objects != self.pool.used() {
+            return Err("IOAS pool slots and IOAS objects differ");
+        }
         for (index, client) in self.clients.iter().enumerate() {
             let objects = &client.objects;
             let mut pages = 0u64;
             for id in objects.ids() {
                 match objects.get(id) {
                     Ok(Object::Ioas(o)) => {
-                        o.ioas.check(&self.store)?;
-                        pages += o
-                            .ioas
+                        let ioas = self.pool.get(o.slot).map_err(|_| "IOAS slot empty")?;
+                        if ioas.client().index() != index {
+                            return Err("IOAS charged to another client");
+                        }
+                        ioas.check(&self.store)?;
+                        pages += ioas
                             .areas(&self.store)
                             .map(|a| (a.last - a.iova + 1) / iopt::PAGE_SIZE)
                             .sum::<u64>();
@@ -293,8 +322,8 @@ impl<'s, H: Hardware> Server<'s, H> {
                         }
                     }
                     Ok(Object::Hwpt(h)) => {
-                        match objects.ioas(h.ioas) {
-                            Ok(o) if o.ioas.is_attached(h.domain) => {}
+                        match objects.ioas(h.ioas).map(|o| self.pool.get(o.slot)) {
+                            Ok(Ok(o)) if o.is_attached(h.domain) => {}
                             _ => return Err("HWPT's domain not attached to its IOAS"),
                         }
                         let devices = objects
@@ -363,8 +392,8 @@ impl<'s, H: Hardware> Server<'s, H> {
         let (start, last) = (r.paddr, r.paddr + (r.size - 1));
         let mut users = 0;
         for id in c.objects.ids() {
-            if let Ok(o) = c.objects.ioas(id) {
-                o.ioas.for_each_run(&self.store, |_, phys, len| {
+            if let Ok(ioas) = c.objects.ioas(id).and_then(|o| self.pool.get(o.slot)) {
+                ioas.for_each_run(&self.store, |_, phys, len| {
                     if phys <= last && start <= phys + (len - 1) {
                         users += 1;
                     }
@@ -439,6 +468,7 @@ impl<'s, H: Hardware> Server<'s, H> {
         }
         let mut ctx = Ctx {
             store: &mut self.store,
+            pool: &mut self.pool,
             hw: &mut self.hw,
             client: &mut self.clients[client.index()],
             id: client,

@@ -230,9 +230,8 @@ impl<T, const N: usize> ObjectTable<T, N> {
 /// Object slots per client (the quota may allow fewer).
 pub const MAX_OBJECTS: usize = 64;
 
-/// What an object ID can name. Every slot is sized for an IOAS: there is
-/// no heap to box one into, and the tables are static storage.
-#[allow(clippy::large_enum_variant)]
+/// What an object ID can name. Each is small: an IOAS lives in the
+/// server's [`IoasPool`] and its object holds the slot.
 #[derive(Debug)]
 pub enum Object {
     Ioas(IoasObject),
@@ -240,11 +239,105 @@ pub enum Object {
     Hwpt(HwptObject),
 }
 
-/// An IO address space and how many HWPTs hang off it.
+/// An IO address space (its slot in the [`IoasPool`]) and how many HWPTs
+/// hang off it.
 #[derive(Debug)]
 pub struct IoasObject {
-    pub(crate) ioas: iopt::Ioas,
+    pub(crate) slot: usize,
     pub(crate) hwpts: u32,
+}
+
+/// Storage for one IOAS of the server's pool.
+#[derive(Debug)]
+pub struct IoasSlot(Option<iopt::Ioas>);
+
+impl IoasSlot {
+    pub const EMPTY: IoasSlot = IoasSlot(None);
+}
+
+/// Every client's IOASes, in one pool the clients' `ioases` quotas add up
+/// to; a client's object table holds only the slot numbers.
+#[derive(Debug)]
+pub struct IoasPool<'s> {
+    slots: &'s mut [IoasSlot],
+}
+
+impl<'s> IoasPool<'s> {
+    /// Takes over `slots`, all free.
+    pub fn new(slots: &'s mut [IoasSlot]) -> IoasPool<'s> {
+        slots.iter_mut().for_each(|s| s.0 = None);
+        IoasPool { slots }
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// Slots holding an IOAS.
+    pub fn used(&self) -> usize {
+        self.slots.iter().filter(|s| s.0.is_some()).count()
+    }
+
+    /// The storage back.
+    pub fn into_slots(self) -> &'s mut [IoasSlot] {
+        self.slots
+    }
+
+    /// A free slot: ENOMEM when none is (the configuration keeps the pool
+    /// as large as the quotas add up to, so only a client past its own
+    /// quota could meet this).
+    pub(crate) fn free_slot(&self) -> Result<usize, Errno> {
+        self.slots
+            .iter()
+            .position(|s| s.0.is_none())
+            .ok_or(Errno::ENOMEM)
+    }
+
+    /// Puts `ioas` in `slot`, which [`IoasPool::free_slot`] gave.
+    pub(crate) fn put(&mut self, slot: usize, ioas: iopt::Ioas) {
+        debug_assert!(self.slots[slot].0.is_none());
+        self.slots[slot].0 = Some(ioas);
+    }
+
+    pub(crate) fn take(&mut self, slot: usize) -> Option<iopt::Ioas> {
+        self.slots.get_mut(slot)?.0.take()
+    }
+
+    pub(crate) fn get(&self, slot: usize) -> Result<&iopt::Ioas, Errno> {
+        self.slots
+            .get(slot)
+            .and_then(|s| s.0.as_ref())
+            .ok_or(Errno::ENOENT)
+    }
+
+    pub(crate) fn get_mut(&mut self, slot: usize) -> Result<&mut iopt::Ioas, Errno> {
+        self.slots
+            .get_mut(slot)
+            .and_then(|s| s.0.as_mut())
+            .ok_or(Errno::ENOENT)
+    }
+
+    /// Two distinct IOASes at once (for copies between them).
+    pub(crate) fn get_pair_mut(
+        &mut self,
+        a: usize,
+        b: usize,
+    ) -> Result<(&mut iopt::Ioas, &iopt::Ioas), Errno> {
+        if a == b || a >= self.slots.len() || b >= self.slots.len() {
+            return Err(Errno::EINVAL);
+        }
+        let (lo, hi) = self.slots.split_at_mut(a.max(b));
+        let (first, second) = (&mut lo[a.min(b)], &mut hi[0]);
+        let (sa, sb) = if a < b {
+            (first, second)
+        } else {
+            (second, first)
+        };
+        match (sa.0.as_mut(), sb.0.as_ref()) {
+            (Some(x), Some(y)) => Ok((x, y)),
+            _ => Err(Errno::ENOENT),
+        }
+    }
 }
 
 /// A bound device: which of the client's configured devices, and the HWPT
@@ -328,6 +421,13 @@ impl<const N: usize> ObjectTable<Object, N> {
             .find(|&id| matches!(self.get(id), Ok(Object::Hwpt(h)) if h.auto && h.ioas == ioas))
     }
 
+    /// IOASes the client holds.
+    pub(crate) fn ioases(&self) -> usize {
+        self.ids()
+            .filter(|&id| matches!(self.get(id), Ok(Object::Ioas(_))))
+            .count()
+    }
+
     /// DESTROY: any object not in use (EBUSY otherwise: an IOAS with
     /// HWPTs, a HWPT or device with attachments). Destroying a device
     /// unbinds it.
@@ -335,6 +435,7 @@ impl<const N: usize> ObjectTable<Object, N> {
         &mut self,
         id: ObjectId,
         store: &mut Store<'_>,
+        pool: &mut IoasPool<'_>,
         hw: &mut impl Hardware,
     ) -> Result<(), Errno> {
         match self.get(id)? {
@@ -342,12 +443,14 @@ impl<const N: usize> ObjectTable<Object, N> {
             Object::Hwpt(h) if h.devices > 0 => Err(Errno::EBUSY),
             Object::Device(d) if d.hwpt.is_some() => Err(Errno::EBUSY),
             Object::Hwpt(_) => {
-                self.destroy_hwpt(id, store, hw);
+                self.destroy_hwpt(id, store, pool, hw);
                 Ok(())
             }
             Object::Ioas(_) | Object::Device(_) => {
                 if let Object::Ioas(o) = self.remove(id)? {
-                    o.ioas.destroy(store, hw.domains());
+                    if let Some(ioas) = pool.take(o.slot) {
+                        ioas.destroy(store, hw.domains());
+                    }
                 }
                 Ok(())
             }
@@ -360,13 +463,16 @@ impl<const N: usize> ObjectTable<Object, N> {
         &mut self,
         id: ObjectId,
         store: &mut Store<'_>,
+        pool: &mut IoasPool<'_>,
         hw: &mut impl Hardware,
     ) {
         let Ok(Object::Hwpt(hwpt)) = self.remove(id) else {
             return;
         };
         if let Ok(o) = self.ioas_mut(hwpt.ioas) {
-            let _ = o.ioas.detach_domain(store, hw.domains(), hwpt.domain);
+            if let Ok(ioas) = pool.get_mut(o.slot) {
+                let _ = ioas.detach_domain(store, hw.domains(), hwpt.domain);
+            }
             o.hwpts = o.hwpts.saturating_sub(1);
         }
         hw.domain_free(hwpt.domain);

@@ -38,12 +38,16 @@ pub(crate) fn revoke<H: Hardware>(ctx: &mut Ctx<'_, '_, H>) -> Result<(), Errno>
     for &id in &ids {
         if let Ok(h) = ctx.client.objects.hwpt_mut(id) {
             h.devices = 0;
-            ctx.client.objects.destroy_hwpt(id, ctx.store, ctx.hw);
+            ctx.client
+                .objects
+                .destroy_hwpt(id, ctx.store, ctx.pool, ctx.hw);
         }
     }
     for &id in &ids {
         if let Ok(Object::Ioas(o)) = ctx.client.objects.remove(id) {
-            o.ioas.destroy(ctx.store, ctx.hw.domains());
+            if let Some(ioas) = ctx.pool.take(o.slot) {
+                ioas.destroy(ctx.store, ctx.hw.domains());
+            }
         }
     }
     ctx.client.compat = None;

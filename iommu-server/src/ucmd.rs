@@ -78,6 +78,8 @@ fn destroy<H: Hardware>(
     cmd: &mut iommu_proto::iommufd::iommu_destroy,
 ) -> Result<u64> {
     let id = crate::object::ObjectId(cmd.id);
-    ctx.client.objects.destroy(id, ctx.store, ctx.hw)?;
+    ctx.client
+        .objects
+        .destroy(id, ctx.store, ctx.pool, ctx.hw)?;
     Ok(0)
 }

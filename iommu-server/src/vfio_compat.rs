@@ -13,7 +13,7 @@ use iommu_types::{Errno, IovaRange, Prot};
 use iopt::{DstIova, Hardware, MAX_RESERVED};
 
 use crate::client::Ctx;
-use crate::ioas::{finalize_ioas, ioas_mut, map_user, reserve_ioas};
+use crate::ioas::{ioas_mut, map_user, new_ioas, slot_of};
 use crate::object::{Object, ObjectId};
 
 type Result<T> = core::result::Result<T, Errno>;
@@ -36,8 +36,7 @@ pub(crate) fn compat_for_attach(ctx: &mut Ctx<'_, '_, impl Hardware>) -> Result<
     if let Ok(id) = compat(ctx) {
         return Ok((id, false));
     }
-    let (reservation, ioas) = reserve_ioas(ctx)?;
-    let id = finalize_ioas(ctx, reservation, ioas);
+    let id = new_ioas(ctx)?;
     ctx.client.compat = Some(id);
     Ok((id, true))
 }
@@ -45,7 +44,9 @@ pub(crate) fn compat_for_attach(ctx: &mut Ctx<'_, '_, impl Hardware>) -> Result<
 /// Undoes [`compat_for_attach`] when the attach it served failed.
 pub(crate) fn drop_new_compat(ctx: &mut Ctx<'_, '_, impl Hardware>, id: ObjectId) {
     if let Ok(Object::Ioas(o)) = ctx.client.objects.remove(id) {
-        o.ioas.destroy(ctx.store, ctx.hw.domains());
+        if let Some(ioas) = ctx.pool.take(o.slot) {
+            ioas.destroy(ctx.store, ctx.hw.domains());
+        }
     }
     ctx.client.compat = None;
 }
@@ -132,8 +133,9 @@ pub(crate) fn unmap_dma<H: Hardware>(
         return Err(Errno::EINVAL);
     }
     let id = compat(ctx)?;
+    let slot = slot_of(ctx, id)?;
     let store = &mut *ctx.store;
-    let ioas = &mut ctx.client.objects.ioas_mut(id)?.ioas;
+    let ioas = ctx.pool.get_mut(slot)?;
     let unmapped = if unmap.flags & VFIO_DMA_UNMAP_FLAG_ALL != 0 {
         if unmap.iova != 0 || unmap.size != 0 {
             return Err(Errno::EINVAL);
@@ -169,7 +171,7 @@ pub(crate) fn get_info<H: Hardware>(
     let account = ctx.store.account(ctx.id);
     let avail = account.map_or(0, |a| a.area_limit.saturating_sub(a.areas));
     let id = compat(ctx)?;
-    let ioas = &ctx.client.objects.ioas(id)?.ioas;
+    let ioas = ctx.pool.get(slot_of(ctx, id)?)?;
     let page = ctx.page;
     let given = info.argsz as usize;
     info.flags = VFIO_IOMMU_INFO_PGSIZES | VFIO_IOMMU_INFO_CAPS;

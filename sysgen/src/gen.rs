@@ -71,6 +71,12 @@ pub fn rust(config: &Config, inputs: &[&str]) -> String {
         "/// The clients' mapping quotas added up: the server's pool sizes."
     );
     let _ = writeln!(w, "pub const TOTAL_MAPPINGS: usize = {mappings};");
+    let ioases: u64 = config.clients.iter().map(|c| c.quota.ioases).sum();
+    let _ = writeln!(
+        w,
+        "/// The clients' IOAS quotas added up: the server's IOAS pool."
+    );
+    let _ = writeln!(w, "pub const TOTAL_IOASES: usize = {ioases};");
     let _ = writeln!(
         w,
         "pub const CLIENTS: [ClientSpec; {}] = [",
@@ -133,8 +139,8 @@ pub fn rust(config: &Config, inputs: &[&str]) -> String {
         let q = &c.quota;
         let _ = writeln!(
             w,
-            "        quota: Quota {{ objects: {}, mapped_pages: {}, table_pages: {}, hwpts: {}, mappings: {} }},",
-            q.objects, q.mapped_pages, q.table_pages, q.hwpts, q.mappings
+            "        quota: Quota {{ objects: {}, ioases: {}, mapped_pages: {}, table_pages: {}, hwpts: {}, mappings: {} }},",
+            q.objects, q.ioases, q.mapped_pages, q.table_pages, q.hwpts, q.mappings
         );
         let _ = writeln!(w, "        manager: {},", c.manager);
         let _ = writeln!(w, "    }},");

@@ -62,6 +62,7 @@ pub struct Device {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Quota {
     pub objects: u64,
+    pub ioases: u64,
     pub mapped_pages: u64,
     pub table_pages: u64,
     pub hwpts: u64,
@@ -429,6 +430,7 @@ impl<'a> Checker<'a> {
             devices: Vec::new(),
             quota: Quota {
                 objects: 0,
+                ioases: 0,
                 mapped_pages: 0,
                 table_pages: 0,
                 hwpts: 0,
@@ -445,6 +447,7 @@ impl<'a> Checker<'a> {
                         c,
                         &[
                             "objects",
+                            "ioases",
                             "mapped_pages",
                             "table_pages",
                             "hwpts",
@@ -453,6 +456,7 @@ impl<'a> Checker<'a> {
                     )?;
                     client.quota = Quota {
                         objects: s.required_number(c, "objects")?,
+                        ioases: s.required_number(c, "ioases")?,
                         mapped_pages: s.required_number(c, "mapped_pages")?,
                         table_pages: s.required_number(c, "table_pages")?,
                         hwpts: s.required_number(c, "hwpts")?,

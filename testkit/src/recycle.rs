@@ -102,8 +102,9 @@ impl GiveBack for iopt::Store<'static> {
 
 impl<H: iopt::Hardware> GiveBack for iommu_server::Server<'static, H> {
     fn give_back(self) {
-        let (store, _, clients) = self.into_parts();
+        let (store, ioases, _, clients) = self.into_parts();
         store.give_back();
+        give_back(ioases);
         give_back(clients);
     }
 }

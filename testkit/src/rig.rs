@@ -4,7 +4,7 @@
 use iommu_proto::iommufd::*;
 use iommu_proto::vfio::*;
 use iommu_proto::Op;
-use iommu_server::{Client, ConfigError, Server};
+use iommu_server::{Client, ConfigError, IoasSlot, Server};
 use iommu_types::config::{ClientConfig, DeviceConfig, Perms, Quota, Region};
 use iommu_types::{ClientId, Errno, StreamId};
 use iopt::{Account, AreaSlot, Hardware, PagesSlot, Store};
@@ -30,13 +30,14 @@ pub fn store(areas: usize, pages: usize, accounts: usize) -> Lent<Store<'static>
 }
 
 /// A client's configuration, from sensible defaults: command page at
-/// [`PAGE_VA`], no memory, no devices, a quota of 16 objects, 4096 pages,
+/// [`PAGE_VA`], no memory, no devices, a quota of 16 objects (4 IOASes), 4096 pages,
 /// 64 table pages, 8 HWPTs and 100 mappings, not a manager.
 #[derive(Clone, Copy, Debug)]
 pub struct ClientBuilder(ClientConfig);
 
 pub const DEFAULT_QUOTA: Quota = Quota {
     objects: 16,
+    ioases: 4,
     mapped_pages: 4096,
     table_pages: 64,
     hwpts: 8,
@@ -142,7 +143,9 @@ impl<H: Hardware + 'static> Rig<H> {
     pub fn try_new(hw: H, configs: &[ClientConfig], pool: usize) -> Result<Rig<H>, ConfigError> {
         let store = store(pool, pool, configs.len().max(1));
         let clients = recycle::slice_with(configs.len(), || Client::EMPTY);
-        match Server::new(take(store), hw, clients, configs) {
+        let ioases: usize = configs.iter().map(|c| c.quota.ioases).sum();
+        let ioases = recycle::slice_with(ioases, || IoasSlot::EMPTY);
+        match Server::new(take(store), ioases, hw, clients, configs) {
             Ok(server) => Ok(Rig {
                 server: Lent::new(server),
                 pages: vec![vec![0; iommu_server::COMMAND_PAGE]; configs.len()],

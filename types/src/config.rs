@@ -52,6 +52,9 @@ pub struct DeviceConfig {
 pub struct Quota {
     /// Live objects (IOAS, devices, HWPTs).
     pub objects: usize,
+    /// IOASes among them; the clients' sum sizes the server's IOAS pool,
+    /// so only configured IOASes cost an IOAS's memory.
+    pub ioases: usize,
     /// 4 KiB pages mapped across all of the client's IOASes.
     pub mapped_pages: u64,
     /// Page-table pages its hardware page tables may hold together; the
@@ -91,6 +94,7 @@ impl ClientConfig {
         devices: &[],
         quota: Quota {
             objects: 0,
+            ioases: 0,
             mapped_pages: 0,
             table_pages: 0,
             hwpts: 0,

@@ -112,8 +112,8 @@ fn init() -> IommuServer {
     let cleaner: &'static dyn CacheClean = if coherent { &COHERENT } else { &NON_COHERENT };
     let pool = TablePool::new(p.table_pages, cleaner);
     let hw = SmmuDomains::new(smmu, pool);
-    let (store, clients) = p.storage.split();
-    let server = Server::new(store, hw, clients, &configs)
+    let (store, ioases, clients) = p.storage.split();
+    let server = Server::new(store, ioases, hw, clients, &configs)
         .unwrap_or_else(|e| panic!("configuration refused: {e:?}"));
     say!(
         "SMMUv3 up (coherent {coherent}); serving {} clients",

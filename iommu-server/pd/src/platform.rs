@@ -9,13 +9,14 @@
 use hw::pgtable::TablePage;
 use iommu_server::Storage;
 use iommu_system::{
-    resolve, Perms, Region, ServerMemory, CLIENTS, SERVER, TOTAL_MAPPINGS, TOTAL_REGIONS,
+    resolve, Perms, Region, ServerMemory, CLIENTS, SERVER, TOTAL_IOASES, TOTAL_MAPPINGS,
+    TOTAL_REGIONS,
 };
 use microkit::SharedMemory;
 use mmio::{DmaMemory, DmaRegion, Mmio, StaticCell};
 
 /// The server's storage, sized by the configuration.
-pub type ServerStorage = Storage<TOTAL_MAPPINGS, { CLIENTS.len() }>;
+pub type ServerStorage = Storage<TOTAL_MAPPINGS, { CLIENTS.len() }, TOTAL_IOASES>;
 
 struct Statics {
     server: ServerStorage,
