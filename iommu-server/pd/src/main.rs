@@ -68,7 +68,7 @@ impl IommuServer {
         if used >= self.stack_reported + 1024 {
             self.stack_reported = used;
             say!(
-                "stack high-water mark {} KiB of {} KiB",
+                "stack high-water mark while serving {} KiB of {} KiB",
                 used.div_ceil(1024),
                 SERVER.stack_size / 1024
             );
@@ -119,13 +119,21 @@ fn init() -> IommuServer {
         "SMMUv3 up (coherent {coherent}); serving {} clients",
         CLIENTS.len()
     );
-    let mut server = IommuServer {
+    if microkit::DEBUG {
+        // Init's mark, then a fresh coat: serving is measured on its own.
+        let used = microkit::stack_high_water(SERVER.stack_size as usize);
+        say!(
+            "stack used by init {} KiB of {} KiB",
+            used.div_ceil(1024),
+            SERVER.stack_size / 1024
+        );
+        microkit::paint_stack(SERVER.stack_size as usize);
+    }
+    IommuServer {
         server,
         pages: p.command_pages,
         stack_reported: 0,
-    };
-    server.report_stack();
-    server
+    }
 }
 
 impl Handler for IommuServer {
