@@ -169,6 +169,58 @@ fn map_and_unmap_through_the_command_page() {
     assert_eq!(s.rig.server.store().account(common::id(0)).unwrap().used, 0);
 }
 
+/// IOMMU_IOAS_UNMAP in Linux's order: the IOAS first (ENOENT), then the
+/// everything form (0, U64_MAX), then EOVERFLOW for an iova or a length at
+/// U64_MAX, which must never reach the engine as a range.
+#[test]
+fn unmap_check_order_is_linuxs() {
+    let mut s = Sys::new();
+    let ioas = s.alloc(0).unwrap();
+    s.map(0, ioas, 0x10_0000, K4, IOMMU_IOAS_MAP_READABLE, 0)
+        .unwrap();
+    assert_eq!(s.unmap(0, ioas + 0x100, u64::MAX, K4), Err(Errno::ENOENT));
+    assert_eq!(s.unmap(0, ioas, u64::MAX, K4), Err(Errno::EOVERFLOW));
+    assert_eq!(s.unmap(0, ioas, K4, u64::MAX), Err(Errno::EOVERFLOW));
+    // [1, U64_MAX] does not wrap, and would cover the area: still refused.
+    assert_eq!(s.unmap(0, ioas, 1, u64::MAX), Err(Errno::EOVERFLOW));
+    assert_eq!(s.unmap(0, ioas, u64::MAX, u64::MAX), Err(Errno::EOVERFLOW));
+    assert_eq!(
+        s.rig.server.store().account(common::id(0)).unwrap().used,
+        1,
+        "nothing unmapped by a refused request"
+    );
+    assert_eq!(s.unmap(0, ioas, 0, u64::MAX), Ok(K4));
+    assert_eq!(
+        s.unmap(0, ioas, 0, u64::MAX),
+        Ok(0),
+        "everything of nothing"
+    );
+}
+
+/// MAP judges the length before it looks at the caller's memory, as
+/// Linux's iopt_alloc_pages does before pinning: more than pages can count
+/// is EINVAL and a wrapping end EOVERFLOW, not EFAULT.
+#[test]
+fn map_judges_the_length_before_the_memory() {
+    let mut s = Sys::new();
+    let ioas = s.alloc(0).unwrap();
+    let rw = IOMMU_IOAS_MAP_READABLE | IOMMU_IOAS_MAP_WRITEABLE;
+    assert_eq!(
+        s.map(0, ioas, 0x10_0000, 1 << 60, rw, 0),
+        Err(Errno::EINVAL)
+    );
+    assert_eq!(s.map(0, ioas, 0x10_0000, 0, rw, 0), Err(Errno::EINVAL));
+    assert_eq!(
+        s.map(0, ioas, u64::MAX - 0xfff, 0x2000, rw, 0),
+        Err(Errno::EOVERFLOW)
+    );
+    assert_eq!(
+        s.map(0, ioas + 0x100, 0x10_0000, 1 << 60, rw, 0),
+        Err(Errno::ENOENT),
+        "the IOAS comes first"
+    );
+}
+
 #[test]
 fn memory_is_checked_against_the_callers_regions() {
     let mut s = Sys::new();

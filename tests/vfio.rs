@@ -369,3 +369,21 @@ fn dma_avail_is_the_callers_own_quota() {
         "mapping quota minus this client's mappings"
     );
 }
+
+/// Only IOMMU_IOAS_UNMAP takes (0, U64_MAX) as "everything": without
+/// VFIO_DMA_UNMAP_FLAG_ALL it is the range [0, U64_MAX - 1] like any
+/// other, so an empty one is ENOENT, as iopt_unmap_iova answers in Linux.
+#[test]
+fn unmap_dma_of_zero_and_max_is_a_range() {
+    let mut r = rig();
+    open_container(&mut r);
+    map_dma(&mut r, 0x10_0000, 0x20_0000, 0x2000).unwrap();
+    map_dma(&mut r, 0x10_2000, 0x40_0000, 0x1000).unwrap();
+    assert_eq!(unmap_dma(&mut r, 0, u64::MAX, 0), Ok(0x3000));
+    assert_eq!(unmap_dma(&mut r, 0, u64::MAX, 0), Err(Errno::ENOENT));
+    assert_eq!(
+        unmap_dma(&mut r, 0, 0, VFIO_DMA_UNMAP_FLAG_ALL),
+        Ok(0),
+        "ALL on nothing unmaps nothing"
+    );
+}

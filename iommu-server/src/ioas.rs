@@ -77,8 +77,9 @@ pub(crate) fn alloc<H: Hardware>(
 }
 
 /// Maps `[user_va, user_va + length)` of the caller's own memory into IOAS
-/// `id`: ENOENT for no such IOAS, then the region checks (EFAULT, EPERM),
-/// then iopt's. Shared by IOMMU_IOAS_MAP and VFIO_IOMMU_MAP_DMA.
+/// `id`: ENOENT for no such IOAS, then the length (EINVAL, EOVERFLOW), then
+/// the region checks (EFAULT, EPERM), then iopt's. Shared by
+/// IOMMU_IOAS_MAP and VFIO_IOMMU_MAP_DMA.
 pub(crate) fn map_user(
     ctx: &mut Ctx<'_, '_, impl Hardware>,
     id: u32,
@@ -90,6 +91,12 @@ pub(crate) fn map_user(
     let regions = ctx.client.config.regions;
     let writable = prot.contains(Prot::WRITE);
     let slot = slot_of(ctx, ObjectId(id))?;
+    // Linux's iopt_alloc_pages, before any memory is looked at: no length
+    // or one past what pages can count is EINVAL, a wrapping end EOVERFLOW.
+    if length == 0 || length > u64::MAX / iopt::PAGE_SIZE {
+        return Err(Errno::EINVAL);
+    }
+    user_va.checked_add(length).ok_or(Errno::EOVERFLOW)?;
     let ioas = ctx.pool.get_mut(slot)?;
     let extents = resolve(
         regions,
@@ -137,7 +144,15 @@ pub(crate) fn unmap<H: Hardware>(
 ) -> Result<u64> {
     let slot = slot_of(ctx, ObjectId(cmd.ioas_id))?;
     let ioas = ctx.pool.get_mut(slot)?;
-    cmd.length = ioas.unmap(ctx.store, ctx.hw.domains(), cmd.iova, cmd.length)?;
+    // Linux's order: the everything form, then EOVERFLOW for an iova or
+    // length at U64_MAX, then the range's own checks.
+    cmd.length = if cmd.iova == 0 && cmd.length == u64::MAX {
+        ioas.unmap_all(ctx.store, ctx.hw.domains())
+    } else if cmd.iova == u64::MAX || cmd.length == u64::MAX {
+        return Err(Errno::EOVERFLOW);
+    } else {
+        ioas.unmap(ctx.store, ctx.hw.domains(), cmd.iova, cmd.length)?
+    };
     Ok(0)
 }
 

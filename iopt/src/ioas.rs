@@ -683,7 +683,9 @@ impl Ioas {
     // ---- unmap, cut ---------------------------------------------------
 
     /// Unmaps `[iova, iova + length)`, which must cover whole areas; returns
-    /// the bytes unmapped. `(0, u64::MAX)` unmaps everything.
+    /// the bytes unmapped. `(0, u64::MAX)` is the range `[0, u64::MAX - 1]`
+    /// like any other (VFIO's unmap); IOMMU_IOAS_UNMAP's "everything" form
+    /// is its caller's, through [`Ioas::unmap_all`].
     pub fn unmap(
         &mut self,
         store: &mut Store<'_>,
@@ -691,9 +693,6 @@ impl Ioas {
         iova: u64,
         length: u64,
     ) -> Result<u64> {
-        if iova == 0 && length == u64::MAX {
-            return Ok(self.unmap_all(store, doms));
-        }
         if length == 0 {
             return Err(Errno::EINVAL);
         }

@@ -521,9 +521,6 @@ impl Model {
     }
 
     pub fn unmap(&mut self, i: usize, iova: u64, length: u64) -> Result<u64, Errno> {
-        if iova == 0 && length == u64::MAX {
-            return Ok(self.remove_where(i, |_| true));
-        }
         if length == 0 {
             return Err(Errno::EINVAL);
         }
