@@ -9,11 +9,11 @@
 use std::hint::black_box;
 use std::time::Duration;
 
+mod common;
+
+use common::{leaked_engine, NoDomains};
 use criterion::{BenchmarkId, Criterion};
-use iopt::{
-    Account, AreaSlot, ClientId, DomainId, DomainTable, DstIova, Extent, IoDomain, Ioas, PagesSlot,
-    Prot, Store,
-};
+use iopt::{DstIova, Extent, Ioas, Prot, Store};
 
 const LIVE: [usize; 3] = [1_000, 10_000, 100_000];
 const LAYOUTS: [&str; 3] = ["random", "ordered", "misaligned"];
@@ -24,14 +24,6 @@ const K16: u64 = 0x4000;
 /// 8 KiB aligned and more, so the request's alignment is 8 KiB.
 const PHYS: u64 = 0x40_0000_0000;
 
-struct NoDomains;
-
-impl DomainTable for NoDomains {
-    fn domain(&mut self, _: DomainId) -> Option<&mut dyn IoDomain> {
-        None
-    }
-}
-
 struct Engine {
     store: Store<'static>,
     ioas: Ioas,
@@ -39,13 +31,7 @@ struct Engine {
 
 impl Engine {
     fn new(live: usize) -> Engine {
-        // Nine engines per run: their storage lives as long as the process.
-        let store = Store::new(
-            Box::leak(vec![AreaSlot::EMPTY; live + 8].into_boxed_slice()),
-            Box::leak(vec![PagesSlot::EMPTY; live + 8].into_boxed_slice()),
-            Box::leak(vec![Account::UNLIMITED; 1].into_boxed_slice()),
-        );
-        let ioas = store.new_ioas(ClientId(0)).unwrap();
+        let (store, ioas) = leaked_engine(live);
         Engine { store, ioas }
     }
 

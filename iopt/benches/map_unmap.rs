@@ -4,32 +4,22 @@
 //!
 //! Run: `cargo bench -p iopt --bench map_unmap`
 
+mod common;
 #[path = "../tests/common/model.rs"]
 mod model;
 
 use std::hint::black_box;
 use std::time::Duration;
 
+use common::{leaked_engine, NoDomains};
 use criterion::{BenchmarkId, Criterion};
-use iopt::{
-    Account, AreaSlot, ClientId, DomainId, DomainTable, DstIova, Extent, IoDomain, Ioas, PagesSlot,
-    Prot, Store,
-};
+use iopt::{DstIova, Extent, Ioas, Prot, Store};
 use model::{Caps, Model};
 
 const LIVE: [usize; 3] = [1_000, 10_000, 100_000];
 const SIZES: [(u64, &str); 2] = [(0x1000, "4KiB"), (0x20_0000, "2MiB")];
 const GROUP: &str = "auto_map_unmap";
 const PHYS: u64 = 0x40_0000_0000;
-
-/// No domain attached: the bench measures the engine alone.
-struct NoDomains;
-
-impl DomainTable for NoDomains {
-    fn domain(&mut self, _: DomainId) -> Option<&mut dyn IoDomain> {
-        None
-    }
-}
 
 struct Engine {
     store: Store<'static>,
@@ -39,13 +29,7 @@ struct Engine {
 
 impl Engine {
     fn with_live(live: usize, size: u64) -> Engine {
-        // Six engines per run: their storage lives as long as the process.
-        let store = Store::new(
-            Box::leak(vec![AreaSlot::EMPTY; live + 8].into_boxed_slice()),
-            Box::leak(vec![PagesSlot::EMPTY; live + 8].into_boxed_slice()),
-            Box::leak(vec![Account::UNLIMITED; 1].into_boxed_slice()),
-        );
-        let ioas = store.new_ioas(ClientId(0)).unwrap();
+        let (store, ioas) = leaked_engine(live);
         let mut e = Engine {
             store,
             doms: NoDomains,

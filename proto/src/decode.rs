@@ -65,6 +65,12 @@ impl<const N: usize> Page for core::cell::RefCell<[u8; N]> {
     }
 }
 
+/// `len` items of `slice` from `offset`; None if any lies past the end
+/// (or the end overflows).
+fn span<T>(slice: &[T], offset: usize, len: usize) -> Option<&[T]> {
+    slice.get(offset..offset.checked_add(len)?)
+}
+
 /// Bytes the server only reads (tests of the copy-in rules): every write
 /// fails.
 impl Page for [u8] {
@@ -73,10 +79,7 @@ impl Page for [u8] {
     }
 
     fn read(&self, offset: usize, out: &mut [u8]) -> bool {
-        match offset
-            .checked_add(out.len())
-            .and_then(|end| self.get(offset..end))
-        {
+        match span(self, offset, out.len()) {
             Some(src) => {
                 out.copy_from_slice(src);
                 true
@@ -106,10 +109,7 @@ impl Page for Bytes<'_> {
     }
 
     fn read(&self, offset: usize, out: &mut [u8]) -> bool {
-        let Some(src) = offset
-            .checked_add(out.len())
-            .and_then(|end| self.0.get(offset..end))
-        else {
+        let Some(src) = span(self.0, offset, out.len()) else {
             return false;
         };
         for (o, c) in out.iter_mut().zip(src) {
@@ -119,44 +119,7 @@ impl Page for Bytes<'_> {
     }
 
     fn write(&self, offset: usize, bytes: &[u8]) -> bool {
-        let Some(dst) = offset
-            .checked_add(bytes.len())
-            .and_then(|end| self.0.get(offset..end))
-        else {
-            return false;
-        };
-        for (c, b) in dst.iter().zip(bytes) {
-            c.set(*b);
-        }
-        true
-    }
-}
-
-/// Private memory as a page (the server's tests, and any transport that
-/// already holds a copy).
-impl Page for [Cell<u8>] {
-    fn len(&self) -> usize {
-        <[Cell<u8>]>::len(self)
-    }
-
-    fn read(&self, offset: usize, out: &mut [u8]) -> bool {
-        let Some(src) = offset
-            .checked_add(out.len())
-            .and_then(|end| self.get(offset..end))
-        else {
-            return false;
-        };
-        for (o, c) in out.iter_mut().zip(src) {
-            *o = c.get();
-        }
-        true
-    }
-
-    fn write(&self, offset: usize, bytes: &[u8]) -> bool {
-        let Some(dst) = offset
-            .checked_add(bytes.len())
-            .and_then(|end| self.get(offset..end))
-        else {
+        let Some(dst) = span(self.0, offset, bytes.len()) else {
             return false;
         };
         for (c, b) in dst.iter().zip(bytes) {
