@@ -187,7 +187,7 @@ fn ioases_come_from_a_pool_the_quotas_add_up_to() {
     assert!(r.check().is_ok());
 
     // A pool smaller than the quotas promise is refused.
-    let configs = [
+    let mut configs = [
         client("a").quota(quota).build(),
         client("b").quota(quota).build(),
     ];
@@ -198,7 +198,7 @@ fn ioases_come_from_a_pool_the_quotas_add_up_to() {
         iommu_testkit::recycle::slice_with(3, || iommu_server::IoasSlot::EMPTY),
         MockHw::new(),
         iommu_testkit::recycle::slice_with(2, || iommu_server::Client::EMPTY),
-        &configs,
+        &mut configs,
     );
     assert_eq!(refused.err(), Some(ConfigError::IoasesOvercommitted));
 }

@@ -16,12 +16,26 @@ use std::process::Command;
 
 use tools::have_all;
 
-/// An ELF64 little-endian image's entry point and symbols (name → value,
-/// size).
+/// An ELF64 little-endian image's entry point, symbols (name → value,
+/// size) and sections.
 struct Elf {
     entry: u64,
     symbols: HashMap<String, (u64, u64)>,
+    sections: Vec<Section>,
 }
+
+#[derive(Debug)]
+struct Section {
+    name: String,
+    kind: usize,
+    flags: u64,
+    addr: u64,
+    size: u64,
+}
+
+const SHT_PROGBITS: usize = 1;
+const SHT_NOBITS: usize = 8;
+const SHF_WRITE: u64 = 1;
 
 fn u16_at(b: &[u8], at: usize) -> usize {
     u16::from_le_bytes(b[at..at + 2].try_into().unwrap()) as usize
@@ -67,7 +81,64 @@ fn read_elf(path: &Path) -> Elf {
         let name = String::from_utf8_lossy(&b[name_at..end]).into_owned();
         symbols.insert(name, (u64_at(&b, s + 8), u64_at(&b, s + 16)));
     }
-    Elf { entry, symbols }
+    let names = u64_at(&b, section(u16_at(&b, 62)) + 24) as usize;
+    let sections = (0..shnum)
+        .map(section)
+        .map(|s| {
+            let at = names + u32_at(&b, s);
+            let end = b[at..].iter().position(|&c| c == 0).unwrap() + at;
+            Section {
+                name: String::from_utf8_lossy(&b[at..end]).into_owned(),
+                kind: u32_at(&b, s + 4),
+                flags: u64_at(&b, s + 8),
+                addr: u64_at(&b, s + 16),
+                size: u64_at(&b, s + 32),
+            }
+        })
+        .collect();
+    Elf {
+        entry,
+        symbols,
+        sections,
+    }
+}
+
+/// The server PD keeps its state (the engine's pools, every client's
+/// objects, the SMMU's and the domains' state) in `.bss`: all zero until
+/// it starts, so it costs the image nothing. Its initialised writable data
+/// is only what the Microkit tool patches.
+fn server_state_is_in_bss(elf: &Elf, image: &str) {
+    let data: u64 = elf
+        .sections
+        .iter()
+        .filter(|s| s.kind == SHT_PROGBITS && s.flags & SHF_WRITE != 0)
+        .map(|s| s.size)
+        .sum();
+    assert!(
+        data <= 512,
+        "{image}: {data} bytes of initialised writable data: {:?}",
+        elf.sections
+    );
+    // Mangled paths: iommu_server_pd::platform::STATICS, ::SMMU, ::HW,
+    // ::CONFIGS.
+    for state in ["8platform7STATICS", "4SMMU", "2HW", "7CONFIGS"] {
+        let (addr, size) = elf
+            .symbols
+            .iter()
+            .find(|(name, _)| name.contains(&format!("15iommu_server_pd{state}17h")))
+            .map(|(_, &v)| v)
+            .unwrap_or_else(|| panic!("{image}: no server state `{state}`"));
+        let home = elf
+            .sections
+            .iter()
+            .find(|s| s.addr <= addr && addr + size <= s.addr + s.size && s.size > 0)
+            .unwrap_or_else(|| panic!("{image}: `{state}` in no section"));
+        assert_eq!(
+            home.kind, SHT_NOBITS,
+            "{image}: `{state}` ({size} bytes) is in {}, not .bss",
+            home.name
+        );
+    }
 }
 
 #[test]
@@ -123,5 +194,8 @@ fn every_pd_image_carries_what_microkit_patches() {
         }
         assert!(setvars > 0, "{}: no setvars checked", pd.name);
         assert_eq!(elf.entry, sym("_start").0, "{image}: entry is not _start");
+        if image.contains("iommu_server") {
+            server_state_is_in_bss(&elf, image);
+        }
     }
 }

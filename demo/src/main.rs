@@ -25,9 +25,10 @@ use iommu_client::{DmaBuffer, Iommu, Memory, Transport};
 use iommu_proto::Errno;
 use iommu_server::{Server, COMMAND_PAGE};
 use iommu_system::{
-    client, client_configs, resolve, ClientId, Paddr, StreamId, CLIENTS, SERVER_SYMBOLS,
+    client, client_configs, resolve, ClientConfig, ClientId, Paddr, StreamId, CLIENTS,
+    SERVER_SYMBOLS,
 };
-use mmio::{CacheClean, Coherent, DcacheClean, DmaRegion, Mmio};
+use mmio::{CacheClean, Coherent, DcacheClean, DmaRegion, Mmio, StaticCell};
 use qemu_virt::platform::{self, Uart};
 
 qemu_virt::image_main!(main);
@@ -36,6 +37,11 @@ static COHERENT: Coherent = Coherent;
 static NON_COHERENT: DcacheClean = DcacheClean;
 
 type Hw = SmmuDomains<'static, Mmio>;
+
+// As in the server PD: the SMMU's state and the configurations live in
+// statics the server borrows.
+static SMMU: StaticCell<Smmu<Mmio>> = StaticCell::new();
+static CONFIGS: StaticCell<[ClientConfig; CLIENTS.len()]> = StaticCell::new();
 type Shared<'a> = &'a RefCell<Server<'static, Hw>>;
 
 macro_rules! say {
@@ -188,7 +194,9 @@ fn run(tally: &mut Tally) -> Result<(), &'static str> {
             }
         }
     }
-    let configs = client_configs(mem.regions, |s| symbols[s]);
+    let configs = CONFIGS
+        .init(client_configs(mem.regions, |s| symbols[s]))
+        .ok_or("configured twice")?;
 
     let streams: [StreamId; 2] = [
         CLIENTS[0].devices[0].stream_id,
@@ -197,13 +205,14 @@ fn run(tally: &mut Tally) -> Result<(), &'static str> {
     let regs = platform::smmu_regs().ok_or("SMMU registers taken twice")?;
     let smmu =
         Smmu::init(regs, mem.smmu, SmmuConfig::DEFAULT, &streams).map_err(|_| "SMMUv3 bring-up")?;
+    let smmu = SMMU.init(smmu).ok_or("SMMU brought up twice")?;
     let coherent = smmu.features().coherent;
     let cleaner: &'static dyn CacheClean = if coherent { &COHERENT } else { &NON_COHERENT };
     let pool = TablePool::new(mem.table_pages, cleaner);
     let hw = SmmuDomains::new(smmu, pool);
     let (store, ioases, clients) = mem.server.split();
     let server =
-        Server::new(store, ioases, hw, clients, &configs).map_err(|_| "configuration refused")?;
+        Server::new(store, ioases, hw, clients, configs).map_err(|_| "configuration refused")?;
     let server = RefCell::new(server);
     say!(
         "server: SMMUv3 up (coherent {coherent}), {} clients from system.xml + iommu.xml\n",

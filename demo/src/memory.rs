@@ -4,8 +4,8 @@
 
 use hw::pgtable::TablePage;
 use iommu_server::Storage;
-use iommu_system::{Perms, Region, CLIENTS, TOTAL_IOASES, TOTAL_MAPPINGS, TOTAL_REGIONS};
-use mmio::{DmaMemory, DmaRegion, StaticCell};
+use iommu_system::{Region, CLIENTS, TOTAL_IOASES, TOTAL_MAPPINGS, TOTAL_REGIONS};
+use mmio::{ConstStaticCell, DmaMemory, DmaRegion};
 
 #[repr(C, align(4096))]
 struct Aligned4K<const N: usize>([u8; N]);
@@ -26,17 +26,12 @@ struct Statics {
 /// The server's storage, sized by the configuration.
 pub type ServerStorage = Storage<TOTAL_MAPPINGS, { CLIENTS.len() }, TOTAL_IOASES>;
 
-static STATICS: StaticCell<Statics> = StaticCell::with(Statics {
+static STATICS: ConstStaticCell<Statics> = ConstStaticCell::new(Statics {
     smmu: Aligned4K([0; SMMU_MEM]),
     tables: [TablePage::ZERO; PT_PAGES],
     client: Aligned4K([0; CLIENT_MEM]),
     server: Storage::new(),
-    regions: [Region {
-        vaddr: 0,
-        size: 0,
-        paddr: 0,
-        perms: Perms::RO,
-    }; TOTAL_REGIONS],
+    regions: [Region::NONE; TOTAL_REGIONS],
 });
 
 pub struct Memory {

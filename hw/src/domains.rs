@@ -27,7 +27,9 @@ struct Slot {
 
 /// Domains backed by an SMMUv3 and its page tables.
 pub struct SmmuDomains<'a, R: RegisterBlock> {
-    smmu: Smmu<R>,
+    /// Borrowed, so a PD keeps the SMMU's state in a static of its own and
+    /// building the domains copies none of it.
+    smmu: &'a mut Smmu<R>,
     pool: TablePool<'a>,
     slots: [Option<Slot>; MAX_DOMAINS],
     format: Format,
@@ -50,7 +52,7 @@ impl<R: RegisterBlock> core::fmt::Debug for SmmuDomains<'_, R> {
 
 impl<'a, R: RegisterBlock> SmmuDomains<'a, R> {
     /// Tables take the SMMU's input and output sizes and write-back memory.
-    pub fn new(smmu: Smmu<R>, pool: TablePool<'a>) -> SmmuDomains<'a, R> {
+    pub fn new(smmu: &'a mut Smmu<R>, pool: TablePool<'a>) -> SmmuDomains<'a, R> {
         let features = smmu.features();
         let format = Format {
             ias: features.ias,
@@ -68,7 +70,7 @@ impl<'a, R: RegisterBlock> SmmuDomains<'a, R> {
     }
 
     pub fn smmu(&mut self) -> &mut Smmu<R> {
-        &mut self.smmu
+        self.smmu
     }
 
     pub fn features(&self) -> &Features {

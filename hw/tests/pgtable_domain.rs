@@ -433,7 +433,7 @@ fn unmap_pages_records_every_refusal() {
 fn a_failed_flush_leaks_exactly_the_freed_tables() {
     let (mut pool, ram) = ram_pool(12);
     let mut pt = table(&mut pool, 48);
-    ram.roots.borrow_mut().push((pt.root_phys(), 48, 48));
+    ram.roots.lock().unwrap().push((pt.root_phys(), 48, 48));
     let flushes = Flushes::default();
     let mut tlb = Failing(&flushes);
     let mut dom = PtDomain {

@@ -139,8 +139,8 @@ fn every_written_descriptor_is_cleaned_in_order() {
     let f = format(48);
     let mut a = IoPageTable::new(&mut pool, f).unwrap();
     let mut b = IoPageTable::new(&mut pool, Format { ias: 39, ..f }).unwrap();
-    ram.roots.borrow_mut().push((a.root_phys(), 48, 48));
-    ram.roots.borrow_mut().push((b.root_phys(), 39, 48));
+    ram.roots.lock().unwrap().push((a.root_phys(), 48, 48));
+    ram.roots.lock().unwrap().push((b.root_phys(), 39, 48));
     let mut g = Gather::new();
     let steps: &[(bool, u64, u64, u64)] = &[
         // map?, iova, size, count (or len for unmaps)
@@ -169,17 +169,17 @@ fn every_written_descriptor_is_cleaned_in_order() {
         }
     }
     assert_eq!(pool.used(), a.tables_used() + b.tables_used());
-    ram.roots.borrow_mut().remove(0);
+    ram.roots.lock().unwrap().remove(0);
     a.destroy(&mut pool);
     ram.assert_matches(&pool);
     assert_eq!(pool.used(), b.tables_used());
     // Pages freed by destroy are reused by a new table: still zero in memory.
     let mut c = IoPageTable::new(&mut pool, f).unwrap();
-    ram.roots.borrow_mut().push((c.root_phys(), 48, 48));
+    ram.roots.lock().unwrap().push((c.root_phys(), 48, 48));
     c.map(&mut pool, 0, PHYS, K4, 1024, RW).unwrap();
     c.map(&mut pool, 1 << 40, PHYS, K4, 1, RW).unwrap();
     ram.assert_matches(&pool);
-    let words = ram.words.borrow().len();
+    let words = ram.words.lock().unwrap().len();
     assert_eq!(words, 32 * 512);
 }
 
@@ -192,7 +192,7 @@ fn destroy_returns_every_page() {
     let used = fx.pool.used();
     assert!(used >= 8);
     let Fx { mut pool, ram, pt } = fx;
-    ram.roots.borrow_mut().clear();
+    ram.roots.lock().unwrap().clear();
     pt.destroy(&mut pool);
     assert_eq!(pool.used(), 0);
     ram.assert_matches(&pool);

@@ -7,6 +7,7 @@ use common::fixture::*;
 use common::*;
 use hw::pgtable::{Format, IoPageTable, MemAttr, GRANULE, MAIR};
 use iopt::{Errno, IovaRange, Prot};
+use std::sync::atomic::Ordering::Relaxed;
 
 // ---- format ---------------------------------------------------------------
 
@@ -184,14 +185,14 @@ fn access_permissions() {
 #[test]
 fn many_pages_in_one_call() {
     let mut fx = Fx::new(48);
-    let cleans = fx.ram.cleans.get();
+    let cleans = fx.ram.cleans.load(Relaxed);
     fx.map_rw(G1, PHYS, K4, 256);
     let want: Vec<_> = (0..256).map(|i| (G1 + i * K4, PHYS + i * K4, K4)).collect();
     assert_eq!(fx.layout(), want);
     assert_eq!(fx.pt.tables_used(), 4);
     // One walk: three new tables zeroed, the page run, and one table
     // descriptor per level; a walk per page would clean 256 times or more.
-    assert_eq!(fx.ram.cleans.get() - cleans, 3 + 1 + 3);
+    assert_eq!(fx.ram.cleans.load(Relaxed) - cleans, 3 + 1 + 3);
     for leaf in fx.leaves() {
         assert_attrs(&leaf, RW, MemAttr::WriteBack);
     }

@@ -195,8 +195,8 @@ fn pending_tables_are_not_handed_out_by_the_next_map() {
     let (mut pool, ram) = ram_pool(8);
     let mut a = IoPageTable::new(&mut pool, format(48)).unwrap();
     let mut b = IoPageTable::new(&mut pool, format(48)).unwrap();
-    ram.roots.borrow_mut().push((a.root_phys(), 48, 48));
-    ram.roots.borrow_mut().push((b.root_phys(), 48, 48));
+    ram.roots.lock().unwrap().push((a.root_phys(), 48, 48));
+    ram.roots.lock().unwrap().push((b.root_phys(), 48, 48));
     let below_root = |pool: &TablePool<'_>, pt: &IoPageTable| {
         let (_, tables) = Walker::new(pool, pt.root_phys(), 48, 48)
             .enumerate()
@@ -277,7 +277,7 @@ fn a_failed_flush_leaks_the_pending_tables_for_good() {
 
     // Destroying the table frees its own pages, never the leaked ones.
     let Fx { mut pool, ram, pt } = fx;
-    ram.roots.borrow_mut().clear();
+    ram.roots.lock().unwrap().clear();
     pt.destroy(&mut pool);
     assert_eq!((pool.used(), pool.free(), pool.leaked()), (3, 3, 3));
     let mut pt = IoPageTable::new(&mut pool, format(48)).unwrap();

@@ -55,7 +55,6 @@ impl FaultQueue {
 /// travel through the stack.
 #[derive(Debug)]
 pub struct Client {
-    pub(crate) config: ClientConfig,
     pub(crate) objects: Objects,
     /// The IOAS the VFIO compatibility calls act on.
     pub(crate) compat: Option<ObjectId>,
@@ -63,9 +62,9 @@ pub struct Client {
 }
 
 impl Client {
-    /// Storage for one client, configured by [`crate::Server::new`].
+    /// Storage for one client, configured by [`crate::Server::new`]: all
+    /// zero bytes, so the clients kept in a static sit in `.bss`.
     pub const EMPTY: Client = Client {
-        config: ClientConfig::NONE,
         objects: ObjectTable::new(0),
         compat: None,
         faults: FaultQueue::EMPTY,
@@ -82,6 +81,7 @@ pub(crate) struct Ctx<'a, 's, H: Hardware> {
     pub pool: &'a mut IoasPool<'s>,
     pub hw: &'a mut H,
     pub client: &'a mut Client,
+    pub config: &'a ClientConfig,
     pub id: ClientId,
     /// The client's command page, read and written in the ranges a request
     /// names (each byte read once).

@@ -37,7 +37,7 @@ pub(crate) fn bind<H: Hardware>(
         return Err(Errno::EINVAL);
     }
     let index = usize::try_from(ctx.device).map_err(|_| Errno::ENODEV)?;
-    let config = *ctx.client.config.devices.get(index).ok_or(Errno::ENODEV)?;
+    let config = *ctx.config.devices.get(index).ok_or(Errno::ENODEV)?;
     // One device cannot be bound twice (Linux: EINVAL).
     if ctx.client.objects.bound_device(index).is_some() {
         return Err(Errno::EINVAL);
@@ -62,7 +62,7 @@ fn device_windows(
     ctx: &Ctx<'_, '_, impl Hardware>,
     index: usize,
 ) -> impl Iterator<Item = IovaRange> {
-    let config = ctx.client.config.devices[index];
+    let config = ctx.config.devices[index];
     let above_mask = config
         .dma_mask
         .checked_add(1)
@@ -233,7 +233,7 @@ pub(crate) fn hw_info<H: Hardware>(
         aidr,
     };
     let bytes = info.as_bytes();
-    let page_va = ctx.client.config.command_page_vaddr;
+    let page_va = ctx.config.command_page_vaddr;
     let out = array_range(
         page_va,
         ctx.page.len(),

@@ -3,6 +3,7 @@
 
 use iommu_proto::decode::check_reserved;
 use iommu_proto::fault::*;
+use iommu_types::config::ClientConfig;
 use iommu_types::{ClientId, Errno, Fault};
 use iopt::Hardware;
 
@@ -10,10 +11,13 @@ use crate::client::{Client, Ctx, QueuedFault};
 
 /// Queues `fault` with the client whose configuration owns its stream;
 /// returns that client (to notify), or `None` for a stream no client owns.
-pub(crate) fn report(clients: &mut [Client], fault: Fault) -> Option<ClientId> {
-    let (index, device) = clients.iter().enumerate().find_map(|(i, c)| {
-        c.config
-            .devices
+pub(crate) fn report(
+    clients: &mut [Client],
+    configs: &[ClientConfig],
+    fault: Fault,
+) -> Option<ClientId> {
+    let (index, device) = configs.iter().enumerate().find_map(|(i, c)| {
+        c.devices
             .iter()
             .position(|d| d.stream_id == fault.stream)
             .map(|d| (i, d as u32))

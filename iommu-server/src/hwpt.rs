@@ -24,14 +24,11 @@ pub(crate) fn create<H: Hardware>(
     // Each HWPT is a hardware context, a per-client quota (ENOMEM as for
     // any exhausted one) so that no client's use can reduce or reveal
     // another's.
-    if ctx.client.objects.hwpts() >= ctx.client.config.quota.hwpts {
+    if ctx.client.objects.hwpts() >= ctx.config.quota.hwpts {
         return Err(Errno::ENOMEM);
     }
     let reservation = ctx.client.objects.reserve()?;
-    let domain = match ctx
-        .hw
-        .domain_alloc(ctx.id, ctx.client.config.quota.table_pages)
-    {
+    let domain = match ctx.hw.domain_alloc(ctx.id, ctx.config.quota.table_pages) {
         Ok(domain) => domain,
         Err(e) => {
             ctx.client.objects.abort(reservation);

@@ -49,7 +49,7 @@ pub(crate) fn ioas_mut<'c>(
 /// A new IOAS object: an object slot and an empty IOAS in the pool, or
 /// nothing (ENOMEM past the client's `objects` or `ioases` quota).
 pub(crate) fn new_ioas(ctx: &mut Ctx<'_, '_, impl Hardware>) -> Result<ObjectId> {
-    if ctx.client.objects.ioases() >= ctx.client.config.quota.ioases {
+    if ctx.client.objects.ioases() >= ctx.config.quota.ioases {
         return Err(Errno::ENOMEM);
     }
     let slot = ctx.pool.free_slot()?;
@@ -88,7 +88,7 @@ pub(crate) fn map_user(
     dst: DstIova,
     prot: Prot,
 ) -> Result<u64> {
-    let regions = ctx.client.config.regions;
+    let regions = ctx.config.regions;
     let writable = prot.contains(Prot::WRITE);
     let slot = slot_of(ctx, ObjectId(id))?;
     // Linux's iopt_alloc_pages, before any memory is looked at: no length
@@ -198,7 +198,7 @@ pub(crate) fn iova_ranges<H: Hardware>(
     cmd: &mut iommu_ioas_iova_ranges,
 ) -> Result<u64> {
     check_reserved(&cmd.reserved)?;
-    let page_va = ctx.client.config.command_page_vaddr;
+    let page_va = ctx.config.command_page_vaddr;
     let ioas = ctx.pool.get(slot_of(ctx, ObjectId(cmd.ioas_id))?)?;
     let elem = core::mem::size_of::<iommu_iova_range>();
     // Holes between reserved ranges: at most one more than there are ranges.
@@ -234,7 +234,7 @@ pub(crate) fn allow_iovas<H: Hardware>(
     cmd: &mut iommu_ioas_allow_iovas,
 ) -> Result<u64> {
     check_reserved(&cmd.reserved)?;
-    let page_va = ctx.client.config.command_page_vaddr;
+    let page_va = ctx.config.command_page_vaddr;
     let slot = slot_of(ctx, ObjectId(cmd.ioas_id))?;
     let elem = core::mem::size_of::<iommu_iova_range>();
     let input = array_range(

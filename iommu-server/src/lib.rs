@@ -47,10 +47,11 @@ pub const COMMAND_PAGE: usize = 4096;
 pub use iommu_proto::decode::Page;
 
 /// Everything the server keeps, for `CLIENTS` clients whose mapping quotas
-/// add up to `MAPPINGS` and IOAS quotas to `IOASES`: built at compile time,
-/// so a PD keeps it in its static data and it never passes through the
-/// stack. A client costs its object table (small objects) and whatever
-/// its quotas promise; only configured IOASes cost an IOAS's memory.
+/// add up to `MAPPINGS` and IOAS quotas to `IOASES`: built at compile time
+/// and all zero bytes, so a PD keeps it in `.bss` (no image space) and it
+/// never passes through the stack; [`Server::new`] sets it up in place. A
+/// client costs its object table (small objects) and whatever its quotas
+/// promise; only configured IOASes cost an IOAS's memory.
 #[derive(Debug)]
 pub struct Storage<const MAPPINGS: usize, const CLIENTS: usize, const IOASES: usize> {
     areas: [AreaSlot; MAPPINGS],
@@ -67,7 +68,7 @@ impl<const MAPPINGS: usize, const CLIENTS: usize, const IOASES: usize>
         Storage {
             areas: [AreaSlot::EMPTY; MAPPINGS],
             pages: [PagesSlot::EMPTY; MAPPINGS],
-            accounts: [Account::UNLIMITED; CLIENTS],
+            accounts: [Account::NONE; CLIENTS],
             clients: [Client::EMPTY; CLIENTS],
             ioases: [IoasSlot::EMPTY; IOASES],
         }
@@ -152,6 +153,8 @@ pub struct Server<'s, H: Hardware> {
     pool: IoasPool<'s>,
     hw: H,
     clients: &'s mut [Client],
+    /// Client i's configuration; as many as `clients`.
+    configs: &'s mut [ClientConfig],
 }
 
 impl<'s, H: Hardware> core::fmt::Debug for Server<'s, H> {
@@ -172,7 +175,7 @@ impl<'s, H: Hardware> Server<'s, H> {
         ioases: &'s mut [IoasSlot],
         hw: H,
         clients: &'s mut [Client],
-        configs: &[ClientConfig],
+        configs: &'s mut [ClientConfig],
     ) -> Result<Self, ConfigError> {
         if configs.len() > clients.len() {
             return Err(ConfigError::TooManyClients);
@@ -226,8 +229,7 @@ impl<'s, H: Hardware> Server<'s, H> {
                 .map_err(|_| ConfigError::TooManyClients)?;
         }
         let clients = &mut clients[..configs.len()];
-        for (slot, config) in clients.iter_mut().zip(configs) {
-            slot.config = *config;
+        for (slot, config) in clients.iter_mut().zip(configs.iter()) {
             slot.objects.reset(config.quota.objects);
             slot.compat = None;
             slot.faults.clear();
@@ -237,13 +239,30 @@ impl<'s, H: Hardware> Server<'s, H> {
             pool: IoasPool::new(ioases),
             hw,
             clients,
+            configs,
         })
     }
 
     /// Gives the storage back: the store (whose own storage
-    /// [`Store::into_parts`] returns), the hardware and the client slots.
-    pub fn into_parts(self) -> (Store<'s>, &'s mut [IoasSlot], H, &'s mut [Client]) {
-        (self.store, self.pool.into_slots(), self.hw, self.clients)
+    /// [`Store::into_parts`] returns), the hardware, the client slots and
+    /// the configurations.
+    #[allow(clippy::type_complexity)]
+    pub fn into_parts(
+        self,
+    ) -> (
+        Store<'s>,
+        &'s mut [IoasSlot],
+        H,
+        &'s mut [Client],
+        &'s mut [ClientConfig],
+    ) {
+        (
+            self.store,
+            self.pool.into_slots(),
+            self.hw,
+            self.clients,
+            self.configs,
+        )
     }
 
     pub fn store(&self) -> &Store<'s> {
@@ -278,6 +297,7 @@ impl<'s, H: Hardware> Server<'s, H> {
             pool: &mut self.pool,
             hw: &mut self.hw,
             client,
+            config: &self.configs[target.index()],
             id: target,
             page: &iommu_proto::decode::cells(&mut []),
             device: 0,
@@ -361,17 +381,17 @@ impl<'s, H: Hardware> Server<'s, H> {
     /// client (the transport notifies it), or `None` when no client owns
     /// the stream.
     pub fn report_fault(&mut self, fault: Fault) -> Option<ClientId> {
-        fault::report(self.clients, fault)
+        fault::report(self.clients, self.configs, fault)
     }
 
     /// Runs `drain` on the hardware with a sink that queues each fault
     /// with the client owning its stream; returns the clients that got
     /// one (bit i = client i), for the transport to notify.
     pub fn collect_faults(&mut self, drain: impl FnOnce(&mut H, &mut dyn FnMut(Fault))) -> u64 {
-        let clients = &mut *self.clients;
+        let (clients, configs) = (&mut *self.clients, &*self.configs);
         let mut notify = 0u64;
         drain(&mut self.hw, &mut |f| {
-            if let Some(c) = fault::report(clients, f) {
+            if let Some(c) = fault::report(clients, configs, f) {
                 notify |= 1u64.checked_shl(u32::from(c.0)).unwrap_or(0);
             }
         });
@@ -383,10 +403,11 @@ impl<'s, H: Hardware> Server<'s, H> {
     /// the count can never drift from what devices can reach; zero once the
     /// region is unmapped everywhere or the client is reset.
     pub fn region_users(&self, client: ClientId, region: usize) -> usize {
-        let Some(c) = self.client(client) else {
+        let (Some(c), Some(config)) = (self.client(client), self.configs.get(client.index()))
+        else {
             return 0;
         };
-        let Some(r) = c.config.regions.get(region) else {
+        let Some(r) = config.regions.get(region) else {
             return 0;
         };
         let (start, last) = (r.paddr, r.paddr + (r.size - 1));
@@ -453,7 +474,7 @@ impl<'s, H: Hardware> Server<'s, H> {
     ) -> Result<u64, Errno> {
         let op = Op::from_label(label).ok_or(Errno::ENOTTY)?;
         // A channel without a configured client cannot call; be explicit.
-        let caller = self.client(client).ok_or(Errno::EPERM)?;
+        let caller = self.configs.get(client.index()).ok_or(Errno::EPERM)?;
         if op == Op::ResetClient {
             // A scalar op: MR0 carries the target's index.
             let target = usize::try_from(mrs[iommu_proto::MR_SIZE])
@@ -461,7 +482,7 @@ impl<'s, H: Hardware> Server<'s, H> {
                 .filter(|&t| t < self.clients.len())
                 .and_then(ClientId::from_index)
                 .ok_or(Errno::EINVAL)?;
-            if target != client && !caller.config.manager {
+            if target != client && !caller.manager {
                 return Err(Errno::EPERM);
             }
             return self.reset_client(target).map(|()| 0);
@@ -471,6 +492,7 @@ impl<'s, H: Hardware> Server<'s, H> {
             pool: &mut self.pool,
             hw: &mut self.hw,
             client: &mut self.clients[client.index()],
+            config: &self.configs[client.index()],
             id: client,
             page,
             device: mrs[iommu_proto::MR_DEVICE],

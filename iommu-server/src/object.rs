@@ -38,20 +38,36 @@ impl ObjectId {
     }
 }
 
+// An explicit tag with Free = 0 (a niche could put Free anywhere): a free
+// slot is zero bytes, so tables kept in a static sit in `.bss`.
 #[derive(Debug)]
+#[repr(u8)]
 enum State<T> {
-    Free,
+    Free = 0,
     /// Allocated but not finalized: invisible to lookups.
-    Reserved,
-    Live(T),
+    Reserved = 1,
+    Live(T) = 2,
     /// Generation exhausted; never handed out again.
-    Retired,
+    Retired = 3,
 }
 
 #[derive(Debug)]
 struct Slot<T> {
-    generation: u32,
+    /// IDs this slot has handed out that have since died: the live or
+    /// next ID's generation is one more, so no ID is 0.
+    spent: u32,
     state: State<T>,
+}
+
+impl<T> Slot<T> {
+    const FREE: Slot<T> = Slot {
+        spent: 0,
+        state: State::Free,
+    };
+
+    fn generation(&self) -> u32 {
+        self.spent + 1
+    }
 }
 
 /// A slot held between allocation and finalize/abort.
@@ -86,12 +102,7 @@ impl<T, const N: usize> ObjectTable<T, N> {
             )
         };
         ObjectTable {
-            slots: [const {
-                Slot {
-                    generation: 1,
-                    state: State::Free,
-                }
-            }; N],
+            slots: [const { Slot::FREE }; N],
             live: 0,
             limit: if limit < N { limit } else { N },
         }
@@ -102,8 +113,7 @@ impl<T, const N: usize> ObjectTable<T, N> {
     /// built on the stack and moved.
     pub fn reset(&mut self, limit: usize) {
         for slot in &mut self.slots {
-            slot.generation = 1;
-            slot.state = State::Free;
+            *slot = Slot::FREE;
         }
         self.live = 0;
         self.limit = limit.min(N);
@@ -132,7 +142,7 @@ impl<T, const N: usize> ObjectTable<T, N> {
         slot.state = State::Reserved;
         self.live += 1;
         Ok(Reservation {
-            id: ObjectId::new(index, slot.generation),
+            id: ObjectId::new(index, slot.generation()),
         })
     }
 
@@ -149,10 +159,10 @@ impl<T, const N: usize> ObjectTable<T, N> {
 
     fn release(&mut self, index: usize) {
         let slot = &mut self.slots[index];
-        if slot.generation == MAX_GENERATION {
+        if slot.generation() == MAX_GENERATION {
             slot.state = State::Retired;
         } else {
-            slot.generation += 1;
+            slot.spent += 1;
             slot.state = State::Free;
         }
         self.live -= 1;
@@ -162,7 +172,7 @@ impl<T, const N: usize> ObjectTable<T, N> {
         let index = id.index();
         match self.slots.get(index) {
             Some(slot)
-                if slot.generation == id.generation() && matches!(slot.state, State::Live(_)) =>
+                if slot.generation() == id.generation() && matches!(slot.state, State::Live(_)) =>
             {
                 Ok(index)
             }
@@ -221,7 +231,7 @@ impl<T, const N: usize> ObjectTable<T, N> {
             .iter()
             .enumerate()
             .filter_map(|(i, s)| match s.state {
-                State::Live(_) => Some(ObjectId::new(i, s.generation)),
+                State::Live(_) => Some(ObjectId::new(i, s.generation())),
                 _ => None,
             })
     }
@@ -249,10 +259,41 @@ pub struct IoasObject {
 
 /// Storage for one IOAS of the server's pool.
 #[derive(Debug)]
-pub struct IoasSlot(Option<iopt::Ioas>);
+pub struct IoasSlot(Held);
+
+// An explicit tag with Free = 0, as `State`'s: free slots are zero bytes.
+// A slot is the IOAS's storage, so its size is the point.
+#[derive(Debug)]
+#[repr(u8)]
+#[allow(clippy::large_enum_variant)]
+enum Held {
+    Free = 0,
+    Used(iopt::Ioas) = 1,
+}
 
 impl IoasSlot {
-    pub const EMPTY: IoasSlot = IoasSlot(None);
+    pub const EMPTY: IoasSlot = IoasSlot(Held::Free);
+
+    fn ioas(&self) -> Option<&iopt::Ioas> {
+        match &self.0 {
+            Held::Used(ioas) => Some(ioas),
+            Held::Free => None,
+        }
+    }
+
+    fn ioas_mut(&mut self) -> Option<&mut iopt::Ioas> {
+        match &mut self.0 {
+            Held::Used(ioas) => Some(ioas),
+            Held::Free => None,
+        }
+    }
+
+    fn take(&mut self) -> Option<iopt::Ioas> {
+        match core::mem::replace(&mut self.0, Held::Free) {
+            Held::Used(ioas) => Some(ioas),
+            Held::Free => None,
+        }
+    }
 }
 
 /// Every client's IOASes, in one pool the clients' `ioases` quotas add up
@@ -265,7 +306,7 @@ pub struct IoasPool<'s> {
 impl<'s> IoasPool<'s> {
     /// Takes over `slots`, all free.
     pub fn new(slots: &'s mut [IoasSlot]) -> IoasPool<'s> {
-        slots.iter_mut().for_each(|s| s.0 = None);
+        slots.iter_mut().for_each(|s| *s = IoasSlot::EMPTY);
         IoasPool { slots }
     }
 
@@ -275,7 +316,7 @@ impl<'s> IoasPool<'s> {
 
     /// Slots holding an IOAS.
     pub fn used(&self) -> usize {
-        self.slots.iter().filter(|s| s.0.is_some()).count()
+        self.slots.iter().filter(|s| s.ioas().is_some()).count()
     }
 
     /// The storage back.
@@ -289,31 +330,31 @@ impl<'s> IoasPool<'s> {
     pub(crate) fn free_slot(&self) -> Result<usize, Errno> {
         self.slots
             .iter()
-            .position(|s| s.0.is_none())
+            .position(|s| s.ioas().is_none())
             .ok_or(Errno::ENOMEM)
     }
 
     /// Puts `ioas` in `slot`, which [`IoasPool::free_slot`] gave.
     pub(crate) fn put(&mut self, slot: usize, ioas: iopt::Ioas) {
-        debug_assert!(self.slots[slot].0.is_none());
-        self.slots[slot].0 = Some(ioas);
+        debug_assert!(self.slots[slot].ioas().is_none());
+        self.slots[slot].0 = Held::Used(ioas);
     }
 
     pub(crate) fn take(&mut self, slot: usize) -> Option<iopt::Ioas> {
-        self.slots.get_mut(slot)?.0.take()
+        self.slots.get_mut(slot)?.take()
     }
 
     pub(crate) fn get(&self, slot: usize) -> Result<&iopt::Ioas, Errno> {
         self.slots
             .get(slot)
-            .and_then(|s| s.0.as_ref())
+            .and_then(IoasSlot::ioas)
             .ok_or(Errno::ENOENT)
     }
 
     pub(crate) fn get_mut(&mut self, slot: usize) -> Result<&mut iopt::Ioas, Errno> {
         self.slots
             .get_mut(slot)
-            .and_then(|s| s.0.as_mut())
+            .and_then(IoasSlot::ioas_mut)
             .ok_or(Errno::ENOENT)
     }
 
@@ -333,7 +374,7 @@ impl<'s> IoasPool<'s> {
         } else {
             (second, first)
         };
-        match (sa.0.as_mut(), sb.0.as_ref()) {
+        match (sa.ioas_mut(), sb.ioas()) {
             (Some(x), Some(y)) => Ok((x, y)),
             _ => Err(Errno::ENOENT),
         }
@@ -529,7 +570,7 @@ mod tests {
     #[test]
     fn exhausted_slots_retire() {
         let mut t: ObjectTable<u32, 1> = ObjectTable::new(1);
-        t.slots[0].generation = MAX_GENERATION;
+        t.slots[0].spent = MAX_GENERATION - 1;
         let last = {
             let r = t.reserve().unwrap();
             t.finalize(r, 1)

@@ -41,3 +41,43 @@ pub trait Hardware {
     /// Whether DMA is cache coherent (VFIO_DMA_CC_IOMMU).
     fn coherent(&self) -> bool;
 }
+
+/// Hardware the caller keeps elsewhere (a PD's static), so the server
+/// holding it stays small.
+impl<H: Hardware + ?Sized> Hardware for &mut H {
+    fn domain_alloc(&mut self, client: ClientId, table_pages: usize) -> Result<DomainId, Errno> {
+        (**self).domain_alloc(client, table_pages)
+    }
+
+    fn table_pages(&self) -> usize {
+        (**self).table_pages()
+    }
+
+    fn max_domains(&self) -> usize {
+        (**self).max_domains()
+    }
+
+    fn domain_free(&mut self, domain: DomainId) {
+        (**self).domain_free(domain)
+    }
+
+    fn domains(&mut self) -> &mut dyn DomainTable {
+        (**self).domains()
+    }
+
+    fn attach(&mut self, stream: StreamId, domain: DomainId) -> Result<(), Errno> {
+        (**self).attach(stream, domain)
+    }
+
+    fn detach(&mut self, stream: StreamId) -> Result<(), Errno> {
+        (**self).detach(stream)
+    }
+
+    fn id_regs(&self) -> ([u32; 6], u32, u32) {
+        (**self).id_regs()
+    }
+
+    fn coherent(&self) -> bool {
+        (**self).coherent()
+    }
+}

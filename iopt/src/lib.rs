@@ -69,6 +69,15 @@ pub struct Account {
 }
 
 impl Account {
+    /// No quota: may map nothing until its limits are set. All zero bytes,
+    /// so accounts kept in a static sit in `.bss`.
+    pub const NONE: Account = Account {
+        limit: 0,
+        used: 0,
+        area_limit: 0,
+        areas: 0,
+    };
+
     pub const UNLIMITED: Account = Account {
         limit: u64::MAX,
         used: 0,

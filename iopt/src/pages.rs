@@ -21,10 +21,12 @@ pub struct PagesSlot {
 }
 
 impl PagesSlot {
+    /// A free slot: all zero bytes, so a static array of them sits in
+    /// `.bss`; the pool links it into its free list.
     pub const EMPTY: PagesSlot = PagesSlot {
         pages: Pages::EMPTY,
         refs: 0,
-        next_free: u32::MAX,
+        next_free: 0,
     };
 }
 

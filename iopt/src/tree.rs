@@ -33,7 +33,7 @@ pub(crate) struct Area {
 
 /// Storage for one area node. Allocate as many as the system may ever hold
 /// areas, e.g. `[AreaSlot::EMPTY; N]` in a static, and hand them to
-/// [`crate::Store::new`].
+/// [`crate::Store::new`], which links them into its free list.
 #[derive(Clone, Copy, Debug)]
 pub struct AreaSlot {
     area: Area,
@@ -48,6 +48,8 @@ pub struct AreaSlot {
 }
 
 impl AreaSlot {
+    /// A free node: all zero bytes, so a static array of them sits in
+    /// `.bss`. A free node's links mean nothing until the arena sets them.
     pub const EMPTY: AreaSlot = AreaSlot {
         area: Area {
             start: 0,
@@ -56,8 +58,8 @@ impl AreaSlot {
             offset: 0,
             prot: Prot::empty(),
         },
-        left: NIL,
-        right: NIL,
+        left: 0,
+        right: 0,
         height: 0,
         min_start: 0,
         max_last: 0,

@@ -2,7 +2,7 @@
 
 /// Cache maintenance for a non-coherent walker: called with every run of
 /// descriptors just written, before the device may see them.
-pub trait CacheClean {
+pub trait CacheClean: Sync {
     fn clean(&self, descriptors: &[u64]);
 }
 

@@ -2,7 +2,7 @@
 //! `unsafe` behind them: device registers ([`Mmio`]), memory devices reach
 //! by DMA ([`DmaRegion`], [`DmaMemory`]), the AArch64 barriers and cache
 //! maintenance a driver needs, and statics handed out once
-//! ([`StaticCell`]). Each `unsafe` constructor states its contract; every
+//! ([`StaticCell`], [`ConstStaticCell`]). Each `unsafe` constructor states its contract; every
 //! block says why it is sound.
 //!
 //! It sits at the bottom of the ladder with no dependencies, so a device
@@ -21,6 +21,6 @@ mod regs;
 
 pub use barrier::{dma_mb, dma_rmb, dma_wmb, dsb_sy};
 pub use cache::{CacheClean, Coherent, DcacheClean};
-pub use cell::StaticCell;
+pub use cell::{ConstStaticCell, StaticCell};
 pub use dma::{DmaMemory, DmaRegion};
 pub use regs::{Mmio, RegisterBlock};

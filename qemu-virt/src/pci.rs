@@ -23,7 +23,7 @@ const CMD_BUS_MASTER: u32 = 1 << 2;
 /// `found` (the n-th function found gets window n); enumeration happens
 /// once per image, so the first call finds devices and later ones none.
 pub fn find(vendor: u16, device: u16, out: &mut [Function]) -> usize {
-    static ENUMERATED: mmio::StaticCell<()> = mmio::StaticCell::with(());
+    static ENUMERATED: mmio::ConstStaticCell<()> = mmio::ConstStaticCell::new(());
     if ENUMERATED.take().is_none() {
         return 0;
     }

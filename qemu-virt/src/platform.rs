@@ -5,7 +5,7 @@
 
 use core::fmt::{self, Write};
 
-use mmio::{Mmio, StaticCell};
+use mmio::{Mmio, ConstStaticCell};
 
 pub const SMMU_BASE: usize = 0x0905_0000;
 pub const SMMU_SIZE: usize = 0x2_0000;
@@ -172,9 +172,9 @@ pub fn ticks_per_second() -> u64 {
 
 /// Handed out once each: the SMMU's registers, bus 0's configuration
 /// pages, the BAR windows.
-static SMMU_REGS: StaticCell<()> = StaticCell::with(());
-static CONFIG_PAGES: [StaticCell<()>; 256] = [const { StaticCell::with(()) }; 256];
-static BARS: [StaticCell<()>; BAR_WINDOWS] = [const { StaticCell::with(()) }; BAR_WINDOWS];
+static SMMU_REGS: ConstStaticCell<()> = ConstStaticCell::new(());
+static CONFIG_PAGES: [ConstStaticCell<()>; 256] = [const { ConstStaticCell::new(()) }; 256];
+static BARS: [ConstStaticCell<()>; BAR_WINDOWS] = [const { ConstStaticCell::new(()) }; BAR_WINDOWS];
 
 /// 1 MiB BAR windows in the 32-bit PCI MMIO window, one per device.
 pub const BAR_WINDOWS: usize = 16;

@@ -102,10 +102,11 @@ impl GiveBack for iopt::Store<'static> {
 
 impl<H: iopt::Hardware> GiveBack for iommu_server::Server<'static, H> {
     fn give_back(self) {
-        let (store, ioases, _, clients) = self.into_parts();
+        let (store, ioases, _, clients, configs) = self.into_parts();
         store.give_back();
         give_back(ioases);
         give_back(clients);
+        give_back(configs);
     }
 }
 

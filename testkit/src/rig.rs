@@ -145,7 +145,9 @@ impl<H: Hardware + 'static> Rig<H> {
         let clients = recycle::slice_with(configs.len(), || Client::EMPTY);
         let ioases: usize = configs.iter().map(|c| c.quota.ioases).sum();
         let ioases = recycle::slice_with(ioases, || IoasSlot::EMPTY);
-        match Server::new(take(store), ioases, hw, clients, configs) {
+        let owned = recycle::slice(configs.len(), ClientConfig::NONE);
+        owned.copy_from_slice(configs);
+        match Server::new(take(store), ioases, hw, clients, owned) {
             Ok(server) => Ok(Rig {
                 server: Lent::new(server),
                 pages: vec![vec![0; iommu_server::COMMAND_PAGE]; configs.len()],

@@ -12,6 +12,10 @@ pub struct Perms {
 }
 
 impl Perms {
+    pub const NONE: Perms = Perms {
+        read: false,
+        write: false,
+    };
     pub const RW: Perms = Perms {
         read: true,
         write: true,
@@ -30,6 +34,16 @@ pub struct Region {
     pub size: u64,
     pub paddr: u64,
     pub perms: Perms,
+}
+
+impl Region {
+    /// Nothing: a placeholder for region storage filled at start.
+    pub const NONE: Region = Region {
+        vaddr: 0,
+        size: 0,
+        paddr: 0,
+        perms: Perms::NONE,
+    };
 }
 
 /// Most reserved windows one device may have (its DMA-mask limit comes on

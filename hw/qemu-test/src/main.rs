@@ -478,7 +478,7 @@ fn iopt_drives_the_smmu(rig: Rig) -> Result<(), &'static str> {
     let old = dom[0].as_ref().ok_or("no domain")?.ctx;
     smmu.detach(sid[0], old).map_err(|_| "detach")?;
     let tables_before = pool.used();
-    let mut doms = SmmuDomains::new(smmu, pool);
+    let mut doms = SmmuDomains::new(&mut smmu, pool);
     let mut ioas = store.new_ioas(ClientId(0)).map_err(|_| "ioas")?;
     let id = doms.alloc(ClientId(0), 64).map_err(|_| "domain")?;
     ioas.attach_domain(&mut store, &mut doms, id)

@@ -4,7 +4,7 @@
 
 use hw::pgtable::TablePage;
 use iopt::{Account, AreaSlot, PagesSlot};
-use mmio::{DmaMemory, DmaRegion, StaticCell};
+use mmio::{ConstStaticCell, DmaMemory, DmaRegion};
 
 #[repr(C, align(2097152))]
 struct Aligned2M<const N: usize>([u8; N]);
@@ -27,7 +27,7 @@ struct Statics {
     accounts: [Account; 1],
 }
 
-static STATICS: StaticCell<Statics> = StaticCell::with(Statics {
+static STATICS: ConstStaticCell<Statics> = ConstStaticCell::new(Statics {
     smmu: Aligned4K([0; SMMU_MEM]),
     tables: [TablePage::ZERO; PT_PAGES],
     dma: Aligned2M([0; DMA_MEM]),

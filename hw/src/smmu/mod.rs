@@ -240,10 +240,20 @@ impl<R: RegisterBlock> Smmu<R> {
     /// that each has a valid abort STE from the start.
     pub fn init(
         regs: R,
-        mut mem: DmaRegion,
+        mem: DmaRegion,
         config: SmmuConfig,
         streams: &[StreamId],
     ) -> Result<Smmu<R>, SmmuError> {
+        let mut smmu = Smmu::new(regs, mem, config)?;
+        smmu.start(streams)?;
+        Ok(smmu)
+    }
+
+    /// [`Smmu::init`]'s first half: probes and lays the queues and tables
+    /// out in `mem`, touching no register but the ID registers. A caller
+    /// that keeps the SMMU in a static builds it there with this, then
+    /// calls [`Smmu::start`] on it in place.
+    pub fn new(regs: R, mut mem: DmaRegion, config: SmmuConfig) -> Result<Smmu<R>, SmmuError> {
         let features = Features::decode(read_ids(&regs)).map_err(SmmuError::Probe)?;
         mem.zero();
 
@@ -294,7 +304,7 @@ impl<R: RegisterBlock> Smmu<R> {
             StreamTable::Linear { table, sid_bits }
         };
 
-        let mut smmu = Smmu {
+        Ok(Smmu {
             regs,
             features,
             cmdq: Queue {
@@ -313,12 +323,17 @@ impl<R: RegisterBlock> Smmu<R> {
             context_count: contexts,
             overflows: 0,
             last_error: None,
-        };
-        smmu.reset()?;
+        })
+    }
+
+    /// [`Smmu::init`]'s second half: resets the SMMU onto the structures
+    /// [`Smmu::new`] laid out, prepares `streams` and enables translation.
+    pub fn start(&mut self, streams: &[StreamId]) -> Result<(), SmmuError> {
+        self.reset()?;
         for &sid in streams {
-            smmu.ensure_stream(sid)?;
+            self.ensure_stream(sid)?;
         }
-        Ok(smmu)
+        Ok(())
     }
 
     pub fn features(&self) -> &Features {

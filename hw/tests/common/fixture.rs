@@ -44,7 +44,8 @@ impl Fx {
         let (mut pool, ram) = ram_pool(pages);
         let pt = IoPageTable::new(&mut pool, format).unwrap();
         ram.roots
-            .borrow_mut()
+            .lock()
+            .unwrap()
             .push((pt.root_phys(), format.ias, format.oas));
         Fx { pool, ram, pt }
     }
@@ -137,10 +138,14 @@ impl Fx {
         op: impl FnOnce(&mut Fx) -> Result<T, Errno>,
     ) {
         let before = self.snapshot();
-        let cleans = self.ram.cleans.get();
+        let cleans = self.ram.cleans.load(Relaxed);
         assert_eq!(op(self).unwrap_err(), errno);
         assert_eq!(self.snapshot(), before, "a failed call changed the tables");
-        assert_eq!(self.ram.cleans.get(), cleans, "a failed call cleaned");
+        assert_eq!(
+            self.ram.cleans.load(Relaxed),
+            cleans,
+            "a failed call cleaned"
+        );
     }
 }
 

@@ -5,8 +5,11 @@
 
 pub mod fixture;
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::collections::BTreeSet;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicU64, AtomicUsize};
+use std::sync::Mutex;
 
 use hw::pgtable::{MemAttr, TablePage, TablePool, MAIR};
 use iommu_testkit::recycle::{self, GiveBack, Lent};
@@ -312,39 +315,39 @@ pub fn assert_attrs(leaf: &Leaf, prot: Prot, mem: MemAttr) {
 /// A cleaner that keeps the memory image a non-coherent SMMU would read:
 /// a word reaches it only when cleaned.
 pub struct Ram {
-    base_ptr: Cell<usize>,
-    phys_base: Cell<u64>,
-    pub words: RefCell<Vec<u64>>,
-    pub cleans: Cell<usize>,
+    base_ptr: AtomicUsize,
+    phys_base: AtomicU64,
+    pub words: Mutex<Vec<u64>>,
+    pub cleans: AtomicUsize,
     /// Page tables (ttb, ias, oas) to walk in memory after every clean:
     /// the walker must never meet garbage, whatever moment it walks at.
-    pub roots: RefCell<Vec<(u64, u32, u32)>>,
+    pub roots: Mutex<Vec<(u64, u32, u32)>>,
 }
 
 impl PhysMem for Ram {
     fn read(&self, pa: u64) -> Option<u64> {
-        let i = usize::try_from(pa.checked_sub(self.phys_base.get())? / 8).ok()?;
-        self.words.borrow().get(i).copied()
+        let i = usize::try_from(pa.checked_sub(self.phys_base.load(Relaxed))? / 8).ok()?;
+        self.words.lock().unwrap().get(i).copied()
     }
 }
 
 impl CacheClean for Ram {
     fn clean(&self, descriptors: &[u64]) {
         let off = (descriptors.as_ptr() as usize)
-            .checked_sub(self.base_ptr.get())
+            .checked_sub(self.base_ptr.load(Relaxed))
             .expect("clean below the pool");
         assert_eq!(off % 8, 0);
         let first = off / 8;
         {
-            let mut words = self.words.borrow_mut();
+            let mut words = self.words.lock().unwrap();
             assert!(
                 first + descriptors.len() <= words.len(),
                 "clean beyond the pool"
             );
             words[first..first + descriptors.len()].copy_from_slice(descriptors);
         }
-        self.cleans.set(self.cleans.get() + 1);
-        for &(ttb, ias, oas) in self.roots.borrow().iter() {
+        self.cleans.store(self.cleans.load(Relaxed) + 1, Relaxed);
+        for &(ttb, ias, oas) in self.roots.lock().unwrap().iter() {
             let mut walker = Walker::new(self, ttb, ias, oas);
             // Mid-operation, memory may hold a table about to be filled or
             // freed.
@@ -359,7 +362,7 @@ impl CacheClean for Ram {
 impl Ram {
     /// Panics unless memory equals the pool's (cached) contents word for word.
     pub fn assert_matches(&self, pool: &TablePool<'_>) {
-        let words = self.words.borrow();
+        let words = self.words.lock().unwrap();
         for page in 0..pool.capacity() {
             let pa = pool.phys_base() + page as u64 * 4096;
             let cached = pool.table_at(pa).unwrap();
@@ -406,9 +409,9 @@ pub struct RamPool {
 impl GiveBack for RamPool {
     fn give_back(self) {
         self.pool.give_back();
-        self.ram.words.borrow_mut().clear();
-        self.ram.words.borrow_mut().shrink_to_fit();
-        self.ram.roots.borrow_mut().clear();
+        self.ram.words.lock().unwrap().clear();
+        self.ram.words.lock().unwrap().shrink_to_fit();
+        self.ram.roots.lock().unwrap().clear();
         SPARE_RAMS.with(|s| s.borrow_mut().push(self.ram));
     }
 }
@@ -445,18 +448,18 @@ pub fn ram_pool(n: usize) -> (Lent<RamPool>, &'static Ram) {
         .with(|s| s.borrow_mut().pop())
         .unwrap_or_else(|| {
             Box::leak(Box::new(Ram {
-                base_ptr: Cell::new(0),
-                phys_base: Cell::new(0),
-                words: RefCell::new(Vec::new()),
-                cleans: Cell::new(0),
-                roots: RefCell::new(Vec::new()),
+                base_ptr: AtomicUsize::new(0),
+                phys_base: AtomicU64::new(0),
+                words: Mutex::new(Vec::new()),
+                cleans: AtomicUsize::new(0),
+                roots: Mutex::new(Vec::new()),
             }))
         });
-    ram.base_ptr.set(pages.as_ptr() as usize);
-    ram.phys_base.set(POOL_PA);
-    *ram.words.borrow_mut() = vec![GARBAGE; n * 512];
-    ram.cleans.set(0);
-    ram.roots.borrow_mut().clear();
+    ram.base_ptr.store(pages.as_ptr() as usize, Relaxed);
+    ram.phys_base.store(POOL_PA, Relaxed);
+    *ram.words.lock().unwrap() = vec![GARBAGE; n * 512];
+    ram.cleans.store(0, Relaxed);
+    ram.roots.lock().unwrap().clear();
     let pool = TablePool::new(DmaMemory::host(pages, POOL_PA), ram);
     (Lent::new(RamPool { pool, ram }), ram)
 }

@@ -17,9 +17,9 @@ use hw::domains::SmmuDomains;
 use hw::pgtable::TablePool;
 use hw::smmu::{Smmu, SmmuConfig};
 use iommu_server::{Page, Server};
-use iommu_system::{client_configs, client_on, StreamId, CLIENTS, SERVER};
+use iommu_system::{client_configs, client_on, ClientConfig, StreamId, CLIENTS, SERVER};
 use microkit::{Channel, DebugOut, Handler, MessageInfo, SharedMemory};
-use mmio::{CacheClean, Coherent, DcacheClean, Mmio};
+use mmio::{CacheClean, Coherent, DcacheClean, DmaMemory, DmaRegion, Mmio, StaticCell};
 
 include!(concat!(env!("OUT_DIR"), "/setvars.rs"));
 
@@ -27,6 +27,12 @@ static COHERENT: Coherent = Coherent;
 static NON_COHERENT: DcacheClean = DcacheClean;
 
 type Hw = SmmuDomains<'static, Mmio>;
+
+// Built in place at start, outside the stack: the server holds
+// references, so neither init nor serving carries them in a frame.
+static SMMU: StaticCell<Smmu<Mmio>> = StaticCell::new();
+static HW: StaticCell<Hw> = StaticCell::new();
+static CONFIGS: StaticCell<[ClientConfig; CLIENTS.len()]> = StaticCell::new();
 
 macro_rules! say {
     ($($arg:tt)*) => {{ let _ = write!(DebugOut, "iommu_server: "); let _ = writeln!(DebugOut, $($arg)*); }};
@@ -51,7 +57,7 @@ impl Page for Command<'_> {
 }
 
 struct IommuServer {
-    server: Server<'static, Hw>,
+    server: Server<'static, &'static mut Hw>,
     pages: [SharedMemory; CLIENTS.len()],
     /// The deepest stack use reported so far.
     stack_reported: usize,
@@ -79,7 +85,71 @@ impl IommuServer {
 fn init() -> IommuServer {
     microkit::paint_stack(SERVER.stack_size as usize);
     let p = platform::take(|i| SERVER_SETVARS[i].get()).expect("platform taken once");
+
     let configs = client_configs(p.regions, |i| SERVER_SETVARS[i].get());
+    let configs = CONFIGS.init(configs).expect("configured once");
+
+    let hw = domains(smmu(p.smmu_regs, p.smmu_memory), p.table_pages);
+    start(hw);
+
+    let coherent = hw.features().coherent;
+    let (store, ioases, clients) = p.storage.split();
+    let server = Server::new(store, ioases, hw, clients, configs)
+        .unwrap_or_else(|e| panic!("configuration refused: {e:?}"));
+
+    say!(
+        "SMMUv3 up (coherent {coherent}); serving {} clients",
+        CLIENTS.len()
+    );
+    if microkit::DEBUG {
+        // Init's mark, then a fresh coat: serving is measured on its own.
+        let used = microkit::stack_high_water(SERVER.stack_size as usize);
+        say!(
+            "stack used by init {} KiB of {} KiB",
+            used.div_ceil(1024),
+            SERVER.stack_size / 1024
+        );
+        microkit::paint_stack(SERVER.stack_size as usize);
+    }
+    IommuServer {
+        server,
+        pages: p.command_pages,
+        stack_reported: 0,
+    }
+}
+
+// Bring-up in three frames of their own, side by side under `init`: the
+// SMMU's state and the domains' are each built in one and moved into its
+// static, so init's deepest point is one of them, not their sum.
+
+/// Lays the SMMU's queues and tables out in `memory`, in its static.
+#[inline(never)]
+fn smmu(regs: Mmio, memory: DmaRegion) -> &'static mut Smmu<Mmio> {
+    match Smmu::new(regs, memory, SmmuConfig::DEFAULT) {
+        Ok(smmu) => SMMU.init(smmu).expect("SMMU laid out once"),
+        Err(e) => panic!("SMMUv3 probe: {e}"),
+    }
+}
+
+/// The domains over the SMMU and the page-table pool, in their static.
+#[inline(never)]
+fn domains(
+    smmu: &'static mut Smmu<Mmio>,
+    tables: DmaMemory<'static, hw::pgtable::TablePage>,
+) -> &'static mut Hw {
+    let cleaner: &'static dyn CacheClean = if smmu.features().coherent {
+        &COHERENT
+    } else {
+        &NON_COHERENT
+    };
+    let pool = TablePool::new(tables, cleaner);
+    HW.init(SmmuDomains::new(smmu, pool))
+        .expect("domains built once")
+}
+
+/// Enables the SMMU with every configured stream prepared (aborting).
+#[inline(never)]
+fn start(hw: &mut Hw) {
     let mut streams = [StreamId(0); 16];
     let mut n = 0;
     for (c, spec) in CLIENTS.iter().enumerate() {
@@ -101,39 +171,9 @@ fn init() -> IommuServer {
             }
         }
     }
-    let smmu = Smmu::init(
-        p.smmu_regs,
-        p.smmu_memory,
-        SmmuConfig::DEFAULT,
-        &streams[..n],
-    )
-    .unwrap_or_else(|e| panic!("SMMUv3 bring-up: {e}"));
-    let coherent = smmu.features().coherent;
-    let cleaner: &'static dyn CacheClean = if coherent { &COHERENT } else { &NON_COHERENT };
-    let pool = TablePool::new(p.table_pages, cleaner);
-    let hw = SmmuDomains::new(smmu, pool);
-    let (store, ioases, clients) = p.storage.split();
-    let server = Server::new(store, ioases, hw, clients, &configs)
-        .unwrap_or_else(|e| panic!("configuration refused: {e:?}"));
-    say!(
-        "SMMUv3 up (coherent {coherent}); serving {} clients",
-        CLIENTS.len()
-    );
-    if microkit::DEBUG {
-        // Init's mark, then a fresh coat: serving is measured on its own.
-        let used = microkit::stack_high_water(SERVER.stack_size as usize);
-        say!(
-            "stack used by init {} KiB of {} KiB",
-            used.div_ceil(1024),
-            SERVER.stack_size / 1024
-        );
-        microkit::paint_stack(SERVER.stack_size as usize);
-    }
-    IommuServer {
-        server,
-        pages: p.command_pages,
-        stack_reported: 0,
-    }
+    hw.smmu()
+        .start(&streams[..n])
+        .unwrap_or_else(|e| panic!("SMMUv3 bring-up: {e}"));
 }
 
 impl Handler for IommuServer {

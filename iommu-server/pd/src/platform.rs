@@ -9,28 +9,24 @@
 use hw::pgtable::TablePage;
 use iommu_server::Storage;
 use iommu_system::{
-    resolve, Perms, Region, ServerMemory, CLIENTS, SERVER, TOTAL_IOASES, TOTAL_MAPPINGS,
-    TOTAL_REGIONS,
+    resolve, Region, ServerMemory, CLIENTS, SERVER, TOTAL_IOASES, TOTAL_MAPPINGS, TOTAL_REGIONS,
 };
 use microkit::SharedMemory;
-use mmio::{DmaMemory, DmaRegion, Mmio, StaticCell};
+use mmio::{ConstStaticCell, DmaMemory, DmaRegion, Mmio};
 
 /// The server's storage, sized by the configuration.
 pub type ServerStorage = Storage<TOTAL_MAPPINGS, { CLIENTS.len() }, TOTAL_IOASES>;
 
+/// All zero bytes until `init` runs: `.bss`, no image space (pd_images.rs
+/// checks).
 struct Statics {
     server: ServerStorage,
     regions: [Region; TOTAL_REGIONS],
 }
 
-static STATICS: StaticCell<Statics> = StaticCell::with(Statics {
+static STATICS: ConstStaticCell<Statics> = ConstStaticCell::new(Statics {
     server: Storage::new(),
-    regions: [Region {
-        vaddr: 0,
-        size: 0,
-        paddr: 0,
-        perms: Perms::RO,
-    }; TOTAL_REGIONS],
+    regions: [Region::NONE; TOTAL_REGIONS],
 });
 
 pub struct Platform {

@@ -12,7 +12,7 @@ use core::fmt::Write;
 use iommu_client::{Iommu, MicrokitTransport, COMMAND_PAGE};
 use iommu_system::ClientSpec;
 use microkit::{DebugOut, SharedMemory};
-use mmio::{Mmio, StaticCell};
+use mmio::{ConstStaticCell, Mmio};
 
 microkit::setvar!(pub COMMAND_PAGE_VADDR = "command_page");
 
@@ -47,7 +47,7 @@ pub mod edu {
     microkit::setvar!(DMA_BUFFER = "dma_buffer");
     microkit::setvar!(pub EDU_BAR_PADDR = "edu_bar_paddr");
 
-    static DEVICE: StaticCell<()> = StaticCell::with(());
+    static DEVICE: ConstStaticCell<()> = ConstStaticCell::new(());
 
     /// The device's configuration page and BAR0 registers, the first time
     /// (`None` after: there is one handle to each register window).
@@ -64,7 +64,7 @@ pub mod edu {
         }
     }
 
-    static BUFFER: StaticCell<()> = StaticCell::with(());
+    static BUFFER: ConstStaticCell<()> = ConstStaticCell::new(());
 
     /// The DMA buffer: the client's first region in iommu.xml, which
     /// system.xml maps at the patched `dma_buffer`; `None` after the first
