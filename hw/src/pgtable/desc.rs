@@ -138,7 +138,14 @@ pub(super) const fn leaf(phys: u64, level: u32, attrs: u64) -> u64 {
 /// One OR over the slots, no branch per descriptor: the check runs over
 /// every slot a map is about to fill.
 pub(super) fn all_invalid(entries: &[u64]) -> bool {
-    entries.iter().fold(0, |acc, &d| acc | d) & VALID == 0
+    // A cache line (eight descriptors) per step: the ORs of a line are
+    // independent, so the loop runs at load bandwidth.
+    let lines = entries.chunks_exact(8);
+    let tail = lines.remainder().iter().fold(0, |acc, &d| acc | d);
+    let used = lines.fold(tail, |acc, line| {
+        acc | line.iter().fold(0, |line_acc, &d| line_acc | d)
+    });
+    used & VALID == 0
 }
 
 /// The output address of a leaf at `level`.
