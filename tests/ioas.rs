@@ -197,17 +197,30 @@ fn unmap_check_order_is_linuxs() {
     );
 }
 
-/// MAP judges the length before it looks at the caller's memory, as
-/// Linux's iopt_alloc_pages does before pinning: more than pages can count
-/// is EINVAL and a wrapping end EOVERFLOW, not EFAULT.
+/// MAP judges the length and the IOVA before it looks at the caller's
+/// memory, as Linux's iopt_alloc_pages and iopt_alloc_area_pages do before
+/// pinning: a length within a page of 2^64 is EINVAL, a wrapping end
+/// EOVERFLOW, an IOVA in use EEXIST, and only then is memory no region
+/// holds EFAULT.
 #[test]
 fn map_judges_the_length_before_the_memory() {
     let mut s = Sys::new();
     let ioas = s.alloc(0).unwrap();
     let rw = IOMMU_IOAS_MAP_READABLE | IOMMU_IOAS_MAP_WRITEABLE;
     assert_eq!(
-        s.map(0, ioas, 0x10_0000, 1 << 60, rw, 0),
+        s.map(0, ioas, 0, u64::MAX - 0xfff, rw, 0),
         Err(Errno::EINVAL)
+    );
+    assert_eq!(
+        s.map(0, ioas, 0x10_0000, 1 << 60, rw, 0),
+        Err(Errno::EFAULT),
+        "a length pages can count: the memory decides"
+    );
+    let iova = s.map(0, ioas, 0x10_0000, K4, rw, 0).unwrap();
+    assert_eq!(
+        s.map(0, ioas, 0x30_0000, K4, rw | IOMMU_IOAS_MAP_FIXED_IOVA, iova),
+        Err(Errno::EEXIST),
+        "the IOVA before the memory"
     );
     assert_eq!(s.map(0, ioas, 0x10_0000, 0, rw, 0), Err(Errno::EINVAL));
     assert_eq!(
@@ -237,8 +250,8 @@ fn memory_is_checked_against_the_callers_regions() {
     );
     assert_eq!(
         s.map(0, ioas, 0x40_0000, K4, RW, 0),
-        Err(Errno::EPERM),
-        "DMA write into read-only memory"
+        Err(Errno::EFAULT),
+        "DMA write into read-only memory: pinning it for write fails"
     );
     let ro = s
         .map(0, ioas, 0x40_0000, K4, IOMMU_IOAS_MAP_READABLE, 0)
@@ -392,8 +405,8 @@ fn iova_ranges_two_call_protocol_and_array_bounds() {
     );
     assert_eq!(
         (cmd.num_iovas, cmd.out_iova_alignment),
-        (1, K4),
-        "needed count reported"
+        (1, 1),
+        "needed count reported; no domain: byte granular"
     );
     cmd.allowed_iovas = PAGE_VA + 1024;
     s.call(0, Op::IoasIovaRanges, &mut cmd).unwrap();

@@ -92,19 +92,21 @@ pub(crate) fn map_user(
     let writable = prot.contains(Prot::WRITE);
     let slot = slot_of(ctx, ObjectId(id))?;
     // Linux's iopt_alloc_pages, before any memory is looked at: no length
-    // or one past what pages can count is EINVAL, a wrapping end EOVERFLOW.
-    if length == 0 || length > u64::MAX / iopt::PAGE_SIZE {
+    // or one within a page of 2^64 is EINVAL, a wrapping end EOVERFLOW.
+    if length == 0 || length > u64::MAX - iopt::PAGE_SIZE {
         return Err(Errno::EINVAL);
     }
     user_va.checked_add(length).ok_or(Errno::EOVERFLOW)?;
     let ioas = ctx.pool.get_mut(slot)?;
+    ioas.check_map(ctx.store, user_va, length, dst)?;
     let extents = resolve(
         regions,
         user_va,
         length,
         prot.contains(Prot::READ),
         writable,
-    )?;
+    )
+    .map_err(|e| if e == Errno::EPERM { Errno::EFAULT } else { e })?;
     ioas.map(
         ctx.store,
         ctx.hw.domains(),

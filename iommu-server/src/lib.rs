@@ -318,7 +318,6 @@ impl<'s, H: Hardware> Server<'s, H> {
         }
         for (index, client) in self.clients.iter().enumerate() {
             let objects = &client.objects;
-            let mut pages = 0u64;
             for id in objects.ids() {
                 match objects.get(id) {
                     Ok(Object::Ioas(o)) => {
@@ -327,10 +326,6 @@ impl<'s, H: Hardware> Server<'s, H> {
                             return Err("IOAS charged to another client");
                         }
                         ioas.check(&self.store)?;
-                        pages += ioas
-                            .areas(&self.store)
-                            .map(|a| (a.last - a.iova + 1) / iopt::PAGE_SIZE)
-                            .sum::<u64>();
                         let hwpts = objects
                             .ids()
                             .filter(
@@ -367,11 +362,10 @@ impl<'s, H: Hardware> Server<'s, H> {
                     Err(_) => return Err("listed object not live"),
                 }
             }
-            let used = ClientId::from_index(index)
-                .and_then(|id| self.store.account(id))
-                .map_or(0, |a| a.used);
-            if used != pages {
-                return Err("quota use differs from the pages mapped");
+            let id = ClientId::from_index(index).ok_or("client index")?;
+            let used = self.store.account(id).map_or(0, |a| a.used);
+            if used != self.store.charged_pages(id) {
+                return Err("quota use differs from the pages the live backings hold");
             }
         }
         Ok(())

@@ -158,6 +158,17 @@ pub(crate) fn unmap_dma<H: Hardware>(
     Ok(0)
 }
 
+/// VFIO's page-size bitmap as Linux's compat layer computes it: the sizes
+/// every domain supports, with those below a CPU page replaced by the CPU
+/// page (vfio_update_pgsize_bitmap), and never below the IOAS alignment.
+fn page_sizes(ioas: &iopt::Ioas) -> u64 {
+    let mut sizes = ioas.common_page_sizes();
+    if sizes & (iopt::PAGE_SIZE - 1) != 0 {
+        sizes = (sizes & !(iopt::PAGE_SIZE - 1)) | iopt::PAGE_SIZE;
+    }
+    sizes.max(ioas.alignment())
+}
+
 /// VFIO_IOMMU_GET_INFO: page sizes and the capability chain DMA_AVAIL then
 /// IOVA_RANGE, following the argsz protocol: capabilities that do not fit
 /// are not written, `argsz` says how much the whole answer needs and
@@ -175,7 +186,7 @@ pub(crate) fn get_info<H: Hardware>(
     let page = ctx.page;
     let given = info.argsz as usize;
     info.flags = VFIO_IOMMU_INFO_PGSIZES | VFIO_IOMMU_INFO_CAPS;
-    info.iova_pgsizes = ioas.common_page_sizes();
+    info.iova_pgsizes = page_sizes(ioas);
     info.cap_offset = 0;
 
     let mut holes = [IovaRange::ALL; MAX_RESERVED + 1];

@@ -7,8 +7,8 @@
 
 use heapless::Vec;
 
-use crate::domain::{max_page, min_page, next_chunk, DomainId, DomainTable, IoDomain};
-use crate::range::{align_up, Holes};
+use crate::domain::{min_page, next_chunk, DomainId, DomainTable, IoDomain};
+use crate::range::{Holes, Placement};
 use crate::tree::{Area, NodeIdx, NIL};
 use crate::{Extent, Store, PAGE_SIZE};
 use iommu_types::{ClientId, Errno, IovaRange, Prot, Result, StreamId};
@@ -23,11 +23,6 @@ pub const MAX_ALLOWED: usize = 16;
 pub const FIRST_FIT_BUDGET_PER_LEVEL: u32 = 4;
 /// Most domains attached to one IOAS at a time.
 pub const MAX_DOMAINS: usize = 8;
-
-/// Page sizes assumed for automatic IOVA alignment while no domain is
-/// attached: those of the VMSAv8-64 4 KiB granule (4 KiB, 2 MiB, 1 GiB),
-/// so that a later SMMU domain can use blocks.
-pub const DEFAULT_PAGE_SIZES: u64 = (1 << 12) | (1 << 21) | (1 << 30);
 
 /// Lowest and highest IOVA automatic allocation may return: IOVA 0 is never
 /// handed out, as in Linux.
@@ -142,12 +137,15 @@ impl Ioas {
             reserved: Vec::new(),
             allowed: Vec::new(),
             domains: Vec::new(),
-            alignment: PAGE_SIZE,
+            // Software alone has no alignment restriction.
+            alignment: 1,
             huge_pages: true,
         }
     }
 
-    /// Every IOVA, length and physical address must be a multiple of this.
+    /// What every area's IOVA and offset within its CPU page must be a
+    /// multiple of: 1 with no domain attached (areas are byte-granular),
+    /// else the largest of the attached domains' smallest pages.
     pub fn alignment(&self) -> u64 {
         self.alignment
     }
@@ -177,13 +175,12 @@ impl Ioas {
         self.domains.iter().any(|d| d.id == id)
     }
 
-    /// The page sizes every attached domain supports (all of them when none
-    /// is attached), as VFIO's IOMMU_GET_INFO reports them.
+    /// The page sizes every attached domain supports (every size when none
+    /// is attached).
     pub fn common_page_sizes(&self) -> u64 {
         self.domains
             .iter()
             .fold(u64::MAX, |acc, d| acc & d.page_sizes)
-            & !(self.alignment - 1)
     }
 
     pub fn allowed(&self) -> &[IovaRange] {
@@ -257,19 +254,6 @@ impl Ioas {
         Some(IovaRange { start: first, last })
     }
 
-    /// The largest page a mapping of this IOAS can use.
-    fn largest_page(&self) -> u64 {
-        if !self.huge_pages {
-            return self.alignment;
-        }
-        let sizes = if self.domains.is_empty() {
-            DEFAULT_PAGE_SIZES
-        } else {
-            self.domains.iter().fold(0, |acc, d| acc | d.page_sizes)
-        };
-        max_page(sizes).max(self.alignment)
-    }
-
     /// Page sizes used when filling a domain with `page_sizes`.
     fn fill_sizes(&self, page_sizes: u64) -> u64 {
         if self.huge_pages {
@@ -297,14 +281,21 @@ impl Ioas {
         prot: Prot,
     ) -> Result<u64> {
         let mut length = 0u64;
-        for extent in extents {
+        for (i, extent) in extents.iter().enumerate() {
             if extent.len == 0 {
                 return Err(Errno::EINVAL);
             }
-            extent
+            let end = extent
                 .phys
                 .checked_add(extent.len - 1)
                 .ok_or(Errno::EOVERFLOW)?;
+            // The bytes of a caller's buffer over whole CPU pages: only the
+            // first may start and only the last may end inside a page.
+            let starts_inside = i > 0 && extent.phys % PAGE_SIZE != 0;
+            let ends_inside = i + 1 < extents.len() && (end + 1) % PAGE_SIZE != 0;
+            if starts_inside || ends_inside {
+                return Err(Errno::EINVAL);
+            }
             length = length.checked_add(extent.len).ok_or(Errno::EOVERFLOW)?;
         }
         self.add_mapping(
@@ -319,6 +310,35 @@ impl Ioas {
             dst,
             prot,
         )
+    }
+
+    /// The checks [`Ioas::map`] makes of a buffer at caller address
+    /// `source` before it looks at the memory, in Linux's order: the length
+    /// against the alignment (EINVAL), the IOVA (fixed: EINVAL, EOVERFLOW,
+    /// EINVAL for reserved, EEXIST; automatic: EOVERFLOW, EINVAL, ENOSPC),
+    /// then the offset in the page (EINVAL). Linux pins the memory only
+    /// after these, so a caller resolving memory first asks this first.
+    pub fn check_map(
+        &self,
+        store: &Store<'_>,
+        source: u64,
+        length: u64,
+        dst: DstIova,
+    ) -> Result<()> {
+        let align = self.alignment;
+        if length == 0 || length % align != 0 {
+            return Err(Errno::EINVAL);
+        }
+        match dst {
+            DstIova::Fixed(iova) => self.check_fixed(store, iova, length)?,
+            DstIova::Auto => {
+                self.alloc_iova(store, source, length)?;
+            }
+        }
+        if source % PAGE_SIZE % align != 0 {
+            return Err(Errno::EINVAL);
+        }
+        Ok(())
     }
 
     /// Maps `length` bytes found at `src_iova` of `src` (`None`: this IOAS)
@@ -409,8 +429,8 @@ impl Ioas {
                 writable = w;
                 first_source = source;
                 misaligned = extents
-                    .iter()
-                    .any(|e| e.phys % align != 0 || e.len % align != 0);
+                    .first()
+                    .is_some_and(|e| e.phys % PAGE_SIZE % align != 0);
             }
             Source::Areas { .. } => {
                 let mut done = 0;
@@ -423,15 +443,14 @@ impl Ioas {
                         first_source = pages.source.wrapping_add(seg.offset);
                     }
                     writable &= pages.writable;
-                    let _ = pages.for_each_run(seg.offset, seg.length, |_, phys, len| {
-                        misaligned |= phys % align != 0 || len % align != 0;
-                        Ok(())
-                    });
+                    misaligned |= pages.page_offset(seg.offset) % align != 0;
                     segments += 1;
                     done += seg.length;
                 }
             }
         }
+        // Every area is a whole number of the domains' smallest pages, so
+        // a domain maps exactly its bytes (Linux checks this first, too).
         if length % align != 0 {
             return Err(Errno::EINVAL);
         }
@@ -449,8 +468,15 @@ impl Ioas {
             return Err(Errno::EINVAL);
         }
 
-        // Resources: quota, nodes, backing. Nothing has changed yet.
-        let charged = length / PAGE_SIZE;
+        // Resources: quota, nodes, backing. Nothing has changed yet. A new
+        // backing is charged the CPU pages it touches; a copy shares its
+        // source's backing and its charge (Linux pins a page once).
+        let charged = match source {
+            Source::Extents { extents, .. } => extents
+                .first()
+                .map_or(0, |e| (e.phys % PAGE_SIZE + length).div_ceil(PAGE_SIZE)),
+            Source::Areas { .. } => 0,
+        };
         store.charge(self.client, charged)?;
         if let Err(e) = store.take_nodes(self.client, segments) {
             store.uncharge(self.client, charged);
@@ -461,7 +487,10 @@ impl Ioas {
                 extents,
                 source,
                 writable,
-            } => match store.pages.alloc(extents, source, writable) {
+            } => match store
+                .pages
+                .alloc(extents, source, writable, charged, self.client)
+            {
                 Ok(idx) => Some(idx),
                 Err(e) => {
                     store.uncharge(self.client, charged);
@@ -585,8 +614,8 @@ impl Ioas {
         while let Some(idx) = store.areas.first_overlap(self.root, range) {
             let area = store.areas.remove(&mut self.root, idx);
             let length = area.last - area.start + 1;
-            store.pages.put(area.pages);
-            store.uncharge(self.client, length / PAGE_SIZE);
+            let freed = store.pages.put(area.pages);
+            store.uncharge(self.client, freed);
             store.give_nodes(self.client, 1);
             self.areas -= 1;
             total += length;
@@ -609,15 +638,16 @@ impl Ioas {
     }
 
     /// An automatic IOVA in the allowed ranges (anywhere when none is set)
-    /// that avoids areas and reserved ranges, aligned to
-    /// min(roundup_pow_of_two(length), lowest set bit of `source`), capped
-    /// at the largest usable page and raised to the IOAS alignment.
+    /// that avoids areas and reserved ranges, as Linux v6.6 places it:
+    /// aligned to min(roundup_pow_of_two(length), lowest set bit of
+    /// `source`) (EINVAL when that is below the IOAS alignment, no cap),
+    /// with the source's offset in its CPU page or'ed in.
     ///
     /// Placement is Linux's first fit while it costs O(log n): the exact
     /// search in address order runs with a budget of visited nodes. Only a
     /// layout of many holes long enough for `length` but defeated by the
-    /// alignment can spend it; then the IOVA is the lowest aligned start in
-    /// the lowest hole of at least `length + align - 1` bytes (where any
+    /// alignment can spend it; then the IOVA is placed in the lowest hole
+    /// of at least `length + align - 1 + offset` bytes (where any
     /// alignment fits), found in O(log n). iommufd promises alignment, not
     /// placement; the price is that such a layout can place higher than
     /// Linux would, or be ENOSPC where only a defeated hole could fit.
@@ -629,7 +659,13 @@ impl Ioas {
         if source != 0 {
             align = align.min(1 << source.trailing_zeros());
         }
-        align = align.min(self.largest_page()).max(self.alignment);
+        if align < self.alignment {
+            return Err(Errno::EINVAL);
+        }
+        let place = Placement {
+            align,
+            offset: source % PAGE_SIZE,
+        };
         let everywhere = [AUTO_WINDOW];
         let windows: &[IovaRange] = if self.allowed.is_empty() {
             &everywhere
@@ -651,7 +687,7 @@ impl Ioas {
             }
             match store
                 .areas
-                .first_fit(self.root, hole, length, align, &mut budget)
+                .first_fit(self.root, hole, length, place, &mut budget)
             {
                 Ok(Some(iova)) => return Ok(iova),
                 Ok(None) => {}
@@ -664,17 +700,25 @@ impl Ioas {
         if !exhausted {
             return Err(Errno::ENOSPC);
         }
-        // Any alignment fits in `length + align - 1` bytes; with no
-        // alignment to defeat it, this search costs O(height) per hole.
-        let roomy = length.checked_add(align - 1).ok_or(Errno::ENOSPC)?;
+        // The placement moves a start up by less than `align + offset`, so
+        // any hole that long fits; with nothing to defeat, this search
+        // costs O(height) per hole.
+        let roomy = (align - 1)
+            .checked_add(place.offset)
+            .and_then(|slack| length.checked_add(slack))
+            .ok_or(Errno::ENOSPC)?;
+        let anywhere = Placement {
+            align: 1,
+            offset: 0,
+        };
         for hole in holes() {
             let mut unbounded = u32::MAX;
             if let Ok(Some(start)) =
                 store
                     .areas
-                    .first_fit(self.root, hole, roomy, 1, &mut unbounded)
+                    .first_fit(self.root, hole, roomy, anywhere, &mut unbounded)
             {
-                return align_up(start, align).ok_or(Errno::ENOSPC);
+                return place.start(start).ok_or(Errno::ENOSPC);
             }
         }
         Err(Errno::ENOSPC)
@@ -738,7 +782,8 @@ impl Ioas {
 
     /// Splits areas so that each of `iovas` becomes the last byte of an area
     /// (VFIO type1 partial unmap). An IOVA outside every area or already at
-    /// an area's edge is skipped. Needs huge pages disabled.
+    /// an area's edge is skipped. With a domain attached, needs huge pages
+    /// disabled.
     pub fn cut(&mut self, store: &mut Store<'_>, iovas: &[u64]) -> Result<()> {
         let mut needed = 0;
         for (i, &iova) in iovas.iter().enumerate() {
@@ -749,7 +794,10 @@ impl Ioas {
             if iova == area.start || iova == area.last {
                 continue;
             }
-            if self.huge_pages || (iova + 1) % self.alignment != 0 {
+            // A domain may hold the area in blocks the cut would split
+            // (Linux: a storage domain with large pages enabled).
+            let in_blocks = self.huge_pages && !self.domains.is_empty();
+            if in_blocks || (iova + 1) % self.alignment != 0 {
                 return Err(Errno::EINVAL);
             }
             if !iovas[..i].contains(&iova) {
@@ -887,7 +935,12 @@ impl Ioas {
         if page_sizes == 0 {
             return Err(Errno::EINVAL);
         }
+        // Areas are made of CPU pages: a domain whose smallest page is
+        // larger could not map them (Linux refuses it too).
         let alignment = self.alignment.max(min_page(page_sizes));
+        if alignment > PAGE_SIZE {
+            return Err(Errno::EINVAL);
+        }
         if alignment != self.alignment && !self.areas_aligned(store, alignment) {
             return Err(Errno::EADDRINUSE);
         }
@@ -943,20 +996,15 @@ impl Ioas {
         Ok(())
     }
 
+    /// Whether every area's IOVA, length and offset in its CPU page are
+    /// multiples of `align` (what a domain with that smallest page needs).
     fn areas_aligned(&self, store: &Store<'_>, align: u64) -> bool {
         let mut next = store.areas.first(self.root);
         while let Some(idx) = next {
             let area = store.areas.get(idx);
-            let mut ok = area.start % align == 0 && (area.last - area.start + 1) % align == 0;
-            let _ = store.pages.get(area.pages).for_each_run(
-                area.offset,
-                area.last - area.start + 1,
-                |_, phys, len| {
-                    ok &= phys % align == 0 && len % align == 0;
-                    Ok(())
-                },
-            );
-            if !ok {
+            let offset = store.pages.get(area.pages).page_offset(area.offset);
+            let length = area.last - area.start + 1;
+            if (area.start | length | offset) % align != 0 {
                 return false;
             }
             next = store.areas.next(self.root, idx);
@@ -986,7 +1034,7 @@ impl Ioas {
         self.alignment = self
             .domains
             .iter()
-            .fold(PAGE_SIZE, |acc, d| acc.max(min_page(d.page_sizes)));
+            .fold(1, |acc, d| acc.max(min_page(d.page_sizes)));
         Ok(())
     }
 

@@ -12,15 +12,14 @@
 //! whole of what the server core knows of an IOMMU. It depends on
 //! `iommu-types` alone: not on the wire protocol, not on any driver.
 //!
+//! Areas are byte granular as in Linux v6.6: the IOAS alignment is 1 until
+//! a domain raises it to its smallest page (never above [`PAGE_SIZE`]).
 //! Differences from Linux, all deliberate:
-//! - IOVA, length and physical addresses are multiples of [`PAGE_SIZE`]
-//!   (4 KiB): there is no CPU access path that could use a sub-page area.
-//! - A failing unmap changes nothing (Linux may have unmapped a prefix).
-//! - A domain whose smallest page exceeds 4 KiB may be attached; it raises
-//!   the IOAS alignment to that page, like any other domain.
-//! - Cutting areas needs huge pages disabled even with no domain attached.
-//! - Accounting counts mapped IOVA pages per owner, so a copy is charged
-//!   again: it is another DMA window and costs page-table memory again.
+//! - A failing unmap or cut changes nothing (Linux may have done a prefix).
+//! - Extents are physical from the start (the caller resolves its memory
+//!   when it maps; Linux pins only once a domain exists).
+//! - A backing is charged the CPU pages it touches when it is made, and
+//!   until its last area goes; a copy shares its source's charge.
 
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
@@ -36,8 +35,8 @@ mod tree;
 pub use domain::{max_page, min_page, next_chunk, DomainId, DomainTable, IoDomain};
 pub use hardware::Hardware;
 pub use ioas::{
-    AreaInfo, DstIova, Ioas, IovaRanges, ReservedOwner, DEFAULT_PAGE_SIZES,
-    FIRST_FIT_BUDGET_PER_LEVEL, MAX_ALLOWED, MAX_DOMAINS, MAX_RESERVED,
+    AreaInfo, DstIova, Ioas, IovaRanges, ReservedOwner, FIRST_FIT_BUDGET_PER_LEVEL, MAX_ALLOWED,
+    MAX_DOMAINS, MAX_RESERVED,
 };
 pub use iommu_types::{ClientId, Errno, IovaRange, Prot, Result, StreamId};
 pub use pages::{PagesSlot, MAX_EXTENTS};
@@ -200,6 +199,12 @@ impl<'s> Store<'s> {
             debug_assert!(account.used >= pages);
             account.used = account.used.saturating_sub(pages);
         }
+    }
+
+    /// CPU pages `owner`'s live backings are charged for: what its
+    /// account's `used` must be (for checks; O(pool)).
+    pub fn charged_pages(&self, owner: ClientId) -> u64 {
+        self.pages.charged(owner)
     }
 
     /// Area-tree nodes visited by every search and update since the store

@@ -3,8 +3,8 @@
 
 use heapless::Vec;
 
-use crate::Extent;
-use iommu_types::{Errno, Result};
+use crate::{Extent, PAGE_SIZE};
+use iommu_types::{ClientId, Errno, Result};
 
 /// Most physically discontiguous extents one map request may carry. A map
 /// spanning more of the caller's memory regions than this is ENOMEM.
@@ -36,6 +36,10 @@ pub(crate) struct Pages {
     /// The caller's address for byte 0, used only to pick IOVA alignment.
     pub source: u64,
     pub writable: bool,
+    /// CPU pages the extents touch: what the owner's quota is charged for
+    /// as long as any area refers to them.
+    pub charged: u64,
+    pub owner: ClientId,
 }
 
 impl Pages {
@@ -43,7 +47,14 @@ impl Pages {
         extents: Vec::new(),
         source: 0,
         writable: false,
+        charged: 0,
+        owner: ClientId(0),
     };
+
+    /// The byte offset of byte `offset` inside its CPU page.
+    pub fn page_offset(&self, offset: u64) -> u64 {
+        self.phys_at(offset).map_or(0, |p| p % PAGE_SIZE)
+    }
 
     /// Calls `f(byte_offset, phys, len)` for each maximal physically
     /// contiguous run of `[offset, offset + length)`; extents that happen to
@@ -134,8 +145,16 @@ impl<'s> PagesPool<'s> {
         self.free
     }
 
-    /// A new backing object with one reference.
-    pub fn alloc(&mut self, extents: &[Extent], source: u64, writable: bool) -> Result<u32> {
+    /// A new backing object with one reference, charged `charged` pages to
+    /// `owner`.
+    pub fn alloc(
+        &mut self,
+        extents: &[Extent],
+        source: u64,
+        writable: bool,
+        charged: u64,
+        owner: ClientId,
+    ) -> Result<u32> {
         let extents = Vec::from_slice(extents).map_err(|_| Errno::ENOMEM)?;
         let idx = self.free_head;
         if idx == u32::MAX {
@@ -148,6 +167,8 @@ impl<'s> PagesPool<'s> {
             extents,
             source,
             writable,
+            charged,
+            owner,
         };
         slot.refs = 1;
         Ok(idx)
@@ -161,15 +182,29 @@ impl<'s> PagesPool<'s> {
         self.slots[idx as usize].refs += 1;
     }
 
-    pub fn put(&mut self, idx: u32) {
+    /// Drops a reference; the pages to uncharge when it was the last.
+    pub fn put(&mut self, idx: u32) -> u64 {
         let slot = &mut self.slots[idx as usize];
         debug_assert!(slot.refs > 0);
         slot.refs -= 1;
-        if slot.refs == 0 {
-            slot.pages = Pages::EMPTY;
-            slot.next_free = self.free_head;
-            self.free_head = idx;
-            self.free += 1;
+        if slot.refs > 0 {
+            return 0;
         }
+        let charged = slot.pages.charged;
+        slot.pages = Pages::EMPTY;
+        slot.next_free = self.free_head;
+        self.free_head = idx;
+        self.free += 1;
+        charged
+    }
+
+    /// Pages charged to `owner` by its live backings: what its account's
+    /// `used` must be.
+    pub fn charged(&self, owner: ClientId) -> u64 {
+        self.slots
+            .iter()
+            .filter(|s| s.refs > 0 && s.pages.owner == owner)
+            .map(|s| s.pages.charged)
+            .sum()
     }
 }

@@ -68,8 +68,24 @@ pub(crate) fn align_up(value: u64, align: u64) -> Option<u64> {
 }
 
 /// The lowest `align`-aligned start of `length` bytes inside `hole`.
-pub(crate) fn fit_in(hole: IovaRange, length: u64, align: u64) -> Option<u64> {
-    let start = align_up(hole.start, align)?;
+/// Where an automatic IOVA may start: aligned to `align`, then with the
+/// source's offset in its CPU page or'ed in (Linux's `ALIGN(start, align) |
+/// page_offset`, which keeps that offset whenever `align` is a page or
+/// more).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Placement {
+    pub align: u64,
+    pub offset: u64,
+}
+
+impl Placement {
+    pub(crate) fn start(&self, from: u64) -> Option<u64> {
+        align_up(from, self.align).map(|s| s | self.offset)
+    }
+}
+
+pub(crate) fn fit_in(hole: IovaRange, length: u64, place: Placement) -> Option<u64> {
+    let start = place.start(hole.start)?;
     if start > hole.last || hole.last - start < length - 1 {
         return None;
     }
@@ -112,11 +128,20 @@ mod tests {
     #[test]
     fn fit_respects_alignment_and_end() {
         let hole = IovaRange::new(0x1001, 0x4fff);
-        assert_eq!(fit_in(hole, 0x1000, 0x1000), Some(0x2000));
-        assert_eq!(fit_in(hole, 0x3000, 0x1000), Some(0x2000));
-        assert_eq!(fit_in(hole, 0x3001, 0x1000), None);
+        let page = Placement {
+            align: 0x1000,
+            offset: 0,
+        };
+        assert_eq!(fit_in(hole, 0x1000, page), Some(0x2000));
+        assert_eq!(fit_in(hole, 0x3000, page), Some(0x2000));
+        assert_eq!(fit_in(hole, 0x3001, page), None);
+        let offset = Placement {
+            align: 0x100,
+            offset: 0x300,
+        };
+        assert_eq!(fit_in(hole, 0x10, offset), Some(0x1300), "or'ed, not added");
         assert_eq!(
-            fit_in(IovaRange::new(u64::MAX - 5, u64::MAX), 1, 0x1000),
+            fit_in(IovaRange::new(u64::MAX - 5, u64::MAX), 1, page),
             None
         );
     }

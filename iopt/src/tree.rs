@@ -11,7 +11,7 @@
 
 use core::cell::Cell;
 
-use crate::range::fit_in;
+use crate::range::{fit_in, Placement};
 use crate::Prot;
 use iommu_types::{Errno, IovaRange, Result};
 
@@ -400,17 +400,18 @@ impl<'s> AreaArena<'s> {
     /// widest hole is shorter than `length` are never entered, but holes
     /// long enough and defeated by the alignment are visited one by one, so
     /// the search stops after `budget` nodes (`Err(())`, budget spent).
-    /// With `align` 1 no hole can defeat it and it costs O(height).
+    /// With alignment 1 and no offset no hole can defeat it and it costs
+    /// O(height).
     pub fn first_fit(
         &self,
         root: NodeIdx,
         window: IovaRange,
         length: u64,
-        align: u64,
+        place: Placement,
         budget: &mut u32,
     ) -> core::result::Result<Option<u64>, ()> {
-        debug_assert!(length > 0 && align.is_power_of_two());
-        self.first_fit_in(root, window.start, window.last, length, align, budget)
+        debug_assert!(length > 0 && place.align.is_power_of_two());
+        self.first_fit_in(root, window.start, window.last, length, place, budget)
     }
 
     fn first_fit_in(
@@ -419,7 +420,7 @@ impl<'s> AreaArena<'s> {
         lo: u64,
         hi: u64,
         length: u64,
-        align: u64,
+        place: Placement,
         budget: &mut u32,
     ) -> core::result::Result<Option<u64>, ()> {
         if lo > hi || hi - lo < length - 1 {
@@ -432,7 +433,7 @@ impl<'s> AreaArena<'s> {
                     last: hi,
                 },
                 length,
-                align,
+                place,
             ));
         }
         *budget = budget.checked_sub(1).ok_or(())?;
@@ -448,12 +449,12 @@ impl<'s> AreaArena<'s> {
         let area = node.area;
         if area.start > lo {
             let below = hi.min(area.start - 1);
-            if let Some(found) = self.first_fit_in(node.left, lo, below, length, align, budget)? {
+            if let Some(found) = self.first_fit_in(node.left, lo, below, length, place, budget)? {
                 return Ok(Some(found));
             }
         }
         if area.last < hi {
-            return self.first_fit_in(node.right, lo.max(area.last + 1), hi, length, align, budget);
+            return self.first_fit_in(node.right, lo.max(area.last + 1), hi, length, place, budget);
         }
         Ok(None)
     }

@@ -131,11 +131,10 @@ fn attach_errnos() {
         "an area lies outside the aperture"
     );
     assert_eq!(fx.attach(1), Err(Errno::EINVAL), "no page sizes");
-    fx.map_fixed(0x10_1000, K4).unwrap();
     assert_eq!(
         fx.attach(2),
-        Err(Errno::EADDRINUSE),
-        "area not 64 KiB aligned"
+        Err(Errno::EINVAL),
+        "smallest page above the CPU page"
     );
     assert_eq!(fx.attach(9), Err(Errno::ENODEV));
     fx.attach(3).unwrap();
@@ -155,27 +154,65 @@ fn aperture_limit_blocks_allowed_ranges_beyond_it() {
 }
 
 #[test]
-fn bigger_minimum_page_raises_alignment_until_detached() {
+fn alignment_follows_the_attached_domains() {
+    const HALF: u64 = K4 / 2;
     let mut fx = Fx::new();
+    assert_eq!(fx.ioas.alignment(), 1, "software alone: byte granular");
     fx.map_fixed(0x10_0000, K64).unwrap();
-    fx.doms = Domains::with([MockDomain::new(K64 | (1 << 29))]);
+    fx.doms = Domains::with([
+        MockDomain::new(HALF | K4 | (1 << 21)),
+        MockDomain::new(ARM_4K),
+    ]);
     fx.attach(0).unwrap();
-    assert_eq!(fx.ioas.alignment(), K64);
     assert_eq!(
-        fx.map_fixed(0x20_1000, K64),
+        fx.ioas.alignment(),
+        HALF,
+        "half a CPU page, as Linux's mock"
+    );
+    fx.attach(1).unwrap();
+    assert_eq!(fx.ioas.alignment(), K4);
+    assert_eq!(
+        fx.map_fixed(0x20_0800, K4),
         Err(Errno::EINVAL),
         "IOVA below the new alignment"
     );
     assert_eq!(
-        fx.map_fixed(0x20_0000, K4),
+        fx.map_fixed(0x20_0000, HALF),
         Err(Errno::EINVAL),
         "length below the new alignment"
     );
-    assert_eq!(fx.doms.get(0).layout(), vec![(0x10_0000, K64)]);
+    fx.detach(1).unwrap();
+    assert_eq!(fx.ioas.alignment(), HALF);
+    // Half a CPU page maps into the half-page domain, exactly.
+    fx.map_fixed(0x20_0000, HALF).unwrap();
+    assert_eq!(fx.doms.get(0).layout()[16..], [(0x20_0000, HALF)]);
     fx.detach(0).unwrap();
-    assert_eq!(fx.ioas.alignment(), K4);
-    assert!(fx.doms.get(0).pages.is_empty());
+    assert_eq!(fx.ioas.alignment(), 1);
+    assert!(fx.doms.get(0).pages.is_empty() && fx.doms.get(1).pages.is_empty());
     fx.doms.assert_clean();
+    // Re-attaching meets an area whose length is not a CPU page multiple.
+    assert_eq!(fx.attach(1), Err(Errno::EADDRINUSE));
+    fx.unmap(0x20_0000, HALF).unwrap();
+    fx.attach(1).unwrap();
+}
+
+#[test]
+fn sub_page_areas_refuse_a_domain_until_gone() {
+    let mut fx = Fx::new();
+    fx.doms = Domains::with([MockDomain::new(ARM_4K)]);
+    // Without a domain any byte range maps, its offset in the page kept.
+    fx.map_at(PHYS + 0x123, 0x10, DstIova::Fixed(0x5123))
+        .unwrap();
+    assert_eq!(fx.used(), 1, "the CPU page it touches");
+    assert_eq!(fx.attach(0), Err(Errno::EADDRINUSE));
+    fx.unmap(0x5123, 0x10).unwrap();
+    assert_eq!(fx.used(), 0);
+    fx.attach(0).unwrap();
+    assert_eq!(
+        fx.map_at(PHYS + 0x123, 0x10, DstIova::Fixed(0x5000)),
+        Err(Errno::EINVAL),
+        "offset in the page below the alignment"
+    );
 }
 
 #[test]

@@ -43,30 +43,37 @@ fn auto_alignment_follows_lowest_set_bit_of_source() {
 }
 
 #[test]
-fn auto_alignment_is_capped_at_the_largest_page() {
+fn auto_alignment_has_no_cap() {
+    // Linux v6.6: min(roundup_pow_of_two(length), the source's lowest set
+    // bit), whatever page sizes the domains have.
     let mut fx = Fx::new();
     fx.map_auto(K4).unwrap();
-    // No domain: the 4 KiB-granule sizes cap the alignment at 1 GiB.
-    assert_eq!(fx.map_auto(4 * G1), Ok(G1));
+    assert_eq!(fx.map_auto(4 * G1), Ok(4 * G1));
     let mut fx = Fx::new();
     fx.doms = Domains::with([MockDomain::new(K4 | M2)]);
     fx.attach(0).unwrap();
     fx.map_auto(K4).unwrap();
-    assert_eq!(fx.map_auto(4 * G1), Ok(M2));
-    // Huge pages off: 4 KiB pages only, so no wider alignment.
+    assert_eq!(fx.map_auto(4 * G1), Ok(4 * G1));
     let mut fx = Fx::new();
     fx.ioas.set_huge_pages(false).unwrap();
     fx.map_auto(K4).unwrap();
-    assert_eq!(fx.map_auto(M2), Ok(2 * K4));
+    assert_eq!(fx.map_auto(M2), Ok(M2));
 }
 
 #[test]
 fn auto_alignment_is_at_least_the_ioas_alignment() {
     let mut fx = Fx::new();
-    fx.doms = Domains::with([MockDomain::new(K64 | M2)]);
+    // No domain: a byte-granular source keeps its offset in the page
+    // (aligned to min(16, 4), 0x234 or'ed in above IOVA 4096).
+    assert_eq!(fx.map_at(PHYS + 0x234, 0x10, DstIova::Auto), Ok(0x1234));
+    fx.unmap(0x1234, 0x10).unwrap();
+    fx.doms = Domains::with([MockDomain::new(ARM_4K)]);
     fx.attach(0).unwrap();
-    assert_eq!(fx.ioas.alignment(), K64);
-    // Source 64 KiB aligned but length is 64 KiB: first fit above IOVA 0.
+    assert_eq!(
+        fx.map_at(PHYS + 0x800, K4, DstIova::Auto),
+        Err(Errno::EINVAL),
+        "the source allows only 2 KiB alignment"
+    );
     assert_eq!(fx.map_at(PHYS + K64, K64, DstIova::Auto), Ok(K64));
     assert_eq!(fx.map_at(PHYS + K64, K64, DstIova::Auto), Ok(2 * K64));
 }
@@ -154,6 +161,8 @@ fn fixed_map_lands_exactly_and_translates() {
 #[test]
 fn fixed_map_errnos() {
     let mut fx = Fx::new();
+    fx.doms = Domains::with([MockDomain::new(ARM_4K)]);
+    fx.attach(0).unwrap();
     fx.map_fixed(0x10_0000, 0x4000).unwrap();
     fx.ioas
         .reserve(
@@ -202,6 +211,8 @@ fn fixed_map_may_lie_outside_allowed_ranges() {
 #[test]
 fn map_argument_errnos() {
     let mut fx = Fx::new();
+    fx.doms = Domains::with([MockDomain::new(ARM_4K)]);
+    fx.attach(0).unwrap();
     let before = fx.snapshot();
     assert_eq!(
         fx.map_at(PHYS, 0, DstIova::Auto),
@@ -216,12 +227,27 @@ fn map_argument_errnos() {
     assert_eq!(
         fx.map_at(PHYS, 0x1800, DstIova::Auto),
         Err(Errno::EINVAL),
-        "unaligned length"
+        "length not a multiple of the alignment"
     );
     assert_eq!(
         fx.map_at(PHYS + 0x800, K4, DstIova::Fixed(K4)),
         Err(Errno::EINVAL),
-        "unaligned phys"
+        "offset in the page not a multiple of the alignment"
+    );
+    let holey = [
+        Extent {
+            phys: PHYS,
+            len: 0x800,
+        },
+        Extent {
+            phys: PHYS + 2 * K4,
+            len: K4,
+        },
+    ];
+    assert_eq!(
+        fx.map_full(&holey, PHYS, true, DstIova::Auto, RW),
+        Err(Errno::EINVAL),
+        "a break between extents inside a CPU page"
     );
     assert_eq!(
         fx.map_full(
@@ -377,10 +403,12 @@ fn accounting_limits_mapped_pages_per_owner() {
 }
 
 #[test]
-fn copy_is_charged_again() {
+fn a_copy_shares_its_sources_charge() {
+    // Linux pins a page once per backing: a copy refers to the same one.
     let mut fx = Fx::new();
     let iova = fx.map_auto(2 * K4).unwrap();
-    fx.ioas
+    let copy = fx
+        .ioas
         .copy_from(
             &mut fx.store,
             &mut fx.doms,
@@ -391,5 +419,9 @@ fn copy_is_charged_again() {
             RW,
         )
         .unwrap();
-    assert_eq!(fx.used(), 4);
+    assert_eq!(fx.used(), 2);
+    fx.unmap(iova, 2 * K4).unwrap();
+    assert_eq!(fx.used(), 2, "the copy still holds the pages");
+    fx.unmap(copy, 2 * K4).unwrap();
+    assert_eq!(fx.used(), 0);
 }

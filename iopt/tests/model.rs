@@ -111,6 +111,10 @@ const PROTS: [Prot; 4] = [
 const PAGE_COUNTS: [u64; 10] = [1, 2, 3, 4, 16, 32, 512, 513, 1024, 7];
 
 fn pick_len(x: u64) -> u64 {
+    if x % 13 == 0 {
+        // Byte granular: any length up to two pages.
+        return 1 + (x >> 8) % (2 * PAGE_SIZE);
+    }
     let pages = if x % 3 == 0 {
         1 + (x >> 8) % 64
     } else {
@@ -124,7 +128,7 @@ fn pick_iova(x: u64) -> u64 {
         0 => 0,
         1 => u64::MAX - ((x >> 8) % 4 + 1) * PAGE_SIZE + 1,
         2 => ((x >> 8) % 64) * M2,
-        3 => ((x >> 8) % 4096) * PAGE_SIZE + 0x800,
+        3 => ((x >> 8) % 4096) * PAGE_SIZE + if x & (1 << 60) != 0 { 0x800 } else { 0x234 },
         4 => ((x >> 8) % 16) * G1 + ((x >> 20) % 4) * K64,
         _ => ((x >> 8) % 8192) * PAGE_SIZE,
     }
@@ -148,7 +152,7 @@ fn owner(x: u64) -> ReservedOwner {
     match x % 3 {
         0 => ReservedOwner::Device(iopt::StreamId((x >> 4) as u32 % 3)),
         1 => ReservedOwner::SwMsi((x >> 4) as u32 % 2),
-        _ => ReservedOwner::Aperture(DomainId((x >> 4) as u32 % 3)),
+        _ => ReservedOwner::Aperture(DomainId((x >> 4) as u32 % 4)),
     }
 }
 
@@ -182,6 +186,13 @@ fn concretize(m: &Model, s: &Seed) -> Op {
                     (s.b >> 16) % 16 * PAGE_SIZE
                 } else {
                     0
+                }
+                // A buffer starting inside a page: half a page (what a
+                // half-page domain can map) or any byte.
+                + match s.b % 7 {
+                    0 => 0x800,
+                    1 => (s.b >> 24) % PAGE_SIZE,
+                    _ => 0,
                 };
             let mut extents = vec![];
             let mut phys = base;
@@ -197,6 +208,17 @@ fn concretize(m: &Model, s: &Seed) -> Op {
             }
             if n > 1 && s.d % 4 != 0 {
                 extents.truncate(1);
+            }
+            // Extents after the first start where a page does.
+            if s.d % 23 != 0 {
+                for e in extents.iter_mut().skip(1) {
+                    e.phys = e.phys.next_multiple_of(PAGE_SIZE);
+                }
+            }
+            if s.c % 5 == 0 {
+                // The buffer ends inside its last page.
+                let last = extents.last_mut().unwrap();
+                last.len -= (s.c >> 40) % last.len.min(PAGE_SIZE);
             }
             let source = if s.d % 2 == 0 {
                 base
@@ -282,7 +304,7 @@ fn concretize(m: &Model, s: &Seed) -> Op {
             Op::Allow { ioas, ranges }
         }
         13 | 14 => {
-            let domain = (s.b % 3) as usize;
+            let domain = (s.b % 4) as usize;
             // A domain belongs to at most one IOAS, as the server ensures.
             let owner = (0..2).find(|&i| m.ioas[i].domains.contains(&domain));
             match owner {
@@ -419,7 +441,7 @@ fn compare(e: &Engine, m: &Model, step: usize, op: &Op) -> Result<(), TestCaseEr
         prop_assert_eq!(&got, &want, "areas of IOAS {} {}", i, ctx());
         for a in &m.ioas[i].areas {
             let b = m.backing(a.backing);
-            for probe in [a.start, a.last & !(PAGE_SIZE - 1)] {
+            for probe in [a.start, a.start.max(a.last & !(PAGE_SIZE - 1)), a.last] {
                 let want = b.phys_at(a.offset + (probe - a.start));
                 prop_assert_eq!(
                     io.translate(&e.store, probe),
@@ -522,6 +544,13 @@ fn specs() -> Vec<DomSpec> {
             aperture: IovaRange::new(0, (1 << 40) - 1),
             limit: 2500,
         },
+        // Half a CPU page, as Linux's selftest mock domain.
+        DomSpec {
+            sizes: (PAGE_SIZE / 2) | M2,
+            aperture: IovaRange::new(0x1_0000, (1 << 48) - 1),
+            limit: 4000,
+        },
+        // A smallest page above the CPU page: refused.
         DomSpec {
             sizes: K64 | (1 << 29),
             aperture: IovaRange::new(0x1_0000, (1 << 48) - 1),

@@ -64,11 +64,21 @@ fn zero_and_max_is_a_range_and_unmap_all_is_everything() {
 // ---- cut ------------------------------------------------------------------
 
 #[test]
-fn cut_needs_huge_pages_disabled() {
+fn cut_needs_huge_pages_disabled_under_a_domain() {
     let mut fx = Fx::new();
     fx.map_fixed(0x10_0000, 4 * K4).unwrap();
+    // No domain holds the area in blocks: it may be cut (Linux checks the
+    // area's storage domain).
+    fx.ioas.cut(&mut fx.store, &[0x10_0fff]).unwrap();
+    fx.unmap(0x10_0000, 4 * K4).unwrap();
+    fx.doms = Domains::with([MockDomain::new(ARM_4K)]);
+    fx.attach(0).unwrap();
+    fx.map_fixed(0x10_0000, 4 * K4).unwrap();
     assert_eq!(fx.ioas.cut(&mut fx.store, &[0x10_0fff]), Err(Errno::EINVAL));
+    fx.ioas.set_huge_pages(true).unwrap();
+    fx.unmap(0x10_0000, 4 * K4).unwrap();
     fx.ioas.set_huge_pages(false).unwrap();
+    fx.map_fixed(0x10_0000, 4 * K4).unwrap();
     fx.ioas.cut(&mut fx.store, &[0x10_0fff, 0x10_2fff]).unwrap();
     assert_eq!(
         fx.areas(),
@@ -103,6 +113,8 @@ fn cut_needs_huge_pages_disabled() {
 fn cut_skips_edges_and_holes_and_checks_alignment() {
     let mut fx = Fx::new();
     fx.ioas.set_huge_pages(false).unwrap();
+    fx.doms = Domains::with([MockDomain::new(ARM_4K)]);
+    fx.attach(0).unwrap();
     fx.map_fixed(0x10_0000, 4 * K4).unwrap();
     fx.ioas
         .cut(&mut fx.store, &[0x10_0000, 0x10_3fff, 0x50_0000])
@@ -114,6 +126,19 @@ fn cut_skips_edges_and_holes_and_checks_alignment() {
         Err(Errno::EINVAL)
     );
     assert_eq!(fx.snapshot(), before, "a failing cut cuts nothing");
+    // Without a domain areas are byte granular, and so are cuts; the page
+    // both halves touch stays charged once.
+    fx.detach(0).unwrap();
+    fx.ioas.cut(&mut fx.store, &[0x10_1800]).unwrap();
+    assert_eq!(
+        fx.areas(),
+        vec![(0x10_0000, 0x10_1800), (0x10_1801, 0x10_3fff)]
+    );
+    assert_eq!(fx.used(), 4);
+    fx.unmap(0x10_1801, 0x27ff).unwrap();
+    assert_eq!(fx.used(), 4, "the backing goes with its last area");
+    fx.unmap(0x10_0000, 0x1801).unwrap();
+    assert_eq!(fx.used(), 0);
 }
 
 #[test]

@@ -21,6 +21,8 @@ pub struct MBacking {
     pub source: u64,
     pub writable: bool,
     pub refs: usize,
+    /// CPU pages the extents touch, charged while any area refers to it.
+    pub charged: u64,
 }
 
 impl MBacking {
@@ -34,19 +36,37 @@ impl MBacking {
         panic!("offset beyond backing");
     }
 
-    /// Physically contiguous runs of [offset, offset+len) as (delta, phys, len).
+    /// Physically contiguous runs of [offset, offset+len) as (delta, phys,
+    /// len), found byte by byte (in strides that cannot skip an extent
+    /// edge).
     pub fn runs(&self, offset: u64, len: u64) -> Vec<(u64, u64, u64)> {
         let mut out: Vec<(u64, u64, u64)> = Vec::new();
         let mut pos = 0u64;
         while pos < len {
             let phys = self.phys_at(offset + pos);
+            let step = self.left_in_extent(offset + pos).min(len - pos);
             match out.last_mut() {
-                Some(run) if run.1 + run.2 == phys => run.2 += PAGE_SIZE,
-                _ => out.push((pos, phys, PAGE_SIZE)),
+                Some(run) if run.1 + run.2 == phys => run.2 += step,
+                _ => out.push((pos, phys, step)),
             }
-            pos += PAGE_SIZE;
+            pos += step;
         }
         out
+    }
+
+    fn left_in_extent(&self, mut offset: u64) -> u64 {
+        for e in &self.extents {
+            if offset < e.len {
+                return e.len - offset;
+            }
+            offset -= e.len;
+        }
+        panic!("offset beyond backing");
+    }
+
+    /// Offset of byte `offset` in its CPU page.
+    pub fn page_offset(&self, offset: u64) -> u64 {
+        self.phys_at(offset) % PAGE_SIZE
     }
 }
 
@@ -143,7 +163,7 @@ impl Model {
             reserved: vec![],
             allowed: vec![],
             domains: vec![],
-            alignment: PAGE_SIZE,
+            alignment: 1,
             huge: true,
         };
         Model {
@@ -187,12 +207,16 @@ impl Model {
         self.free_backings.push(id);
     }
 
-    fn put(&mut self, id: usize) {
+    /// Drops a reference; the pages to uncharge when it was the last.
+    fn put(&mut self, id: usize) -> u64 {
         let b = self.backings[id].as_mut().unwrap();
         b.refs -= 1;
-        if b.refs == 0 {
-            self.drop_backing(id);
+        if b.refs > 0 {
+            return 0;
         }
+        let charged = b.charged;
+        self.drop_backing(id);
+        charged
     }
 
     /// Installs areas directly (sorted, non-overlapping, each with its own
@@ -200,11 +224,13 @@ impl Model {
     pub fn preload(&mut self, i: usize, areas: impl IntoIterator<Item = (u64, u64, u64, Prot)>) {
         for (start, last, phys, prot) in areas {
             let len = last - start + 1;
+            let charged = (phys % PAGE_SIZE + len).div_ceil(PAGE_SIZE);
             let backing = self.new_backing(MBacking {
                 extents: vec![Extent { phys, len }],
                 source: phys,
                 writable: true,
                 refs: 1,
+                charged,
             });
             self.ioas[i].areas.push(MArea {
                 start,
@@ -213,7 +239,7 @@ impl Model {
                 offset: 0,
                 prot,
             });
-            self.used += len / PAGE_SIZE;
+            self.used += charged;
         }
         self.ioas[i].areas.sort_by_key(|a| a.start);
     }
@@ -252,11 +278,16 @@ impl Model {
         prot: Prot,
     ) -> Result<u64, Errno> {
         let mut length = 0u64;
-        for e in extents {
+        for (k, e) in extents.iter().enumerate() {
             if e.len == 0 {
                 return Err(Errno::EINVAL);
             }
-            e.phys.checked_add(e.len - 1).ok_or(Errno::EOVERFLOW)?;
+            let end = e.phys.checked_add(e.len - 1).ok_or(Errno::EOVERFLOW)?;
+            let inner_start = k > 0 && e.phys % PAGE_SIZE != 0;
+            let inner_end = k + 1 < extents.len() && (end + 1) % PAGE_SIZE != 0;
+            if inner_start || inner_end {
+                return Err(Errno::EINVAL);
+            }
             length = length.checked_add(e.len).ok_or(Errno::EOVERFLOW)?;
         }
         self.add(
@@ -312,9 +343,7 @@ impl Model {
                 segs.push((None, 0, length));
                 writable = w;
                 first_source = source;
-                misaligned = extents
-                    .iter()
-                    .any(|e| e.phys % align != 0 || e.len % align != 0);
+                misaligned = extents[0].phys % PAGE_SIZE % align != 0;
             }
             MSource::Areas { src, iova } => {
                 let (mut w, mut mis, mut first) = (true, false, 0);
@@ -333,10 +362,7 @@ impl Model {
                         first = b.source.wrapping_add(offset);
                     }
                     w &= b.writable;
-                    mis |= b
-                        .runs(offset, seg_last - cursor + 1)
-                        .iter()
-                        .any(|r| r.1 % align != 0 || r.2 % align != 0);
+                    mis |= b.page_offset(offset) % align != 0;
                     segs.push((Some(a.backing), offset, seg_last - cursor + 1));
                     if seg_last == last {
                         break;
@@ -373,7 +399,13 @@ impl Model {
         if misaligned {
             return Err(Errno::EINVAL);
         }
-        if self.used + length / PAGE_SIZE > self.caps.quota_pages {
+        let charged = match &source {
+            MSource::Extents { extents, .. } => {
+                (extents[0].phys % PAGE_SIZE + length).div_ceil(PAGE_SIZE)
+            }
+            MSource::Areas { .. } => 0,
+        };
+        if self.used + charged > self.caps.quota_pages {
             return Err(Errno::ENOMEM);
         }
         if self.area_count() + segs.len() > self.caps.areas {
@@ -393,6 +425,7 @@ impl Model {
                 source,
                 writable,
                 refs: 0,
+                charged,
             }))
         } else {
             None
@@ -433,7 +466,7 @@ impl Model {
             self.ioas[i].areas.push(*a);
         }
         self.ioas[i].areas.sort_by_key(|a| a.start);
-        self.used += length / PAGE_SIZE;
+        self.used += charged;
         Ok(iova)
     }
 
@@ -446,18 +479,10 @@ impl Model {
         if source != 0 {
             align = align.min(1 << source.trailing_zeros());
         }
-        let largest = if !io.huge {
-            io.alignment
-        } else if io.domains.is_empty() {
-            1u64 << (63 - iopt::DEFAULT_PAGE_SIZES.leading_zeros())
-        } else {
-            let union = io
-                .domains
-                .iter()
-                .fold(0, |acc, &d| acc | self.specs[d].sizes);
-            (1u64 << (63 - union.leading_zeros())).max(io.alignment)
-        };
-        align = align.min(largest).max(io.alignment);
+        if align < io.alignment {
+            return Err(Errno::EINVAL);
+        }
+        let offset = source % PAGE_SIZE;
         let mut blockers: Vec<IovaRange> = io.reserved.iter().map(|r| r.0).collect();
         blockers.extend(io.areas.iter().map(|a| IovaRange::new(a.start, a.last)));
         blockers.sort();
@@ -467,7 +492,7 @@ impl Model {
             io.allowed.clone()
         };
         let fits = |start: u64, last: u64| -> Option<u64> {
-            let x = align_up(start, align)?;
+            let x = align_up(start, align)? | offset;
             (x <= last && last - x >= length - 1).then_some(x)
         };
         for w in windows {
@@ -514,8 +539,8 @@ impl Model {
                 }
             }
             total += a.last - a.start + 1;
-            self.used -= (a.last - a.start + 1) / PAGE_SIZE;
-            self.put(a.backing);
+            let freed = self.put(a.backing);
+            self.used -= freed;
         }
         total
     }
@@ -550,7 +575,8 @@ impl Model {
             if iova == a.start || iova == a.last {
                 continue;
             }
-            if self.ioas[i].huge || (iova + 1) % self.ioas[i].alignment != 0 {
+            let in_blocks = self.ioas[i].huge && !self.ioas[i].domains.is_empty();
+            if in_blocks || (iova + 1) % self.ioas[i].alignment != 0 {
                 return Err(Errno::EINVAL);
             }
             needed.insert(iova);
@@ -625,14 +651,15 @@ impl Model {
             return Err(Errno::EINVAL);
         }
         let align = self.ioas[i].alignment.max(min_page(spec.sizes));
+        if align > PAGE_SIZE {
+            return Err(Errno::EINVAL);
+        }
         if align != self.ioas[i].alignment {
             for a in &self.ioas[i].areas {
                 let b = self.backing(a.backing);
                 let bad = a.start % align != 0
                     || (a.last - a.start + 1) % align != 0
-                    || b.runs(a.offset, a.last - a.start + 1)
-                        .iter()
-                        .any(|r| r.1 % align != 0 || r.2 % align != 0);
+                    || b.page_offset(a.offset) % align != 0;
                 if bad {
                     return Err(Errno::EADDRINUSE);
                 }
@@ -692,7 +719,7 @@ impl Model {
         self.ioas[i].alignment = self.ioas[i]
             .domains
             .iter()
-            .fold(PAGE_SIZE, |acc, &x| acc.max(min_page(specs[x].sizes)));
+            .fold(1, |acc, &x| acc.max(min_page(specs[x].sizes)));
         Ok(())
     }
 
