@@ -7,6 +7,7 @@ use common::{client, device, region, MockHw, Rig};
 use iommu_proto::iommufd::*;
 use iommu_proto::vfio::*;
 use iommu_proto::{Errno, Op};
+use iommu_testkit::MockDomain;
 use iommu_types::config::{DeviceConfig, Region};
 use iommu_types::StreamId;
 use zerocopy::{FromBytes, Immutable, IntoBytes};
@@ -386,4 +387,79 @@ fn unmap_dma_of_zero_and_max_is_a_range() {
         Ok(0),
         "ALL on nothing unmaps nothing"
     );
+}
+
+/// VFIO_DMA_CC_IOMMU asks whether every HWPT over the compat IOAS enforces
+/// cache coherency, as Linux's iommufd_vfio_cc_iommu: 1 with none, then
+/// what the hardware says of each domain.
+#[test]
+fn cache_coherency_is_each_hwpts() {
+    for coherent in [true, false] {
+        let vfio = client("vfio")
+            .regions(&REGIONS)
+            .devices(&DEVICES)
+            .objects(8);
+        let hw = MockHw {
+            coherent,
+            ..MockHw::new()
+        };
+        let mut r = Rig::new(hw, &[vfio.build()]);
+        let ioas = r.alloc(0).unwrap();
+        let mut set = iommu_vfio_ioas {
+            size: 12,
+            ioas_id: ioas,
+            op: IOMMU_VFIO_IOAS_SET,
+            reserved: 0,
+        };
+        call(&mut r, Op::VfioIoas, &mut set).unwrap();
+        assert_eq!(
+            scalar(&mut r, Op::VfioCheckExtension, VFIO_DMA_CC_IOMMU),
+            Ok(1),
+            "no HWPT yet"
+        );
+        open_container(&mut r);
+        assert_eq!(
+            scalar(&mut r, Op::VfioCheckExtension, VFIO_DMA_CC_IOMMU),
+            Ok(u64::from(coherent))
+        );
+    }
+}
+
+/// GET_INFO's page sizes are Linux's iommufd_get_pagesizes: the sizes every
+/// domain has, those below a CPU page replaced by the CPU page, never below
+/// the IOAS alignment; with no domain every size from a page up.
+#[test]
+fn get_info_page_sizes_follow_linuxs_rule() {
+    const HALF: u64 = 0x800;
+    const M2: u64 = 0x20_0000;
+    let vfio = client("vfio")
+        .regions(&REGIONS)
+        .devices(&DEVICES)
+        .objects(8);
+    let hw = MockHw::with_domains(MockDomain::new(HALF | M2));
+    let mut r = Rig::new(hw, &[vfio.build()]);
+    let ioas = r.alloc(0).unwrap();
+    let mut set = iommu_vfio_ioas {
+        size: 12,
+        ioas_id: ioas,
+        op: IOMMU_VFIO_IOAS_SET,
+        reserved: 0,
+    };
+    call(&mut r, Op::VfioIoas, &mut set).unwrap();
+    let mut info = vfio_iommu_type1_info {
+        argsz: 16,
+        flags: 0,
+        iova_pgsizes: 0,
+        cap_offset: 0,
+        pad: 0,
+    };
+    let mut page_sizes = |r: &mut Rig| {
+        info.argsz = 16;
+        r.call_with(0, Op::VfioIommuGetInfo, &mut info, 16, 0)
+            .unwrap();
+        info.iova_pgsizes
+    };
+    assert_eq!(page_sizes(&mut r), !0xfff, "no domain");
+    open_container(&mut r);
+    assert_eq!(page_sizes(&mut r), K4 | M2, "half a page counts as a page");
 }

@@ -282,7 +282,9 @@ impl<R: RegisterBlock> Hardware for SmmuDomains<'_, R> {
         (ids.idr, ids.iidr, ids.aidr)
     }
 
-    fn coherent(&self) -> bool {
+    /// Every domain maps write-back cacheable; a walker and devices that
+    /// snoop (IDR0.COHACC) make all of them coherent.
+    fn coherent(&self, _domain: DomainId) -> bool {
         self.features().coherent
     }
 }

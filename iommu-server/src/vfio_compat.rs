@@ -80,8 +80,15 @@ pub(crate) fn check_extension(ctx: &mut Ctx<'_, '_, impl Hardware>, extension: u
         return Ok(1);
     }
     if extension == VFIO_DMA_CC_IOMMU {
-        compat(ctx)?;
-        return Ok(u64::from(ctx.hw.coherent()));
+        // Linux's iommufd_vfio_cc_iommu: 1 unless a HWPT over the compat
+        // IOAS does not enforce coherency (so 1 with none).
+        let ioas = compat(ctx)?;
+        let objects = &ctx.client.objects;
+        let coherent = objects.ids().all(|id| match objects.get(id) {
+            Ok(Object::Hwpt(h)) if h.ioas == ioas => ctx.hw.coherent(h.domain),
+            _ => true,
+        });
+        return Ok(u64::from(coherent));
     }
     // NESTING is obsolete, UPDATE_VADDR unsafe to emulate.
     Ok(0)

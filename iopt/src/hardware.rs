@@ -38,8 +38,10 @@ pub trait Hardware {
     /// SMMU_IDR0..5, SMMU_IIDR, SMMU_AIDR, for IOMMU_GET_HW_INFO.
     fn id_regs(&self) -> ([u32; 6], u32, u32);
 
-    /// Whether DMA is cache coherent (VFIO_DMA_CC_IOMMU).
-    fn coherent(&self) -> bool;
+    /// Whether DMA through `domain` is cache coherent whatever the device
+    /// asks (Linux: the domain enforces cache coherency), for
+    /// VFIO_DMA_CC_IOMMU.
+    fn coherent(&self, domain: DomainId) -> bool;
 }
 
 /// Hardware the caller keeps elsewhere (a PD's static), so the server
@@ -77,7 +79,7 @@ impl<H: Hardware + ?Sized> Hardware for &mut H {
         (**self).id_regs()
     }
 
-    fn coherent(&self) -> bool {
-        (**self).coherent()
+    fn coherent(&self, domain: DomainId) -> bool {
+        (**self).coherent(domain)
     }
 }

@@ -34,6 +34,9 @@ pub struct MockDomain {
     pub unmap_calls: usize,
     /// Requests no correct engine makes (overlaps, split blocks, ...).
     pub violations: Vec<String>,
+    /// Whether DMA through it is cache coherent (Linux: enforces cache
+    /// coherency).
+    pub coherent: bool,
 }
 
 impl MockDomain {
@@ -46,6 +49,7 @@ impl MockDomain {
             map_calls: 0,
             unmap_calls: 0,
             violations: Vec::new(),
+            coherent: true,
         }
     }
 

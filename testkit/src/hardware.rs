@@ -30,7 +30,7 @@ pub struct MockHw {
     pub allocations: usize,
     /// Streams whose detach fails (a wedged SMMU).
     pub stuck: Vec<StreamId>,
-    /// The coherency every domain reports.
+    /// The coherency new domains report (each keeps its own).
     pub coherent: bool,
     /// The domain the last `DomainTable::domain` call selected.
     pub current: Option<DomainId>,
@@ -173,7 +173,9 @@ impl Hardware for MockHw {
         if slot == self.domains.len() {
             self.domains.push(None);
         }
-        self.domains[slot] = Some((self.template.clone(), client));
+        let mut domain = self.template.clone();
+        domain.coherent = self.coherent;
+        self.domains[slot] = Some((domain, client));
         Ok(DomainId(slot as u32))
     }
 
@@ -223,7 +225,10 @@ impl Hardware for MockHw {
         ([0x0d40_101a, 0x0273_0010, 0, 0x1404, 0, 0x74], 0, 1)
     }
 
-    fn coherent(&self) -> bool {
-        self.coherent
+    fn coherent(&self, domain: DomainId) -> bool {
+        self.domains
+            .get(domain.0 as usize)
+            .and_then(Option::as_ref)
+            .is_some_and(|(d, _)| d.coherent)
     }
 }

@@ -203,7 +203,7 @@ impl Hardware for PtHw {
         ([0x0d40_101a, 0x0273_0010, 0, 0x1404, 0, 0x74], 0, 1)
     }
 
-    fn coherent(&self) -> bool {
+    fn coherent(&self, _domain: DomainId) -> bool {
         true
     }
 }
