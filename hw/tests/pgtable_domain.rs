@@ -343,7 +343,7 @@ fn huge_pages_off_maps_only_pages() {
     });
     let mut store = store();
     let mut ioas = store.new_ioas(ClientId(0)).unwrap();
-    ioas.set_huge_pages(false).unwrap();
+    ioas.set_huge_pages(&store, false).unwrap();
     ioas.attach_domain(&mut store, &mut doms, DOM).unwrap();
     map(&mut ioas, &mut store, &mut doms, M2, PHYS, M2, RW).unwrap();
     let got = leaves(&doms);

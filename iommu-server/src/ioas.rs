@@ -267,10 +267,11 @@ pub(crate) fn option<H: Hardware>(ctx: &mut Ctx<'_, '_, H>, cmd: &mut iommu_opti
     check_reserved(&cmd.reserved)?;
     match cmd.option_id {
         IOMMU_OPTION_HUGE_PAGES => {
-            let ioas = ioas_mut(ctx, cmd.object_id)?;
+            let slot = slot_of(ctx, ObjectId(cmd.object_id))?;
+            let ioas = ctx.pool.get_mut(slot)?;
             match (cmd.op, cmd.val64) {
                 (IOMMU_OPTION_OP_GET, _) => cmd.val64 = u64::from(ioas.huge_pages()),
-                (IOMMU_OPTION_OP_SET, v @ (0 | 1)) => ioas.set_huge_pages(v == 1)?,
+                (IOMMU_OPTION_OP_SET, v @ (0 | 1)) => ioas.set_huge_pages(ctx.store, v == 1)?,
                 (IOMMU_OPTION_OP_SET, _) => return Err(Errno::EINVAL),
                 _ => return Err(Errno::EOPNOTSUPP),
             }

@@ -25,11 +25,6 @@ fn compat(ctx: &mut Ctx<'_, '_, impl Hardware>) -> Result<ObjectId> {
     Ok(id)
 }
 
-fn compat_ioas<'c>(ctx: &'c mut Ctx<'_, '_, impl Hardware>) -> Result<&'c mut iopt::Ioas> {
-    let id = compat(ctx)?;
-    ioas_mut(ctx, id.0)
-}
-
 /// The compat IOAS for a compat-path attach, made if there is none.
 /// Returns it and whether this call made it.
 pub(crate) fn compat_for_attach(ctx: &mut Ctx<'_, '_, impl Hardware>) -> Result<(ObjectId, bool)> {
@@ -100,9 +95,11 @@ pub(crate) fn set_iommu(ctx: &mut Ctx<'_, '_, impl Hardware>, kind: u64) -> Resu
     if kind != VFIO_TYPE1_IOMMU && kind != VFIO_TYPE1v2_IOMMU {
         return Err(Errno::EINVAL);
     }
-    let ioas = compat_ioas(ctx)?;
+    let id = compat(ctx)?;
+    let slot = slot_of(ctx, id)?;
+    let ioas = ctx.pool.get_mut(slot)?;
     if kind == VFIO_TYPE1_IOMMU {
-        ioas.set_huge_pages(false)?;
+        ioas.set_huge_pages(ctx.store, false)?;
     }
     Ok(0)
 }

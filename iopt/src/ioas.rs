@@ -1031,21 +1031,37 @@ impl Ioas {
         self.domains.remove(at);
         self.reserved
             .retain(|r| r.owner != ReservedOwner::Aperture(id));
-        self.alignment = self
-            .domains
-            .iter()
-            .fold(1, |acc, d| acc.max(min_page(d.page_sizes)));
+        self.alignment = self.alignment_for(self.huge_pages);
         Ok(())
     }
 
-    /// IOMMU_OPTION_HUGE_PAGES. Disabling is refused while a domain already
-    /// holds mappings that may use blocks.
-    pub fn set_huge_pages(&mut self, enabled: bool) -> Result<()> {
-        if !enabled && self.huge_pages && !self.domains.is_empty() && self.areas > 0 {
+    /// IOMMU_OPTION_HUGE_PAGES. With huge pages off every area is a whole
+    /// number of CPU pages (the alignment is at least [`PAGE_SIZE`]), so
+    /// disabling is EADDRINUSE while an area is not, and EINVAL while a
+    /// domain already holds mappings that may use blocks.
+    pub fn set_huge_pages(&mut self, store: &Store<'_>, enabled: bool) -> Result<()> {
+        if enabled == self.huge_pages {
+            return Ok(());
+        }
+        if !enabled && !self.domains.is_empty() && self.areas > 0 {
             return Err(Errno::EINVAL);
         }
+        let alignment = self.alignment_for(enabled);
+        if alignment > self.alignment && !self.areas_aligned(store, alignment) {
+            return Err(Errno::EADDRINUSE);
+        }
         self.huge_pages = enabled;
+        self.alignment = alignment;
         Ok(())
+    }
+
+    /// Linux's iopt_calculate_iova_alignment: the CPU page with huge pages
+    /// off (1 with them on), raised to every domain's smallest page.
+    fn alignment_for(&self, huge_pages: bool) -> u64 {
+        let base = if huge_pages { 1 } else { PAGE_SIZE };
+        self.domains
+            .iter()
+            .fold(base, |acc, d| acc.max(min_page(d.page_sizes)))
     }
 
     /// Unmaps everything, detaches every domain and returns all storage.

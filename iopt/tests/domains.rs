@@ -218,7 +218,7 @@ fn sub_page_areas_refuse_a_domain_until_gone() {
 #[test]
 fn huge_pages_off_maps_everything_at_the_smallest_page() {
     let mut fx = Fx::new();
-    fx.ioas.set_huge_pages(false).unwrap();
+    fx.ioas.set_huge_pages(&fx.store, false).unwrap();
     fx.doms = Domains::with([MockDomain::new(ARM_4K)]);
     fx.attach(0).unwrap();
     fx.map_at(PHYS, M2, DstIova::Fixed(M2)).unwrap();
@@ -231,16 +231,16 @@ fn huge_pages_cannot_be_disabled_under_mapped_domains() {
     let mut fx = Fx::new();
     fx.doms = Domains::with([MockDomain::new(ARM_4K)]);
     fx.attach(0).unwrap();
-    fx.ioas.set_huge_pages(false).unwrap();
-    fx.ioas.set_huge_pages(true).unwrap();
+    fx.ioas.set_huge_pages(&fx.store, false).unwrap();
+    fx.ioas.set_huge_pages(&fx.store, true).unwrap();
     fx.map_fixed(M2, M2).unwrap();
-    assert_eq!(fx.ioas.set_huge_pages(false), Err(Errno::EINVAL));
+    assert_eq!(fx.ioas.set_huge_pages(&fx.store, false), Err(Errno::EINVAL));
     assert!(fx.ioas.huge_pages());
     // Re-enabling after small mappings is fine and unmaps cleanly.
     fx.unmap(M2, M2).unwrap();
-    fx.ioas.set_huge_pages(false).unwrap();
+    fx.ioas.set_huge_pages(&fx.store, false).unwrap();
     fx.map_fixed(M2, M2).unwrap();
-    fx.ioas.set_huge_pages(true).unwrap();
+    fx.ioas.set_huge_pages(&fx.store, true).unwrap();
     fx.unmap(M2, M2).unwrap();
     assert!(fx.doms.get(0).pages.is_empty());
     fx.doms.assert_clean();
@@ -274,7 +274,7 @@ fn unmap_granularity_after_cut_with_domain() {
     // iommufd.c "unmap" selftests: after type1-style cuts, partial unmaps
     // remove exactly the pages asked for from the domain.
     let mut fx = Fx::new();
-    fx.ioas.set_huge_pages(false).unwrap();
+    fx.ioas.set_huge_pages(&fx.store, false).unwrap();
     fx.doms = Domains::with([MockDomain::new(ARM_4K)]);
     fx.attach(0).unwrap();
     fx.map_fixed(0x10_0000, 16 * K4).unwrap();

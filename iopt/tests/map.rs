@@ -55,7 +55,7 @@ fn auto_alignment_has_no_cap() {
     fx.map_auto(K4).unwrap();
     assert_eq!(fx.map_auto(4 * G1), Ok(4 * G1));
     let mut fx = Fx::new();
-    fx.ioas.set_huge_pages(false).unwrap();
+    fx.ioas.set_huge_pages(&fx.store, false).unwrap();
     fx.map_auto(K4).unwrap();
     assert_eq!(fx.map_auto(M2), Ok(M2));
 }

@@ -383,7 +383,7 @@ fn run_engine(e: &mut Engine, op: &Op) -> Result<u64, Errno> {
             io.detach_domain(st, d, DomainId(domain as u32)).map(|_| 0)
         }),
         Op::HugePages { ioas, on } => {
-            with_ioas(e, ioas, |io, _, _, _| io.set_huge_pages(on).map(|_| 0))
+            with_ioas(e, ioas, |io, _, st, _| io.set_huge_pages(st, on).map(|_| 0))
         }
     }
 }

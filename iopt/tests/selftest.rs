@@ -145,7 +145,7 @@ fn area_limit_per_owner_is_enomem_and_changes_nothing() {
         Err(Errno::ENOMEM),
         "a third mapping"
     );
-    fx.ioas.set_huge_pages(false).unwrap();
+    fx.ioas.set_huge_pages(&fx.store, false).unwrap();
     assert_eq!(
         fx.ioas.cut(&mut fx.store, &[0x10_0fff]),
         Err(Errno::ENOMEM),

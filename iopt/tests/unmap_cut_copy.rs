@@ -75,9 +75,9 @@ fn cut_needs_huge_pages_disabled_under_a_domain() {
     fx.attach(0).unwrap();
     fx.map_fixed(0x10_0000, 4 * K4).unwrap();
     assert_eq!(fx.ioas.cut(&mut fx.store, &[0x10_0fff]), Err(Errno::EINVAL));
-    fx.ioas.set_huge_pages(true).unwrap();
+    fx.ioas.set_huge_pages(&fx.store, true).unwrap();
     fx.unmap(0x10_0000, 4 * K4).unwrap();
-    fx.ioas.set_huge_pages(false).unwrap();
+    fx.ioas.set_huge_pages(&fx.store, false).unwrap();
     fx.map_fixed(0x10_0000, 4 * K4).unwrap();
     fx.ioas.cut(&mut fx.store, &[0x10_0fff, 0x10_2fff]).unwrap();
     assert_eq!(
@@ -112,7 +112,7 @@ fn cut_needs_huge_pages_disabled_under_a_domain() {
 #[test]
 fn cut_skips_edges_and_holes_and_checks_alignment() {
     let mut fx = Fx::new();
-    fx.ioas.set_huge_pages(false).unwrap();
+    fx.ioas.set_huge_pages(&fx.store, false).unwrap();
     fx.doms = Domains::with([MockDomain::new(ARM_4K)]);
     fx.attach(0).unwrap();
     fx.map_fixed(0x10_0000, 4 * K4).unwrap();
@@ -126,9 +126,12 @@ fn cut_skips_edges_and_holes_and_checks_alignment() {
         Err(Errno::EINVAL)
     );
     assert_eq!(fx.snapshot(), before, "a failing cut cuts nothing");
-    // Without a domain areas are byte granular, and so are cuts; the page
-    // both halves touch stays charged once.
+    // Without a domain and with huge pages on (off, every area is whole
+    // CPU pages) areas are byte granular, and so are cuts; the page both
+    // halves touch stays charged once.
     fx.detach(0).unwrap();
+    assert_eq!(fx.ioas.cut(&mut fx.store, &[0x10_1800]), Err(Errno::EINVAL));
+    fx.ioas.set_huge_pages(&fx.store, true).unwrap();
     fx.ioas.cut(&mut fx.store, &[0x10_1800]).unwrap();
     assert_eq!(
         fx.areas(),
@@ -144,7 +147,7 @@ fn cut_skips_edges_and_holes_and_checks_alignment() {
 #[test]
 fn cut_runs_out_of_nodes_atomically() {
     let mut fx = Fx::with_store(store(2, 4, 1));
-    fx.ioas.set_huge_pages(false).unwrap();
+    fx.ioas.set_huge_pages(&fx.store, false).unwrap();
     fx.map_fixed(0x10_0000, 4 * K4).unwrap();
     let before = fx.snapshot();
     assert_eq!(

@@ -716,19 +716,41 @@ impl Model {
             .reserved
             .retain(|r| r.1 != ReservedOwner::Aperture(DomainId(d as u32)));
         let specs = &self.specs;
+        let base = if self.ioas[i].huge { 1 } else { PAGE_SIZE };
         self.ioas[i].alignment = self.ioas[i]
             .domains
             .iter()
-            .fold(1, |acc, &x| acc.max(min_page(specs[x].sizes)));
+            .fold(base, |acc, &x| acc.max(min_page(specs[x].sizes)));
         Ok(())
     }
 
     pub fn set_huge(&mut self, i: usize, on: bool) -> Result<(), Errno> {
-        let io = &mut self.ioas[i];
-        if !on && io.huge && !io.domains.is_empty() && !io.areas.is_empty() {
+        let io = &self.ioas[i];
+        if on == io.huge {
+            return Ok(());
+        }
+        if !on && !io.domains.is_empty() && !io.areas.is_empty() {
             return Err(Errno::EINVAL);
         }
+        let base = if on { 1 } else { PAGE_SIZE };
+        let align = io
+            .domains
+            .iter()
+            .fold(base, |acc, &d| acc.max(min_page(self.specs[d].sizes)));
+        if align > io.alignment {
+            for a in &io.areas {
+                let b = self.backing(a.backing);
+                if a.start % align != 0
+                    || (a.last - a.start + 1) % align != 0
+                    || b.page_offset(a.offset) % align != 0
+                {
+                    return Err(Errno::EADDRINUSE);
+                }
+            }
+        }
+        let io = &mut self.ioas[i];
         io.huge = on;
+        io.alignment = align;
         Ok(())
     }
 }
