@@ -284,6 +284,23 @@ impl<'s, H: Hardware> Server<'s, H> {
         self.pool.get(o.slot).ok()?.translate(&self.store, iova)
     }
 
+    /// Reserves `range` in IOAS `ioas` of `client` for the IOAS's life, as
+    /// Linux's test-only IOMMU_TEST_OP_ADD_RESERVED does (no client can
+    /// ask for it): EADDRINUSE where an area or allowed range lies, ENOENT
+    /// for no such IOAS. For tests that port Linux's selftest.
+    pub fn add_reserved(
+        &mut self,
+        client: ClientId,
+        ioas: u32,
+        range: iommu_types::IovaRange,
+    ) -> Result<(), Errno> {
+        let c = self.clients.get(client.index()).ok_or(Errno::EINVAL)?;
+        let slot = c.objects.ioas(ObjectId(ioas))?.slot;
+        self.pool
+            .get_mut(slot)?
+            .reserve(&self.store, range, iopt::ReservedOwner::Server)
+    }
+
     /// Revokes everything a client holds. Quarantine comes first: every
     /// stream it has attached goes back to abort, and if any of them cannot
     /// be stopped nothing is torn down (EBUSY: memory a device may still

@@ -40,6 +40,9 @@ pub enum ReservedOwner {
     Aperture(DomainId),
     /// A software-managed MSI window.
     SwMsi(u32),
+    /// The server's own, for the IOAS's life (Linux's test-only
+    /// IOMMU_TEST_OP_ADD_RESERVED, which the ported selftest uses).
+    Server,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
