@@ -229,11 +229,18 @@ fn faults_reach_their_driver_and_reset_is_for_the_manager() {
         access: IOMMU_FAULT_ACCESS_WRITE,
     });
     assert_eq!(to, Some(common::id(EDU_B)));
-    assert_eq!(c[EDU_A].read_fault().unwrap(), None);
-    let f = c[EDU_B].read_fault().unwrap().unwrap();
+    assert_eq!(c[EDU_A].read_fault().unwrap().fault, None);
+    let read = c[EDU_B].read_fault().unwrap();
+    let f = read.fault.unwrap();
     assert_eq!(
-        (f.device, f.kind, f.iova, f.remaining),
-        (0, IOMMU_FAULT_KIND_F_TRANSLATION, Some(0xdead_0000), 0)
+        (f.device, f.kind, f.iova, read.remaining, read.lost),
+        (
+            0,
+            IOMMU_FAULT_KIND_F_TRANSLATION,
+            Some(0xdead_0000),
+            0,
+            false
+        )
     );
     // Only the manager resets others.
     assert_eq!(c[EDU_A].reset(EDU_B as u64).unwrap_err(), Errno::EPERM);

@@ -6,7 +6,7 @@ use common::{client, device, MockHw, Rig};
 use iommu_proto::fault::*;
 use iommu_proto::vfio::vfio_device_bind_iommufd;
 use iommu_proto::{Errno, Op};
-use iommu_server::{Fault, FAULT_QUEUE};
+use iommu_server::{Drained, Fault, LogEvent, FAULT_QUEUE, LOG_PER_INTERRUPT};
 use iommu_types::config::{DeviceConfig, Perms, Region};
 use iommu_types::StreamId;
 
@@ -161,4 +161,117 @@ fn fault_read_rules() {
         1,
         "a refused read loses nothing"
     );
+}
+
+/// One interrupt's worth of hardware events: `faults`, then what draining
+/// found; returns who is notified and what the log said.
+fn interrupt(r: &mut Rig, faults: &[Fault], drained: Drained) -> (u64, Vec<LogEvent>) {
+    let mut log = Vec::new();
+    let notify = r.server.collect_faults(
+        |_, report| {
+            faults.iter().for_each(|&f| report(f));
+            drained
+        },
+        &mut |event| log.push(event),
+    );
+    (notify, log)
+}
+
+/// A client with no device, beside the two with devices.
+fn rig_with_a_bystander() -> Rig {
+    let with = |name, devices| {
+        client(name)
+            .regions(&REGIONS)
+            .devices(devices)
+            .objects(8)
+            .mapped_pages(16)
+            .build()
+    };
+    let quota = iommu_types::config::Quota {
+        mappings: 1,
+        ..common::DEFAULT_QUOTA
+    };
+    let bystander = client("c").regions(&REGIONS).quota(quota).build();
+    Rig::new(
+        MockHw::new(),
+        &[with("a", &DEV_A), with("b", &DEV_B), bystander],
+    )
+}
+
+#[test]
+fn a_fault_on_an_unowned_stream_is_logged_not_lost() {
+    let mut r = rig();
+    let (notify, log) = interrupt(&mut r, &[translation(0x99, 0x7000)], Drained::default());
+    assert_eq!(notify, 0, "nobody to tell");
+    assert_eq!(log, [LogEvent::Unowned(translation(0x99, 0x7000))]);
+    assert_eq!(
+        log[0].to_string(),
+        "DMA fault F_TRANSLATION on stream 0x99, which no client owns, IOVA 0x7000 write"
+    );
+    // An owned one names its client and device.
+    let (notify, log) = interrupt(&mut r, &[translation(0x10, 0x5000)], Drained::default());
+    assert_eq!(notify, 1);
+    assert_eq!(
+        log[0].to_string(),
+        "DMA fault F_TRANSLATION on stream 0x10 (a's a1), IOVA 0x5000 write"
+    );
+}
+
+#[test]
+fn lost_records_reach_every_client_owning_a_stream_once() {
+    let mut r = rig_with_a_bystander();
+    let lost = Drained {
+        lost: true,
+        global_errors: 0,
+    };
+    let (notify, log) = interrupt(&mut r, &[], lost);
+    assert_eq!(notify, 0b011, "a and b own streams; c owns none");
+    assert_eq!(log, [LogEvent::LostRecords]);
+    for client in 0..2 {
+        let (rec, _) = read(&mut r, client).unwrap();
+        assert_eq!(rec.out_flags, IOMMU_FAULT_RECORD_LOST, "client {client}");
+        let (rec, _) = read(&mut r, client).unwrap();
+        assert_eq!(rec.out_flags, 0, "reported once");
+    }
+    let (rec, _) = read(&mut r, 2).unwrap();
+    assert_eq!(rec.out_flags, 0);
+    // With a record in the queue, both show.
+    interrupt(&mut r, &[translation(0x18, 0x1000)], lost);
+    let (rec, _) = read(&mut r, 1).unwrap();
+    assert_eq!(
+        rec.out_flags,
+        IOMMU_FAULT_RECORD_VALID | IOMMU_FAULT_RECORD_ADDR_VALID | IOMMU_FAULT_RECORD_LOST
+    );
+}
+
+#[test]
+fn a_fault_flood_logs_a_bounded_number_of_lines() {
+    let mut r = rig();
+    let flood: Vec<Fault> = (0..200).map(|i| translation(0x8, i * 0x1000)).collect();
+    let errors = Drained {
+        lost: true,
+        global_errors: 0x4,
+    };
+    let (notify, log) = interrupt(&mut r, &flood, errors);
+    assert_eq!(notify, 0b11);
+    assert_eq!(log.len() as u32, LOG_PER_INTERRUPT + 1);
+    assert_eq!(
+        log.last(),
+        Some(&LogEvent::Suppressed(200 + 2 - LOG_PER_INTERRUPT))
+    );
+    // Every fault still reaches its queue, up to its bound.
+    let (rec, remaining) = read(&mut r, 0).unwrap();
+    assert_eq!(remaining as usize, FAULT_QUEUE - 1);
+    assert_eq!(rec.overflow as usize, 200 - FAULT_QUEUE);
+    // The next interrupt has its own budget.
+    let (_, log) = interrupt(
+        &mut r,
+        &[],
+        Drained {
+            lost: false,
+            global_errors: 0x4,
+        },
+    );
+    assert_eq!(log, [LogEvent::GlobalErrors(0x4)]);
+    assert_eq!(log[0].to_string(), "SMMU global errors 0x4 (acknowledged)");
 }

@@ -23,7 +23,7 @@ use hw::pgtable::TablePool;
 use hw::smmu::{Smmu, SmmuConfig};
 use iommu_client::{DmaBuffer, Iommu, Memory, Transport};
 use iommu_proto::Errno;
-use iommu_server::{Server, COMMAND_PAGE};
+use iommu_server::{Drained, Server, COMMAND_PAGE};
 use iommu_system::{
     client, client_configs, resolve, ClientConfig, ClientId, Paddr, StreamId, CLIENTS,
     SERVER_SYMBOLS,
@@ -111,9 +111,16 @@ impl Memory for RegionMemory {
 /// The SMMU's pending events, queued with their clients (the interrupt
 /// handler's work in the PD).
 fn take_faults(server: Shared<'_>) -> u64 {
-    server.borrow_mut().collect_faults(|hw, report| {
-        hw.drain_faults(report);
-    })
+    server.borrow_mut().collect_faults(
+        |hw, report| {
+            let status = hw.drain_faults(report);
+            Drained {
+                lost: status.overflowed,
+                global_errors: hw.smmu().take_global_errors(),
+            }
+        },
+        &mut |event| say!("server: {event}\n"),
+    )
 }
 
 /// Counts the story's checks.
@@ -285,7 +292,7 @@ fn run(tally: &mut Tally) -> Result<(), &'static str> {
             if notified & (1 << a) == 0 || notified & !(1 << a) != 0 {
                 return None;
             }
-            iommu.read_fault().ok().flatten()
+            iommu.read_fault().ok().and_then(|r| r.fault)
         }),
     );
 

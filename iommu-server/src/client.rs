@@ -26,12 +26,15 @@ pub(crate) struct QueuedFault {
 pub(crate) struct FaultQueue {
     pub(crate) queue: Deque<QueuedFault, FAULT_QUEUE>,
     pub(crate) dropped: u64,
+    /// The IOMMU lost records since the last read; some may be ours.
+    pub(crate) lost: bool,
 }
 
 impl FaultQueue {
     pub(crate) const EMPTY: FaultQueue = FaultQueue {
         queue: Deque::new(),
         dropped: 0,
+        lost: false,
     };
 
     pub(crate) fn len(&self) -> usize {
@@ -41,6 +44,7 @@ impl FaultQueue {
     pub(crate) fn clear(&mut self) {
         self.queue.clear();
         self.dropped = 0;
+        self.lost = false;
     }
 
     pub(crate) fn push(&mut self, fault: QueuedFault) {

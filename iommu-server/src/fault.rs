@@ -1,5 +1,8 @@
 //! DMA faults: attributed to the client that owns the stream, queued in
-//! that client's bounded queue (overflow counted), read with FAULT read.
+//! that client's bounded queue (overflow counted), read with FAULT read;
+//! records the IOMMU itself lost are reported to every client owning a
+//! stream. What happens is also said on the server's log, a bounded number
+//! of lines per interrupt.
 
 use iommu_proto::decode::check_reserved;
 use iommu_proto::fault::*;
@@ -9,13 +12,128 @@ use iopt::Hardware;
 
 use crate::client::{Client, Ctx, QueuedFault};
 
+/// What the server says on its log (the PD prints it on the debug console).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogEvent {
+    /// A DMA fault queued for `client`, from its device `device`.
+    Fault {
+        client: ClientId,
+        client_name: &'static str,
+        device: u32,
+        device_name: &'static str,
+        fault: Fault,
+    },
+    /// A DMA fault from a stream no client owns: nobody is told but the log.
+    Unowned(Fault),
+    /// The IOMMU's event queue overflowed: records were lost, and every
+    /// client owning a stream was told.
+    LostRecords,
+    /// Global error bits the hardware raised (and the server acknowledged).
+    GlobalErrors(u32),
+    /// Lines left out by the per-interrupt limit.
+    Suppressed(u32),
+}
+
+impl core::fmt::Display for LogEvent {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let access = |fault: &Fault| match (fault.iova, fault.access & IOMMU_FAULT_ACCESS_WRITE) {
+            (None, _) => "",
+            (Some(_), 0) => " read",
+            (Some(_), _) => " write",
+        };
+        let iova = |fault: &Fault| fault.iova.unwrap_or(0);
+        match self {
+            LogEvent::Fault {
+                client_name,
+                device_name,
+                fault,
+                ..
+            } => write!(
+                f,
+                "DMA fault {} on stream {:#x} ({client_name}'s {device_name}), IOVA {:#x}{}",
+                kind_name(fault.kind),
+                fault.stream.0,
+                iova(fault),
+                access(fault)
+            ),
+            LogEvent::Unowned(fault) => write!(
+                f,
+                "DMA fault {} on stream {:#x}, which no client owns, IOVA {:#x}{}",
+                kind_name(fault.kind),
+                fault.stream.0,
+                iova(fault),
+                access(fault)
+            ),
+            LogEvent::LostRecords => write!(
+                f,
+                "SMMU event queue overflowed: records lost; every client with a device is told"
+            ),
+            LogEvent::GlobalErrors(bits) => {
+                write!(f, "SMMU global errors {bits:#x} (acknowledged)")
+            }
+            LogEvent::Suppressed(n) => write!(f, "{n} more log lines left out this interrupt"),
+        }
+    }
+}
+
+/// Log lines one interrupt may produce, beyond which they are counted in
+/// one `Suppressed` line: a fault flood cannot stall the server on the
+/// console.
+pub const LOG_PER_INTERRUPT: u32 = 8;
+
+/// What draining the hardware found besides the faults it handed over.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Drained {
+    /// The IOMMU lost records (its event queue overflowed).
+    pub lost: bool,
+    /// Global error bits raised, already acknowledged.
+    pub global_errors: u32,
+}
+
+/// A log with a budget of lines.
+pub(crate) struct Budget<'l> {
+    pub log: &'l mut dyn FnMut(LogEvent),
+    pub left: u32,
+    pub suppressed: u32,
+}
+
+impl Budget<'_> {
+    pub(crate) fn say(&mut self, event: LogEvent) {
+        if self.left > 0 {
+            self.left -= 1;
+            (self.log)(event);
+        } else {
+            self.suppressed = self.suppressed.saturating_add(1);
+        }
+    }
+
+    pub(crate) fn finish(self) {
+        if self.suppressed > 0 {
+            (self.log)(LogEvent::Suppressed(self.suppressed));
+        }
+    }
+}
+
+/// Tells every client owning a stream that the IOMMU lost records; returns
+/// them (bit i = client i) to notify.
+pub(crate) fn lost(clients: &mut [Client], configs: &[ClientConfig]) -> u64 {
+    let mut notify = 0u64;
+    for (i, (client, config)) in clients.iter_mut().zip(configs).enumerate() {
+        if !config.devices.is_empty() {
+            client.faults.lost = true;
+            notify |= 1u64.checked_shl(i as u32).unwrap_or(0);
+        }
+    }
+    notify
+}
+
 /// Queues `fault` with the client whose configuration owns its stream;
-/// returns that client (to notify), or `None` for a stream no client owns.
+/// returns what the log says of it, or `None` for a stream no client owns.
 pub(crate) fn report(
     clients: &mut [Client],
     configs: &[ClientConfig],
     fault: Fault,
-) -> Option<ClientId> {
+) -> Option<LogEvent> {
     let (index, device) = configs.iter().enumerate().find_map(|(i, c)| {
         c.devices
             .iter()
@@ -28,7 +146,13 @@ pub(crate) fn report(
         iova: fault.iova,
         access: fault.access,
     });
-    ClientId::from_index(index)
+    Some(LogEvent::Fault {
+        client: ClientId::from_index(index)?,
+        client_name: configs[index].name,
+        device,
+        device_name: configs[index].devices[device as usize].name,
+        fault,
+    })
 }
 
 /// FAULT read: the oldest fault into the record (VALID clear when none);
@@ -44,9 +168,12 @@ pub(crate) fn read<H: Hardware>(
     let client = &mut *ctx.client;
     let next = client.faults.queue.pop_front();
     rec.out_flags = 0;
+    if core::mem::take(&mut client.faults.lost) {
+        rec.out_flags |= IOMMU_FAULT_RECORD_LOST;
+    }
     rec.overflow = core::mem::take(&mut client.faults.dropped);
     if let Some(f) = next {
-        rec.out_flags = IOMMU_FAULT_RECORD_VALID;
+        rec.out_flags |= IOMMU_FAULT_RECORD_VALID;
         rec.dev_id = client
             .objects
             .bound_device(f.device as usize)

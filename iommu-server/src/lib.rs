@@ -30,6 +30,7 @@ mod ucmd;
 mod vfio_compat;
 
 pub use client::{Client, FAULT_QUEUE};
+pub use fault::{Drained, LogEvent, LOG_PER_INTERRUPT};
 pub use iommu_types::{ClientId, Errno, Fault};
 pub use object::{IoasSlot, MAX_OBJECTS};
 pub use region::{check_regions, resolve};
@@ -392,20 +393,49 @@ impl<'s, H: Hardware> Server<'s, H> {
     /// client (the transport notifies it), or `None` when no client owns
     /// the stream.
     pub fn report_fault(&mut self, fault: Fault) -> Option<ClientId> {
-        fault::report(self.clients, self.configs, fault)
+        match fault::report(self.clients, self.configs, fault)? {
+            LogEvent::Fault { client, .. } => Some(client),
+            _ => None,
+        }
     }
 
     /// Runs `drain` on the hardware with a sink that queues each fault
-    /// with the client owning its stream; returns the clients that got
-    /// one (bit i = client i), for the transport to notify.
-    pub fn collect_faults(&mut self, drain: impl FnOnce(&mut H, &mut dyn FnMut(Fault))) -> u64 {
+    /// with the client owning its stream; what it lost goes to every
+    /// client owning a stream. Says what happened on `log`, at most
+    /// [`LOG_PER_INTERRUPT`] lines and a count of the rest. Returns the
+    /// clients to notify (bit i = client i).
+    pub fn collect_faults(
+        &mut self,
+        drain: impl FnOnce(&mut H, &mut dyn FnMut(Fault)) -> Drained,
+        log: &mut dyn FnMut(LogEvent),
+    ) -> u64 {
         let (clients, configs) = (&mut *self.clients, &*self.configs);
         let mut notify = 0u64;
-        drain(&mut self.hw, &mut |f| {
-            if let Some(c) = fault::report(clients, configs, f) {
-                notify |= 1u64.checked_shl(u32::from(c.0)).unwrap_or(0);
-            }
-        });
+        let mut budget = fault::Budget {
+            log,
+            left: LOG_PER_INTERRUPT,
+            suppressed: 0,
+        };
+        let drained = drain(
+            &mut self.hw,
+            &mut |f| match fault::report(clients, configs, f) {
+                Some(event) => {
+                    if let LogEvent::Fault { client, .. } = event {
+                        notify |= 1u64.checked_shl(u32::from(client.0)).unwrap_or(0);
+                    }
+                    budget.say(event);
+                }
+                None => budget.say(LogEvent::Unowned(f)),
+            },
+        );
+        if drained.lost {
+            notify |= fault::lost(self.clients, self.configs);
+            budget.say(LogEvent::LostRecords);
+        }
+        if drained.global_errors != 0 {
+            budget.say(LogEvent::GlobalErrors(drained.global_errors));
+        }
+        budget.finish();
         notify
     }
 

@@ -36,6 +36,7 @@
 
 #define IOMMU_FAULT_RECORD_VALID (1u << 0)
 #define IOMMU_FAULT_RECORD_ADDR_VALID (1u << 1)
+#define IOMMU_FAULT_RECORD_LOST (1u << 2)
 
 struct iommu_destroy {
     uint32_t size;

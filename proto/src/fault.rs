@@ -16,6 +16,10 @@ pub const IOMMU_FAULT_RECORD_VALID: u32 = 1 << 0;
 /// `out_flags`: `iova` and `access` are valid (translation faults carry
 /// them, configuration errors do not).
 pub const IOMMU_FAULT_RECORD_ADDR_VALID: u32 = 1 << 1;
+/// `out_flags`: the IOMMU's own event queue overflowed since the previous
+/// read, so records of this client's devices may have been lost (how many
+/// is unknown; every client owning a stream is told).
+pub const IOMMU_FAULT_RECORD_LOST: u32 = 1 << 2;
 
 pub use iommu_types::fault::*;
 

@@ -16,7 +16,7 @@ use core::fmt::Write;
 use hw::domains::SmmuDomains;
 use hw::pgtable::TablePool;
 use hw::smmu::{Smmu, SmmuConfig};
-use iommu_server::{Page, Server};
+use iommu_server::{Drained, Page, Server};
 use iommu_system::{client_configs, client_on, ClientConfig, StreamId, CLIENTS, SERVER};
 use microkit::{Channel, DebugOut, Handler, MessageInfo, SharedMemory};
 use mmio::{CacheClean, Coherent, DcacheClean, DmaMemory, DmaRegion, Mmio, StaticCell};
@@ -200,9 +200,16 @@ impl Handler for IommuServer {
         if channel != SERVER.event_irq && channel != SERVER.gerror_irq {
             return;
         }
-        let notify = self.server.collect_faults(|hw, report| {
-            hw.drain_faults(report);
-        });
+        let notify = self.server.collect_faults(
+            |hw, report| {
+                let status = hw.drain_faults(report);
+                Drained {
+                    lost: status.overflowed,
+                    global_errors: hw.smmu().take_global_errors(),
+                }
+            },
+            &mut |event| say!("{event}"),
+        );
         microkit::irq_ack(channel);
         for (i, c) in CLIENTS.iter().enumerate() {
             if notify & (1 << i) != 0 {

@@ -14,7 +14,9 @@
 
 use core::marker::PhantomData;
 
-use iommu_proto::fault::{IOMMU_FAULT_RECORD_ADDR_VALID, IOMMU_FAULT_RECORD_VALID};
+use iommu_proto::fault::{
+    IOMMU_FAULT_RECORD_ADDR_VALID, IOMMU_FAULT_RECORD_LOST, IOMMU_FAULT_RECORD_VALID,
+};
 use iommu_proto::iommufd::*;
 use iommu_proto::vfio::*;
 use iommu_proto::{iommu_fault_record, Errno, Op, Request, MR_DEVICE, MR_SIZE};
@@ -183,8 +185,18 @@ pub struct Fault {
     pub iova: Option<u64>,
     /// `IOMMU_FAULT_ACCESS_*`.
     pub access: u32,
-    /// Faults lost to a full queue before this read.
-    pub overflow: u64,
+}
+
+/// What one FAULT read returns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FaultRead {
+    /// The oldest queued fault, if there was one.
+    pub fault: Option<Fault>,
+    /// Faults of this client lost to its full queue since the last read.
+    pub dropped: u64,
+    /// The IOMMU itself lost records since the last read; some may have
+    /// been this client's (how many is unknown).
+    pub lost: bool,
     /// Faults still queued.
     pub remaining: u64,
 }
@@ -376,24 +388,25 @@ impl<T: Transport> Iommu<T> {
         Ok(Hwpt(req.out_hwpt_id))
     }
 
-    /// The oldest queued DMA fault, if any.
-    pub fn read_fault(&mut self) -> Result<Option<Fault>> {
+    /// The oldest queued DMA fault, if any, and what was lost.
+    pub fn read_fault(&mut self) -> Result<FaultRead> {
         let mut rec = iommu_fault_record {
             size: core::mem::size_of::<iommu_fault_record>() as u32,
             ..Default::default()
         };
         let remaining = self.call(&mut rec, 0)?;
-        if rec.out_flags & IOMMU_FAULT_RECORD_VALID == 0 {
-            return Ok(None);
-        }
-        Ok(Some(Fault {
+        let fault = (rec.out_flags & IOMMU_FAULT_RECORD_VALID != 0).then_some(Fault {
             device: rec.dev_index,
             kind: rec.kind,
             iova: (rec.out_flags & IOMMU_FAULT_RECORD_ADDR_VALID != 0).then_some(rec.iova),
             access: rec.access,
-            overflow: rec.overflow,
+        });
+        Ok(FaultRead {
+            fault,
+            dropped: rec.overflow,
+            lost: rec.out_flags & IOMMU_FAULT_RECORD_LOST != 0,
             remaining,
-        }))
+        })
     }
 
     /// Resets client `target` (the manager), or this client itself: its

@@ -243,12 +243,7 @@ pub fn stray_dma<T: Transport, M: Memory, R: RegisterBlock>(
         fault.device
     );
     // One event per beat of the transfer: drain the rest.
-    while iommu
-        .read_fault()
-        .ok()
-        .flatten()
-        .is_some_and(|f| f.remaining > 0)
-    {}
+    while iommu.read_fault().is_ok_and(|r| r.remaining > 0) {}
     Ok(())
 }
 

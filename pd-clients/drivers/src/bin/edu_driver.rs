@@ -86,7 +86,7 @@ fn init() -> Driver {
             &driver.edu,
             buffer,
             &mut out,
-            |iommu| (0..1000).find_map(|_| iommu.read_fault().ok().flatten()),
+            |iommu| (0..1000).find_map(|_| iommu.read_fault().ok().and_then(|r| r.fault)),
         );
         report(&mut out, "stray DMA faulted and reported", r);
     } else {
