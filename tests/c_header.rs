@@ -101,6 +101,7 @@ fn c_layouts_and_labels_are_the_protocols() {
         ("IOMMU_OP_DEVICE_DETACH", Op::VfioDeviceDetachIommufdPt),
         ("IOMMU_OP_FAULT_READ", Op::FaultRead),
         ("IOMMU_OP_RESET_CLIENT", Op::ResetClient),
+        ("IOMMU_OP_QUARANTINE", Op::Quarantine),
     ] {
         assert_eq!(value("label", name), op.label(), "{name}");
     }

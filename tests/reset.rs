@@ -176,3 +176,84 @@ fn a_reset_that_cannot_stop_a_stream_stays_consistent() {
         "nothing a device can reach was released"
     );
 }
+
+fn quarantine(r: &mut Rig, caller: usize, target: u64, hold: u64) -> Result<u64, Errno> {
+    let reply = r.server.handle(
+        common::id(caller),
+        Op::Quarantine.label(),
+        [target, hold],
+        &mut r.pages[caller],
+    );
+    reply.errno().map_or(Ok(reply.mr0), Err)
+}
+
+/// A manager holds a driver's devices in quarantine: the driver is reset
+/// (its stream aborts, its objects go) and cannot bind until released;
+/// only a manager may hold or release.
+#[test]
+fn a_manager_holds_a_clients_devices_until_it_releases_them() {
+    let mut r = rig();
+    busy(&mut r);
+    assert_eq!(
+        quarantine(&mut r, 0, 0, 1),
+        Err(Errno::EPERM),
+        "not a manager"
+    );
+    assert_eq!(
+        quarantine(&mut r, 1, 7, 1),
+        Err(Errno::EINVAL),
+        "no such client"
+    );
+    assert_eq!(
+        quarantine(&mut r, 1, 0, 2),
+        Err(Errno::EINVAL),
+        "hold is 0 or 1"
+    );
+    quarantine(&mut r, 1, 0, 1).unwrap();
+    assert_clean(&r);
+    assert_eq!(
+        r.server.hardware().attached(StreamId(0x8)),
+        None,
+        "aborting"
+    );
+    assert_eq!(r.bind(0, 0), Err(Errno::EPERM), "held");
+    // A reset does not end the hold; IOASes still work (nothing reaches them).
+    reset(&mut r, 0, 0).unwrap();
+    assert_eq!(r.bind(0, 0), Err(Errno::EPERM));
+    let ioas = r.alloc(0).unwrap();
+    r.map(0, ioas, 0x10_0000, 0x1000, None).unwrap();
+    assert_eq!(
+        quarantine(&mut r, 0, 0, 0),
+        Err(Errno::EPERM),
+        "no self-release"
+    );
+    quarantine(&mut r, 1, 0, 0).unwrap();
+    let dev = r.bind(0, 0).unwrap();
+    r.attach(0, dev, ioas).unwrap();
+    assert!(r.check().is_ok());
+}
+
+/// A hold whose reset meets a stream that will not stop is EBUSY, and the
+/// hold stands: nothing binds while the manager retries.
+#[test]
+fn a_hold_stands_when_its_reset_is_ebusy() {
+    let client = |name| client(name).regions(&REGIONS).objects(8).mapped_pages(256);
+    let mut r = Rig::new(
+        MockHw {
+            stuck: vec![StreamId(0x8)],
+            ..MockHw::new()
+        },
+        &[
+            client("driver").devices(&DEV_A).build(),
+            client("manager").manager(true).build(),
+        ],
+    );
+    busy(&mut r);
+    assert_eq!(quarantine(&mut r, 1, 0, 1), Err(Errno::EBUSY));
+    assert_eq!(
+        r.bind(0, 0),
+        Err(Errno::EPERM),
+        "held although the reset could not finish"
+    );
+    assert!(r.check().is_ok());
+}

@@ -62,6 +62,8 @@ pub struct Client {
     pub(crate) objects: Objects,
     /// The IOAS the VFIO compatibility calls act on.
     pub(crate) compat: Option<ObjectId>,
+    /// A manager holds its devices in quarantine: BIND is refused.
+    pub(crate) held: bool,
     pub(crate) faults: FaultQueue,
 }
 
@@ -71,6 +73,7 @@ impl Client {
     pub const EMPTY: Client = Client {
         objects: ObjectTable::new(0),
         compat: None,
+        held: false,
         faults: FaultQueue::EMPTY,
     };
 }

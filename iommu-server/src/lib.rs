@@ -285,6 +285,28 @@ impl<'s, H: Hardware> Server<'s, H> {
         self.pool.get(o.slot).ok()?.translate(&self.store, iova)
     }
 
+    /// Holds a client's devices in quarantine until [`Server::release`]:
+    /// BIND of any of them is EPERM from now on, then the client is reset
+    /// (its streams abort, its objects go). The hold stands even when the
+    /// reset is EBUSY (a stream that would not stop): nothing can bind
+    /// while it is retried.
+    pub fn hold(&mut self, target: ClientId) -> Result<(), Errno> {
+        self.clients
+            .get_mut(target.index())
+            .ok_or(Errno::EINVAL)?
+            .held = true;
+        self.reset_client(target)
+    }
+
+    /// Ends a hold: the client may bind its devices again.
+    pub fn release(&mut self, target: ClientId) -> Result<(), Errno> {
+        self.clients
+            .get_mut(target.index())
+            .ok_or(Errno::EINVAL)?
+            .held = false;
+        Ok(())
+    }
+
     /// Reserves `range` in IOAS `ioas` of `client` for the IOAS's life, as
     /// Linux's test-only IOMMU_TEST_OP_ADD_RESERVED does (no client can
     /// ask for it): EADDRINUSE where an area or allowed range lies, ENOENT
@@ -302,12 +324,17 @@ impl<'s, H: Hardware> Server<'s, H> {
             .reserve(&self.store, range, iopt::ReservedOwner::Server)
     }
 
-    /// Revokes everything a client holds. Quarantine comes first: every
-    /// stream it has attached goes back to abort, and if any of them cannot
-    /// be stopped nothing is torn down (EBUSY: memory a device may still
-    /// reach is not released). Then its objects go depth-first (devices,
-    /// HWPTs, IOASes), returning every pool entry and its page quota, and
-    /// its compat IOAS and fault queue are cleared.
+    /// Revokes everything a client holds. Quarantine comes first: each
+    /// stream it has attached is put back to abort, and each that stops is
+    /// released at once (its device left bound but unattached, an automatic
+    /// HWPT it leaves empty freed). If any stream cannot be stopped the
+    /// reset is EBUSY and stops there: the streams that stopped stay
+    /// stopped and released, the others stay attached, and every IOAS and
+    /// mapping stays (memory a device may still reach is never released),
+    /// so a retry finishes the job. Once every stream is stopped the
+    /// objects go depth-first (devices, HWPTs, IOASes), returning every
+    /// pool entry and its page quota, and the compat IOAS and fault queue
+    /// are cleared.
     pub fn reset_client(&mut self, target: ClientId) -> Result<(), Errno> {
         let client = self.clients.get_mut(target.index()).ok_or(Errno::EINVAL)?;
         let mut ctx = Ctx {
@@ -527,6 +554,21 @@ impl<'s, H: Hardware> Server<'s, H> {
                 return Err(Errno::EPERM);
             }
             return self.reset_client(target).map(|()| 0);
+        }
+        if op == Op::Quarantine {
+            if !caller.manager {
+                return Err(Errno::EPERM);
+            }
+            let target = usize::try_from(mrs[iommu_proto::MR_SIZE])
+                .ok()
+                .filter(|&t| t < self.clients.len())
+                .and_then(ClientId::from_index)
+                .ok_or(Errno::EINVAL)?;
+            return match mrs[iommu_proto::MR_DEVICE] {
+                1 => self.hold(target).map(|()| 0),
+                0 => self.release(target).map(|()| 0),
+                _ => Err(Errno::EINVAL),
+            };
         }
         let mut ctx = Ctx {
             store: &mut self.store,

@@ -29,6 +29,7 @@
 #define IOMMU_OP_DEVICE_DETACH 120
 #define IOMMU_OP_FAULT_READ 0x100
 #define IOMMU_OP_RESET_CLIENT 0x101
+#define IOMMU_OP_QUARANTINE 0x102
 
 #define IOMMU_IOAS_MAP_FIXED_IOVA (1u << 0)
 #define IOMMU_IOAS_MAP_WRITEABLE (1u << 1)
@@ -244,6 +245,17 @@ static inline int iommu_reset_client(const struct iommu_client *c, uint64_t targ
     microkit_mr_set(1, 0);
     microkit_msginfo reply =
         microkit_ppcall(c->server, microkit_msginfo_new(IOMMU_OP_RESET_CLIENT, 2));
+    return (int)microkit_msginfo_get_label(reply);
+}
+
+/* Holds (hold = 1) client `target`'s devices in quarantine, or releases
+ * them (hold = 0): a manager only. */
+static inline int iommu_quarantine(const struct iommu_client *c, uint64_t target, uint64_t hold)
+{
+    microkit_mr_set(0, target);
+    microkit_mr_set(1, hold);
+    microkit_msginfo reply =
+        microkit_ppcall(c->server, microkit_msginfo_new(IOMMU_OP_QUARANTINE, 2));
     return (int)microkit_msginfo_get_label(reply);
 }
 

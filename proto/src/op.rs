@@ -87,6 +87,11 @@ pub enum Op {
     /// configuration; only a manager may name another client, anyone may
     /// name itself (close). A scalar op: no struct.
     ResetClient = 0x101,
+    /// Hold a client's devices in quarantine, or release them: MR0 is the
+    /// target's index, MR1 1 to hold and 0 to release. Holding resets the
+    /// target (as RESET_CLIENT) and refuses every BIND of its devices
+    /// until a release; only a manager may call it. A scalar op.
+    Quarantine = 0x102,
 }
 
 /// How an operation's argument travels.
@@ -204,9 +209,11 @@ macro_rules! with_request {
                 type $T = iommu_fault_record;
                 $body
             }
-            Op::VfioGetApiVersion | Op::VfioCheckExtension | Op::VfioSetIommu | Op::ResetClient => {
-                $scalar
-            }
+            Op::VfioGetApiVersion
+            | Op::VfioCheckExtension
+            | Op::VfioSetIommu
+            | Op::ResetClient
+            | Op::Quarantine => $scalar,
         }
     };
 }
@@ -297,7 +304,7 @@ impl Request for iommu_fault_record {
 
 impl Op {
     /// Every operation, in label order (VFIO's 100.. before iommufd's 0x80..).
-    pub const ALL: [Op; 22] = [
+    pub const ALL: [Op; 23] = [
         Op::VfioGetApiVersion,
         Op::VfioCheckExtension,
         Op::VfioSetIommu,
@@ -320,6 +327,7 @@ impl Op {
         Op::GetHwInfo,
         Op::FaultRead,
         Op::ResetClient,
+        Op::Quarantine,
     ];
 
     /// The message label of this operation.
@@ -335,9 +343,11 @@ impl Op {
     /// How the argument travels.
     pub const fn framing(self) -> Framing {
         match self {
-            Op::VfioGetApiVersion | Op::VfioCheckExtension | Op::VfioSetIommu | Op::ResetClient => {
-                Framing::Scalar
-            }
+            Op::VfioGetApiVersion
+            | Op::VfioCheckExtension
+            | Op::VfioSetIommu
+            | Op::ResetClient
+            | Op::Quarantine => Framing::Scalar,
             Op::VfioIommuGetInfo
             | Op::VfioIommuMapDma
             | Op::VfioIommuUnmapDma
@@ -403,6 +413,7 @@ impl Op {
             Op::VfioDeviceDetachIommufdPt => "VFIO_DEVICE_DETACH_IOMMUFD_PT",
             Op::FaultRead => "IOMMU_FAULT_READ",
             Op::ResetClient => "IOMMU_RESET_CLIENT",
+            Op::Quarantine => "IOMMU_QUARANTINE",
         }
     }
 }

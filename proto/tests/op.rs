@@ -79,7 +79,7 @@ fn unknown_labels_are_none() {
         0x8d,
         0x8e,
         0xff,
-        0x102,
+        0x103,
         u64::MAX,
     ] {
         assert_eq!(Op::from_label(label), None, "{label:#x}");
@@ -93,9 +93,11 @@ fn unknown_labels_are_none() {
 fn framing_per_op() {
     for op in Op::ALL {
         let expected = match op {
-            Op::VfioGetApiVersion | Op::VfioCheckExtension | Op::VfioSetIommu | Op::ResetClient => {
-                Framing::Scalar
-            }
+            Op::VfioGetApiVersion
+            | Op::VfioCheckExtension
+            | Op::VfioSetIommu
+            | Op::ResetClient
+            | Op::Quarantine => Framing::Scalar,
             op if op.name().starts_with("VFIO_") => Framing::Argsz,
             _ => Framing::Size,
         };

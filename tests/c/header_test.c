@@ -60,6 +60,7 @@ int main(void)
     LABEL(IOMMU_OP_DEVICE_DETACH);
     LABEL(IOMMU_OP_FAULT_READ);
     LABEL(IOMMU_OP_RESET_CLIENT);
+    LABEL(IOMMU_OP_QUARANTINE);
 
     struct iommu_client c = { .server = 0, .command_page = page };
     uint32_t dev = 0, ioas = 0, pt;

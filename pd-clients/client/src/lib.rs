@@ -239,7 +239,12 @@ impl<T: Transport> Iommu<T> {
 
     /// A scalar op: its argument in MR0, no struct.
     pub fn call_scalar(&mut self, op: Op, arg: u64) -> Result<u64> {
-        let (label, mr0) = self.transport.call(op.label(), [arg, 0]);
+        self.call_scalar2(op, arg, 0)
+    }
+
+    /// A scalar op with a second argument in MR1.
+    pub fn call_scalar2(&mut self, op: Op, arg: u64, arg1: u64) -> Result<u64> {
+        let (label, mr0) = self.transport.call(op.label(), [arg, arg1]);
         if label != 0 {
             return Err(errno(label));
         }
@@ -413,6 +418,17 @@ impl<T: Transport> Iommu<T> {
     /// devices are quarantined, then everything it holds is torn down.
     pub fn reset(&mut self, target: u64) -> Result<()> {
         self.call_scalar(Op::ResetClient, target).map(|_| ())
+    }
+
+    /// Holds client `target`'s devices in quarantine (a manager): it is
+    /// reset and may not bind any device until [`Iommu::release`].
+    pub fn hold(&mut self, target: u64) -> Result<()> {
+        self.call_scalar2(Op::Quarantine, target, 1).map(|_| ())
+    }
+
+    /// Ends a hold on client `target` (a manager).
+    pub fn release(&mut self, target: u64) -> Result<()> {
+        self.call_scalar2(Op::Quarantine, target, 0).map(|_| ())
     }
 }
 
