@@ -9,6 +9,7 @@ use hw::pgtable::Gather;
 use hw::smmu::regs::*;
 use hw::smmu::{ProbeError, Smmu, SmmuConfig, SmmuError};
 use iommu_types::StreamId;
+use mmio::maintenance::{self, Maintenance};
 use mmio::{DmaRegion, RegisterBlock};
 
 /// QEMU 7.2's ID registers.
@@ -23,6 +24,25 @@ struct State {
     commands: usize,
     prod_writes: usize,
     log2: u32,
+    /// Event-queue register accesses and cache maintenance, interleaved in
+    /// the order they happened.
+    trace: Vec<Step>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Step {
+    Cache(Maintenance),
+    ReadProd,
+    WriteCons,
+}
+
+impl State {
+    /// Moves the maintenance recorded so far into the trace, then `step`.
+    fn trace(&mut self, step: Step) {
+        self.trace
+            .extend(maintenance::take().into_iter().map(Step::Cache));
+        self.trace.push(step);
+    }
 }
 
 /// Acknowledges enables at once and consumes commands on every PROD write.
@@ -52,6 +72,10 @@ impl RegisterBlock for Sim {
             IDR0..=IDR5 => self.idr[(offset - IDR0) / 4],
             CR0ACK if self.acks => self.get(CR0) as u32,
             IRQ_CTRLACK => self.get(IRQ_CTRL) as u32,
+            EVENTQ_PROD => {
+                self.state.borrow_mut().trace(Step::ReadProd);
+                self.get(offset) as u32
+            }
             _ => self.get(offset) as u32,
         }
     }
@@ -59,6 +83,9 @@ impl RegisterBlock for Sim {
     fn write32(&self, offset: usize, value: u32) {
         let mut s = self.state.borrow_mut();
         s.writes.push((offset, value as u64));
+        if offset == EVENTQ_CONS {
+            s.trace(Step::WriteCons);
+        }
         if offset == CMDQ_PROD {
             let old = *s.regs.get(&CMDQ_PROD).unwrap_or(&0) as u32;
             let span = 2u32 << s.log2;
@@ -321,4 +348,53 @@ fn architected_overflow_flag_is_reported_and_acknowledged() {
     );
     assert!(!s.drain_events(|_| ()).overflowed, "reported once");
     assert_eq!(s.overflows(), 1);
+}
+
+/// With IDR0.COHACC clear the SMMU writes event records to memory past the
+/// CPU's caches: each record's lines are invalidated after PROD is read
+/// and before it is read, and all of them before CONS hands the slots
+/// back. A coherent SMMU needs none.
+#[test]
+fn non_coherent_event_records_are_invalidated_before_they_are_read() {
+    for coherent in [false, true] {
+        let mut idr = QEMU_IDR;
+        if !coherent {
+            idr[0] &= !IDR0_COHACC;
+        }
+        let mut s = smmu(Sim::new(idr)).unwrap();
+        assert_eq!(s.features().coherent, coherent);
+        maintenance::take();
+        s.regs().state.borrow_mut().trace.clear();
+        // Two records published.
+        s.regs().state.borrow_mut().regs.insert(EVENTQ_PROD, 2);
+        let mut seen = 0;
+        let status = s.drain_events(|_| seen += 1);
+        assert_eq!((status.delivered, seen), (2, 2));
+        let trace = std::mem::take(&mut s.regs().state.borrow_mut().trace);
+        let invalidated: Vec<usize> = trace
+            .iter()
+            .filter_map(|step| match step {
+                Step::Cache(Maintenance::Invalidate { va, len }) => Some(*va + *len),
+                _ => None,
+            })
+            .collect();
+        if coherent {
+            assert_eq!(trace, [Step::ReadProd, Step::WriteCons]);
+        } else {
+            assert_eq!(trace.first(), Some(&Step::ReadProd));
+            assert_eq!(trace.last(), Some(&Step::WriteCons));
+            assert_eq!(invalidated.len(), 2, "one per record: {trace:?}");
+            assert!(trace
+                .iter()
+                .all(|step| !matches!(step, Step::Cache(Maintenance::Clean { .. }))));
+            let lens: Vec<usize> = trace
+                .iter()
+                .filter_map(|step| match step {
+                    Step::Cache(Maintenance::Invalidate { len, .. }) => Some(*len),
+                    _ => None,
+                })
+                .collect();
+            assert_eq!(lens, [32, 32], "a whole record each");
+        }
+    }
 }

@@ -34,6 +34,8 @@ fn dcache_line() -> usize {
 /// Cleans data cache lines covering `[va, va + len)` to the point of
 /// coherency, then waits for completion.
 pub(crate) fn clean_dcache(va: usize, len: usize) {
+    #[cfg(feature = "maintenance-log")]
+    maintenance::record(maintenance::Maintenance::Clean { va, len });
     #[cfg(target_arch = "aarch64")]
     {
         let step = dcache_line();
@@ -52,6 +54,62 @@ pub(crate) fn clean_dcache(va: usize, len: usize) {
     #[cfg(not(target_arch = "aarch64"))]
     let _ = (va, len, dcache_line());
     crate::barrier::dsb_sy();
+}
+
+/// Cleans and invalidates data cache lines covering `[va, va + len)` to
+/// the point of coherency, then waits for completion: after it, the CPU
+/// reads what a non-coherent device wrote there. (DC CIVAC, since EL0 may
+/// not invalidate without cleaning.)
+pub(crate) fn invalidate_dcache(va: usize, len: usize) {
+    #[cfg(feature = "maintenance-log")]
+    maintenance::record(maintenance::Maintenance::Invalidate { va, len });
+    #[cfg(target_arch = "aarch64")]
+    {
+        let step = dcache_line();
+        let end = va.saturating_add(len);
+        let mut line = va & !(step - 1);
+        while line < end {
+            // SAFETY: DC CIVAC writes back and drops a cache line of memory
+            // the caller owns; it changes no architectural state. (At EL0
+            // it needs SCTLR_EL1.UCI, which seL4 sets.)
+            unsafe {
+                core::arch::asm!("dc civac, {0}", in(reg) line, options(nostack, preserves_flags))
+            };
+            line += step;
+        }
+    }
+    #[cfg(not(target_arch = "aarch64"))]
+    let _ = (va, len, dcache_line());
+    crate::barrier::dsb_sy();
+}
+
+/// Host tests' record of cache maintenance, in the order it was asked for
+/// (feature `maintenance-log`; on the host the operations themselves do
+/// nothing).
+#[cfg(feature = "maintenance-log")]
+pub mod maintenance {
+    extern crate std;
+    use std::cell::RefCell;
+    use std::vec::Vec;
+
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub enum Maintenance {
+        Clean { va: usize, len: usize },
+        Invalidate { va: usize, len: usize },
+    }
+
+    std::thread_local! {
+        static LOG: RefCell<Vec<Maintenance>> = const { RefCell::new(Vec::new()) };
+    }
+
+    pub(crate) fn record(m: Maintenance) {
+        LOG.with(|l| l.borrow_mut().push(m));
+    }
+
+    /// Everything recorded on this thread since the last call.
+    pub fn take() -> Vec<Maintenance> {
+        LOG.with(|l| core::mem::take(&mut *l.borrow_mut()))
+    }
 }
 
 /// A page-table cleaner for non-coherent SMMUs: cleans every descriptor the

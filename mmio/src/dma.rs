@@ -126,6 +126,16 @@ impl DmaRegion {
         crate::cache::clean_dcache(self.va, self.len);
     }
 
+    /// Makes what a non-coherent device wrote to `count` words from `word`
+    /// visible to the CPU's next reads.
+    pub fn invalidate_words(&self, word: usize, count: usize) {
+        let Some(end) = word.checked_add(count).filter(|&e| e <= self.words()) else {
+            debug_assert!(false, "invalidate of words {word}+{count} outside region");
+            return;
+        };
+        crate::cache::invalidate_dcache(self.va + word * 8, (end - word) * 8);
+    }
+
     /// Makes CPU writes to `count` words from `word` visible to a
     /// non-coherent device.
     pub fn clean_words(&self, word: usize, count: usize) {

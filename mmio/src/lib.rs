@@ -20,6 +20,8 @@ mod dma;
 mod regs;
 
 pub use barrier::{dma_mb, dma_rmb, dma_wmb, dsb_sy};
+#[cfg(feature = "maintenance-log")]
+pub use cache::maintenance;
 pub use cache::{CacheClean, Coherent, DcacheClean};
 pub use cell::{ConstStaticCell, StaticCell};
 pub use dma::{DmaMemory, DmaRegion};

@@ -815,6 +815,13 @@ impl<R: RegisterBlock> Smmu<R> {
         let mut delivered = 0;
         while cons != prod {
             let slot = (cons & self.evtq.mask()) as usize;
+            // A walker that does not snoop wrote the record to memory: drop
+            // any stale line before reading it.
+            if !self.features.coherent {
+                self.evtq
+                    .mem
+                    .invalidate_words(slot * EVENT_WORDS, EVENT_WORDS);
+            }
             let mut raw = [0u64; EVENT_WORDS];
             for (i, word) in raw.iter_mut().enumerate() {
                 *word = self.evtq.mem.read(slot * EVENT_WORDS + i);
