@@ -46,11 +46,14 @@ fn make_run_without_an_sdk_tells_the_whole_story() {
         "stopped by the SMMU and reported: F_TRANSLATION",
         "ok - edu_b: DMA through its mappings",
         "ok - edu_b cannot bind edu_a's device, map edu_a's memory or reset edu_a",
+        "server: DMA fault F_TRANSLATION on stream 0x8 (edu_a's edu_a)",
+        "ok - manager dumps edu_b's state",
+        "manager:   device 256: edu_b, stream 0x10, attached to HWPT",
         "ok - manager resets edu_b",
         "ok - edu_b's device can no longer reach memory",
         "ok - edu_b's resources all returned",
         "ok - edu_a still works after edu_b's reset",
-        "demo: 10 passed, 0 failed",
+        "demo: 11 passed, 0 failed",
     ] {
         assert!(out.contains(line), "missing `{line}` in:\n{out}");
     }

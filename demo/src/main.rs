@@ -321,6 +321,17 @@ fn run(tally: &mut Tally) -> Result<(), &'static str> {
             _ => Err("a foreign device, memory or reset was accepted"),
         },
     );
+    // What the server holds for edu_b, as the manager reads it.
+    let mut report = Prefix("manager", true);
+    let page_va = CLIENTS[m].command_page_client;
+    tally.check(
+        "manager dumps edu_b's state",
+        im.dump(page_va, b as u32, |piece| {
+            let _ = report.write_str(core::str::from_utf8(piece).unwrap_or("?\n"));
+        })
+        .map(|_| ())
+        .map_err(|_| "DUMP refused"),
+    );
     tally.check(
         "manager resets edu_b",
         im.reset(b as u64).map_err(|_| "RESET_CLIENT refused"),

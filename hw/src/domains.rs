@@ -287,4 +287,24 @@ impl<R: RegisterBlock> Hardware for SmmuDomains<'_, R> {
     fn coherent(&self, _domain: DomainId) -> bool {
         self.features().coherent
     }
+
+    fn describe(&self, out: &mut dyn core::fmt::Write) -> core::fmt::Result {
+        let f = self.features();
+        write!(
+            out,
+            "SMMUv3, coherent {}, OAS {} IAS {} SID bits {}, 2-level stream table {}, range invalidation {}; domains {}/{}, leaked {}, table pages {}/{}, event queue overflows {}",
+            f.coherent,
+            f.oas,
+            f.ias,
+            f.sid_bits,
+            f.two_level_strtab,
+            f.range_invalidation,
+            self.slots.iter().flatten().count(),
+            Hardware::max_domains(self),
+            self.leaked,
+            self.pool.used(),
+            self.pool.capacity(),
+            self.smmu.overflows()
+        )
+    }
 }

@@ -20,6 +20,7 @@
 
 mod client;
 mod device;
+mod dump;
 mod fault;
 mod hwpt;
 mod ioas;
@@ -554,6 +555,18 @@ impl<'s, H: Hardware> Server<'s, H> {
                 return Err(Errno::EPERM);
             }
             return self.reset_client(target).map(|()| 0);
+        }
+        if op == Op::Dump {
+            // Reads every client's state: the server's, not the table's.
+            let size = mrs[iommu_proto::MR_SIZE];
+            let mut cmd: iommu_proto::dump::iommu_dump =
+                iommu_proto::decode::read_request(page, size)?;
+            if !caller.manager {
+                return Err(Errno::EPERM);
+            }
+            dump::dump(self, client, page, &mut cmd)?;
+            iommu_proto::decode::copy_out(page, size, &cmd)?;
+            return Ok(0);
         }
         if op == Op::Quarantine {
             if !caller.manager {

@@ -46,8 +46,8 @@ pub(crate) fn dispatch<H: Hardware>(ctx: &mut Ctx<'_, '_, H>, op: Op, arg: u64) 
         Op::VfioDeviceAttachIommufdPt => request(ctx, op, arg, device::attach),
         Op::VfioDeviceDetachIommufdPt => request(ctx, op, arg, device::detach),
         Op::FaultRead => request(ctx, op, arg, fault::read),
-        // Both act on another client: Server::dispatch handles them.
-        Op::ResetClient | Op::Quarantine => Err(Errno::EINVAL),
+        // They act on, or read, other clients: Server::dispatch has them.
+        Op::ResetClient | Op::Quarantine | Op::Dump => Err(Errno::EINVAL),
     }
 }
 

@@ -42,6 +42,13 @@ pub trait Hardware {
     /// asks (Linux: the domain enforces cache coherency), for
     /// VFIO_DMA_CC_IOMMU.
     fn coherent(&self, domain: DomainId) -> bool;
+
+    /// One line on the hardware's state for a dump (features, domains in
+    /// use, failures counted); nothing by default.
+    fn describe(&self, out: &mut dyn core::fmt::Write) -> core::fmt::Result {
+        let _ = out;
+        Ok(())
+    }
 }
 
 /// Hardware the caller keeps elsewhere (a PD's static), so the server
@@ -81,5 +88,9 @@ impl<H: Hardware + ?Sized> Hardware for &mut H {
 
     fn coherent(&self, domain: DomainId) -> bool {
         (**self).coherent(domain)
+    }
+
+    fn describe(&self, out: &mut dyn core::fmt::Write) -> core::fmt::Result {
+        (**self).describe(out)
     }
 }

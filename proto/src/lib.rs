@@ -59,6 +59,7 @@ macro_rules! wire_struct {
 }
 
 pub mod decode;
+pub mod dump;
 pub mod fault;
 pub mod iommufd;
 pub mod op;

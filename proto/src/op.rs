@@ -92,6 +92,9 @@ pub enum Op {
     /// target (as RESET_CLIENT) and refuses every BIND of its devices
     /// until a release; only a manager may call it. A scalar op.
     Quarantine = 0x102,
+    /// A text report on one client or the whole server (a manager only):
+    /// see [`crate::dump::iommu_dump`].
+    Dump = 0x103,
 }
 
 /// How an operation's argument travels.
@@ -209,6 +212,10 @@ macro_rules! with_request {
                 type $T = iommu_fault_record;
                 $body
             }
+            Op::Dump => {
+                type $T = $crate::dump::iommu_dump;
+                $body
+            }
             Op::VfioGetApiVersion
             | Op::VfioCheckExtension
             | Op::VfioSetIommu
@@ -301,10 +308,14 @@ impl Request for iommu_fault_record {
     const OP: Op = Op::FaultRead;
     const MIN_SIZE: usize = offset_of_end!(iommu_fault_record, overflow);
 }
+impl Request for crate::dump::iommu_dump {
+    const OP: Op = Op::Dump;
+    const MIN_SIZE: usize = offset_of_end!(crate::dump::iommu_dump, out_total);
+}
 
 impl Op {
     /// Every operation, in label order (VFIO's 100.. before iommufd's 0x80..).
-    pub const ALL: [Op; 23] = [
+    pub const ALL: [Op; 24] = [
         Op::VfioGetApiVersion,
         Op::VfioCheckExtension,
         Op::VfioSetIommu,
@@ -328,6 +339,7 @@ impl Op {
         Op::FaultRead,
         Op::ResetClient,
         Op::Quarantine,
+        Op::Dump,
     ];
 
     /// The message label of this operation.
@@ -414,6 +426,7 @@ impl Op {
             Op::FaultRead => "IOMMU_FAULT_READ",
             Op::ResetClient => "IOMMU_RESET_CLIENT",
             Op::Quarantine => "IOMMU_QUARANTINE",
+            Op::Dump => "IOMMU_DUMP",
         }
     }
 }

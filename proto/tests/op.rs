@@ -79,7 +79,7 @@ fn unknown_labels_are_none() {
         0x8d,
         0x8e,
         0xff,
-        0x103,
+        0x104,
         u64::MAX,
     ] {
         assert_eq!(Op::from_label(label), None, "{label:#x}");

@@ -225,6 +225,10 @@ impl Hardware for MockHw {
         ([0x0d40_101a, 0x0273_0010, 0, 0x1404, 0, 0x74], 0, 1)
     }
 
+    fn describe(&self, out: &mut dyn core::fmt::Write) -> core::fmt::Result {
+        write!(out, "mock IOMMU, domains {}", self.live_domains())
+    }
+
     fn coherent(&self, domain: DomainId) -> bool {
         self.domains
             .get(domain.0 as usize)

@@ -426,6 +426,38 @@ impl<T: Transport> Iommu<T> {
         self.call_scalar2(Op::Quarantine, target, 1).map(|_| ())
     }
 
+    /// The server's text report on client `target` (its index), or on the
+    /// server with [`iommu_proto::dump::IOMMU_DUMP_SERVER`] (a manager):
+    /// read through the command page, whose client address is `page_va`,
+    /// a piece at a time, each piece handed to `sink`. Returns the
+    /// report's length.
+    pub fn dump(&mut self, page_va: u64, target: u32, mut sink: impl FnMut(&[u8])) -> Result<u64> {
+        // The pieces follow the request struct in the page.
+        const AT: usize = 64;
+        const PIECE: usize = 512;
+        let mut offset = 0;
+        loop {
+            let mut req = iommu_proto::dump::iommu_dump {
+                size: core::mem::size_of::<iommu_proto::dump::iommu_dump>() as u32,
+                target,
+                length: PIECE as u32,
+                reserved: 0,
+                offset,
+                data_uptr: page_va + AT as u64,
+                out_total: 0,
+            };
+            self.call(&mut req, 0)?;
+            let len = (req.length as usize).min(PIECE);
+            let mut buf = [0u8; AT + PIECE];
+            self.transport.read_page(&mut buf[..AT + len]);
+            sink(&buf[AT..AT + len]);
+            offset += len as u64;
+            if len == 0 || offset >= req.out_total {
+                return Ok(req.out_total);
+            }
+        }
+    }
+
     /// Ends a hold on client `target` (a manager).
     pub fn release(&mut self, target: u64) -> Result<()> {
         self.call_scalar2(Op::Quarantine, target, 0).map(|_| ())

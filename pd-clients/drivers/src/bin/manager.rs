@@ -44,6 +44,16 @@ impl Handler for Manager {
             let _ = writeln!(out, "FAILED - edu_b is not a client");
             return;
         };
+        // What the server holds for edu_b before the reset, as the server
+        // reports it.
+        let page_va = driver_pds::COMMAND_PAGE_VADDR.get();
+        let dumped = self.iommu.dump(page_va, target as u32, |piece| {
+            // The report is ASCII; a piece never splits a character.
+            let _ = out.write_str(core::str::from_utf8(piece).unwrap_or("?\n"));
+        });
+        if let Err(e) = dumped {
+            let _ = writeln!(out, "FAILED - dump edu_b: {e:?}");
+        }
         match self.iommu.reset(target as u64) {
             Ok(()) => {
                 let _ = writeln!(
