@@ -50,6 +50,8 @@ fn make_run_without_an_sdk_tells_the_whole_story() {
         "ok - manager dumps edu_b's state",
         "manager:   device 256: edu_b, stream 0x10, attached to HWPT",
         "ok - manager resets edu_b",
+        "server: DMA fault C_BAD_STE on stream 0x10 (edu_b's edu_b)",
+        "ran, reached nothing and faulted (C_BAD_STE)",
         "ok - edu_b's device can no longer reach memory",
         "ok - edu_b's resources all returned",
         "ok - edu_a still works after edu_b's reset",

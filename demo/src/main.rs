@@ -340,7 +340,13 @@ fn run(tally: &mut Tally) -> Result<(), &'static str> {
     let mut out = Prefix("edu_b", true);
     tally.check(
         "edu_b's device can no longer reach memory",
-        edu_driver::after_reset(&mut ib, &session_b, &edu_b, &buf_b, &mut out),
+        edu_driver::after_reset(&mut ib, &session_b, &edu_b, &buf_b, &mut out, |iommu| {
+            let notified = take_faults(&server);
+            if notified & (1 << b) == 0 {
+                return None;
+            }
+            iommu.read_fault().ok().and_then(|r| r.fault)
+        }),
     );
     let s = server.borrow();
     tally.check(

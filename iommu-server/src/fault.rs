@@ -36,34 +36,42 @@ pub enum LogEvent {
 
 impl core::fmt::Display for LogEvent {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        let access = |fault: &Fault| match (fault.iova, fault.access & IOMMU_FAULT_ACCESS_WRITE) {
-            (None, _) => "",
-            (Some(_), 0) => " read",
-            (Some(_), _) => " write",
+        // ", IOVA 0x... read|write" when the event carries an address.
+        let address = |f: &mut core::fmt::Formatter<'_>, fault: &Fault| match fault.iova {
+            Some(iova) => {
+                let rw = if fault.access & IOMMU_FAULT_ACCESS_WRITE != 0 {
+                    "write"
+                } else {
+                    "read"
+                };
+                write!(f, ", IOVA {iova:#x} {rw}")
+            }
+            None => Ok(()),
         };
-        let iova = |fault: &Fault| fault.iova.unwrap_or(0);
         match self {
             LogEvent::Fault {
                 client_name,
                 device_name,
                 fault,
                 ..
-            } => write!(
-                f,
-                "DMA fault {} on stream {:#x} ({client_name}'s {device_name}), IOVA {:#x}{}",
-                kind_name(fault.kind),
-                fault.stream.0,
-                iova(fault),
-                access(fault)
-            ),
-            LogEvent::Unowned(fault) => write!(
-                f,
-                "DMA fault {} on stream {:#x}, which no client owns, IOVA {:#x}{}",
-                kind_name(fault.kind),
-                fault.stream.0,
-                iova(fault),
-                access(fault)
-            ),
+            } => {
+                write!(
+                    f,
+                    "DMA fault {} on stream {:#x} ({client_name}'s {device_name})",
+                    kind_name(fault.kind),
+                    fault.stream.0
+                )?;
+                address(f, fault)
+            }
+            LogEvent::Unowned(fault) => {
+                write!(
+                    f,
+                    "DMA fault {} on stream {:#x}, which no client owns",
+                    kind_name(fault.kind),
+                    fault.stream.0
+                )?;
+                address(f, fault)
+            }
             LogEvent::LostRecords => write!(
                 f,
                 "SMMU event queue overflowed: records lost; every client with a device is told"

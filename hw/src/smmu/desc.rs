@@ -8,7 +8,6 @@ pub const CD_WORDS: usize = 8;
 pub const STRTAB_SPLIT: u32 = 8;
 
 const STE_V: u64 = 1;
-const STE_CFG_ABORT: u64 = 0b000 << 1;
 const STE_CFG_S1_TRANS: u64 = 0b101 << 1;
 const STE_S1_CTX_MASK: u64 = ((1 << 52) - 1) & !0x3f;
 /// Write-back read-allocate CD fetches, inner shareable (word 1).
@@ -18,9 +17,13 @@ const STE1_S1CSH_ISH: u64 = 3 << 6;
 /// Use the incoming shareability.
 const STE1_SHCFG_INCOMING: u64 = 1 << 44;
 
-/// Words of an STE that terminates every transaction (default deny).
+/// Words of an STE that terminates every transaction (default deny): an
+/// invalid one (V = 0) rather than Config = abort, because the SMMU
+/// records a C_BAD_STE event for each transaction an invalid STE stops,
+/// while an abort STE stops them silently; a quarantined device's stray
+/// DMA is then seen (and logged, and told to its client).
 pub const fn ste_abort() -> [u64; STE_WORDS] {
-    [STE_V | STE_CFG_ABORT, 0, 0, 0, 0, 0, 0, 0]
+    [0; STE_WORDS]
 }
 
 /// Words of an STE that translates through the single CD at `cd_pa`.
@@ -118,10 +121,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn abort_ste_is_valid_with_config_zero() {
-        let ste = ste_abort();
-        assert_eq!(ste[0] & 1, 1);
-        assert_eq!((ste[0] >> 1) & 7, 0);
+    fn abort_ste_is_invalid() {
+        assert_eq!(ste_abort()[0] & 1, 0, "V = 0: aborts and records C_BAD_STE");
     }
 
     #[test]

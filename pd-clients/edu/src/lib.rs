@@ -248,28 +248,37 @@ pub fn stray_dma<T: Transport, M: Memory, R: RegisterBlock>(
 }
 
 /// After a reset: the device's old IOVAs must reach nothing, and the
-/// client's old IDs must be dead.
+/// client's old IDs must be dead. The DMA is shown attempted (the device
+/// ran the transfer to completion) and stopped (the SMMU reported a fault
+/// on the device, which `wait_fault` waits for, and the memory is as it
+/// was).
 pub fn after_reset<T: Transport, M: Memory, R: RegisterBlock>(
     iommu: &mut Iommu<T>,
     s: &Session<'_>,
     edu: &Edu<R>,
     buf: &DmaBuffer<M>,
     out: &mut impl Write,
+    mut wait_fault: impl FnMut(&mut Iommu<T>) -> Option<Fault>,
 ) -> Step {
     fill(buf, SRC as usize, STORY_BYTES, 0x11)?;
     fill(buf, DST as usize, STORY_BYTES, 0x22)?;
     // Whatever the device holds, it must not reach the destination now.
-    let _ = edu.write_to(0, s.dst.iova(), STORY_BYTES as u64);
+    edu.write_to(0, s.dst.iova(), STORY_BYTES as u64)
+        .map_err(|_| "the DMA after the reset never ran")?;
     if !holds(buf, DST as usize, STORY_BYTES, 0x22) {
         return Err("the device reached memory after its client was reset");
     }
+    let fault = wait_fault(iommu).ok_or("the stopped DMA was not reported")?;
+    // One event per beat of the transfer: drain the rest.
+    while iommu.read_fault().is_ok_and(|r| r.remaining > 0) {}
     if iommu.detach(&s.device) != Err(Errno::ENOENT) {
         return Err("an ID survived the reset");
     }
     let _ = writeln!(
         out,
-        "after reset: DMA to the old IOVA {:#x} reaches nothing, old device ID {} is ENOENT",
+        "after reset: DMA to the old IOVA {:#x} ran, reached nothing and faulted ({}), old device ID {} is ENOENT",
         s.dst.iova(),
+        iommu_proto::fault::kind_name(fault.kind),
         s.device.id()
     );
     Ok(())

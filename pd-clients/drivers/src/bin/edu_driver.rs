@@ -107,12 +107,16 @@ impl Handler for Driver {
             let _ = writeln!(out, "the server notified a DMA fault");
         } else if channel == MANAGER {
             if let Some(session) = &self.session {
+                // The server runs at a higher priority: by the time the
+                // transfer has ended, its interrupt handler has queued the
+                // fault.
                 let r = edu_driver::after_reset(
                     &mut self.iommu,
                     session,
                     &self.edu,
                     self.buffer,
                     &mut out,
+                    |iommu| (0..1000).find_map(|_| iommu.read_fault().ok().and_then(|r| r.fault)),
                 );
                 match r {
                     Ok(()) => {
