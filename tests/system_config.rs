@@ -241,14 +241,119 @@ fn channels_pages_and_priorities() {
             "already the command page of `edu_a`",
         ],
     );
+    // A two-page command page overlaps the server's next map...
+    let two_pages = edit(
+        SYSTEM,
+        "name=\"edu_a_command\" size=\"0x1000\"",
+        "name=\"edu_a_command\" size=\"0x2000\"",
+    );
+    refused(
+        &two_pages,
+        POLICY,
+        &[
+            "system.xml:39:",
+            "<map mr=\"edu_b_command\">",
+            "attribute `vaddr`",
+            "overlaps the map of `edu_a_command` in `iommu_server`",
+        ],
+    );
+    // ... and, moved out of the way in both PDs, is still not one page.
+    let moved = edit(
+        &two_pages,
+        "mr=\"edu_a_command\" vaddr=\"0x13000000\"",
+        "mr=\"edu_a_command\" vaddr=\"0x13100000\"",
+    );
     refused(
         &edit(
-            SYSTEM,
-            "name=\"edu_a_command\" size=\"0x1000\"",
-            "name=\"edu_a_command\" size=\"0x2000\"",
+            &moved,
+            "<map mr=\"edu_a_command\" vaddr=\"0x20000000\"",
+            "<map mr=\"edu_a_command\" vaddr=\"0x21000000\"",
         ),
         POLICY,
         &["attribute `command_page`", "one 0x1000-byte page"],
+    );
+}
+
+/// The Microkit tool's own rules on system.xml, each refused where the
+/// tool refuses it.
+#[test]
+fn the_microkit_tools_rules() {
+    // An attribute the tool does not know (a typo for `perms`).
+    refused(
+        &edit(
+            SYSTEM,
+            "<map mr=\"edu_a_command\" vaddr=\"0x13000000\" perms=\"rw\" />",
+            "<map mr=\"edu_a_command\" vaddr=\"0x13000000\" perm=\"rw\" />",
+        ),
+        POLICY,
+        &[
+            "system.xml:38:",
+            "<map mr=\"edu_a_command\">",
+            "attribute `perm`",
+            "unknown attribute",
+        ],
+    );
+    // An element the tool does not know.
+    refused(
+        &edit(
+            SYSTEM,
+            "<memory_region name=\"edu_a_command\"",
+            "<memory_regio name=\"edu_a_command\"",
+        ),
+        POLICY,
+        &[
+            "system.xml:22:",
+            "<memory_regio name=\"edu_a_command\">",
+            "not an element",
+        ],
+    );
+    // A priority above 254.
+    refused(
+        &edit(
+            SYSTEM,
+            "name=\"edu_a\" priority=\"100\"",
+            "name=\"edu_a\" priority=\"255\"",
+        ),
+        POLICY,
+        &[
+            "<protection_domain name=\"edu_a\">",
+            "attribute `priority`",
+            "0..=254",
+        ],
+    );
+    // Two maps overlapping in one PD.
+    refused(
+        &edit(
+            SYSTEM,
+            "mr=\"edu_b_command\" vaddr=\"0x13001000\"",
+            "mr=\"edu_b_command\" vaddr=\"0x13000000\"",
+        ),
+        POLICY,
+        &["attribute `vaddr`", "overlaps the map of `edu_a_command`"],
+    );
+}
+
+/// Two channels giving one PD the same id: two clients on one server
+/// channel would share one identity.
+#[test]
+fn one_channel_id_per_channel() {
+    let doubled = SYSTEM.replacen(
+        "<end pd=\"iommu_server\" id=\"2\"",
+        "<end pd=\"iommu_server\" id=\"1\"",
+        1,
+    );
+    assert_ne!(
+        doubled, SYSTEM,
+        "the shipped system gives the server channel 2"
+    );
+    refused(
+        &doubled,
+        POLICY,
+        &[
+            "<end pd=\"iommu_server\">",
+            "attribute `id`",
+            "already uses id 1",
+        ],
     );
 }
 

@@ -1,6 +1,7 @@
 //! The parts of a Microkit system description the IOMMU configuration
-//! depends on. Elements and attributes this does not use are left for the
-//! Microkit tool to judge.
+//! depends on, and the Microkit tool's own rules on them: known elements
+//! and attributes only, priorities 0..=254, distinct channel and IRQ ids
+//! per PD, no overlapping maps in a PD.
 
 use crate::error::{Error, Source};
 use crate::xml::Element;
@@ -115,9 +116,80 @@ impl System {
 }
 
 /// Reads the description; `src` names the file in errors.
+/// The attributes the Microkit tool (2.3.0) knows on each element it
+/// reads; any other is refused there, so here too (a `perm=` for `perms=`
+/// would otherwise read as the default).
+const ATTRIBUTES: &[(&str, &[&str])] = &[
+    ("memory_region", &["name", "size", "page_size", "phys_addr"]),
+    (
+        "protection_domain",
+        &[
+            "name",
+            "priority",
+            "pp",
+            "budget",
+            "period",
+            "passive",
+            "stack_size",
+            "smc",
+            "cpu",
+            "id",
+        ],
+    ),
+    ("program_image", &["path"]),
+    (
+        "map",
+        &[
+            "mr",
+            "vaddr",
+            "perms",
+            "cached",
+            "setvar_vaddr",
+            "setvar_size",
+        ],
+    ),
+    ("irq", &["irq", "id", "trigger"]),
+    ("setvar", &["symbol", "region_paddr"]),
+    ("channel", &[]),
+    ("end", &["pd", "id", "pp", "notify"]),
+];
+
+/// Highest priority a PD may have (the Microkit tool's bound).
+const MAX_PRIORITY: u64 = 254;
+
+/// Refuses attributes the tool does not know on `e`, and `e` itself
+/// inside a PD or channel when the tool does not know it.
+fn check_attributes(src: Source<'_>, e: &Element) -> Result<(), Error> {
+    let Some((_, known)) = ATTRIBUTES.iter().find(|(name, _)| *name == e.name) else {
+        return Err(src.element(e, "not an element a Microkit system description has"));
+    };
+    if let Some(a) = e.attrs.iter().find(|a| !known.contains(&a.name.as_str())) {
+        return Err(src.attr(
+            e,
+            &a.name,
+            format!(
+                "unknown attribute (the Microkit tool knows: {})",
+                known.join(", ")
+            ),
+        ));
+    }
+    e.children
+        .iter()
+        .try_for_each(|c| match (e.name.as_str(), c.name.as_str()) {
+            ("protection_domain", "virtual_machine") => Ok(()),
+            ("protection_domain" | "channel", _) => check_attributes(src, c),
+            _ => Ok(()),
+        })
+}
+
 pub fn parse(src: Source<'_>, root: &Element) -> Result<System, Error> {
     if root.name != "system" {
         return Err(src.element(root, "the root element must be <system>"));
+    }
+    for e in &root.children {
+        if e.name != "virtual_machine" && e.name != "domain_schedule" {
+            check_attributes(src, e)?;
+        }
     }
     let mut system = System {
         memory_regions: Vec::new(),
@@ -160,7 +232,68 @@ pub fn parse(src: Source<'_>, root: &Element) -> Result<System, Error> {
             _ => {}
         }
     }
+    check_ids(src, &system)?;
+    check_overlaps(src, &system)?;
     Ok(system)
+}
+
+/// Each PD's channel and IRQ ids are distinct and in 0..=62, as the tool
+/// requires: two clients on one server channel id would share one
+/// identity.
+fn check_ids(src: Source<'_>, system: &System) -> Result<(), Error> {
+    for pd in &system.pds {
+        let mut used: Vec<(u64, &str)> = Vec::new();
+        let ends = system
+            .channels
+            .iter()
+            .flat_map(|c| c.ends.iter())
+            .filter(|e| e.pd == pd.name)
+            .map(|e| (e.id, &e.element, "channel"));
+        let irqs = pd.irqs.iter().map(|i| (i.id, &i.element, "IRQ"));
+        for (id, element, what) in ends.chain(irqs) {
+            if id > MAX_CHANNEL_ID {
+                return Err(src.attr(element, "id", format!("must be 0..={MAX_CHANNEL_ID}")));
+            }
+            if let Some((_, other)) = used.iter().find(|(u, _)| *u == id) {
+                return Err(src.attr(
+                    element,
+                    "id",
+                    format!(
+                        "`{}` already uses id {id} for a{} {other}",
+                        pd.name,
+                        if *other == "IRQ" { "n" } else { "" }
+                    ),
+                ));
+            }
+            used.push((id, what));
+        }
+    }
+    Ok(())
+}
+
+/// No two maps of one PD overlap in its address space (the tool refuses
+/// them).
+fn check_overlaps(src: Source<'_>, system: &System) -> Result<(), Error> {
+    for pd in &system.pds {
+        let span = |m: &Map| {
+            let size = system.mr(&m.mr).map_or(0, |r| r.size);
+            (m.vaddr, m.vaddr.saturating_add(size.max(1) - 1))
+        };
+        for (i, m) in pd.maps.iter().enumerate() {
+            let (start, last) = span(m);
+            if let Some(o) = pd.maps[..i].iter().find(|o| {
+                let (s, l) = span(o);
+                s <= last && start <= l
+            }) {
+                return Err(src.attr(
+                    &m.element,
+                    "vaddr",
+                    format!("overlaps the map of `{}` in `{}`", o.mr, pd.name),
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// A PD and, recursively, its child PDs.
@@ -171,7 +304,12 @@ fn collect_pd(src: Source<'_>, e: &Element, pds: &mut Vec<ProtectionDomain>) -> 
     }
     let mut pd = ProtectionDomain {
         name,
-        priority: src.number(e, "priority")?.unwrap_or(0),
+        priority: match src.number(e, "priority")?.unwrap_or(0) {
+            p if p > MAX_PRIORITY => {
+                return Err(src.attr(e, "priority", format!("must be 0..={MAX_PRIORITY}")))
+            }
+            p => p,
+        },
         stack_size: src.number(e, "stack_size")?.unwrap_or(0x2000),
         program_image: None,
         maps: Vec::new(),
