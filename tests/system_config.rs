@@ -414,3 +414,71 @@ fn every_quota_names_its_hwpts_and_ioases() {
         &["<quota>", "attribute `ioases`: missing"],
     );
 }
+
+/// The IOMMU policy's own rules, each refused in the file and at the
+/// element that breaks it.
+#[test]
+fn policy_rules_the_running_system_needs() {
+    // A client without the setvar its library finds the page through.
+    refused(
+        &edit(
+            SYSTEM,
+            "<map mr=\"edu_a_command\" vaddr=\"0x20000000\" perms=\"rw\" setvar_vaddr=\"command_page\" />",
+            "<map mr=\"edu_a_command\" vaddr=\"0x20000000\" perms=\"rw\" />",
+        ),
+        POLICY,
+        &["system.xml:", "<map mr=\"edu_a_command\">", "attribute `setvar_vaddr`"],
+    );
+    // One device name in two clients.
+    refused(
+        SYSTEM,
+        &edit(POLICY, "<device name=\"edu_b\"", "<device name=\"edu_a\""),
+        &[
+            "iommu.xml:",
+            "<device name=\"edu_a\">",
+            "attribute `name`",
+            "already a device of `edu_a`",
+        ],
+    );
+    // Reserved windows in whole pages, within the device's DMA mask.
+    refused(
+        SYSTEM,
+        &POLICY.replacen("start=\"0x08000000\"", "start=\"0x08000100\"", 1),
+        &[
+            "iommu.xml:",
+            "<reserved>",
+            "attribute `start`",
+            "starts on a page",
+        ],
+    );
+    refused(
+        SYSTEM,
+        &POLICY.replacen("last=\"0x0803ffff\"", "last=\"0x0803fffe\"", 1),
+        &["attribute `last`", "ends on a page's last byte"],
+    );
+    refused(
+        SYSTEM,
+        &POLICY.replacen("last=\"0xffffffffff\"", "last=\"0x1ffffffffff\"", 1),
+        &["attribute `last`", "beyond the device's DMA mask"],
+    );
+    // A stream ID wider than the SMMU decodes (16 bits unless said).
+    let wide = edit(POLICY, "stream_id=\"0x8\"", "stream_id=\"0x10008\"");
+    refused(
+        SYSTEM,
+        &wide,
+        &[
+            "<device name=\"edu_a\">",
+            "attribute `stream_id`",
+            "16 stream ID bits",
+        ],
+    );
+    load(
+        SYSTEM,
+        &edit(
+            &wide,
+            "<smmu mr=\"smmu_regs\"",
+            "<smmu sid_bits=\"17\" mr=\"smmu_regs\"",
+        ),
+    )
+    .expect("17 stream ID bits hold it");
+}

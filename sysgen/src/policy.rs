@@ -162,7 +162,33 @@ impl<'a> Checker<'a> {
         }
         let smmu = smmu.ok_or_else(|| s.element(root, "missing <smmu>"))?;
         let page_tables = page_tables.ok_or_else(|| s.element(root, "missing <page_tables>"))?;
-        s.only_attrs(smmu, &["mr", "memory", "event_irq", "gerror_irq"])?;
+        s.only_attrs(
+            smmu,
+            &["mr", "memory", "event_irq", "gerror_irq", "sid_bits"],
+        )?;
+        // Stream IDs the SMMU decodes: PCI requester IDs unless said.
+        let sid_bits = s.number(smmu, "sid_bits")?.unwrap_or(16);
+        if !(1..=32).contains(&sid_bits) {
+            return Err(s.attr(smmu, "sid_bits", "an SMMUv3 decodes 1 to 32 stream ID bits"));
+        }
+        for (client, e) in clients.iter().zip(&client_elements) {
+            for d in &client.devices {
+                if u64::from(d.stream_id) >> sid_bits != 0 {
+                    let element = e
+                        .children
+                        .iter()
+                        .find(|c| {
+                            c.name == "device" && c.attr("name").is_some_and(|n| n.value == d.name)
+                        })
+                        .unwrap_or(e);
+                    return Err(s.attr(
+                        element,
+                        "stream_id",
+                        format!("wider than the SMMU's {sid_bits} stream ID bits"),
+                    ));
+                }
+            }
+        }
         s.only_attrs(page_tables, &["mr"])?;
         let smmu_regs = self.server_memory(server, smmu, "mr", false)?;
         if smmu_regs.size < SMMU_FRAME {
@@ -419,6 +445,15 @@ impl<'a> Checker<'a> {
         };
         let command_page_server = mapped_rw(server)?;
         let command_page_client = mapped_rw(pd)?;
+        // The client library finds its page through this setvar.
+        let client_map = pd.map_of(page_name).expect("mapped_rw found it");
+        if client_map.setvar_vaddr.as_deref() != Some("command_page") {
+            return Err(self.sdf.attr(
+                &client_map.element,
+                "setvar_vaddr",
+                "a client finds its command page through setvar_vaddr=\"command_page\"",
+            ));
+        }
         let mut client = Client {
             pd: name.to_string(),
             server_channel: server_end.id,
@@ -532,6 +567,17 @@ impl<'a> Checker<'a> {
         let s = self.side;
         s.only_attrs(e, &["name", "stream_id", "dma_mask", "config_mr"])?;
         let name = s.required(e, "name")?.to_string();
+        let named = earlier
+            .iter()
+            .chain(std::iter::once(this))
+            .find(|c| c.devices.iter().any(|d| d.name == name));
+        if let Some(c) = named {
+            return Err(s.attr(
+                e,
+                "name",
+                format!("`{name}` is already a device of `{}`", c.pd),
+            ));
+        }
         let stream = s.required_number(e, "stream_id")?;
         let stream_id =
             u32::try_from(stream).map_err(|_| s.attr(e, "stream_id", "stream IDs are 32 bits"))?;
@@ -585,6 +631,20 @@ impl<'a> Checker<'a> {
             let last = s.required_number(w, "last")?;
             if start > last {
                 return Err(s.attr(w, "last", "below start"));
+            }
+            // IOVAs are mapped in whole pages, so a window is whole pages.
+            if start % PAGE != 0 {
+                return Err(s.attr(w, "start", "a reserved window starts on a page"));
+            }
+            if last.checked_add(1).is_some_and(|end| end % PAGE != 0) {
+                return Err(s.attr(w, "last", "a reserved window ends on a page's last byte"));
+            }
+            if last > dma_mask {
+                return Err(s.attr(
+                    w,
+                    "last",
+                    format!("beyond the device's DMA mask {dma_mask:#x}: it can never emit it"),
+                ));
             }
             if reserved.len() == MAX_DEVICE_WINDOWS {
                 return Err(s.element(w, format!("more than {MAX_DEVICE_WINDOWS} windows")));
