@@ -1,0 +1,60 @@
+"""iommu_sdf's own tests: `python3 -m unittest discover -s sdf` (needs
+sdfgen; tests/sdfgen.rs runs them)."""
+
+import unittest
+import xml.etree.ElementTree as ET
+
+from sdfgen import SystemDescription as SD
+
+from iommu_sdf import IommuServer, Quota
+
+
+def system():
+    sdf = SD(SD.Arch.AARCH64, 0x1_0000_0000)
+    iommu = IommuServer(sdf)
+    nic = SD.ProtectionDomain("nic", "nic.elf", priority=100)
+    sdf.add_pd(nic)
+    client = iommu.add_client(nic, quota=Quota(mapped_pages=8))
+    iommu.add_dma(client, "nic_dma", 0x4000, vaddr=0x3000_0000, setvar_vaddr="dma")
+    iommu.add_pci_device(client, "nic", bus=1, device=2, function=3, config_vaddr=0x2000_1000)
+    return iommu.render()
+
+
+class Render(unittest.TestCase):
+    def test_the_server_learns_its_regions_physical_addresses(self):
+        root = ET.fromstring(system()[0])
+        server = next(p for p in root.iter("protection_domain") if p.get("name") == "iommu_server")
+        setvars = {s.get("symbol"): s.get("region_paddr") for s in server.iter("setvar")}
+        self.assertEqual(
+            setvars,
+            {
+                "smmu_memory_paddr": "smmu_memory",
+                "page_tables_paddr": "iommu_page_tables",
+                "nic_dma_paddr": "nic_dma",
+            },
+        )
+        # Setvars follow the maps, before the IRQs.
+        tags = [c.tag for c in server]
+        self.assertLess(tags.index("setvar"), tags.index("irq"))
+        self.assertGreater(tags.index("setvar"), max(i for i, t in enumerate(tags) if t == "map"))
+
+    def test_a_client_calls_on_a_pp_channel_and_finds_its_page(self):
+        root = ET.fromstring(system()[0])
+        nic = next(p for p in root.iter("protection_domain") if p.get("name") == "nic")
+        page = next(m for m in nic.iter("map") if m.get("mr") == "nic_command")
+        self.assertEqual(page.get("setvar_vaddr"), "command_page")
+        ends = [(e.get("pd"), e.get("id"), e.get("pp")) for e in root.iter("end")]
+        self.assertIn(("nic", "0", "true"), ends)
+        self.assertIn(("iommu_server", "1", None), ends)
+
+    def test_the_policy_names_the_device_by_its_requester_id(self):
+        root = ET.fromstring(system()[1])
+        device = root.find("client/device")
+        self.assertEqual(device.get("stream_id"), hex(1 << 8 | 2 << 3 | 3))
+        self.assertEqual(device.get("config_mr"), "nic_config")
+        self.assertEqual(root.find("client/quota").get("mapped_pages"), "8")
+        self.assertEqual(root.find("client/dma").get("mr"), "nic_dma")
+
+
+if __name__ == "__main__":
+    unittest.main()
