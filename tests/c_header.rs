@@ -2,8 +2,9 @@
 //! C compiler against a recording stand-in for libmicrokit's microkit.h
 //! (tests/c/), its struct layouts and labels must be the Rust protocol's,
 //! and the requests its functions send, replayed byte for byte into the
-//! server core configured from system.xml, must succeed and produce the
-//! replies the C program was given.
+//! server core, must succeed and produce the replies the C program was
+//! given. The server's client is this test's own: a driver with its buffer
+//! at 0x3000_0000 and one device, as the C program assumes.
 
 mod common;
 
@@ -117,10 +118,14 @@ fn hex(s: &str) -> Vec<u8> {
 #[test]
 fn c_requests_work_on_the_server() {
     let out = run_c_program();
-    // edu_a, client 0 of the generated configuration: its buffer is at
-    // 0x3000_0000, as the C program assumes.
-    assert_eq!(iommu_system::CLIENTS[0].regions[0].vaddr, 0x3000_0000);
-    let mut rig = common::system_server();
+    static REGIONS: [iommu_types::config::Region; 1] =
+        [common::region(0x3000_0000, 0x10000, 0x6000_0000)];
+    static DEVICES: [iommu_types::config::DeviceConfig; 1] = [common::device("dev", 0x8)];
+    let driver = common::client("driver")
+        .regions(&REGIONS)
+        .devices(&DEVICES)
+        .build();
+    let mut rig = common::Rig::new(common::MockHw::new(), &[driver]);
     let server = &mut rig.server;
     let mut calls = 0;
     // (label, output offset, output width, value the C program was given)

@@ -1,25 +1,82 @@
 //! The client library (pd-clients/client) against the server core,
-//! configured from this repository's own system.xml and iommu.xml, through
-//! the path the PDs use: the request in a shared command page that
-//! `Server::serve` copies once in and once out.
+//! through the path the PDs use: the request in a shared command page that
+//! `Server::serve` reads and writes. The system is this test's own (two
+//! drivers with a device each and a manager), not the shipped example's.
 
 mod common;
 
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use common::{MockHw, Rig};
+use common::{client, MockHw, Rig};
 use iommu_client::{Access, DmaBuffer, Iommu, Memory, Transport};
 use iommu_proto::fault::{IOMMU_FAULT_ACCESS_WRITE, IOMMU_FAULT_KIND_F_TRANSLATION};
 use iommu_proto::Errno;
 use iommu_server::Fault;
 use iommu_server::COMMAND_PAGE;
-use iommu_system::CLIENTS;
+use iommu_types::config::{ClientConfig, DeviceConfig, Perms, Quota, Region};
+use iommu_types::{IovaRange, StreamId};
 
 const EDU_A: usize = 0;
 const EDU_B: usize = 1;
 const MANAGER: usize = 2;
 
+/// Each driver's DMA buffer, where the edu driver PDs keep theirs.
+const BUFFER_VA: u64 = 0x3000_0000;
+const fn buffer_region(paddr: u64) -> [Region; 1] {
+    [Region {
+        vaddr: BUFFER_VA,
+        size: 0x10000,
+        paddr,
+        perms: Perms::RW,
+    }]
+}
+static REGIONS: [[Region; 1]; 2] = [buffer_region(0x6000_0000), buffer_region(0x6100_0000)];
+/// The GIC's MSI frame and the PCIe windows, never DMA addresses.
+static WINDOWS: [IovaRange; 2] = [
+    IovaRange::new(0x0800_0000, 0x0803_ffff),
+    IovaRange::new(0x1000_0000, 0x3efe_ffff),
+];
+const fn edu(name: &'static str, stream: u32) -> [DeviceConfig; 1] {
+    [DeviceConfig {
+        name,
+        stream_id: StreamId(stream),
+        dma_mask: (1 << 40) - 1,
+        reserved: &WINDOWS,
+    }]
+}
+static DEVICES: [[DeviceConfig; 1]; 2] = [edu("edu_a", 0x8), edu("edu_b", 0x10)];
+
+fn configs() -> [ClientConfig; 3] {
+    let quota = Quota {
+        objects: 16,
+        ioases: 4,
+        mapped_pages: 64,
+        table_pages: 16,
+        hwpts: 4,
+        mappings: 16,
+    };
+    let driver = |i: usize, name| {
+        client(name)
+            .regions(&REGIONS[i])
+            .devices(&DEVICES[i])
+            .quota(quota)
+            .build()
+    };
+    let manager = Quota {
+        objects: 4,
+        ioases: 1,
+        mapped_pages: 0,
+        table_pages: 0,
+        hwpts: 0,
+        mappings: 0,
+    };
+    [
+        driver(EDU_A, "edu_a"),
+        driver(EDU_B, "edu_b"),
+        client("manager").quota(manager).manager(true).build(),
+    ]
+}
 type Shared = Rc<RefCell<Rig<MockHw>>>;
 
 /// A command page shared by one client and the server.
@@ -79,9 +136,9 @@ impl Memory for Heap {
 }
 
 fn system() -> (Shared, Vec<Iommu<Local>>) {
-    let server = common::system_server();
+    let server = Rig::new(MockHw::new(), &configs());
     let server = Rc::new(RefCell::new(server));
-    let clients = (0..CLIENTS.len())
+    let clients = (0..configs().len())
         .map(|client| {
             Iommu::new(Local {
                 server: server.clone(),
@@ -94,7 +151,7 @@ fn system() -> (Shared, Vec<Iommu<Local>>) {
 }
 
 fn buffer(client: usize) -> DmaBuffer<Heap> {
-    let r = &CLIENTS[client].regions[0];
+    let r = &REGIONS[client][0];
     DmaBuffer::new(
         r.vaddr,
         r.size,
@@ -103,7 +160,7 @@ fn buffer(client: usize) -> DmaBuffer<Heap> {
 }
 
 fn region_paddr(client: usize) -> u64 {
-    iommu_system::resolve(CLIENTS[client].regions[0].paddr, common::symbol_paddr)
+    REGIONS[client][0].paddr
 }
 
 #[test]
@@ -118,7 +175,7 @@ fn a_driver_maps_its_buffer_for_its_device() {
     let m = a
         .map(&ioas, &buf, 0x1000, 0x2000, Access::ReadWrite, None)
         .unwrap();
-    let stream = CLIENTS[EDU_A].devices[0].stream_id;
+    let stream = DEVICES[EDU_A][0].stream_id;
     {
         let s = server.borrow();
         let s = &s.server;
@@ -129,7 +186,7 @@ fn a_driver_maps_its_buffer_for_its_device() {
             Some(region_paddr(EDU_A) + 0x2fff)
         );
         // The device's reserved windows are never handed out.
-        for w in CLIENTS[EDU_A].devices[0].reserved {
+        for w in DEVICES[EDU_A][0].reserved {
             assert!(m.iova() + m.len() - 1 < w.start || m.iova() > w.last);
         }
     }
@@ -200,7 +257,7 @@ fn clients_cannot_reach_each_other() {
     // B's configuration has one device; A's device is not B's to bind.
     assert_eq!(b.bind(1).unwrap_err(), Errno::ENODEV);
     // The manager has no DMA memory at all.
-    let buf_m = DmaBuffer::new(0x3000_0000, 0x1000, Heap(RefCell::new(vec![0; 0x1000])));
+    let buf_m = DmaBuffer::new(BUFFER_VA, 0x1000, Heap(RefCell::new(vec![0; 0x1000])));
     let m_ioas = c[MANAGER].ioas_alloc().unwrap();
     assert_eq!(
         c[MANAGER]
@@ -221,7 +278,7 @@ fn faults_reach_their_driver_and_reset_is_for_the_manager() {
     let m = c[EDU_B]
         .map(&ioas, &buf, 0, 0x1000, Access::ReadWrite, None)
         .unwrap();
-    let stream = CLIENTS[EDU_B].devices[0].stream_id;
+    let stream = DEVICES[EDU_B][0].stream_id;
     let to = server.borrow_mut().server.report_fault(Fault {
         stream,
         kind: IOMMU_FAULT_KIND_F_TRANSLATION,

@@ -158,7 +158,7 @@ fn every_pd_image_carries_what_microkit_patches() {
         .status()
         .expect("run make");
     assert!(status.success(), "make pds failed");
-    let (system, _) = sysgen::load(&root.join("system.xml"), &root.join("iommu.xml")).unwrap();
+    let (system, config) = sysgen::load(&root.join("system.xml"), &root.join("iommu.xml")).unwrap();
     let fixed = [
         ("microkit_name", 64),
         ("microkit_passive", 1),
@@ -167,7 +167,7 @@ fn every_pd_image_carries_what_microkit_patches() {
         ("microkit_pps", 8),
         ("microkit_ioports", 8),
     ];
-    assert_eq!(system.pds.len(), 4);
+    assert!(!system.pds.is_empty());
     for pd in &system.pds {
         let image = pd
             .program_image
@@ -194,7 +194,7 @@ fn every_pd_image_carries_what_microkit_patches() {
         }
         assert!(setvars > 0, "{}: no setvars checked", pd.name);
         assert_eq!(elf.entry, sym("_start").0, "{image}: entry is not _start");
-        if image.contains("iommu_server") {
+        if pd.name == config.server {
             server_state_is_in_bss(&elf, image);
         }
     }

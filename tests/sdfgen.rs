@@ -21,7 +21,9 @@ fn python() -> Option<String> {
     if ok {
         Some(python)
     } else {
-        tools::missing("Python 3 with sdfgen (pip install sdfgen; SDFGEN_PYTHON names the interpreter)");
+        tools::missing(
+            "Python 3 with sdfgen (pip install sdfgen; SDFGEN_PYTHON names the interpreter)",
+        );
         None
     }
 }
