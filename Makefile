@@ -15,15 +15,20 @@ TARGET := aarch64-unknown-none
 QEMU ?= qemu-system-aarch64
 CARGO ?= cargo
 
-# Two edu devices at the slots iommu.xml gives stream IDs 0x8 and 0x10.
-EDU_DEVICES := -device edu,addr=01.0,dma_mask=0xffffffffffffffff \
-               -device edu,addr=02.0,dma_mask=0xffffffffffffffff
+# The system description; another pair builds and runs another system.
+SYSTEM_XML ?= system.xml
+IOMMU_XML ?= iommu.xml
+export IOMMU_SYSTEM_XML := $(abspath $(SYSTEM_XML))
+export IOMMU_POLICY_XML := $(abspath $(IOMMU_XML))
+# QEMU's devices are the configuration's: each <device qemu="..."> at the
+# address its stream ID gives (checked first: a bad pair stops here).
+QEMU_DEVICES = $$($(CARGO) run -q -p sysgen -- --qemu-devices $(SYSTEM_XML) $(IOMMU_XML))
 
 PD_ENV := MICROKIT_BOARD=$(MICROKIT_BOARD) MICROKIT_CONFIG=$(MICROKIT_CONFIG)
 # Each image crate is its own workspace (aarch64 only); they share target/.
-PD_TARGET_DIR := $(CURDIR)/target/pds
+PD_TARGET_DIR ?= $(CURDIR)/target/pds
 PD_OUT := $(PD_TARGET_DIR)/$(TARGET)/release
-DEMO_TARGET_DIR := $(CURDIR)/target/demo
+DEMO_TARGET_DIR ?= $(CURDIR)/target/demo
 DEMO := $(DEMO_TARGET_DIR)/$(TARGET)/release/demo
 
 .PHONY: all run test pds demo fuzz clean
@@ -34,22 +39,24 @@ PD_ENV += MICROKIT_SDK=$(MICROKIT_SDK)
 
 all: $(BUILD)/loader.img
 
-$(BUILD)/loader.img: pds system.xml iommu.xml
-	$(MICROKIT_SDK)/bin/microkit system.xml --search-path $(BUILD) \
+$(BUILD)/loader.img: pds $(SYSTEM_XML) $(IOMMU_XML)
+	$(MICROKIT_SDK)/bin/microkit $(SYSTEM_XML) --search-path $(BUILD) \
 		--board $(MICROKIT_BOARD) --config $(MICROKIT_CONFIG) \
 		-o $@ -r $(BUILD)/report.txt
 
 run: $(BUILD)/loader.img
+	devices="$(QEMU_DEVICES)" && \
 	$(QEMU) -machine virt,virtualization=on,iommu=smmuv3 -cpu cortex-a53 -m 2G \
 		-nographic -nic none -serial mon:stdio \
-		-device loader,file=$<,addr=0x70000000,cpu-num=0 $(EDU_DEVICES)
+		-device loader,file=$<,addr=0x70000000,cpu-num=0 $$devices
 else
 all: pds demo
 
 run: demo
 	@echo "make run: MICROKIT_SDK is not set: running the bare-metal demo (no seL4)"
+	devices="$(QEMU_DEVICES)" && \
 	$(QEMU) -M virt,iommu=smmuv3 -cpu cortex-a57 -m 512M -nographic -nic none \
-		-semihosting -kernel $(DEMO) $(EDU_DEVICES)
+		-semihosting -kernel $(DEMO) $$devices
 endif
 
 # Every PD image, named as system.xml's program_image elements name them.

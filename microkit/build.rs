@@ -9,7 +9,7 @@
 use std::path::PathBuf;
 
 /// seL4 16.0.0 as Microkit 2.3.0 builds it: (name, debug, release).
-const PINNED: &[(&str, u64, u64)] = &[("IRQAckIRQ", 31, 27)];
+const PINNED: &[(&str, u64, u64)] = &[("IRQAckIRQ", 31, 27), ("TCBWriteRegisters", 3, 3)];
 
 fn main() {
     println!("cargo:rerun-if-env-changed=MICROKIT_SDK");

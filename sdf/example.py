@@ -1,13 +1,17 @@
 """The shipped example (system.xml and iommu.xml) built with sdfgen and
-iommu_sdf: the IOMMU server, two edu driver PDs and a manager on QEMU virt
-with edu devices at PCI 00:01.0 and 00:02.0.
+iommu_sdf: the IOMMU server, edu driver PDs and a manager that supervises
+them (the drivers are its child PDs) on QEMU virt, with the edu devices at
+PCI 00:01.0, 00:02.0, ...
 
-    python3 sdf/example.py OUT_DIR
+    python3 sdf/example.py [--drivers N] OUT_DIR
 
-writes OUT_DIR/system.xml and OUT_DIR/iommu.xml; tests/sdfgen.rs checks
-that they configure the server exactly as the shipped pair does.
+writes OUT_DIR/system.xml and OUT_DIR/iommu.xml with N drivers (2, the
+shipped example, by default); tests/sdfgen.rs checks that the default
+pair configures the server exactly as the shipped pair does, and boots a
+system of three drivers.
 """
 
+import argparse
 import sys
 from pathlib import Path
 
@@ -27,20 +31,24 @@ DRIVER_QUOTA = Quota(objects=16, ioases=4, mapped_pages=64, table_pages=16, hwpt
 MANAGER_QUOTA = Quota(objects=4, ioases=1, mapped_pages=0, table_pages=0, hwpts=0, mappings=0)
 
 
-def build() -> IommuServer:
+def build(drivers: int = 2) -> IommuServer:
+    if not 2 <= drivers <= 15:
+        raise ValueError("the story needs 2 to 15 drivers (BAR windows and edu slots)")
     sdf = SD(SD.Arch.AARCH64, 0x1_0000_0000)
     iommu = IommuServer(sdf)
-    edu_a = SD.ProtectionDomain("edu_a", "edu_driver.elf", priority=100)
-    edu_b = SD.ProtectionDomain("edu_b", "edu_driver.elf", priority=90)
-    manager = SD.ProtectionDomain("manager", "manager.elf", priority=150)
-    for pd in (manager, edu_a, edu_b):
-        sdf.add_pd(pd)
-    clients = [
-        iommu.add_client(edu_a, quota=DRIVER_QUOTA),
-        iommu.add_client(edu_b, quota=DRIVER_QUOTA),
+    names = [f"edu_{chr(ord('a') + n)}" for n in range(drivers)]
+    pds = [
+        SD.ProtectionDomain(name, "edu_driver.elf", priority=100 - 10 * n)
+        for n, name in enumerate(names)
     ]
+    manager = SD.ProtectionDomain("manager", "manager.elf", priority=150)
+    sdf.add_pd(manager)
+    # The drivers are the manager's children: their faults go to it.
+    for n, pd in enumerate(pds):
+        manager.add_child_pd(pd, child_id=n)
+    clients = [iommu.add_client(pd, quota=DRIVER_QUOTA) for pd in pds]
     iommu.add_client(manager, quota=MANAGER_QUOTA, manager=True)
-    for n, (pd, client) in enumerate(zip((edu_a, edu_b), clients)):
+    for n, (pd, client) in enumerate(zip(pds, clients)):
         name = pd.name
         iommu.add_pci_device(
             client,
@@ -51,21 +59,28 @@ def build() -> IommuServer:
             dma_mask=(1 << 40) - 1,
             reserved=RESERVED,
             config_vaddr=0x2000_1000,
+            qemu="edu,dma_mask=0xffffffffffffffff",
         )
         # BAR0 in the 32-bit window at the slot the demo assigns.
         bar = region(sdf, f"{name}_bar", 0x10_0000, paddr=0x1000_0000 + n * 0x10_0000)
         pd.add_map(SD.Map(bar, 0x2010_0000, "rw", cached=False, setvar_vaddr="edu_regs"))
         iommu.add_dma(client, f"{name}_dma", 0x10000, vaddr=0x3000_0000, setvar_vaddr="dma_buffer")
         iommu.add_setvar(pd, "edu_bar_paddr", f"{name}_bar")
-    # The manager and the client it resets pace the story.
-    sdf.add_channel(SD.Channel(manager, edu_b, a_id=1, b_id=1))
+    # The manager and its drivers pace the story: its channel to its child
+    # with id k is k + 1.
+    for n, pd in enumerate(pds):
+        sdf.add_channel(SD.Channel(manager, pd, a_id=n + 1, b_id=1))
     return iommu
 
 
 def main() -> None:
-    out = Path(sys.argv[1])
+    args = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    args.add_argument("--drivers", type=int, default=2)
+    args.add_argument("out", type=Path)
+    opts = args.parse_args()
+    out = opts.out
     out.mkdir(parents=True, exist_ok=True)
-    system, policy = build().render()
+    system, policy = build(opts.drivers).render()
     (out / "system.xml").write_text(system)
     (out / "iommu.xml").write_text(policy)
 

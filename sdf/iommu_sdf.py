@@ -53,6 +53,7 @@ class Device:
     dma_mask: int
     config_mr: Optional[str]
     reserved: List[Tuple[int, int]] = field(default_factory=list)
+    qemu: Optional[str] = None
 
 
 @dataclass
@@ -190,11 +191,13 @@ class IommuServer:
         reserved: Tuple[Tuple[int, int], ...] = (),
         config_vaddr: Optional[int] = None,
         ecam: int = QEMU_VIRT_ECAM,
+        qemu: Optional[str] = None,
     ) -> Device:
         """A PCI function `client` drives: its stream ID is its requester ID
         (bus << 8 | devfn); its configuration page is mapped uncached into
         the server (to see it) and, at `config_vaddr` with the `pci_config`
-        setvar, into the client."""
+        setvar, into the client. `qemu` names the QEMU device simulating
+        it (`-device` options without `addr`: `make run` places it)."""
         devfn = device << 3 | function
         config = self._mr(
             f"{name}_config", PAGE, paddr=ecam + (bus << 20 | devfn << 12)
@@ -205,7 +208,7 @@ class IommuServer:
             client.pd.add_map(
                 SD.Map(config, config_vaddr, "rw", cached=False, setvar_vaddr="pci_config")
             )
-        d = Device(name, bus << 8 | devfn, dma_mask, f"{name}_config", list(reserved))
+        d = Device(name, bus << 8 | devfn, dma_mask, f"{name}_config", list(reserved), qemu)
         client.devices.append(d)
         return d
 
@@ -266,6 +269,8 @@ class IommuServer:
                 }
                 if d.config_mr:
                     attrs["config_mr"] = d.config_mr
+                if d.qemu:
+                    attrs["qemu"] = d.qemu
                 de = ET.SubElement(e, "device", attrs)
                 for start, last in d.reserved:
                     ET.SubElement(de, "reserved", {"start": hex(start), "last": hex(last)})

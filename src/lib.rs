@@ -80,6 +80,24 @@ pub struct ClientSpec {
     pub device_config_pages: &'static [Option<u64>],
     pub quota: Quota,
     pub manager: bool,
+    /// For a child PD: its parent, which receives its faults and can
+    /// restart it.
+    pub child_of: Option<ChildOf>,
+}
+
+impl ClientSpec {
+    /// Whether the client drives a device by DMA: it has a device and a
+    /// DMA region.
+    pub fn drives_dma(&self) -> bool {
+        !self.devices.is_empty() && !self.regions.is_empty()
+    }
+}
+
+/// Where a child PD sits: its parent and its id there (Microkit's `id`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ChildOf {
+    pub parent: &'static str,
+    pub id: u8,
 }
 
 /// A channel id the generator already checked; out of range is a compile
@@ -96,7 +114,9 @@ mod generated {
     include!(concat!(env!("OUT_DIR"), "/system_config.rs"));
 }
 
-pub use generated::{CLIENTS, SERVER, SERVER_SYMBOLS, TOTAL_IOASES, TOTAL_MAPPINGS, TOTAL_REGIONS};
+pub use generated::{
+    CLIENTS, SERVER, SERVER_SYMBOLS, TOTAL_DEVICES, TOTAL_IOASES, TOTAL_MAPPINGS, TOTAL_REGIONS,
+};
 
 /// The client entry of PD `pd`.
 pub fn client(pd: &str) -> Option<&'static ClientSpec> {
@@ -109,6 +129,14 @@ pub fn client_on(channel: Channel) -> Option<ClientId> {
     CLIENTS
         .iter()
         .position(|c| c.server_channel == channel)
+        .and_then(ClientId::from_index)
+}
+
+/// The client that is `parent`'s child `id`.
+pub fn child(parent: &str, id: u8) -> Option<ClientId> {
+    CLIENTS
+        .iter()
+        .position(|c| c.child_of.is_some_and(|o| o.parent == parent && o.id == id))
         .and_then(ClientId::from_index)
 }
 

@@ -37,6 +37,26 @@ fn shipped_pair_generates_the_expected_configuration() {
     );
     assert!(client("manager").unwrap().manager);
     assert!(client("iommu_server").is_none());
+    // The drivers are the manager's children, which it restarts.
+    assert_eq!(
+        iommu_system::child("manager", 0),
+        iommu_system::ClientId::from_index(0)
+    );
+    assert_eq!(
+        iommu_system::child("manager", 1),
+        iommu_system::ClientId::from_index(1)
+    );
+    assert_eq!(iommu_system::child("manager", 2), None);
+    assert_eq!(client("manager").unwrap().child_of, None);
+    assert_eq!(
+        sysgen::qemu_devices(&config),
+        [
+            "-device",
+            "edu,dma_mask=0xffffffffffffffff,addr=01.0",
+            "-device",
+            "edu,dma_mask=0xffffffffffffffff,addr=02.0"
+        ]
+    );
     for (i, c) in CLIENTS.iter().enumerate() {
         assert_eq!(
             client_on(c.server_channel),

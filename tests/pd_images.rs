@@ -2,7 +2,9 @@
 //! aarch64-unknown-none (so every crate a PD links builds there: no std,
 //! no allocator), and each image carries what the Microkit tool patches:
 //! the six symbols every PD defines and each of its setvar symbols, all
-//! of the right size, with its entry point at `_start`.
+//! of the right size, with its entry point at `_start`, at
+//! `microkit::ENTRY`; a child PD keeps its state in .bss, so a restart
+//! (which zeroes .bss) starts it afresh.
 //!
 //! Without make or the target the test fails when `CI` is set and is
 //! skipped, saying what to install, otherwise.
@@ -107,7 +109,10 @@ fn read_elf(path: &Path) -> Elf {
 /// objects, the SMMU's and the domains' state) in `.bss`: all zero until
 /// it starts, so it costs the image nothing. Its initialised writable data
 /// is only what the Microkit tool patches.
-fn server_state_is_in_bss(elf: &Elf, image: &str) {
+/// Writable initialised data is only what the Microkit tool patches (and
+/// the start count): all state is in .bss. For a child PD this is what
+/// makes a restart start afresh, as its entry code zeroes .bss.
+fn state_is_in_bss(elf: &Elf, image: &str) {
     let data: u64 = elf
         .sections
         .iter()
@@ -119,6 +124,25 @@ fn server_state_is_in_bss(elf: &Elf, image: &str) {
         "{image}: {data} bytes of initialised writable data: {:?}",
         elf.sections
     );
+    let bss = elf
+        .sections
+        .iter()
+        .find(|s| s.name == ".bss")
+        .unwrap_or_else(|| panic!("{image}: no .bss"));
+    let bound = |name: &str| {
+        elf.symbols
+            .get(name)
+            .unwrap_or_else(|| panic!("{image}: no `{name}`"))
+            .0
+    };
+    assert!(
+        bound("__bss_start") <= bss.addr && bss.addr + bss.size <= bound("__bss_end"),
+        "{image}: the entry code's bounds do not cover .bss"
+    );
+}
+
+fn server_state_is_in_bss(elf: &Elf, image: &str) {
+    state_is_in_bss(elf, image);
     // Mangled paths: iommu_server_pd::platform::STATICS, ::SMMU, ::HW,
     // ::CONFIGS.
     for state in ["8platform7STATICS", "4SMMU", "2HW", "7CONFIGS"] {
@@ -194,8 +218,17 @@ fn every_pd_image_carries_what_microkit_patches() {
         }
         assert!(setvars > 0, "{}: no setvars checked", pd.name);
         assert_eq!(elf.entry, sym("_start").0, "{image}: entry is not _start");
+        // Where a parent restarts a child.
+        assert_eq!(
+            elf.entry,
+            microkit::ENTRY,
+            "{image}: entry is not microkit::ENTRY"
+        );
         if pd.name == config.server {
             server_state_is_in_bss(&elf, image);
+        }
+        if pd.parent.is_some() {
+            state_is_in_bss(&elf, image);
         }
     }
 }

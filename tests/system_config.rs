@@ -429,3 +429,175 @@ fn policy_rules_the_running_system_needs() {
     )
     .expect("17 stream ID bits hold it");
 }
+
+/// `qemu="MODEL,options"` puts a device on QEMU virt's root bus where its
+/// stream ID says, for `make run`; a value that cannot be placed there or
+/// would fight that placement is refused.
+#[test]
+fn qemu_devices_follow_the_stream_ids() {
+    let with = |a: &str, b: &str| {
+        edit(
+            &edit(
+                POLICY,
+                "stream_id=\"0x8\"",
+                &format!("stream_id=\"0x8\" qemu=\"{a}\""),
+            ),
+            "stream_id=\"0x10\"",
+            &format!("stream_id=\"0x10\" qemu=\"{b}\""),
+        )
+    };
+    let config = load(SYSTEM, &with("edu,dma_mask=0xffffffffff", "e1000")).unwrap();
+    assert_eq!(
+        sysgen::qemu_devices(&config),
+        [
+            "-device",
+            "edu,dma_mask=0xffffffffff,addr=01.0",
+            "-device",
+            "e1000,addr=02.0"
+        ]
+    );
+    // Without the attribute a device is real hardware: nothing to add.
+    assert!(sysgen::qemu_devices(&load(SYSTEM, POLICY).unwrap()).is_empty());
+
+    for (value, why) in [
+        ("", "a QEMU device model first"),
+        (",addr=01.0", "a QEMU device model first"),
+        (
+            "edu,addr=03.0",
+            "`addr=03.0`: the stream ID places the device",
+        ),
+        (
+            "edu,bus=pcie.1",
+            "`bus=pcie.1`: the stream ID places the device",
+        ),
+        ("edu dma_mask=1", "` ` in a QEMU device's options"),
+        ("edu;reboot", "`;` in a QEMU device's options"),
+    ] {
+        refused(
+            SYSTEM,
+            &with(value, "edu"),
+            &[
+                "iommu.xml:19:",
+                "<device name=\"edu_a\">",
+                "attribute `qemu`",
+                why,
+            ],
+        );
+    }
+    refused(
+        SYSTEM,
+        &edit(
+            POLICY,
+            "stream_id=\"0x8\"",
+            "stream_id=\"0x108\" qemu=\"edu\"",
+        ),
+        &["attribute `qemu`", "stream 0x108 is not on bus 0"],
+    );
+    refused(
+        SYSTEM,
+        &edit(
+            POLICY,
+            "stream_id=\"0x8\"",
+            "stream_id=\"0x1\" qemu=\"edu\"",
+        ),
+        &[
+            "attribute `qemu`",
+            "device 0 of bus 0 is QEMU virt's host bridge",
+        ],
+    );
+}
+
+/// Child PDs as the Microkit tool takes them: an `id` on children only,
+/// distinct among a parent's children; here also 0..=61 (the tool does
+/// not bound it; a parent's TCB capabilities are a block of 64) and at
+/// most 63 PDs in all. A client that is a child knows its parent.
+#[test]
+fn child_protection_domains() {
+    const EDU_B: &str = r#"    <protection_domain name="edu_b" priority="90">
+        <program_image path="edu_driver.elf" />
+        <map mr="edu_b_command" vaddr="0x20000000" perms="rw" setvar_vaddr="command_page" />
+        <map mr="edu_b_config" vaddr="0x20001000" perms="rw" cached="false" setvar_vaddr="pci_config" />
+        <map mr="edu_b_bar" vaddr="0x20100000" perms="rw" cached="false" setvar_vaddr="edu_regs" />
+        <map mr="edu_b_dma" vaddr="0x30000000" perms="rw" setvar_vaddr="dma_buffer" />
+        <setvar symbol="edu_bar_paddr" region_paddr="edu_b_bar" />
+    </protection_domain>
+"#;
+    const MANAGER_IMAGE: &str = r#"<program_image path="manager.elf" />"#;
+    let nested = |id: &str| {
+        edit(
+            &edit(SYSTEM, EDU_B, ""),
+            MANAGER_IMAGE,
+            &format!(
+                "{MANAGER_IMAGE}\n{}",
+                EDU_B.replacen("priority=\"90\"", &format!("priority=\"90\" {id}"), 1)
+            ),
+        )
+    };
+    let config = load(&nested("id=\"5\""), POLICY).expect("a client nested in the manager");
+    let edu_b = config.clients.iter().find(|c| c.pd == "edu_b").unwrap();
+    assert_eq!(edu_b.child_of, Some(("manager".to_string(), 5)));
+    assert!(config
+        .clients
+        .iter()
+        .filter(|c| c.pd != "edu_b")
+        .all(|c| c.child_of.is_none()));
+
+    refused(
+        &nested(""),
+        POLICY,
+        &[
+            "system.xml:",
+            "<protection_domain name=\"edu_b\">",
+            "a child protection domain needs an id",
+        ],
+    );
+    refused(
+        &nested("id=\"62\""),
+        POLICY,
+        &[
+            "<protection_domain name=\"edu_b\">",
+            "attribute `id`",
+            "must be 0..=61",
+        ],
+    );
+    refused(
+        &edit(
+            SYSTEM,
+            "<protection_domain name=\"manager\" priority=\"150\"",
+            "<protection_domain name=\"manager\" priority=\"150\" id=\"1\"",
+        ),
+        POLICY,
+        &[
+            "<protection_domain name=\"manager\">",
+            "attribute `id`",
+            "only a child protection domain has an id",
+        ],
+    );
+    let twins = edit(
+        &nested("id=\"5\""),
+        MANAGER_IMAGE,
+        &format!(
+            "{MANAGER_IMAGE}\n<protection_domain name=\"twin\" id=\"5\"><program_image path=\"t.elf\" /></protection_domain>"
+        ),
+    );
+    refused(
+        &twins,
+        POLICY,
+        &[
+            "<protection_domain name=\"edu_b\">",
+            "attribute `id`",
+            "`manager` already has child `twin` with id 5",
+        ],
+    );
+    let crowd: String = (0..60)
+        .map(|i| format!("<protection_domain name=\"pd{i}\"><program_image path=\"x.elf\" /></protection_domain>\n"))
+        .collect();
+    refused(
+        &edit(SYSTEM, "</system>", &format!("{crowd}</system>")),
+        POLICY,
+        &[
+            "<protection_domain name=\"pd59\">",
+            "more than 63 protection domains",
+        ],
+    );
+}

@@ -17,7 +17,7 @@ mod memory;
 use core::cell::RefCell;
 use core::fmt::Write;
 
-use edu_driver::{Edu, PciFunction};
+use edu_driver::{server_report, Edu, PciFunction, Roles, Session};
 use hw::domains::SmmuDomains;
 use hw::pgtable::TablePool;
 use hw::smmu::{Smmu, SmmuConfig};
@@ -25,8 +25,8 @@ use iommu_client::{DmaBuffer, Iommu, Memory, Transport};
 use iommu_proto::Errno;
 use iommu_server::{Drained, Server, COMMAND_PAGE};
 use iommu_system::{
-    client, client_configs, resolve, ClientConfig, ClientId, Paddr, StreamId, CLIENTS,
-    SERVER_SYMBOLS,
+    client_configs, resolve, ClientConfig, ClientId, Paddr, StreamId, CLIENTS, SERVER_SYMBOLS,
+    TOTAL_DEVICES,
 };
 use mmio::{CacheClean, Coherent, DcacheClean, DmaRegion, Mmio, StaticCell};
 use qemu_virt::platform::{self, Uart};
@@ -131,17 +131,21 @@ struct Tally {
 }
 
 impl Tally {
-    fn check(&mut self, what: &str, result: Result<(), &'static str>) -> bool {
+    /// A check of `who`'s (`who: what`).
+    fn check(
+        &mut self,
+        who: &str,
+        what: impl core::fmt::Display,
+        result: Result<(), &'static str>,
+    ) {
         match result {
             Ok(()) => {
                 self.passed += 1;
-                say!("ok - {what}\n");
-                true
+                say!("ok - {who}: {what}\n");
             }
             Err(e) => {
                 self.failed += 1;
-                say!("FAILED - {what}: {e}\n");
-                false
+                say!("FAILED - {who}: {what}: {e}\n");
             }
         }
     }
@@ -167,7 +171,7 @@ fn main() -> u32 {
         Ok(()) => {}
         Err(e) => {
             tally.failed += 1;
-            say!("FAILED - {e}\n");
+            say!("FAILED - demo: {e}\n");
         }
     }
     let (size, used) = platform::stack_use();
@@ -185,7 +189,7 @@ fn run(tally: &mut Tally) -> Result<(), &'static str> {
     // Place every client's DMA region; the setvar symbols get their
     // addresses, as the Microkit tool would patch them into the server.
     let mut symbols = [0u64; SERVER_SYMBOLS.len()];
-    let mut buffers: [Option<DmaRegion>; CLIENTS.len()] = Default::default();
+    let mut regions: [Option<DmaRegion>; CLIENTS.len()] = [const { None }; CLIENTS.len()];
     for (i, c) in CLIENTS.iter().enumerate() {
         for (k, r) in c.regions.iter().enumerate() {
             let region = mem
@@ -197,7 +201,7 @@ fn run(tally: &mut Tally) -> Result<(), &'static str> {
                 Paddr::Fixed(_) => return Err("the demo places DMA regions itself (no phys_addr)"),
             }
             if k == 0 {
-                buffers[i] = Some(region);
+                regions[i] = Some(region);
             }
         }
     }
@@ -205,10 +209,13 @@ fn run(tally: &mut Tally) -> Result<(), &'static str> {
         .init(client_configs(mem.regions, |s| symbols[s]))
         .ok_or("configured twice")?;
 
-    let streams: [StreamId; 2] = [
-        CLIENTS[0].devices[0].stream_id,
-        CLIENTS[1].devices[0].stream_id,
-    ];
+    let mut streams = [StreamId(0); TOTAL_DEVICES];
+    for (slot, d) in streams
+        .iter_mut()
+        .zip(CLIENTS.iter().flat_map(|c| c.devices))
+    {
+        *slot = d.stream_id;
+    }
     let regs = platform::smmu_regs().ok_or("SMMU registers taken twice")?;
     let smmu =
         Smmu::init(regs, mem.smmu, SmmuConfig::DEFAULT, &streams).map_err(|_| "SMMUv3 bring-up")?;
@@ -226,15 +233,33 @@ fn run(tally: &mut Tally) -> Result<(), &'static str> {
         CLIENTS.len()
     );
 
-    let index = |pd: &str| CLIENTS.iter().position(|c| c.pd == pd);
-    let (a, b, m) = match (
-        index("edu_a"),
-        index("edu_b"),
-        client("manager").and_then(|c| index(c.pd)),
-    ) {
-        (Some(a), Some(b), Some(m)) => (a, b, m),
-        _ => return Err("the system needs clients edu_a, edu_b and manager"),
+    // The drivers are the clients with a device and a DMA region; the
+    // first is crashed and restarted by the supervisor (the manager), the
+    // last is reset by it.
+    let drivers = || {
+        CLIENTS
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.drives_dma())
+            .map(|(i, _)| i)
     };
+    let (
+        Some(Roles {
+            crashes: first,
+            reset: target,
+        }),
+        Some(m),
+    ) = (Roles::of(drivers()), CLIENTS.iter().position(|c| c.manager))
+    else {
+        return Err("the story needs two driver clients and a manager");
+    };
+    say!(
+        "demo: {} drivers ({} crashes and is restarted, {} is reset), {} supervises\n",
+        drivers().count(),
+        CLIENTS[first].pd,
+        CLIENTS[target].pd,
+        CLIENTS[m].pd
+    );
     let iommu = |client: usize| {
         Iommu::new(Direct {
             server: &server,
@@ -242,133 +267,238 @@ fn run(tally: &mut Tally) -> Result<(), &'static str> {
             page: RefCell::new([0; COMMAND_PAGE]),
         })
     };
-    let (mut ia, mut ib, mut im) = (iommu(a), iommu(b), iommu(m));
-    let mut take = |i: usize| -> Result<DmaBuffer<RegionMemory>, &'static str> {
-        let r = &CLIENTS[i].regions[0];
-        let region = buffers[i].take().ok_or("client without a DMA region")?;
-        Ok(DmaBuffer::new(r.vaddr, r.size, RegionMemory(region)))
-    };
-    let buf_a = take(a)?;
-    let buf_b = take(b)?;
-
-    // Each driver finds its device and gives it its BAR.
-    let mut edus = [None, None];
-    for (slot, (i, name)) in [(a, "edu_a"), (b, "edu_b")].into_iter().enumerate() {
-        let (cfg, edu, bar) = device_of(i).ok_or("device handed out twice")?;
-        tally.check(
-            "driver finds its edu device in its configuration page",
-            if cfg.ids() == Some((edu_driver::VENDOR, edu_driver::DEVICE)) {
-                cfg.enable(bar);
-                if edu.id() == edu_driver::ID {
-                    say!(
-                        "{name}: edu at stream {:#x}, BAR0 {bar:#x}\n",
-                        CLIENTS[i].devices[0].stream_id.0
-                    );
-                    Ok(())
-                } else {
-                    Err("BAR0 does not answer")
-                }
-            } else {
-                Err("no edu device there")
-            },
-        );
-        edus[slot] = Some(edu);
-    }
-    let [Some(edu_a), Some(edu_b)] = edus else {
-        return Err("no edu device");
-    };
-
-    // edu_a: map, DMA, verify, then a stray DMA is stopped and reported.
-    let mut out = Prefix("edu_a", true);
-    let session_a = edu_driver::setup(&mut ia, &edu_a, &buf_a, &mut out)?;
-    tally.check(
-        "edu_a: DMA through its mappings",
-        edu_driver::round_trip(&session_a, &edu_a, &buf_a, 7, &mut out),
-    );
-    tally.check(
-        "edu_a: stray DMA faulted and reported to edu_a alone",
-        edu_driver::stray_dma(&mut ia, &session_a, &edu_a, &buf_a, &mut out, |iommu| {
-            let notified = take_faults(&server);
-            if notified & (1 << a) == 0 || notified & !(1 << a) != 0 {
+    let mut iommus: [_; CLIENTS.len()] = core::array::from_fn(iommu);
+    let bufs: [Option<DmaBuffer<RegionMemory>>; CLIENTS.len()] = core::array::from_fn(|i| {
+        let r = CLIENTS[i].regions.first()?;
+        Some(DmaBuffer::new(
+            r.vaddr,
+            r.size,
+            RegionMemory(regions[i].take()?),
+        ))
+    });
+    let mut edus: [Option<Edu<Mmio>>; CLIENTS.len()] = [const { None }; CLIENTS.len()];
+    let mut sessions: [Option<Session<'_>>; CLIENTS.len()] = [const { None }; CLIENTS.len()];
+    // A driver's fault queue, after the server has taken the SMMU's events:
+    // only the driver's own DMA may have notified it.
+    let own_fault = |i: usize| {
+        let server = &server;
+        move |iommu: &mut Iommu<Direct<'_>>| {
+            let notified = take_faults(server);
+            if notified & (1 << i) == 0 || notified & !(1 << i) != 0 {
                 return None;
             }
             iommu.read_fault().ok().and_then(|r| r.fault)
-        }),
-    );
+        }
+    };
 
-    // edu_b: isolated from edu_a; then the manager resets it.
-    let mut out = Prefix("edu_b", true);
-    let session_b = edu_driver::setup(&mut ib, &edu_b, &buf_b, &mut out)?;
-    tally.check(
-        "edu_b: DMA through its mappings",
-        edu_driver::round_trip(&session_b, &edu_b, &buf_b, 9, &mut out),
-    );
-    // Everything edu_b names is relative to itself: it has no way to name
-    // edu_a's device, memory or state.
+    // Each driver finds its device, gives it its BAR, maps its buffer and
+    // does DMA; a stray DMA is stopped and reported to that driver alone.
+    for i in drivers() {
+        let name = CLIENTS[i].pd;
+        let mut out = Prefix(name, true);
+        let (cfg, edu, bar) = device_of(i).ok_or("device handed out twice")?;
+        let found = if cfg.ids() == Some((edu_driver::VENDOR, edu_driver::DEVICE)) {
+            cfg.enable(bar);
+            if edu.id() == edu_driver::ID {
+                let _ = writeln!(
+                    out,
+                    "edu at stream {:#x}, BAR0 {bar:#x}",
+                    CLIENTS[i].devices[0].stream_id.0
+                );
+                Ok(())
+            } else {
+                Err("BAR0 does not answer")
+            }
+        } else {
+            Err("no edu device there")
+        };
+        tally.check(
+            name,
+            "finds its edu device in its configuration page",
+            found,
+        );
+        let buf = bufs[i].as_ref().ok_or("client without a DMA region")?;
+        let session = edu_driver::setup(&mut iommus[i], &edu, buf, &mut out)?;
+        tally.check(
+            name,
+            "DMA through its mappings",
+            edu_driver::round_trip(&session, &edu, buf, 7 + i as u8, &mut out),
+        );
+        tally.check(
+            name,
+            "stray DMA faulted and reported to it alone",
+            edu_driver::stray_dma(&mut iommus[i], &session, &edu, buf, &mut out, own_fault(i)),
+        );
+        edus[i] = Some(edu);
+        sessions[i] = Some(session);
+    }
+    let (fname, tname) = (CLIENTS[first].pd, CLIENTS[target].pd);
+
+    // Everything a driver names is relative to itself: it has no way to
+    // name another's device, memory or state.
     let mut foreign_map = iommu_proto::iommufd::iommu_ioas_map {
         size: core::mem::size_of::<iommu_proto::iommufd::iommu_ioas_map>() as u32,
         flags: iommu_proto::iommufd::IOMMU_IOAS_MAP_READABLE,
-        ioas_id: session_b.ioas.id(),
+        ioas_id: sessions[target].as_ref().ok_or("no session")?.ioas.id(),
         reserved: 0,
-        user_va: resolve(CLIENTS[a].regions[0].paddr, |s| symbols[s]),
+        user_va: resolve(CLIENTS[first].regions[0].paddr, |s| symbols[s]),
         length: 0x1000,
         iova: 0,
     };
+    let foreign_device = CLIENTS[target].devices.len() as u32;
+    let it = &mut iommus[target];
+    let isolated = match (
+        it.bind(foreign_device),
+        it.call(&mut foreign_map, 0),
+        it.reset(first as u64),
+    ) {
+        (Err(Errno::ENODEV), Err(Errno::EFAULT), Err(Errno::EPERM)) => Ok(()),
+        _ => Err("a foreign device, memory or reset was accepted"),
+    };
     tally.check(
-        "edu_b cannot bind edu_a's device, map edu_a's memory or reset edu_a",
-        match (ib.bind(1), ib.call(&mut foreign_map, 0), ib.reset(a as u64)) {
-            (Err(Errno::ENODEV), Err(Errno::EFAULT), Err(Errno::EPERM)) => Ok(()),
-            _ => Err("a foreign device, memory or reset was accepted"),
-        },
+        tname,
+        Join(&[
+            "cannot bind ",
+            fname,
+            "'s device, map ",
+            fname,
+            "'s memory or reset ",
+            fname,
+        ]),
+        isolated,
     );
-    // What the server holds for edu_b, as the manager reads it.
-    let mut report = Prefix("manager", true);
+
+    // The manager resets the target: what the server holds for it first,
+    // then its streams quarantined and its objects torn down.
+    let mut report = Prefix(CLIENTS[m].pd, true);
     let page_va = CLIENTS[m].command_page_client;
-    tally.check(
-        "manager dumps edu_b's state",
-        im.dump(page_va, b as u32, |piece| {
+    let dumped = iommus[m]
+        .dump(page_va, target as u32, |piece| {
             let _ = report.write_str(core::str::from_utf8(piece).unwrap_or("?\n"));
         })
         .map(|_| ())
-        .map_err(|_| "DUMP refused"),
-    );
+        .map_err(|_| "DUMP refused");
+    tally.check("manager", Join(&["dumps ", tname, "'s state"]), dumped);
     tally.check(
-        "manager resets edu_b",
-        im.reset(b as u64).map_err(|_| "RESET_CLIENT refused"),
+        "manager",
+        Join(&["resets ", tname]),
+        iommus[m]
+            .reset(target as u64)
+            .map_err(|_| "RESET_CLIENT refused"),
     );
-    say!("manager: reset edu_b: its streams quarantined, its objects torn down\n");
-    let mut out = Prefix("edu_b", true);
-    tally.check(
-        "edu_b's device can no longer reach memory",
-        edu_driver::after_reset(&mut ib, &session_b, &edu_b, &buf_b, &mut out, |iommu| {
-            let notified = take_faults(&server);
-            if notified & (1 << b) == 0 {
-                return None;
-            }
-            iommu.read_fault().ok().and_then(|r| r.fault)
-        }),
+    say!("manager: reset {tname}: its streams quarantined, its objects torn down\n");
+    let mut out = Prefix(tname, true);
+    let (Some(session), Some(edu), Some(buf)) = (&sessions[target], &edus[target], &bufs[target])
+    else {
+        return Err("the target never set up");
+    };
+    let stopped = edu_driver::after_reset(
+        &mut iommus[target],
+        session,
+        edu,
+        buf,
+        &mut out,
+        notified_fault(&server, target),
     );
-    let s = server.borrow();
+    tally.check(tname, "device can no longer reach memory", stopped);
+    tally.check(tname, "resources all returned", returned(&server, target));
+
+    // The first driver crashes in the middle of a DMA. Its supervisor, told
+    // of the fault (here a call stands in for seL4's fault message), resets
+    // it, so the transfer in flight reaches nothing, and restarts it.
+    let pools_before = server_report(&mut iommus[m], page_va).map_err(|_| "DUMP refused")?;
+    let mut out = Prefix(fname, true);
+    let (Some(edu), Some(buf)) = (&edus[first], &bufs[first]) else {
+        return Err("the first driver never set up");
+    };
+    // The crashed life's state is gone with it.
+    let session = sessions[first].take().ok_or("no session")?;
+    edu_driver::start_dma_and_crash(&session, edu, buf, &mut out)?;
+    say!("supervisor: {fname} faulted (simulated): resetting it and restarting it\n");
     tally.check(
-        "edu_b's resources all returned",
-        if s.object_count(ClientId(b as u16)) == 0
-            && s.store()
-                .account(ClientId(b as u16))
-                .is_some_and(|acc| acc.used == 0)
-        {
+        "supervisor",
+        Join(&["revokes ", fname, "'s DMA when it dies"]),
+        iommus[m]
+            .reset(first as u64)
+            .map_err(|_| "RESET_CLIENT refused"),
+    );
+    tally.check(fname, "resources all returned", returned(&server, first));
+    iommus[first] = iommu(first);
+    let restarted = edu_driver::after_restart(
+        &mut iommus[first],
+        edu,
+        buf,
+        &mut out,
+        notified_fault(&server, first),
+    )
+    .and_then(|()| edu_driver::setup(&mut iommus[first], edu, buf, &mut out))
+    .and_then(|session| {
+        edu_driver::round_trip(&session, edu, buf, 21, &mut out)?;
+        sessions[first] = Some(session);
+        Ok(())
+    });
+    tally.check(
+        fname,
+        "restarted: binds, maps and does DMA again",
+        restarted,
+    );
+    let pools_after = server_report(&mut iommus[m], page_va).map_err(|_| "DUMP refused")?;
+    say!("supervisor: {}", pools_after.as_str());
+    tally.check(
+        "supervisor",
+        "the server's pools are back where they were before the crash",
+        if pools_before.pools() == pools_after.pools() {
             Ok(())
         } else {
-            Err("objects or pages left after the reset")
+            say!("supervisor: before the crash: {}", pools_before.as_str());
+            Err("the pools differ")
         },
     );
-    drop(s);
-    // edu_a is untouched by all of it.
-    let mut out = Prefix("edu_a", true);
-    tally.check(
-        "edu_a still works after edu_b's reset",
-        edu_driver::round_trip(&session_a, &edu_a, &buf_a, 13, &mut out),
-    );
+
+    // The other drivers are untouched by all of it.
+    for i in drivers().filter(|&i| i != target) {
+        let (Some(session), Some(edu), Some(buf)) = (&sessions[i], &edus[i], &bufs[i]) else {
+            return Err("a driver lost its session");
+        };
+        let mut out = Prefix(CLIENTS[i].pd, true);
+        let works = edu_driver::round_trip(session, edu, buf, 13, &mut out);
+        tally.check(CLIENTS[i].pd, "still works at the end", works);
+    }
     Ok(())
+}
+
+/// A driver's fault once the server has notified it, whoever else it
+/// notified (a flood overflowing the SMMU's queue tells every owner).
+fn notified_fault<'a>(
+    server: Shared<'a>,
+    client: usize,
+) -> impl FnMut(&mut Iommu<Direct<'a>>) -> Option<iommu_client::Fault> + 'a {
+    move |iommu| {
+        if take_faults(server) & (1 << client) == 0 {
+            return None;
+        }
+        iommu.read_fault().ok().and_then(|r| r.fault)
+    }
+}
+
+/// Whether a reset client holds nothing: no object, no page charged.
+fn returned(server: Shared<'_>, client: usize) -> Result<(), &'static str> {
+    let s = server.borrow();
+    let id = ClientId(client as u16);
+    if s.object_count(id) == 0 && s.store().account(id).is_some_and(|acc| acc.used == 0) {
+        Ok(())
+    } else {
+        Err("objects or pages left after the reset")
+    }
+}
+
+/// Pieces of a message written one after another.
+struct Join<'a>(&'a [&'a str]);
+
+impl core::fmt::Display for Join<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        self.0.iter().try_for_each(|p| f.write_str(p))
+    }
 }
 
 /// Console output with each line prefixed by the speaking client.

@@ -21,7 +21,9 @@ mod message;
 
 pub use memory::{SetVar, SharedMemory};
 
-pub use message::{decode_badge, notified_channels, slot, Channel, Delivery, MessageInfo};
+pub use message::{
+    decode_badge, fault, notified_channels, slot, Channel, Child, Delivery, MessageInfo, ENTRY,
+};
 
 /// Whether this build targets a debug kernel (debug console, and the
 /// diagnostics that print on it).
@@ -43,6 +45,16 @@ pub trait Handler {
 
     /// A notification (or an IRQ) arrived on `channel`.
     fn notified(&mut self, channel: Channel);
+
+    /// Child `child` faulted; `msg` is seL4's fault message (its label a
+    /// [`fault`] type, its registers read with [`get_mr`]). `Some(reply)`
+    /// resumes the child; `None` leaves it stopped, unless the handler
+    /// restarted it ([`pd_restart`]). A PD without children never gets
+    /// here; the default leaves the child stopped.
+    fn fault(&mut self, child: Child, msg: MessageInfo) -> Option<MessageInfo> {
+        let _ = (child, msg);
+        None
+    }
 }
 
 #[cfg(all(target_arch = "aarch64", target_os = "none", feature = "pd"))]
@@ -75,6 +87,7 @@ mod runtime {
                 Delivery::Notified(bits) => {
                     notified_channels(bits).for_each(|ch| handler.notified(ch))
                 }
+                Delivery::Fault(child) => reply = handler.fault(child, msg),
             }
         }
     }
@@ -95,6 +108,20 @@ mod runtime {
             slot::irq(channel.index()),
             MessageInfo::new(IRQ_ACK_LABEL, 0),
         );
+    }
+
+    /// Starts child `child` afresh: at [`ENTRY`] with its stack empty,
+    /// whatever it was doing (a faulted child included). Its image is not
+    /// reloaded: its `.bss` is zeroed again by its entry code, and its
+    /// `.data` keeps what it held. Err carries seL4's error.
+    pub fn pd_restart(child: Child) -> Result<(), u64> {
+        sys::restart(slot::tcb(child), ENTRY)
+    }
+
+    /// How many times this PD has started: 1 in its first life, more once
+    /// its parent has restarted it.
+    pub fn starts() -> u32 {
+        sys::starts()
     }
 
     /// Message register `i` of this PD's IPC buffer (0 past the last).

@@ -68,6 +68,7 @@ pub mod slot {
     const NOTIFICATION_BASE: u64 = 10;
     const ENDPOINT_BASE: u64 = 74;
     const IRQ_BASE: u64 = 138;
+    const TCB_BASE: u64 = 202;
 
     /// Notification capability for signalling over a channel.
     pub const fn notification(index: usize) -> u64 {
@@ -83,6 +84,56 @@ pub mod slot {
     pub const fn irq(index: usize) -> u64 {
         IRQ_BASE + index as u64
     }
+
+    /// A child PD's TCB capability, which its parent holds.
+    pub const fn tcb(child: super::Child) -> u64 {
+        TCB_BASE + child.index() as u64
+    }
+}
+
+/// A child PD of this PD, by its `id` in the system description (0..=61,
+/// the bound the project's configuration checker enforces).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Child(u8);
+
+impl Child {
+    /// Child ids a PD can use.
+    pub const COUNT: usize = 62;
+
+    pub const fn new(index: usize) -> Option<Child> {
+        if index < Self::COUNT {
+            Some(Child(index as u8))
+        } else {
+            None
+        }
+    }
+
+    pub const fn index(self) -> usize {
+        self.0 as usize
+    }
+}
+
+/// Where every PD image starts (link script pd.ld puts `_start` first in
+/// .text), so a parent restarts any child there.
+pub const ENTRY: u64 = 0x20_0000;
+
+/// seL4 fault types: the label of the fault message a parent receives.
+pub mod fault {
+    pub const CAP_FAULT: u64 = 1;
+    pub const UNKNOWN_SYSCALL: u64 = 2;
+    pub const USER_EXCEPTION: u64 = 3;
+    pub const VM_FAULT: u64 = 6;
+
+    /// The fault type's name, for logs.
+    pub const fn name(label: u64) -> &'static str {
+        match label {
+            CAP_FAULT => "capability fault",
+            UNKNOWN_SYSCALL => "unknown syscall",
+            USER_EXCEPTION => "user exception",
+            VM_FAULT => "VM fault",
+            _ => "fault",
+        }
+    }
 }
 
 /// What a received badge means.
@@ -92,11 +143,18 @@ pub enum Delivery {
     Protected(Channel),
     /// Notifications and IRQs: bit n set means channel n.
     Notified(u64),
+    /// A child faulted: the message is seL4's fault message.
+    Fault(Child),
 }
 
-/// Decodes a badge: bit 63 marks a protected call from channel `badge & 0x3f`.
+/// Decodes a badge as libmicrokit does: bit 62 marks a fault of child
+/// `badge & 0xff`, bit 63 a protected call from channel `badge & 0x3f`.
 pub const fn decode_badge(badge: u64) -> Delivery {
-    if badge >> 63 != 0 {
+    if (badge >> 62) & 1 != 0 {
+        // Ids above the range never come from the tool's badges; the mask
+        // keeps a stray one in range rather than trusting it.
+        Delivery::Fault(Child((badge & 0xff) as u8 % Child::COUNT as u8))
+    } else if badge >> 63 != 0 {
         Delivery::Protected(Channel((badge & 0x3f) as u8))
     } else {
         Delivery::Notified(badge)
@@ -149,6 +207,10 @@ mod tests {
             Delivery::Protected(Channel::new(5).unwrap())
         );
         assert_eq!(decode_badge(0b1010), Delivery::Notified(0b1010));
+        assert_eq!(
+            decode_badge((1 << 62) | 7),
+            Delivery::Fault(Child::new(7).unwrap())
+        );
         let chans: Vec<usize> = notified_channels((1 << 62) | 0b1010)
             .map(Channel::index)
             .collect();
@@ -163,5 +225,7 @@ mod tests {
             (13, 77, 141)
         );
         assert!(Channel::new(62).is_some() && Channel::new(63).is_none());
+        assert_eq!(slot::tcb(Child::new(3).unwrap()), 205);
+        assert!(Child::new(61).is_some() && Child::new(62).is_none());
     }
 }

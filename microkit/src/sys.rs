@@ -3,6 +3,7 @@
 #![allow(unsafe_code)]
 
 use core::arch::asm;
+use core::sync::atomic::{AtomicU32, Ordering};
 
 use crate::MessageInfo;
 
@@ -11,6 +12,8 @@ const SYS_REPLY_RECV: i64 = -2;
 const SYS_SEND: i64 = -5;
 const SYS_RECV: i64 = -7;
 const SYS_DEBUG_PUT_CHAR: i64 = -12;
+/// TCBWriteRegisters, the same in every configuration (pinned in build.rs).
+const TCB_WRITE_REGISTERS: u64 = 3;
 
 /// The IPC buffer: the page below the top of the user address space.
 const IPC_BUFFER: usize = 0xff_ffff_f000;
@@ -204,11 +207,52 @@ extern "Rust" {
     fn __microkit_pd_main() -> !;
 }
 
-/// Microkit starts a PD at its ELF entry with only PC and SP set.
-#[no_mangle]
-extern "C" fn _start() -> ! {
+/// Starts of this PD, kept in .data: the entry code zeroes .bss at every
+/// start, restarts included, so this is the one count that survives.
+#[link_section = ".data"]
+static STARTS: AtomicU32 = AtomicU32::new(0);
+
+pub fn starts() -> u32 {
+    STARTS.load(Ordering::Relaxed)
+}
+
+// The entry point, first in .text (pd.ld): Microkit starts a PD here with
+// only PC and SP set, and a parent restarts a child here. .bss is zeroed
+// before any Rust code runs, so a restarted PD starts from the state its
+// image describes (link script pd.ld aligns the bounds to 8 bytes).
+core::arch::global_asm!(
+    ".section .text.start, \"ax\"",
+    ".global _start",
+    "_start:",
+    "    adrp x0, __bss_start",
+    "    add x0, x0, :lo12:__bss_start",
+    "    adrp x1, __bss_end",
+    "    add x1, x1, :lo12:__bss_end",
+    "1:  cmp x0, x1",
+    "    b.hs 2f",
+    "    str xzr, [x0], #8",
+    "    b 1b",
+    "2:  b {rust_start}",
+    rust_start = sym rust_start,
+);
+
+extern "C" fn rust_start() -> ! {
+    STARTS.fetch_add(1, Ordering::Relaxed);
     // SAFETY: `declare_pd!` defines this symbol with exactly this signature.
     unsafe { __microkit_pd_main() }
+}
+
+/// Writes a child's PC and SP through its TCB capability and resumes it.
+pub fn restart(tcb: u64, pc: u64) -> Result<(), u64> {
+    // seL4_TCB_WriteRegisters: resume, no arch flags, 2 registers, then
+    // the registers in seL4_UserContext order (pc, sp).
+    for (i, v) in [1, 2, pc, STACK_TOP as u64].into_iter().enumerate() {
+        set_mr(i, v);
+    }
+    match call(tcb, MessageInfo::new(TCB_WRITE_REGISTERS, 4)).label() {
+        0 => Ok(()),
+        e => Err(e),
+    }
 }
 
 #[panic_handler]

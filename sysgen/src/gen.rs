@@ -66,6 +66,12 @@ pub fn rust(config: &Config, inputs: &[&str]) -> String {
     let mappings: u64 = config.clients.iter().map(|c| c.quota.mappings).sum();
     let _ = writeln!(w, "/// DMA regions over all clients.");
     let _ = writeln!(w, "pub const TOTAL_REGIONS: usize = {regions};");
+    let devices: usize = config.clients.iter().map(|c| c.devices.len()).sum();
+    let _ = writeln!(
+        w,
+        "/// Devices over all clients: the streams the SMMU prepares."
+    );
+    let _ = writeln!(w, "pub const TOTAL_DEVICES: usize = {devices};");
     let _ = writeln!(
         w,
         "/// The clients' mapping quotas added up: the server's pool sizes."
@@ -143,6 +149,17 @@ pub fn rust(config: &Config, inputs: &[&str]) -> String {
             q.objects, q.ioases, q.mapped_pages, q.table_pages, q.hwpts, q.mappings
         );
         let _ = writeln!(w, "        manager: {},", c.manager);
+        match &c.child_of {
+            Some((parent, id)) => {
+                let _ = writeln!(
+                    w,
+                    "        child_of: Some(ChildOf {{ parent: {parent:?}, id: {id} }}),"
+                );
+            }
+            None => {
+                let _ = writeln!(w, "        child_of: None,");
+            }
+        }
         let _ = writeln!(w, "    }},");
     }
     let _ = writeln!(w, "];");

@@ -14,7 +14,7 @@ pub mod xml;
 use std::path::Path;
 
 pub use error::Error;
-pub use policy::Config;
+pub use policy::{qemu_devices, Config};
 pub use sdf::System;
 
 /// Parses and cross-checks the two documents; the names are for errors.

@@ -1,18 +1,27 @@
 //! Checks a system description and its IOMMU policy sidecar without
 //! building anything: `cargo run -p sysgen -- system.xml iommu.xml`.
 //! Prints what the server would serve, or the one located error and exits
-//! with status 1.
+//! with status 1. With `--qemu-devices` first, prints instead the QEMU
+//! arguments that place the configured devices (`make run` uses them).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    let args: Vec<PathBuf> = std::env::args_os().skip(1).map(PathBuf::from).collect();
+    let mut args: Vec<PathBuf> = std::env::args_os().skip(1).map(PathBuf::from).collect();
+    let qemu = args.first().is_some_and(|a| a == "--qemu-devices");
+    if qemu {
+        args.remove(0);
+    }
     let [system, policy] = args.as_slice() else {
-        eprintln!("usage: sysgen SYSTEM.xml IOMMU.xml");
+        eprintln!("usage: sysgen [--qemu-devices] SYSTEM.xml IOMMU.xml");
         return ExitCode::from(2);
     };
     match sysgen::load(system, policy) {
+        Ok((_, config)) if qemu => {
+            println!("{}", sysgen::qemu_devices(&config).join(" "));
+            ExitCode::SUCCESS
+        }
         Ok((_, config)) => {
             println!(
                 "{} and {}: server `{}`, {} clients",
@@ -22,8 +31,13 @@ fn main() -> ExitCode {
                 config.clients.len()
             );
             for c in &config.clients {
+                let child = c
+                    .child_of
+                    .as_ref()
+                    .map(|(parent, id)| format!(", child {id} of {parent}"))
+                    .unwrap_or_default();
                 println!(
-                    "  {} on server channel {}: {} DMA regions, {} devices{}",
+                    "  {} on server channel {}: {} DMA regions, {} devices{}{child}",
                     c.pd,
                     c.server_channel,
                     c.regions.len(),

@@ -57,6 +57,9 @@ pub struct Device {
     pub reserved: Vec<(u64, u64)>,
     /// The server's mapping of its PCI configuration page, if any.
     pub config_vaddr: Option<u64>,
+    /// The QEMU device that simulates it (`-device` options without
+    /// `addr`), if the system runs on QEMU.
+    pub qemu: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -83,6 +86,8 @@ pub struct Client {
     pub devices: Vec<Device>,
     pub quota: Quota,
     pub manager: bool,
+    /// For a child PD: its parent and its id there.
+    pub child_of: Option<(String, u64)>,
 }
 
 /// The checked configuration the generator emits.
@@ -455,6 +460,7 @@ impl<'a> Checker<'a> {
             ));
         }
         let mut client = Client {
+            child_of: pd.parent.clone(),
             pd: name.to_string(),
             server_channel: server_end.id,
             client_channel: client_end.id,
@@ -565,7 +571,7 @@ impl<'a> Checker<'a> {
         this: &Client,
     ) -> Result<Device, Error> {
         let s = self.side;
-        s.only_attrs(e, &["name", "stream_id", "dma_mask", "config_mr"])?;
+        s.only_attrs(e, &["name", "stream_id", "dma_mask", "config_mr", "qemu"])?;
         let name = s.required(e, "name")?.to_string();
         let named = earlier
             .iter()
@@ -621,6 +627,10 @@ impl<'a> Checker<'a> {
                 Some(map.vaddr)
             }
         };
+        let qemu = match e.attr("qemu") {
+            None => None,
+            Some(a) => Some(qemu_device(&a.value, stream_id).map_err(|m| s.attr(e, "qemu", m))?),
+        };
         let mut reserved: Vec<(u64, u64)> = Vec::new();
         for w in &e.children {
             if w.name != "reserved" {
@@ -660,8 +670,64 @@ impl<'a> Checker<'a> {
             dma_mask,
             reserved,
             config_vaddr,
+            qemu,
         })
     }
+}
+
+/// Checks a `qemu` attribute: a device model and its options, placed by
+/// the stream ID on QEMU virt's root bus.
+fn qemu_device(value: &str, stream_id: u32) -> Result<String, String> {
+    let model = value.split(',').next().unwrap_or("");
+    if model.is_empty() {
+        return Err("a QEMU device model first (such as `edu`), then its options".into());
+    }
+    if let Some(c) = value
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || ",=._-".contains(*c)))
+    {
+        return Err(format!("`{c}` in a QEMU device's options"));
+    }
+    if let Some(o) = value
+        .split(',')
+        .skip(1)
+        .find(|o| o.starts_with("addr=") || o.starts_with("bus="))
+    {
+        return Err(format!(
+            "`{o}`: the stream ID places the device (bus 0, devfn = stream_id & 0xff)"
+        ));
+    }
+    if stream_id > 0xff {
+        return Err(format!(
+            "stream {stream_id:#x} is not on bus 0, the only bus of QEMU virt's PCI host"
+        ));
+    }
+    if stream_id >> 3 == 0 {
+        return Err("device 0 of bus 0 is QEMU virt's host bridge".into());
+    }
+    Ok(value.to_string())
+}
+
+/// The QEMU command line arguments that put every device with a `qemu`
+/// attribute where its stream ID says.
+pub fn qemu_devices(config: &Config) -> Vec<String> {
+    config
+        .clients
+        .iter()
+        .flat_map(|c| &c.devices)
+        .filter_map(|d| {
+            let model = d.qemu.as_ref()?;
+            Some([
+                "-device".to_string(),
+                format!(
+                    "{model},addr={:02x}.{}",
+                    d.stream_id >> 3 & 0x1f,
+                    d.stream_id & 7
+                ),
+            ])
+        })
+        .flatten()
+        .collect()
 }
 
 /// The symbols every setvar of the server names, in a stable order.

@@ -1,13 +1,20 @@
 //! The parts of a Microkit system description the IOMMU configuration
 //! depends on, and the Microkit tool's own rules on them: known elements
 //! and attributes only, priorities 0..=254, distinct channel and IRQ ids
-//! per PD, no overlapping maps in a PD.
+//! per PD, no overlapping maps in a PD, child PDs with distinct ids and
+//! at most 63 PDs in all.
 
 use crate::error::{Error, Source};
 use crate::xml::Element;
 
 /// Microkit's highest channel / IRQ id (ids run 0..=61).
 pub const MAX_CHANNEL_ID: u64 = 61;
+/// Highest child PD id. The tool does not bound it, but a parent holds its
+/// children's TCB capabilities in a block of 64 slots; like channel ids,
+/// child ids run 0..=61 here.
+pub const MAX_CHILD_ID: u64 = 61;
+/// Most PDs in a system, children included (the tool's MAX_PDS).
+pub const MAX_PDS: usize = 63;
 
 #[derive(Clone, Debug)]
 pub struct MemoryRegion {
@@ -53,6 +60,8 @@ pub struct ProtectionDomain {
     pub maps: Vec<Map>,
     pub irqs: Vec<Irq>,
     pub setvars: Vec<SetVar>,
+    /// For a child PD: its parent's name and its id there.
+    pub parent: Option<(String, u64)>,
     pub element: Element,
 }
 
@@ -210,7 +219,7 @@ pub fn parse(src: Source<'_>, root: &Element) -> Result<System, Error> {
                     element: e.clone(),
                 });
             }
-            "protection_domain" => collect_pd(src, e, &mut system.pds)?,
+            "protection_domain" => collect_pd(src, e, None, &mut system.pds)?,
             "channel" => {
                 let ends: Vec<&Element> = e.children.iter().filter(|c| c.name == "end").collect();
                 if ends.len() != 2 {
@@ -296,12 +305,49 @@ fn check_overlaps(src: Source<'_>, system: &System) -> Result<(), Error> {
     Ok(())
 }
 
-/// A PD and, recursively, its child PDs.
-fn collect_pd(src: Source<'_>, e: &Element, pds: &mut Vec<ProtectionDomain>) -> Result<(), Error> {
+/// A PD and, recursively, its child PDs (`parent` is the PD `e` is
+/// nested in).
+fn collect_pd(
+    src: Source<'_>,
+    e: &Element,
+    parent: Option<&str>,
+    pds: &mut Vec<ProtectionDomain>,
+) -> Result<(), Error> {
     let name = src.required(e, "name")?.to_string();
     if pds.iter().any(|p| p.name == name) {
         return Err(src.attr(e, "name", "a protection domain of this name exists"));
     }
+    if pds.len() == MAX_PDS {
+        return Err(src.element(
+            e,
+            format!("more than {MAX_PDS} protection domains (the Microkit tool's limit)"),
+        ));
+    }
+    let parent = match (parent, e.attr("id")) {
+        (None, None) => None,
+        (None, Some(_)) => {
+            return Err(src.attr(e, "id", "only a child protection domain has an id"))
+        }
+        (Some(_), None) => return Err(src.element(e, "a child protection domain needs an id")),
+        (Some(p), Some(_)) => {
+            let id = src.required_number(e, "id")?;
+            if id > MAX_CHILD_ID {
+                return Err(src.attr(e, "id", format!("must be 0..={MAX_CHILD_ID}")));
+            }
+            if let Some(sibling) = pds.iter().find(|q| {
+                q.parent
+                    .as_ref()
+                    .is_some_and(|(qp, qid)| qp == p && *qid == id)
+            }) {
+                return Err(src.attr(
+                    e,
+                    "id",
+                    format!("`{p}` already has child `{}` with id {id}", sibling.name),
+                ));
+            }
+            Some((p.to_string(), id))
+        }
+    };
     let mut pd = ProtectionDomain {
         name,
         priority: match src.number(e, "priority")?.unwrap_or(0) {
@@ -315,6 +361,7 @@ fn collect_pd(src: Source<'_>, e: &Element, pds: &mut Vec<ProtectionDomain>) -> 
         maps: Vec::new(),
         irqs: Vec::new(),
         setvars: Vec::new(),
+        parent,
         element: e.clone(),
     };
     let mut children = Vec::new();
@@ -364,9 +411,10 @@ fn collect_pd(src: Source<'_>, e: &Element, pds: &mut Vec<ProtectionDomain>) -> 
             _ => {}
         }
     }
+    let name = pd.name.clone();
     pds.push(pd);
     for c in children {
-        collect_pd(src, c, pds)?;
+        collect_pd(src, c, Some(&name), pds)?;
     }
     Ok(())
 }

@@ -17,7 +17,9 @@ use hw::domains::SmmuDomains;
 use hw::pgtable::TablePool;
 use hw::smmu::{Smmu, SmmuConfig};
 use iommu_server::{Drained, Page, Server};
-use iommu_system::{client_configs, client_on, ClientConfig, StreamId, CLIENTS, SERVER};
+use iommu_system::{
+    client_configs, client_on, ClientConfig, StreamId, CLIENTS, SERVER, TOTAL_DEVICES,
+};
 use microkit::{Channel, DebugOut, Handler, MessageInfo, SharedMemory};
 use mmio::{CacheClean, Coherent, DcacheClean, DmaMemory, DmaRegion, Mmio, StaticCell};
 
@@ -150,7 +152,7 @@ fn domains(
 /// Enables the SMMU with every configured stream prepared (aborting).
 #[inline(never)]
 fn start(hw: &mut Hw) {
-    let mut streams = [StreamId(0); 16];
+    let mut streams = [StreamId(0); TOTAL_DEVICES];
     let mut n = 0;
     for (c, spec) in CLIENTS.iter().enumerate() {
         for (d, device) in spec.devices.iter().enumerate() {
@@ -163,12 +165,8 @@ fn start(hw: &mut Hw) {
                     if present { "present" } else { "absent" }
                 );
             }
-            if n < streams.len() {
-                streams[n] = device.stream_id;
-                n += 1;
-            } else {
-                say!("client {c}: too many streams to prepare at start");
-            }
+            streams[n] = device.stream_id;
+            n += 1;
         }
     }
     hw.smmu()

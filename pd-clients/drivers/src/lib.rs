@@ -22,6 +22,23 @@ pub fn spec() -> &'static ClientSpec {
     iommu_system::client(name).unwrap_or_else(|| panic!("{name} is not a client in iommu.xml"))
 }
 
+/// This PD's client index (its position in the configuration).
+pub fn index() -> Option<usize> {
+    let name = microkit::name();
+    iommu_system::CLIENTS.iter().position(|c| c.pd == name)
+}
+
+/// The story's roles among the configured drivers.
+pub fn roles() -> Option<edu_driver::Roles> {
+    edu_driver::Roles::of(
+        iommu_system::CLIENTS
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.drives_dma())
+            .map(|(i, _)| i),
+    )
+}
+
 /// The server, through this PD's command page and channel.
 pub fn iommu(spec: &ClientSpec) -> Iommu<MicrokitTransport> {
     let vaddr = COMMAND_PAGE_VADDR.get();

@@ -82,18 +82,33 @@ impl<R: RegisterBlock> Edu<R> {
         self.run(BUFFER + offset, iova, len, CMD_TO_RAM)
     }
 
-    fn run(&self, src: u64, dst: u64, len: u64, direction: u64) -> Result<(), Timeout> {
-        let len = len.clamp(1, MAX_TRANSFER - 1);
-        self.0.write64(DMA_SRC, src);
-        self.0.write64(DMA_DST, dst);
-        self.0.write64(DMA_COUNT, len);
-        self.0.write64(DMA_CMD, CMD_RUN | direction);
+    /// Starts the device writing its buffer at `offset` to bus memory at
+    /// `iova`, and returns while the transfer is in flight.
+    pub fn start_write_to(&self, offset: u64, iova: u64, len: u64) {
+        self.start(BUFFER + offset, iova, len, CMD_TO_RAM)
+    }
+
+    /// Waits for the device's transfer, if one runs, to end.
+    pub fn wait(&self) -> Result<(), Timeout> {
         for _ in 0..POLL_LIMIT {
             if self.0.read64(DMA_CMD) & CMD_RUN == 0 {
                 return Ok(());
             }
         }
         Err(Timeout)
+    }
+
+    fn start(&self, src: u64, dst: u64, len: u64, direction: u64) {
+        let len = len.clamp(1, MAX_TRANSFER - 1);
+        self.0.write64(DMA_SRC, src);
+        self.0.write64(DMA_DST, dst);
+        self.0.write64(DMA_COUNT, len);
+        self.0.write64(DMA_CMD, CMD_RUN | direction);
+    }
+
+    fn run(&self, src: u64, dst: u64, len: u64, direction: u64) -> Result<(), Timeout> {
+        self.start(src, dst, len, direction);
+        self.wait()
     }
 }
 
@@ -280,6 +295,123 @@ pub fn after_reset<T: Transport, M: Memory, R: RegisterBlock>(
         s.dst.iova(),
         iommu_proto::fault::kind_name(fault.kind),
         s.device.id()
+    );
+    Ok(())
+}
+
+/// Who does what in the example's story, by position among the clients
+/// that drive a device (configuration order): the first crashes in the
+/// middle of a DMA and is restarted by its supervisor, the last is reset
+/// by the manager. The PDs and the demo follow the same rule.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Roles {
+    pub crashes: usize,
+    pub reset: usize,
+}
+
+impl Roles {
+    /// `None` with fewer than two drivers.
+    pub fn of(mut drivers: impl Iterator<Item = usize>) -> Option<Roles> {
+        let crashes = drivers.next()?;
+        let reset = drivers.last()?;
+        Some(Roles { crashes, reset })
+    }
+}
+
+/// Bounded text: a server report kept to compare.
+pub struct Report {
+    bytes: [u8; 1024],
+    len: usize,
+}
+
+impl Report {
+    pub const fn new() -> Report {
+        Report {
+            bytes: [0; 1024],
+            len: 0,
+        }
+    }
+
+    /// Appends what fits.
+    pub fn push(&mut self, piece: &[u8]) {
+        let n = piece.len().min(self.bytes.len() - self.len);
+        self.bytes[self.len..self.len + n].copy_from_slice(&piece[..n]);
+        self.len += n;
+    }
+
+    pub fn as_str(&self) -> &str {
+        core::str::from_utf8(&self.bytes[..self.len]).unwrap_or("?")
+    }
+
+    /// A server report's pool and domain figures, without the event
+    /// counters (which a crash's stopped DMA may move).
+    pub fn pools(&self) -> &str {
+        let text = self.as_str();
+        text.find(", event queue overflows")
+            .map_or(text, |end| &text[..end])
+    }
+}
+
+impl Default for Report {
+    fn default() -> Self {
+        Report::new()
+    }
+}
+
+/// The server's own report (pools, domains), as a manager reads it.
+pub fn server_report<T: Transport>(manager: &mut Iommu<T>, page_va: u64) -> Result<Report, Errno> {
+    let mut report = Report::new();
+    manager.dump(page_va, iommu_proto::dump::IOMMU_DUMP_SERVER, |piece| {
+        report.push(piece)
+    })?;
+    Ok(report)
+}
+
+/// What a driver writes before it crashes: the pattern the destination
+/// page holds while the crashed transfer is in flight.
+const BEFORE_CRASH: u8 = 0x33;
+
+/// The first half of a crash in the middle of DMA: the device is told to
+/// write to the destination page and the driver stops before the
+/// transfer ends (the caller then faults, or simulates it).
+pub fn start_dma_and_crash<M: Memory, R: RegisterBlock>(
+    s: &Session<'_>,
+    edu: &Edu<R>,
+    buf: &DmaBuffer<M>,
+    out: &mut impl Write,
+) -> Step {
+    fill(buf, DST as usize, STORY_BYTES, BEFORE_CRASH)?;
+    // Short: one event per beat, and the story's queue need not overflow.
+    edu.start_write_to(0, s.dst.iova(), 64);
+    let _ = writeln!(
+        out,
+        "DMA to IOVA {:#x} in flight: crashing on purpose",
+        s.dst.iova()
+    );
+    Ok(())
+}
+
+/// A restarted driver's first step, before it binds again: it lets its
+/// device's last transfer end and checks that the transfer its previous
+/// life left in flight was stopped (the memory as it was, a fault on
+/// record, which `wait_fault` waits for).
+pub fn after_restart<T: Transport, M: Memory, R: RegisterBlock>(
+    iommu: &mut Iommu<T>,
+    edu: &Edu<R>,
+    buf: &DmaBuffer<M>,
+    out: &mut impl Write,
+    mut wait_fault: impl FnMut(&mut Iommu<T>) -> Option<Fault>,
+) -> Step {
+    edu.wait().map_err(|_| "the device is still busy")?;
+    if !holds(buf, DST as usize, STORY_BYTES, BEFORE_CRASH) {
+        return Err("the crashed driver's DMA reached memory after its revocation");
+    }
+    let fault = wait_fault(iommu).ok_or("the stopped DMA was not reported")?;
+    while iommu.read_fault().is_ok_and(|r| r.remaining > 0) {}
+    let _ = writeln!(
+        out,
+        "restarted: my previous life's DMA was stopped ({}) and reached nothing",
+        iommu_proto::fault::kind_name(fault.kind)
     );
     Ok(())
 }

@@ -1,8 +1,11 @@
-//! The edu driver PD (two instances, edu_a and edu_b, from one image):
-//! finds its device in its PCI configuration page, gives it its BAR, maps
-//! its DMA buffer through the IOMMU server and checks DMA both ways. edu_a
-//! then shows a stray DMA stopped and reported; edu_b tells the manager it
-//! is ready, and once reset shows its device can reach nothing.
+//! The edu driver PD (one image, an instance per driver client): finds its
+//! device in its PCI configuration page, gives it its BAR, maps its DMA
+//! buffer through the IOMMU server, checks DMA both ways and shows a stray
+//! DMA stopped and reported, then tells its manager (its parent) it is
+//! ready. What follows is its role in the story (`edu_driver::Roles`):
+//! the first driver crashes in the middle of a DMA when told to, and its
+//! restarted life checks that the DMA was stopped before it binds again;
+//! the last one, once reset, shows its device can reach nothing.
 
 #![no_std]
 #![no_main]
@@ -11,7 +14,7 @@
 use core::fmt::Write;
 
 use driver_pds::edu::{device, dma_buffer, EDU_BAR_PADDR};
-use driver_pds::{iommu, spec, Out};
+use driver_pds::{iommu, roles, spec, Out};
 use edu_driver::{Edu, Session};
 use iommu_client::{DmaBuffer, Iommu, MicrokitTransport};
 use microkit::{Channel, Handler, MessageInfo, SharedMemory};
@@ -31,6 +34,23 @@ struct Driver {
     buffer: &'static DmaBuffer<SharedMemory>,
     session: Option<Session<'static>>,
     server: Channel,
+}
+
+fn report(out: &mut Out, what: &str, r: Result<(), &'static str>) {
+    match r {
+        Ok(()) => {
+            let _ = writeln!(out, "ok - {what}");
+        }
+        Err(e) => {
+            let _ = writeln!(out, "FAILED - {what}: {e}");
+        }
+    }
+}
+
+/// A fault record, polled: the server runs at a higher priority, so by
+/// the time a transfer has ended its interrupt handler has queued it.
+fn poll_fault(iommu: &mut Iommu<MicrokitTransport>) -> Option<iommu_client::Fault> {
+    (0..1000).find_map(|_| iommu.read_fault().ok().and_then(|r| r.fault))
 }
 
 fn init() -> Driver {
@@ -60,14 +80,12 @@ fn init() -> Driver {
             return driver;
         }
     }
-    let report = |out: &mut Out, what: &str, r: Result<(), &'static str>| match r {
-        Ok(()) => {
-            let _ = writeln!(out, "ok - {what}");
-        }
-        Err(e) => {
-            let _ = writeln!(out, "FAILED - {what}: {e}");
-        }
-    };
+    let restarted = microkit::starts() > 1;
+    if restarted {
+        let r =
+            edu_driver::after_restart(&mut driver.iommu, &driver.edu, buffer, &mut out, poll_fault);
+        report(&mut out, "restarted: the crashed life's DMA was stopped", r);
+    }
     let session = match edu_driver::setup(&mut driver.iommu, &driver.edu, buffer, &mut out) {
         Ok(s) => s,
         Err(e) => {
@@ -77,22 +95,19 @@ fn init() -> Driver {
     };
     let r = edu_driver::round_trip(&session, &driver.edu, buffer, 7, &mut out);
     report(&mut out, "DMA through my mappings", r);
-    if microkit::name() == "edu_a" {
-        // The server runs at a higher priority: by the time the transfer
-        // has ended, its interrupt handler has queued the fault.
+    if !restarted {
         let r = edu_driver::stray_dma(
             &mut driver.iommu,
             &session,
             &driver.edu,
             buffer,
             &mut out,
-            |iommu| (0..1000).find_map(|_| iommu.read_fault().ok().and_then(|r| r.fault)),
+            poll_fault,
         );
         report(&mut out, "stray DMA faulted and reported", r);
-    } else {
-        microkit::notify(MANAGER);
     }
     driver.session = Some(session);
+    microkit::notify(MANAGER);
     driver
 }
 
@@ -105,28 +120,32 @@ impl Handler for Driver {
         let mut out = Out::new();
         if channel == self.server {
             let _ = writeln!(out, "the server notified a DMA fault");
-        } else if channel == MANAGER {
-            if let Some(session) = &self.session {
-                // The server runs at a higher priority: by the time the
-                // transfer has ended, its interrupt handler has queued the
-                // fault.
-                let r = edu_driver::after_reset(
-                    &mut self.iommu,
-                    session,
-                    &self.edu,
-                    self.buffer,
-                    &mut out,
-                    |iommu| (0..1000).find_map(|_| iommu.read_fault().ok().and_then(|r| r.fault)),
-                );
-                match r {
-                    Ok(()) => {
-                        let _ = writeln!(out, "ok - my device can no longer reach memory");
-                    }
-                    Err(e) => {
-                        let _ = writeln!(out, "FAILED - after reset: {e}");
-                    }
-                }
-            }
+            return;
+        }
+        let (Some(session), Some(roles), Some(me)) = (&self.session, roles(), driver_pds::index())
+        else {
+            return;
+        };
+        if channel != MANAGER {
+            return;
+        }
+        if me == roles.crashes {
+            let r = edu_driver::start_dma_and_crash(session, &self.edu, self.buffer, &mut out);
+            report(&mut out, "DMA started", r);
+            // A fault like any driver bug: the manager, this PD's parent,
+            // receives it.
+            panic!("crashing on purpose in the middle of a DMA");
+        }
+        if me == roles.reset {
+            let r = edu_driver::after_reset(
+                &mut self.iommu,
+                session,
+                &self.edu,
+                self.buffer,
+                &mut out,
+                poll_fault,
+            );
+            report(&mut out, "my device can no longer reach memory", r);
         }
     }
 }
