@@ -59,9 +59,11 @@ run: demo
 		-semihosting -kernel $(DEMO) $$devices
 endif
 
-# Every PD image, named as system.xml's program_image elements name them.
+# Every PD image, named as system.xml's program_image elements name them,
+# and the protocol's C header for C PDs (iommu_client.h includes it).
 pds:
-	mkdir -p $(BUILD)
+	mkdir -p $(BUILD)/include
+	$(CARGO) run -q -p sysgen -- --c-header > $(BUILD)/include/iommu_proto.h
 	cd iommu-server/pd && $(PD_ENV) $(CARGO) build --release --target-dir $(PD_TARGET_DIR)
 	cd pd-clients/drivers && $(PD_ENV) $(CARGO) build --release --target-dir $(PD_TARGET_DIR)
 	cp $(PD_OUT)/iommu-server-pd $(BUILD)/iommu_server.elf

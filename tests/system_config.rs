@@ -114,8 +114,9 @@ fn memory_the_server_cannot_place_or_must_keep() {
         ),
         POLICY,
         &[
-            "<dma mr=\"edu_a_dma\">",
-            "attribute `mr`",
+            "system.xml:",
+            "<memory_region name=\"edu_a_dma\">",
+            "named at iommu.xml:18",
             "region_paddr=\"edu_a_dma\"",
         ],
     );
@@ -127,7 +128,12 @@ fn memory_the_server_cannot_place_or_must_keep() {
             "<map mr=\"edu_a_dma\" vaddr=\"0x15000000\" />\n<map mr=\"smmu_regs\"",
         ),
         POLICY,
-        &["<dma mr=\"edu_a_dma\">", "mapped into the server"],
+        &[
+            "system.xml:",
+            "<map mr=\"edu_a_dma\"> attribute `mr`",
+            "DMA memory of `edu_a` (iommu.xml:18)",
+            "not mapped into the server",
+        ],
     );
     // A client mapping the server's page-table pool.
     refused(
@@ -137,7 +143,11 @@ fn memory_the_server_cannot_place_or_must_keep() {
             "<map mr=\"iommu_page_tables\" vaddr=\"0x40000000\" />\n<map mr=\"edu_a_dma\" vaddr=\"0x30000000\"",
         ),
         POLICY,
-        &["<client pd=\"edu_a\">", "attribute `pd`", "iommu_page_tables"],
+        &[
+            "system.xml:",
+            "<map mr=\"iommu_page_tables\"> attribute `mr`",
+            "the server's own memory (iommu.xml:14)",
+        ],
     );
     // Registers mapped cached.
     refused(
@@ -217,7 +227,11 @@ fn channels_pages_and_priorities() {
             "<map mr=\"edu_a_command\" vaddr=\"0x21000000\"",
         ),
         POLICY,
-        &["attribute `command_page`", "one 0x1000-byte page"],
+        &[
+            "system.xml:22:",
+            "<memory_region name=\"edu_a_command\"> attribute `size`",
+            "one 0x1000-byte page",
+        ],
     );
 }
 
@@ -343,7 +357,7 @@ fn table_page_quotas_must_fit_the_pool() {
         &[
             "iommu.xml:",
             "<page_tables mr=\"iommu_page_tables\"> attribute `mr`",
-            "table_pages quotas add up to 66 pages, more than the 64 of region `iommu_page_tables`",
+            "table_pages quotas add up to 66 pages, more than the 64 of region `iommu_page_tables` (system.xml:13)",
         ],
     );
 }
@@ -600,4 +614,224 @@ fn child_protection_domains() {
             "more than 63 protection domains",
         ],
     );
+}
+
+/// Loads each case and lists those whose error is not exactly the one
+/// expected (all of them, not just the first).
+#[track_caller]
+fn exactly(cases: &[(&str, String, String, &str)]) {
+    let wrong: Vec<String> = cases
+        .iter()
+        .filter_map(|(what, system, policy, expected)| {
+            let got = load(system, policy);
+            (got.as_ref().err().map(String::as_str) != Some(*expected))
+                .then(|| format!("{what}:\n  expected {expected}\n  got      {got:?}"))
+        })
+        .collect();
+    assert!(
+        wrong.is_empty(),
+        "{} of {} cases wrong:\n{}",
+        wrong.len(),
+        cases.len(),
+        wrong.join("\n")
+    );
+}
+
+/// An error about an element of system.xml (a memory region's size, a
+/// map, a channel end) is reported there, saying where iommu.xml uses it,
+/// not at the iommu.xml element that refers to it; and a name system.xml
+/// itself gets wrong is refused in system.xml before iommu.xml looks it
+/// up.
+#[test]
+fn errors_point_at_the_file_at_fault() {
+    let sys = |from: &str, to: &str| edit(SYSTEM, from, to);
+    let pol = |from: &str, to: &str| edit(POLICY, from, to);
+    exactly(&[
+        (
+            "a register frame too small",
+            sys(
+                "name=\"smmu_regs\" size=\"0x20000\"",
+                "name=\"smmu_regs\" size=\"0x10000\"",
+            ),
+            POLICY.into(),
+            "system.xml:11:37: <memory_region name=\"smmu_regs\"> attribute `size`: `smmu_regs` is the SMMUv3 register frame (iommu.xml:13): 0x20000 bytes, not 0x10000",
+        ),
+        (
+            "a command page of two pages",
+            // Moved out of the way of the maps after it in both PDs.
+            edit(
+                &edit(
+                    &sys(
+                        "name=\"edu_a_command\" size=\"0x1000\"",
+                        "name=\"edu_a_command\" size=\"0x2000\"",
+                    ),
+                    "mr=\"edu_a_command\" vaddr=\"0x13000000\"",
+                    "mr=\"edu_a_command\" vaddr=\"0x13100000\"",
+                ),
+                "mr=\"edu_a_command\" vaddr=\"0x20000000\"",
+                "mr=\"edu_a_command\" vaddr=\"0x21000000\"",
+            ),
+            POLICY.into(),
+            "system.xml:22:41: <memory_region name=\"edu_a_command\"> attribute `size`: `edu_a_command` is the command page of `edu_a` (iommu.xml:16): one 0x1000-byte page",
+        ),
+        (
+            "a client mapping the server's page tables",
+            sys(
+                "<map mr=\"edu_a_dma\" vaddr=\"0x30000000\"",
+                "<map mr=\"iommu_page_tables\" vaddr=\"0x40000000\" /><map mr=\"edu_a_dma\" vaddr=\"0x30000000\"",
+            ),
+            POLICY.into(),
+            "system.xml:62:14: <map mr=\"iommu_page_tables\"> attribute `mr`: `edu_a` is a client (iommu.xml:16) and `iommu_page_tables` the server's own memory (iommu.xml:14): no client maps it",
+        ),
+        (
+            "a DMA region without a way to its physical address",
+            sys(
+                "<setvar symbol=\"edu_a_dma_paddr\" region_paddr=\"edu_a_dma\" />",
+                "",
+            ),
+            POLICY.into(),
+            "system.xml:25:5: <memory_region name=\"edu_a_dma\">: the server `iommu_server` cannot learn the physical address of `edu_a_dma`, named at iommu.xml:18: give it a phys_addr or add <setvar symbol=\"...\" region_paddr=\"edu_a_dma\"/> to the server",
+        ),
+        (
+            "a DMA region mapped into the server",
+            sys(
+                "<map mr=\"edu_b_config\" vaddr=\"0x14001000\" perms=\"rw\" cached=\"false\" />",
+                "<map mr=\"edu_b_config\" vaddr=\"0x14001000\" perms=\"rw\" cached=\"false\" /><map mr=\"edu_a_dma\" vaddr=\"0x15000000\" />",
+            ),
+            POLICY.into(),
+            "system.xml:42:84: <map mr=\"edu_a_dma\"> attribute `mr`: `edu_a_dma` is DMA memory of `edu_a` (iommu.xml:18): a DMA region must be the client's memory only, not mapped into the server",
+        ),
+        (
+            "a DMA region mapped off a page boundary",
+            sys(
+                "<map mr=\"edu_a_dma\" vaddr=\"0x30000000\"",
+                "<map mr=\"edu_a_dma\" vaddr=\"0x30000800\"",
+            ),
+            POLICY.into(),
+            "system.xml:62:29: <map mr=\"edu_a_dma\"> attribute `vaddr`: `edu_a_dma` is DMA memory of `edu_a` (iommu.xml:18): DMA regions are whole pages",
+        ),
+        (
+            "a DMA region of part of a page",
+            sys(
+                "name=\"edu_a_dma\" size=\"0x10000\"",
+                "name=\"edu_a_dma\" size=\"0x10800\"",
+            ),
+            POLICY.into(),
+            "system.xml:25:37: <memory_region name=\"edu_a_dma\"> attribute `size`: `edu_a_dma` is DMA memory of `edu_a` (iommu.xml:18): DMA regions are whole pages",
+        ),
+        (
+            "a map of a region system.xml misspells",
+            sys(
+                "<map mr=\"edu_a_dma\" vaddr=\"0x30000000\"",
+                "<map mr=\"edu_a_dam\" vaddr=\"0x30000000\"",
+            ),
+            POLICY.into(),
+            "system.xml:62:14: <map mr=\"edu_a_dam\"> attribute `mr`: no <memory_region name=\"edu_a_dam\">; system.xml has `edu_a_dma` (system.xml:25)",
+        ),
+        (
+            "a setvar of a region system.xml misspells",
+            sys("region_paddr=\"edu_a_dma\"", "region_paddr=\"edu_a_dm\""),
+            POLICY.into(),
+            "system.xml:45:42: <setvar symbol=\"edu_a_dma_paddr\"> attribute `region_paddr`: no <memory_region name=\"edu_a_dm\">; system.xml has `edu_a_dma` (system.xml:25)",
+        ),
+        (
+            "a channel end naming a PD system.xml misspells",
+            sys(
+                "<end pd=\"edu_a\" id=\"0\" pp=\"true\" />",
+                "<end pd=\"edu_aa\" id=\"0\" pp=\"true\" />",
+            ),
+            POLICY.into(),
+            "system.xml:78:14: <end pd=\"edu_aa\"> attribute `pd`: no <protection_domain name=\"edu_aa\">; system.xml has `edu_a` (system.xml:57)",
+        ),
+        (
+            "more table pages promised than the pool holds",
+            SYSTEM.into(),
+            pol("table_pages=\"16\"", "table_pages=\"50\""),
+            "iommu.xml:14:18: <page_tables mr=\"iommu_page_tables\"> attribute `mr`: the clients' table_pages quotas add up to 66 pages, more than the 64 of region `iommu_page_tables` (system.xml:13)",
+        ),
+    ]);
+}
+
+/// A name iommu.xml gives that system.xml lacks is refused at the
+/// reference in iommu.xml; when system.xml has a near miss (two edits
+/// away, or the same but for case) the error says where, since the typo
+/// may well be system.xml's.
+#[test]
+fn lookups_point_at_near_misses_in_system_xml() {
+    let pol = |from: &str, to: &str| edit(POLICY, from, to);
+    exactly(&[
+        (
+            "a server system.xml misspells everywhere",
+            SYSTEM.replace("iommu_server", "iommu_sever"),
+            POLICY.into(),
+            "iommu.xml:12:8: <iommu> attribute `server`: no <protection_domain name=\"iommu_server\"> in system.xml; system.xml has `iommu_sever` (system.xml:33)",
+        ),
+        (
+            "a client PD iommu.xml spells in capitals",
+            SYSTEM.into(),
+            pol("<client pd=\"edu_a\"", "<client pd=\"EDU_A\""),
+            "iommu.xml:16:13: <client pd=\"EDU_A\"> attribute `pd`: no <protection_domain name=\"EDU_A\"> in system.xml; system.xml has `edu_a` (system.xml:57)",
+        ),
+        (
+            "server memory system.xml misspells everywhere",
+            SYSTEM.replace("\"smmu_memory\"", "\"smmu_memry\""),
+            POLICY.into(),
+            "iommu.xml:13:26: <smmu mr=\"smmu_regs\"> attribute `memory`: no <memory_region name=\"smmu_memory\"> in system.xml; system.xml has `smmu_memry` (system.xml:12)",
+        ),
+        (
+            "a command page iommu.xml misspells",
+            SYSTEM.into(),
+            pol(
+                "command_page=\"edu_a_command\"",
+                "command_page=\"edu_a_comand\"",
+            ),
+            "iommu.xml:16:24: <client pd=\"edu_a\"> attribute `command_page`: no <memory_region name=\"edu_a_comand\"> in system.xml; system.xml has `edu_a_command` (system.xml:22)",
+        ),
+        (
+            "a DMA region iommu.xml misspells",
+            SYSTEM.into(),
+            pol("<dma mr=\"edu_a_dma\" />", "<dma mr=\"edu_a_dma_\" />"),
+            "iommu.xml:18:14: <dma mr=\"edu_a_dma_\"> attribute `mr`: no <memory_region name=\"edu_a_dma_\"> in system.xml; system.xml has `edu_a_dma` (system.xml:25)",
+        ),
+        (
+            "a client mapping another's DMA region",
+            edit(
+                SYSTEM,
+                "<map mr=\"edu_a_dma\" vaddr=\"0x30000000\"",
+                "<map mr=\"edu_b_dma\" vaddr=\"0x30000000\"",
+            ),
+            POLICY.into(),
+            "iommu.xml:18:14: <dma mr=\"edu_a_dma\"> attribute `mr`: `edu_a_dma` is not mapped into `edu_a`; system.xml has `edu_b_dma` (system.xml:62)",
+        ),
+        (
+            "a client mapping another's command page",
+            edit(
+                SYSTEM,
+                "<map mr=\"edu_a_command\" vaddr=\"0x20000000\"",
+                "<map mr=\"edu_b_command\" vaddr=\"0x20000000\"",
+            ),
+            POLICY.into(),
+            "iommu.xml:16:24: <client pd=\"edu_a\"> attribute `command_page`: `edu_a_command` is not mapped into `edu_a`; system.xml has `edu_b_command` (system.xml:59)",
+        ),
+        (
+            "the server mapping a near namesake of its page tables",
+            edit(
+                &edit(
+                    SYSTEM,
+                    "<map mr=\"iommu_page_tables\" vaddr=\"0x12000000\"",
+                    "<map mr=\"iommu_page_table\" vaddr=\"0x12000000\"",
+                ),
+                "<memory_region name=\"iommu_page_tables\" size=\"0x40000\" />",
+                "<memory_region name=\"iommu_page_tables\" size=\"0x40000\" /><memory_region name=\"iommu_page_table\" size=\"0x40000\" />",
+            ),
+            POLICY.into(),
+            "iommu.xml:14:18: <page_tables mr=\"iommu_page_tables\"> attribute `mr`: `iommu_page_tables` is not mapped into the server `iommu_server`; system.xml has `iommu_page_table` (system.xml:37)",
+        ),
+        (
+            "a configuration page iommu.xml misspells",
+            SYSTEM.into(),
+            pol("config_mr=\"edu_a_config\"", "config_mr=\"edu_a_confg\""),
+            "iommu.xml:19:70: <device name=\"edu_a\"> attribute `config_mr`: `edu_a_confg` is not mapped into the server; system.xml has `edu_a_config` (system.xml:41)",
+        ),
+    ]);
 }

@@ -37,7 +37,8 @@ macro_rules! offset_of_end {
 }
 
 /// A wire struct: `#[repr(C)]` plain old data with no padding (the
-/// `IntoBytes` derive refuses padding at compile time).
+/// `IntoBytes` derive refuses padding at compile time), described to C by
+/// [`c::CStruct`] from the same declaration.
 macro_rules! wire_struct {
     ($(#[$meta:meta])* pub struct $name:ident { $($body:tt)* }) => {
         $(#[$meta])*
@@ -55,9 +56,30 @@ macro_rules! wire_struct {
             zerocopy::Immutable,
         )]
         pub struct $name { $($body)* }
+
+        wire_struct!(@c $name { $($body)* });
+    };
+    (@c $name:ident { $( $(#[$fmeta:meta])* pub $field:ident : $fty:ty ),* $(,)? }) => {
+        impl $crate::c::CType for $name {
+            const NAME: &'static str = concat!("struct ", stringify!($name));
+        }
+
+        impl $crate::c::CStruct for $name {
+            const NAME: &'static str = stringify!($name);
+            const SIZE: usize = core::mem::size_of::<$name>();
+            const FIELDS: &'static [$crate::c::CField] = &[$(
+                $crate::c::CField {
+                    name: stringify!($field),
+                    ty: <$fty as $crate::c::CType>::NAME,
+                    len: <$fty as $crate::c::CType>::LEN,
+                    offset: core::mem::offset_of!($name, $field),
+                }
+            ),*];
+        }
     };
 }
 
+pub mod c;
 pub mod decode;
 pub mod dump;
 pub mod fault;

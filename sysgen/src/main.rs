@@ -3,18 +3,25 @@
 //! Prints what the server would serve, or the one located error and exits
 //! with status 1. With `--qemu-devices` first, prints instead the QEMU
 //! arguments that place the configured devices (`make run` uses them).
+//! `--c-header` alone prints `iommu_proto.h`, the protocol for C clients.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let mut args: Vec<PathBuf> = std::env::args_os().skip(1).map(PathBuf::from).collect();
+    if args.len() == 1 && args[0].as_os_str() == "--c-header" {
+        let mut header = String::new();
+        iommu_proto::c::header(&mut header).expect("writing to a String");
+        print!("{header}");
+        return ExitCode::SUCCESS;
+    }
     let qemu = args.first().is_some_and(|a| a == "--qemu-devices");
     if qemu {
         args.remove(0);
     }
     let [system, policy] = args.as_slice() else {
-        eprintln!("usage: sysgen [--qemu-devices] SYSTEM.xml IOMMU.xml");
+        eprintln!("usage: sysgen [--qemu-devices] SYSTEM.xml IOMMU.xml | sysgen --c-header");
         return ExitCode::from(2);
     };
     match sysgen::load(system, policy) {

@@ -2,7 +2,12 @@
 //! owns): which PD is the server, where its SMMU, memory and IRQs are, and
 //! per client its command page, DMA memory, devices, quota and whether it
 //! is the manager. Checked against the system description here; every
-//! refusal names the element and attribute at fault.
+//! refusal names the element and attribute at fault, in the file a user
+//! most likely got wrong: a map's perms or caching, a channel end, a PD's
+//! priority or a memory region's size is refused at its element in
+//! system.xml (saying where in iommu.xml it is used); a name iommu.xml
+//! gives that system.xml lacks is refused in iommu.xml, pointing at a
+//! near miss in system.xml when there is one.
 
 use std::collections::BTreeMap;
 
@@ -125,6 +130,31 @@ pub fn check(
 }
 
 impl<'a> Checker<'a> {
+    /// A PD of system.xml nearly named `name`, as a hint.
+    fn pd_hint(&self, name: &str) -> String {
+        self.sdf.hint(
+            name,
+            self.sys.pds.iter().map(|p| (p.name.as_str(), &p.element)),
+        )
+    }
+
+    /// A memory region of system.xml nearly named `name`, as a hint.
+    fn mr_hint(&self, name: &str) -> String {
+        self.sdf.hint(
+            name,
+            self.sys
+                .memory_regions
+                .iter()
+                .map(|m| (m.name.as_str(), &m.element)),
+        )
+    }
+
+    /// A map of `pd` of a region nearly named `name`, as a hint.
+    fn map_hint(&self, pd: &ProtectionDomain, name: &str) -> String {
+        self.sdf
+            .hint(name, pd.maps.iter().map(|m| (m.mr.as_str(), &m.element)))
+    }
+
     fn config(&self, root: &Element) -> Result<Config, Error> {
         let s = self.side;
         if root.name != "iommu" {
@@ -137,8 +167,9 @@ impl<'a> Checker<'a> {
                 root,
                 "server",
                 format!(
-                    "no <protection_domain name=\"{server_name}\"> in {}",
-                    self.sdf.file
+                    "no <protection_domain name=\"{server_name}\"> in {}{}",
+                    self.sdf.file,
+                    self.pd_hint(server_name)
                 ),
             )
         })?;
@@ -197,11 +228,14 @@ impl<'a> Checker<'a> {
         s.only_attrs(page_tables, &["mr"])?;
         let smmu_regs = self.server_memory(server, smmu, "mr", false)?;
         if smmu_regs.size < SMMU_FRAME {
-            return Err(s.attr(
-                smmu,
-                "mr",
+            let mr = self.sys.mr(&smmu_regs.mr).expect("server_memory found it");
+            return Err(self.sdf.attr(
+                &mr.element,
+                "size",
                 format!(
-                    "the SMMUv3 register frame is {SMMU_FRAME:#x} bytes; this region has {:#x}",
+                    "`{}` is the SMMUv3 register frame ({}): {SMMU_FRAME:#x} bytes, not {:#x}",
+                    smmu_regs.mr,
+                    s.line(smmu),
                     smmu_regs.size
                 ),
             ));
@@ -226,25 +260,40 @@ impl<'a> Checker<'a> {
         let promised: u64 = config.clients.iter().map(|c| c.quota.table_pages).sum();
         let pool = config.page_tables.size / PAGE;
         if promised > pool {
+            let mr = self.sys.mr(&config.page_tables.mr).expect("checked");
             return Err(s.attr(
                 page_tables_element,
                 "mr",
                 format!(
-                    "the clients' table_pages quotas add up to {promised} pages, more than the {pool} of region `{}`",
-                    config.page_tables.mr
+                    "the clients' table_pages quotas add up to {promised} pages, more than the {pool} of region `{}` ({})",
+                    config.page_tables.mr,
+                    self.sdf.line(&mr.element)
                 ),
             ));
         }
-        // Server memory must not be handed to any client.
-        let private = [&config.smmu_regs, &config.smmu_memory, &config.page_tables];
+        // Server memory must not be handed to any client: the client's
+        // map in system.xml is at fault.
+        let private = [
+            (&config.smmu_regs, smmu),
+            (&config.smmu_memory, smmu),
+            (&config.page_tables, page_tables_element),
+        ];
         for (client, e) in config.clients.iter().zip(&client_elements) {
             let pd = self.sys.pd(&client.pd).expect("checked");
-            if let Some(m) = private.iter().find(|m| pd.map_of(&m.mr).is_some()) {
-                return Err(s.attr(
-                    e,
-                    "pd",
-                    format!("the client maps the server's memory region `{}`", m.mr),
-                ));
+            for (m, named) in private {
+                if let Some(map) = pd.map_of(&m.mr) {
+                    return Err(self.sdf.attr(
+                        &map.element,
+                        "mr",
+                        format!(
+                            "`{}` is a client ({}) and `{}` the server's own memory ({}): no client maps it",
+                            client.pd,
+                            s.line(e),
+                            m.mr,
+                            s.line(named)
+                        ),
+                    ));
+                }
             }
         }
         Ok(config)
@@ -264,14 +313,22 @@ impl<'a> Checker<'a> {
             s.attr(
                 e,
                 attr,
-                format!("no <memory_region name=\"{name}\"> in {}", self.sdf.file),
+                format!(
+                    "no <memory_region name=\"{name}\"> in {}{}",
+                    self.sdf.file,
+                    self.mr_hint(name)
+                ),
             )
         })?;
         let map = server.map_of(name).ok_or_else(|| {
             s.attr(
                 e,
                 attr,
-                format!("`{name}` is not mapped into the server `{}`", server.name),
+                format!(
+                    "`{name}` is not mapped into the server `{}`{}",
+                    server.name,
+                    self.map_hint(server, name)
+                ),
             )
         })?;
         if !(map.read && map.write) {
@@ -287,7 +344,7 @@ impl<'a> Checker<'a> {
                 .sdf
                 .attr(&map.element, "cached", format!("must be {want}")));
         }
-        let paddr = self.paddr(server, e, attr, mr)?;
+        let paddr = self.paddr(server, e, mr)?;
         Ok(ServerMemory {
             mr: name.to_string(),
             vaddr: map.vaddr,
@@ -298,12 +355,11 @@ impl<'a> Checker<'a> {
 
     /// How the server learns `mr`'s physical address: its `phys_addr`, or
     /// a `<setvar region_paddr>` of the server; else an error about the
-    /// attribute of `e` that named it.
+    /// region in system.xml, which lacks both (saying where `e` names it).
     fn paddr(
         &self,
         server: &ProtectionDomain,
         e: &Element,
-        attr: &str,
         mr: &MemoryRegion,
     ) -> Result<Paddr, Error> {
         if let Some(p) = mr.phys_addr {
@@ -316,11 +372,12 @@ impl<'a> Checker<'a> {
             .find(|v| v.region_paddr == *name)
             .map(|v| Paddr::Symbol(v.symbol.clone()))
             .ok_or_else(|| {
-                self.side.attr(
-                    e,
-                    attr,
+                self.sdf.element(
+                    &mr.element,
                     format!(
-                        "the server cannot learn the physical address of `{name}`: give it a phys_addr or add <setvar symbol=\"...\" region_paddr=\"{name}\"/> to the server"
+                        "the server `{}` cannot learn the physical address of `{name}`, named at {}: give it a phys_addr or add <setvar symbol=\"...\" region_paddr=\"{name}\"/> to the server",
+                        server.name,
+                        self.side.line(e),
                     ),
                 )
             })
@@ -364,8 +421,9 @@ impl<'a> Checker<'a> {
                 e,
                 "pd",
                 format!(
-                    "no <protection_domain name=\"{name}\"> in {}",
-                    self.sdf.file
+                    "no <protection_domain name=\"{name}\"> in {}{}",
+                    self.sdf.file,
+                    self.pd_hint(name)
                 ),
             )
         })?;
@@ -413,14 +471,21 @@ impl<'a> Checker<'a> {
             s.attr(
                 e,
                 "command_page",
-                format!("no <memory_region name=\"{page_name}\">"),
+                format!(
+                    "no <memory_region name=\"{page_name}\"> in {}{}",
+                    self.sdf.file,
+                    self.mr_hint(page_name)
+                ),
             )
         })?;
         if page.size != PAGE {
-            return Err(s.attr(
-                e,
-                "command_page",
-                format!("`{page_name}` must be one {PAGE:#x}-byte page"),
+            return Err(self.sdf.attr(
+                &page.element,
+                "size",
+                format!(
+                    "`{page_name}` is the command page of `{name}` ({}): one {PAGE:#x}-byte page",
+                    s.line(e)
+                ),
             ));
         }
         if let Some(other) = earlier.iter().find(|c| c.command_page == page_name) {
@@ -438,7 +503,11 @@ impl<'a> Checker<'a> {
                 s.attr(
                     e,
                     "command_page",
-                    format!("`{page_name}` is not mapped into `{}`", pd.name),
+                    format!(
+                        "`{page_name}` is not mapped into `{}`{}",
+                        pd.name,
+                        self.map_hint(pd, page_name)
+                    ),
                 )
             })?;
             if !(m.read && m.write) {
@@ -531,27 +600,61 @@ impl<'a> Checker<'a> {
         let s = self.side;
         s.only_attrs(e, &["mr"])?;
         let name = s.required(e, "mr")?;
-        let mr = self
-            .sys
-            .mr(name)
-            .ok_or_else(|| s.attr(e, "mr", format!("no <memory_region name=\"{name}\">")))?;
+        let mr = self.sys.mr(name).ok_or_else(|| {
+            s.attr(
+                e,
+                "mr",
+                format!(
+                    "no <memory_region name=\"{name}\"> in {}{}",
+                    self.sdf.file,
+                    self.mr_hint(name)
+                ),
+            )
+        })?;
         let map = pd.map_of(name).ok_or_else(|| {
             s.attr(
                 e,
                 "mr",
-                format!("`{name}` is not mapped into `{}`", pd.name),
+                format!(
+                    "`{name}` is not mapped into `{}`{}",
+                    pd.name,
+                    self.map_hint(pd, name)
+                ),
             )
         })?;
-        if server.map_of(name).is_some() {
-            return Err(s.attr(
-                e,
+        if let Some(server_map) = server.map_of(name) {
+            return Err(self.sdf.attr(
+                &server_map.element,
                 "mr",
-                format!("`{name}` is mapped into the server: a DMA region must be the client's memory only"),
+                format!(
+                    "`{name}` is DMA memory of `{}` ({}): a DMA region must be the client's memory only, not mapped into the server",
+                    pd.name,
+                    s.line(e)
+                ),
             ));
         }
-        let paddr = self.paddr(server, e, "mr", mr)?;
-        if map.vaddr % PAGE != 0 || mr.size % PAGE != 0 || mr.size == 0 {
-            return Err(s.attr(e, "mr", "DMA regions are whole pages"));
+        let paddr = self.paddr(server, e, mr)?;
+        if map.vaddr % PAGE != 0 {
+            return Err(self.sdf.attr(
+                &map.element,
+                "vaddr",
+                format!(
+                    "`{name}` is DMA memory of `{}` ({}): DMA regions are whole pages",
+                    pd.name,
+                    s.line(e)
+                ),
+            ));
+        }
+        if mr.size % PAGE != 0 || mr.size == 0 {
+            return Err(self.sdf.attr(
+                &mr.element,
+                "size",
+                format!(
+                    "`{name}` is DMA memory of `{}` ({}): DMA regions are whole pages",
+                    pd.name,
+                    s.line(e)
+                ),
+            ));
         }
         Ok(Region {
             mr: name.to_string(),
@@ -614,7 +717,11 @@ impl<'a> Checker<'a> {
                     s.attr(
                         e,
                         "config_mr",
-                        format!("`{}` is not mapped into the server", a.value),
+                        format!(
+                            "`{}` is not mapped into the server{}",
+                            a.value,
+                            self.map_hint(server, &a.value)
+                        ),
                     )
                 })?;
                 if map.cached {

@@ -2,7 +2,8 @@
 //! depends on, and the Microkit tool's own rules on them: known elements
 //! and attributes only, priorities 0..=254, distinct channel and IRQ ids
 //! per PD, no overlapping maps in a PD, child PDs with distinct ids and
-//! at most 63 PDs in all.
+//! at most 63 PDs in all, maps, setvars and channel ends naming what
+//! exists.
 
 use crate::error::{Error, Source};
 use crate::xml::Element;
@@ -241,9 +242,51 @@ pub fn parse(src: Source<'_>, root: &Element) -> Result<System, Error> {
             _ => {}
         }
     }
+    check_references(src, &system)?;
     check_ids(src, &system)?;
     check_overlaps(src, &system)?;
     Ok(system)
+}
+
+/// Every map and `region_paddr` names a memory region and every channel
+/// end a PD of this file, as the tool requires: a typo here must not
+/// surface as a name the IOMMU policy cannot find.
+fn check_references(src: Source<'_>, system: &System) -> Result<(), Error> {
+    let mr = |e: &Element, attr: &str, name: &str| -> Result<(), Error> {
+        if system.mr(name).is_some() {
+            return Ok(());
+        }
+        let hint = src.hint(
+            name,
+            system
+                .memory_regions
+                .iter()
+                .map(|m| (m.name.as_str(), &m.element)),
+        );
+        Err(src.attr(e, attr, format!("no <memory_region name=\"{name}\">{hint}")))
+    };
+    for pd in &system.pds {
+        for m in &pd.maps {
+            mr(&m.element, "mr", &m.mr)?;
+        }
+        for v in &pd.setvars {
+            mr(&v.element, "region_paddr", &v.region_paddr)?;
+        }
+    }
+    for end in system.channels.iter().flat_map(|c| &c.ends) {
+        if system.pd(&end.pd).is_none() {
+            let hint = src.hint(
+                &end.pd,
+                system.pds.iter().map(|p| (p.name.as_str(), &p.element)),
+            );
+            return Err(src.attr(
+                &end.element,
+                "pd",
+                format!("no <protection_domain name=\"{}\">{hint}", end.pd),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Each PD's channel and IRQ ids are distinct and in 0..=62, as the tool

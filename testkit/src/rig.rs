@@ -77,6 +77,12 @@ pub fn client(name: &'static str) -> ClientBuilder {
 }
 
 impl ClientBuilder {
+    /// Where the client maps its command page (PAGE_VA by default).
+    pub fn command_page(mut self, vaddr: u64) -> Self {
+        self.0.command_page_vaddr = vaddr;
+        self
+    }
+
     pub fn regions(mut self, regions: &'static [Region]) -> Self {
         self.0.regions = regions;
         self

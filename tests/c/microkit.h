@@ -1,20 +1,21 @@
-/* A host stand-in for libmicrokit's microkit.h: records each protected
- * call (label, MR0, MR1, the request in the command page) on stdout and
- * answers it the way the server does, from the canned replies the test
- * program queues. */
+/* A host stand-in for libmicrokit's microkit.h: each protected call goes to
+ * tests/c_header.rs, which serves it with the real server core. The call
+ * is one line on stdout, `call CHANNEL LABEL MR0 MR1 PAGE` (PAGE: the
+ * command page in hex), and the reply one line on stdin, `reply LABEL MR0
+ * PAGE`. */
 #ifndef MICROKIT_H
 #define MICROKIT_H
 
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 
 typedef unsigned int microkit_channel;
 typedef uint64_t microkit_msginfo;
 
+#define STUB_PAGE 4096
 extern uint64_t stub_mrs[2];
-extern volatile uint8_t *stub_page;
-/* Called after each call is recorded: writes the output fields. */
-extern void (*stub_reply)(volatile uint8_t *page, uint64_t *mr0);
+extern volatile uint8_t stub_page[STUB_PAGE];
 
 static inline microkit_msginfo microkit_msginfo_new(uint64_t label, uint16_t count)
 {
@@ -38,21 +39,26 @@ static inline uint64_t microkit_mr_get(uint8_t mr)
 
 static inline microkit_msginfo microkit_ppcall(microkit_channel ch, microkit_msginfo info)
 {
-    uint64_t label = microkit_msginfo_get_label(info);
-    /* Scalar ops (RESET_CLIENT) carry no struct. */
-    uint64_t size = label == 0x101 ? 0 : stub_mrs[0];
-    printf("call %u %llu %llu %llu ", ch, (unsigned long long)label,
+    printf("call %u %llu %llu %llu ", ch, (unsigned long long)microkit_msginfo_get_label(info),
            (unsigned long long)stub_mrs[0], (unsigned long long)stub_mrs[1]);
-    for (uint64_t i = 0; i < size; i++) {
+    for (int i = 0; i < STUB_PAGE; i++) {
         printf("%02x", stub_page[i]);
     }
-    printf("-\n");
-    stub_mrs[0] = 0;
-    if (stub_reply) {
-        stub_reply(stub_page, &stub_mrs[0]);
-        stub_reply = 0;
+    printf("\n");
+    fflush(stdout);
+    unsigned long long label, mr0;
+    if (scanf(" reply %llu %llu ", &label, &mr0) != 2) {
+        exit(2);
     }
-    return microkit_msginfo_new(0, 1);
+    for (int i = 0; i < STUB_PAGE; i++) {
+        unsigned byte;
+        if (scanf("%2x", &byte) != 1) {
+            exit(2);
+        }
+        stub_page[i] = (uint8_t)byte;
+    }
+    stub_mrs[0] = mr0;
+    return microkit_msginfo_new(label, 1);
 }
 
 #endif

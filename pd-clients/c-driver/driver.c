@@ -1,0 +1,115 @@
+/*
+ * An example C driver PD over the IOMMU server (the shape of an sDDF
+ * driver): at init it binds its device (index 0 of its iommu.xml client),
+ * gives it an IO address space, learns where IOVAs may go, and maps the
+ * first page of its DMA buffer for the device to read and write; when the
+ * server notifies it, it reads and reports its device's DMA faults.
+ *
+ * Its system.xml entry maps its command page and DMA buffer with
+ * setvar_vaddr="command_page" and "dma_buffer", and calls the server on
+ * channel 0 (pp="true" at this end). Built against the SDK's libmicrokit
+ * (tests/c_header.rs links it when MICROKIT_SDK is set) or, to check that
+ * it compiles, against standin/microkit.h.
+ */
+#include <stdint.h>
+#include <microkit.h>
+
+#include "iommu_client.h"
+
+#define SERVER 0
+
+/* Patched by the Microkit tool. */
+uintptr_t command_page;
+uintptr_t dma_buffer;
+
+static struct iommu_client iommu;
+static uint32_t device, ioas;
+
+static void put_hex(uint64_t v)
+{
+    char text[19] = "0x";
+    for (int i = 0; i < 16; i++) {
+        text[2 + i] = "0123456789abcdef"[(v >> (60 - 4 * i)) & 0xf];
+    }
+    text[18] = 0;
+    microkit_dbg_puts(text);
+}
+
+static int failed(const char *what, int err)
+{
+    microkit_dbg_puts("c_driver: FAILED - ");
+    microkit_dbg_puts(what);
+    microkit_dbg_puts(": errno ");
+    put_hex((uint64_t)err);
+    microkit_dbg_puts("\n");
+    return err;
+}
+
+static int start(void)
+{
+    int err = iommu_bind(&iommu, 0, &device);
+    if (err) {
+        return failed("bind", err);
+    }
+    err = iommu_ioas_alloc(&iommu, &ioas);
+    if (err) {
+        return failed("IOAS alloc", err);
+    }
+    uint32_t hwpt = ioas;
+    err = iommu_attach(&iommu, device, &hwpt);
+    if (err) {
+        return failed("attach", err);
+    }
+    /* Room for a few ranges; EMSGSIZE would say how many there are. */
+    struct iommu_iova_range ranges[8];
+    uint32_t num = 8;
+    uint64_t alignment = 0;
+    err = iommu_iova_ranges(&iommu, ioas, ranges, &num, &alignment);
+    if (err) {
+        return failed("IOVA ranges", err);
+    }
+    uint64_t iova = 0;
+    err = iommu_map(&iommu, ioas, dma_buffer, 0x1000,
+                    IOMMU_IOAS_MAP_READABLE | IOMMU_IOAS_MAP_WRITEABLE, &iova);
+    if (err) {
+        return failed("map", err);
+    }
+    microkit_dbg_puts("c_driver: buffer mapped at IOVA ");
+    put_hex(iova);
+    microkit_dbg_puts("\n");
+    return 0;
+}
+
+void init(void)
+{
+    iommu.server = SERVER;
+    iommu.command_page = (volatile uint8_t *)command_page;
+    start();
+}
+
+void notified(microkit_channel ch)
+{
+    if (ch != SERVER) {
+        return;
+    }
+    struct iommu_fault_record rec;
+    uint64_t remaining = 0;
+    do {
+        if (iommu_read_fault(&iommu, &rec, &remaining)) {
+            return;
+        }
+        if (rec.out_flags & IOMMU_FAULT_RECORD_VALID) {
+            microkit_dbg_puts("c_driver: DMA fault, kind ");
+            put_hex(rec.kind);
+            if (rec.out_flags & IOMMU_FAULT_RECORD_ADDR_VALID) {
+                microkit_dbg_puts(rec.access & IOMMU_FAULT_ACCESS_WRITE ? " write at IOVA "
+                                                                          : " read at IOVA ");
+                put_hex(rec.iova);
+            }
+            microkit_dbg_puts("\n");
+        }
+        if (rec.out_flags & IOMMU_FAULT_RECORD_LOST) {
+            microkit_dbg_puts("c_driver: the SMMU lost fault records\n");
+        }
+    } while (remaining > 0);
+}
