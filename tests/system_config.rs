@@ -835,3 +835,29 @@ fn lookups_point_at_near_misses_in_system_xml() {
         ),
     ]);
 }
+
+/// A DMA region the client maps read-only is accepted, as sDDF's transmit
+/// data regions are: the client's rights bound the device's, so the
+/// server gives its devices read access alone (MAP with WRITEABLE is
+/// EFAULT there: tests/ioas.rs).
+#[test]
+fn a_read_only_dma_region_is_read_only_for_devices() {
+    let config = load(
+        &edit(
+            SYSTEM,
+            r#"<map mr="edu_a_dma" vaddr="0x30000000" perms="rw""#,
+            r#"<map mr="edu_a_dma" vaddr="0x30000000" perms="r""#,
+        ),
+        POLICY,
+    )
+    .expect("a read-only DMA region");
+    let region = &config.clients[0].regions[0];
+    assert_eq!(
+        (region.mr.as_str(), region.read, region.write),
+        ("edu_a_dma", true, false)
+    );
+    let rust = sysgen::gen::rust(&config, &["system.xml", "iommu.xml"]);
+    assert!(rust.contains(
+        r#"RegionSpec { mr: "edu_a_dma", vaddr: 0x30000000, size: 0x10000, perms: Perms { read: true, write: false }"#
+    ));
+}
