@@ -502,12 +502,19 @@ fn too_many_device_windows_are_refused_at_configuration() {
         manager: false,
     };
     let r = common::Rig::try_new(MockHw::new(), &[config], 4);
+    let err = r.err().expect("refused");
     assert_eq!(
-        r.err(),
-        Some(iommu_server::ConfigError::BadDeviceWindows {
+        err,
+        iommu_server::ConfigError::BadDeviceWindows {
             client: common::id(0),
             device: 0
-        })
+        }
+    );
+    // What the server PD logs before it stops.
+    assert_eq!(err.client(), Some(common::id(0)));
+    assert_eq!(
+        err.to_string(),
+        "client 0: device 0's reserved windows are too many or inverted"
     );
 }
 

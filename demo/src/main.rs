@@ -225,8 +225,10 @@ fn run(tally: &mut Tally) -> Result<(), &'static str> {
     let pool = TablePool::new(mem.table_pages, cleaner);
     let hw = SmmuDomains::new(smmu, pool);
     let (store, ioases, clients) = mem.server.split();
-    let server =
-        Server::new(store, ioases, hw, clients, configs).map_err(|_| "configuration refused")?;
+    let server = Server::new(store, ioases, hw, clients, configs).map_err(|e| {
+        say!("server: configuration refused: {e}\n");
+        "configuration refused"
+    })?;
     let server = RefCell::new(server);
     say!(
         "server: SMMUv3 up (coherent {coherent}), {} clients from system.xml + iommu.xml\n",

@@ -148,6 +148,62 @@ pub enum ConfigError {
     IoasesOvercommitted,
 }
 
+impl ConfigError {
+    /// The client the refusal is about, if one.
+    pub fn client(&self) -> Option<ClientId> {
+        match *self {
+            ConfigError::BadRegion { client, .. }
+            | ConfigError::DeviceOwnedTwice { client, .. }
+            | ConfigError::BadDeviceWindows { client, .. }
+            | ConfigError::TooManyObjects { client } => Some(client),
+            _ => None,
+        }
+    }
+}
+
+/// What the server log says when it refuses its configuration at start.
+impl core::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match *self {
+            ConfigError::TooManyClients => {
+                f.write_str("more clients than the server was built for")
+            }
+            ConfigError::BadRegion { client, region } => write!(
+                f,
+                "client {}: DMA region {region} is misaligned, empty, wrapping or overlaps another",
+                client.index()
+            ),
+            ConfigError::DeviceOwnedTwice { client, device } => write!(
+                f,
+                "client {}: device {device}'s stream ID belongs to another device",
+                client.index()
+            ),
+            ConfigError::BadDeviceWindows { client, device } => write!(
+                f,
+                "client {}: device {device}'s reserved windows are too many or inverted",
+                client.index()
+            ),
+            ConfigError::TooManyObjects { client } => write!(
+                f,
+                "client {}: its object quota exceeds what an object table holds",
+                client.index()
+            ),
+            ConfigError::PoolsOvercommitted => {
+                f.write_str("the mapping quotas add up to more than the area pools")
+            }
+            ConfigError::TablePagesOvercommitted => {
+                f.write_str("the table-page quotas add up to more than the page-table pool")
+            }
+            ConfigError::HwptsOvercommitted => {
+                f.write_str("the HWPT quotas add up to more domains than the SMMU holds")
+            }
+            ConfigError::IoasesOvercommitted => {
+                f.write_str("the IOAS quotas add up to more than the IOAS pool")
+            }
+        }
+    }
+}
+
 /// The server: the engine's store, the hardware and every client's object
 /// table.
 pub struct Server<'s, H: Hardware> {

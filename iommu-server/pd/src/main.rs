@@ -96,8 +96,14 @@ fn init() -> IommuServer {
 
     let coherent = hw.features().coherent;
     let (store, ioases, clients) = p.storage.split();
-    let server = Server::new(store, ioases, hw, clients, configs)
-        .unwrap_or_else(|e| panic!("configuration refused: {e:?}"));
+    let server = Server::new(store, ioases, hw, clients, configs).unwrap_or_else(|e| {
+        // Logged as the server's own line; the server cannot serve.
+        match e.client().and_then(|c| CLIENTS.get(c.index())) {
+            Some(c) => say!("configuration refused: {e} ({})", c.pd),
+            None => say!("configuration refused: {e}"),
+        }
+        panic!("configuration refused")
+    });
 
     say!(
         "SMMUv3 up (coherent {coherent}); serving {} clients",
