@@ -66,8 +66,8 @@ def build(drivers: int = 2) -> IommuServer:
         pd.add_map(SD.Map(bar, 0x2010_0000, "rw", cached=False, setvar_vaddr="edu_regs"))
         iommu.add_dma(client, f"{name}_dma", 0x10000, vaddr=0x3000_0000, setvar_vaddr="dma_buffer")
         iommu.add_setvar(pd, "edu_bar_paddr", f"{name}_bar")
-    # The manager and its drivers pace the story: its channel to its child
-    # with id k is k + 1.
+    # The manager and its drivers pace the story (the PDs find these
+    # channels by peer, whatever their ids).
     for n, pd in enumerate(pds):
         sdf.add_channel(SD.Channel(manager, pd, a_id=n + 1, b_id=1))
     return iommu

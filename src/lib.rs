@@ -115,8 +115,25 @@ mod generated {
 }
 
 pub use generated::{
-    CLIENTS, SERVER, SERVER_SYMBOLS, TOTAL_DEVICES, TOTAL_IOASES, TOTAL_MAPPINGS, TOTAL_REGIONS,
+    CHANNELS, CLIENTS, SERVER, SERVER_SYMBOLS, TOTAL_DEVICES, TOTAL_IOASES, TOTAL_MAPPINGS,
+    TOTAL_REGIONS,
 };
+
+/// The channel `pd` has to `peer` (system.xml's `<channel>`), if one.
+pub fn channel_to(pd: &str, peer: &str) -> Option<Channel> {
+    CHANNELS
+        .iter()
+        .find(|(a, b, _)| *a == pd && *b == peer)
+        .map(|&(_, _, ch)| ch)
+}
+
+/// The PD at the other end of `pd`'s `channel`, if one.
+pub fn peer_on(pd: &str, channel: Channel) -> Option<&'static str> {
+    CHANNELS
+        .iter()
+        .find(|(a, _, ch)| *a == pd && *ch == channel)
+        .map(|&(_, b, _)| b)
+}
 
 /// The client entry of PD `pd`.
 pub fn client(pd: &str) -> Option<&'static ClientSpec> {

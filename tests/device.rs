@@ -502,7 +502,7 @@ fn too_many_device_windows_are_refused_at_configuration() {
         manager: false,
     };
     let r = common::Rig::try_new(MockHw::new(), &[config], 4);
-    let err = r.err().expect("refused");
+    let err = r.expect_err("refused");
     assert_eq!(
         err,
         iommu_server::ConfigError::BadDeviceWindows {

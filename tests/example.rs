@@ -48,6 +48,19 @@ fn shipped_pair_generates_the_expected_configuration() {
     );
     assert_eq!(iommu_system::child("manager", 2), None);
     assert_eq!(client("manager").unwrap().child_of, None);
+    // Channels by peer, as the PDs find them.
+    let ch = |id| Channel::new(id).unwrap();
+    assert_eq!(iommu_system::channel_to("edu_b", "manager"), Some(ch(1)));
+    assert_eq!(iommu_system::channel_to("manager", "edu_b"), Some(ch(2)));
+    assert_eq!(
+        iommu_system::channel_to("edu_a", "iommu_server"),
+        Some(ch(0))
+    );
+    assert_eq!(
+        iommu_system::peer_on("iommu_server", ch(3)),
+        Some("manager")
+    );
+    assert_eq!(iommu_system::channel_to("edu_a", "edu_b"), None);
     assert_eq!(
         sysgen::qemu_devices(&config),
         [

@@ -163,6 +163,19 @@ pub fn rust(config: &Config, inputs: &[&str]) -> String {
         let _ = writeln!(w, "    }},");
     }
     let _ = writeln!(w, "];");
+    let _ = writeln!(
+        w,
+        "/// Every channel end: (PD, the PD at the other end, the channel at this end)."
+    );
+    let _ = writeln!(
+        w,
+        "pub const CHANNELS: [(&str, &str, Channel); {}] = [",
+        config.channels.len()
+    );
+    for (pd, peer, id) in &config.channels {
+        let _ = writeln!(w, "    ({pd:?}, {peer:?}, channel({id})),");
+    }
+    let _ = writeln!(w, "];");
     o
 }
 

@@ -108,6 +108,10 @@ pub struct Config {
     /// The server PD's stack size in system.xml.
     pub stack_size: u64,
     pub clients: Vec<Client>,
+    /// Every channel end of system.xml: (PD, the PD at the other end, the
+    /// id at this end), in document order. PDs find their channels here,
+    /// by peer, rather than by hand-written numbers.
+    pub channels: Vec<(String, String, u64)>,
 }
 
 struct Checker<'a> {
@@ -220,7 +224,10 @@ impl<'a> Checker<'a> {
                     return Err(s.attr(
                         element,
                         "stream_id",
-                        format!("wider than the SMMU's {sid_bits} stream ID bits"),
+                        format!(
+                            "stream {:#x} is wider than the SMMU's {sid_bits} stream ID bits",
+                            d.stream_id
+                        ),
                     ));
                 }
             }
@@ -254,6 +261,18 @@ impl<'a> Checker<'a> {
             gerror_irq_channel,
             stack_size: server.stack_size,
             clients,
+            channels: self
+                .sys
+                .channels
+                .iter()
+                .flat_map(|c| {
+                    let [a, b] = &c.ends;
+                    [
+                        (a.pd.clone(), b.pd.clone(), a.id),
+                        (b.pd.clone(), a.pd.clone(), b.id),
+                    ]
+                })
+                .collect(),
         };
         // Every client's table pages are promised: the pool must hold them
         // all, or one client's use could take what another was given.
@@ -684,7 +703,7 @@ impl<'a> Checker<'a> {
             return Err(s.attr(
                 e,
                 "name",
-                format!("`{name}` is already a device of `{}`", c.pd),
+                format!("client `{}` already has a device named `{name}`", c.pd),
             ));
         }
         let stream = s.required_number(e, "stream_id")?;
@@ -747,7 +766,7 @@ impl<'a> Checker<'a> {
             let start = s.required_number(w, "start")?;
             let last = s.required_number(w, "last")?;
             if start > last {
-                return Err(s.attr(w, "last", "below start"));
+                return Err(s.attr(w, "last", format!("below start {start:#x}")));
             }
             // IOVAs are mapped in whole pages, so a window is whole pages.
             if start % PAGE != 0 {
@@ -793,7 +812,7 @@ fn qemu_device(value: &str, stream_id: u32) -> Result<String, String> {
         .chars()
         .find(|c| !(c.is_ascii_alphanumeric() || ",=._-".contains(*c)))
     {
-        return Err(format!("`{c}` in a QEMU device's options"));
+        return Err(format!("`{c}` is not allowed in a QEMU device's options"));
     }
     if let Some(o) = value
         .split(',')

@@ -59,12 +59,12 @@ fn pos(p: roxmltree::TextPos) -> Pos {
 /// Parses a document with one root element.
 pub fn parse(src: &str) -> Result<Element, SyntaxError> {
     let doc = roxmltree::Document::parse(src).map_err(|e| {
-        // The position is ours to print; roxmltree's text ends in it.
+        // The position is ours to print: take roxmltree's `at L:C` out of
+        // its text, wherever it stands ("comment at 10:5 contains '--'").
         let text = e.to_string();
-        let message = text
-            .rsplit_once(" at ")
-            .map_or(text.as_str(), |(m, _)| m)
-            .to_string();
+        let p = e.pos();
+        let at = format!(" at {}:{}", p.row, p.col);
+        let message = text.replacen(&at, "", 1);
         SyntaxError {
             pos: pos(e.pos()),
             message,
@@ -127,10 +127,10 @@ mod tests {
         let e = parse("<a>\n  <b>\n</a>").unwrap_err();
         assert_eq!(e.pos.line, 3);
         assert!(!e.message.contains(" at "), "{}", e.message);
-        assert!(
-            parse("<a x=\"1\" x=\"2\"/>").is_err(),
-            "duplicate attribute"
-        );
+        let dup = parse("<a x=\"1\" x=\"2\"/>").unwrap_err();
+        assert_eq!(dup.message, "attribute 'x' is already defined");
+        let dashes = parse("<!-- a -- b --><a/>").unwrap_err();
+        assert_eq!(dashes.message, "comment contains '--'");
         assert!(parse("<a/><b/>").is_err(), "two roots");
         assert!(parse("<!-- open").is_err(), "unterminated comment");
         assert!(parse("<!-- a -- b --><a/>").is_err(), "-- in a comment");

@@ -28,6 +28,12 @@ pub fn index() -> Option<usize> {
     iommu_system::CLIENTS.iter().position(|c| c.pd == name)
 }
 
+/// This PD's channel to the manager client (system.xml), if it has one.
+pub fn channel_to_manager() -> Option<microkit::Channel> {
+    let manager = iommu_system::CLIENTS.iter().find(|c| c.manager)?;
+    iommu_system::channel_to(microkit::name(), manager.pd)
+}
+
 /// The story's roles among the configured drivers.
 pub fn roles() -> Option<edu_driver::Roles> {
     edu_driver::Roles::of(

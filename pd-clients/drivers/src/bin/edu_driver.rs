@@ -20,12 +20,6 @@ use iommu_client::{DmaBuffer, Iommu, MicrokitTransport};
 use microkit::{Channel, Handler, MessageInfo, SharedMemory};
 use mmio::{Mmio, StaticCell};
 
-/// The channel to the manager (system.xml).
-const MANAGER: Channel = match Channel::new(1) {
-    Some(c) => c,
-    None => panic!(),
-};
-
 static BUFFER: StaticCell<DmaBuffer<SharedMemory>> = StaticCell::new();
 
 struct Driver {
@@ -34,6 +28,8 @@ struct Driver {
     buffer: &'static DmaBuffer<SharedMemory>,
     session: Option<Session<'static>>,
     server: Channel,
+    /// The channel to the manager, as system.xml gives it.
+    manager: Option<Channel>,
 }
 
 fn report(out: &mut Out, what: &str, r: Result<(), &'static str>) {
@@ -69,6 +65,7 @@ fn init() -> Driver {
         buffer,
         session: None,
         server: spec.client_channel,
+        manager: driver_pds::channel_to_manager(),
     };
     match cfg.ids() {
         Some((edu_driver::VENDOR, edu_driver::DEVICE)) => {
@@ -107,7 +104,12 @@ fn init() -> Driver {
         report(&mut out, "stray DMA faulted and reported", r);
     }
     driver.session = Some(session);
-    microkit::notify(MANAGER);
+    match driver.manager {
+        Some(manager) => microkit::notify(manager),
+        None => {
+            let _ = writeln!(out, "no channel to a manager: nothing more to do");
+        }
+    }
     driver
 }
 
@@ -126,7 +128,7 @@ impl Handler for Driver {
         else {
             return;
         };
-        if channel != MANAGER {
+        if Some(channel) != self.manager {
             return;
         }
         if me == roles.crashes {

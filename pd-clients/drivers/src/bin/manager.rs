@@ -34,11 +34,16 @@ fn init() -> Manager {
     }
 }
 
-/// The client that is this PD's child `id`; system.xml gives the channel
-/// to child `id` the id `id + 1`.
+/// The client that is this PD's child `id`.
 fn child_client(id: usize) -> Option<usize> {
     let id = u8::try_from(id).ok()?;
     iommu_system::child(microkit::name(), id).map(|c| c.index())
+}
+
+/// The client at the other end of this PD's `channel` (system.xml).
+fn client_on(channel: Channel) -> Option<usize> {
+    let peer = iommu_system::peer_on(microkit::name(), channel)?;
+    CLIENTS.iter().position(|c| c.pd == peer)
 }
 
 impl Manager {
@@ -79,10 +84,7 @@ impl Handler for Manager {
 
     fn notified(&mut self, channel: Channel) {
         let mut out = Out::new();
-        let (Some(roles), Some(client)) = (
-            roles(),
-            channel.index().checked_sub(1).and_then(child_client),
-        ) else {
+        let (Some(roles), Some(client)) = (roles(), client_on(channel)) else {
             return;
         };
         let name = CLIENTS[client].pd;
