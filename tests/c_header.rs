@@ -9,9 +9,10 @@
 //!   program (tests/c/) calls each one through a stand-in microkit.h whose
 //!   protected calls this test serves, live, with the server core, and the
 //!   results are what the server's semantics give.
-//! - The example C driver PD (pd-clients/c-driver/) compiles for aarch64
-//!   against the freestanding stand-in for libmicrokit, and against the
-//!   SDK's libmicrokit into a PD image when `MICROKIT_SDK` is set.
+//! - The example C driver PD (pd-clients/c-driver/), with its generated
+//!   per-PD `iommu_config.h`, compiles for aarch64 against the freestanding
+//!   stand-in for libmicrokit, and against the SDK's libmicrokit into a PD
+//!   image when `MICROKIT_SDK` is set.
 
 mod common;
 
@@ -234,6 +235,18 @@ fn the_c_driver_pd_compiles_for_aarch64() {
     };
     let dir = root().join("target/c-driver-test");
     let include = generated_include(&dir);
+    // The driver's per-PD configuration, as for edu_a of the checker's
+    // fixture system.
+    let (_, config) = sysgen::load(
+        &root().join("tests/fixtures/system.xml"),
+        &root().join("tests/fixtures/iommu.xml"),
+    )
+    .unwrap();
+    std::fs::write(
+        include.join("iommu_config.h"),
+        sysgen::gen::c_config(&config, "edu_a").unwrap(),
+    )
+    .unwrap();
     let driver = root().join("pd-clients/c-driver");
     let flags = [
         "-std=c11",

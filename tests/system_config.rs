@@ -882,3 +882,38 @@ fn a_read_only_dma_region_is_read_only_for_devices() {
         r#"RegionSpec { mr: "edu_a_dma", vaddr: 0x30000000, size: 0x10000, perms: Perms { read: true, write: false }"#
     ));
 }
+
+/// A C PD's `iommu_config.h`: its channels by peer and its client entry,
+/// from the description (never copied by hand).
+#[test]
+fn a_c_pd_gets_its_configuration_as_a_header() {
+    let config = load(SYSTEM, POLICY).unwrap();
+    let header = sysgen::gen::c_config(&config, "edu_b").expect("edu_b is a PD with channels");
+    for line in [
+        "#define CHANNEL_TO_IOMMU_SERVER 0\n",
+        "#define CHANNEL_TO_MANAGER 1\n",
+        "#define IOMMU_CLIENT_INDEX 1\n",
+        "#define IOMMU_SERVER_CHANNEL 0\n",
+        "#define IOMMU_COMMAND_PAGE_VADDR 0x20000000\n",
+        "#define IOMMU_DMA_EDU_B_DMA_VADDR 0x30000000\n",
+        "#define IOMMU_DMA_EDU_B_DMA_SIZE 0x10000\n",
+        "#define IOMMU_DEVICE_EDU_B 0\n",
+        "#define IOMMU_DEVICE_EDU_B_STREAM_ID 0x10\n",
+    ] {
+        assert!(header.contains(line), "no `{}` in:\n{header}", line.trim());
+    }
+    // Renumbering a channel in system.xml renumbers the header.
+    let renumbered = load(
+        &edit(
+            SYSTEM,
+            "<end pd=\"manager\" id=\"1\" />\n        <end pd=\"edu_b\" id=\"1\" />",
+            "<end pd=\"manager\" id=\"1\" />\n        <end pd=\"edu_b\" id=\"7\" />",
+        ),
+        POLICY,
+    )
+    .unwrap();
+    assert!(sysgen::gen::c_config(&renumbered, "edu_b")
+        .unwrap()
+        .contains("#define CHANNEL_TO_MANAGER 7\n"));
+    assert_eq!(sysgen::gen::c_config(&config, "nobody"), None);
+}

@@ -6,17 +6,20 @@
  * server notifies it, it reads and reports its device's DMA faults.
  *
  * Its system.xml entry maps its command page and DMA buffer with
- * setvar_vaddr="command_page" and "dma_buffer", and calls the server on
- * channel 0 (pp="true" at this end). Built against the SDK's libmicrokit
- * (tests/c_header.rs links it when MICROKIT_SDK is set) or, to check that
- * it compiles, against standin/microkit.h.
+ * setvar_vaddr="command_page" and "dma_buffer"; its channel to the server
+ * comes from iommu_config.h, generated for this PD from the system
+ * description (`cargo run -p sysgen -- --c-config PD system.xml
+ * iommu.xml`). Built against the SDK's libmicrokit (tests/c_header.rs
+ * links it when MICROKIT_SDK is set) or, to check that it compiles,
+ * against standin/microkit.h.
  */
 #include <stdint.h>
 #include <microkit.h>
 
 #include "iommu_client.h"
+#include "iommu_config.h"
 
-#define SERVER 0
+#define SERVER IOMMU_SERVER_CHANNEL
 
 /* Patched by the Microkit tool. */
 uintptr_t command_page;

@@ -197,3 +197,68 @@ pub fn server_setvars(config: &Config) -> String {
     );
     o
 }
+
+/// A C identifier from a system description name: upper case, anything
+/// but letters and digits becomes `_`.
+fn c_name(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_uppercase()
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// `iommu_config.h` for PD `pd`: its channels by peer and, if it is a
+/// client of the server, its channel, command page, DMA regions and
+/// devices, for a C PD to use instead of numbers copied by hand. `None`
+/// when the description has no such PD among its channel ends or clients.
+pub fn c_config(config: &Config, pd: &str) -> Option<String> {
+    let client = config.clients.iter().position(|c| c.pd == pd);
+    let channels: Vec<_> = config.channels.iter().filter(|(a, _, _)| a == pd).collect();
+    if client.is_none() && channels.is_empty() {
+        return None;
+    }
+    let mut o = String::new();
+    let w = &mut o;
+    let _ = writeln!(
+        w,
+        "/* Generated from the system description for PD `{pd}` (cargo run -p sysgen --\n * --c-config {pd} SYSTEM.xml IOMMU.xml); do not edit. */"
+    );
+    let _ = writeln!(w, "#ifndef IOMMU_CONFIG_H\n#define IOMMU_CONFIG_H\n");
+    let _ = writeln!(w, "/* Channels, by the PD at the other end. */");
+    for (_, peer, id) in &channels {
+        let _ = writeln!(w, "#define CHANNEL_TO_{} {id}", c_name(peer));
+    }
+    if let Some(index) = client {
+        let c = &config.clients[index];
+        let _ = writeln!(w, "\n/* This PD as a client of the IOMMU server. */");
+        let _ = writeln!(w, "#define IOMMU_CLIENT_INDEX {index}");
+        let _ = writeln!(w, "#define IOMMU_SERVER_CHANNEL {}", c.client_channel);
+        let _ = writeln!(
+            w,
+            "#define IOMMU_COMMAND_PAGE_VADDR {:#x}",
+            c.command_page_client
+        );
+        for r in &c.regions {
+            let name = c_name(&r.mr);
+            let _ = writeln!(w, "#define IOMMU_DMA_{name}_VADDR {:#x}", r.vaddr);
+            let _ = writeln!(w, "#define IOMMU_DMA_{name}_SIZE {:#x}", r.size);
+        }
+        for (i, d) in c.devices.iter().enumerate() {
+            let name = c_name(&d.name);
+            let _ = writeln!(w, "/* Device `{}`: BIND takes its index. */", d.name);
+            let _ = writeln!(w, "#define IOMMU_DEVICE_{name} {i}");
+            let _ = writeln!(
+                w,
+                "#define IOMMU_DEVICE_{name}_STREAM_ID {:#x}",
+                d.stream_id
+            );
+        }
+    }
+    let _ = writeln!(w, "\n#endif /* IOMMU_CONFIG_H */");
+    Some(o)
+}

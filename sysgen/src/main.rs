@@ -3,7 +3,9 @@
 //! Prints what the server would serve, or the one located error and exits
 //! with status 1. With `--qemu-devices` first, prints instead the QEMU
 //! arguments that place the configured devices (`make run` uses them).
-//! `--c-header` alone prints `iommu_proto.h`, the protocol for C clients.
+//! `--c-header` alone prints `iommu_proto.h`, the protocol for C clients;
+//! `--c-config PD` first prints `iommu_config.h` for that PD (its channels,
+//! command page, DMA regions and devices).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -20,11 +22,33 @@ fn main() -> ExitCode {
     if qemu {
         args.remove(0);
     }
+    let c_config = if args.first().is_some_and(|a| a == "--c-config") && args.len() == 4 {
+        args.remove(0);
+        Some(args.remove(0))
+    } else {
+        None
+    };
     let [system, policy] = args.as_slice() else {
-        eprintln!("usage: sysgen [--qemu-devices] SYSTEM.xml IOMMU.xml | sysgen --c-header");
+        eprintln!(
+            "usage: sysgen [--qemu-devices | --c-config PD] SYSTEM.xml IOMMU.xml | sysgen --c-header"
+        );
         return ExitCode::from(2);
     };
     match sysgen::load(system, policy) {
+        Ok((_, config)) if c_config.is_some() => {
+            let pd = c_config.unwrap_or_default();
+            let pd = pd.to_string_lossy();
+            match sysgen::gen::c_config(&config, &pd) {
+                Some(header) => {
+                    print!("{header}");
+                    ExitCode::SUCCESS
+                }
+                None => {
+                    eprintln!("error: no PD `{pd}` with channels or an IOMMU client entry");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Ok((_, config)) if qemu => {
             println!("{}", sysgen::qemu_devices(&config).join(" "));
             ExitCode::SUCCESS
