@@ -83,6 +83,9 @@ pub struct ClientSpec {
     /// For a child PD: its parent, which receives its faults and can
     /// restart it.
     pub child_of: Option<ChildOf>,
+    /// The PD's program image, as system.xml names it ("" if none): which
+    /// driver it runs.
+    pub program_image: &'static str,
 }
 
 impl ClientSpec {
@@ -90,6 +93,11 @@ impl ClientSpec {
     /// DMA region.
     pub fn drives_dma(&self) -> bool {
         !self.devices.is_empty() && !self.regions.is_empty()
+    }
+
+    /// Whether the client runs `image` and drives a device with it.
+    pub fn runs(&self, image: &str) -> bool {
+        self.drives_dma() && self.program_image == image
     }
 }
 

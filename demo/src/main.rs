@@ -235,14 +235,14 @@ fn run(tally: &mut Tally) -> Result<(), &'static str> {
         CLIENTS.len()
     );
 
-    // The drivers are the clients with a device and a DMA region; the
-    // first is crashed and restarted by the supervisor (the manager), the
-    // last is reset by it.
+    // The edu drivers are the clients running edu_driver.elf with a device
+    // and a DMA region; the first is crashed and restarted by the
+    // supervisor (the manager), the last is reset by it.
     let drivers = || {
         CLIENTS
             .iter()
             .enumerate()
-            .filter(|(_, c)| c.drives_dma())
+            .filter(|(_, c)| c.runs(edu_driver::IMAGE))
             .map(|(i, _)| i)
     };
     let (

@@ -149,6 +149,7 @@ pub fn rust(config: &Config, inputs: &[&str]) -> String {
             q.objects, q.ioases, q.mapped_pages, q.table_pages, q.hwpts, q.mappings
         );
         let _ = writeln!(w, "        manager: {},", c.manager);
+        let _ = writeln!(w, "        program_image: {:?},", c.program_image);
         match &c.child_of {
             Some((parent, id)) => {
                 let _ = writeln!(

@@ -93,6 +93,8 @@ pub struct Client {
     pub manager: bool,
     /// For a child PD: its parent and its id there.
     pub child_of: Option<(String, u64)>,
+    /// The PD's program image (`<program_image path>`), empty if none.
+    pub program_image: String,
 }
 
 /// The checked configuration the generator emits.
@@ -549,6 +551,7 @@ impl<'a> Checker<'a> {
         }
         let mut client = Client {
             child_of: pd.parent.clone(),
+            program_image: pd.program_image.clone().unwrap_or_default(),
             pd: name.to_string(),
             server_channel: server_end.id,
             client_channel: client_end.id,

@@ -40,7 +40,7 @@ pub fn roles() -> Option<edu_driver::Roles> {
         iommu_system::CLIENTS
             .iter()
             .enumerate()
-            .filter(|(_, c)| c.drives_dma())
+            .filter(|(_, c)| c.runs(edu_driver::IMAGE))
             .map(|(i, _)| i),
     )
 }

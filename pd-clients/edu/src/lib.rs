@@ -14,6 +14,10 @@ use iommu_proto::fault::IOMMU_FAULT_KIND_F_TRANSLATION;
 use iommu_proto::Errno;
 use mmio::RegisterBlock;
 
+/// The driver PDs' program image (system.xml's `<program_image>`): the
+/// clients running it are the edu story's drivers.
+pub const IMAGE: &str = "edu_driver.elf";
+
 pub const VENDOR: u16 = 0x1234;
 pub const DEVICE: u16 = 0x11e8;
 /// The identification register's value.
@@ -33,31 +37,7 @@ const DMA_CMD: usize = 0x98;
 const CMD_RUN: u64 = 1;
 const CMD_TO_RAM: u64 = 2;
 
-const PCI_COMMAND: usize = 0x04;
-const PCI_BAR0: usize = 0x10;
-const CMD_MEMORY: u32 = 1 << 1;
-const CMD_BUS_MASTER: u32 = 1 << 2;
-
-/// One PCI function's 4 KiB configuration page.
-#[derive(Debug)]
-pub struct PciFunction<R>(pub R);
-
-impl<R: RegisterBlock> PciFunction<R> {
-    /// (vendor, device), or `None` when no function answers.
-    pub fn ids(&self) -> Option<(u16, u16)> {
-        let id = self.0.read32(0);
-        (id != u32::MAX).then_some((id as u16, (id >> 16) as u16))
-    }
-
-    /// Places BAR0 at `bus_addr` (32-bit window) and lets the function
-    /// decode it and master the bus.
-    pub fn enable(&self, bus_addr: u32) {
-        self.0.write32(PCI_BAR0, bus_addr);
-        let command = self.0.read32(PCI_COMMAND) & 0xffff;
-        self.0
-            .write32(PCI_COMMAND, command | CMD_MEMORY | CMD_BUS_MASTER);
-    }
-}
+pub use pci_function::PciFunction;
 
 /// A transfer did not finish within [`POLL_LIMIT`] reads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
