@@ -1,0 +1,589 @@
+//! The driver against the simulated controller in `sim`: bring-up and
+//! identify, data round trips through PRP1, PRP2 and PRP lists, a DMA
+//! the "IOMMU" stops, phase-tag wrap, and broken devices.
+
+mod sim;
+
+use nvme_driver::{
+    Completion, Error, IoOp, Nvme, QueueMemory, Status, MAX_DEPTH, PRP_LIST_ENTRIES,
+};
+use sim::{Absent, Config, SimMemory, SimNvme, FIRMWARE, MODEL, PAGE, SERIAL};
+
+const QUEUE_IOVA: u64 = 0x10_0000;
+const DATA_IOVA: u64 = 0x800_0000;
+/// Nothing is mapped here.
+const UNMAPPED: u64 = 0xdead_0000;
+/// Enough for tests that expect a wait to run out.
+const SHORT: u32 = 1000;
+
+type Driver<'m, 'a> = Nvme<'m, &'a SimNvme<'a>, SimMemory>;
+
+fn queue_memory(depth: u16) -> SimMemory {
+    SimMemory::new(QUEUE_IOVA, QueueMemory::<SimMemory>::bytes_needed(depth))
+}
+
+fn whole(mem: &SimMemory) -> QueueMemory<'_, SimMemory> {
+    QueueMemory {
+        mem,
+        offset: 0,
+        iova: mem.iova,
+        len: mem.len(),
+    }
+}
+
+fn pattern(seed: u8, len: usize) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed) ^ (i >> 9) as u8)
+        .collect()
+}
+
+/// IOVAs of the 4 KiB pages holding `len` bytes at `offset` of the data
+/// memory: the first as it is, the rest page aligned.
+fn pages(offset: u64, len: u64) -> Vec<u64> {
+    let start = DATA_IOVA + offset;
+    let end = start + len;
+    let mut pages = vec![start];
+    let mut page = (start & !(PAGE - 1)) + PAGE;
+    while page < end {
+        pages.push(page);
+        page += PAGE;
+    }
+    pages
+}
+
+fn ok(cid: u16) -> Completion {
+    Completion {
+        cid,
+        status: Status::Success,
+    }
+}
+
+/// Writes a pattern from data offset `from` to `lba`, reads it back into
+/// offset `to`, and checks the memory and the disk.
+fn round_trip(
+    nvme: &mut Driver<'_, '_>,
+    dev: &SimNvme<'_>,
+    data: &SimMemory,
+    lba: u64,
+    blocks: u32,
+    (from, to): (u64, u64),
+    seed: u8,
+) {
+    let len = u64::from(blocks) * u64::from(nvme.block_size());
+    let bytes = pattern(seed, len as usize);
+    data.fill(from as usize, &bytes);
+    let cid = nvme
+        .submit(IoOp::Write, lba, blocks, &pages(from, len))
+        .unwrap();
+    assert_eq!(nvme.wait(cid), Ok(ok(cid)));
+    let block = u64::from(nvme.block_size());
+    assert_eq!(dev.disk((lba * block) as usize, len as usize), bytes);
+
+    data.fill(to as usize, &vec![0; len as usize]);
+    let cid = nvme
+        .submit(IoOp::Read, lba, blocks, &pages(to, len))
+        .unwrap();
+    assert_eq!(nvme.wait(cid), Ok(ok(cid)));
+    assert_eq!(data.get(to as usize, len as usize), bytes);
+}
+
+#[test]
+fn init_reads_identify_and_creates_queues() {
+    let queues = queue_memory(16);
+    let dev = SimNvme::new(&[&queues], Config::default());
+    let nvme = Nvme::init(&dev, whole(&queues), 16).unwrap();
+    assert_eq!(nvme.model(), MODEL);
+    assert_eq!(nvme.serial(), SERIAL);
+    assert_eq!(nvme.firmware(), FIRMWARE);
+    assert_eq!(nvme.blocks(), 4096);
+    assert_eq!(nvme.block_size(), 512);
+    assert_eq!(nvme.max_transfer(), 512 * 1024);
+    assert_eq!(nvme.depth(), 16);
+    assert_eq!(nvme.in_flight(), 0);
+    // Enabled with 64-byte SQ entries, 16-byte CQ entries, 4 KiB pages, NVM.
+    assert_eq!(dev.cc(), 1 | (6 << 16) | (4 << 20));
+    let (regs, result) = nvme.disable();
+    assert_eq!(result, Ok(()));
+    assert_eq!(regs.cc() & 1, 0);
+}
+
+#[test]
+fn one_block_round_trip() {
+    let queues = queue_memory(8);
+    let data = SimMemory::new(DATA_IOVA, 16 * PAGE as usize);
+    let dev = SimNvme::new(&[&queues, &data], Config::default());
+    let mut nvme = Nvme::init(&dev, whole(&queues), 8).unwrap();
+    round_trip(&mut nvme, &dev, &data, 0, 1, (0, PAGE), 1);
+    round_trip(&mut nvme, &dev, &data, 4095, 1, (0x200, 0x1e00), 2);
+    let seen = dev.last_io.get().unwrap();
+    assert_eq!((seen.prp1, seen.prp2), (DATA_IOVA + 0x1e00, 0));
+}
+
+#[test]
+fn two_page_transfers_use_prp2_directly() {
+    let queues = queue_memory(8);
+    let data = SimMemory::new(DATA_IOVA, 16 * PAGE as usize);
+    let dev = SimNvme::new(&[&queues, &data], Config::default());
+    let mut nvme = Nvme::init(&dev, whole(&queues), 8).unwrap();
+    // Two whole pages.
+    round_trip(&mut nvme, &dev, &data, 10, 16, (0, 4 * PAGE), 3);
+    let seen = dev.last_io.get().unwrap();
+    assert_eq!(
+        (seen.prp1, seen.prp2),
+        (DATA_IOVA + 4 * PAGE, DATA_IOVA + 5 * PAGE)
+    );
+    assert_eq!((seen.slba, seen.nlb), (10, 16));
+    // One page's worth starting mid-page: still two pages.
+    round_trip(&mut nvme, &dev, &data, 100, 8, (0x600, 8 * PAGE + 0xa00), 4);
+    let seen = dev.last_io.get().unwrap();
+    assert_eq!(
+        (seen.prp1, seen.prp2),
+        (DATA_IOVA + 8 * PAGE + 0xa00, DATA_IOVA + 9 * PAGE)
+    );
+}
+
+#[test]
+fn longer_transfers_use_the_slots_prp_list() {
+    let depth = 8;
+    let queues = queue_memory(depth);
+    let data = SimMemory::new(DATA_IOVA, 32 * PAGE as usize);
+    let dev = SimNvme::new(&[&queues, &data], Config::default());
+    let mut nvme = Nvme::init(&dev, whole(&queues), depth).unwrap();
+    // 20 KiB from an unaligned start: 6 pages, PRP2 -> a list of 5.
+    round_trip(&mut nvme, &dev, &data, 7, 40, (0x200, 12 * PAGE + 0x400), 5);
+    let seen = dev.last_io.get().unwrap();
+    assert_eq!(seen.prp1, DATA_IOVA + 12 * PAGE + 0x400);
+    // The list lies in the queue memory's PRP-list pages (after the admin
+    // and I/O queues and the identify page), one page per slot.
+    let lists = QUEUE_IOVA + QueueMemory::<SimMemory>::bytes_needed(depth) as u64
+        - u64::from(depth - 1) * PAGE;
+    assert!(seen.prp2 >= lists && seen.prp2 % PAGE == 0, "{seen:?}");
+    let list = queues.get((seen.prp2 - QUEUE_IOVA) as usize, 5 * 8);
+    let entries: Vec<u64> = list
+        .chunks(8)
+        .map(|b| u64::from_le_bytes(b.try_into().unwrap()))
+        .collect();
+    assert_eq!(entries, pages(12 * PAGE + 0x400, 40 * 512)[1..]);
+}
+
+#[test]
+fn largest_transfers_with_4k_blocks() {
+    let queues = queue_memory(4);
+    let data = SimMemory::new(DATA_IOVA, 260 * PAGE as usize);
+    let config = Config {
+        block_shift: 12,
+        blocks: 1024,
+        ..Config::default()
+    };
+    let dev = SimNvme::new(&[&queues, &data], config);
+    let mut nvme = Nvme::init(&dev, whole(&queues), 4).unwrap();
+    assert_eq!(nvme.block_size(), 4096);
+    // MDTS 7: 128 pages, 512 KiB.
+    round_trip(&mut nvme, &dev, &data, 800, 128, (0, 130 * PAGE), 6);
+    assert_eq!(
+        nvme.submit(IoOp::Read, 0, 129, &pages(0, 129 * PAGE)),
+        Err(Error::TooLarge)
+    );
+}
+
+#[test]
+fn one_prp_list_holds_512_entries_and_no_more() {
+    let queues = queue_memory(4);
+    let data = SimMemory::new(DATA_IOVA, 1030 * PAGE as usize);
+    // No MDTS: the PRP list is the only limit.
+    let config = Config {
+        block_shift: 12,
+        blocks: 2048,
+        mdts: 0,
+        ..Config::default()
+    };
+    let dev = SimNvme::new(&[&queues, &data], config);
+    let mut nvme = Nvme::init(&dev, whole(&queues), 4).unwrap();
+    assert_eq!(nvme.max_transfer(), (PRP_LIST_ENTRIES as u64) * PAGE);
+    // 512 pages from an unaligned start: 513 pages, a full list.
+    let len = 512 * PAGE;
+    let bytes = pattern(7, len as usize);
+    data.fill(0x800, &bytes);
+    let cid = nvme
+        .submit(IoOp::Write, 3, 512, &pages(0x800, len))
+        .unwrap();
+    assert_eq!(nvme.wait(cid), Ok(ok(cid)));
+    assert_eq!(dev.disk(3 * 4096, len as usize), bytes);
+    // One block more: beyond one list.
+    assert_eq!(
+        nvme.submit(IoOp::Write, 3, 513, &pages(0, 513 * PAGE)),
+        Err(Error::TooLarge)
+    );
+}
+
+#[test]
+fn a_dma_the_iommu_stops_is_a_data_transfer_error_and_the_driver_goes_on() {
+    let queues = queue_memory(8);
+    let data = SimMemory::new(DATA_IOVA, 16 * PAGE as usize);
+    let dev = SimNvme::new(&[&queues, &data], Config::default());
+    let mut nvme = Nvme::init(&dev, whole(&queues), 8).unwrap();
+    let before = dev.disk(0, 512);
+    // The data page itself is unmapped.
+    let cid = nvme.submit(IoOp::Write, 0, 1, &[UNMAPPED]).unwrap();
+    let done = nvme.wait(cid).unwrap();
+    assert_eq!(done.status, Status::DataTransferError);
+    assert_eq!(dev.disk(0, 512), before);
+    // A page in the middle of a PRP list.
+    let mut list = pages(0, 4 * PAGE);
+    list[2] = UNMAPPED;
+    let cid = nvme.submit(IoOp::Read, 0, 32, &list).unwrap();
+    assert_eq!(nvme.wait(cid).unwrap().status, Status::DataTransferError);
+    // The driver and device carry on.
+    round_trip(&mut nvme, &dev, &data, 1, 24, (0x100, 8 * PAGE), 8);
+    assert_eq!(nvme.in_flight(), 0);
+}
+
+/// What QEMU reports as a data transfer error for certain: a PRP list it
+/// cannot fetch (its data-page DMA goes through a bounce buffer instead).
+#[test]
+fn an_unreachable_prp_list_is_a_data_transfer_error() {
+    let depth = 4;
+    let queues = queue_memory(depth);
+    let data = SimMemory::new(DATA_IOVA, 8 * PAGE as usize);
+    let dev = SimNvme::new(&[&queues, &data], Config::default());
+    let mut nvme = Nvme::init(&dev, whole(&queues), depth).unwrap();
+    let end = QUEUE_IOVA + queues.len() as u64;
+    let lists = end - u64::from(depth - 1) * PAGE;
+    dev.blocked.borrow_mut().push((lists, end));
+    let cid = nvme
+        .submit(IoOp::Write, 0, 24, &pages(0, 24 * 512))
+        .unwrap();
+    assert_eq!(nvme.wait(cid).unwrap().status, Status::DataTransferError);
+    assert_eq!(dev.last_io.get().unwrap().prp2 / PAGE, lists / PAGE);
+    // Two pages need no list.
+    round_trip(&mut nvme, &dev, &data, 0, 16, (0, 2 * PAGE), 10);
+    dev.blocked.borrow_mut().clear();
+    round_trip(&mut nvme, &dev, &data, 0, 24, (0, 4 * PAGE), 11);
+}
+
+#[test]
+fn the_cq_phase_wraps_over_many_more_commands_than_the_depth() {
+    let depth = 4;
+    let queues = queue_memory(depth);
+    let data = SimMemory::new(DATA_IOVA, 8 * PAGE as usize);
+    let dev = SimNvme::new(&[&queues, &data], Config::default());
+    let mut nvme = Nvme::init(&dev, whole(&queues), depth).unwrap();
+    // One at a time: the CQ wraps every 4 commands.
+    for i in 0..50u64 {
+        round_trip(&mut nvme, &dev, &data, i, 1, (0, PAGE), i as u8);
+    }
+    // Batches that fill every slot; completions come back through poll.
+    for round in 0..20u64 {
+        let mut cids = Vec::new();
+        for slot in 0..3u64 {
+            let lba = round * 3 + slot;
+            let cid = nvme
+                .submit(IoOp::Write, lba, 1, &[DATA_IOVA + slot * 512])
+                .unwrap();
+            cids.push(cid);
+        }
+        assert_eq!(nvme.in_flight(), 3);
+        assert_eq!(
+            nvme.submit(IoOp::Write, 0, 1, &[DATA_IOVA]),
+            Err(Error::QueueFull)
+        );
+        let mut done = Vec::new();
+        while let Some(c) = nvme.poll().unwrap() {
+            assert_eq!(c.status, Status::Success);
+            done.push(c.cid);
+        }
+        done.sort();
+        cids.sort();
+        assert_eq!(done, cids);
+        assert_eq!(nvme.in_flight(), 0);
+    }
+    assert_eq!(dev.io_commands.get(), 100 + 60);
+}
+
+#[test]
+fn wait_keeps_other_completions_for_poll() {
+    let queues = queue_memory(8);
+    let data = SimMemory::new(DATA_IOVA, 8 * PAGE as usize);
+    let dev = SimNvme::new(&[&queues, &data], Config::default());
+    let mut nvme = Nvme::init(&dev, whole(&queues), 8).unwrap();
+    let a = nvme.submit(IoOp::Read, 0, 1, &[DATA_IOVA]).unwrap();
+    let b = nvme.submit(IoOp::Read, 1, 1, &[DATA_IOVA + 512]).unwrap();
+    let c = nvme.submit(IoOp::Read, 2, 1, &[DATA_IOVA + 1024]).unwrap();
+    assert_eq!(nvme.wait(c), Ok(ok(c)));
+    assert_eq!(nvme.wait(c), Err(Error::NotInFlight(c)));
+    assert_eq!(nvme.poll(), Ok(Some(ok(a))));
+    assert_eq!(nvme.wait(b), Ok(ok(b)));
+    assert_eq!(nvme.poll(), Ok(None));
+    assert_eq!(nvme.wait(200), Err(Error::NotInFlight(200)));
+}
+
+#[test]
+fn bad_requests_are_refused_before_the_device_sees_them() {
+    let queues = queue_memory(8);
+    let dev = SimNvme::new(&[&queues], Config::default());
+    let mut nvme = Nvme::init(&dev, whole(&queues), 8).unwrap();
+    let page = DATA_IOVA;
+    let cases: &[(u64, u32, &[u64], Error)] = &[
+        (0, 0, &[page], Error::ZeroBlocks),
+        (4096, 1, &[page], Error::OutOfRange),
+        (4090, 7, &[page, page + PAGE], Error::OutOfRange),
+        (u64::MAX, 1, &[page], Error::OutOfRange),
+        (0, 65537, &[page], Error::TooLarge),
+        (0, 1, &[], Error::PageCount),
+        (0, 1, &[page, page + PAGE], Error::PageCount),
+        (0, 9, &[page], Error::PageCount),
+        (0, 1, &[page + 2], Error::Misaligned),
+        (0, 9, &[page, page + 0x200], Error::Misaligned),
+        // 512 bytes from the last 256 of a page: two pages needed.
+        (0, 1, &[page + 0xf00], Error::PageCount),
+    ];
+    for (lba, blocks, pages, error) in cases {
+        assert_eq!(
+            nvme.submit(IoOp::Write, *lba, *blocks, pages),
+            Err(*error),
+            "lba {lba} blocks {blocks} pages {pages:x?}"
+        );
+    }
+    assert_eq!(dev.io_commands.get(), 0);
+    assert_eq!(nvme.in_flight(), 0);
+}
+
+#[test]
+fn queue_memory_and_depth_are_checked() {
+    let queues = queue_memory(8);
+    let dev = SimNvme::new(&[&queues], Config::default());
+    let short = QueueMemory {
+        len: queues.len() - 1,
+        ..whole(&queues)
+    };
+    assert_eq!(Nvme::init(&dev, short, 8).err(), Some(Error::QueueMemory));
+    let unaligned = QueueMemory {
+        iova: QUEUE_IOVA + 0x200,
+        ..whole(&queues)
+    };
+    assert_eq!(
+        Nvme::init(&dev, unaligned, 8).err(),
+        Some(Error::QueueMemory)
+    );
+    let wraps = QueueMemory {
+        iova: !(PAGE - 1),
+        ..whole(&queues)
+    };
+    assert_eq!(Nvme::init(&dev, wraps, 8).err(), Some(Error::QueueMemory));
+    for depth in [0, 1, MAX_DEPTH + 1] {
+        assert_eq!(
+            Nvme::init(&dev, whole(&queues), depth).err(),
+            Some(Error::Depth)
+        );
+    }
+    // MQES bounds the depth too.
+    let small = SimNvme::new(
+        &[&queues],
+        Config {
+            cap: Config::default().cap & !0xffff | 3,
+            ..Config::default()
+        },
+    );
+    assert_eq!(
+        Nvme::init(&small, whole(&queues), 8).err(),
+        Some(Error::Depth)
+    );
+    assert!(Nvme::init(&small, whole(&queues), 4).is_ok());
+    // The queue memory may start anywhere in the driver's memory.
+    let big = SimMemory::new(QUEUE_IOVA - 0x3000, queues.len() + 0x3000);
+    let dev = SimNvme::new(&[&big], Config::default());
+    let shifted = QueueMemory {
+        mem: &big,
+        offset: 0x3000,
+        iova: QUEUE_IOVA,
+        len: queues.len(),
+    };
+    assert!(Nvme::init(&dev, shifted, 8).is_ok());
+}
+
+#[test]
+fn doorbell_stride_follows_cap_dstrd() {
+    let queues = queue_memory(4);
+    let data = SimMemory::new(DATA_IOVA, 4 * PAGE as usize);
+    let config = Config {
+        cap: Config::default().cap | (3 << 32),
+        ..Config::default()
+    };
+    let dev = SimNvme::new(&[&queues, &data], config);
+    let mut nvme = Nvme::init(&dev, whole(&queues), 4).unwrap();
+    for i in 0..10 {
+        round_trip(&mut nvme, &dev, &data, i, 2, (0, PAGE), i as u8);
+    }
+}
+
+#[test]
+fn controllers_the_driver_cannot_use_are_refused() {
+    let queues = queue_memory(4);
+    let default = Config::default();
+    let cases = [
+        (
+            Config {
+                cap: default.cap | (1 << 48),
+                ..default.clone()
+            },
+            Error::PageSize,
+        ),
+        (
+            Config {
+                cap: default.cap & !(0xff << 37),
+                ..default.clone()
+            },
+            Error::CommandSet,
+        ),
+        (
+            Config {
+                sqes: 0x77,
+                ..default.clone()
+            },
+            Error::Unsupported,
+        ),
+        (
+            Config {
+                cqes: 0x55,
+                ..default.clone()
+            },
+            Error::Unsupported,
+        ),
+        (
+            Config {
+                metadata: 8,
+                ..default.clone()
+            },
+            Error::Unsupported,
+        ),
+        (
+            Config {
+                block_shift: 8,
+                ..default.clone()
+            },
+            Error::Unsupported,
+        ),
+        (
+            Config {
+                blocks: 0,
+                ..default.clone()
+            },
+            Error::NoNamespace,
+        ),
+    ];
+    for (config, error) in cases {
+        let dev = SimNvme::new(&[&queues], config);
+        assert_eq!(Nvme::init(&dev, whole(&queues), 4).err(), Some(error));
+    }
+    assert_eq!(
+        Nvme::init(Absent, whole(&queues), 4).err(),
+        Some(Error::NoDevice)
+    );
+}
+
+#[test]
+fn a_controller_that_never_becomes_ready_times_out() {
+    let queues = queue_memory(4);
+    let dev = SimNvme::new(&[&queues], Config::default());
+    dev.never_ready.set(true);
+    assert_eq!(
+        Nvme::init_with_poll_limit(&dev, whole(&queues), 4, SHORT).err(),
+        Some(Error::Timeout)
+    );
+    // Left disabled: it must not keep using the memory.
+    assert_eq!(dev.cc() & 1, 0);
+}
+
+#[test]
+fn a_fatal_controller_is_an_error() {
+    let queues = queue_memory(4);
+    let dev = SimNvme::new(&[&queues], Config::default());
+    dev.fatal_on_enable.set(true);
+    assert_eq!(
+        Nvme::init_with_poll_limit(&dev, whole(&queues), 4, SHORT).err(),
+        Some(Error::Fatal)
+    );
+}
+
+#[test]
+fn a_completion_for_an_unknown_command_is_an_error() {
+    let queues = queue_memory(8);
+    let data = SimMemory::new(DATA_IOVA, 8 * PAGE as usize);
+    let dev = SimNvme::new(&[&queues, &data], Config::default());
+    let mut nvme = Nvme::init_with_poll_limit(&dev, whole(&queues), 8, SHORT).unwrap();
+    for wrong in [6, 0x1234, u16::MAX] {
+        dev.wrong_cid.set(Some(wrong));
+        let cid = nvme.submit(IoOp::Read, 0, 1, &[DATA_IOVA]).unwrap();
+        assert_eq!(nvme.wait(cid), Err(Error::UnknownCompletion(wrong)));
+        // The real completion never comes: the command stays in flight.
+        assert_eq!(nvme.wait(cid), Err(Error::Timeout));
+    }
+    assert_eq!(nvme.in_flight(), 3);
+    // The other slots still work.
+    round_trip(&mut nvme, &dev, &data, 0, 1, (0, PAGE), 9);
+}
+
+#[test]
+fn a_device_that_never_completes_times_out_and_fills_the_queue() {
+    let queues = queue_memory(4);
+    let dev = SimNvme::new(&[&queues], Config::default());
+    let mut nvme = Nvme::init_with_poll_limit(&dev, whole(&queues), 4, SHORT).unwrap();
+    dev.swallow.set(true);
+    let cid = nvme.submit(IoOp::Read, 0, 1, &[DATA_IOVA]).unwrap();
+    assert_eq!(nvme.wait(cid), Err(Error::Timeout));
+    assert_eq!(nvme.poll(), Ok(None));
+    nvme.submit(IoOp::Read, 0, 1, &[DATA_IOVA]).unwrap();
+    nvme.submit(IoOp::Read, 0, 1, &[DATA_IOVA]).unwrap();
+    assert_eq!(
+        nvme.submit(IoOp::Read, 0, 1, &[DATA_IOVA]),
+        Err(Error::QueueFull)
+    );
+}
+
+/// Garbage completion entries written straight into the I/O CQ with the
+/// phase tag the driver expects: errors or completions, never a panic.
+#[test]
+fn garbage_completions_never_panic() {
+    let depth = 4;
+    let queues = queue_memory(depth);
+    let data = SimMemory::new(DATA_IOVA, 4 * PAGE as usize);
+    let dev = SimNvme::new(&[&queues, &data], Config::default());
+    let mut nvme = Nvme::init_with_poll_limit(&dev, whole(&queues), depth, SHORT).unwrap();
+    // The device takes commands and completes none: only garbage arrives.
+    dev.swallow.set(true);
+    // Admin SQ, admin CQ, I/O SQ: the I/O CQ is the fourth page.
+    let cq = 3 * PAGE as usize;
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    let mut head = 0usize;
+    let mut phase = 1u8;
+    let mut outcomes = [0usize; 3];
+    for _ in 0..2000 {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let mut entry = [0u8; 16];
+        entry[..8].copy_from_slice(&seed.to_le_bytes());
+        entry[8..].copy_from_slice(&seed.rotate_left(29).to_le_bytes());
+        // A small cid now and then, on the right queue, so some match.
+        if seed % 3 == 0 {
+            entry[10..14].copy_from_slice(&[1, 0, (seed >> 40) as u8 % 4, 0]);
+        }
+        entry[14] = (entry[14] & !1) | phase;
+        queues.fill(cq + head * 16, &entry);
+        head = (head + 1) % usize::from(depth);
+        if head == 0 {
+            phase ^= 1;
+        }
+        if seed % 5 == 0 {
+            let _ = nvme.submit(IoOp::Read, 0, 1, &[DATA_IOVA]);
+        }
+        match nvme.poll() {
+            Ok(Some(_)) => outcomes[0] += 1,
+            Ok(None) => outcomes[1] += 1,
+            Err(Error::UnknownCompletion(_)) => outcomes[2] += 1,
+            Err(e) => panic!("unexpected {e:?}"),
+        }
+    }
+    assert_eq!(outcomes[1], 0, "every garbage entry is new");
+    assert!(outcomes[2] > 0 && outcomes[0] > 0, "{outcomes:?}");
+}
