@@ -23,6 +23,10 @@ export IOMMU_POLICY_XML := $(abspath $(IOMMU_XML))
 # QEMU's devices are the configuration's: each <device qemu="..."> at the
 # address its stream ID gives (checked first: a bad pair stops here).
 QEMU_DEVICES = $$($(CARGO) run -q -p sysgen -- --qemu-devices $(SYSTEM_XML) $(IOMMU_XML))
+# The disk behind `drive=disk0` (iommu.xml's nvme device): created empty
+# when missing; tests/demo.rs gives its own and reads it back afterwards.
+NVME_IMAGE ?= $(BUILD)/nvme.img
+QEMU_DRIVE = -drive file=$(NVME_IMAGE),if=none,id=disk0,format=raw
 
 PD_ENV := MICROKIT_BOARD=$(MICROKIT_BOARD) MICROKIT_CONFIG=$(MICROKIT_CONFIG)
 # Each image crate is its own workspace (aarch64 only); they share target/.
@@ -45,18 +49,20 @@ $(BUILD)/loader.img: pds $(SYSTEM_XML) $(IOMMU_XML)
 		-o $@ -r $(BUILD)/report.txt
 
 run: $(BUILD)/loader.img
+	test -f $(NVME_IMAGE) || (mkdir -p $(dir $(NVME_IMAGE)) && truncate -s 4M $(NVME_IMAGE))
 	devices="$(QEMU_DEVICES)" && \
 	$(QEMU) -machine virt,virtualization=on,iommu=smmuv3 -cpu cortex-a53 -m 2G \
 		-nographic -nic none -serial mon:stdio \
-		-device loader,file=$<,addr=0x70000000,cpu-num=0 $$devices
+		-device loader,file=$<,addr=0x70000000,cpu-num=0 $(QEMU_DRIVE) $$devices
 else
 all: pds demo
 
 run: demo
 	@echo "make run: MICROKIT_SDK is not set: running the bare-metal demo (no seL4)"
+	test -f $(NVME_IMAGE) || (mkdir -p $(dir $(NVME_IMAGE)) && truncate -s 4M $(NVME_IMAGE))
 	devices="$(QEMU_DEVICES)" && \
 	$(QEMU) -M virt,iommu=smmuv3 -cpu cortex-a57 -m 512M -nographic -nic none \
-		-semihosting -kernel $(DEMO) $$devices
+		-semihosting -kernel $(DEMO) $(QEMU_DRIVE) $$devices
 endif
 
 # Every PD image, named as system.xml's program_image elements name them,
@@ -69,6 +75,8 @@ pds:
 	cp $(PD_OUT)/iommu-server-pd $(BUILD)/iommu_server.elf
 	cp $(PD_OUT)/edu-driver-pd $(BUILD)/edu_driver.elf
 	cp $(PD_OUT)/manager-pd $(BUILD)/manager.elf
+	cp $(PD_OUT)/nvme-driver-pd $(BUILD)/nvme_driver.elf
+	cp $(PD_OUT)/blk-client-pd $(BUILD)/blk_client.elf
 
 demo:
 	cd demo && $(CARGO) build --release --target-dir $(DEMO_TARGET_DIR)

@@ -60,6 +60,11 @@ pub struct RegionSpec {
     /// The client's own rights: the most it may ask a device for.
     pub perms: Perms,
     pub paddr: Paddr,
+    /// `<dma mode="strict">`: the client's driver maps only in-flight
+    /// buffers of it, and unmaps each on completion.
+    pub strict: bool,
+    /// The one other PD that maps the region (whose buffers it holds).
+    pub shared_with: Option<&'static str>,
 }
 
 /// One client: a PD that calls the server. Its [`ClientId`] is its

@@ -17,7 +17,9 @@ mod memory;
 use core::cell::RefCell;
 use core::fmt::Write;
 
-use edu_driver::{server_report, Edu, PciFunction, Roles, Session};
+use blk_driver::story::{Next, Story};
+use blk_driver::{BlockDriver, Mode};
+use edu_driver::{server_report, Edu, Roles, Session};
 use hw::domains::SmmuDomains;
 use hw::pgtable::TablePool;
 use hw::smmu::{Smmu, SmmuConfig};
@@ -29,6 +31,7 @@ use iommu_system::{
     TOTAL_DEVICES,
 };
 use mmio::{CacheClean, Coherent, DcacheClean, DmaRegion, Mmio, StaticCell};
+use pci_function::PciFunction;
 use qemu_virt::platform::{self, Uart};
 
 qemu_virt::image_main!(main);
@@ -37,6 +40,9 @@ static COHERENT: Coherent = Coherent;
 static NON_COHERENT: DcacheClean = DcacheClean;
 
 type Hw = SmmuDomains<'static, Mmio>;
+
+/// DMA regions per client the demo places.
+const MAX_REGIONS: usize = 4;
 
 // As in the server PD: the SMMU's state and the configurations live in
 // statics the server borrows.
@@ -154,11 +160,11 @@ impl Tally {
 /// The device of a client: stream ID bus << 8 | devfn, BAR0 in the
 /// 32-bit window at the client's slot (as system.xml's `*_bar` regions).
 /// Each handle exists once: a second call for the same client is `None`.
-fn device_of(client_index: usize) -> Option<(PciFunction<Mmio>, Edu<Mmio>, u32)> {
+fn device_of(client_index: usize) -> Option<(PciFunction<Mmio>, Mmio, u32)> {
     let sid = CLIENTS[client_index].devices[0].stream_id;
     Some((
         PciFunction(platform::config_page(sid.0 as u8)?),
-        Edu(platform::bar(client_index)?),
+        platform::bar(client_index)?,
         platform::bar_base(client_index) as u32,
     ))
 }
@@ -189,7 +195,8 @@ fn run(tally: &mut Tally) -> Result<(), &'static str> {
     // Place every client's DMA region; the setvar symbols get their
     // addresses, as the Microkit tool would patch them into the server.
     let mut symbols = [0u64; SERVER_SYMBOLS.len()];
-    let mut regions: [Option<DmaRegion>; CLIENTS.len()] = [const { None }; CLIENTS.len()];
+    let mut regions: [[Option<DmaRegion>; MAX_REGIONS]; CLIENTS.len()] =
+        [const { [const { None }; MAX_REGIONS] }; CLIENTS.len()];
     for (i, c) in CLIENTS.iter().enumerate() {
         for (k, r) in c.regions.iter().enumerate() {
             let region = mem
@@ -200,9 +207,9 @@ fn run(tally: &mut Tally) -> Result<(), &'static str> {
                 Paddr::Symbol(s) => symbols[s] = region.pa(),
                 Paddr::Fixed(_) => return Err("the demo places DMA regions itself (no phys_addr)"),
             }
-            if k == 0 {
-                regions[i] = Some(region);
-            }
+            *regions[i]
+                .get_mut(k)
+                .ok_or("more DMA regions in a client than the demo holds")? = Some(region);
         }
     }
     let configs = CONFIGS
@@ -270,14 +277,20 @@ fn run(tally: &mut Tally) -> Result<(), &'static str> {
         })
     };
     let mut iommus: [_; CLIENTS.len()] = core::array::from_fn(iommu);
-    let bufs: [Option<DmaBuffer<RegionMemory>>; CLIENTS.len()] = core::array::from_fn(|i| {
-        let r = CLIENTS[i].regions.first()?;
-        Some(DmaBuffer::new(
-            r.vaddr,
-            r.size,
-            RegionMemory(regions[i].take()?),
-        ))
-    });
+    // Every DMA region as its client sees it.
+    let all: [[Option<DmaBuffer<RegionMemory>>; MAX_REGIONS]; CLIENTS.len()] =
+        core::array::from_fn(|i| {
+            core::array::from_fn(|k| {
+                let r = CLIENTS[i].regions.get(k)?;
+                Some(DmaBuffer::new(
+                    r.vaddr,
+                    r.size,
+                    RegionMemory(regions[i][k].take()?),
+                ))
+            })
+        });
+    let bufs: [Option<&DmaBuffer<RegionMemory>>; CLIENTS.len()] =
+        core::array::from_fn(|i| all[i][0].as_ref());
     let mut edus: [Option<Edu<Mmio>>; CLIENTS.len()] = [const { None }; CLIENTS.len()];
     let mut sessions: [Option<Session<'_>>; CLIENTS.len()] = [const { None }; CLIENTS.len()];
     // A driver's fault queue, after the server has taken the SMMU's events:
@@ -298,7 +311,8 @@ fn run(tally: &mut Tally) -> Result<(), &'static str> {
     for i in drivers() {
         let name = CLIENTS[i].pd;
         let mut out = Prefix(name, true);
-        let (cfg, edu, bar) = device_of(i).ok_or("device handed out twice")?;
+        let (cfg, regs, bar) = device_of(i).ok_or("device handed out twice")?;
+        let edu = Edu(regs);
         let found = if cfg.ids() == Some((edu_driver::VENDOR, edu_driver::DEVICE)) {
             cfg.enable(bar);
             if edu.id() == edu_driver::ID {
@@ -319,7 +333,7 @@ fn run(tally: &mut Tally) -> Result<(), &'static str> {
             "finds its edu device in its configuration page",
             found,
         );
-        let buf = bufs[i].as_ref().ok_or("client without a DMA region")?;
+        let buf = bufs[i].ok_or("client without a DMA region")?;
         let session = edu_driver::setup(&mut iommus[i], &edu, buf, &mut out)?;
         tally.check(
             name,
@@ -390,7 +404,7 @@ fn run(tally: &mut Tally) -> Result<(), &'static str> {
     );
     say!("manager: reset {tname}: its streams quarantined, its objects torn down\n");
     let mut out = Prefix(tname, true);
-    let (Some(session), Some(edu), Some(buf)) = (&sessions[target], &edus[target], &bufs[target])
+    let (Some(session), Some(edu), Some(buf)) = (&sessions[target], &edus[target], bufs[target])
     else {
         return Err("the target never set up");
     };
@@ -410,7 +424,7 @@ fn run(tally: &mut Tally) -> Result<(), &'static str> {
     // it, so the transfer in flight reaches nothing, and restarts it.
     let pools_before = server_report(&mut iommus[m], page_va).map_err(|_| "DUMP refused")?;
     let mut out = Prefix(fname, true);
-    let (Some(edu), Some(buf)) = (&edus[first], &bufs[first]) else {
+    let (Some(edu), Some(buf)) = (&edus[first], bufs[first]) else {
         return Err("the first driver never set up");
     };
     // The crashed life's state is gone with it.
@@ -459,12 +473,242 @@ fn run(tally: &mut Tally) -> Result<(), &'static str> {
 
     // The other drivers are untouched by all of it.
     for i in drivers().filter(|&i| i != target) {
-        let (Some(session), Some(edu), Some(buf)) = (&sessions[i], &edus[i], &bufs[i]) else {
+        let (Some(session), Some(edu), Some(buf)) = (&sessions[i], &edus[i], bufs[i]) else {
             return Err("a driver lost its session");
         };
         let mut out = Prefix(CLIENTS[i].pd, true);
         let works = edu_driver::round_trip(session, edu, buf, 13, &mut out);
         tally.check(CLIENTS[i].pd, "still works at the end", works);
+    }
+
+    // The NVMe drivers and their block clients.
+    for i in (0..CLIENTS.len()).filter(|&i| CLIENTS[i].runs(NVME_IMAGE)) {
+        nvme_story(tally, &server, i, &all[i], &mut mem.client)?;
+    }
+    Ok(())
+}
+
+/// The NVMe driver's program image: the clients running it drive NVMe
+/// controllers for block clients.
+const NVME_IMAGE: &str = "nvme_driver.elf";
+/// QEMU's nvme: vendor and device.
+const NVME_IDS: (u16, u16) = (0x1b36, 0x0010);
+/// Requests a block ring holds.
+const RING_CAPACITY: u32 = 16;
+/// Where on the disk each block client's story writes: its index times this.
+pub const CLIENT_BLOCKS: u64 = 1024;
+
+/// Client `i` drives an NVMe controller for the block clients whose data
+/// regions are its DMA regions after the first (its queues): each block
+/// client writes, reads back and checks, through the driver, in the mode
+/// iommu.xml gives its region; then the driver shows a stray DMA stopped.
+fn nvme_story(
+    tally: &mut Tally,
+    server: Shared<'_>,
+    i: usize,
+    regions: &[Option<DmaBuffer<RegionMemory>>; MAX_REGIONS],
+    spare: &mut DmaRegion,
+) -> Result<(), &'static str> {
+    let spec = &CLIENTS[i];
+    let name = spec.pd;
+    let mut out = Prefix(name, true);
+    let (cfg, regs, bar) = device_of(i).ok_or("device handed out twice")?;
+    if cfg.ids() != Some(NVME_IDS) {
+        tally.check(
+            name,
+            "finds its NVMe controller",
+            Err("no nvme device there"),
+        );
+        return Ok(());
+    }
+    cfg.enable(bar);
+    let queues = regions[0].as_ref().ok_or("no queue memory")?;
+    let iommu = Iommu::new(Direct {
+        server,
+        client: ClientId::from_index(i).ok_or("a client index")?,
+        page: RefCell::new([0; COMMAND_PAGE]),
+    });
+    let mut driver = match BlockDriver::start(iommu, regs, queues) {
+        Ok(d) => d,
+        Err(e) => {
+            let _ = writeln!(out, "bring-up failed: {e:?}");
+            tally.check(
+                name,
+                "brings its NVMe controller up",
+                Err("bring-up failed"),
+            );
+            return Ok(());
+        }
+    };
+    let _ = writeln!(
+        out,
+        "{} (serial {}), {} blocks of {} bytes, queues at IOVA {:#x}, BAR0 {bar:#x}",
+        driver.nvme.model(),
+        driver.nvme.serial(),
+        driver.nvme.blocks(),
+        driver.nvme.block_size(),
+        blk_driver::QUEUE_IOVA
+    );
+    tally.check(
+        name,
+        "brings its NVMe controller up through the IOMMU",
+        Ok(()),
+    );
+
+    // Each block client: its ring (plain shared memory) and data region.
+    let ring_bytes = blk_queue::region_bytes(RING_CAPACITY);
+    let mut rings: [Option<RegionMemory>; MAX_REGIONS] = [const { None }; MAX_REGIONS];
+    for ring in rings.iter_mut().take(spec.regions.len()).skip(1) {
+        let r = RegionMemory(
+            spare
+                .carve(ring_bytes, 0x1000)
+                .ok_or("no room for a ring")?,
+        );
+        blk_queue::format(&r, RING_CAPACITY).map_err(|_| "ring format")?;
+        *ring = Some(r);
+    }
+    let mut served = [usize::MAX; MAX_REGIONS];
+    for k in 1..spec.regions.len() {
+        let (Some(ring), Some(data)) = (rings[k].as_ref(), regions[k].as_ref()) else {
+            continue;
+        };
+        let mode = if spec.regions[k].strict {
+            Mode::Strict
+        } else {
+            Mode::Static
+        };
+        served[k] = driver
+            .add_client(ring, data, mode)
+            .map_err(|_| "the driver refused a block client")?;
+    }
+
+    for k in 1..spec.regions.len() {
+        let (Some(ring), Some(data)) = (rings[k].as_ref(), regions[k].as_ref()) else {
+            continue;
+        };
+        let region = &spec.regions[k];
+        let who = region.shared_with.unwrap_or("block client");
+        let mode = if region.strict { "strict" } else { "static" };
+        let mut client = blk_queue::Client::new(ring).map_err(|_| "ring")?;
+        let mut story = Story::new(k as u64 * CLIENT_BLOCKS);
+        let mut cout = Prefix(who, true);
+        let _ = writeln!(
+            cout,
+            "{} mode: data region {} ({} KiB) at IOVA {:#x}",
+            mode,
+            region.mr,
+            region.size / 1024,
+            blk_driver::DATA_IOVA + (served[k] as u64) * blk_driver::DATA_STRIDE
+        );
+        let before = driver.stats;
+        let mut ok = false;
+        for _ in 0..8 {
+            match story.step(&mut client, data.memory(), &mut cout) {
+                Next::Notify | Next::Wait => {
+                    driver.serve(served[k]);
+                    if region.strict && driver.data_mappings(served[k]) != 0 {
+                        tally.check(
+                            who,
+                            "strict: nothing mapped once requests complete",
+                            Err("a mapping is left"),
+                        );
+                    }
+                }
+                Next::Done(passed) => {
+                    ok = passed;
+                    break;
+                }
+            }
+        }
+        let cost = driver.stats;
+        let _ = writeln!(
+            out,
+            "{who} ({mode}): {} I/Os, {} maps and {} unmaps",
+            cost.ios - before.ios,
+            cost.maps - before.maps,
+            cost.unmaps - before.unmaps
+        );
+        tally.check(
+            who,
+            Join(&[mode, ": writes, reads back and verifies through ", name]),
+            if ok { Ok(()) } else { Err("a check failed") },
+        );
+        if region.strict {
+            tally.check(
+                who,
+                "strict: no mapping left once every request completed",
+                if driver.data_mappings(served[k]) == 0
+                    && cost.maps - before.maps == cost.unmaps - before.unmaps
+                {
+                    Ok(())
+                } else {
+                    Err("a mapping outlived its request")
+                },
+            );
+        }
+    }
+
+    // A stray DMA from a real device: a command whose PRPs name an IOVA
+    // the driver never mapped.
+    let k = served[1];
+    let stray = driver
+        .stray(k)
+        .map_err(|_| "the stray command did not complete")?;
+    let notified = take_faults(server);
+    let fault = if notified & (1 << i) != 0 {
+        driver.iommu.read_fault().ok().and_then(|r| r.fault)
+    } else {
+        None
+    };
+    while driver.iommu.read_fault().is_ok_and(|r| r.remaining > 0) {}
+    let _ = writeln!(
+        out,
+        "stray command to IOVA {:#x} (its PRP list one page on): completed with {:?}; reported to me: {} at IOVA {:#x}",
+        stray.0,
+        stray.1,
+        fault.map_or("nothing", |f| iommu_proto::fault::kind_name(f.kind)),
+        fault.and_then(|f| f.iova).unwrap_or(0)
+    );
+    tally.check(
+        name,
+        "a command naming an unmapped IOVA is stopped, reported, and fails",
+        match fault {
+            Some(f)
+                if f.kind == iommu_proto::fault::IOMMU_FAULT_KIND_F_TRANSLATION
+                    && f.iova
+                        .is_some_and(|a| (stray.0..stray.0 + 0x2000).contains(&a))
+                    && stray.1 != nvme_driver::Status::Success =>
+            {
+                Ok(())
+            }
+            _ => Err("not stopped, not reported, or not failed"),
+        },
+    );
+    // And the driver goes on serving.
+    if let (Some(ring), Some(data)) = (rings[1].as_ref(), regions[1].as_ref()) {
+        let mut client = blk_queue::Client::new(ring).map_err(|_| "ring")?;
+        let mut story = Story::new(3 * CLIENT_BLOCKS);
+        let mut cout = Prefix(
+            CLIENTS[i].regions[1].shared_with.unwrap_or("block client"),
+            true,
+        );
+        let mut ok = false;
+        for _ in 0..8 {
+            match story.step(&mut client, data.memory(), &mut cout) {
+                Next::Done(passed) => {
+                    ok = passed;
+                    break;
+                }
+                _ => {
+                    driver.serve(served[1]);
+                }
+            }
+        }
+        tally.check(
+            name,
+            "serves on after the stray command",
+            if ok { Ok(()) } else { Err("it did not") },
+        );
     }
     Ok(())
 }

@@ -12,8 +12,9 @@ struct Aligned4K<const N: usize>([u8; N]);
 
 const SMMU_MEM: usize = 512 * 1024;
 const PT_PAGES: usize = 64;
-/// Every client's DMA regions, back to back (the system has two of 64 KiB).
-pub const CLIENT_MEM: usize = 256 * 1024;
+/// Every client's DMA regions, back to back (the example's add up to
+/// 448 KiB), then the block clients' rings.
+pub const CLIENT_MEM: usize = 1024 * 1024;
 
 struct Statics {
     smmu: Aligned4K<SMMU_MEM>,

@@ -107,8 +107,15 @@ pub fn rust(config: &Config, inputs: &[&str]) -> String {
         for r in &c.regions {
             let _ = writeln!(
                 w,
-                "            RegionSpec {{ mr: {:?}, vaddr: {:#x}, size: {:#x}, perms: Perms {{ read: {}, write: {} }}, paddr: {} }},",
-                r.mr, r.vaddr, r.size, r.read, r.write, paddr(&r.paddr, &symbols)
+                "            RegionSpec {{ mr: {:?}, vaddr: {:#x}, size: {:#x}, perms: Perms {{ read: {}, write: {} }}, paddr: {}, strict: {}, shared_with: {:?} }},",
+                r.mr,
+                r.vaddr,
+                r.size,
+                r.read,
+                r.write,
+                paddr(&r.paddr, &symbols),
+                r.strict,
+                r.shared_with.as_deref()
             );
         }
         let _ = writeln!(w, "        ],");

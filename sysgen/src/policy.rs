@@ -51,6 +51,12 @@ pub struct Region {
     pub read: bool,
     pub write: bool,
     pub paddr: Paddr,
+    /// `<dma mode="strict">`: the driver maps only in-flight buffers of
+    /// it (the server does not enforce this; the driver reads it).
+    pub strict: bool,
+    /// The one other PD (not the client, not the server) that maps the
+    /// region, if exactly one: whose buffers they are.
+    pub shared_with: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -620,8 +626,15 @@ impl<'a> Checker<'a> {
         e: &Element,
     ) -> Result<Region, Error> {
         let s = self.side;
-        s.only_attrs(e, &["mr"])?;
+        s.only_attrs(e, &["mr", "mode"])?;
         let name = s.required(e, "mr")?;
+        let strict = match e.attr("mode").map(|a| a.value.as_str()) {
+            None | Some("static") => false,
+            Some("strict") => true,
+            Some(other) => {
+                return Err(s.attr(e, "mode", format!("`{other}` is neither static nor strict")))
+            }
+        };
         let mr = self.sys.mr(name).ok_or_else(|| {
             s.attr(
                 e,
@@ -678,6 +691,15 @@ impl<'a> Checker<'a> {
                 ),
             ));
         }
+        let mut others = self
+            .sys
+            .pds
+            .iter()
+            .filter(|p| p.name != pd.name && p.name != server.name && p.map_of(name).is_some());
+        let shared_with = match (others.next(), others.next()) {
+            (Some(one), None) => Some(one.name.clone()),
+            _ => None,
+        };
         Ok(Region {
             mr: name.to_string(),
             vaddr: map.vaddr,
@@ -685,6 +707,8 @@ impl<'a> Checker<'a> {
             read: map.read,
             write: map.write,
             paddr,
+            strict,
+            shared_with,
         })
     }
 

@@ -15,6 +15,8 @@ use microkit::{DebugOut, SharedMemory};
 use mmio::{ConstStaticCell, Mmio};
 
 microkit::setvar!(pub COMMAND_PAGE_VADDR = "command_page");
+// A PCI driver's configuration page (edu and NVMe alike).
+microkit::setvar!(PCI_CONFIG = "pci_config");
 
 /// The client's entry in the generated configuration, by PD name.
 pub fn spec() -> &'static ClientSpec {
@@ -65,7 +67,6 @@ pub mod edu {
     use super::*;
     use edu_driver::{Edu, PciFunction};
 
-    microkit::setvar!(PCI_CONFIG = "pci_config");
     microkit::setvar!(EDU_REGS = "edu_regs");
     microkit::setvar!(DMA_BUFFER = "dma_buffer");
     microkit::setvar!(pub EDU_BAR_PADDR = "edu_bar_paddr");
@@ -107,6 +108,93 @@ pub mod edu {
             Some(SharedMemory::new(
                 region.vaddr as usize,
                 region.size as usize,
+            ))
+        }
+    }
+}
+
+/// The NVMe driver's regions, by the symbols its system.xml entry patches.
+pub mod nvme {
+    use super::*;
+    use pci_function::PciFunction;
+
+    microkit::setvar!(NVME_REGS = "nvme_regs");
+    microkit::setvar!(pub NVME_BAR_PADDR = "nvme_bar_paddr");
+    microkit::setvar!(RING_0 = "blk_ring_0");
+    microkit::setvar!(RING_1 = "blk_ring_1");
+
+    /// Block clients one driver PD serves (one ring setvar each).
+    pub const RINGS: usize = 2;
+    /// A ring region's size (system.xml's `blk_*_ring`).
+    pub const RING_BYTES: usize = 0x1000;
+    /// BAR0's window (system.xml's `nvme_bar`).
+    const BAR_BYTES: usize = 0x10_0000;
+
+    static DEVICE: ConstStaticCell<()> = ConstStaticCell::new(());
+    static REGIONS: ConstStaticCell<()> = ConstStaticCell::new(());
+    static RINGS_TAKEN: ConstStaticCell<()> = ConstStaticCell::new(());
+
+    /// The configuration page and BAR0 registers, the first time.
+    pub fn device() -> Option<(PciFunction<Mmio>, Mmio)> {
+        DEVICE.take()?;
+        // SAFETY: the driver's system.xml entry maps its function's
+        // configuration page and BAR0 window uncached at these patched
+        // addresses; the claim above makes these the only handles.
+        unsafe {
+            Some((
+                PciFunction(Mmio::new(PCI_CONFIG.get() as usize, 0x1000)),
+                Mmio::new(NVME_REGS.get() as usize, BAR_BYTES),
+            ))
+        }
+    }
+
+    /// Every DMA region of the client entry (queues first, then the block
+    /// clients' data regions), the first time.
+    pub fn regions(spec: &ClientSpec) -> Option<[Option<SharedMemory>; 4]> {
+        REGIONS.take()?;
+        Some(core::array::from_fn(|k| {
+            let r = spec.regions.get(k)?;
+            // SAFETY: iommu.xml's DMA regions of this client are mapped
+            // read-write at these addresses in its system.xml entry (the
+            // build checked it); the claim makes these their only handles.
+            Some(unsafe { SharedMemory::new(r.vaddr as usize, r.size as usize) })
+        }))
+    }
+
+    /// Block client k's ring (setvar `blk_ring_k`), the first time.
+    pub fn rings() -> Option<[SharedMemory; RINGS]> {
+        RINGS_TAKEN.take()?;
+        // SAFETY: system.xml maps each ring region (one page) read-write
+        // at its patched address; the claim makes these the only handles.
+        unsafe {
+            Some([
+                SharedMemory::new(RING_0.get() as usize, RING_BYTES),
+                SharedMemory::new(RING_1.get() as usize, RING_BYTES),
+            ])
+        }
+    }
+}
+
+/// A block client's regions, by the symbols its system.xml entry patches.
+pub mod blk {
+    use super::*;
+
+    microkit::setvar!(DATA = "blk_data");
+    microkit::setvar!(RING = "blk_ring");
+
+    static TAKEN: ConstStaticCell<()> = ConstStaticCell::new(());
+
+    /// The client's data region (`size` bytes, what iommu.xml says of the
+    /// region its driver shares with it) and its ring, the first time.
+    pub fn regions(size: u64) -> Option<(SharedMemory, SharedMemory)> {
+        TAKEN.take()?;
+        // SAFETY: system.xml maps the data region (`size` bytes, from the
+        // generated configuration) and the ring page read-write at these
+        // patched addresses; the claim makes these the only handles.
+        unsafe {
+            Some((
+                SharedMemory::new(DATA.get() as usize, size as usize),
+                SharedMemory::new(RING.get() as usize, super::nvme::RING_BYTES),
             ))
         }
     }

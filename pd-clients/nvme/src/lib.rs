@@ -383,16 +383,57 @@ impl<'m, R: RegisterBlock, M: Memory> Nvme<'m, R, M> {
     /// rest are page aligned). Returns the command id to wait for.
     pub fn submit(&mut self, op: IoOp, lba: u64, blocks: u32, pages: &[u64]) -> Result<u16, Error> {
         self.check_transfer(lba, blocks, pages)?;
-        let slot = self.slots[..self.slot_count]
-            .iter()
-            .position(|slot| *slot == Slot::Free)
-            .ok_or(Error::QueueFull)?;
+        let slot = self.free_slot()?;
         let (first, prp2) = match pages {
             [] => return Err(Error::PageCount),
             [first] => (*first, 0),
             [first, second] => (*first, *second),
             [first, rest @ ..] => (*first, self.write_prp_list(slot, rest)?),
         };
+        self.push_io(slot, op, lba, blocks, first, prp2)
+    }
+
+    /// Submits a transfer with PRP1 and PRP2 as given, unchecked against
+    /// any buffer: how a driver shows what the IOMMU does with a command
+    /// whose PRP names an IOVA nothing is mapped at (a PRP2 that points at
+    /// a PRP list makes the device fetch it). The range is still checked.
+    pub fn submit_prps(
+        &mut self,
+        op: IoOp,
+        lba: u64,
+        blocks: u32,
+        prp1: u64,
+        prp2: u64,
+    ) -> Result<u16, Error> {
+        if blocks == 0 {
+            return Err(Error::ZeroBlocks);
+        }
+        let end = lba
+            .checked_add(u64::from(blocks))
+            .ok_or(Error::OutOfRange)?;
+        if blocks > MAX_BLOCKS || end > self.identity.blocks {
+            return Err(Error::OutOfRange);
+        }
+        let slot = self.free_slot()?;
+        self.push_io(slot, op, lba, blocks, prp1, prp2)
+    }
+
+    fn free_slot(&self) -> Result<usize, Error> {
+        self.slots[..self.slot_count]
+            .iter()
+            .position(|slot| *slot == Slot::Free)
+            .ok_or(Error::QueueFull)
+    }
+
+    fn push_io(
+        &mut self,
+        slot: usize,
+        op: IoOp,
+        lba: u64,
+        blocks: u32,
+        first: u64,
+        prp2: u64,
+    ) -> Result<u16, Error> {
         let cmd = Command {
             opcode: match op {
                 IoOp::Read => IO_READ,

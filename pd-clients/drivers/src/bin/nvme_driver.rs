@@ -1,0 +1,157 @@
+//! The NVMe driver PD: brings its controller up through the IOMMU server
+//! (queues in its own DMA region), shows a command naming an unmapped IOVA
+//! stopped, reported and failed, then serves its block clients: client k's
+//! data region is its DMA region k + 1, mapped as iommu.xml's `mode` says,
+//! and its ring is at setvar `blk_ring_k`. A client notifies when it has
+//! queued requests; the driver serves them and notifies back.
+
+#![no_std]
+#![no_main]
+#![deny(unsafe_code)]
+
+use core::fmt::Write;
+
+use blk_driver::{BlockDriver, Mode};
+use driver_pds::{iommu, spec, Out};
+use iommu_client::{DmaBuffer, MicrokitTransport};
+use microkit::{Channel, Handler, MessageInfo, SharedMemory};
+use mmio::{Mmio, StaticCell};
+
+/// QEMU's nvme: vendor and device.
+const NVME_IDS: (u16, u16) = (0x1b36, 0x0010);
+const CLIENTS: usize = driver_pds::nvme::RINGS;
+
+type Driver =
+    BlockDriver<'static, MicrokitTransport, Mmio, SharedMemory, SharedMemory, SharedMemory>;
+
+static BUFFERS: StaticCell<[Option<DmaBuffer<SharedMemory>>; 4]> = StaticCell::new();
+static RINGS: StaticCell<[SharedMemory; CLIENTS]> = StaticCell::new();
+
+struct NvmeDriver {
+    driver: Option<Driver>,
+    /// Per block client: its channel and its index in the driver.
+    clients: [Option<(Channel, usize)>; CLIENTS],
+}
+
+fn init() -> NvmeDriver {
+    let mut out = Out::new();
+    let mut this = NvmeDriver {
+        driver: None,
+        clients: [None; CLIENTS],
+    };
+    match start(&mut out, &mut this) {
+        Ok(()) => {}
+        Err(e) => {
+            let _ = writeln!(out, "FAILED - {e}");
+        }
+    }
+    this
+}
+
+fn start(out: &mut Out, this: &mut NvmeDriver) -> Result<(), &'static str> {
+    let spec = spec();
+    let (cfg, regs) = driver_pds::nvme::device().ok_or("device handed out twice")?;
+    if cfg.ids() != Some(NVME_IDS) {
+        return Err("no NVMe controller in my configuration page");
+    }
+    let bar = driver_pds::nvme::NVME_BAR_PADDR.get();
+    cfg.enable(bar as u32);
+    let memory = driver_pds::nvme::regions(spec).ok_or("regions handed out twice")?;
+    let mut memory = memory.into_iter();
+    let buffers = BUFFERS
+        .init(core::array::from_fn(|k| {
+            let r = spec.regions.get(k)?;
+            Some(DmaBuffer::new(r.vaddr, r.size, memory.next()??))
+        }))
+        .ok_or("buffers made twice")?;
+    let buffers: &'static [Option<DmaBuffer<SharedMemory>>; 4] = buffers;
+    let queues = buffers[0].as_ref().ok_or("no queue memory")?;
+    let mut driver = BlockDriver::start(iommu(spec), regs, queues).map_err(|e| {
+        let _ = writeln!(Out::new(), "bring-up: {e:?}");
+        "the controller did not come up"
+    })?;
+    let _ = writeln!(
+        out,
+        "{} (serial {}), {} blocks of {} bytes, queues at IOVA {:#x}, BAR0 {bar:#x}",
+        driver.nvme.model(),
+        driver.nvme.serial(),
+        driver.nvme.blocks(),
+        driver.nvme.block_size(),
+        blk_driver::QUEUE_IOVA
+    );
+    let _ = writeln!(out, "ok - controller up through the IOMMU");
+    let rings = driver_pds::nvme::rings().ok_or("rings handed out twice")?;
+    let rings: &'static [SharedMemory; CLIENTS] = RINGS.init(rings).ok_or("rings made twice")?;
+    for (k, ring) in rings.iter().enumerate() {
+        let (Some(region), Some(data)) = (spec.regions.get(k + 1), buffers[k + 1].as_ref()) else {
+            continue;
+        };
+        let peer = region
+            .shared_with
+            .ok_or("a data region shared with no client")?;
+        let channel = iommu_system::channel_to(microkit::name(), peer)
+            .ok_or("no channel to a block client")?;
+        blk_queue::format(ring, 16).map_err(|_| "ring format")?;
+        let mode = if region.strict {
+            Mode::Strict
+        } else {
+            Mode::Static
+        };
+        let index = driver
+            .add_client(ring, data, mode)
+            .map_err(|_| "a block client refused")?;
+        this.clients[k] = Some((channel, index));
+        let _ = writeln!(
+            out,
+            "serving {peer}: {} mode, data at IOVA {:#x}",
+            if region.strict { "strict" } else { "static" },
+            blk_driver::DATA_IOVA + index as u64 * blk_driver::DATA_STRIDE
+        );
+    }
+    // A command naming an IOVA nothing is mapped at, before serving.
+    if let Some((_, k)) = this.clients[0] {
+        let (iova, status) = driver
+            .stray(k)
+            .map_err(|_| "the stray command never completed")?;
+        // The server runs at a higher priority: by the time the command
+        // has completed, its interrupt handler has queued the fault.
+        let fault = (0..1000).find_map(|_| driver.iommu.read_fault().ok().and_then(|r| r.fault));
+        while driver.iommu.read_fault().is_ok_and(|r| r.remaining > 0) {}
+        let reported = fault.is_some_and(|f| {
+            f.kind == iommu_proto::fault::IOMMU_FAULT_KIND_F_TRANSLATION
+                && f.iova.is_some_and(|a| (iova..iova + 0x2000).contains(&a))
+        });
+        let _ = writeln!(
+            out,
+            "{} - stray command to IOVA {iova:#x}: completed with {status:?}, reported to me: {}",
+            if reported && !status.is_success() {
+                "ok"
+            } else {
+                "FAILED"
+            },
+            fault.map_or("nothing", |f| iommu_proto::fault::kind_name(f.kind))
+        );
+    }
+    this.driver = Some(driver);
+    Ok(())
+}
+
+impl Handler for NvmeDriver {
+    fn protected(&mut self, _: Channel, _: MessageInfo) -> MessageInfo {
+        MessageInfo::new(u64::from(iommu_proto::Errno::ENOTTY.code()), 0)
+    }
+
+    fn notified(&mut self, channel: Channel) {
+        let Some(driver) = self.driver.as_mut() else {
+            return;
+        };
+        for &(ch, k) in self.clients.iter().flatten() {
+            if ch == channel {
+                driver.serve(k);
+                microkit::notify(ch);
+            }
+        }
+    }
+}
+
+microkit::declare_pd!(init);
