@@ -29,6 +29,7 @@ RESERVED = (
 )
 DRIVER_QUOTA = Quota(objects=16, ioases=4, mapped_pages=64, table_pages=16, hwpts=4, mappings=16)
 MANAGER_QUOTA = Quota(objects=4, ioases=1, mapped_pages=0, table_pages=0, hwpts=0, mappings=0)
+NVME_QUOTA = Quota(objects=8, ioases=1, mapped_pages=96, table_pages=16, hwpts=1, mappings=16)
 
 
 def build(drivers: int = 2) -> IommuServer:
@@ -47,7 +48,11 @@ def build(drivers: int = 2) -> IommuServer:
     for n, pd in enumerate(pds):
         manager.add_child_pd(pd, child_id=n)
     clients = [iommu.add_client(pd, quota=DRIVER_QUOTA) for pd in pds]
-    iommu.add_client(manager, quota=MANAGER_QUOTA, manager=True)
+    # The NVMe driver and its two block clients.
+    nvme = SD.ProtectionDomain("nvme_driver", "nvme_driver.elf", priority=120, stack_size=0x10000)
+    sdf.add_pd(nvme)
+    nvme_client = iommu.add_client(nvme, quota=NVME_QUOTA, server_channel=drivers + 2)
+    iommu.add_client(manager, quota=MANAGER_QUOTA, manager=True, server_channel=drivers + 1)
     for n, (pd, client) in enumerate(zip(pds, clients)):
         name = pd.name
         iommu.add_pci_device(
@@ -66,6 +71,34 @@ def build(drivers: int = 2) -> IommuServer:
         pd.add_map(SD.Map(bar, 0x2010_0000, "rw", cached=False, setvar_vaddr="edu_regs"))
         iommu.add_dma(client, f"{name}_dma", 0x10000, vaddr=0x3000_0000, setvar_vaddr="dma_buffer")
         iommu.add_setvar(pd, "edu_bar_paddr", f"{name}_bar")
+
+    iommu.add_pci_device(
+        nvme_client,
+        "nvme",
+        bus=0,
+        device=drivers + 1,
+        function=0,
+        dma_mask=(1 << 40) - 1,
+        reserved=RESERVED,
+        config_vaddr=0x2000_1000,
+        qemu="nvme,serial=iommu-nvme,drive=disk0",
+    )
+    # Client index `drivers` is the NVMe driver's BAR slot in the demo.
+    bar = region(sdf, "nvme_bar", 0x10_0000, paddr=0x1000_0000 + drivers * 0x10_0000)
+    nvme.add_map(SD.Map(bar, 0x2010_0000, "rw", cached=False, setvar_vaddr="nvme_regs"))
+    iommu.add_dma(nvme_client, "nvme_queues", 0x10000, vaddr=0x3000_0000)
+    iommu.add_setvar(nvme, "nvme_bar_paddr", "nvme_bar")
+    for k, (mode, priority) in enumerate((("static", 80), ("strict", 70))):
+        blk = SD.ProtectionDomain(f"blk_{mode}", "blk_client.elf", priority=priority)
+        sdf.add_pd(blk)
+        data = iommu.add_dma(
+            nvme_client, f"blk_{mode}_data", 0x20000, vaddr=0x3100_0000 + k * 0x100_0000, mode=mode
+        )
+        blk.add_map(SD.Map(data, 0x4000_0000, "rw", setvar_vaddr="blk_data"))
+        ring = region(sdf, f"blk_{mode}_ring", 0x1000)
+        nvme.add_map(SD.Map(ring, 0x3300_0000 + k * 0x1000, "rw", setvar_vaddr=f"blk_ring_{k}"))
+        blk.add_map(SD.Map(ring, 0x4100_0000, "rw", setvar_vaddr="blk_ring"))
+        sdf.add_channel(SD.Channel(nvme, blk, a_id=k + 1, b_id=0))
     # The manager and its drivers pace the story (the PDs find these
     # channels by peer, whatever their ids).
     for n, pd in enumerate(pds):

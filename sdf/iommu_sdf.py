@@ -63,7 +63,8 @@ class Client:
     quota: Quota
     manager: bool
     server_channel: int
-    dma: List[str] = field(default_factory=list)
+    # (region, mode): mode is None, "static" or "strict".
+    dma: List[Tuple[str, Optional[str]]] = field(default_factory=list)
     devices: List[Device] = field(default_factory=list)
 
 
@@ -170,13 +171,19 @@ class IommuServer:
         vaddr: int,
         perms: str = "rw",
         setvar_vaddr: Optional[str] = None,
+        mode: Optional[str] = None,
     ) -> SD.MemoryRegion:
         """A DMA region of `client`, placed by the Microkit tool: mapped
-        into it; the server learns its physical address (`<name>_paddr`)."""
+        into it; the server learns its physical address (`<name>_paddr`).
+        `mode` ("static" or "strict") says how its driver maps it for a
+        block client it shares the region with (map that PD's side
+        yourself)."""
+        if mode not in (None, "static", "strict"):
+            raise ValueError(f"mode {mode!r} is neither static nor strict")
         mr = self._mr(name, size)
         client.pd.add_map(SD.Map(mr, vaddr, perms, setvar_vaddr=setvar_vaddr))
         self.add_setvar(self.pd, f"{name}_paddr", name)
-        client.dma.append(name)
+        client.dma.append((name, mode))
         return mr
 
     def add_pci_device(
@@ -259,8 +266,11 @@ class IommuServer:
                     "mappings": str(q.mappings),
                 },
             )
-            for mr in c.dma:
-                ET.SubElement(e, "dma", {"mr": mr})
+            for mr, mode in c.dma:
+                attrs = {"mr": mr}
+                if mode:
+                    attrs["mode"] = mode
+                ET.SubElement(e, "dma", attrs)
             for d in c.devices:
                 attrs = {
                     "name": d.name,

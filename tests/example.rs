@@ -17,7 +17,7 @@ fn load(system: &str, policy: &str) -> Result<sysgen::Config, String> {
 #[test]
 fn shipped_pair_generates_the_expected_configuration() {
     let config = load(SYSTEM, POLICY).unwrap();
-    assert_eq!(config.clients.len(), 3);
+    assert_eq!(config.clients.len(), 4);
     // What build.rs generated into the crate agrees.
     assert_eq!(SERVER.pd, "iommu_server");
     assert_eq!(SERVER.smmu_regs.paddr, Paddr::Fixed(0x0905_0000));
@@ -67,7 +67,9 @@ fn shipped_pair_generates_the_expected_configuration() {
             "-device",
             "edu,dma_mask=0xffffffffffffffff,addr=01.0",
             "-device",
-            "edu,dma_mask=0xffffffffffffffff,addr=02.0"
+            "edu,dma_mask=0xffffffffffffffff,addr=02.0",
+            "-device",
+            "nvme,serial=iommu-nvme,drive=disk0,addr=03.0"
         ]
     );
     for (i, c) in CLIENTS.iter().enumerate() {
@@ -96,6 +98,9 @@ fn client_configs_resolve_setvar_addresses() {
     };
     assert_eq!(a.paddr, 0x6000_0000 + 0x10_0000 * i as u64);
     assert_eq!(a.vaddr, 0x3000_0000);
-    assert_eq!(configs[2].name, "manager");
-    assert!(configs[2].regions.is_empty());
+    assert_eq!(configs[3].name, "manager");
+    assert!(configs[3].regions.is_empty());
+    // The NVMe driver's queues, then its block clients' data regions.
+    assert_eq!(configs[2].name, "nvme_driver");
+    assert_eq!(configs[2].regions.len(), 3);
 }

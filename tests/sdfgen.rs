@@ -95,11 +95,12 @@ fn a_three_driver_system_is_generated_built_and_run() {
     assert!(status.success(), "sdf/example.py --drivers 3 failed");
     let (system, policy) = (dir.join("system.xml"), dir.join("iommu.xml"));
     let (sdf, config) = sysgen::load(&system, &policy).expect("the generated pair checks");
-    assert_eq!(config.clients.len(), 4);
+    // Three edu drivers, the NVMe driver and the manager.
+    assert_eq!(config.clients.len(), 5);
     assert_eq!(
         sysgen::qemu_devices(&config).len(),
-        6,
-        "three -device arguments"
+        8,
+        "four -device arguments"
     );
 
     let make = |target: &str, extra: &[String]| {
@@ -134,7 +135,7 @@ fn a_three_driver_system_is_generated_built_and_run() {
         &[format!("DEMO_TARGET_DIR={}", dir.join("demo").display())],
     );
     for line in [
-        "4 clients from system.xml + iommu.xml",
+        "5 clients from system.xml + iommu.xml",
         "demo: 3 drivers (edu_a crashes and is restarted, edu_c is reset), manager supervises",
         "edu_c: edu at stream 0x18",
         "ok - edu_a: DMA through its mappings",
@@ -144,7 +145,9 @@ fn a_three_driver_system_is_generated_built_and_run() {
         "ok - manager: resets edu_c",
         "ok - edu_a: restarted: binds, maps and does DMA again",
         "ok - edu_b: still works at the end",
-        "demo: 20 passed, 0 failed",
+        // And the NVMe driver, placed after them.
+        "ok - blk_strict: strict: writes, reads back and verifies through nvme_driver",
+        "demo: 26 passed, 0 failed",
     ] {
         assert!(out.contains(line), "missing `{line}` in:\n{out}");
     }

@@ -481,6 +481,14 @@ fn run(tally: &mut Tally) -> Result<(), &'static str> {
         tally.check(CLIENTS[i].pd, "still works at the end", works);
     }
 
+    // The server nested in its clients, as far as the edu story: what
+    // tests/demo.rs holds against the server PD's stack.
+    let (_, used) = platform::stack_use();
+    say!(
+        "demo: stack high-water mark through the edu story {} KiB\n",
+        used.div_ceil(1024)
+    );
+
     // The NVMe drivers and their block clients.
     for i in (0..CLIENTS.len()).filter(|&i| CLIENTS[i].runs(NVME_IMAGE)) {
         nvme_story(tally, &server, i, &all[i], &mut mem.client)?;
