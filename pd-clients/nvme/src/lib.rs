@@ -15,6 +15,8 @@
 mod error;
 mod memory;
 mod queue;
+#[cfg(feature = "sim")]
+pub mod sim;
 mod status;
 
 pub use error::Error;

@@ -2,12 +2,10 @@
 //! identify, data round trips through PRP1, PRP2 and PRP lists, a DMA
 //! the "IOMMU" stops, phase-tag wrap, and broken devices.
 
-mod sim;
-
+use nvme_driver::sim::{Absent, Config, SimMemory, SimNvme, FIRMWARE, MODEL, PAGE, SERIAL};
 use nvme_driver::{
     Completion, Error, IoOp, Nvme, QueueMemory, Status, MAX_DEPTH, PRP_LIST_ENTRIES,
 };
-use sim::{Absent, Config, SimMemory, SimNvme, FIRMWARE, MODEL, PAGE, SERIAL};
 
 const QUEUE_IOVA: u64 = 0x10_0000;
 const DATA_IOVA: u64 = 0x800_0000;

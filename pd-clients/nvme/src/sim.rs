@@ -1,14 +1,19 @@
-//! A simulated NVMe controller: QEMU's nvme device as far as the driver
-//! uses it. Its registers implement `RegisterBlock` (on `&SimNvme`, state
+//! A simulated NVMe controller for host tests (feature `sim`): QEMU's nvme
+//! device as far as the driver uses it. Its registers implement `RegisterBlock` (on `&SimNvme`, state
 //! behind a `RefCell`); its DMA goes to `SimMemory` windows, each at an
 //! IOVA, and any address outside them fails the way a DMA the IOMMU
 //! stops does. A doorbell write runs the queue at once; completions are
 //! posted with the phase tag and held back while the CQ is full.
 
 #![allow(dead_code)]
+#![allow(missing_docs)]
+
+extern crate std;
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
+use std::vec;
+use std::vec::Vec;
 
 use iommu_client::Memory;
 use mmio::RegisterBlock;
@@ -31,6 +36,10 @@ impl SimMemory {
 
     pub fn len(&self) -> usize {
         self.bytes.borrow().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 
     fn range(&self, offset: usize, len: usize) -> Option<std::ops::Range<usize>> {

@@ -1,0 +1,40 @@
+//! `io_count MODE N`: N 4 KiB writes through the driver in MODE (static or
+//! strict), for counting instructions per I/O with callgrind (the README
+//! gives the commands and the figures): run it with two N and divide the
+//! difference.
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use blk_driver::Mode;
+use blk_queue::{Request, RequestCode};
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let mode = match args.get(1).map(String::as_str) {
+        Some("static") => Mode::Static,
+        Some("strict") => Mode::Strict,
+        _ => {
+            eprintln!("usage: io_count static|strict N");
+            std::process::exit(2);
+        }
+    };
+    let n: u32 = args.get(2).and_then(|n| n.parse().ok()).unwrap_or(1000);
+    support::with_driver(mode, |driver, k, ring, _, _, calls| {
+        let mut client = blk_queue::Client::new(ring).unwrap();
+        for i in 0..n {
+            client
+                .enqueue(Request {
+                    code: RequestCode::Write,
+                    offset: 0,
+                    block: 0,
+                    count: 8,
+                    id: i,
+                })
+                .unwrap();
+            assert_eq!(driver.serve(k), 1);
+            assert!(client.dequeue_response().unwrap().is_some());
+        }
+        println!("{n} I/Os, {} server requests", calls.get());
+    });
+}
