@@ -13,7 +13,10 @@
 //!
 //! Either way a request's pages sit at the same IOVAs (the client's data
 //! IOVA base plus the offset), so the two modes differ only in when the
-//! mappings exist. The device's queues live in the driver's own DMA
+//! mappings exist. A consequence in strict mode: two requests in flight
+//! may not share a page (the second one's map is EEXIST, answered
+//! `ERR_MAP`); a client that packs buffers into shared pages waits for
+//! the first. The device's queues live in the driver's own DMA
 //! region, mapped at [`QUEUE_IOVA`]. The same code runs in the NVMe driver
 //! PD and in the bare-metal demo.
 
