@@ -68,6 +68,7 @@ endif
 # Every PD image, named as system.xml's program_image elements name them,
 # and the protocol's C header for C PDs (iommu_client.h includes it).
 pds:
+	$(CARGO) run -q -p sysgen -- $(SYSTEM_XML) $(IOMMU_XML) > /dev/null
 	mkdir -p $(BUILD)/include
 	$(CARGO) run -q -p sysgen -- --c-header > $(BUILD)/include/iommu_proto.h
 	cd iommu-server/pd && $(PD_ENV) $(CARGO) build --release --target-dir $(PD_TARGET_DIR)

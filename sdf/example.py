@@ -94,10 +94,11 @@ def build(drivers: int = 2) -> IommuServer:
         data = iommu.add_dma(
             nvme_client, f"blk_{mode}_data", 0x20000, vaddr=0x3100_0000 + k * 0x100_0000, mode=mode
         )
-        blk.add_map(SD.Map(data, 0x4000_0000, "rw", setvar_vaddr="blk_data"))
+        blk.add_map(SD.Map(data, 0x4000_0000, "rw"))
         ring = region(sdf, f"blk_{mode}_ring", 0x1000)
-        nvme.add_map(SD.Map(ring, 0x3300_0000 + k * 0x1000, "rw", setvar_vaddr=f"blk_ring_{k}"))
-        blk.add_map(SD.Map(ring, 0x4100_0000, "rw", setvar_vaddr="blk_ring"))
+        # The ring: the other region the driver and the client both map.
+        nvme.add_map(SD.Map(ring, 0x3300_0000 + k * 0x1000, "rw"))
+        blk.add_map(SD.Map(ring, 0x4100_0000, "rw"))
         sdf.add_channel(SD.Channel(nvme, blk, a_id=k + 1, b_id=0))
     # The manager and its drivers pace the story (the PDs find these
     # channels by peer, whatever their ids).

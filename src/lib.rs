@@ -128,9 +128,37 @@ mod generated {
 }
 
 pub use generated::{
-    CHANNELS, CLIENTS, SERVER, SERVER_SYMBOLS, TOTAL_DEVICES, TOTAL_IOASES, TOTAL_MAPPINGS,
+    CHANNELS, CLIENTS, MAPS, SERVER, SERVER_SYMBOLS, TOTAL_DEVICES, TOTAL_IOASES, TOTAL_MAPPINGS,
     TOTAL_REGIONS,
 };
+
+/// One `<map>` of a PD: where it sees a memory region, how big it is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MapSpec {
+    pub pd: &'static str,
+    pub mr: &'static str,
+    pub vaddr: u64,
+    pub size: u64,
+    pub write: bool,
+    pub setvar_vaddr: Option<&'static str>,
+}
+
+/// `pd`'s map of region `mr`, if it maps it.
+pub fn map_of(pd: &str, mr: &str) -> Option<&'static MapSpec> {
+    MAPS.iter().find(|m| m.pd == pd && m.mr == mr)
+}
+
+/// `pd`'s map whose address the setvar `symbol` patches, if one.
+pub fn map_by_setvar(pd: &str, symbol: &str) -> Option<&'static MapSpec> {
+    MAPS.iter()
+        .find(|m| m.pd == pd && m.setvar_vaddr == Some(symbol))
+}
+
+/// `pd`'s maps of regions `peer` maps too, in `pd`'s order.
+pub fn shared(pd: &'static str, peer: &'static str) -> impl Iterator<Item = &'static MapSpec> {
+    MAPS.iter()
+        .filter(move |m| m.pd == pd && map_of(peer, m.mr).is_some())
+}
 
 /// The channel `pd` has to `peer` (system.xml's `<channel>`), if one.
 pub fn channel_to(pd: &str, peer: &str) -> Option<Channel> {

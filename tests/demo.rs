@@ -69,6 +69,8 @@ fn make_run_without_an_sdk_tells_the_whole_story() {
         "edu_a: restarted: my previous life's DMA was stopped (C_BAD_STE) and reached nothing",
         "ok - edu_a: restarted: binds, maps and does DMA again",
         "ok - supervisor: the server's pools are back where they were before the crash",
+        // The server's own dump: the SMMU's features, domains, pools.
+        "hardware: SMMUv3, coherent true, OAS 44 IAS 48 SID bits 16, 2-level stream table true, range invalidation true; domains 1/16, leaked 0, table pages 4/64",
         "ok - edu_a: still works at the end",
         // NVMe through the IOMMU, for two block clients.
         "nvme_driver: QEMU NVMe Ctrl (serial iommu-nvme), 8192 blocks of 512 bytes, queues at IOVA 0x40000000",

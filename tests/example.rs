@@ -61,6 +61,40 @@ fn shipped_pair_generates_the_expected_configuration() {
         Some("manager")
     );
     assert_eq!(iommu_system::channel_to("edu_a", "edu_b"), None);
+    // The NVMe driver's block clients: one region mapped once, one strict.
+    let nvme = client("nvme_driver").unwrap();
+    assert_eq!(nvme.program_image, "nvme_driver.elf");
+    assert_eq!(
+        nvme.regions
+            .iter()
+            .map(|r| (r.mr, r.strict, r.shared_with))
+            .collect::<Vec<_>>(),
+        [
+            ("nvme_queues", false, None),
+            ("blk_static_data", false, Some("blk_static")),
+            ("blk_strict_data", true, Some("blk_strict")),
+        ]
+    );
+    assert_eq!(
+        iommu_system::channel_to("blk_strict", "nvme_driver"),
+        Some(ch(0))
+    );
+    // What the driver and a block client share: the data region and the
+    // ring, where the driver maps each.
+    let shared: Vec<_> = iommu_system::shared("nvme_driver", "blk_static")
+        .map(|m| (m.mr, m.vaddr, m.size))
+        .collect();
+    assert_eq!(
+        shared,
+        [
+            ("blk_static_data", 0x3100_0000, 0x2_0000),
+            ("blk_static_ring", 0x3300_0000, 0x1000)
+        ]
+    );
+    assert_eq!(
+        iommu_system::map_by_setvar("nvme_driver", "nvme_regs").map(|m| (m.mr, m.size)),
+        Some(("nvme_bar", 0x10_0000))
+    );
     assert_eq!(
         sysgen::qemu_devices(&config),
         [

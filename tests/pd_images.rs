@@ -192,6 +192,7 @@ fn every_pd_image_carries_what_microkit_patches() {
         ("microkit_ioports", 8),
     ];
     assert!(!system.pds.is_empty());
+    let mut all_setvars = 0;
     for pd in &system.pds {
         let image = pd
             .program_image
@@ -216,7 +217,7 @@ fn every_pd_image_carries_what_microkit_patches() {
             );
             setvars += 1;
         }
-        assert!(setvars > 0, "{}: no setvars checked", pd.name);
+        all_setvars += setvars;
         assert_eq!(elf.entry, sym("_start").0, "{image}: entry is not _start");
         // Where a parent restarts a child.
         assert_eq!(
@@ -231,4 +232,5 @@ fn every_pd_image_carries_what_microkit_patches() {
             state_is_in_bss(&elf, image);
         }
     }
+    assert!(all_setvars > 0, "no setvar checked in any image");
 }

@@ -10,10 +10,14 @@ fn main() {
     println!("cargo:rustc-link-arg=-T{}", script.display());
     println!("cargo:rerun-if-changed={}", script.display());
     let (system, policy) = sysgen::inputs(&root);
-    let config = sysgen::load(&system, &policy).unwrap_or_else(|e| {
-        eprintln!("error: {e}");
-        std::process::exit(1)
-    });
+    // One line, as the root package's build script gives it.
+    let config = match sysgen::load(&system, &policy) {
+        Ok(config) => config,
+        Err(e) => {
+            println!("cargo::error={e}");
+            return;
+        }
+    };
     let out = PathBuf::from(std::env::var("OUT_DIR").unwrap()).join("setvars.rs");
     std::fs::write(&out, sysgen::gen::server_setvars(&config.1))
         .unwrap_or_else(|e| panic!("{}: {e}", out.display()));

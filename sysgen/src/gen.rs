@@ -184,6 +184,21 @@ pub fn rust(config: &Config, inputs: &[&str]) -> String {
         let _ = writeln!(w, "    ({pd:?}, {peer:?}, channel({id})),");
     }
     let _ = writeln!(w, "];");
+    let _ = writeln!(w, "/// Every PD's maps.");
+    let _ = writeln!(w, "pub const MAPS: [MapSpec; {}] = [", config.maps.len());
+    for m in &config.maps {
+        let _ = writeln!(
+            w,
+            "    MapSpec {{ pd: {:?}, mr: {:?}, vaddr: {:#x}, size: {:#x}, write: {}, setvar_vaddr: {:?} }},",
+            m.pd,
+            m.mr,
+            m.vaddr,
+            m.size,
+            m.write,
+            m.setvar_vaddr.as_deref()
+        );
+    }
+    let _ = writeln!(w, "];");
     o
 }
 

@@ -120,6 +120,20 @@ pub struct Config {
     /// id at this end), in document order. PDs find their channels here,
     /// by peer, rather than by hand-written numbers.
     pub channels: Vec<(String, String, u64)>,
+    /// Every map of system.xml, in document order: PDs find their shared
+    /// memory here (where, how big) rather than by hand-written sizes.
+    pub maps: Vec<MapEntry>,
+}
+
+/// One `<map>` of a PD.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MapEntry {
+    pub pd: String,
+    pub mr: String,
+    pub vaddr: u64,
+    pub size: u64,
+    pub write: bool,
+    pub setvar_vaddr: Option<String>,
 }
 
 struct Checker<'a> {
@@ -279,6 +293,21 @@ impl<'a> Checker<'a> {
                         (a.pd.clone(), b.pd.clone(), a.id),
                         (b.pd.clone(), a.pd.clone(), b.id),
                     ]
+                })
+                .collect(),
+            maps: self
+                .sys
+                .pds
+                .iter()
+                .flat_map(|pd| {
+                    pd.maps.iter().map(|m| MapEntry {
+                        pd: pd.name.clone(),
+                        mr: m.mr.clone(),
+                        vaddr: m.vaddr,
+                        size: self.sys.mr(&m.mr).map_or(0, |r| r.size),
+                        write: m.write,
+                        setvar_vaddr: m.setvar_vaddr.clone(),
+                    })
                 })
                 .collect(),
         };

@@ -42,7 +42,9 @@ pub const DEPTH: u16 = 8;
 pub const MAX_CLIENTS: usize = 4;
 const SLOTS: usize = DEPTH as usize;
 
-/// Response error codes (`ResponseStatus::Error`).
+/// Response error codes (`ResponseStatus::Error`): the range leaves the
+/// data region; the device failed the command; the buffer could not be
+/// mapped, or could not be unmapped (then the client must not reuse it).
 pub const ERR_RANGE: u32 = 1;
 pub const ERR_DEVICE: u32 = 2;
 pub const ERR_MAP: u32 = 3;
@@ -316,11 +318,14 @@ impl<'b, T: Transport, R: RegisterBlock, M: Memory, D: Memory, Q: Memory>
             return;
         };
         // Unmapped before the client hears: it gets its buffer back only
-        // once the device can no longer reach it.
-        if let Some(m) = f.mapping {
-            self.unmap(m);
-        }
+        // once the device can no longer reach it. If the unmap failed it
+        // has not got it back, and the answer says so.
+        let unmapped = f.mapping.is_none_or(|m| self.unmap(m));
         let (status, count) = match c.status {
+            _ if !unmapped => {
+                self.stats.errors += 1;
+                (ResponseStatus::Error(ERR_MAP), 0)
+            }
             Status::Success => (ResponseStatus::Ok, f.count),
             _ => {
                 self.stats.errors += 1;
@@ -330,11 +335,12 @@ impl<'b, T: Transport, R: RegisterBlock, M: Memory, D: Memory, Q: Memory>
         self.respond(f.client, f.id, status, count);
     }
 
-    fn unmap(&mut self, m: Mapping<'b>) {
+    /// Whether the mapping is gone. An unmap of what this driver mapped
+    /// fails only on a server fault; the mapping is then left for the
+    /// server's reset of this client to revoke.
+    fn unmap(&mut self, m: Mapping<'b>) -> bool {
         self.stats.unmaps += 1;
-        // An unmap of what this driver mapped cannot fail but for a server
-        // bug; the mapping is then left for the server's reset to revoke.
-        let _ = self.iommu.unmap(m);
+        self.iommu.unmap(m).is_ok()
     }
 
     fn respond(&mut self, k: usize, id: u32, status: ResponseStatus, success_count: u32) {

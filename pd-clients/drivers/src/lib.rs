@@ -113,90 +113,98 @@ pub mod edu {
     }
 }
 
-/// The NVMe driver's regions, by the symbols its system.xml entry patches.
+/// A region this PD maps read-write, as the generated configuration says
+/// (`iommu_system::MAPS`, from system.xml).
+fn shared_memory(map: &iommu_system::MapSpec) -> Option<SharedMemory> {
+    (map.pd == microkit::name() && map.write).then_some(())?;
+    // SAFETY: the Microkit tool maps `map.mr` read-write at `map.vaddr`,
+    // `map.size` bytes, into this PD, as the system description the
+    // configuration was generated from says; each caller below claims a
+    // region once, so this is its only handle.
+    Some(unsafe { SharedMemory::new(map.vaddr as usize, map.size as usize) })
+}
+
+/// The NVMe driver's regions: its configuration page and BAR0 window (by
+/// their setvars), its DMA regions and, per block client, the ring it
+/// shares with it, all where and as big as the generated configuration
+/// says.
 pub mod nvme {
     use super::*;
     use pci_function::PciFunction;
 
     microkit::setvar!(NVME_REGS = "nvme_regs");
     microkit::setvar!(pub NVME_BAR_PADDR = "nvme_bar_paddr");
-    microkit::setvar!(RING_0 = "blk_ring_0");
-    microkit::setvar!(RING_1 = "blk_ring_1");
 
-    /// Block clients one driver PD serves (one ring setvar each).
-    pub const RINGS: usize = 2;
-    /// A ring region's size (system.xml's `blk_*_ring`).
-    pub const RING_BYTES: usize = 0x1000;
-    /// BAR0's window (system.xml's `nvme_bar`).
-    const BAR_BYTES: usize = 0x10_0000;
+    /// DMA regions of the driver the PD handles: its queues and up to
+    /// three block clients' data regions.
+    pub const REGIONS: usize = 4;
 
     static DEVICE: ConstStaticCell<()> = ConstStaticCell::new(());
-    static REGIONS: ConstStaticCell<()> = ConstStaticCell::new(());
+    static REGIONS_TAKEN: ConstStaticCell<()> = ConstStaticCell::new(());
     static RINGS_TAKEN: ConstStaticCell<()> = ConstStaticCell::new(());
 
     /// The configuration page and BAR0 registers, the first time.
     pub fn device() -> Option<(PciFunction<Mmio>, Mmio)> {
+        let bar = iommu_system::map_by_setvar(microkit::name(), "nvme_regs")?;
         DEVICE.take()?;
         // SAFETY: the driver's system.xml entry maps its function's
-        // configuration page and BAR0 window uncached at these patched
-        // addresses; the claim above makes these the only handles.
+        // configuration page and its BAR0 window (`bar.size` bytes)
+        // uncached at these patched addresses; the claim above makes these
+        // the only handles.
         unsafe {
             Some((
                 PciFunction(Mmio::new(PCI_CONFIG.get() as usize, 0x1000)),
-                Mmio::new(NVME_REGS.get() as usize, BAR_BYTES),
+                Mmio::new(NVME_REGS.get() as usize, bar.size as usize),
             ))
         }
     }
 
     /// Every DMA region of the client entry (queues first, then the block
     /// clients' data regions), the first time.
-    pub fn regions(spec: &ClientSpec) -> Option<[Option<SharedMemory>; 4]> {
-        REGIONS.take()?;
+    pub fn regions(spec: &ClientSpec) -> Option<[Option<SharedMemory>; REGIONS]> {
+        REGIONS_TAKEN.take()?;
+        let me = microkit::name();
         Some(core::array::from_fn(|k| {
-            let r = spec.regions.get(k)?;
-            // SAFETY: iommu.xml's DMA regions of this client are mapped
-            // read-write at these addresses in its system.xml entry (the
-            // build checked it); the claim makes these their only handles.
-            Some(unsafe { SharedMemory::new(r.vaddr as usize, r.size as usize) })
+            shared_memory(iommu_system::map_of(me, spec.regions.get(k)?.mr)?)
         }))
     }
 
-    /// Block client k's ring (setvar `blk_ring_k`), the first time.
-    pub fn rings() -> Option<[SharedMemory; RINGS]> {
+    /// Per data region k (k >= 1), the ring the driver shares with that
+    /// region's block client: the one other region both map. The first
+    /// time.
+    pub fn rings(spec: &ClientSpec) -> Option<[Option<SharedMemory>; REGIONS]> {
         RINGS_TAKEN.take()?;
-        // SAFETY: system.xml maps each ring region (one page) read-write
-        // at its patched address; the claim makes these the only handles.
-        unsafe {
-            Some([
-                SharedMemory::new(RING_0.get() as usize, RING_BYTES),
-                SharedMemory::new(RING_1.get() as usize, RING_BYTES),
-            ])
-        }
+        let me = microkit::name();
+        Some(core::array::from_fn(|k| {
+            let data = spec.regions.get(k).filter(|_| k > 0)?;
+            let mut others =
+                iommu_system::shared(me, data.shared_with?).filter(|m| m.mr != data.mr);
+            match (others.next(), others.next()) {
+                (Some(ring), None) => shared_memory(ring),
+                _ => None,
+            }
+        }))
     }
 }
 
-/// A block client's regions, by the symbols its system.xml entry patches.
+/// A block client's regions: its data region (which its driver shares
+/// with it as DMA memory) and its ring (the other region both map).
 pub mod blk {
     use super::*;
 
-    microkit::setvar!(DATA = "blk_data");
-    microkit::setvar!(RING = "blk_ring");
-
     static TAKEN: ConstStaticCell<()> = ConstStaticCell::new(());
 
-    /// The client's data region (`size` bytes, what iommu.xml says of the
-    /// region its driver shares with it) and its ring, the first time.
-    pub fn regions(size: u64) -> Option<(SharedMemory, SharedMemory)> {
+    /// (data region, ring), the first time.
+    pub fn regions(driver: &'static str, data_mr: &str) -> Option<(SharedMemory, SharedMemory)> {
+        let me = microkit::name();
+        let data = iommu_system::map_of(me, data_mr)?;
+        let mut others = iommu_system::shared(me, driver).filter(|m| m.mr != data_mr);
+        let ring = match (others.next(), others.next()) {
+            (Some(ring), None) => ring,
+            _ => return None,
+        };
         TAKEN.take()?;
-        // SAFETY: system.xml maps the data region (`size` bytes, from the
-        // generated configuration) and the ring page read-write at these
-        // patched addresses; the claim makes these the only handles.
-        unsafe {
-            Some((
-                SharedMemory::new(DATA.get() as usize, size as usize),
-                SharedMemory::new(RING.get() as usize, super::nvme::RING_BYTES),
-            ))
-        }
+        Some((shared_memory(data)?, shared_memory(ring)?))
     }
 }
 

@@ -50,7 +50,7 @@ fn init() -> BlkClient {
         };
     };
     let region = &driver.regions[k];
-    let regions = driver_pds::blk::regions(region.size).and_then(|r| REGIONS.init(r));
+    let regions = driver_pds::blk::regions(driver.pd, region.mr).and_then(|r| REGIONS.init(r));
     let mut this = BlkClient {
         ring: None,
         data: None,

@@ -1,8 +1,9 @@
 //! The NVMe driver PD: brings its controller up through the IOMMU server
 //! (queues in its own DMA region), shows a command naming an unmapped IOVA
-//! stopped, reported and failed, then serves its block clients: client k's
-//! data region is its DMA region k + 1, mapped as iommu.xml's `mode` says,
-//! and its ring is at setvar `blk_ring_k`. A client notifies when it has
+//! stopped, reported and failed, then serves its block clients: each of
+//! its DMA regions after the first is a block client's data region (the
+//! PD it shares it with), mapped as iommu.xml's `mode` says, and the ring
+//! is the one other region the two map. A client notifies when it has
 //! queued requests; the driver serves them and notifies back.
 
 #![no_std]
@@ -19,25 +20,25 @@ use mmio::{Mmio, StaticCell};
 
 /// QEMU's nvme: vendor and device.
 const NVME_IDS: (u16, u16) = (0x1b36, 0x0010);
-const CLIENTS: usize = driver_pds::nvme::RINGS;
+const REGIONS: usize = driver_pds::nvme::REGIONS;
 
 type Driver =
     BlockDriver<'static, MicrokitTransport, Mmio, SharedMemory, SharedMemory, SharedMemory>;
 
-static BUFFERS: StaticCell<[Option<DmaBuffer<SharedMemory>>; 4]> = StaticCell::new();
-static RINGS: StaticCell<[SharedMemory; CLIENTS]> = StaticCell::new();
+static BUFFERS: StaticCell<[Option<DmaBuffer<SharedMemory>>; REGIONS]> = StaticCell::new();
+static RINGS: StaticCell<[Option<SharedMemory>; REGIONS]> = StaticCell::new();
 
 struct NvmeDriver {
     driver: Option<Driver>,
-    /// Per block client: its channel and its index in the driver.
-    clients: [Option<(Channel, usize)>; CLIENTS],
+    /// Per data region: its block client's channel and index in the driver.
+    clients: [Option<(Channel, usize)>; REGIONS],
 }
 
 fn init() -> NvmeDriver {
     let mut out = Out::new();
     let mut this = NvmeDriver {
         driver: None,
-        clients: [None; CLIENTS],
+        clients: [None; REGIONS],
     };
     match start(&mut out, &mut this) {
         Ok(()) => {}
@@ -57,6 +58,9 @@ fn start(out: &mut Out, this: &mut NvmeDriver) -> Result<(), &'static str> {
     let bar = driver_pds::nvme::NVME_BAR_PADDR.get();
     cfg.enable(bar as u32);
     let memory = driver_pds::nvme::regions(spec).ok_or("regions handed out twice")?;
+    if spec.regions.len() > REGIONS {
+        return Err("more DMA regions than the driver handles");
+    }
     let mut memory = memory.into_iter();
     let buffers = BUFFERS
         .init(core::array::from_fn(|k| {
@@ -64,7 +68,7 @@ fn start(out: &mut Out, this: &mut NvmeDriver) -> Result<(), &'static str> {
             Some(DmaBuffer::new(r.vaddr, r.size, memory.next()??))
         }))
         .ok_or("buffers made twice")?;
-    let buffers: &'static [Option<DmaBuffer<SharedMemory>>; 4] = buffers;
+    let buffers: &'static [Option<DmaBuffer<SharedMemory>>; REGIONS] = buffers;
     let queues = buffers[0].as_ref().ok_or("no queue memory")?;
     let mut driver = BlockDriver::start(iommu(spec), regs, queues).map_err(|e| {
         let _ = writeln!(Out::new(), "bring-up: {e:?}");
@@ -80,12 +84,14 @@ fn start(out: &mut Out, this: &mut NvmeDriver) -> Result<(), &'static str> {
         blk_driver::QUEUE_IOVA
     );
     let _ = writeln!(out, "ok - controller up through the IOMMU");
-    let rings = driver_pds::nvme::rings().ok_or("rings handed out twice")?;
-    let rings: &'static [SharedMemory; CLIENTS] = RINGS.init(rings).ok_or("rings made twice")?;
-    for (k, ring) in rings.iter().enumerate() {
-        let (Some(region), Some(data)) = (spec.regions.get(k + 1), buffers[k + 1].as_ref()) else {
+    let rings = driver_pds::nvme::rings(spec).ok_or("rings handed out twice")?;
+    let rings: &'static [Option<SharedMemory>; REGIONS] =
+        RINGS.init(rings).ok_or("rings made twice")?;
+    for (k, ring) in rings.iter().enumerate().skip(1) {
+        let (Some(region), Some(data)) = (spec.regions.get(k), buffers[k].as_ref()) else {
             continue;
         };
+        let ring = ring.as_ref().ok_or("a data region without a ring")?;
         let peer = region
             .shared_with
             .ok_or("a data region shared with no client")?;
@@ -109,7 +115,7 @@ fn start(out: &mut Out, this: &mut NvmeDriver) -> Result<(), &'static str> {
         );
     }
     // A command naming an IOVA nothing is mapped at, before serving.
-    if let Some((_, k)) = this.clients[0] {
+    if let Some(&(_, k)) = this.clients.iter().flatten().next() {
         let (iova, status) = driver
             .stray(k)
             .map_err(|_| "the stray command never completed")?;
