@@ -915,5 +915,9 @@ fn a_c_pd_gets_its_configuration_as_a_header() {
     assert!(sysgen::gen::c_config(&renumbered, "edu_b")
         .unwrap()
         .contains("#define CHANNEL_TO_MANAGER 7\n"));
+    // And the Rust PDs' table, which `iommu_system::channel_to` reads.
+    let rust = sysgen::gen::rust(&renumbered, &["system.xml", "iommu.xml"]);
+    assert!(rust.contains("(\"edu_b\", \"manager\", channel(7)),"));
+    assert!(rust.contains("(\"manager\", \"edu_b\", channel(1)),"));
     assert_eq!(sysgen::gen::c_config(&config, "nobody"), None);
 }
