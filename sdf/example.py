@@ -49,8 +49,9 @@ def build(drivers: int = 2) -> IommuServer:
         manager.add_child_pd(pd, child_id=n)
     clients = [iommu.add_client(pd, quota=DRIVER_QUOTA) for pd in pds]
     # The NVMe driver and its two block clients.
+    # The NVMe driver is the manager's child too.
     nvme = SD.ProtectionDomain("nvme_driver", "nvme_driver.elf", priority=120, stack_size=0x10000)
-    sdf.add_pd(nvme)
+    manager.add_child_pd(nvme, child_id=drivers)
     nvme_client = iommu.add_client(nvme, quota=NVME_QUOTA, server_channel=drivers + 2)
     iommu.add_client(manager, quota=MANAGER_QUOTA, manager=True, server_channel=drivers + 1)
     for n, (pd, client) in enumerate(zip(pds, clients)):

@@ -37,7 +37,8 @@ fn shipped_pair_generates_the_expected_configuration() {
     );
     assert!(client("manager").unwrap().manager);
     assert!(client("iommu_server").is_none());
-    // The drivers are the manager's children, which it restarts.
+    // The drivers (edu and NVMe) are the manager's children, which it
+    // restarts.
     assert_eq!(
         iommu_system::child("manager", 0),
         iommu_system::ClientId::from_index(0)
@@ -46,7 +47,12 @@ fn shipped_pair_generates_the_expected_configuration() {
         iommu_system::child("manager", 1),
         iommu_system::ClientId::from_index(1)
     );
-    assert_eq!(iommu_system::child("manager", 2), None);
+    assert_eq!(
+        iommu_system::child("manager", 2),
+        iommu_system::ClientId::from_index(2),
+        "the NVMe driver"
+    );
+    assert_eq!(iommu_system::child("manager", 3), None);
     assert_eq!(client("manager").unwrap().child_of, None);
     // Channels by peer, as the PDs find them.
     let ch = |id| Channel::new(id).unwrap();

@@ -97,7 +97,11 @@ fn start(out: &mut Out, this: &mut NvmeDriver) -> Result<(), &'static str> {
             .ok_or("a data region shared with no client")?;
         let channel = iommu_system::channel_to(microkit::name(), peer)
             .ok_or("no channel to a block client")?;
-        blk_queue::format(ring, 16).map_err(|_| "ring format")?;
+        // A ring is formatted once; a restarted driver takes it up where
+        // it stands (requests it had taken and not answered are lost).
+        if blk_queue::Driver::new(ring).is_err() {
+            blk_queue::format(ring, 16).map_err(|_| "ring format")?;
+        }
         let mode = if region.strict {
             Mode::Strict
         } else {
