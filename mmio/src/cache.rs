@@ -31,26 +31,33 @@ fn dcache_line() -> usize {
     64
 }
 
+/// Runs `op` on the address of each data cache line covering
+/// `[va, va + len)`.
+#[cfg(target_arch = "aarch64")]
+fn for_each_line(va: usize, len: usize, mut op: impl FnMut(usize)) {
+    let step = dcache_line();
+    let end = va.saturating_add(len);
+    let mut line = va & !(step - 1);
+    while line < end {
+        op(line);
+        line += step;
+    }
+}
+
 /// Cleans data cache lines covering `[va, va + len)` to the point of
 /// coherency, then waits for completion.
 pub(crate) fn clean_dcache(va: usize, len: usize) {
     #[cfg(feature = "maintenance-log")]
     maintenance::record(maintenance::Maintenance::Clean { va, len });
     #[cfg(target_arch = "aarch64")]
-    {
-        let step = dcache_line();
-        let end = va.saturating_add(len);
-        let mut line = va & !(step - 1);
-        while line < end {
-            // SAFETY: DC CVAC only writes back a cache line of memory the
-            // caller owns; it changes no architectural state. (At EL0 it
-            // needs SCTLR_EL1.UCI, which seL4 sets.)
-            unsafe {
-                core::arch::asm!("dc cvac, {0}", in(reg) line, options(nostack, preserves_flags))
-            };
-            line += step;
-        }
-    }
+    for_each_line(va, len, |line| {
+        // SAFETY: DC CVAC only writes back a cache line of memory the
+        // caller owns; it changes no architectural state. (At EL0 it needs
+        // SCTLR_EL1.UCI, which seL4 sets.)
+        unsafe {
+            core::arch::asm!("dc cvac, {0}", in(reg) line, options(nostack, preserves_flags))
+        };
+    });
     #[cfg(not(target_arch = "aarch64"))]
     let _ = (va, len, dcache_line());
     crate::barrier::dsb_sy();
@@ -64,20 +71,14 @@ pub(crate) fn invalidate_dcache(va: usize, len: usize) {
     #[cfg(feature = "maintenance-log")]
     maintenance::record(maintenance::Maintenance::Invalidate { va, len });
     #[cfg(target_arch = "aarch64")]
-    {
-        let step = dcache_line();
-        let end = va.saturating_add(len);
-        let mut line = va & !(step - 1);
-        while line < end {
-            // SAFETY: DC CIVAC writes back and drops a cache line of memory
-            // the caller owns; it changes no architectural state. (At EL0
-            // it needs SCTLR_EL1.UCI, which seL4 sets.)
-            unsafe {
-                core::arch::asm!("dc civac, {0}", in(reg) line, options(nostack, preserves_flags))
-            };
-            line += step;
-        }
-    }
+    for_each_line(va, len, |line| {
+        // SAFETY: DC CIVAC writes back and drops a cache line of memory the
+        // caller owns; it changes no architectural state. (At EL0 it needs
+        // SCTLR_EL1.UCI, which seL4 sets.)
+        unsafe {
+            core::arch::asm!("dc civac, {0}", in(reg) line, options(nostack, preserves_flags))
+        };
+    });
     #[cfg(not(target_arch = "aarch64"))]
     let _ = (va, len, dcache_line());
     crate::barrier::dsb_sy();

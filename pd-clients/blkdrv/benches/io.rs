@@ -10,27 +10,8 @@ mod support;
 use std::time::Duration;
 
 use blk_driver::Mode;
-use blk_queue::{Request, RequestCode};
 use criterion::Criterion;
-
-/// One 4 KiB write (eight 512-byte blocks from the start of the data
-/// region) through the ring, served and answered.
-fn one_io<Q: iommu_client::Memory>(
-    client: &mut blk_queue::Client<'_, Q>,
-    serve: &mut impl FnMut() -> u32,
-) {
-    client
-        .enqueue(Request {
-            code: RequestCode::Write,
-            offset: 0,
-            block: 0,
-            count: 8,
-            id: 1,
-        })
-        .unwrap();
-    assert_eq!(serve(), 1);
-    assert!(client.dequeue_response().unwrap().is_some());
-}
+use support::one_io;
 
 fn main() {
     let mut c = Criterion::default().configure_from_args();
@@ -40,13 +21,13 @@ fn main() {
             let mut client = blk_queue::Client::new(ring).unwrap();
             let mut serve = || driver.serve(k);
             let before = calls.get();
-            one_io(&mut client, &mut serve);
+            one_io(&mut client, &mut serve, 1);
             let per_io = calls.get() - before;
             let mut group = c.benchmark_group("blk_io");
             group
                 .warm_up_time(Duration::from_millis(300))
                 .measurement_time(Duration::from_secs(2));
-            group.bench_function(name, |b| b.iter(|| one_io(&mut client, &mut serve)));
+            group.bench_function(name, |b| b.iter(|| one_io(&mut client, &mut serve, 1)));
             group.finish();
             rows.push((name, per_io, benchkit::mean_ns("blk_io", &[name])));
         });

@@ -7,7 +7,6 @@
 mod support;
 
 use blk_driver::Mode;
-use blk_queue::{Request, RequestCode};
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -22,18 +21,9 @@ fn main() {
     let n: u32 = args.get(2).and_then(|n| n.parse().ok()).unwrap_or(1000);
     support::with_driver(mode, |driver, k, ring, _, _, calls| {
         let mut client = blk_queue::Client::new(ring).unwrap();
+        let mut serve = || driver.serve(k);
         for i in 0..n {
-            client
-                .enqueue(Request {
-                    code: RequestCode::Write,
-                    offset: 0,
-                    block: 0,
-                    count: 8,
-                    id: i,
-                })
-                .unwrap();
-            assert_eq!(driver.serve(k), 1);
-            assert!(client.dequeue_response().unwrap().is_some());
+            support::one_io(&mut client, &mut serve, i);
         }
         println!("{n} I/Os, {} server requests", calls.get());
     });

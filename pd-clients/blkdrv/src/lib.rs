@@ -26,7 +26,10 @@
 pub mod story;
 
 use blk_queue::{Driver as Ring, Malformed, Request, RequestCode, Response, ResponseStatus};
-use iommu_client::{Access, Device, DmaBuffer, Ioas, Iommu, Mapping, Memory, Transport};
+use core::fmt::{self, Write};
+
+use iommu_client::{Access, Device, DmaBuffer, Fault, Ioas, Iommu, Mapping, Memory, Transport};
+use iommu_proto::fault::IOMMU_FAULT_KIND_F_TRANSLATION;
 use iommu_proto::Errno;
 use mmio::RegisterBlock;
 use nvme_driver::{Completion, IoOp, Nvme, QueueMemory, Status, PAGE};
@@ -55,6 +58,46 @@ pub const ERR_MALFORMED: u32 = 4;
 pub enum Mode {
     Static,
     Strict,
+}
+
+impl Mode {
+    /// The mode iommu.xml's `<dma mode>` gives (`RegionSpec::strict`).
+    pub const fn of(strict: bool) -> Mode {
+        if strict {
+            Mode::Strict
+        } else {
+            Mode::Static
+        }
+    }
+
+    pub const fn name(self) -> &'static str {
+        match self {
+            Mode::Static => "static",
+            Mode::Strict => "strict",
+        }
+    }
+}
+
+/// The stray command's outcome: the IOVA it named and how it completed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Stray {
+    pub iova: u64,
+    pub status: Status,
+}
+
+impl Stray {
+    /// Whether the command was stopped as it must be: `fault` (the
+    /// driver's fault record) is a translation fault at the command's
+    /// PRP1 page or its PRP list's, and the command failed.
+    pub fn stopped(&self, fault: Option<Fault>) -> bool {
+        let page = PAGE as u64;
+        !self.status.is_success()
+            && fault.is_some_and(|f| {
+                f.kind == IOMMU_FAULT_KIND_F_TRANSLATION
+                    && f.iova
+                        .is_some_and(|a| (self.iova..self.iova + 2 * page).contains(&a))
+            })
+    }
 }
 
 /// What went wrong bringing the driver up.
@@ -357,9 +400,8 @@ impl<'b, T: Transport, R: RegisterBlock, M: Memory, D: Memory, Q: Memory>
 
     /// A command whose PRPs name IOVAs nothing is mapped at (just past
     /// client `k`'s data region): the SMMU stops the device's accesses, and
-    /// the command completes with an error status. Returns the IOVA and the
-    /// completion's status.
-    pub fn stray(&mut self, k: usize) -> Result<(u64, Status), Error> {
+    /// the command completes with an error status.
+    pub fn stray(&mut self, k: usize) -> Result<Stray, Error> {
         let c = self
             .clients
             .get(k)
@@ -375,7 +417,23 @@ impl<'b, T: Transport, R: RegisterBlock, M: Memory, D: Memory, Q: Memory>
             .submit_prps(IoOp::Read, 0, blocks, stray, stray + page)
             .map_err(Error::Device)?;
         let done = self.nvme.wait(cid).map_err(Error::Device)?;
-        Ok((stray, done.status))
+        Ok(Stray {
+            iova: stray,
+            status: done.status,
+        })
+    }
+
+    /// What the controller is: model, serial, namespace size and where
+    /// its queues are.
+    pub fn describe(&self, out: &mut impl Write) -> fmt::Result {
+        write!(
+            out,
+            "{} (serial {}), {} blocks of {} bytes, queues at IOVA {QUEUE_IOVA:#x}",
+            self.nvme.model(),
+            self.nvme.serial(),
+            self.nvme.blocks(),
+            self.nvme.block_size(),
+        )
     }
 
     /// IOVA mappings the driver holds for client `k`'s data (0 for a

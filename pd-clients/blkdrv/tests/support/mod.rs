@@ -100,3 +100,23 @@ pub fn with_driver<T>(
     let k = driver.add_client(&ring, &data_buf, mode).unwrap();
     body(&mut driver, k, &ring, &data, &rig, &calls)
 }
+
+/// One 4 KiB write (eight 512-byte blocks from the start of the data
+/// region) with id `id` through the ring, served and answered.
+pub fn one_io<Q: Memory>(
+    client: &mut blk_queue::Client<'_, Q>,
+    serve: &mut impl FnMut() -> u32,
+    id: u32,
+) {
+    client
+        .enqueue(blk_queue::Request {
+            code: blk_queue::RequestCode::Write,
+            offset: 0,
+            block: 0,
+            count: 8,
+            id,
+        })
+        .unwrap();
+    assert_eq!(serve(), 1);
+    assert!(client.dequeue_response().unwrap().is_some());
+}

@@ -56,7 +56,7 @@ fn init() -> BlkClient {
         data: None,
         story: Story::new(k as u64 * CLIENT_BLOCKS),
         driver: iommu_system::channel_to(me, driver.pd),
-        mode: if region.strict { "strict" } else { "static" },
+        mode: blk_driver::Mode::of(region.strict).name(),
     };
     let Some((data, ring)) = regions.map(|r| (&r.0, &r.1)) else {
         let _ = writeln!(out, "FAILED - regions handed out twice");

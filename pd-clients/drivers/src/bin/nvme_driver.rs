@@ -74,15 +74,8 @@ fn start(out: &mut Out, this: &mut NvmeDriver) -> Result<(), &'static str> {
         let _ = writeln!(Out::new(), "bring-up: {e:?}");
         "the controller did not come up"
     })?;
-    let _ = writeln!(
-        out,
-        "{} (serial {}), {} blocks of {} bytes, queues at IOVA {:#x}, BAR0 {bar:#x}",
-        driver.nvme.model(),
-        driver.nvme.serial(),
-        driver.nvme.blocks(),
-        driver.nvme.block_size(),
-        blk_driver::QUEUE_IOVA
-    );
+    let _ = driver.describe(out);
+    let _ = writeln!(out, ", BAR0 {bar:#x}");
     let _ = writeln!(out, "ok - controller up through the IOMMU");
     let rings = driver_pds::nvme::rings(spec).ok_or("rings handed out twice")?;
     let rings: &'static [Option<SharedMemory>; REGIONS] =
@@ -102,11 +95,7 @@ fn start(out: &mut Out, this: &mut NvmeDriver) -> Result<(), &'static str> {
         if blk_queue::Driver::new(ring).is_err() {
             blk_queue::format(ring, 16).map_err(|_| "ring format")?;
         }
-        let mode = if region.strict {
-            Mode::Strict
-        } else {
-            Mode::Static
-        };
+        let mode = Mode::of(region.strict);
         let index = driver
             .add_client(ring, data, mode)
             .map_err(|_| "a block client refused")?;
@@ -114,31 +103,25 @@ fn start(out: &mut Out, this: &mut NvmeDriver) -> Result<(), &'static str> {
         let _ = writeln!(
             out,
             "serving {peer}: {} mode, data at IOVA {:#x}",
-            if region.strict { "strict" } else { "static" },
+            mode.name(),
             blk_driver::DATA_IOVA + index as u64 * blk_driver::DATA_STRIDE
         );
     }
     // A command naming an IOVA nothing is mapped at, before serving.
     if let Some(&(_, k)) = this.clients.iter().flatten().next() {
-        let (iova, status) = driver
+        let stray = driver
             .stray(k)
             .map_err(|_| "the stray command never completed")?;
         // The server runs at a higher priority: by the time the command
         // has completed, its interrupt handler has queued the fault.
         let fault = (0..1000).find_map(|_| driver.iommu.read_fault().ok().and_then(|r| r.fault));
         while driver.iommu.read_fault().is_ok_and(|r| r.remaining > 0) {}
-        let reported = fault.is_some_and(|f| {
-            f.kind == iommu_proto::fault::IOMMU_FAULT_KIND_F_TRANSLATION
-                && f.iova.is_some_and(|a| (iova..iova + 0x2000).contains(&a))
-        });
         let _ = writeln!(
             out,
-            "{} - stray command to IOVA {iova:#x}: completed with {status:?}, reported to me: {}",
-            if reported && !status.is_success() {
-                "ok"
-            } else {
-                "FAILED"
-            },
+            "{} - stray command to IOVA {:#x}: completed with {:?}, reported to me: {}",
+            if stray.stopped(fault) { "ok" } else { "FAILED" },
+            stray.iova,
+            stray.status,
             fault.map_or("nothing", |f| iommu_proto::fault::kind_name(f.kind))
         );
     }
