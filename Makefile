@@ -71,8 +71,8 @@ pds:
 	$(CARGO) run -q -p sysgen -- $(SYSTEM_XML) $(IOMMU_XML) > /dev/null
 	mkdir -p $(BUILD)/include
 	$(CARGO) run -q -p sysgen -- --c-header > $(BUILD)/include/iommu_proto.h
-	cd iommu-server/pd && $(PD_ENV) $(CARGO) build --release --target-dir $(PD_TARGET_DIR)
-	cd pd-clients/drivers && $(PD_ENV) $(CARGO) build --release --target-dir $(PD_TARGET_DIR)
+	cd iommu-server/iommu-server-pd && $(PD_ENV) $(CARGO) build --release --target-dir $(PD_TARGET_DIR)
+	cd pd-clients/pds && $(PD_ENV) $(CARGO) build --release --target-dir $(PD_TARGET_DIR)
 	cp $(PD_OUT)/iommu-server-pd $(BUILD)/iommu_server.elf
 	cp $(PD_OUT)/edu-driver-pd $(BUILD)/edu_driver.elf
 	cp $(PD_OUT)/manager-pd $(BUILD)/manager.elf

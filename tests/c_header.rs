@@ -1,5 +1,5 @@
 //! The C client: `iommu_proto.h`, generated from the protocol crate, and
-//! `pd-clients/include/iommu_client.h` over it.
+//! `pd-clients/iommu-client/include/iommu_client.h` over it.
 //!
 //! - The generated header is complete (every operation label, wire struct
 //!   and protocol constant) and checks its own layouts: compiled with the
@@ -9,7 +9,7 @@
 //!   program (tests/c/) calls each one through a stand-in microkit.h whose
 //!   protected calls this test serves, live, with the server core, and the
 //!   results are what the server's semantics give.
-//! - The example C driver PD (pd-clients/c-driver/), with its generated
+//! - The example C driver PD (pd-clients/pds/c-driver/), with its generated
 //!   per-PD `iommu_config.h`, compiles for aarch64 against the freestanding
 //!   stand-in for libmicrokit, and against the SDK's libmicrokit into a PD
 //!   image when `MICROKIT_SDK` is set.
@@ -53,16 +53,16 @@ fn the_generated_header_names_the_whole_protocol() {
     }
     // Every wire struct and every constant the protocol sources declare.
     for file in [
-        "proto/src/iommufd.rs",
-        "proto/src/vfio.rs",
-        "proto/src/fault.rs",
-        "proto/src/dump.rs",
-        "types/src/fault.rs",
+        "iommu-proto/src/iommufd.rs",
+        "iommu-proto/src/vfio.rs",
+        "iommu-proto/src/fault.rs",
+        "iommu-proto/src/dump.rs",
+        "iommu-types/src/fault.rs",
     ] {
         let src = std::fs::read_to_string(root().join(file)).unwrap();
         for line in src.lines().map(str::trim) {
-            // types/ holds the server's own types besides the constants.
-            let wire = file.starts_with("proto/");
+            // iommu-types/ holds the server's own types besides the constants.
+            let wire = file.starts_with("iommu-proto/");
             if let Some(rest) = line.strip_prefix("pub struct ").filter(|_| wire) {
                 let name = rest.split([' ', '{']).next().unwrap();
                 assert!(
@@ -103,7 +103,7 @@ fn run_the_c_program() -> Vec<String> {
         .arg("-I")
         .arg(&include)
         .arg("-I")
-        .arg(root().join("pd-clients/include"))
+        .arg(root().join("pd-clients/iommu-client/include"))
         .arg("-I")
         .arg(root().join("tests/c"))
         .arg(root().join("tests/c/header_test.c"))
@@ -247,7 +247,7 @@ fn the_c_driver_pd_compiles_for_aarch64() {
         sysgen::gen::c_config(&config, "edu_a").unwrap(),
     )
     .unwrap();
-    let driver = root().join("pd-clients/c-driver");
+    let driver = root().join("pd-clients/pds/c-driver");
     let flags = [
         "-std=c11",
         "-Wall",
@@ -265,7 +265,7 @@ fn the_c_driver_pd_compiles_for_aarch64() {
         .arg("-I")
         .arg(&include)
         .arg("-I")
-        .arg(root().join("pd-clients/include"))
+        .arg(root().join("pd-clients/iommu-client/include"))
         .arg("-I")
         .arg(driver.join("standin"))
         .arg("-c")
@@ -303,7 +303,7 @@ fn the_c_driver_pd_compiles_for_aarch64() {
         .arg("-I")
         .arg(&include)
         .arg("-I")
-        .arg(root().join("pd-clients/include"))
+        .arg(root().join("pd-clients/iommu-client/include"))
         .arg("-I")
         .arg(board_dir.join("include"))
         .arg(driver.join("driver.c"))

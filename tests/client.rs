@@ -1,4 +1,4 @@
-//! The client library (pd-clients/client) against the server core,
+//! The client library (pd-clients/iommu-client) against the server core,
 //! through the path the PDs use: the request in a shared command page that
 //! `Server::serve` reads and writes. The system is this test's own (two
 //! drivers with a device each and a manager), not the shipped example's.

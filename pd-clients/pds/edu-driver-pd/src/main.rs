@@ -1,0 +1,155 @@
+//! The edu driver PD (one image, an instance per driver client): finds its
+//! device in its PCI configuration page, gives it its BAR, maps its DMA
+//! buffer through the IOMMU server, checks DMA both ways and shows a stray
+//! DMA stopped and reported, then tells its manager (its parent) it is
+//! ready. What follows is its role in the story (`edu_driver::Roles`):
+//! the first driver crashes in the middle of a DMA when told to, and its
+//! restarted life checks that the DMA was stopped before it binds again;
+//! the last one, once reset, shows its device can reach nothing.
+
+#![no_std]
+#![no_main]
+#![deny(unsafe_code)]
+
+use core::fmt::Write;
+
+use pd_support::edu::{device, dma_buffer, EDU_BAR_PADDR};
+use pd_support::{iommu, roles, spec, Out};
+use edu_driver::{Edu, Session};
+use iommu_client::{DmaBuffer, Iommu, MicrokitTransport};
+use microkit::{Channel, Handler, MessageInfo, SharedMemory};
+use mmio::{Mmio, StaticCell};
+
+static BUFFER: StaticCell<DmaBuffer<SharedMemory>> = StaticCell::new();
+
+struct Driver {
+    iommu: Iommu<MicrokitTransport>,
+    edu: Edu<Mmio>,
+    buffer: &'static DmaBuffer<SharedMemory>,
+    session: Option<Session<'static>>,
+    server: Channel,
+    /// The channel to the manager, as system.xml gives it.
+    manager: Option<Channel>,
+}
+
+fn report(out: &mut Out, what: &str, r: Result<(), &'static str>) {
+    match r {
+        Ok(()) => {
+            let _ = writeln!(out, "ok - {what}");
+        }
+        Err(e) => {
+            let _ = writeln!(out, "FAILED - {what}: {e}");
+        }
+    }
+}
+
+/// A fault record, polled: the server runs at a higher priority, so by
+/// the time a transfer has ended its interrupt handler has queued it.
+fn poll_fault(iommu: &mut Iommu<MicrokitTransport>) -> Option<iommu_client::Fault> {
+    (0..1000).find_map(|_| iommu.read_fault().ok().and_then(|r| r.fault))
+}
+
+fn init() -> Driver {
+    let spec = spec();
+    let mut out = Out::new();
+    let iommu = iommu(spec);
+    let (cfg, edu) = device().expect("the device is handed out once");
+    let region = spec.regions[0];
+    let memory = dma_buffer(spec).expect("the buffer is handed out once");
+    let buffer: &'static DmaBuffer<SharedMemory> = BUFFER
+        .init(DmaBuffer::new(region.vaddr, region.size, memory))
+        .expect("initialised once");
+    let mut driver = Driver {
+        iommu,
+        edu,
+        buffer,
+        session: None,
+        server: spec.client_channel,
+        manager: pd_support::channel_to_manager(),
+    };
+    match cfg.ids() {
+        Some((edu_driver::VENDOR, edu_driver::DEVICE)) => {
+            cfg.enable(EDU_BAR_PADDR.get() as u32);
+            let _ = writeln!(out, "edu found, BAR0 at {:#x}", EDU_BAR_PADDR.get());
+        }
+        _ => {
+            let _ = writeln!(out, "FAILED - no edu device in my configuration page");
+            return driver;
+        }
+    }
+    let restarted = microkit::starts() > 1;
+    if restarted {
+        let r =
+            edu_driver::after_restart(&mut driver.iommu, &driver.edu, buffer, &mut out, poll_fault);
+        report(&mut out, "restarted: the crashed life's DMA was stopped", r);
+    }
+    let session = match edu_driver::setup(&mut driver.iommu, &driver.edu, buffer, &mut out) {
+        Ok(s) => s,
+        Err(e) => {
+            report(&mut out, "setup", Err(e));
+            return driver;
+        }
+    };
+    let r = edu_driver::round_trip(&session, &driver.edu, buffer, 7, &mut out);
+    report(&mut out, "DMA through my mappings", r);
+    if !restarted {
+        let r = edu_driver::stray_dma(
+            &mut driver.iommu,
+            &session,
+            &driver.edu,
+            buffer,
+            &mut out,
+            poll_fault,
+        );
+        report(&mut out, "stray DMA faulted and reported", r);
+    }
+    driver.session = Some(session);
+    match driver.manager {
+        Some(manager) => microkit::notify(manager),
+        None => {
+            let _ = writeln!(out, "no channel to a manager: nothing more to do");
+        }
+    }
+    driver
+}
+
+impl Handler for Driver {
+    fn protected(&mut self, _: Channel, _: MessageInfo) -> MessageInfo {
+        MessageInfo::new(u64::from(iommu_proto::Errno::ENOTTY.code()), 0)
+    }
+
+    fn notified(&mut self, channel: Channel) {
+        let mut out = Out::new();
+        if channel == self.server {
+            let _ = writeln!(out, "the server notified a DMA fault");
+            return;
+        }
+        let (Some(session), Some(roles), Some(me)) = (&self.session, roles(), pd_support::index())
+        else {
+            return;
+        };
+        if Some(channel) != self.manager {
+            return;
+        }
+        if me == roles.crashes {
+            let r = edu_driver::start_dma_and_crash(session, &self.edu, self.buffer, &mut out);
+            report(&mut out, "DMA started", r);
+            // A fault like any driver bug: the manager, this PD's parent,
+            // receives it.
+            panic!("crashing on purpose in the middle of a DMA");
+        }
+        if me == roles.reset {
+            let r = edu_driver::after_reset(
+                &mut self.iommu,
+                session,
+                &self.edu,
+                self.buffer,
+                &mut out,
+                poll_fault,
+            );
+            report(&mut out, "my device can no longer reach memory", r);
+        }
+    }
+}
+
+microkit::declare_pd!(init);

@@ -1,0 +1,164 @@
+//! The manager PD, parent of the driver PDs (system.xml nests them). When
+//! a driver says it is ready, the manager plays its part in the story
+//! (`edu_driver::Roles`): it resets the last driver through the server
+//! (its streams quarantined, then all it holds torn down) and tells it to
+//! check that its device can no longer reach memory; it tells the first
+//! driver to crash. A child's fault comes here: the manager revokes the
+//! child's DMA (RESET_CLIENT) before anything else, then restarts it, and
+//! when the restarted driver is ready again checks that the server's
+//! pools are where they were before the crash.
+
+#![no_std]
+#![no_main]
+#![deny(unsafe_code)]
+
+use core::fmt::Write;
+
+use pd_support::{iommu, roles, spec, Out};
+use edu_driver::{server_report, Report};
+use iommu_client::{Iommu, MicrokitTransport};
+use iommu_system::CLIENTS;
+use microkit::{Channel, Child, Handler, MessageInfo};
+
+struct Manager {
+    iommu: Iommu<MicrokitTransport>,
+    /// The server's pools when the first driver was told to crash.
+    before_crash: Option<Report>,
+}
+
+fn init() -> Manager {
+    let _ = writeln!(Out::new(), "ready");
+    Manager {
+        iommu: iommu(spec()),
+        before_crash: None,
+    }
+}
+
+/// The client that is this PD's child `id`.
+fn child_client(id: usize) -> Option<usize> {
+    let id = u8::try_from(id).ok()?;
+    iommu_system::child(microkit::name(), id).map(|c| c.index())
+}
+
+/// The client at the other end of this PD's `channel` (system.xml).
+fn client_on(channel: Channel) -> Option<usize> {
+    let peer = iommu_system::peer_on(microkit::name(), channel)?;
+    CLIENTS.iter().position(|c| c.pd == peer)
+}
+
+impl Manager {
+    fn page_va() -> u64 {
+        pd_support::COMMAND_PAGE_VADDR.get()
+    }
+
+    fn reset_and_check(&mut self, out: &mut Out, target: usize) -> bool {
+        let name = CLIENTS[target].pd;
+        // What the server holds for it before the reset, as it reports it.
+        let dumped = self.iommu.dump(Self::page_va(), target as u32, |piece| {
+            // The report is ASCII; a piece never splits a character.
+            let _ = out.write_str(core::str::from_utf8(piece).unwrap_or("?\n"));
+        });
+        if let Err(e) = dumped {
+            let _ = writeln!(out, "FAILED - dump {name}: {e:?}");
+        }
+        match self.iommu.reset(target as u64) {
+            Ok(()) => {
+                let _ = writeln!(
+                    out,
+                    "ok - reset {name}: its streams quarantined, its objects torn down"
+                );
+                true
+            }
+            Err(e) => {
+                let _ = writeln!(out, "FAILED - reset {name}: {e:?}");
+                false
+            }
+        }
+    }
+}
+
+impl Handler for Manager {
+    fn protected(&mut self, _: Channel, _: MessageInfo) -> MessageInfo {
+        MessageInfo::new(u64::from(iommu_proto::Errno::ENOTTY.code()), 0)
+    }
+
+    fn notified(&mut self, channel: Channel) {
+        let mut out = Out::new();
+        let (Some(roles), Some(client)) = (roles(), client_on(channel)) else {
+            return;
+        };
+        let name = CLIENTS[client].pd;
+        if client == roles.reset && self.reset_and_check(&mut out, client) {
+            microkit::notify(channel);
+        } else if client == roles.crashes {
+            match self.before_crash.take() {
+                None => match server_report(&mut self.iommu, Self::page_va()) {
+                    Ok(report) => {
+                        self.before_crash = Some(report);
+                        let _ = writeln!(out, "{name} is ready: telling it to crash");
+                        microkit::notify(channel);
+                    }
+                    Err(e) => {
+                        let _ = writeln!(out, "FAILED - dump the server: {e:?}");
+                    }
+                },
+                Some(before) => match server_report(&mut self.iommu, Self::page_va()) {
+                    Ok(after) if after.pools() == before.pools() => {
+                        let _ = write!(out, "{}", after.as_str());
+                        let _ = writeln!(
+                            out,
+                            "ok - {name} restarted: the server's pools are back where they were before the crash"
+                        );
+                    }
+                    Ok(after) => {
+                        let _ = writeln!(
+                            out,
+                            "FAILED - pools after the restart:\n{}before the crash:\n{}",
+                            after.as_str(),
+                            before.as_str()
+                        );
+                    }
+                    Err(e) => {
+                        let _ = writeln!(out, "FAILED - dump the server: {e:?}");
+                    }
+                },
+            }
+        }
+    }
+
+    fn fault(&mut self, child: Child, msg: MessageInfo) -> Option<MessageInfo> {
+        let mut out = Out::new();
+        let Some(client) = child_client(child.index()) else {
+            let _ = writeln!(
+                out,
+                "child {} faulted; not a client: left stopped",
+                child.index()
+            );
+            return None;
+        };
+        let name = CLIENTS[client].pd;
+        let _ = writeln!(
+            out,
+            "{name} faulted ({} at pc {:#x}): revoking its DMA, then restarting it",
+            microkit::fault::name(msg.label()),
+            microkit::get_mr(0)
+        );
+        // Its streams are quarantined before anything it held is freed:
+        // the transfer it left in flight reaches nothing.
+        if !self.reset_and_check(&mut out, client) {
+            return None;
+        }
+        match microkit::pd_restart(child) {
+            Ok(()) => {
+                let _ = writeln!(out, "ok - restarted {name}");
+            }
+            Err(e) => {
+                let _ = writeln!(out, "FAILED - restart {name}: seL4 error {e}");
+            }
+        }
+        // Restarted, not resumed: no reply to the fault.
+        None
+    }
+}
+
+microkit::declare_pd!(init);

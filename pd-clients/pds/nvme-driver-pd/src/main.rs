@@ -1,0 +1,150 @@
+//! The NVMe driver PD: brings its controller up through the IOMMU server
+//! (queues in its own DMA region), shows a command naming an unmapped IOVA
+//! stopped, reported and failed, then serves its block clients: each of
+//! its DMA regions after the first is a block client's data region (the
+//! PD it shares it with), mapped as iommu.xml's `mode` says, and the ring
+//! is the one other region the two map. A client notifies when it has
+//! queued requests; the driver serves them and notifies back.
+
+#![no_std]
+#![no_main]
+#![deny(unsafe_code)]
+
+use core::fmt::Write;
+
+use blk_driver::{BlockDriver, Mode};
+use pd_support::{iommu, spec, Out};
+use iommu_client::{DmaBuffer, MicrokitTransport};
+use microkit::{Channel, Handler, MessageInfo, SharedMemory};
+use mmio::{Mmio, StaticCell};
+
+/// QEMU's nvme: vendor and device.
+const NVME_IDS: (u16, u16) = (0x1b36, 0x0010);
+const REGIONS: usize = pd_support::nvme::REGIONS;
+
+type Driver =
+    BlockDriver<'static, MicrokitTransport, Mmio, SharedMemory, SharedMemory, SharedMemory>;
+
+static BUFFERS: StaticCell<[Option<DmaBuffer<SharedMemory>>; REGIONS]> = StaticCell::new();
+static RINGS: StaticCell<[Option<SharedMemory>; REGIONS]> = StaticCell::new();
+
+struct NvmeDriver {
+    driver: Option<Driver>,
+    /// Per data region: its block client's channel and index in the driver.
+    clients: [Option<(Channel, usize)>; REGIONS],
+}
+
+fn init() -> NvmeDriver {
+    let mut out = Out::new();
+    let mut this = NvmeDriver {
+        driver: None,
+        clients: [None; REGIONS],
+    };
+    match start(&mut out, &mut this) {
+        Ok(()) => {}
+        Err(e) => {
+            let _ = writeln!(out, "FAILED - {e}");
+        }
+    }
+    this
+}
+
+fn start(out: &mut Out, this: &mut NvmeDriver) -> Result<(), &'static str> {
+    let spec = spec();
+    let (cfg, regs) = pd_support::nvme::device().ok_or("device handed out twice")?;
+    if cfg.ids() != Some(NVME_IDS) {
+        return Err("no NVMe controller in my configuration page");
+    }
+    let bar = pd_support::nvme::NVME_BAR_PADDR.get();
+    cfg.enable(bar as u32);
+    let memory = pd_support::nvme::regions(spec).ok_or("regions handed out twice")?;
+    if spec.regions.len() > REGIONS {
+        return Err("more DMA regions than the driver handles");
+    }
+    let mut memory = memory.into_iter();
+    let buffers = BUFFERS
+        .init(core::array::from_fn(|k| {
+            let r = spec.regions.get(k)?;
+            Some(DmaBuffer::new(r.vaddr, r.size, memory.next()??))
+        }))
+        .ok_or("buffers made twice")?;
+    let buffers: &'static [Option<DmaBuffer<SharedMemory>>; REGIONS] = buffers;
+    let queues = buffers[0].as_ref().ok_or("no queue memory")?;
+    let mut driver = BlockDriver::start(iommu(spec), regs, queues).map_err(|e| {
+        let _ = writeln!(Out::new(), "bring-up: {e:?}");
+        "the controller did not come up"
+    })?;
+    let _ = driver.describe(out);
+    let _ = writeln!(out, ", BAR0 {bar:#x}");
+    let _ = writeln!(out, "ok - controller up through the IOMMU");
+    let rings = pd_support::nvme::rings(spec).ok_or("rings handed out twice")?;
+    let rings: &'static [Option<SharedMemory>; REGIONS] =
+        RINGS.init(rings).ok_or("rings made twice")?;
+    for (k, ring) in rings.iter().enumerate().skip(1) {
+        let (Some(region), Some(data)) = (spec.regions.get(k), buffers[k].as_ref()) else {
+            continue;
+        };
+        let ring = ring.as_ref().ok_or("a data region without a ring")?;
+        let peer = region
+            .shared_with
+            .ok_or("a data region shared with no client")?;
+        let channel = iommu_system::channel_to(microkit::name(), peer)
+            .ok_or("no channel to a block client")?;
+        // A ring is formatted once; a restarted driver takes it up where
+        // it stands (requests it had taken and not answered are lost).
+        if blk_queue::Driver::new(ring).is_err() {
+            blk_queue::format(ring, 16).map_err(|_| "ring format")?;
+        }
+        let mode = Mode::of(region.strict);
+        let index = driver
+            .add_client(ring, data, mode)
+            .map_err(|_| "a block client refused")?;
+        this.clients[k] = Some((channel, index));
+        let _ = writeln!(
+            out,
+            "serving {peer}: {} mode, data at IOVA {:#x}",
+            mode.name(),
+            blk_driver::DATA_IOVA + index as u64 * blk_driver::DATA_STRIDE
+        );
+    }
+    // A command naming an IOVA nothing is mapped at, before serving.
+    if let Some(&(_, k)) = this.clients.iter().flatten().next() {
+        let stray = driver
+            .stray(k)
+            .map_err(|_| "the stray command never completed")?;
+        // The server runs at a higher priority: by the time the command
+        // has completed, its interrupt handler has queued the fault.
+        let fault = (0..1000).find_map(|_| driver.iommu.read_fault().ok().and_then(|r| r.fault));
+        while driver.iommu.read_fault().is_ok_and(|r| r.remaining > 0) {}
+        let _ = writeln!(
+            out,
+            "{} - stray command to IOVA {:#x}: completed with {:?}, reported to me: {}",
+            if stray.stopped(fault) { "ok" } else { "FAILED" },
+            stray.iova,
+            stray.status,
+            fault.map_or("nothing", |f| iommu_proto::fault::kind_name(f.kind))
+        );
+    }
+    this.driver = Some(driver);
+    Ok(())
+}
+
+impl Handler for NvmeDriver {
+    fn protected(&mut self, _: Channel, _: MessageInfo) -> MessageInfo {
+        MessageInfo::new(u64::from(iommu_proto::Errno::ENOTTY.code()), 0)
+    }
+
+    fn notified(&mut self, channel: Channel) {
+        let Some(driver) = self.driver.as_mut() else {
+            return;
+        };
+        for &(ch, k) in self.clients.iter().flatten() {
+            if ch == channel {
+                driver.serve(k);
+                microkit::notify(ch);
+            }
+        }
+    }
+}
+
+microkit::declare_pd!(init);
