@@ -35,7 +35,14 @@ PD_OUT := $(PD_TARGET_DIR)/$(TARGET)/release
 DEMO_TARGET_DIR ?= $(CURDIR)/target/demo
 DEMO := $(DEMO_TARGET_DIR)/$(TARGET)/release/demo
 
-.PHONY: all run test pds demo fuzz clean
+.PHONY: all run test setup setup-run pds demo fuzz clean
+
+# What the two commands need beyond rustup and make (tools/setup.sh):
+# installed when run as root, otherwise named in one line.
+setup:
+	@tools/setup.sh test
+setup-run:
+	@tools/setup.sh run
 
 ifdef MICROKIT_SDK
 # microkit/build.rs checks the ABI's invocation labels against this SDK.
@@ -48,7 +55,7 @@ $(BUILD)/loader.img: pds $(SYSTEM_XML) $(IOMMU_XML)
 		--board $(MICROKIT_BOARD) --config $(MICROKIT_CONFIG) \
 		-o $@ -r $(BUILD)/report.txt
 
-run: $(BUILD)/loader.img
+run: setup-run $(BUILD)/loader.img
 	test -f $(NVME_IMAGE) || (mkdir -p $(dir $(NVME_IMAGE)) && truncate -s 4M $(NVME_IMAGE))
 	devices="$(QEMU_DEVICES)" && \
 	$(QEMU) -machine virt,virtualization=on,iommu=smmuv3 -cpu cortex-a53 -m 2G \
@@ -57,7 +64,7 @@ run: $(BUILD)/loader.img
 else
 all: pds demo
 
-run: demo
+run: setup-run demo
 	@echo "make run: MICROKIT_SDK is not set: running the bare-metal demo (no seL4)"
 	test -f $(NVME_IMAGE) || (mkdir -p $(dir $(NVME_IMAGE)) && truncate -s 4M $(NVME_IMAGE))
 	devices="$(QEMU_DEVICES)" && \
@@ -82,8 +89,10 @@ pds:
 demo:
 	cd demo && $(CARGO) build --release --target-dir $(DEMO_TARGET_DIR)
 
-test:
-	$(CARGO) test --workspace --all-targets
+# The test command CI runs. tests/sdfgen.rs takes sdfgen from the venv
+# `make setup` made.
+test: setup
+	SDFGEN_PYTHON=$(CURDIR)/target/sdfgen-venv/bin/python $(CARGO) test --workspace --all-targets
 
 # Coverage-guided fuzzing of the server's request path (libFuzzer): builds
 # fuzz/ with coverage instrumentation on stable Rust and runs it for

@@ -13,7 +13,15 @@ use std::path::Path;
 use std::process::Command;
 
 fn python() -> Option<String> {
-    let python = std::env::var("SDFGEN_PYTHON").unwrap_or_else(|_| "python3".into());
+    let python = std::env::var("SDFGEN_PYTHON").unwrap_or_else(|_| {
+        // The venv `make setup` makes, when there is one.
+        let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/sdfgen-venv/bin/python");
+        if venv.exists() {
+            venv.display().to_string()
+        } else {
+            "python3".into()
+        }
+    });
     let ok = Command::new(&python)
         .args(["-c", "import sdfgen"])
         .output()
