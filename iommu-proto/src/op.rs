@@ -31,6 +31,18 @@ pub const PRIVATE_LABEL_BASE: u64 = 0x100;
 
 /// Every operation the server understands. The discriminant is the label.
 ///
+/// An operation has six parts, kept in step by `tests/op_parts.rs` (which
+/// fails when one is missing) and `tests/ops.rs`:
+/// 1. its variant here, in [`Op::ALL`] and [`Op::name`];
+/// 2. its request struct (a [`Request`], in `with_request!`), or
+///    [`Framing::Scalar`];
+/// 3. its handler in the server's op table (`iommu-server/src/ucmd.rs`);
+/// 4. a method of the Rust client (`pd-clients/iommu-client`);
+/// 5. a function of the C client (`iommu_client.h`; the label and the
+///    struct reach C through the generated `iommu_proto.h`);
+/// 6. a test of each client (`tests/client.rs`, `tests/c/header_test.c`)
+///    and of its semantics in the server's tests.
+///
 /// Any other label is ENOTTY, among them VFIO_IOMMU_DIRTY_PAGES
 /// (`VFIO_BASE + 17`), which iommufd's VFIO compatibility does not implement
 /// either.
