@@ -87,6 +87,7 @@ fn make_run_without_an_sdk_tells_the_whole_story() {
         "nvme_driver: stray command to IOVA 0x50020000 (its PRP list one page on): completed with DataTransferError; reported to me: F_TRANSLATION at IOVA 0x50021000",
         "ok - nvme_driver: a command naming an unmapped IOVA is stopped, reported, and fails",
         "ok - nvme_driver: serves on after the stray command",
+        "nvme_driver: device misbehaviour: 0 completions ignored, 0 commands timed out, 0 controller resets",
         "demo: 22 passed, 0 failed",
     ] {
         assert!(out.contains(line), "missing `{line}` in:\n{out}");

@@ -32,6 +32,9 @@ struct NvmeDriver {
     driver: Option<Driver>,
     /// Per data region: its block client's channel and index in the driver.
     clients: [Option<(Channel, usize)>; REGIONS],
+    /// The device's misbehaviour as last printed: completions ignored,
+    /// commands timed out, controller resets.
+    reported: (u64, u64, u64),
 }
 
 fn init() -> NvmeDriver {
@@ -39,6 +42,7 @@ fn init() -> NvmeDriver {
     let mut this = NvmeDriver {
         driver: None,
         clients: [None; REGIONS],
+        reported: (0, 0, 0),
     };
     match start(&mut out, &mut this) {
         Ok(()) => {}
@@ -125,6 +129,7 @@ fn start(out: &mut Out, this: &mut NvmeDriver) -> Result<(), &'static str> {
             fault.map_or("nothing", |f| iommu_proto::fault::kind_name(f.kind))
         );
     }
+    let _ = writeln!(out, "device misbehaviour: {}", driver.nvme.counters());
     this.driver = Some(driver);
     Ok(())
 }
@@ -143,6 +148,13 @@ impl Handler for NvmeDriver {
                 driver.serve(k);
                 microkit::notify(ch);
             }
+        }
+        // Said once each time the device misbehaves anew.
+        let seen = driver.nvme.counters();
+        let now = (seen.ignored, seen.timed_out, seen.resets);
+        if now != self.reported {
+            self.reported = now;
+            let _ = writeln!(Out::new(), "device misbehaviour: {seen}");
         }
     }
 }
