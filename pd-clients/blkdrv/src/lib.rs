@@ -175,6 +175,8 @@ pub struct Client<'b, D: Memory, Q: Memory> {
     data_iova: u64,
     /// The static mode's mapping of the whole region.
     whole: Option<Mapping<'b>>,
+    /// The part of the driver's stats this client's requests made.
+    stats: Stats,
     /// Whether answers a previous life owed are still to be given.
     owes_previous: bool,
     /// Requests taken, and answers published, by this life: the request
@@ -307,6 +309,7 @@ impl<'b, T: Transport, R: RegisterBlock, M: Memory, D: Memory, Q: Memory>
             share,
             data_iova,
             whole,
+            stats: Stats::default(),
             owes_previous: true,
             taken: 0,
             published: 0,
@@ -326,7 +329,9 @@ impl<'b, T: Transport, R: RegisterBlock, M: Memory, D: Memory, Q: Memory>
         }
         let before = c.ring.unanswered();
         let settled = c.ring.answer_unanswered(ERR_ABANDONED).is_ok();
-        self.stats.abandoned += before - c.ring.unanswered();
+        let answered = before - c.ring.unanswered();
+        c.stats.abandoned += answered;
+        self.stats.abandoned += answered;
         c.owes_previous = !settled;
         settled
     }
@@ -403,7 +408,7 @@ impl<'b, T: Transport, R: RegisterBlock, M: Memory, D: Memory, Q: Memory>
             .checked_add(u64::from(req.count))
             .is_some_and(|end| c.share.start <= req.block && end <= c.share.end);
         if !inside {
-            self.stats.foreign += 1;
+            self.count(k, |s| s.foreign += 1);
             return Err(ERR_BLOCKS);
         }
         let range = req
@@ -431,7 +436,7 @@ impl<'b, T: Transport, R: RegisterBlock, M: Memory, D: Memory, Q: Memory>
         let mapping = match mode {
             Mode::Static => None,
             Mode::Strict => {
-                self.stats.maps += 1;
+                self.count(k, |s| s.maps += 1);
                 let len = last_page + page - first_page;
                 Some(
                     self.iommu
@@ -449,7 +454,7 @@ impl<'b, T: Transport, R: RegisterBlock, M: Memory, D: Memory, Q: Memory>
         };
         match self.nvme.submit(op, req.block, req.count, &pages[..n]) {
             Ok(cid) => {
-                self.stats.ios += 1;
+                self.count(k, |s| s.ios += 1);
                 self.in_flight[usize::from(cid)] = Some(InFlight {
                     client: k,
                     seq,
@@ -461,7 +466,7 @@ impl<'b, T: Transport, R: RegisterBlock, M: Memory, D: Memory, Q: Memory>
             }
             Err(_) => {
                 if let Some(m) = mapping {
-                    self.unmap(m);
+                    self.unmap(k, m);
                 }
                 Err(ERR_DEVICE)
             }
@@ -499,27 +504,41 @@ impl<'b, T: Transport, R: RegisterBlock, M: Memory, D: Memory, Q: Memory>
         // Unmapped before the client hears: it gets its buffer back only
         // once the device can no longer reach it. If the unmap failed it
         // has not got it back, and the answer says so.
-        let unmapped = f.mapping.is_none_or(|m| self.unmap(m));
+        let unmapped = f.mapping.is_none_or(|m| self.unmap(f.client, m));
         let (status, count) = match c.status {
-            _ if !unmapped => {
-                self.stats.errors += 1;
-                (ResponseStatus::Error(ERR_MAP), 0)
-            }
+            _ if !unmapped => (ResponseStatus::Error(ERR_MAP), 0),
             Status::Success => (ResponseStatus::Ok, f.count),
-            _ => {
-                self.stats.errors += 1;
-                (ResponseStatus::Error(ERR_DEVICE), 0)
-            }
+            _ => (ResponseStatus::Error(ERR_DEVICE), 0),
         };
+        if status != ResponseStatus::Ok {
+            self.count(f.client, |s| s.errors += 1);
+        }
         self.respond(f.client, f.seq, f.id, status, count);
     }
 
     /// Whether the mapping is gone. An unmap of what this driver mapped
     /// fails only on a server fault; the mapping is then left for the
     /// server's reset of this client to revoke.
-    fn unmap(&mut self, m: Mapping<'b>) -> bool {
-        self.stats.unmaps += 1;
+    fn unmap(&mut self, k: usize, m: Mapping<'b>) -> bool {
+        self.count(k, |s| s.unmaps += 1);
         self.iommu.unmap(m).is_ok()
+    }
+
+    /// Counts in the driver's stats and client `k`'s.
+    fn count(&mut self, k: usize, add: impl Fn(&mut Stats)) {
+        add(&mut self.stats);
+        if let Some(c) = self.clients.get_mut(k).and_then(Option::as_mut) {
+            add(&mut c.stats);
+        }
+    }
+
+    /// What client `k`'s requests cost (its part of [`stats`](Self::stats);
+    /// the static mode's map of the whole region is the driver's own).
+    pub fn client_stats(&self, k: usize) -> Stats {
+        self.clients
+            .get(k)
+            .and_then(Option::as_ref)
+            .map_or(Stats::default(), |c| c.stats)
     }
 
     /// Answers client `k`'s request number `seq`: now if every earlier one
