@@ -143,10 +143,10 @@ fn make_run_without_an_sdk_tells_the_whole_story() {
         .filter_map(|r| r.share.map(|s| s.range()))
         .collect();
     assert_eq!(shares.len(), 2, "the demo's two block clients");
-    let stories = shares
-        .iter()
-        .map(|s| (s.clone(), s.start))
-        .chain([(shares[0].clone(), blk_driver::story::second_story(shares[0].clone()))]);
+    let stories = shares.iter().map(|s| (s.clone(), s.start)).chain([(
+        shares[0].clone(),
+        blk_driver::story::second_story(shares[0].clone()),
+    )]);
     for (share, first_block) in stories {
         for range in blk_driver::story::written(first_block) {
             assert!(range.start >= share.start * 512 && range.end <= share.end * 512);

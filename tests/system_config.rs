@@ -934,8 +934,14 @@ const NVME_POLICY: &str = include_str!("fixtures/nvme_iommu.xml");
 #[test]
 fn block_clients_shares_of_the_disk() {
     let pol = |from: &str, to: &str| edit(NVME_POLICY, from, to);
-    let strict = "<dma mr=\"blk_strict_data\" mode=\"strict\" first_block=\"4096\" blocks=\"4096\" />";
-    let with = |attrs: &str| pol(strict, &format!("<dma mr=\"blk_strict_data\" mode=\"strict\" {attrs} />"));
+    let strict =
+        "<dma mr=\"blk_strict_data\" mode=\"strict\" first_block=\"4096\" blocks=\"4096\" />";
+    let with = |attrs: &str| {
+        pol(
+            strict,
+            &format!("<dma mr=\"blk_strict_data\" mode=\"strict\" {attrs} />"),
+        )
+    };
     exactly(&[
         (
             "a block client without a share",

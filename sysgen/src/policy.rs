@@ -917,7 +917,14 @@ impl<'a> Checker<'a> {
         let s = self.side;
         s.only_attrs(
             e,
-            &["name", "stream_id", "dma_mask", "config_mr", "qemu", "disk_blocks"],
+            &[
+                "name",
+                "stream_id",
+                "dma_mask",
+                "config_mr",
+                "qemu",
+                "disk_blocks",
+            ],
         )?;
         let name = s.required(e, "name")?.to_string();
         let named = earlier

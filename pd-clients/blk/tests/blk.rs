@@ -309,16 +309,14 @@ fn a_restarted_driver_answers_what_its_previous_life_owed() {
     assert_eq!(restarted.answer_unanswered(42), Ok(3));
     assert_eq!(restarted.unanswered(), 0);
     assert_eq!(restarted.answer_unanswered(42), Ok(0));
-    let answers: Vec<Response> = std::iter::from_fn(|| client.dequeue_response().unwrap()).collect();
+    let answers: Vec<Response> =
+        std::iter::from_fn(|| client.dequeue_response().unwrap()).collect();
     let failed = |id| Response {
         id,
         status: ResponseStatus::Error(42),
         success_count: 0,
     };
-    assert_eq!(
-        answers,
-        [response(10), failed(11), failed(12), failed(13)]
-    );
+    assert_eq!(answers, [response(10), failed(11), failed(12), failed(13)]);
     // The requests not taken are served as usual.
     assert_eq!(restarted.dequeue_request(), Ok(Some(request(14))));
     assert_eq!(shared.refused.get(), 0);

@@ -148,7 +148,11 @@ pub enum Error {
     BlockSize(u32),
     /// A client's share of the disk is empty or not all on the namespace
     /// (its blocks).
-    Share { start: u64, end: u64, blocks: u64 },
+    Share {
+        start: u64,
+        end: u64,
+        blocks: u64,
+    },
 }
 
 /// Server calls and I/Os, for the cost a driver author cares about.
@@ -354,7 +358,12 @@ impl<'b, T: Transport, R: RegisterBlock, M: Memory, D: Memory, Q: Memory>
         }
         self.publish(k);
         let mut took = 0;
-        let Some(limit) = self.clients.get(k).and_then(Option::as_ref).map(|c| c.ring.capacity()) else {
+        let Some(limit) = self
+            .clients
+            .get(k)
+            .and_then(Option::as_ref)
+            .map(|c| c.ring.capacity())
+        else {
             return 0;
         };
         while took < limit && self.nvme.in_flight() < DEPTH - 1 {

@@ -64,9 +64,9 @@ impl<'b> Bench<'b> {
             calls: self.calls,
         });
         let mut driver = BlockDriver::start(iommu, self.nvme, &self.queues).expect("bring-up");
-        for k in 0..2 {
+        for (k, share) in SHARES.iter().enumerate() {
             let got = driver
-                .add_client(&self.rings[k], &self.data[k], mode, SHARES[k].clone())
+                .add_client(&self.rings[k], &self.data[k], mode, share.clone())
                 .unwrap();
             assert_eq!(got, k);
         }
@@ -175,7 +175,8 @@ fn a_request_outside_its_share_touches_nothing() {
             assert_eq!(bench.data_mem[0].get(0, DATA_BYTES as usize), mark);
             assert_eq!(driver.stats.foreign, 2 * outside.len() as u64);
             // Its share's edges are its own.
-            ring.enqueue(request(RequestCode::Write, 100, 1, 90)).unwrap();
+            ring.enqueue(request(RequestCode::Write, 100, 1, 90))
+                .unwrap();
             // (Its own page: strict mode maps a page for one request.)
             let last = Request {
                 offset: 0x1000,
@@ -296,8 +297,10 @@ fn answers_keep_the_order_requests_were_taken_in() {
         let mut ring = blk_queue::Client::new(&bench.rings[0]).unwrap();
         let mut driver = bench.start(Mode::Strict);
         bench.nvme.swallow.set(true);
-        ring.enqueue(request(RequestCode::Write, 100, 1, 1)).unwrap();
-        ring.enqueue(request(RequestCode::Write, 5000, 1, 2)).unwrap();
+        ring.enqueue(request(RequestCode::Write, 100, 1, 1))
+            .unwrap();
+        ring.enqueue(request(RequestCode::Write, 5000, 1, 2))
+            .unwrap();
         driver.take(0);
         // The refusal of 2 waits for 1.
         assert_eq!(ring.dequeue_response(), Ok(None));
@@ -306,9 +309,10 @@ fn answers_keep_the_order_requests_were_taken_in() {
         bench.revoke();
         bench.nvme.swallow.set(false);
         let _driver = bench.start(Mode::Strict);
-        let ids: Vec<(u32, ResponseStatus)> = std::iter::from_fn(|| ring.dequeue_response().unwrap())
-            .map(|r| (r.id, r.status))
-            .collect();
+        let ids: Vec<(u32, ResponseStatus)> =
+            std::iter::from_fn(|| ring.dequeue_response().unwrap())
+                .map(|r| (r.id, r.status))
+                .collect();
         assert_eq!(
             ids,
             [
