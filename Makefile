@@ -23,7 +23,8 @@ export IOMMU_POLICY_XML := $(abspath $(IOMMU_XML))
 # QEMU's devices are the configuration's: each <device qemu="..."> at the
 # address its stream ID gives (checked first: a bad pair stops here).
 QEMU_DEVICES = $$($(CARGO) run -q -p sysgen -- --qemu-devices $(SYSTEM_XML) $(IOMMU_XML))
-# The disk behind `drive=disk0` (iommu.xml's nvme device): created empty
+# The disk behind `drive=disk0` (iommu.xml's nvme device, disk_blocks="8192"
+# of 512 bytes: 4 MiB; a driver refuses shares past its real size): created empty
 # when missing; tests/demo.rs gives its own and reads it back afterwards.
 NVME_IMAGE ?= $(BUILD)/nvme.img
 QEMU_DRIVE = -drive file=$(NVME_IMAGE),if=none,id=disk0,format=raw

@@ -154,8 +154,10 @@ fn a_three_driver_system_is_generated_built_and_run() {
         "ok - edu_a: restarted: binds, maps and does DMA again",
         "ok - edu_b: still works at the end",
         // And the NVMe driver, placed after them.
-        "ok - blk_strict: strict: writes, reads back and verifies through nvme_driver",
-        "demo: 26 passed, 0 failed",
+        "blk_static: ok - write to block 4096, another client's, refused (ERR_BLOCKS)",
+        "ok - nvme_driver: restarted: every request its previous life took is answered with an error",
+        "ok - blk_strict: strict: refused another's blocks; an error for each request its driver died with; then writes, reads back and verifies through nvme_driver",
+        "demo: 29 passed, 0 failed",
     ] {
         assert!(out.contains(line), "missing `{line}` in:\n{out}");
     }

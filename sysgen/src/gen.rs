@@ -107,7 +107,7 @@ pub fn rust(config: &Config, inputs: &[&str]) -> String {
         for r in &c.regions {
             let _ = writeln!(
                 w,
-                "            RegionSpec {{ mr: {:?}, vaddr: {:#x}, size: {:#x}, perms: Perms {{ read: {}, write: {} }}, paddr: {}, strict: {}, shared_with: {:?} }},",
+                "            RegionSpec {{ mr: {:?}, vaddr: {:#x}, size: {:#x}, perms: Perms {{ read: {}, write: {} }}, paddr: {}, strict: {}, shared_with: {:?}, share: {} }},",
                 r.mr,
                 r.vaddr,
                 r.size,
@@ -115,7 +115,11 @@ pub fn rust(config: &Config, inputs: &[&str]) -> String {
                 r.write,
                 paddr(&r.paddr, &symbols),
                 r.strict,
-                r.shared_with.as_deref()
+                r.shared_with.as_deref(),
+                r.share.map_or("None".into(), |b| format!(
+                    "Some(Share {{ first_block: {:#x}, blocks: {:#x} }})",
+                    b.first_block, b.blocks
+                ))
             );
         }
         let _ = writeln!(w, "        ],");
@@ -156,6 +160,7 @@ pub fn rust(config: &Config, inputs: &[&str]) -> String {
             q.objects, q.ioases, q.mapped_pages, q.table_pages, q.hwpts, q.mappings
         );
         let _ = writeln!(w, "        manager: {},", c.manager);
+        let _ = writeln!(w, "        disk_blocks: {:?},", c.disk_blocks);
         let _ = writeln!(w, "        program_image: {:?},", c.program_image);
         match &c.child_of {
             Some((parent, id)) => {
@@ -270,6 +275,14 @@ pub fn c_config(config: &Config, pd: &str) -> Option<String> {
             let name = c_name(&r.mr);
             let _ = writeln!(w, "#define IOMMU_DMA_{name}_VADDR {:#x}", r.vaddr);
             let _ = writeln!(w, "#define IOMMU_DMA_{name}_SIZE {:#x}", r.size);
+            if let Some(b) = r.share {
+                let _ = writeln!(
+                    w,
+                    "#define IOMMU_DMA_{name}_FIRST_BLOCK {:#x}",
+                    b.first_block
+                );
+                let _ = writeln!(w, "#define IOMMU_DMA_{name}_BLOCKS {:#x}", b.blocks);
+            }
         }
         for (i, d) in c.devices.iter().enumerate() {
             let name = c_name(&d.name);
