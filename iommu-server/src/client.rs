@@ -62,7 +62,8 @@ pub struct Client {
     pub(crate) objects: Objects,
     /// The IOAS the VFIO compatibility calls act on.
     pub(crate) compat: Option<ObjectId>,
-    /// A manager holds its devices in quarantine: BIND is refused.
+    /// A manager holds its devices in quarantine: every op that could give
+    /// a device a translation again is EPERM (`ucmd::could_translate_again`).
     pub(crate) held: bool,
     pub(crate) faults: FaultQueue,
 }

@@ -38,10 +38,6 @@ pub(crate) fn bind<H: Hardware>(
     }
     let index = usize::try_from(ctx.device).map_err(|_| Errno::ENODEV)?;
     let config = *ctx.config.devices.get(index).ok_or(Errno::ENODEV)?;
-    // A manager holds this client's devices in quarantine.
-    if ctx.client.held {
-        return Err(Errno::EPERM);
-    }
     // One device cannot be bound twice (Linux: EINVAL).
     if ctx.client.objects.bound_device(index).is_some() {
         return Err(Errno::EINVAL);

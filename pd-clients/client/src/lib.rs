@@ -421,7 +421,7 @@ impl<T: Transport> Iommu<T> {
     }
 
     /// Holds client `target`'s devices in quarantine (a manager): it is
-    /// reset and may not bind any device until [`Iommu::release`].
+    /// reset and may not bind, attach or map until [`Iommu::release`].
     pub fn hold(&mut self, target: u64) -> Result<()> {
         self.call_scalar2(Op::Quarantine, target, 1).map(|_| ())
     }
