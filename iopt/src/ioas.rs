@@ -446,7 +446,12 @@ impl Ioas {
                         first_source = pages.source.wrapping_add(seg.offset);
                     }
                     writable &= pages.writable;
-                    misaligned |= pages.page_offset(seg.offset) % align != 0;
+                    // Each segment becomes an area the domains map on
+                    // its own: its length must fit their smallest page
+                    // as its start does (Linux's iommu_map refuses the
+                    // piece, EINVAL).
+                    misaligned |= pages.page_offset(seg.offset) % align != 0
+                        || seg.length % align != 0;
                     segments += 1;
                     done += seg.length;
                 }
