@@ -117,7 +117,7 @@ fn client_report<H: Hardware>(s: &Server<'_, H>, index: usize, out: &mut dyn Wri
     let q = &config.quota;
     writeln!(
         out,
-        "client {index} {}{}{}: objects {}/{}, IOASes {}/{}, HWPTs {}/{}, pages {used}/{limit}, mappings {areas}/{area_limit}, faults {} queued {} dropped{}",
+        "client {index} {}{}{}: objects {}/{}, IOASes {}/{}, HWPTs {}/{}, pages {used}/{limit}, mappings {areas}/{area_limit}, faults {} queued {} dropped{}{}",
         config.name,
         if config.manager { " (manager)" } else { "" },
         if client.held { " (held)" } else { "" },
@@ -130,6 +130,11 @@ fn client_report<H: Hardware>(s: &Server<'_, H>, index: usize, out: &mut dyn Wri
         client.faults.len(),
         client.faults.dropped,
         if client.faults.lost { ", records lost" } else { "" },
+        if client.faults.stopped {
+            ", streams stopped (invalidation unconfirmed)"
+        } else {
+            ""
+        },
     )?;
     for id in objects.ids() {
         match objects.get(id) {

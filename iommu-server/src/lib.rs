@@ -414,6 +414,7 @@ impl<'s, H: Hardware> Server<'s, H> {
             id: target,
             page: &iommu_proto::decode::cells(&mut []),
             device: 0,
+            aborted_all: false,
         };
         reset::revoke(&mut ctx)
     }
@@ -659,7 +660,17 @@ impl<'s, H: Hardware> Server<'s, H> {
             id: client,
             page,
             device: mrs[iommu_proto::MR_DEVICE],
+            aborted_all: false,
         };
-        ucmd::dispatch(&mut ctx, op, mrs[iommu_proto::MR_SIZE])
+        let result = ucmd::dispatch(&mut ctx, op, mrs[iommu_proto::MR_SIZE]);
+        if ctx.aborted_all {
+            // Every device of every client stopped with it.
+            for (c, config) in self.clients.iter_mut().zip(self.configs.iter()) {
+                if !config.devices.is_empty() {
+                    c.faults.stopped = true;
+                }
+            }
+        }
+        result
     }
 }

@@ -15,7 +15,8 @@
 use core::marker::PhantomData;
 
 use iommu_proto::fault::{
-    IOMMU_FAULT_RECORD_ADDR_VALID, IOMMU_FAULT_RECORD_LOST, IOMMU_FAULT_RECORD_VALID,
+    IOMMU_FAULT_RECORD_ADDR_VALID, IOMMU_FAULT_RECORD_LOST, IOMMU_FAULT_RECORD_STOPPED,
+    IOMMU_FAULT_RECORD_VALID,
 };
 use iommu_proto::iommufd::*;
 use iommu_proto::vfio::*;
@@ -197,6 +198,10 @@ pub struct FaultRead {
     /// The IOMMU itself lost records since the last read; some may have
     /// been this client's (how many is unknown).
     pub lost: bool,
+    /// The server stopped streams of this client's devices (or all DMA)
+    /// since the last read: the IOMMU did not confirm an invalidation, and
+    /// the unmap or map that met it was EIO.
+    pub stopped: bool,
     /// Faults still queued.
     pub remaining: u64,
 }
@@ -410,6 +415,7 @@ impl<T: Transport> Iommu<T> {
             fault,
             dropped: rec.overflow,
             lost: rec.out_flags & IOMMU_FAULT_RECORD_LOST != 0,
+            stopped: rec.out_flags & IOMMU_FAULT_RECORD_STOPPED != 0,
             remaining,
         })
     }
