@@ -5,7 +5,7 @@
 //! PD and the bare-metal demo both run the server on this.
 
 use iommu_types::{ClientId, Errno, Fault, IovaRange, Prot, StreamId};
-use iopt::{DomainId, DomainTable, Hardware, IoDomain};
+use iopt::{DomainId, DomainTable, Hardware, IoDomain, Unconfirmed};
 use mmio::RegisterBlock;
 
 use crate::pgtable::{Format, IoPageTable, MemAttr, PtDomain, TablePool, MAIR};
@@ -174,6 +174,24 @@ impl<'a, R: RegisterBlock> SmmuDomains<'a, R> {
         self.leaked
     }
 
+    /// The domain `stream`'s STE points at, as the stream table in memory
+    /// says (not what the SMMU may have cached).
+    pub fn stream_domain(&self, stream: StreamId) -> Option<DomainId> {
+        let ctx = self.smmu.stream_context(stream)?;
+        self.slots
+            .iter()
+            .position(|s| s.as_ref().is_some_and(|s| s.ctx == ctx))
+            .map(|i| DomainId(i as u32))
+    }
+
+    /// Where `stream`'s DMA to `iova` lands by a walk of the stream table
+    /// and page tables in memory: what the SMMU finds once its caches are
+    /// invalidated. For diagnostics and tests.
+    pub fn walk(&self, stream: StreamId, iova: u64) -> Option<u64> {
+        let slot = self.slots[self.stream_domain(stream)?.0 as usize].as_ref()?;
+        slot.table.iova_to_phys(&self.pool, iova)
+    }
+
     fn selected(&self) -> Option<&Slot> {
         self.slots.get(self.current?)?.as_ref()
     }
@@ -237,8 +255,8 @@ impl<R: RegisterBlock> IoDomain for SmmuDomains<'_, R> {
         })
     }
 
-    fn unmap_pages(&mut self, iova: u64, length: u64) -> u64 {
-        self.with_selected(0, |d| d.unmap_pages(iova, length))
+    fn unmap_pages(&mut self, iova: u64, length: u64) -> Result<u64, Unconfirmed> {
+        self.with_selected(Ok(0), |d| d.unmap_pages(iova, length))
     }
 
     fn iova_to_phys(&self, iova: u64) -> Option<u64> {
@@ -277,6 +295,10 @@ impl<R: RegisterBlock> Hardware for SmmuDomains<'_, R> {
         SmmuDomains::detach(self, stream)
     }
 
+    fn abort_all(&mut self) -> Result<(), Errno> {
+        self.smmu.abort_all().map_err(Errno::from)
+    }
+
     fn id_regs(&self) -> ([u32; 6], u32, u32) {
         let ids = self.features().ids;
         (ids.idr, ids.iidr, ids.aidr)
@@ -305,6 +327,10 @@ impl<R: RegisterBlock> Hardware for SmmuDomains<'_, R> {
             self.pool.used(),
             self.pool.capacity(),
             self.smmu.overflows()
-        )
+        )?;
+        if self.smmu.disabled() {
+            write!(out, "; translation off (an invalidation was not confirmed)")?;
+        }
+        Ok(())
     }
 }

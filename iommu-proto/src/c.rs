@@ -144,7 +144,8 @@ pub const CONSTANTS: &[(&str, &[CConst])] = &[
         consts!(
             IOMMU_FAULT_RECORD_VALID,
             IOMMU_FAULT_RECORD_ADDR_VALID,
-            IOMMU_FAULT_RECORD_LOST
+            IOMMU_FAULT_RECORD_LOST,
+            IOMMU_FAULT_RECORD_STOPPED
         ),
     ),
     (

@@ -20,6 +20,11 @@ pub const IOMMU_FAULT_RECORD_ADDR_VALID: u32 = 1 << 1;
 /// read, so records of this client's devices may have been lost (how many
 /// is unknown; every client owning a stream is told).
 pub const IOMMU_FAULT_RECORD_LOST: u32 = 1 << 2;
+/// `out_flags`: since the previous read the server stopped (put back to
+/// abort, detached) streams of this client's devices because the IOMMU did
+/// not confirm an invalidation, or, when one would not stop, stopped all
+/// DMA. A map, copy or unmap of the caller that saw this was EIO.
+pub const IOMMU_FAULT_RECORD_STOPPED: u32 = 1 << 3;
 
 pub use iommu_types::fault::*;
 

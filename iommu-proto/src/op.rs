@@ -101,8 +101,10 @@ pub enum Op {
     ResetClient = 0x101,
     /// Hold a client's devices in quarantine, or release them: MR0 is the
     /// target's index, MR1 1 to hold and 0 to release. Holding resets the
-    /// target (as RESET_CLIENT) and refuses every BIND of its devices
-    /// until a release; only a manager may call it. A scalar op.
+    /// target (as RESET_CLIENT) and, until a release, refuses (EPERM)
+    /// every op of the target that could give a device a translation again:
+    /// BIND, ATTACH, HWPT_ALLOC, IOAS_MAP, IOAS_COPY, VFIO MAP_DMA. Only a
+    /// manager may call it. A scalar op.
     Quarantine = 0x102,
     /// A text report on one client or the whole server (a manager only):
     /// see [`crate::dump::iommu_dump`].

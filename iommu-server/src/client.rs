@@ -28,6 +28,9 @@ pub(crate) struct FaultQueue {
     pub(crate) dropped: u64,
     /// The IOMMU lost records since the last read; some may be ours.
     pub(crate) lost: bool,
+    /// Streams of ours were stopped since the last read: an invalidation
+    /// was not confirmed.
+    pub(crate) stopped: bool,
 }
 
 impl FaultQueue {
@@ -35,6 +38,7 @@ impl FaultQueue {
         queue: Deque::new(),
         dropped: 0,
         lost: false,
+        stopped: false,
     };
 
     pub(crate) fn len(&self) -> usize {
@@ -45,6 +49,7 @@ impl FaultQueue {
         self.queue.clear();
         self.dropped = 0;
         self.lost = false;
+        self.stopped = false;
     }
 
     pub(crate) fn push(&mut self, fault: QueuedFault) {
@@ -62,7 +67,8 @@ pub struct Client {
     pub(crate) objects: Objects,
     /// The IOAS the VFIO compatibility calls act on.
     pub(crate) compat: Option<ObjectId>,
-    /// A manager holds its devices in quarantine: BIND is refused.
+    /// A manager holds its devices in quarantine: every op that could give
+    /// a device a translation again is EPERM (`ucmd::could_translate_again`).
     pub(crate) held: bool,
     pub(crate) faults: FaultQueue,
 }
@@ -95,4 +101,8 @@ pub(crate) struct Ctx<'a, 's, H: Hardware> {
     pub page: &'a dyn Page,
     /// MR1: the device a device op names (`iommu_proto::DeviceArg`).
     pub device: u64,
+    /// Set when this request had to stop all DMA (a stream would not stop
+    /// after an unconfirmed invalidation): every client with a device is
+    /// to be told.
+    pub aborted_all: bool,
 }

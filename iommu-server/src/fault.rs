@@ -179,6 +179,9 @@ pub(crate) fn read<H: Hardware>(
     if core::mem::take(&mut client.faults.lost) {
         rec.out_flags |= IOMMU_FAULT_RECORD_LOST;
     }
+    if core::mem::take(&mut client.faults.stopped) {
+        rec.out_flags |= IOMMU_FAULT_RECORD_STOPPED;
+    }
     rec.overflow = core::mem::take(&mut client.faults.dropped);
     if let Some(f) = next {
         rec.out_flags |= IOMMU_FAULT_RECORD_VALID;

@@ -331,6 +331,13 @@ impl<'s, H: Hardware> Server<'s, H> {
         &self.hw
     }
 
+    /// The hardware, to change its behaviour between requests (tests
+    /// inject failures: a stream that will not stop, an invalidation that
+    /// is never confirmed).
+    pub fn hardware_mut(&mut self) -> &mut H {
+        &mut self.hw
+    }
+
     fn client(&self, client: ClientId) -> Option<&Client> {
         self.clients.get(client.index())
     }
@@ -343,10 +350,14 @@ impl<'s, H: Hardware> Server<'s, H> {
     }
 
     /// Holds a client's devices in quarantine until [`Server::release`]:
-    /// BIND of any of them is EPERM from now on, then the client is reset
-    /// (its streams abort, its objects go). The hold stands even when the
-    /// reset is EBUSY (a stream that would not stop): nothing can bind
-    /// while it is retried.
+    /// from now on every request of it that could give a device a
+    /// translation again is EPERM (BIND, ATTACH whatever it names, the
+    /// compat IOAS included, HWPT_ALLOC, and IOAS_MAP, IOAS_COPY and
+    /// VFIO MAP_DMA, which could reach a stream that would not stop through
+    /// its domain), then the client is reset (its streams abort, its
+    /// objects go). The hold stands even when the reset is EBUSY (a stream
+    /// that would not stop): whatever that left behind, no device of the
+    /// client regains a translation while the manager retries.
     pub fn hold(&mut self, target: ClientId) -> Result<(), Errno> {
         self.clients
             .get_mut(target.index())
@@ -355,7 +366,7 @@ impl<'s, H: Hardware> Server<'s, H> {
         self.reset_client(target)
     }
 
-    /// Ends a hold: the client may bind its devices again.
+    /// Ends a hold: the client may bind, attach and map again.
     pub fn release(&mut self, target: ClientId) -> Result<(), Errno> {
         self.clients
             .get_mut(target.index())
@@ -403,6 +414,7 @@ impl<'s, H: Hardware> Server<'s, H> {
             id: target,
             page: &iommu_proto::decode::cells(&mut []),
             device: 0,
+            aborted_all: false,
         };
         reset::revoke(&mut ctx)
     }
@@ -648,7 +660,17 @@ impl<'s, H: Hardware> Server<'s, H> {
             id: client,
             page,
             device: mrs[iommu_proto::MR_DEVICE],
+            aborted_all: false,
         };
-        ucmd::dispatch(&mut ctx, op, mrs[iommu_proto::MR_SIZE])
+        let result = ucmd::dispatch(&mut ctx, op, mrs[iommu_proto::MR_SIZE]);
+        if ctx.aborted_all {
+            // Every device of every client stopped with it.
+            for (c, config) in self.clients.iter_mut().zip(self.configs.iter()) {
+                if !config.devices.is_empty() {
+                    c.faults.stopped = true;
+                }
+            }
+        }
+        result
     }
 }

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use iommu_types::{ClientId, Errno, IovaRange, Prot, StreamId};
-use iopt::{DomainId, DomainTable, Hardware, IoDomain};
+use iopt::{DomainId, DomainTable, Hardware, IoDomain, Unconfirmed};
 
 use crate::domain::{MockDomain, ARM_4K};
 
@@ -30,6 +30,13 @@ pub struct MockHw {
     pub allocations: usize,
     /// Streams whose detach fails (a wedged SMMU).
     pub stuck: Vec<StreamId>,
+    /// Every unmap removes its pages but reports its invalidation
+    /// unconfirmed (a command queue that no longer completes a sync).
+    pub unconfirmed: bool,
+    /// Whether `abort_all` stopped every stream; `fail_abort_all` makes it
+    /// fail too.
+    pub all_aborted: bool,
+    pub fail_abort_all: bool,
     /// The coherency new domains report (each keeps its own).
     pub coherent: bool,
     /// The domain the last `DomainTable::domain` call selected.
@@ -62,6 +69,9 @@ impl MockHw {
             fail_at: None,
             allocations: 0,
             stuck: Vec::new(),
+            unconfirmed: false,
+            all_aborted: false,
+            fail_abort_all: false,
             coherent: true,
             current: None,
         }
@@ -93,6 +103,9 @@ impl MockHw {
 
     /// Where a stream's DMA to `iova` would land.
     pub fn dma(&self, stream: StreamId, iova: u64) -> Option<u64> {
+        if self.all_aborted {
+            return None;
+        }
         let domain = (*self.streams.get(&stream)?)?;
         self.domain(domain).iova_to_phys(iova)
     }
@@ -146,10 +159,13 @@ impl IoDomain for MockHw {
         result
     }
 
-    fn unmap_pages(&mut self, iova: u64, length: u64) -> u64 {
+    fn unmap_pages(&mut self, iova: u64, length: u64) -> Result<u64, Unconfirmed> {
         let unmapped = self.selected_mut().unmap_pages(iova, length);
         self.assert_clean();
-        unmapped
+        match unmapped {
+            Ok(bytes) if self.unconfirmed && bytes > 0 => Err(Unconfirmed { bytes }),
+            other => other,
+        }
     }
 
     fn iova_to_phys(&self, iova: u64) -> Option<u64> {
@@ -218,6 +234,15 @@ impl Hardware for MockHw {
         }
         self.log.push(format!("detach {:#x}", stream.0));
         self.streams.insert(stream, None);
+        Ok(())
+    }
+
+    fn abort_all(&mut self) -> Result<(), Errno> {
+        if self.fail_abort_all {
+            return Err(Errno::EIO);
+        }
+        self.log.push("abort all".into());
+        self.all_aborted = true;
         Ok(())
     }
 

@@ -35,6 +35,12 @@ pub trait Hardware {
     /// reaches memory (quarantine).
     fn detach(&mut self, stream: StreamId) -> Result<(), Errno>;
 
+    /// Stops every stream's DMA by a means that does not depend on what
+    /// failed (on an SMMUv3: translation off with GBPA set to abort, no
+    /// command queue involved): the last resort when a stream's abort
+    /// cannot be confirmed. Once it returns Ok, no DMA reaches memory.
+    fn abort_all(&mut self) -> Result<(), Errno>;
+
     /// SMMU_IDR0..5, SMMU_IIDR, SMMU_AIDR, for IOMMU_GET_HW_INFO.
     fn id_regs(&self) -> ([u32; 6], u32, u32);
 
@@ -80,6 +86,10 @@ impl<H: Hardware + ?Sized> Hardware for &mut H {
 
     fn detach(&mut self, stream: StreamId) -> Result<(), Errno> {
         (**self).detach(stream)
+    }
+
+    fn abort_all(&mut self) -> Result<(), Errno> {
+        (**self).abort_all()
     }
 
     fn id_regs(&self) -> ([u32; 6], u32, u32) {

@@ -176,9 +176,10 @@ impl Rig {
 
     fn unmap(&mut self, which: usize, iova: u64, len: u64) -> Result<u64, &'static str> {
         let done = self.with_domain(which, |d| d.unmap_pages(iova, len))?;
-        match smmu_error(&mut self.smmu) {
-            Some(e) => Err(e),
-            None => Ok(done),
+        match (smmu_error(&mut self.smmu), done) {
+            (Some(e), _) => Err(e),
+            (None, Ok(bytes)) => Ok(bytes),
+            (None, Err(_)) => Err("unmap unconfirmed"),
         }
     }
 

@@ -88,6 +88,8 @@ pub enum SmmuError {
     BadContext,
     /// A context's translation parameters are out of range.
     BadFormat,
+    /// Translation is off for good ([`Smmu::abort_all`]): nothing attaches.
+    Disabled,
 }
 
 impl fmt::Display for SmmuError {
@@ -109,6 +111,7 @@ impl fmt::Display for SmmuError {
             SmmuError::ContextBusy => write!(f, "context still has streams attached"),
             SmmuError::BadContext => write!(f, "unknown context, or not the stream's"),
             SmmuError::BadFormat => write!(f, "T0SZ or TTB0 out of range for the context"),
+            SmmuError::Disabled => write!(f, "translation is off: every stream aborts"),
         }
     }
 }
@@ -124,6 +127,7 @@ impl From<SmmuError> for Errno {
             SmmuError::AckTimeout(_) | SmmuError::SyncTimeout | SmmuError::Command(_) => {
                 Errno::EBUSY
             }
+            SmmuError::Disabled => Errno::EIO,
         }
     }
 }
@@ -210,6 +214,8 @@ pub struct Smmu<R: RegisterBlock> {
     overflows: u32,
     /// The last asynchronous failure (a flush cannot return one).
     last_error: Option<SmmuError>,
+    /// [`Smmu::abort_all`] turned translation off.
+    disabled: bool,
 }
 
 impl<R: RegisterBlock> fmt::Debug for Smmu<R> {
@@ -323,6 +329,7 @@ impl<R: RegisterBlock> Smmu<R> {
             context_count: contexts,
             overflows: 0,
             last_error: None,
+            disabled: false,
         })
     }
 
@@ -522,6 +529,26 @@ impl<R: RegisterBlock> Smmu<R> {
         self.last_error.take()
     }
 
+    /// Stops all DMA without the command queue: translation off, so every
+    /// transaction takes SMMU_GBPA, set to abort (again, as at reset). The
+    /// last resort when a stream's abort could not be confirmed because a
+    /// CMD_SYNC never completes: it needs only register writes and their
+    /// acknowledgements. Nothing attaches afterwards (until a new init).
+    pub fn abort_all(&mut self) -> Result<(), SmmuError> {
+        self.disabled = true;
+        let gbpa_idle = |regs: &R| regs.read32(GBPA) & GBPA_UPDATE == 0;
+        poll(|| gbpa_idle(&self.regs)).ok_or(SmmuError::AckTimeout("SMMU_GBPA.UPDATE"))?;
+        self.regs.write32(GBPA, GBPA_ABORT | GBPA_UPDATE);
+        poll(|| gbpa_idle(&self.regs)).ok_or(SmmuError::AckTimeout("SMMU_GBPA.UPDATE"))?;
+        // The queues stay on: the event queue still reports.
+        self.set_cr0(CR0_CMDQEN | CR0_EVENTQEN)
+    }
+
+    /// Whether [`Smmu::abort_all`] turned translation off.
+    pub fn disabled(&self) -> bool {
+        self.disabled
+    }
+
     // ---- stream table -------------------------------------------------------
 
     /// Makes sure `sid` has a stream table entry (a level-2 table covering
@@ -719,6 +746,9 @@ impl<R: RegisterBlock> Smmu<R> {
         let index = id.0 as usize;
         if index >= self.context_count || self.contexts[index].is_none() {
             return Err(SmmuError::BadContext);
+        }
+        if self.disabled {
+            return Err(SmmuError::Disabled);
         }
         self.ensure_stream(sid)?;
         let before = self.stream_context(sid);

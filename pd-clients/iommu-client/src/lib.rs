@@ -17,7 +17,8 @@ use core::marker::PhantomData;
 use zerocopy::{FromBytes, IntoBytes};
 
 use iommu_proto::fault::{
-    IOMMU_FAULT_RECORD_ADDR_VALID, IOMMU_FAULT_RECORD_LOST, IOMMU_FAULT_RECORD_VALID,
+    IOMMU_FAULT_RECORD_ADDR_VALID, IOMMU_FAULT_RECORD_LOST, IOMMU_FAULT_RECORD_STOPPED,
+    IOMMU_FAULT_RECORD_VALID,
 };
 use iommu_proto::iommufd::*;
 use iommu_proto::vfio::*;
@@ -205,6 +206,10 @@ pub struct FaultRead {
     /// The IOMMU itself lost records since the last read; some may have
     /// been this client's (how many is unknown).
     pub lost: bool,
+    /// The server stopped streams of this client's devices (or all DMA)
+    /// since the last read: the IOMMU did not confirm an invalidation, and
+    /// the unmap or map that met it was EIO.
+    pub stopped: bool,
     /// Faults still queued.
     pub remaining: u64,
 }
@@ -447,6 +452,7 @@ impl<T: Transport> Iommu<T> {
             fault,
             dropped: rec.overflow,
             lost: rec.out_flags & IOMMU_FAULT_RECORD_LOST != 0,
+            stopped: rec.out_flags & IOMMU_FAULT_RECORD_STOPPED != 0,
             remaining,
         })
     }
@@ -458,7 +464,7 @@ impl<T: Transport> Iommu<T> {
     }
 
     /// Holds client `target`'s devices in quarantine (a manager): it is
-    /// reset and may not bind any device until [`Iommu::release`].
+    /// reset and may not bind, attach or map until [`Iommu::release`].
     pub fn hold(&mut self, target: u64) -> Result<()> {
         self.call_scalar2(Op::Quarantine, target, 1).map(|_| ())
     }
