@@ -547,7 +547,9 @@ impl<'s, H: Hardware> Server<'s, H> {
                             // extra storms are still dropped in software.
                             let _ = storms.push(stream);
                         }
-                        fault::Outcome::Dropped => {}
+                        // Told, so that it reads the count and can
+                        // resume once the backlog is gone.
+                        fault::Outcome::Dropped => notify |= bit,
                     }
                     if let Some(event) = event {
                         budget.say(event);
