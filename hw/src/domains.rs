@@ -182,6 +182,11 @@ impl<'a, R: RegisterBlock> SmmuDomains<'a, R> {
         self.smmu.drain_events_max(max, |e| f(e.fault()))
     }
 
+    /// Event queue overflows the SMMU signalled so far.
+    pub fn event_overflows(&self) -> u32 {
+        self.smmu.overflows()
+    }
+
     /// Domains that could not be released.
     pub fn leaked(&self) -> usize {
         self.leaked

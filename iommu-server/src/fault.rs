@@ -113,7 +113,7 @@ impl core::fmt::Display for LogEvent {
 
 /// Log lines one interrupt may produce, beyond which they are counted in
 /// one `Suppressed` line: a fault flood cannot stall the server on the
-/// console.
+/// console. Storms are said besides (at most [`NEW_STORMS`]).
 pub const LOG_PER_INTERRUPT: u32 = 8;
 
 /// Event records one interrupt handles; the rest stay in the IOMMU's queue
@@ -126,7 +126,7 @@ pub const STORM_BUDGET: u16 = 16;
 
 /// Devices that can start storming in one interrupt: each needs more than
 /// [`STORM_BUDGET`] of its [`EVENTS_PER_INTERRUPT`] records.
-pub(crate) const NEW_STORMS: usize = EVENTS_PER_INTERRUPT / (STORM_BUDGET as usize + 1);
+pub const NEW_STORMS: usize = EVENTS_PER_INTERRUPT / (STORM_BUDGET as usize + 1);
 
 /// What draining the hardware found besides the faults it handed over.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -178,6 +178,12 @@ impl Budget<'_> {
         } else {
             self.suppressed = self.suppressed.saturating_add(1);
         }
+    }
+
+    /// A line outside the budget: for the few events an interrupt can
+    /// have at most ([`NEW_STORMS`]), which must never be left out.
+    pub(crate) fn always(&mut self, event: LogEvent) {
+        (self.log)(event);
     }
 
     pub(crate) fn finish(self) {

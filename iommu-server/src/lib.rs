@@ -32,7 +32,8 @@ mod vfio_compat;
 
 pub use client::{Client, FAULT_QUEUE, MAX_CLIENT_DEVICES};
 pub use fault::{
-    Collected, Drained, LogEvent, EVENTS_PER_INTERRUPT, LOG_PER_INTERRUPT, STORM_BUDGET,
+    Collected, Drained, LogEvent, EVENTS_PER_INTERRUPT, LOG_PER_INTERRUPT, NEW_STORMS,
+    STORM_BUDGET,
 };
 pub use iommu_types::{ClientId, Errno, Fault};
 pub use object::{IoasSlot, MAX_OBJECTS};
@@ -551,8 +552,10 @@ impl<'s, H: Hardware> Server<'s, H> {
                         // resume once the backlog is gone.
                         fault::Outcome::Dropped => notify |= bit,
                     }
-                    if let Some(event) = event {
-                        budget.say(event);
+                    match event {
+                        Some(event @ LogEvent::Storming { .. }) => budget.always(event),
+                        Some(event) => budget.say(event),
+                        None => {}
                     }
                 }
                 None => budget.say(LogEvent::Unowned(f)),
