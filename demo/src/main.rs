@@ -523,11 +523,6 @@ fn run(tally: &mut Tally) -> Result<(), &'static str> {
     Ok(())
 }
 
-/// Transfers the storming device makes, 4 KiB each (one record per 4
-/// bytes while its stream records).
-const STORM_TRANSFERS: u32 = 8;
-/// Bytes of each.
-const STORM_BYTES: u64 = 4096;
 /// The transfer after which the other driver's device strays.
 const STRAY_DURING: u32 = 3;
 
@@ -546,142 +541,76 @@ fn storm_story(
 ) -> Result<(), &'static str> {
     let (storming, stray) = (roles.reset, roles.crashes);
     let (sname, bname) = (CLIENTS[storming].pd, CLIENTS[stray].pd);
-    let (Some(storm_edu), Some(stray_edu), Some(session)) =
-        (&edus[storming], &edus[stray], &sessions[stray])
-    else {
+    let (Some(storm_edu), Some(stray_edu), Some(old), Some(session)) = (
+        &edus[storming],
+        &edus[stray],
+        &sessions[storming],
+        &sessions[stray],
+    ) else {
         return Err("the storm needs both drivers' devices");
     };
-    // Both drivers start from empty queues and recording devices (earlier
-    // floods stopped their records; each drains and asks for them again).
+    // Earlier floods stopped both devices' records: each driver drains its
+    // queue and asks for them again.
     for i in [storming, stray] {
-        let mut drained = false;
-        for _ in 0..=iommu_server::FAULT_QUEUE {
-            if iommus[i].read_fault().is_ok_and(|r| r.remaining == 0) {
-                drained = true;
-                break;
-            }
-        }
-        let resumed = match (drained, iommus[i].resume_faults(0)) {
-            (true, Ok(())) => match iommus[i].read_fault() {
-                Ok(r) if r.silenced == 0 && r.fault.is_none() => Ok(()),
-                _ => Err("still not recording"),
-            },
-            (false, _) => Err("its queue did not drain"),
-            (_, Err(_)) => Err("FAULT_RESUME refused"),
-        };
         tally.check(
             CLIENTS[i].pd,
             "drains its faults and has its device's faults recorded",
-            resumed,
+            edu_driver::record_again(&mut iommus[i]),
         );
     }
 
     let overflows = server.borrow().hardware().event_overflows();
-    let stray_iova = session.dst.iova() + 0x10_0000;
-    let (mut interrupts, mut most, mut notified) = (0u32, 0usize, 0u64);
-    for transfer in 0..STORM_TRANSFERS {
-        // The reset device's old destination: nothing translates for it.
-        storm_edu
-            .write_to(0, 0x2000, STORM_BYTES)
-            .map_err(|_| "storm DMA timed out")?;
+    let (mut interrupts, mut most) = (0u32, 0usize);
+    let mut stray_iova = None;
+    let mut run_server = |interrupts: &mut u32| {
+        let c = interrupt(server);
+        *interrupts += 1;
+        most = most.max(c.handled);
+    };
+    let stormed = edu_driver::storm(storm_edu, old.dst.iova(), |transfer| {
         if transfer == STRAY_DURING {
-            stray_edu
-                .write_to(0, stray_iova, 4)
-                .map_err(|_| "stray DMA timed out")?;
+            stray_iova = Some(edu_driver::lone_stray(session, stray_edu)?);
         }
         // The server runs once between transfers: one interrupt's batch.
-        let c = interrupt(server);
-        interrupts += 1;
-        most = most.max(c.handled);
-        notified |= c.notify;
-    }
+        run_server(&mut interrupts);
+        Ok(())
+    });
     while server.borrow().backlog() {
-        let c = interrupt(server);
-        interrupts += 1;
-        most = most.max(c.handled);
-        notified |= c.notify;
+        run_server(&mut interrupts);
     }
+    stormed?;
     say!(
-        "demo: {sname}'s device made {} faulting transfers of {STORM_BYTES} bytes, {bname}'s one stray DMA of 4 bytes in between; the server took {interrupts} interrupts, at most {most} records each\n",
-        STORM_TRANSFERS
+        "demo: {sname}'s device made {} faulting transfers of {} bytes, {bname}'s one stray DMA of 4 bytes in between; the server took {interrupts} interrupts, at most {most} records each\n",
+        edu_driver::STORM_TRANSFERS,
+        edu_driver::STORM_BYTES
     );
-
-    // The bystander: its one record, exactly, and nothing lost.
-    let mut records = 0;
-    let mut first = None;
-    let mut clean = true;
-    if notified & (1 << stray) != 0 {
-        loop {
-            let Ok(r) = iommus[stray].read_fault() else {
-                clean = false;
-                break;
-            };
-            clean &= !r.lost && r.dropped == 0 && r.storm_dropped == 0 && r.silenced == 0;
-            if let Some(f) = r.fault {
-                records += 1;
-                first = first.or(Some(f));
-            }
-            if r.remaining == 0 {
-                break;
-            }
-        }
-    }
-    let exact = matches!(
-        first,
-        Some(f) if f.kind == iommu_proto::fault::IOMMU_FAULT_KIND_F_TRANSLATION
-            && f.iova == Some(stray_iova)
-            && f.access & iommu_proto::fault::IOMMU_FAULT_ACCESS_WRITE != 0
-    );
-    say!(
-        "{bname}: during the storm: {records} record, {} at IOVA {stray_iova:#x}, lost {}\n",
-        first.map_or("nothing", |f| iommu_proto::fault::kind_name(f.kind)),
-        !clean
-    );
+    let stray_iova = stray_iova.ok_or("no stray DMA")?;
     tally.check(
         bname,
-        Join(&["its one stray DMA during ", sname, "'s storm is reported to it exactly, nothing lost"]),
-        if records == 1 && exact && clean {
-            Ok(())
-        } else {
-            Err("not exactly its record, or told of lost records")
-        },
-    );
-
-    // The storming driver: told, its drops counted for it alone.
-    let (mut queued, mut dropped, mut silenced, mut lost) = (0u64, 0u64, 0u64, false);
-    loop {
-        let Ok(r) = iommus[storming].read_fault() else {
-            break;
-        };
-        queued += u64::from(r.fault.is_some());
-        dropped += r.storm_dropped + r.dropped;
-        silenced |= r.silenced;
-        lost |= r.lost;
-        if r.remaining == 0 {
-            break;
-        }
-    }
-    say!(
-        "{sname}: told it is storming: {queued} records queued, {dropped} more dropped for it alone, the rest of its transfers never recorded\n"
+        Join(&[
+            "its one stray DMA during ",
+            sname,
+            "'s storm is reported to it exactly, nothing lost",
+        ]),
+        edu_driver::exactly_the_stray(&mut iommus[stray], stray_iova, 1, &mut Prefix(bname, true)),
     );
     tally.check(
         sname,
         "told it is storming: its records stopped after its budget, its drops counted",
-        if silenced & 1 != 0
-            && queued == u64::from(iommu_server::STORM_BUDGET)
-            && dropped > 0
-            && !lost
-        {
-            Ok(())
-        } else {
-            Err("not told, or records lost")
-        },
+        edu_driver::told_storming(
+            &mut iommus[storming],
+            u64::from(iommu_proto::fault::IOMMU_FAULT_STORM_BUDGET),
+            &mut Prefix(sname, true),
+        ),
     );
     tally.check(
         "server",
-        Join(&["the storm cost at most ", EVENTS_PER_INTERRUPT_TEXT, " records per interrupt and the event queue never overflowed"]),
-        if most <= EVENTS_PER_INTERRUPT
-            && server.borrow().hardware().event_overflows() == overflows
+        Join(&[
+            "the storm cost at most ",
+            EVENTS_PER_INTERRUPT_TEXT,
+            " records per interrupt and the event queue never overflowed",
+        ]),
+        if most <= EVENTS_PER_INTERRUPT && server.borrow().hardware().event_overflows() == overflows
         {
             Ok(())
         } else {

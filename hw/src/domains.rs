@@ -296,9 +296,7 @@ impl<R: RegisterBlock> Hardware for SmmuDomains<'_, R> {
     }
 
     fn set_recording(&mut self, stream: StreamId, record: bool) -> Result<(), Errno> {
-        self.smmu
-            .set_recording(stream, record)
-            .map_err(Errno::from)
+        self.smmu.set_recording(stream, record).map_err(Errno::from)
     }
 
     fn recording(&self, stream: StreamId) -> bool {

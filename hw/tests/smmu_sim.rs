@@ -421,7 +421,10 @@ fn event_queue_is_sized_by_its_budget_within_eventqs() {
     let s = with(256 * 1024, QEMU_IDR).unwrap();
     assert_eq!((s.event_queue_entries(), log2(&s)), (8192, 13));
     // A budget between powers of two rounds down.
-    assert_eq!(with(100 * 1024, QEMU_IDR).unwrap().event_queue_entries(), 2048);
+    assert_eq!(
+        with(100 * 1024, QEMU_IDR).unwrap().event_queue_entries(),
+        2048
+    );
     // An SMMU offering 2^7 records caps whatever the budget.
     let mut idr = QEMU_IDR;
     idr[1] = (idr[1] & !(0x1f << IDR1_EVENTQS_SHIFT)) | (7 << IDR1_EVENTQS_SHIFT);

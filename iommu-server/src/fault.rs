@@ -121,8 +121,9 @@ pub const LOG_PER_INTERRUPT: u32 = 8;
 pub const EVENTS_PER_INTERRUPT: usize = 64;
 
 /// Records of one device one interrupt queues for its client; the next
-/// makes the device storming.
-pub const STORM_BUDGET: u16 = 16;
+/// makes the device storming (the protocol's `IOMMU_FAULT_STORM_BUDGET`).
+pub const STORM_BUDGET: u16 = IOMMU_FAULT_STORM_BUDGET as u16;
+const _: () = assert!(IOMMU_FAULT_STORM_BUDGET <= u16::MAX as u32);
 
 /// Devices that can start storming in one interrupt: each needs more than
 /// [`STORM_BUDGET`] of its [`EVENTS_PER_INTERRUPT`] records.

@@ -144,8 +144,13 @@ pub const CONSTANTS: &[(&str, &[CConst])] = &[
         consts!(
             IOMMU_FAULT_RECORD_VALID,
             IOMMU_FAULT_RECORD_ADDR_VALID,
-            IOMMU_FAULT_RECORD_LOST
+            IOMMU_FAULT_RECORD_LOST,
+            IOMMU_FAULT_RECORD_STORMING
         ),
+    ),
+    (
+        "FAULT read: the storm budget",
+        consts!(IOMMU_FAULT_STORM_BUDGET),
     ),
     (
         "FAULT read: access flags",

@@ -27,6 +27,10 @@ pub const IOMMU_FAULT_RECORD_LOST: u32 = 1 << 2;
 /// them again (IOMMU_FAULT_RESUME).
 pub const IOMMU_FAULT_RECORD_STORMING: u32 = 1 << 3;
 
+/// Records of one device the server queues per interrupt; the next one
+/// makes the device storming (`IOMMU_FAULT_RECORD_STORMING`).
+pub const IOMMU_FAULT_STORM_BUDGET: u32 = 16;
+
 pub use iommu_types::fault::*;
 
 wire_struct! {
