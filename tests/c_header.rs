@@ -194,6 +194,8 @@ fn every_c_call_works_on_the_server() {
         "check unmap err=0 length=0x1000",
         "check unmap_all err=0 length=0x2000",
         "check read_fault err=0 valid=0 remaining=0",
+        "check fault_resume err=0 -",
+        "check fault_resume_nodev err=19 -",
         "check vfio_api_version err=0 version=0",
         "check vfio_check_extension err=0 present=1",
         "check vfio_ioas_set err=0 -",

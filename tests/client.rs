@@ -461,3 +461,14 @@ fn the_manager_holds_releases_and_reads_reports() {
     assert!(whole.starts_with("server: 3 clients;"), "{whole}");
     assert!(whole.contains("hardware: mock IOMMU"), "{whole}");
 }
+
+#[test]
+fn fault_recording_resumes_only_for_a_device_the_client_has() {
+    let (_server, mut c) = system();
+    let a = &mut c[EDU_A];
+    // Nothing stormed: a no-op; an index past the client's devices: none.
+    a.resume_faults(0).unwrap();
+    assert_eq!(a.resume_faults(1).unwrap_err(), Errno::ENODEV);
+    let read = a.read_fault().unwrap();
+    assert_eq!((read.fault, read.silenced, read.storm_dropped), (None, 0, 0));
+}

@@ -74,6 +74,16 @@ fn make_run_without_an_sdk_tells_the_whole_story() {
         "edu_a: restarted: my previous life's DMA was stopped (C_BAD_STE) and reached nothing",
         "ok - edu_a: restarted: binds, maps and does DMA again",
         "ok - supervisor: the server's pools are back where they were before the crash",
+        // A fault storm contained.
+        "event queue 4096 records, overflows 0",
+        "ok - edu_b: drains its faults and has its device's faults recorded",
+        "ok - edu_a: drains its faults and has its device's faults recorded",
+        "server: stream 0x10 (edu_b's edu_b) faulted more than 16 times in one interrupt: its records are stopped until edu_b resumes them",
+        "edu_a: during the storm: 1 record, F_TRANSLATION at IOVA 0x102000, lost false",
+        "ok - edu_a: its one stray DMA during edu_b's storm is reported to it exactly, nothing lost",
+        "edu_b: told it is storming: 16 records queued, 1008 more dropped for it alone",
+        "ok - edu_b: told it is storming: its records stopped after its budget, its drops counted",
+        "ok - server: the storm cost at most 64 records per interrupt and the event queue never overflowed",
         // The server's own dump: the SMMU's features, domains, pools.
         "hardware: SMMUv3, coherent true, OAS 44 IAS 48 SID bits 16, 2-level stream table true, range invalidation true; domains 1/16, leaked 0, table pages 4/64",
         "ok - edu_a: still works at the end",
@@ -109,7 +119,7 @@ fn make_run_without_an_sdk_tells_the_whole_story() {
         "ok - nvme_driver: serves on after the stray command",
         "nvme_driver: device misbehaviour: 0 completions ignored, 0 commands timed out, 0 controller resets",
         "blk_static: ok - read back 20 KiB from mid-page (PRP list) at block 2080: the data written",
-        "demo: 25 passed, 0 failed",
+        "demo: 30 passed, 0 failed",
     ] {
         assert!(out.contains(line), "missing `{line}` in:\n{out}");
     }

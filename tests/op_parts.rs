@@ -36,6 +36,7 @@ const PARTS: &[(Op, &[&str], &[&str])] = &[
     (Op::ResetClient, &["reset"], &["iommu_reset_client"]),
     (Op::Quarantine, &["hold", "release"], &["iommu_quarantine"]),
     (Op::Dump, &["dump"], &["iommu_dump"]),
+    (Op::FaultResume, &["resume_faults"], &["iommu_fault_resume"]),
 ];
 
 fn read(path: &str) -> String {

@@ -25,7 +25,7 @@ use hw::pgtable::TablePool;
 use hw::smmu::{Smmu, SmmuConfig};
 use iommu_client::{DmaBuffer, Iommu, Memory, Transport};
 use iommu_proto::Errno;
-use iommu_server::{Drained, Server, COMMAND_PAGE};
+use iommu_server::{Collected, Drained, Server, COMMAND_PAGE, EVENTS_PER_INTERRUPT};
 use iommu_system::{
     client_configs, resolve, ClientConfig, ClientId, Paddr, StreamId, CLIENTS, SERVER_SYMBOLS,
     TOTAL_DEVICES,
@@ -114,19 +114,34 @@ impl Memory for RegionMemory {
     }
 }
 
-/// The SMMU's pending events, queued with their clients (the interrupt
-/// handler's work in the PD).
-fn take_faults(server: Shared<'_>) -> u64 {
+/// One SMMU interrupt: at most EVENTS_PER_INTERRUPT records queued with
+/// their clients (the interrupt handler's work in the PD).
+fn interrupt(server: Shared<'_>) -> Collected {
     server.borrow_mut().collect_faults(
-        |hw, report| {
-            let status = hw.drain_faults(report);
+        |hw, max, report| {
+            let status = hw.drain_faults(max, report);
             Drained {
                 lost: status.overflowed,
                 global_errors: hw.smmu().take_global_errors(),
+                pending: status.pending,
             }
         },
         &mut |event| say!("server: {event}\n"),
     )
+}
+
+/// The SMMU's pending events, an interrupt's batch at a time until none
+/// is left (as the PD's interrupts and calls take them); returns the
+/// clients notified.
+fn take_faults(server: Shared<'_>) -> u64 {
+    let mut notify = 0;
+    loop {
+        let collected = interrupt(server);
+        notify |= collected.notify;
+        if !collected.pending {
+            return notify;
+        }
+    }
 }
 
 /// Counts the story's checks.
@@ -489,6 +504,18 @@ fn run(tally: &mut Tally) -> Result<(), &'static str> {
         used.div_ceil(1024)
     );
 
+    storm_story(
+        tally,
+        &server,
+        &mut iommus,
+        &edus,
+        &sessions,
+        Roles {
+            crashes: first,
+            reset: target,
+        },
+    )?;
+
     // The NVMe drivers and their block clients.
     for i in (0..CLIENTS.len()).filter(|&i| CLIENTS[i].runs(NVME_IMAGE)) {
         let (supervisor, _) = iommus[m..].split_first_mut().ok_or("no supervisor")?;
@@ -496,6 +523,107 @@ fn run(tally: &mut Tally) -> Result<(), &'static str> {
     }
     Ok(())
 }
+
+/// The transfer after which the other driver's device strays.
+const STRAY_DURING: u32 = 3;
+
+/// A fault storm contained: the reset driver's device, which has no
+/// translation left, DMAs without end and faults on every beat; the
+/// server stops its records after its budget, and the other driver's
+/// single stray DMA in the middle of it reaches that driver exactly, no
+/// record lost.
+fn storm_story(
+    tally: &mut Tally,
+    server: Shared<'_>,
+    iommus: &mut [Iommu<Direct<'_>>],
+    edus: &[Option<Edu<Mmio>>],
+    sessions: &[Option<Session<'_>>],
+    roles: Roles,
+) -> Result<(), &'static str> {
+    let (storming, stray) = (roles.reset, roles.crashes);
+    let (sname, bname) = (CLIENTS[storming].pd, CLIENTS[stray].pd);
+    let (Some(storm_edu), Some(stray_edu), Some(old), Some(session)) = (
+        &edus[storming],
+        &edus[stray],
+        &sessions[storming],
+        &sessions[stray],
+    ) else {
+        return Err("the storm needs both drivers' devices");
+    };
+    // Earlier floods stopped both devices' records: each driver drains its
+    // queue and asks for them again.
+    for i in [storming, stray] {
+        tally.check(
+            CLIENTS[i].pd,
+            "drains its faults and has its device's faults recorded",
+            edu_driver::record_again(&mut iommus[i]),
+        );
+    }
+
+    let overflows = server.borrow().hardware().event_overflows();
+    let (mut interrupts, mut most) = (0u32, 0usize);
+    let mut stray_iova = None;
+    let mut run_server = |interrupts: &mut u32| {
+        let c = interrupt(server);
+        *interrupts += 1;
+        most = most.max(c.handled);
+    };
+    let stormed = edu_driver::storm(storm_edu, old.dst.iova(), |transfer| {
+        if transfer == STRAY_DURING {
+            stray_iova = Some(edu_driver::lone_stray(session, stray_edu)?);
+        }
+        // The server runs once between transfers: one interrupt's batch.
+        run_server(&mut interrupts);
+        Ok(())
+    });
+    while server.borrow().backlog() {
+        run_server(&mut interrupts);
+    }
+    stormed?;
+    say!(
+        "demo: {sname}'s device made {} faulting transfers of {} bytes, {bname}'s one stray DMA of 4 bytes in between; the server took {interrupts} interrupts, at most {most} records each\n",
+        edu_driver::STORM_TRANSFERS,
+        edu_driver::STORM_BYTES
+    );
+    let stray_iova = stray_iova.ok_or("no stray DMA")?;
+    tally.check(
+        bname,
+        Join(&[
+            "its one stray DMA during ",
+            sname,
+            "'s storm is reported to it exactly, nothing lost",
+        ]),
+        edu_driver::exactly_the_stray(&mut iommus[stray], stray_iova, 1, &mut Prefix(bname, true)),
+    );
+    tally.check(
+        sname,
+        "told it is storming: its records stopped after its budget, its drops counted",
+        edu_driver::told_storming(
+            &mut iommus[storming],
+            u64::from(iommu_proto::fault::IOMMU_FAULT_STORM_BUDGET),
+            &mut Prefix(sname, true),
+        ),
+    );
+    tally.check(
+        "server",
+        Join(&[
+            "the storm cost at most ",
+            EVENTS_PER_INTERRUPT_TEXT,
+            " records per interrupt and the event queue never overflowed",
+        ]),
+        if most <= EVENTS_PER_INTERRUPT && server.borrow().hardware().event_overflows() == overflows
+        {
+            Ok(())
+        } else {
+            Err("an interrupt did more, or the queue overflowed")
+        },
+    );
+    Ok(())
+}
+
+/// [`EVENTS_PER_INTERRUPT`] as the story says it.
+const EVENTS_PER_INTERRUPT_TEXT: &str = "64";
+const _: () = assert!(EVENTS_PER_INTERRUPT == 64);
 
 /// The NVMe driver's program image: the clients running it drive NVMe
 /// controllers for block clients.

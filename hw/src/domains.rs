@@ -147,13 +147,26 @@ impl<'a, R: RegisterBlock> SmmuDomains<'a, R> {
             .and_then(Option::as_ref)
             .ok_or(Errno::ENOENT)?
             .ctx;
-        self.smmu.attach(stream, ctx).map_err(Errno::from)
+        self.smmu.attach(stream, ctx).map_err(Errno::from)?;
+        // The context decides what the stream records from now on: one of
+        // the silenced streams now on it silences it. The attach stands
+        // either way; a failure here leaves the records on, which the
+        // server's own budget still bounds.
+        let _ = self.smmu.apply_recording(stream);
+        Ok(())
     }
 
     /// Quarantines a stream (abort); a stream already aborting is fine.
     pub fn detach(&mut self, stream: StreamId) -> Result<(), Errno> {
         match self.smmu.stream_context(stream) {
-            Some(ctx) => self.smmu.detach(stream, ctx).map_err(Errno::from),
+            Some(ctx) => {
+                self.smmu.detach(stream, ctx).map_err(Errno::from)?;
+                // The stream left its context (which may record again) and
+                // aborts; silenced, it aborts without records.
+                let _ = self.smmu.refresh_context_recording(ctx);
+                let _ = self.smmu.apply_recording(stream);
+                Ok(())
+            }
             None => Ok(()),
         }
     }
@@ -163,10 +176,15 @@ impl<'a, R: RegisterBlock> SmmuDomains<'a, R> {
         self.smmu.drain_events(f)
     }
 
-    /// Hands every pending SMMU event to `f` as the fault the server
-    /// reports.
-    pub fn drain_faults(&mut self, mut f: impl FnMut(Fault)) -> EventStatus {
-        self.smmu.drain_events(|e| f(e.fault()))
+    /// Hands at most `max` pending SMMU events to `f` as the faults the
+    /// server reports; the rest stay queued (`pending`).
+    pub fn drain_faults(&mut self, max: usize, mut f: impl FnMut(Fault)) -> EventStatus {
+        self.smmu.drain_events_max(max, |e| f(e.fault()))
+    }
+
+    /// Event queue overflows the SMMU signalled so far.
+    pub fn event_overflows(&self) -> u32 {
+        self.smmu.overflows()
     }
 
     /// Domains that could not be released.
@@ -299,6 +317,14 @@ impl<R: RegisterBlock> Hardware for SmmuDomains<'_, R> {
         self.smmu.abort_all().map_err(Errno::from)
     }
 
+    fn set_recording(&mut self, stream: StreamId, record: bool) -> Result<(), Errno> {
+        self.smmu.set_recording(stream, record).map_err(Errno::from)
+    }
+
+    fn recording(&self, stream: StreamId) -> bool {
+        self.smmu.records(stream)
+    }
+
     fn id_regs(&self) -> ([u32; 6], u32, u32) {
         let ids = self.features().ids;
         (ids.idr, ids.iidr, ids.aidr)
@@ -314,7 +340,7 @@ impl<R: RegisterBlock> Hardware for SmmuDomains<'_, R> {
         let f = self.features();
         write!(
             out,
-            "SMMUv3, coherent {}, OAS {} IAS {} SID bits {}, 2-level stream table {}, range invalidation {}; domains {}/{}, leaked {}, table pages {}/{}, event queue overflows {}",
+            "SMMUv3, coherent {}, OAS {} IAS {} SID bits {}, 2-level stream table {}, range invalidation {}; domains {}/{}, leaked {}, table pages {}/{}, event queue {} records, overflows {}",
             f.coherent,
             f.oas,
             f.ias,
@@ -326,6 +352,7 @@ impl<R: RegisterBlock> Hardware for SmmuDomains<'_, R> {
             self.leaked,
             self.pool.used(),
             self.pool.capacity(),
+            self.smmu.event_queue_entries(),
             self.smmu.overflows()
         )?;
         if self.smmu.disabled() {

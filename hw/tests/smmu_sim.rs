@@ -645,3 +645,93 @@ mod unconfirmed {
         assert!(report.contains("translation off"), "{report}");
     }
 }
+
+/// The event queue takes as many records as its memory budget holds, up to
+/// what IDR1.EVENTQS offers, instead of a fixed count.
+#[test]
+fn event_queue_is_sized_by_its_budget_within_eventqs() {
+    let log2 = |s: &Smmu<Sim>| (s.regs().read64(EVENTQ_BASE) & 0x1f) as u32;
+    let s = smmu(Sim::new(QEMU_IDR)).unwrap();
+    assert_eq!(s.event_queue_entries(), 4096, "128 KiB of 32-byte records");
+    assert_eq!(log2(&s), 12);
+    let with = |bytes: usize, idr: [u32; 6]| {
+        Smmu::init(
+            Sim::new(idr),
+            memory(),
+            SmmuConfig {
+                event_queue_bytes: bytes,
+                ..SmmuConfig::DEFAULT
+            },
+            &[StreamId(0x8)],
+        )
+    };
+    let s = with(256 * 1024, QEMU_IDR).unwrap();
+    assert_eq!((s.event_queue_entries(), log2(&s)), (8192, 13));
+    // A budget between powers of two rounds down.
+    assert_eq!(
+        with(100 * 1024, QEMU_IDR).unwrap().event_queue_entries(),
+        2048
+    );
+    // An SMMU offering 2^7 records caps whatever the budget.
+    let mut idr = QEMU_IDR;
+    idr[1] = (idr[1] & !(0x1f << IDR1_EVENTQS_SHIFT)) | (7 << IDR1_EVENTQS_SHIFT);
+    assert_eq!(with(128 * 1024, idr).unwrap().event_queue_entries(), 128);
+    // More than the SMMU's memory holds is refused, naming the queue.
+    assert_eq!(
+        with(1024 * 1024, QEMU_IDR).err(),
+        Some(SmmuError::NoMemory("event queue"))
+    );
+}
+
+/// One drain hands over at most what it is asked for; the rest stay for
+/// the next, and CONS says how far the first got.
+#[test]
+fn a_bounded_drain_leaves_the_rest_queued() {
+    let mut s = smmu(Sim::new(QEMU_IDR)).unwrap();
+    s.regs().state.borrow_mut().regs.insert(EVENTQ_PROD, 100);
+    let mut seen = 0;
+    let first = s.drain_events_max(64, |_| seen += 1);
+    assert_eq!((first.delivered, first.pending, seen), (64, true, 64));
+    assert_eq!(s.regs().read32(EVENTQ_CONS), 64);
+    let rest = s.drain_events_max(64, |_| seen += 1);
+    assert_eq!((rest.delivered, rest.pending, seen), (36, false, 100));
+    assert_eq!(s.regs().read32(EVENTQ_CONS), 100);
+}
+
+/// A stream whose records are stopped: unattached, its STE is a valid
+/// abort (it still aborts everything, and records nothing); attached, its
+/// context's CD.R is clear, for every stream on that context, until none
+/// of them is stopped. Each change is invalidated with a SYNC.
+#[test]
+fn stopped_streams_record_nothing_and_still_abort() {
+    let mut s = smmu(Sim::new(QEMU_IDR)).unwrap();
+    let (a, b) = (StreamId(0x8), StreamId(0x10));
+    assert!(s.records(a));
+    // CFGI_STE and SYNC, as any STE change.
+    assert_eq!(cost(&mut s, |s| s.set_recording(a, false).unwrap()), (2, 2));
+    assert!(!s.records(a) && s.stream_aborts(a) && s.silenced(a));
+    assert_eq!(s.stream_context(a), None);
+    assert_eq!(cost(&mut s, |s| s.set_recording(a, false).unwrap()), (0, 0));
+    s.set_recording(a, true).unwrap();
+    assert!(s.records(a) && s.stream_aborts(a) && !s.silenced(a));
+
+    let ctx = s.alloc_context(0x4900_0000, 16, 0).unwrap();
+    s.attach(a, ctx).unwrap();
+    s.attach(b, ctx).unwrap();
+    assert!(s.records(a) && s.records(b));
+    // CFGI_ALL and SYNC: the CD is not known by its streams.
+    assert_eq!(cost(&mut s, |s| s.set_recording(b, false).unwrap()), (2, 2));
+    assert!(!s.records(a) && !s.records(b), "one context, one switch");
+    assert_eq!(s.stream_context(a), Some(ctx), "translation untouched");
+    // b leaves the context: a records again; b aborts silently.
+    s.detach(b, ctx).unwrap();
+    s.refresh_context_recording(ctx).unwrap();
+    s.apply_recording(b).unwrap();
+    assert!(s.records(a) && !s.records(b) && s.stream_aborts(b));
+    // b comes back: the context is silenced again.
+    s.attach(b, ctx).unwrap();
+    s.apply_recording(b).unwrap();
+    assert!(!s.records(a) && !s.records(b));
+    s.set_recording(b, true).unwrap();
+    assert!(s.records(a) && s.records(b));
+}

@@ -145,8 +145,13 @@ pub const CONSTANTS: &[(&str, &[CConst])] = &[
             IOMMU_FAULT_RECORD_VALID,
             IOMMU_FAULT_RECORD_ADDR_VALID,
             IOMMU_FAULT_RECORD_LOST,
-            IOMMU_FAULT_RECORD_STOPPED
+            IOMMU_FAULT_RECORD_STOPPED,
+            IOMMU_FAULT_RECORD_STORMING
         ),
+    ),
+    (
+        "FAULT read: the storm budget",
+        consts!(IOMMU_FAULT_STORM_BUDGET),
     ),
     (
         "FAULT read: access flags",

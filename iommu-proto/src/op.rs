@@ -109,6 +109,11 @@ pub enum Op {
     /// A text report on one client or the whole server (a manager only):
     /// see [`crate::dump::iommu_dump`].
     Dump = 0x103,
+    /// Record the caller's device's DMA faults again after its records were
+    /// stopped for storming (see `IOMMU_FAULT_RECORD_STORMING`): MR0 is the
+    /// device's index in the caller's configuration. The caller's fault
+    /// queue must be drained first (EBUSY otherwise). A scalar op.
+    FaultResume = 0x104,
 }
 
 /// How an operation's argument travels.
@@ -234,7 +239,8 @@ macro_rules! with_request {
             | Op::VfioCheckExtension
             | Op::VfioSetIommu
             | Op::ResetClient
-            | Op::Quarantine => $scalar,
+            | Op::Quarantine
+            | Op::FaultResume => $scalar,
         }
     };
 }
@@ -329,7 +335,7 @@ impl Request for crate::dump::iommu_dump {
 
 impl Op {
     /// Every operation, in label order (VFIO's 100.. before iommufd's 0x80..).
-    pub const ALL: [Op; 24] = [
+    pub const ALL: [Op; 25] = [
         Op::VfioGetApiVersion,
         Op::VfioCheckExtension,
         Op::VfioSetIommu,
@@ -354,6 +360,7 @@ impl Op {
         Op::ResetClient,
         Op::Quarantine,
         Op::Dump,
+        Op::FaultResume,
     ];
 
     /// The message label of this operation.
@@ -373,7 +380,8 @@ impl Op {
             | Op::VfioCheckExtension
             | Op::VfioSetIommu
             | Op::ResetClient
-            | Op::Quarantine => Framing::Scalar,
+            | Op::Quarantine
+            | Op::FaultResume => Framing::Scalar,
             Op::VfioIommuGetInfo
             | Op::VfioIommuMapDma
             | Op::VfioIommuUnmapDma
@@ -441,6 +449,7 @@ impl Op {
             Op::ResetClient => "IOMMU_RESET_CLIENT",
             Op::Quarantine => "IOMMU_QUARANTINE",
             Op::Dump => "IOMMU_DUMP",
+            Op::FaultResume => "IOMMU_FAULT_RESUME",
         }
     }
 }

@@ -10,6 +10,8 @@ use crate::object::{IoasPool, ObjectId, ObjectTable, Objects};
 
 /// Faults a client can have queued before further ones are only counted.
 pub const FAULT_QUEUE: usize = 16;
+/// Devices one client may have: each one's fault budget is tracked.
+pub const MAX_CLIENT_DEVICES: usize = 64;
 
 /// A fault attributed to one of the client's configured devices.
 #[derive(Clone, Copy, Debug)]
@@ -31,6 +33,13 @@ pub(crate) struct FaultQueue {
     /// Streams of ours were stopped since the last read: an invalidation
     /// was not confirmed.
     pub(crate) stopped: bool,
+    /// Bit i: device i faulted beyond its budget; its records are dropped
+    /// (and stopped in the IOMMU) until the client resumes them.
+    pub(crate) storming: u64,
+    /// Records of storming devices dropped since the last read.
+    pub(crate) storm_dropped: u64,
+    /// Records of each device in the current interrupt.
+    pub(crate) window: [u16; MAX_CLIENT_DEVICES],
 }
 
 impl FaultQueue {
@@ -39,6 +48,9 @@ impl FaultQueue {
         dropped: 0,
         lost: false,
         stopped: false,
+        storming: 0,
+        storm_dropped: 0,
+        window: [0; MAX_CLIENT_DEVICES],
     };
 
     pub(crate) fn len(&self) -> usize {
@@ -50,6 +62,9 @@ impl FaultQueue {
         self.dropped = 0;
         self.lost = false;
         self.stopped = false;
+        self.storming = 0;
+        self.storm_dropped = 0;
+        self.window = [0; MAX_CLIENT_DEVICES];
     }
 
     pub(crate) fn push(&mut self, fault: QueuedFault) {

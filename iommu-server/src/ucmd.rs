@@ -47,7 +47,8 @@ pub(crate) fn dispatch<H: Hardware>(ctx: &mut Ctx<'_, '_, H>, op: Op, arg: u64) 
         Op::VfioDeviceDetachIommufdPt => request(ctx, op, arg, device::detach),
         Op::FaultRead => request(ctx, op, arg, fault::read),
         // They act on, or read, other clients: Server::dispatch has them.
-        Op::ResetClient | Op::Quarantine | Op::Dump => Err(Errno::EINVAL),
+        // FAULT_RESUME waits on the IOMMU's backlog, the server's own.
+        Op::ResetClient | Op::Quarantine | Op::Dump | Op::FaultResume => Err(Errno::EINVAL),
     }
 }
 
@@ -83,7 +84,9 @@ pub(crate) fn could_translate_again(op: Op) -> bool {
         | Op::FaultRead
         | Op::ResetClient
         | Op::Quarantine
-        | Op::Dump => false,
+        | Op::Dump
+        // Records a storming device's faults again; translates nothing.
+        | Op::FaultResume => false,
     }
 }
 

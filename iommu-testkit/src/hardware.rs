@@ -41,6 +41,12 @@ pub struct MockHw {
     pub coherent: bool,
     /// The domain the last `DomainTable::domain` call selected.
     pub current: Option<DomainId>,
+    /// Streams whose fault records are stopped. As on an SMMUv3, an
+    /// attached stream records what its domain records: nothing while a
+    /// stopped stream is attached to it.
+    pub silenced: Vec<StreamId>,
+    /// Calls of `set_recording`, each a hardware operation.
+    pub recording_calls: usize,
 }
 
 impl Default for MockHw {
@@ -74,6 +80,8 @@ impl MockHw {
             fail_abort_all: false,
             coherent: true,
             current: None,
+            silenced: Vec::new(),
+            recording_calls: 0,
         }
     }
 
@@ -248,6 +256,25 @@ impl Hardware for MockHw {
 
     fn id_regs(&self) -> ([u32; 6], u32, u32) {
         ([0x0d40_101a, 0x0273_0010, 0, 0x1404, 0, 0x74], 0, 1)
+    }
+
+    fn set_recording(&mut self, stream: StreamId, record: bool) -> Result<(), Errno> {
+        self.recording_calls += 1;
+        self.silenced.retain(|&s| s != stream);
+        if !record {
+            self.silenced.push(stream);
+        }
+        Ok(())
+    }
+
+    fn recording(&self, stream: StreamId) -> bool {
+        match self.attached(stream) {
+            Some(domain) => !self
+                .silenced
+                .iter()
+                .any(|&s| self.attached(s) == Some(domain)),
+            None => !self.silenced.contains(&stream),
+        }
     }
 
     fn describe(&self, out: &mut dyn core::fmt::Write) -> core::fmt::Result {

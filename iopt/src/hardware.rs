@@ -49,6 +49,22 @@ pub trait Hardware {
     /// VFIO_DMA_CC_IOMMU.
     fn coherent(&self, domain: DomainId) -> bool;
 
+    /// Starts or stops recording `stream`'s DMA faults. The hardware may
+    /// stop more than the stream: on an SMMUv3 an attached stream's records
+    /// are its context's, shared with every stream attached to the same
+    /// domain ([`Hardware::recording`] says what each records). EOPNOTSUPP
+    /// when the hardware cannot stop records.
+    fn set_recording(&mut self, stream: StreamId, record: bool) -> Result<(), Errno> {
+        let _ = (stream, record);
+        Err(Errno::EOPNOTSUPP)
+    }
+
+    /// Whether a DMA fault of `stream` would be recorded now.
+    fn recording(&self, stream: StreamId) -> bool {
+        let _ = stream;
+        true
+    }
+
     /// One line on the hardware's state for a dump (features, domains in
     /// use, failures counted); nothing by default.
     fn describe(&self, out: &mut dyn core::fmt::Write) -> core::fmt::Result {
@@ -98,6 +114,14 @@ impl<H: Hardware + ?Sized> Hardware for &mut H {
 
     fn coherent(&self, domain: DomainId) -> bool {
         (**self).coherent(domain)
+    }
+
+    fn set_recording(&mut self, stream: StreamId, record: bool) -> Result<(), Errno> {
+        (**self).set_recording(stream, record)
+    }
+
+    fn recording(&self, stream: StreamId) -> bool {
+        (**self).recording(stream)
     }
 
     fn describe(&self, out: &mut dyn core::fmt::Write) -> core::fmt::Result {

@@ -565,7 +565,7 @@ fn setup() -> Result<Rig, &'static str> {
         return Err("need two edu devices on PCI bus 0");
     }
     let config = SmmuConfig {
-        evtq_log2: EVTQ_LOG2,
+        event_queue_bytes: 32 << EVTQ_LOG2,
         ..SmmuConfig::DEFAULT
     };
     let sid = [StreamId(found[0].sid), StreamId(found[1].sid)];

@@ -355,6 +355,17 @@ static inline int iommu_read_fault(const struct iommu_client *c, struct iommu_fa
     return err;
 }
 
+/*
+ * Records device `index`'s (configuration index) DMA faults again after it
+ * stormed (IOMMU_FAULT_RECORD_STORMING, rec->silenced): EBUSY until this
+ * PD's fault queue is drained and the server has handled the IOMMU's
+ * backlog.
+ */
+static inline int iommu_fault_resume(const struct iommu_client *c, uint32_t index)
+{
+    return iommu_call_scalar(c, IOMMU_OP_FAULT_RESUME, index, 0, NULL);
+}
+
 /* Resets client `target` (a manager), or this PD itself (close). */
 static inline int iommu_reset_client(const struct iommu_client *c, uint64_t target)
 {

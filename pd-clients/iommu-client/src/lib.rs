@@ -210,6 +210,12 @@ pub struct FaultRead {
     /// since the last read: the IOMMU did not confirm an invalidation, and
     /// the unmap or map that met it was EIO.
     pub stopped: bool,
+    /// Bit i: device i records no faults now (it stormed, or shares the
+    /// IOMMU's switch with one that did) until [`Iommu::resume_faults`].
+    pub silenced: u64,
+    /// Records of this client's storming devices dropped since the last
+    /// read.
+    pub storm_dropped: u64,
     /// Faults still queued.
     pub remaining: u64,
 }
@@ -453,8 +459,18 @@ impl<T: Transport> Iommu<T> {
             dropped: rec.overflow,
             lost: rec.out_flags & IOMMU_FAULT_RECORD_LOST != 0,
             stopped: rec.out_flags & IOMMU_FAULT_RECORD_STOPPED != 0,
+            silenced: rec.silenced,
+            storm_dropped: rec.storm_dropped,
             remaining,
         })
+    }
+
+    /// Records device `index`'s (configuration index) faults again after
+    /// it stormed: EBUSY until this client's fault queue is drained and the
+    /// server has handled the IOMMU's backlog.
+    pub fn resume_faults(&mut self, index: u32) -> Result<()> {
+        self.call_scalar(Op::FaultResume, u64::from(index))
+            .map(|_| ())
     }
 
     /// Resets client `target` (the manager), or this client itself: its
