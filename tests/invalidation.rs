@@ -58,7 +58,7 @@ fn unmap(r: &mut Rig, ioas: u32, iova: u64, length: u64) -> Result<u64, Errno> {
 
 fn stopped(r: &mut Rig, client: usize) -> bool {
     let mut rec = iommu_fault_record {
-        size: 48,
+        size: core::mem::size_of::<iommu_fault_record>() as u32,
         ..Default::default()
     };
     r.call(client, Op::FaultRead, &mut rec, 0).unwrap();

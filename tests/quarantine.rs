@@ -278,7 +278,7 @@ fn a_held_client_may_still_take_translations_away() {
         Err(Errno::EBUSY)
     );
     let mut fault = iommu_proto::iommu_fault_record {
-        size: 48,
+        size: core::mem::size_of::<iommu_proto::iommu_fault_record>() as u32,
         ..Default::default()
     };
     r.call(DRIVER, Op::FaultRead, &mut fault, 0).unwrap();

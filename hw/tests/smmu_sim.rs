@@ -542,7 +542,7 @@ mod unconfirmed {
 
     fn fault_flags(r: &mut Server, client: usize) -> u32 {
         let mut rec = iommu_fault_record {
-            size: 48,
+            size: core::mem::size_of::<iommu_fault_record>() as u32,
             ..Default::default()
         };
         r.call(client, Op::FaultRead, &mut rec, 0).unwrap();
