@@ -343,7 +343,8 @@ impl Session<'_> {
         let name = Op::from_label(label)
             .map_or_else(|| format!("label {label:#x}"), |op| op.name().to_string());
         let result = match reply.errno() {
-            None => format!("ok, {:#x}", reply.mr0),
+            None if reply.mr0 == 0 => "ok".to_string(),
+            None => format!("ok, MR0 {:#x}", reply.mr0),
             Some(e) => {
                 self.refused += 1;
                 e.name().to_string()
@@ -407,7 +408,8 @@ pub fn run(run: &Run, log: &mut dyn Write) -> Result<(), String> {
         s.send(&format!("name {}", run.pd))?;
         for m in config.maps.iter().filter(|m| m.pd == run.pd) {
             let symbol = m.setvar_vaddr.as_deref().unwrap_or("-");
-            s.send(&format!("map {:x} {:x} {symbol}", m.vaddr, m.size))?;
+            let perms = if m.write { "rw" } else { "r" };
+            s.send(&format!("map {:x} {:x} {perms} {symbol}", m.vaddr, m.size))?;
         }
         s.send(&format!("page {:x}", spec.command_page_client))?;
         s.enter("init")?;

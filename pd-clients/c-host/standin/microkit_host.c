@@ -4,9 +4,11 @@
  * process's stdin and stdout, one line per message:
  *
  *   from c-host        name NAME               the PD's name (microkit_name)
- *                      map VADDR SIZE SYMBOL   map memory at VADDR as system.xml
- *                                              does and set SYMBOL (`-`: none)
- *                                              to VADDR, as setvar_vaddr does
+ *                      map VADDR SIZE PERMS SYMBOL
+ *                                              map memory at VADDR as system.xml
+ *                                              does (PERMS r or rw) and set
+ *                                              SYMBOL (`-`: none) to VADDR, as
+ *                                              setvar_vaddr does
  *                      page VADDR              the command page protected
  *                                              calls carry
  *                      init / notified CH      run the entry point
@@ -153,11 +155,12 @@ microkit_msginfo microkit_standin_ppcall(microkit_channel ch, microkit_msginfo m
 static void map(const char *args)
 {
     unsigned long vaddr, size;
-    char symbol[256];
-    if (sscanf(args, "%lx %lx %255s", &vaddr, &size, symbol) != 3) {
+    char perms[3], symbol[256];
+    if (sscanf(args, "%lx %lx %2s %255s", &vaddr, &size, perms, symbol) != 4) {
         fail("bad map line: ", args);
     }
-    void *at = mmap((void *)vaddr, size, PROT_READ | PROT_WRITE,
+    int prot = strcmp(perms, "rw") == 0 ? PROT_READ | PROT_WRITE : PROT_READ;
+    void *at = mmap((void *)vaddr, size, prot,
                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
     if (at != (void *)vaddr) {
         fail("cannot map memory at the configured address: ", args);
