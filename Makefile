@@ -36,7 +36,7 @@ PD_OUT := $(PD_TARGET_DIR)/$(TARGET)/release
 DEMO_TARGET_DIR ?= $(CURDIR)/target/demo
 DEMO := $(DEMO_TARGET_DIR)/$(TARGET)/release/demo
 
-.PHONY: all run test setup setup-run pds demo fuzz clean
+.PHONY: all run test setup setup-run pds demo c-run fuzz clean
 
 # What the two commands need beyond rustup and make (tools/setup.sh):
 # installed when run as root, otherwise named in one line.
@@ -89,6 +89,20 @@ pds:
 
 demo:
 	cd demo && $(CARGO) build --release --target-dir $(DEMO_TARGET_DIR)
+
+# A C PD's code on this machine against the server core, no SDK needed
+# (pd-clients/c-host): its .c files compiled against the stand-in
+# microkit.h and the headers generated for PD $(C_PD_NAME) of the system
+# description, its memory where system.xml puts it, init then notified
+# for a DMA fault of its device at each C_FAULTS IOVA; every protected call
+# it makes is served by the server core, configured as the server PD is.
+C_PD ?= pd-clients/pds/c-driver
+C_PD_NAME ?= edu_a
+C_STD ?= c11
+C_FAULTS ?= 0xdead000
+c-run:
+	$(CARGO) run -q -p c-host -- --std $(C_STD) $(foreach f,$(C_FAULTS),--fault $(f)) \
+		$(C_PD) $(C_PD_NAME) $(SYSTEM_XML) $(IOMMU_XML)
 
 # The test command CI runs. tests/sdfgen.rs takes sdfgen from the venv
 # `make setup` made.

@@ -1024,3 +1024,44 @@ fn block_clients_shares_of_the_disk() {
     let header = sysgen::gen::c_config(&config, "nvme_driver").unwrap();
     assert!(header.contains("#define IOMMU_DMA_BLK_STRICT_DATA_FIRST_BLOCK 0x1000\n"));
 }
+
+/// `iommu_config.h` says what `RegionSpec` tells Rust PDs about a DMA
+/// region: its mode and the one other PD that maps it.
+#[test]
+fn a_c_pd_learns_each_regions_mode_and_sharer() {
+    let config = load(SYSTEM, POLICY).unwrap();
+    let header = sysgen::gen::c_config(&config, "edu_b").unwrap();
+    assert!(header.contains("#define IOMMU_DMA_EDU_B_DMA_MODE IOMMU_DMA_MODE_STATIC\n"));
+    assert!(header.contains("#define IOMMU_DMA_MODE_STATIC 0\n#define IOMMU_DMA_MODE_STRICT 1\n"));
+    assert!(!header.contains("SHARED_WITH "), "{header}");
+
+    // Strict, and mapped by the manager too.
+    let shared = load(
+        &edit(
+            SYSTEM,
+            r#"<map mr="manager_command" vaddr="0x20000000" perms="rw" setvar_vaddr="command_page" />"#,
+            r#"<map mr="manager_command" vaddr="0x20000000" perms="rw" setvar_vaddr="command_page" />
+        <map mr="edu_b_dma" vaddr="0x50000000" perms="rw" />"#,
+        ),
+        &edit(POLICY, r#"<dma mr="edu_b_dma" />"#, r#"<dma mr="edu_b_dma" mode="strict" />"#),
+    )
+    .unwrap();
+    let region = &shared.clients[1].regions[0];
+    assert_eq!(
+        (region.strict, region.shared_with.as_deref()),
+        (true, Some("manager"))
+    );
+    let header = sysgen::gen::c_config(&shared, "edu_b").unwrap();
+    for line in [
+        "#define IOMMU_DMA_EDU_B_DMA_VADDR 0x30000000\n",
+        "#define IOMMU_DMA_EDU_B_DMA_SIZE 0x10000\n",
+        "#define IOMMU_DMA_EDU_B_DMA_MODE IOMMU_DMA_MODE_STRICT\n",
+        "#define IOMMU_DMA_EDU_B_DMA_SHARED_WITH \"manager\"\n",
+    ] {
+        assert!(header.contains(line), "no `{}` in:\n{header}", line.trim());
+    }
+    // edu_a's own region stays its own.
+    let header = sysgen::gen::c_config(&shared, "edu_a").unwrap();
+    assert!(header.contains("#define IOMMU_DMA_EDU_A_DMA_MODE IOMMU_DMA_MODE_STATIC\n"));
+    assert!(!header.contains("SHARED_WITH "), "{header}");
+}

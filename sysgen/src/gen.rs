@@ -240,9 +240,29 @@ fn c_name(name: &str) -> String {
         .collect()
 }
 
+/// A C string literal of `text`: quotes, backslashes and `?` escaped, every
+/// byte outside printable ASCII in octal.
+fn c_string(text: &str) -> String {
+    let mut out = String::from("\"");
+    for &b in text.as_bytes() {
+        match b {
+            // `?` too: C99 reads `??=` and the like as trigraphs.
+            b'"' | b'\\' | b'?' => {
+                out.push('\\');
+                out.push(b as char);
+            }
+            0x20..=0x7e => out.push(b as char),
+            _ => out.push_str(&format!("\\{b:03o}")),
+        }
+    }
+    out.push('"');
+    out
+}
+
 /// `iommu_config.h` for PD `pd`: its channels by peer and, if it is a
-/// client of the server, its channel, command page, DMA regions and
-/// devices, for a C PD to use instead of numbers copied by hand. `None`
+/// client of the server, its channel, command page, DMA regions (with
+/// their mode and the PD each is shared with, as Rust PDs get them in
+/// `RegionSpec`) and devices, for a C PD to use instead of numbers copied by hand. `None`
 /// when the description has no such PD among its channel ends or clients.
 pub fn c_config(config: &Config, pd: &str) -> Option<String> {
     let client = config.clients.iter().position(|c| c.pd == pd);
@@ -271,6 +291,14 @@ pub fn c_config(config: &Config, pd: &str) -> Option<String> {
             "#define IOMMU_COMMAND_PAGE_VADDR {:#x}",
             c.command_page_client
         );
+        if !c.regions.is_empty() {
+            let _ = writeln!(
+                w,
+                "/* DMA regions. MODE: static (mapped once for the PD's life) or\n * strict (only buffers in flight are mapped; iommu.xml's <dma mode>).\n * SHARED_WITH: the one other PD that maps the region (whose buffers\n * they are), defined only when there is one. */"
+            );
+            let _ = writeln!(w, "#define IOMMU_DMA_MODE_STATIC 0");
+            let _ = writeln!(w, "#define IOMMU_DMA_MODE_STRICT 1");
+        }
         for r in &c.regions {
             let name = c_name(&r.mr);
             let _ = writeln!(w, "#define IOMMU_DMA_{name}_VADDR {:#x}", r.vaddr);
@@ -282,6 +310,11 @@ pub fn c_config(config: &Config, pd: &str) -> Option<String> {
                     b.first_block
                 );
                 let _ = writeln!(w, "#define IOMMU_DMA_{name}_BLOCKS {:#x}", b.blocks);
+            }
+            let mode = if r.strict { "STRICT" } else { "STATIC" };
+            let _ = writeln!(w, "#define IOMMU_DMA_{name}_MODE IOMMU_DMA_MODE_{mode}");
+            if let Some(peer) = &r.shared_with {
+                let _ = writeln!(w, "#define IOMMU_DMA_{name}_SHARED_WITH {}", c_string(peer));
             }
         }
         for (i, d) in c.devices.iter().enumerate() {
