@@ -208,6 +208,10 @@ impl Handler for Driver {
                 poll_fault,
             );
             report(&mut out, "my device can no longer reach memory", r);
+            // The manager starts the storm once this check is over.
+            if let Some(manager) = self.manager {
+                microkit::notify(manager);
+            }
         }
     }
 }

@@ -26,6 +26,12 @@ struct Manager {
     iommu: Iommu<MicrokitTransport>,
     /// The server's pools when the first driver was told to crash.
     before_crash: Option<Report>,
+    /// The reset driver was reset and told to check its device.
+    reset_done: bool,
+    /// It said its check is over.
+    reset_checked: bool,
+    /// The crashed driver is back and the pools with it.
+    pools_checked: bool,
     /// The reset driver was told to storm.
     storming: bool,
 }
@@ -35,6 +41,9 @@ fn init() -> Manager {
     Manager {
         iommu: iommu(spec()),
         before_crash: None,
+        reset_done: false,
+        reset_checked: false,
+        pools_checked: false,
         storming: false,
     }
 }
@@ -57,6 +66,22 @@ fn client_on(channel: Channel) -> Option<usize> {
 }
 
 impl Manager {
+    /// The storm starts once both earlier stories are over, whichever
+    /// ends last (their order on seL4 follows the PDs' priorities).
+    fn start_storm_when_ready(&mut self, out: &mut Out) {
+        let Some(roles) = roles() else {
+            return;
+        };
+        if self.storming || !self.pools_checked || !self.reset_checked {
+            return;
+        }
+        if let Some(stormer) = channel_of(roles.reset) {
+            let _ = writeln!(out, "telling {} to storm", CLIENTS[roles.reset].pd);
+            self.storming = true;
+            microkit::notify(stormer);
+        }
+    }
+
     fn page_va() -> u64 {
         pd_support::COMMAND_PAGE_VADDR.get()
     }
@@ -103,8 +128,15 @@ impl Handler for Manager {
             if let Some(other) = channel_of(roles.crashes) {
                 microkit::notify(other);
             }
-        } else if client == roles.reset && self.reset_and_check(&mut out, client) {
-            microkit::notify(channel);
+        } else if client == roles.reset && self.reset_done {
+            // Its check after the reset is over.
+            self.reset_checked = true;
+            self.start_storm_when_ready(&mut out);
+        } else if client == roles.reset {
+            self.reset_done = true;
+            if self.reset_and_check(&mut out, client) {
+                microkit::notify(channel);
+            }
         } else if client == roles.crashes {
             match self.before_crash.take() {
                 None => match server_report(&mut self.iommu, Self::page_va()) {
@@ -124,11 +156,8 @@ impl Handler for Manager {
                             out,
                             "ok - {name} restarted: the server's pools are back where they were before the crash"
                         );
-                        if let Some(stormer) = channel_of(roles.reset) {
-                            let _ = writeln!(out, "telling {} to storm", CLIENTS[roles.reset].pd);
-                            self.storming = true;
-                            microkit::notify(stormer);
-                        }
+                        self.pools_checked = true;
+                        self.start_storm_when_ready(&mut out);
                     }
                     Ok(after) => {
                         let _ = writeln!(
