@@ -85,11 +85,19 @@ demo:
 test:
 	$(CARGO) test --workspace --all-targets
 
-# Coverage-guided fuzzing of the server's request path (libFuzzer): builds
-# fuzz/ with coverage instrumentation on stable Rust and runs it for
-# FUZZ_SECONDS, keeping what it learns in $(FUZZ_CORPUS).
+# Coverage-guided fuzzing of the server (libFuzzer): builds fuzz/ with
+# coverage instrumentation on stable Rust and runs each of FUZZ_TARGETS for
+# FUZZ_SECONDS (serve: byte-level requests; steps: typed request sequences),
+# starting from the seeds fuzz/seeds writes and keeping what it learns in
+# $(FUZZ_CORPUS)/<target>. A finding stops the run and leaves its input in
+# target/fuzz-artifacts/<target>/. FUZZ_ARGS go to libFuzzer as they are
+# (e.g. -seed=1, or -runs=0 to run the corpus once and stop).
 FUZZ_SECONDS ?= 60
+FUZZ_TARGETS ?= serve steps
 FUZZ_CORPUS ?= target/fuzz-corpus
+FUZZ_ARGS ?=
+# Absolute: the seed writer runs in fuzz/, libFuzzer here.
+FUZZ_CORPUS_DIR = $(abspath $(FUZZ_CORPUS))
 FUZZ_HOST := $(shell rustc -vV | sed -n 's/^host: //p')
 FUZZ_FLAGS := -Cpasses=sancov-module -Cllvm-args=-sanitizer-coverage-level=4 \
 	-Cllvm-args=-sanitizer-coverage-inline-8bit-counters \
@@ -98,10 +106,17 @@ FUZZ_FLAGS := -Cpasses=sancov-module -Cllvm-args=-sanitizer-coverage-level=4 \
 fuzz:
 	cd fuzz && RUSTFLAGS="$(FUZZ_FLAGS)" $(CARGO) build --release -p iommu-fuzz \
 		--target $(FUZZ_HOST) --target-dir $(CURDIR)/target/fuzz
-	cd fuzz && $(CARGO) run --release -q -p iommu-fuzz-seeds \
-		--target-dir $(CURDIR)/target/fuzz -- $(FUZZ_CORPUS)
-	$(CURDIR)/target/fuzz/$(FUZZ_HOST)/release/serve -max_total_time=$(FUZZ_SECONDS) \
-		-use_value_profile=1 -print_final_stats=1 -artifact_prefix=$(CURDIR)/target/ $(FUZZ_CORPUS)
+	cd fuzz && $(CARGO) build --release -q -p iommu-fuzz-seeds \
+		--target-dir $(CURDIR)/target/fuzz
+	set -e; for t in $(FUZZ_TARGETS); do \
+		echo "== fuzz target $$t for $(FUZZ_SECONDS) s"; \
+		$(CURDIR)/target/fuzz/release/iommu-fuzz-seeds $$t $(FUZZ_CORPUS_DIR)/$$t; \
+		mkdir -p $(CURDIR)/target/fuzz-artifacts/$$t; \
+		$(CURDIR)/target/fuzz/$(FUZZ_HOST)/release/$$t -max_total_time=$(FUZZ_SECONDS) \
+			-use_value_profile=1 -print_final_stats=1 \
+			-artifact_prefix=$(CURDIR)/target/fuzz-artifacts/$$t/ $(FUZZ_ARGS) \
+			$(FUZZ_CORPUS_DIR)/$$t; \
+	done
 
 clean:
 	rm -rf $(BUILD)
