@@ -5,8 +5,8 @@
 //! and `fuzz/seeds` (which includes this file), so it uses std alone.
 //!
 //! Each value a request carries is one tag byte and what it selects:
-//! - a number ([`Input::num`]): a tag below [`RAW_HALF_PAGES`] picks from
-//!   the field's palette of values that matter (region edges, half and
+//! - a number ([`Input::num`]): a tag below [`RAW_HALF_PAGES`] (most of
+//!   them) picks from the field's palette of values that matter (region edges, half and
 //!   whole pages, values near `u64::MAX`); up to [`RAW_U64`] it is a u16
 //!   count of half pages; above, a raw u64 follows.
 //! - an object ([`Obj`]): an ID the server handed out earlier in the run,
@@ -18,9 +18,9 @@
 use std::fmt;
 
 /// Tags at and above this select a count of half pages (a u16 follows).
-pub const RAW_HALF_PAGES: u8 = 0x40;
+pub const RAW_HALF_PAGES: u8 = 0xc0;
 /// Tags at and above this select a raw little-endian u64.
-pub const RAW_U64: u8 = 0x80;
+pub const RAW_U64: u8 = 0xe0;
 /// Object tags at and above this are followed by a raw u32 ID.
 pub const RAW_OBJECT: u8 = 0xf0;
 const HALF_PAGE: u64 = 0x800;
@@ -93,6 +93,19 @@ pub const VALUES: &[u64] = &[0, 1, 2, u64::MAX];
 /// one no client owns.
 pub const STREAMS: [u32; 4] = [0x8, 0x10, 0x18, 0x20];
 
+/// A flags field from its byte: the low four bits as they are (every
+/// operation's known flags lie there), and with the top bit one unknown
+/// flag above them, so that most bytes make requests that pass the flag
+/// check and the rest test it.
+pub fn flags(byte: u8) -> u32 {
+    let known = u32::from(byte & 0xf);
+    if byte & 0x80 == 0 {
+        known
+    } else {
+        known | 1 << (4 + (byte >> 4 & 7))
+    }
+}
+
 /// What kind of object an [`Obj::Known`] names.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
@@ -123,8 +136,9 @@ impl Obj {
 }
 
 /// One thing that happens to the server. `client` is an index into the
-/// target's clients (modulo their number); `flags`, `op` and the like are
-/// passed as they are, so unknown bits and values get their errno.
+/// target's clients (modulo their number); `flags` go through [`flags`];
+/// `op` and the like are passed as they are, so unknown values get their
+/// errno.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Step {
     Alloc { client: u8 },

@@ -216,11 +216,13 @@ impl Run {
         String::from_utf8(text).expect("a text report")
     }
 
-    /// Everything a failed request must leave as it was.
-    fn state(&mut self) -> String {
+    /// What a failed request must leave as it was: the DUMP reports of the
+    /// clients it could touch and of the server (pool use), where streams
+    /// point, and what every domain holds.
+    fn state(&mut self, clients: &[usize]) -> String {
         let mut state = String::new();
-        for target in 0..CLIENTS as u32 {
-            state += &self.report(target);
+        for &target in clients {
+            state += &self.report(target as u32);
         }
         state += &self.report(IOMMU_DUMP_SERVER);
         let hw = self.rig.server.hardware();
@@ -229,8 +231,12 @@ impl Run {
                 state += &format!("stream {:#x} -> {}\n", stream.0, domain.0);
             }
         }
-        for (slot, (domain, owner)) in hw.domains.iter().enumerate().filter_map(|(i, d)| Some((i, d.as_ref()?))) {
-            state += &format!("domain {slot} of {}: {:x?}\n", owner.0, domain.layout());
+        for (slot, domain) in hw.domains.iter().enumerate() {
+            if let Some((domain, owner)) = domain {
+                let bytes: u64 = domain.pages.values().map(|p| p.size).sum();
+                let pages = domain.pages.len();
+                state += &format!("domain {slot} of {}: {pages} pages, {bytes:#x} bytes\n", owner.0);
+            }
         }
         state
     }
@@ -279,7 +285,7 @@ impl Run {
                 let c = client(c);
                 let mut cmd = iommu_ioas_map {
                     size: 0,
-                    flags: u32::from(flags),
+                    flags: step::flags(flags),
                     ioas_id: self.resolve(c, ioas),
                     user_va: va,
                     length,
@@ -292,7 +298,7 @@ impl Run {
                 let c = client(c);
                 let mut cmd = iommu_ioas_copy {
                     size: 0,
-                    flags: u32::from(flags),
+                    flags: step::flags(flags),
                     dst_ioas_id: self.resolve(c, dst),
                     src_ioas_id: self.resolve(c, src),
                     length,
@@ -368,7 +374,7 @@ impl Run {
                 let c = client(c);
                 let mut cmd = iommu_hwpt_alloc {
                     size: 0,
-                    flags: u32::from(flags),
+                    flags: step::flags(flags),
                     dev_id: self.resolve(c, dev),
                     pt_id: self.resolve(c, pt),
                     ..Default::default()
@@ -458,7 +464,7 @@ impl Run {
             Step::VfioMapDma { client: c, flags, va, iova, length } => {
                 let mut cmd = vfio_iommu_type1_dma_map {
                     argsz: 0,
-                    flags: u32::from(flags),
+                    flags: step::flags(flags),
                     vaddr: va,
                     iova,
                     size: length,
@@ -468,7 +474,7 @@ impl Run {
             Step::VfioUnmapDma { client: c, flags, iova, length } => {
                 let mut cmd = vfio_iommu_type1_dma_unmap {
                     argsz: 0,
-                    flags: u32::from(flags),
+                    flags: step::flags(flags),
                     iova,
                     size: length,
                     data: [],
@@ -587,6 +593,39 @@ fn tracing() -> bool {
     *TRACE.get_or_init(|| std::env::var_os("FUZZ_STEPS_TRACE").is_some())
 }
 
+/// The clients whose state a step may change: its caller, and the target
+/// of a reset or a hold. None for what is not a request.
+fn touched(step: &Step) -> Option<Vec<usize>> {
+    let caller = |c: u8| usize::from(c) % CLIENTS;
+    let target = |t: u8| Some(usize::from(t % 4)).filter(|&t| t < CLIENTS);
+    match *step {
+        Step::Fault { .. } | Step::Dma { .. } => None,
+        Step::Reset { client, target: t } | Step::Quarantine { client, target: t, .. } => {
+            Some([Some(caller(client)), target(t)].into_iter().flatten().collect())
+        }
+        Step::Alloc { client } | Step::FaultRead { client } => Some(vec![caller(client)]),
+        Step::Map { client, .. }
+        | Step::Copy { client, .. }
+        | Step::Unmap { client, .. }
+        | Step::IovaRanges { client, .. }
+        | Step::AllowIovas { client, .. }
+        | Step::Option { client, .. }
+        | Step::VfioIoas { client, .. }
+        | Step::HwptAlloc { client, .. }
+        | Step::HwInfo { client, .. }
+        | Step::Bind { client, .. }
+        | Step::Attach { client, .. }
+        | Step::Detach { client, .. }
+        | Step::Destroy { client, .. }
+        | Step::VfioScalar { client, .. }
+        | Step::VfioGetInfo { client, .. }
+        | Step::VfioMapDma { client, .. }
+        | Step::VfioUnmapDma { client, .. }
+        | Step::Dump { client, .. }
+        | Step::Raw { client, .. } => Some(vec![caller(client)]),
+    }
+}
+
 fuzz_target!(|data: &[u8]| {
     let (setup, steps) = decode(data);
     if tracing() {
@@ -594,7 +633,8 @@ fuzz_target!(|data: &[u8]| {
     }
     let mut run = Run::new(setup);
     for (n, step) in steps.iter().enumerate() {
-        let before = run.state();
+        let touched = touched(step);
+        let before = touched.as_ref().map(|clients| run.state(clients));
         let result = run.step(step);
         if tracing() {
             eprintln!("{n}: {step:x?} -> {result:x?}");
@@ -602,8 +642,8 @@ fuzz_target!(|data: &[u8]| {
         if let Err(e) = run.rig.check() {
             panic!("invariant broken after step {n} {step:x?}: {e}");
         }
-        if let Some(Err(errno)) = result {
-            let after = run.state();
+        if let (Some(Err(errno)), Some(before), Some(clients)) = (result, before, &touched) {
+            let after = run.state(clients);
             assert!(
                 before == after,
                 "step {n} {step:x?} failed with {errno:?} but changed state:\n--- before\n{before}--- after\n{after}"
