@@ -9,8 +9,10 @@
 //!   them) picks from the field's palette of values that matter (region edges, half and
 //!   whole pages, values near `u64::MAX`); up to [`RAW_U64`] it is a u16
 //!   count of half pages; above, a raw u64 follows.
+//! - an IOVA ([`Iova`]): a number, or where a mapping the server made for
+//!   the client starts or ends.
 //! - an object ([`Obj`]): an ID the server handed out earlier in the run,
-//!   by kind and index, or a raw u32.
+//!   mostly of the kind the field expects, by index; or a raw u32.
 //!
 //! A step's first byte picks its kind, the second its client; a decoded
 //! input always makes sense, and running out of bytes ends it.
@@ -21,7 +23,17 @@ use std::fmt;
 pub const RAW_HALF_PAGES: u8 = 0xc0;
 /// Tags at and above this select a raw little-endian u64.
 pub const RAW_U64: u8 = 0xe0;
-/// Object tags at and above this are followed by a raw u32 ID.
+/// IOVA tags from here name the start of a mapping the server made for
+/// the client (low four bits: which), from [`MAPPED_END`] its end, up to
+/// [`RAW_HALF_PAGES`]; below, an IOVA is a number.
+pub const MAPPED_IOVA: u8 = 0xa0;
+pub const MAPPED_END: u8 = 0xb0;
+/// Object tags below this index the IDs of the kind the field expects.
+pub const FOREIGN_OBJECT: u8 = 0xb0;
+/// Object tags from here index another client's IOASes (low four bits).
+pub const OTHER_OBJECT: u8 = 0xc0;
+/// Object tags from here to [`RAW_OBJECT`] index the caller's IOASes,
+/// HWPTs and devices, 16 tags each: a field naming the wrong kind.
 pub const RAW_OBJECT: u8 = 0xf0;
 const HALF_PAGE: u64 = 0x800;
 
@@ -93,16 +105,16 @@ pub const VALUES: &[u64] = &[0, 1, 2, u64::MAX];
 /// one no client owns.
 pub const STREAMS: [u32; 4] = [0x8, 0x10, 0x18, 0x20];
 
-/// A flags field from its byte: the low four bits as they are (every
-/// operation's known flags lie there), and with the top bit one unknown
-/// flag above them, so that most bytes make requests that pass the flag
-/// check and the rest test it.
+/// A flags field from its byte: mostly the three low bits alone (every
+/// known flag of map, copy and VFIO's map lies there), sometimes the
+/// fourth (HWPT_ALLOC's last) and sometimes an unknown flag above, so that
+/// most bytes make requests that pass the flag check and the rest test it.
 pub fn flags(byte: u8) -> u32 {
-    let known = u32::from(byte & 0xf);
-    if byte & 0x80 == 0 {
-        known
-    } else {
-        known | 1 << (4 + (byte >> 4 & 7))
+    let low = u32::from(byte & 0xf);
+    match byte {
+        0..0x80 => low & 0x7,
+        0x80..0xc0 => low,
+        _ => low | 1 << (4 + (byte >> 4 & 3)),
     }
 }
 
@@ -116,7 +128,18 @@ pub enum Kind {
     Foreign,
 }
 
-const KINDS: [Kind; 4] = [Kind::Ioas, Kind::Hwpt, Kind::Device, Kind::Foreign];
+const KINDS: [Kind; 3] = [Kind::Ioas, Kind::Hwpt, Kind::Device];
+
+/// An IOVA a request names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Iova {
+    At(u64),
+    /// Where the `index`-th mapping the server made for the client
+    /// (modulo how many; 0 when none) starts, or just past its end: where
+    /// a copy or unmap of it, or a mapping right after it, goes.
+    Mapped(u8),
+    MappedEnd(u8),
+}
 
 /// An object ID a request names.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -142,9 +165,9 @@ impl Obj {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Step {
     Alloc { client: u8 },
-    Map { client: u8, ioas: Obj, flags: u8, va: u64, length: u64, iova: u64 },
-    Copy { client: u8, dst: Obj, src: Obj, flags: u8, src_iova: u64, length: u64, dst_iova: u64 },
-    Unmap { client: u8, ioas: Obj, iova: u64, length: u64 },
+    Map { client: u8, ioas: Obj, flags: u8, va: u64, length: u64, iova: Iova },
+    Copy { client: u8, dst: Obj, src: Obj, flags: u8, src_iova: Iova, length: u64, dst_iova: Iova },
+    Unmap { client: u8, ioas: Obj, iova: Iova, length: u64 },
     IovaRanges { client: u8, ioas: Obj, capacity: u8 },
     AllowIovas { client: u8, ioas: Obj, ranges: Vec<(u64, u64)> },
     Option { client: u8, option_id: u8, op: u8, object: Obj, value: u64 },
@@ -170,7 +193,7 @@ pub enum Step {
     /// The SMMU reports a fault on `STREAMS[stream % 4]`.
     Fault { stream: u8, iova: u64 },
     /// A device on `STREAMS[stream % 4]` reaches for `iova`.
-    Dma { stream: u8, iova: u64 },
+    Dma { stream: u8, iova: Iova },
     /// Any label, registers and page bytes, as the byte-level target sends.
     Raw { client: u8, label: u16, mr0: u16, mr1: u16, bytes: Vec<u8> },
 }
@@ -236,9 +259,26 @@ impl Input<'_> {
         }
     }
 
-    fn obj(&mut self) -> Obj {
+    fn iova(&mut self) -> Iova {
+        let reference = self.0.first().copied().unwrap_or(0);
+        if (MAPPED_IOVA..RAW_HALF_PAGES).contains(&reference) {
+            self.u8();
+            if reference < MAPPED_END {
+                Iova::Mapped(reference & 0xf)
+            } else {
+                Iova::MappedEnd(reference & 0xf)
+            }
+        } else {
+            Iova::At(self.num(IOVAS))
+        }
+    }
+
+    /// An object for a field that usually names an `expected` kind.
+    fn obj(&mut self, expected: Kind) -> Obj {
         match self.u8() {
-            t if t < RAW_OBJECT => Obj::Known(KINDS[usize::from(t & 3)], t >> 2),
+            t if t < FOREIGN_OBJECT => Obj::Known(expected, t),
+            t if t < OTHER_OBJECT => Obj::Known(Kind::Foreign, t & 0xf),
+            t if t < RAW_OBJECT => Obj::Known(KINDS[usize::from((t - OTHER_OBJECT) >> 4)], t & 0xf),
             _ => Obj::Raw(self.u32()),
         }
     }
@@ -250,34 +290,34 @@ impl Input<'_> {
             0 => Step::Alloc { client },
             1 => Step::Map {
                 client,
-                ioas: self.obj(),
+                ioas: self.obj(Kind::Ioas),
                 flags: self.u8(),
                 va: self.num(VAS),
                 length: self.num(LENGTHS),
-                iova: self.num(IOVAS),
+                iova: self.iova(),
             },
             2 => Step::Copy {
                 client,
-                dst: self.obj(),
-                src: self.obj(),
+                dst: self.obj(Kind::Ioas),
+                src: self.obj(Kind::Ioas),
                 flags: self.u8(),
-                src_iova: self.num(IOVAS),
+                src_iova: self.iova(),
                 length: self.num(LENGTHS),
-                dst_iova: self.num(IOVAS),
+                dst_iova: self.iova(),
             },
             3 => Step::Unmap {
                 client,
-                ioas: self.obj(),
-                iova: self.num(IOVAS),
+                ioas: self.obj(Kind::Ioas),
+                iova: self.iova(),
                 length: self.num(LENGTHS),
             },
             4 => Step::IovaRanges {
                 client,
-                ioas: self.obj(),
+                ioas: self.obj(Kind::Ioas),
                 capacity: self.u8(),
             },
             5 => {
-                let ioas = self.obj();
+                let ioas = self.obj(Kind::Ioas);
                 let count = self.u8() % 5;
                 let ranges = (0..count)
                     .map(|_| (self.num(IOVAS), self.num(IOVAS)))
@@ -292,23 +332,23 @@ impl Input<'_> {
                 client,
                 option_id: self.u8(),
                 op: self.u8(),
-                object: self.obj(),
+                object: self.obj(Kind::Ioas),
                 value: self.num(VALUES),
             },
             7 => Step::VfioIoas {
                 client,
-                ioas: self.obj(),
+                ioas: self.obj(Kind::Ioas),
                 op: self.u8(),
             },
             8 => Step::HwptAlloc {
                 client,
                 flags: self.u8(),
-                dev: self.obj(),
-                pt: self.obj(),
+                dev: self.obj(Kind::Device),
+                pt: self.obj(Kind::Ioas),
             },
             9 => Step::HwInfo {
                 client,
-                dev: self.obj(),
+                dev: self.obj(Kind::Device),
                 data_len: self.u8(),
             },
             10 => Step::Bind {
@@ -317,16 +357,16 @@ impl Input<'_> {
             },
             11 => Step::Attach {
                 client,
-                dev: self.obj(),
-                pt: self.obj(),
+                dev: self.obj(Kind::Device),
+                pt: self.obj(Kind::Ioas),
             },
             12 => Step::Detach {
                 client,
-                dev: self.obj(),
+                dev: self.obj(Kind::Device),
             },
             13 => Step::Destroy {
                 client,
-                object: self.obj(),
+                object: self.obj(Kind::Ioas),
             },
             14 => Step::FaultRead { client },
             15 => Step::VfioScalar {
@@ -373,7 +413,7 @@ impl Input<'_> {
             },
             23 => Step::Dma {
                 stream: client,
-                iova: self.num(IOVAS),
+                iova: self.iova(),
             },
             _ => {
                 let (label, mr0, mr1) = (self.u16(), self.u16(), self.u16());
@@ -433,13 +473,24 @@ impl Output {
         }
     }
 
-    fn obj(&mut self, o: Obj) {
+    fn iova(&mut self, iova: Iova) {
+        match iova {
+            Iova::At(v) => self.num(IOVAS, v),
+            Iova::Mapped(i) if i < 0x10 => self.u8(MAPPED_IOVA | i),
+            Iova::MappedEnd(i) if i < 0x10 => self.u8(MAPPED_END | i),
+            _ => panic!("{iova:?}: index too large"),
+        }
+    }
+
+    fn obj(&mut self, expected: Kind, o: Obj) {
         match o {
-            Obj::Known(kind, index) => {
-                assert!(index < RAW_OBJECT >> 2, "object index {index} too large");
+            Obj::Known(kind, index) if kind == expected && index < FOREIGN_OBJECT => self.u8(index),
+            Obj::Known(Kind::Foreign, index) if index < 0x10 => self.u8(FOREIGN_OBJECT | index),
+            Obj::Known(kind, index) if index < 0x10 => {
                 let k = KINDS.iter().position(|&k| k == kind).unwrap() as u8;
-                self.u8(index << 2 | k);
+                self.u8(OTHER_OBJECT + (k << 4) + index);
             }
+            Obj::Known(..) => panic!("{o:?}: index too large for its field"),
             Obj::Raw(id) => {
                 self.u8(RAW_OBJECT);
                 self.u32(id);
@@ -455,31 +506,31 @@ impl Output {
         match *step {
             Step::Alloc { .. } | Step::FaultRead { .. } => {}
             Step::Map { ioas, flags, va, length, iova, .. } => {
-                self.obj(ioas);
+                self.obj(Kind::Ioas, ioas);
                 self.u8(flags);
                 self.num(VAS, va);
                 self.num(LENGTHS, length);
-                self.num(IOVAS, iova);
+                self.iova(iova);
             }
             Step::Copy { dst, src, flags, src_iova, length, dst_iova, .. } => {
-                self.obj(dst);
-                self.obj(src);
+                self.obj(Kind::Ioas, dst);
+                self.obj(Kind::Ioas, src);
                 self.u8(flags);
-                self.num(IOVAS, src_iova);
+                self.iova(src_iova);
                 self.num(LENGTHS, length);
-                self.num(IOVAS, dst_iova);
+                self.iova(dst_iova);
             }
             Step::Unmap { ioas, iova, length, .. } => {
-                self.obj(ioas);
-                self.num(IOVAS, iova);
+                self.obj(Kind::Ioas, ioas);
+                self.iova(iova);
                 self.num(LENGTHS, length);
             }
             Step::IovaRanges { ioas, capacity, .. } => {
-                self.obj(ioas);
+                self.obj(Kind::Ioas, ioas);
                 self.u8(capacity);
             }
             Step::AllowIovas { ioas, ref ranges, .. } => {
-                self.obj(ioas);
+                self.obj(Kind::Ioas, ioas);
                 assert!(ranges.len() < 5, "at most 4 ranges");
                 self.u8(ranges.len() as u8);
                 for &(start, last) in ranges {
@@ -490,29 +541,29 @@ impl Output {
             Step::Option { option_id, op, object, value, .. } => {
                 self.u8(option_id);
                 self.u8(op);
-                self.obj(object);
+                self.obj(Kind::Ioas, object);
                 self.num(VALUES, value);
             }
             Step::VfioIoas { ioas, op, .. } => {
-                self.obj(ioas);
+                self.obj(Kind::Ioas, ioas);
                 self.u8(op);
             }
             Step::HwptAlloc { flags, dev, pt, .. } => {
                 self.u8(flags);
-                self.obj(dev);
-                self.obj(pt);
+                self.obj(Kind::Device, dev);
+                self.obj(Kind::Ioas, pt);
             }
             Step::HwInfo { dev, data_len, .. } => {
-                self.obj(dev);
+                self.obj(Kind::Device, dev);
                 self.u8(data_len);
             }
             Step::Bind { index, .. } => self.u8(index),
             Step::Attach { dev, pt, .. } => {
-                self.obj(dev);
-                self.obj(pt);
+                self.obj(Kind::Device, dev);
+                self.obj(Kind::Ioas, pt);
             }
-            Step::Detach { dev, .. } => self.obj(dev),
-            Step::Destroy { object, .. } => self.obj(object),
+            Step::Detach { dev, .. } => self.obj(Kind::Device, dev),
+            Step::Destroy { object, .. } => self.obj(Kind::Ioas, object),
             Step::VfioScalar { which, arg, .. } => {
                 self.u8(which);
                 self.u8(arg);
@@ -540,7 +591,8 @@ impl Output {
                 self.u16(length);
                 self.u16(at);
             }
-            Step::Fault { iova, .. } | Step::Dma { iova, .. } => self.num(IOVAS, iova),
+            Step::Fault { iova, .. } => self.num(IOVAS, iova),
+            Step::Dma { iova, .. } => self.iova(iova),
             Step::Raw { label, mr0, mr1, ref bytes, .. } => {
                 self.u16(label);
                 self.u16(mr0);

@@ -40,7 +40,7 @@ use std::mem::size_of;
 use std::sync::OnceLock;
 use zerocopy::{FromBytes, Immutable, IntoBytes};
 
-use step::{decode, Kind, Obj, Setup, Step, STREAMS};
+use step::{decode, Iova, Kind, Obj, Setup, Step, STREAMS};
 
 /// Client a: read-write memory and a read-only region; two devices, one
 /// with a 40-bit DMA mask and an MSI window.
@@ -104,15 +104,17 @@ fn configs() -> [ClientConfig; CLIENTS] {
     ]
 }
 
-/// The IDs the server handed one client, by kind.
+/// The IDs the server handed one client, by kind, and the mappings
+/// (IOVA, length) it made for it.
 #[derive(Default)]
 struct Known {
     ioases: Vec<u32>,
     hwpts: Vec<u32>,
     devices: Vec<u32>,
+    mappings: Vec<(u64, u64)>,
 }
 
-fn remember(list: &mut Vec<u32>, id: u32) {
+fn remember<T: PartialEq>(list: &mut Vec<T>, id: T) {
     if !list.contains(&id) && list.len() < REMEMBERED {
         list.push(id);
     }
@@ -161,6 +163,16 @@ impl Run {
             0
         } else {
             list[usize::from(index) % list.len()]
+        }
+    }
+
+    fn resolve_iova(&self, client: usize, iova: Iova) -> u64 {
+        let mappings = &self.known[client].mappings;
+        let nth = |i: u8| mappings.get(usize::from(i) % mappings.len().max(1)).copied();
+        match iova {
+            Iova::At(iova) => iova,
+            Iova::Mapped(i) => nth(i).map_or(0, |(start, _)| start),
+            Iova::MappedEnd(i) => nth(i).map_or(0, |(start, length)| start.wrapping_add(length)),
         }
     }
 
@@ -289,10 +301,14 @@ impl Run {
                     ioas_id: self.resolve(c, ioas),
                     user_va: va,
                     length,
-                    iova,
+                    iova: self.resolve_iova(c, iova),
                     ..Default::default()
                 };
-                self.call(c, Op::IoasMap, &mut cmd, 0)
+                let r = self.call(c, Op::IoasMap, &mut cmd, 0);
+                if r.is_ok() {
+                    remember(&mut self.known[c].mappings, (cmd.iova, length));
+                }
+                r
             }
             Step::Copy { client: c, dst, src, flags, src_iova, length, dst_iova } => {
                 let c = client(c);
@@ -302,17 +318,21 @@ impl Run {
                     dst_ioas_id: self.resolve(c, dst),
                     src_ioas_id: self.resolve(c, src),
                     length,
-                    dst_iova,
-                    src_iova,
+                    dst_iova: self.resolve_iova(c, dst_iova),
+                    src_iova: self.resolve_iova(c, src_iova),
                 };
-                self.call(c, Op::IoasCopy, &mut cmd, 0)
+                let r = self.call(c, Op::IoasCopy, &mut cmd, 0);
+                if r.is_ok() {
+                    remember(&mut self.known[c].mappings, (cmd.dst_iova, length));
+                }
+                r
             }
             Step::Unmap { client: c, ioas, iova, length } => {
                 let c = client(c);
                 let mut cmd = iommu_ioas_unmap {
                     size: 0,
                     ioas_id: self.resolve(c, ioas),
-                    iova,
+                    iova: self.resolve_iova(c, iova),
                     length,
                 };
                 self.call(c, Op::IoasUnmap, &mut cmd, 0)
@@ -462,6 +482,7 @@ impl Run {
                 self.rig.call_with(client(c), Op::VfioIommuGetInfo, &mut cmd, size, 0)
             }
             Step::VfioMapDma { client: c, flags, va, iova, length } => {
+                let c = client(c);
                 let mut cmd = vfio_iommu_type1_dma_map {
                     argsz: 0,
                     flags: step::flags(flags),
@@ -469,7 +490,11 @@ impl Run {
                     iova,
                     size: length,
                 };
-                self.call(client(c), Op::VfioIommuMapDma, &mut cmd, 0)
+                let r = self.call(c, Op::VfioIommuMapDma, &mut cmd, 0);
+                if r.is_ok() {
+                    remember(&mut self.known[c].mappings, (iova, length));
+                }
+                r
             }
             Step::VfioUnmapDma { client: c, flags, iova, length } => {
                 let mut cmd = vfio_iommu_type1_dma_unmap {
@@ -531,6 +556,7 @@ impl Run {
             }
             Step::Dma { stream, iova } => {
                 let stream = StreamId(STREAMS[usize::from(stream % 4)]);
+                let iova = self.resolve_iova(self.owner_of(stream).unwrap_or(0), iova);
                 let reached = self.rig.server.hardware().dma(stream, iova);
                 if let Some(phys) = reached {
                     let owner = self.owner_of(stream);

@@ -15,7 +15,7 @@ use std::path::PathBuf;
 #[allow(dead_code)] // the decoding half is the target's
 mod step;
 
-use step::{Kind, Obj, Output, Setup, Step};
+use step::{Iova, Kind, Obj, Output, Setup, Step};
 
 use iommu_proto::iommufd::*;
 use iommu_proto::vfio::*;
@@ -249,7 +249,7 @@ fn steps_seeds() -> Vec<(&'static str, Vec<u8>)> {
         flags: RW | FIXED,
         va,
         length,
-        iova,
+        iova: Iova::At(iova),
     };
     let ioas = [
         Step::Alloc { client: A },
@@ -260,9 +260,9 @@ fn steps_seeds() -> Vec<(&'static str, Vec<u8>)> {
             dst: Obj::IOAS1,
             src: Obj::IOAS0,
             flags: RW,
-            src_iova: 0x1000,
+            src_iova: Iova::At(0x1000),
             length: 0x1000,
-            dst_iova: 0,
+            dst_iova: Iova::At(0),
         },
         Step::IovaRanges {
             client: A,
@@ -284,8 +284,48 @@ fn steps_seeds() -> Vec<(&'static str, Vec<u8>)> {
         Step::Unmap {
             client: A,
             ioas: Obj::IOAS0,
-            iova: 0,
+            iova: Iova::At(0),
             length: u64::MAX,
+        },
+    ];
+    // A copy of two mappings into an IOAS a device uses, and the device's
+    // DMA through it.
+    let copy_to_device = [
+        Step::Alloc { client: A },
+        Step::Alloc { client: A },
+        Step::Bind { client: A, index: 0 },
+        Step::Attach {
+            client: A,
+            dev: Obj::DEV0,
+            pt: Obj::IOAS1,
+        },
+        map(A, Obj::IOAS0, 0x10_0000, 0x1000, 0),
+        Step::Map {
+            client: A,
+            ioas: Obj::IOAS0,
+            flags: RW | FIXED,
+            va: 0x10_2000,
+            length: 0x1000,
+            iova: Iova::MappedEnd(0),
+        },
+        Step::Copy {
+            client: A,
+            dst: Obj::IOAS1,
+            src: Obj::IOAS0,
+            flags: RW,
+            src_iova: Iova::Mapped(0),
+            length: 0x2000,
+            dst_iova: Iova::At(0),
+        },
+        Step::Dma {
+            stream: 0,
+            iova: Iova::Mapped(2),
+        },
+        Step::Unmap {
+            client: A,
+            ioas: Obj::IOAS1,
+            iova: Iova::Mapped(2),
+            length: 0x2000,
         },
     ];
     let device = [
@@ -299,7 +339,7 @@ fn steps_seeds() -> Vec<(&'static str, Vec<u8>)> {
         map(A, Obj::IOAS0, 0x10_0000, 0x4000, 0x10_0000),
         Step::Dma {
             stream: 0,
-            iova: 0x10_0000,
+            iova: Iova::At(0x10_0000),
         },
         Step::Fault {
             stream: 0,
@@ -363,7 +403,7 @@ fn steps_seeds() -> Vec<(&'static str, Vec<u8>)> {
         },
         Step::Dma {
             stream: 2,
-            iova: 0x10_1000,
+            iova: Iova::At(0x10_1000),
         },
         Step::VfioGetInfo {
             client: B,
@@ -422,6 +462,7 @@ fn steps_seeds() -> Vec<(&'static str, Vec<u8>)> {
     ];
     vec![
         ("ioas", steps_input(PLAIN, &ioas)),
+        ("copy-to-device", steps_input(PLAIN, &copy_to_device)),
         ("device", steps_input(PLAIN, &device)),
         ("vfio", steps_input(PLAIN, &vfio)),
         ("manager", steps_input(PLAIN, &manager)),
@@ -430,7 +471,17 @@ fn steps_seeds() -> Vec<(&'static str, Vec<u8>)> {
     ]
 }
 
-/// Filled in from the findings of `make fuzz FUZZ_TARGETS=steps`.
+/// Inputs that once made the server panic (debug builds), found by
+/// `make fuzz FUZZ_TARGETS=steps`.
 fn steps_regressions() -> Vec<(&'static str, Vec<u8>)> {
-    Vec::new()
+    let half_page_copy = [
+        Step::Alloc { client: A },
+        Step::Alloc { client: A },
+        Step::Map { client: A, ioas: Obj::IOAS0, flags: RW | FIXED, va: 0x10_0000, length: 0x800, iova: Iova::At(0) },
+        Step::Map { client: A, ioas: Obj::IOAS0, flags: RW | FIXED, va: 0x10_0000, length: 0x800, iova: Iova::At(0x800) },
+        Step::Bind { client: A, index: 0 },
+        Step::Attach { client: A, dev: Obj::DEV0, pt: Obj::IOAS1 },
+        Step::Copy { client: A, dst: Obj::IOAS1, src: Obj::IOAS0, flags: RW, src_iova: Iova::At(0), length: 0x1000, dst_iova: Iova::At(0) },
+    ];
+    vec![("half-page-copy", steps_input(PLAIN, &half_page_copy))]
 }
