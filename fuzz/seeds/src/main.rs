@@ -288,8 +288,16 @@ fn steps_seeds() -> Vec<(&'static str, Vec<u8>)> {
             length: u64::MAX,
         },
     ];
-    // A copy of two mappings into an IOAS a device uses, and the device's
-    // DMA through it.
+    // Three buffers mapped back to back, the first two copied (two
+    // segments) into an IOAS a device uses, and the device's DMA there.
+    let after = |i| Step::Map {
+        client: A,
+        ioas: Obj::IOAS0,
+        flags: RW | FIXED,
+        va: 0x10_2000,
+        length: 0x1000,
+        iova: Iova::MappedEnd(i),
+    };
     let copy_to_device = [
         Step::Alloc { client: A },
         Step::Alloc { client: A },
@@ -300,14 +308,8 @@ fn steps_seeds() -> Vec<(&'static str, Vec<u8>)> {
             pt: Obj::IOAS1,
         },
         map(A, Obj::IOAS0, 0x10_0000, 0x1000, 0),
-        Step::Map {
-            client: A,
-            ioas: Obj::IOAS0,
-            flags: RW | FIXED,
-            va: 0x10_2000,
-            length: 0x1000,
-            iova: Iova::MappedEnd(0),
-        },
+        after(0),
+        after(1),
         Step::Copy {
             client: A,
             dst: Obj::IOAS1,
@@ -319,12 +321,12 @@ fn steps_seeds() -> Vec<(&'static str, Vec<u8>)> {
         },
         Step::Dma {
             stream: 0,
-            iova: Iova::Mapped(2),
+            iova: Iova::Mapped(3),
         },
         Step::Unmap {
             client: A,
             ioas: Obj::IOAS1,
-            iova: Iova::Mapped(2),
+            iova: Iova::Mapped(3),
             length: 0x2000,
         },
     ];
@@ -472,16 +474,52 @@ fn steps_seeds() -> Vec<(&'static str, Vec<u8>)> {
 }
 
 /// Inputs that once made the server panic (debug builds), found by
-/// `make fuzz FUZZ_TARGETS=steps`.
+/// `make fuzz FUZZ_TARGETS=steps` and cut to the step that panicked.
 fn steps_regressions() -> Vec<(&'static str, Vec<u8>)> {
-    let half_page_copy = [
+    let map = |length, iova| Step::Map {
+        client: A,
+        ioas: Obj::IOAS0,
+        flags: RW | FIXED,
+        va: 0x10_0000,
+        length,
+        iova,
+    };
+    // A copy into an IOAS with a domain of a range whose first segment is
+    // half a page (its source IOAS, without a domain, takes any length):
+    // the engine asked the domain to map 0x800 bytes.
+    let half_page_segment = [
         Step::Alloc { client: A },
         Step::Alloc { client: A },
-        Step::Map { client: A, ioas: Obj::IOAS0, flags: RW | FIXED, va: 0x10_0000, length: 0x800, iova: Iova::At(0) },
-        Step::Map { client: A, ioas: Obj::IOAS0, flags: RW | FIXED, va: 0x10_0000, length: 0x800, iova: Iova::At(0x800) },
         Step::Bind { client: A, index: 0 },
-        Step::Attach { client: A, dev: Obj::DEV0, pt: Obj::IOAS1 },
-        Step::Copy { client: A, dst: Obj::IOAS1, src: Obj::IOAS0, flags: RW, src_iova: Iova::At(0), length: 0x1000, dst_iova: Iova::At(0) },
+        Step::Attach {
+            client: A,
+            dev: Obj::DEV0,
+            pt: Obj::IOAS1,
+        },
+        map(0x800, Iova::At(0)),
+        map(0x1000, Iova::MappedEnd(0)),
+        map(0x1000, Iova::MappedEnd(1)),
+        Step::Copy {
+            client: A,
+            dst: Obj::IOAS1,
+            src: Obj::IOAS0,
+            flags: RW,
+            src_iova: Iova::Mapped(0),
+            length: 0x2000,
+            dst_iova: Iova::At(0),
+        },
     ];
-    vec![("half-page-copy", steps_input(PLAIN, &half_page_copy))]
+    // A manager's DUMP from an offset near u64::MAX: the end of the window
+    // overflowed.
+    let dump_near_the_top = [Step::Dump {
+        client: MANAGER,
+        target: 0xff,
+        offset: u64::MAX - 1,
+        length: 0x100,
+        at: 0x100,
+    }];
+    vec![
+        ("half-page-segment", steps_input(PLAIN, &half_page_segment)),
+        ("dump-near-the-top", steps_input(PLAIN, &dump_near_the_top)),
+    ]
 }
