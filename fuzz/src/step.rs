@@ -164,38 +164,145 @@ impl Obj {
 /// errno.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Step {
-    Alloc { client: u8 },
-    Map { client: u8, ioas: Obj, flags: u8, va: u64, length: u64, iova: Iova },
-    Copy { client: u8, dst: Obj, src: Obj, flags: u8, src_iova: Iova, length: u64, dst_iova: Iova },
-    Unmap { client: u8, ioas: Obj, iova: Iova, length: u64 },
-    IovaRanges { client: u8, ioas: Obj, capacity: u8 },
-    AllowIovas { client: u8, ioas: Obj, ranges: Vec<(u64, u64)> },
-    Option { client: u8, option_id: u8, op: u8, object: Obj, value: u64 },
-    VfioIoas { client: u8, ioas: Obj, op: u8 },
-    HwptAlloc { client: u8, flags: u8, dev: Obj, pt: Obj },
-    HwInfo { client: u8, dev: Obj, data_len: u8 },
-    Bind { client: u8, index: u8 },
-    Attach { client: u8, dev: Obj, pt: Obj },
-    Detach { client: u8, dev: Obj },
-    Destroy { client: u8, object: Obj },
-    FaultRead { client: u8 },
+    Alloc {
+        client: u8,
+    },
+    Map {
+        client: u8,
+        ioas: Obj,
+        flags: u8,
+        va: u64,
+        length: u64,
+        iova: Iova,
+    },
+    Copy {
+        client: u8,
+        dst: Obj,
+        src: Obj,
+        flags: u8,
+        src_iova: Iova,
+        length: u64,
+        dst_iova: Iova,
+    },
+    Unmap {
+        client: u8,
+        ioas: Obj,
+        iova: Iova,
+        length: u64,
+    },
+    IovaRanges {
+        client: u8,
+        ioas: Obj,
+        capacity: u8,
+    },
+    AllowIovas {
+        client: u8,
+        ioas: Obj,
+        ranges: Vec<(u64, u64)>,
+    },
+    Option {
+        client: u8,
+        option_id: u8,
+        op: u8,
+        object: Obj,
+        value: u64,
+    },
+    VfioIoas {
+        client: u8,
+        ioas: Obj,
+        op: u8,
+    },
+    HwptAlloc {
+        client: u8,
+        flags: u8,
+        dev: Obj,
+        pt: Obj,
+    },
+    HwInfo {
+        client: u8,
+        dev: Obj,
+        data_len: u8,
+    },
+    Bind {
+        client: u8,
+        index: u8,
+    },
+    Attach {
+        client: u8,
+        dev: Obj,
+        pt: Obj,
+    },
+    Detach {
+        client: u8,
+        dev: Obj,
+    },
+    Destroy {
+        client: u8,
+        object: Obj,
+    },
+    FaultRead {
+        client: u8,
+    },
     /// VFIO_GET_API_VERSION, VFIO_CHECK_EXTENSION or VFIO_SET_IOMMU
     /// (`which` modulo 3) with `arg` in MR0.
-    VfioScalar { client: u8, which: u8, arg: u8 },
-    VfioGetInfo { client: u8, argsz: u8 },
-    VfioMapDma { client: u8, flags: u8, va: u64, iova: u64, length: u64 },
-    VfioUnmapDma { client: u8, flags: u8, iova: u64, length: u64 },
-    Reset { client: u8, target: u8 },
-    Quarantine { client: u8, target: u8, hold: u8 },
+    VfioScalar {
+        client: u8,
+        which: u8,
+        arg: u8,
+    },
+    VfioGetInfo {
+        client: u8,
+        argsz: u8,
+    },
+    VfioMapDma {
+        client: u8,
+        flags: u8,
+        va: u64,
+        iova: u64,
+        length: u64,
+    },
+    VfioUnmapDma {
+        client: u8,
+        flags: u8,
+        iova: u64,
+        length: u64,
+    },
+    Reset {
+        client: u8,
+        target: u8,
+    },
+    Quarantine {
+        client: u8,
+        target: u8,
+        hold: u8,
+    },
     /// DUMP of client `target` (0xff: the server) from `offset`, `length`
     /// bytes into the command page at `at`.
-    Dump { client: u8, target: u8, offset: u64, length: u16, at: u16 },
+    Dump {
+        client: u8,
+        target: u8,
+        offset: u64,
+        length: u16,
+        at: u16,
+    },
     /// The SMMU reports a fault on `STREAMS[stream % 4]`.
-    Fault { stream: u8, iova: u64 },
+    Fault {
+        stream: u8,
+        iova: u64,
+    },
     /// A device on `STREAMS[stream % 4]` reaches for `iova`.
-    Dma { stream: u8, iova: Iova },
+    Dma {
+        stream: u8,
+        iova: Iova,
+    },
     /// Any label, registers and page bytes, as the byte-level target sends.
-    Raw { client: u8, label: u16, mr0: u16, mr1: u16, bytes: Vec<u8> },
+    Raw {
+        client: u8,
+        label: u16,
+        mr0: u16,
+        mr1: u16,
+        bytes: Vec<u8>,
+    },
 }
 
 const STEP_KINDS: u8 = 25;
@@ -505,14 +612,29 @@ impl Output {
         self.u8(client);
         match *step {
             Step::Alloc { .. } | Step::FaultRead { .. } => {}
-            Step::Map { ioas, flags, va, length, iova, .. } => {
+            Step::Map {
+                ioas,
+                flags,
+                va,
+                length,
+                iova,
+                ..
+            } => {
                 self.obj(Kind::Ioas, ioas);
                 self.u8(flags);
                 self.num(VAS, va);
                 self.num(LENGTHS, length);
                 self.iova(iova);
             }
-            Step::Copy { dst, src, flags, src_iova, length, dst_iova, .. } => {
+            Step::Copy {
+                dst,
+                src,
+                flags,
+                src_iova,
+                length,
+                dst_iova,
+                ..
+            } => {
                 self.obj(Kind::Ioas, dst);
                 self.obj(Kind::Ioas, src);
                 self.u8(flags);
@@ -520,7 +642,9 @@ impl Output {
                 self.num(LENGTHS, length);
                 self.iova(dst_iova);
             }
-            Step::Unmap { ioas, iova, length, .. } => {
+            Step::Unmap {
+                ioas, iova, length, ..
+            } => {
                 self.obj(Kind::Ioas, ioas);
                 self.iova(iova);
                 self.num(LENGTHS, length);
@@ -529,7 +653,9 @@ impl Output {
                 self.obj(Kind::Ioas, ioas);
                 self.u8(capacity);
             }
-            Step::AllowIovas { ioas, ref ranges, .. } => {
+            Step::AllowIovas {
+                ioas, ref ranges, ..
+            } => {
                 self.obj(Kind::Ioas, ioas);
                 assert!(ranges.len() < 5, "at most 4 ranges");
                 self.u8(ranges.len() as u8);
@@ -538,7 +664,13 @@ impl Output {
                     self.num(IOVAS, last);
                 }
             }
-            Step::Option { option_id, op, object, value, .. } => {
+            Step::Option {
+                option_id,
+                op,
+                object,
+                value,
+                ..
+            } => {
                 self.u8(option_id);
                 self.u8(op);
                 self.obj(Kind::Ioas, object);
@@ -569,13 +701,24 @@ impl Output {
                 self.u8(arg);
             }
             Step::VfioGetInfo { argsz, .. } => self.u8(argsz),
-            Step::VfioMapDma { flags, va, iova, length, .. } => {
+            Step::VfioMapDma {
+                flags,
+                va,
+                iova,
+                length,
+                ..
+            } => {
                 self.u8(flags);
                 self.num(VAS, va);
                 self.num(IOVAS, iova);
                 self.num(LENGTHS, length);
             }
-            Step::VfioUnmapDma { flags, iova, length, .. } => {
+            Step::VfioUnmapDma {
+                flags,
+                iova,
+                length,
+                ..
+            } => {
                 self.u8(flags);
                 self.num(IOVAS, iova);
                 self.num(LENGTHS, length);
@@ -585,7 +728,13 @@ impl Output {
                 self.u8(target);
                 self.u8(hold);
             }
-            Step::Dump { target, offset, length, at, .. } => {
+            Step::Dump {
+                target,
+                offset,
+                length,
+                at,
+                ..
+            } => {
                 self.u8(target);
                 self.num(OFFSETS, offset);
                 self.u16(length);
@@ -593,7 +742,13 @@ impl Output {
             }
             Step::Fault { iova, .. } => self.num(IOVAS, iova),
             Step::Dma { iova, .. } => self.iova(iova),
-            Step::Raw { label, mr0, mr1, ref bytes, .. } => {
+            Step::Raw {
+                label,
+                mr0,
+                mr1,
+                ref bytes,
+                ..
+            } => {
                 self.u16(label);
                 self.u16(mr0);
                 self.u16(mr1);

@@ -168,7 +168,11 @@ impl Run {
 
     fn resolve_iova(&self, client: usize, iova: Iova) -> u64 {
         let mappings = &self.known[client].mappings;
-        let nth = |i: u8| mappings.get(usize::from(i) % mappings.len().max(1)).copied();
+        let nth = |i: u8| {
+            mappings
+                .get(usize::from(i) % mappings.len().max(1))
+                .copied()
+        };
         match iova {
             Iova::At(iova) => iova,
             Iova::Mapped(i) => nth(i).map_or(0, |(start, _)| start),
@@ -191,10 +195,12 @@ impl Run {
     }
 
     fn scalar(&mut self, client: usize, op: Op, mr0: u64, mr1: u64) -> Result<u64, Errno> {
-        let reply = self
-            .rig
-            .server
-            .handle(id(client), op.label(), [mr0, mr1], &mut self.rig.pages[client]);
+        let reply = self.rig.server.handle(
+            id(client),
+            op.label(),
+            [mr0, mr1],
+            &mut self.rig.pages[client],
+        );
         match reply.errno() {
             None => Ok(reply.mr0),
             Some(e) => Err(e),
@@ -216,8 +222,15 @@ impl Run {
             self.scratch[..DUMP_SIZE].copy_from_slice(cmd.as_bytes());
             let label = Op::Dump.label();
             let mrs = [DUMP_SIZE as u64, 0];
-            let reply = self.rig.server.handle(id(MANAGER), label, mrs, &mut self.scratch);
-            assert_eq!(reply.errno(), None, "the manager's DUMP of {target:#x} failed");
+            let reply = self
+                .rig
+                .server
+                .handle(id(MANAGER), label, mrs, &mut self.scratch);
+            assert_eq!(
+                reply.errno(),
+                None,
+                "the manager's DUMP of {target:#x} failed"
+            );
             cmd = iommu_dump::read_from_prefix(&self.scratch).unwrap().0;
             let written = cmd.length as usize;
             text.extend_from_slice(&self.scratch[REPORT_AT..REPORT_AT + written]);
@@ -247,7 +260,10 @@ impl Run {
             if let Some((domain, owner)) = domain {
                 let bytes: u64 = domain.pages.values().map(|p| p.size).sum();
                 let pages = domain.pages.len();
-                state += &format!("domain {slot} of {}: {pages} pages, {bytes:#x} bytes\n", owner.0);
+                state += &format!(
+                    "domain {slot} of {}: {pages} pages, {bytes:#x} bytes\n",
+                    owner.0
+                );
             }
         }
         state
@@ -264,14 +280,26 @@ impl Run {
     fn assert_stopped(&self, client: usize, why: &str) {
         for stream in self.streams_of(client) {
             let target = self.rig.server.hardware().attached(stream);
-            assert_eq!(target, None, "{why}: client {client}'s stream {:#x} still attached", stream.0);
+            assert_eq!(
+                target, None,
+                "{why}: client {client}'s stream {:#x} still attached",
+                stream.0
+            );
         }
     }
 
     fn assert_emptied(&self, client: usize, why: &str) {
         let server = &self.rig.server;
-        assert_eq!(server.object_count(id(client)), 0, "{why}: client {client} keeps objects");
-        assert_eq!(server.faults_pending(id(client)), 0, "{why}: client {client} keeps faults");
+        assert_eq!(
+            server.object_count(id(client)),
+            0,
+            "{why}: client {client} keeps objects"
+        );
+        assert_eq!(
+            server.faults_pending(id(client)),
+            0,
+            "{why}: client {client} keeps faults"
+        );
         let used = server.store().account(id(client)).map_or(0, |a| a.used);
         assert_eq!(used, 0, "{why}: client {client} keeps {used} charged pages");
         self.assert_stopped(client, why);
@@ -293,7 +321,14 @@ impl Run {
                 }
                 r
             }
-            Step::Map { client: c, ioas, flags, va, length, iova } => {
+            Step::Map {
+                client: c,
+                ioas,
+                flags,
+                va,
+                length,
+                iova,
+            } => {
                 let c = client(c);
                 let mut cmd = iommu_ioas_map {
                     size: 0,
@@ -310,7 +345,15 @@ impl Run {
                 }
                 r
             }
-            Step::Copy { client: c, dst, src, flags, src_iova, length, dst_iova } => {
+            Step::Copy {
+                client: c,
+                dst,
+                src,
+                flags,
+                src_iova,
+                length,
+                dst_iova,
+            } => {
                 let c = client(c);
                 let mut cmd = iommu_ioas_copy {
                     size: 0,
@@ -327,7 +370,12 @@ impl Run {
                 }
                 r
             }
-            Step::Unmap { client: c, ioas, iova, length } => {
+            Step::Unmap {
+                client: c,
+                ioas,
+                iova,
+                length,
+            } => {
                 let c = client(c);
                 let mut cmd = iommu_ioas_unmap {
                     size: 0,
@@ -337,7 +385,11 @@ impl Run {
                 };
                 self.call(c, Op::IoasUnmap, &mut cmd, 0)
             }
-            Step::IovaRanges { client: c, ioas, capacity } => {
+            Step::IovaRanges {
+                client: c,
+                ioas,
+                capacity,
+            } => {
                 let c = client(c);
                 let mut cmd = iommu_ioas_iova_ranges {
                     size: 0,
@@ -348,7 +400,11 @@ impl Run {
                 };
                 self.call(c, Op::IoasIovaRanges, &mut cmd, 0)
             }
-            Step::AllowIovas { client: c, ioas, ref ranges } => {
+            Step::AllowIovas {
+                client: c,
+                ioas,
+                ref ranges,
+            } => {
                 let c = client(c);
                 for (i, &(start, last)) in ranges.iter().enumerate() {
                     let at = ARRAY_AT + i * 16;
@@ -364,7 +420,13 @@ impl Run {
                 };
                 self.call(c, Op::IoasAllowIovas, &mut cmd, 0)
             }
-            Step::Option { client: c, option_id, op, object, value } => {
+            Step::Option {
+                client: c,
+                option_id,
+                op,
+                object,
+                value,
+            } => {
                 let c = client(c);
                 let mut cmd = iommu_option {
                     size: 0,
@@ -376,7 +438,11 @@ impl Run {
                 };
                 self.call(c, Op::Option, &mut cmd, 0)
             }
-            Step::VfioIoas { client: c, ioas, op } => {
+            Step::VfioIoas {
+                client: c,
+                ioas,
+                op,
+            } => {
                 let c = client(c);
                 let mut cmd = iommu_vfio_ioas {
                     size: 0,
@@ -390,7 +456,12 @@ impl Run {
                 }
                 r
             }
-            Step::HwptAlloc { client: c, flags, dev, pt } => {
+            Step::HwptAlloc {
+                client: c,
+                flags,
+                dev,
+                pt,
+            } => {
                 let c = client(c);
                 let mut cmd = iommu_hwpt_alloc {
                     size: 0,
@@ -405,7 +476,11 @@ impl Run {
                 }
                 r
             }
-            Step::HwInfo { client: c, dev, data_len } => {
+            Step::HwInfo {
+                client: c,
+                dev,
+                data_len,
+            } => {
                 let c = client(c);
                 let mut cmd = iommu_hw_info {
                     size: 0,
@@ -468,9 +543,16 @@ impl Run {
                 };
                 self.call(client(c), Op::FaultRead, &mut cmd, 0)
             }
-            Step::VfioScalar { client: c, which, arg } => {
-                let op = [Op::VfioGetApiVersion, Op::VfioCheckExtension, Op::VfioSetIommu]
-                    [usize::from(which % 3)];
+            Step::VfioScalar {
+                client: c,
+                which,
+                arg,
+            } => {
+                let op = [
+                    Op::VfioGetApiVersion,
+                    Op::VfioCheckExtension,
+                    Op::VfioSetIommu,
+                ][usize::from(which % 3)];
                 self.scalar(client(c), op, u64::from(arg), 0)
             }
             Step::VfioGetInfo { client: c, argsz } => {
@@ -479,9 +561,16 @@ impl Run {
                     ..Default::default()
                 };
                 let size = u64::from(argsz);
-                self.rig.call_with(client(c), Op::VfioIommuGetInfo, &mut cmd, size, 0)
+                self.rig
+                    .call_with(client(c), Op::VfioIommuGetInfo, &mut cmd, size, 0)
             }
-            Step::VfioMapDma { client: c, flags, va, iova, length } => {
+            Step::VfioMapDma {
+                client: c,
+                flags,
+                va,
+                iova,
+                length,
+            } => {
                 let c = client(c);
                 let mut cmd = vfio_iommu_type1_dma_map {
                     argsz: 0,
@@ -496,7 +585,12 @@ impl Run {
                 }
                 r
             }
-            Step::VfioUnmapDma { client: c, flags, iova, length } => {
+            Step::VfioUnmapDma {
+                client: c,
+                flags,
+                iova,
+                length,
+            } => {
                 let mut cmd = vfio_iommu_type1_dma_unmap {
                     argsz: 0,
                     flags: step::flags(flags),
@@ -514,7 +608,11 @@ impl Run {
                 }
                 r
             }
-            Step::Quarantine { client: c, target, hold } => {
+            Step::Quarantine {
+                client: c,
+                target,
+                hold,
+            } => {
                 let (c, target) = (client(c), usize::from(target % 4));
                 let hold = u64::from(hold % 3);
                 let r = self.scalar(c, Op::Quarantine, target as u64, hold);
@@ -526,11 +624,21 @@ impl Run {
                 }
                 r
             }
-            Step::Dump { client: c, target, offset, length, at } => {
+            Step::Dump {
+                client: c,
+                target,
+                offset,
+                length,
+                at,
+            } => {
                 let c = client(c);
                 let mut cmd = iommu_dump {
                     size: DUMP_SIZE as u32,
-                    target: if target == 0xff { IOMMU_DUMP_SERVER } else { u32::from(target % 4) },
+                    target: if target == 0xff {
+                        IOMMU_DUMP_SERVER
+                    } else {
+                        u32::from(target % 4)
+                    },
                     length: u32::from(length % 0x1100),
                     offset,
                     data_uptr: PAGE_VA + u64::from(at % 0x1100),
@@ -574,7 +682,13 @@ impl Run {
                 }
                 return None;
             }
-            Step::Raw { client: c, label, mr0, mr1, ref bytes } => {
+            Step::Raw {
+                client: c,
+                label,
+                mr0,
+                mr1,
+                ref bytes,
+            } => {
                 let c = client(c);
                 let label = if label & 0x8000 == 0 {
                     Op::ALL[usize::from(label) % Op::ALL.len()].label()
@@ -606,9 +720,21 @@ impl Run {
             self.assert_emptied(target, "at the end");
         }
         let store = self.rig.server.store();
-        assert_eq!(store.areas_free(), store.areas_capacity(), "area nodes leaked");
-        assert_eq!(store.pages_free(), store.pages_capacity(), "backings leaked");
-        assert_eq!(self.rig.server.hardware().live_domains(), 0, "domains leaked");
+        assert_eq!(
+            store.areas_free(),
+            store.areas_capacity(),
+            "area nodes leaked"
+        );
+        assert_eq!(
+            store.pages_free(),
+            store.pages_capacity(),
+            "backings leaked"
+        );
+        assert_eq!(
+            self.rig.server.hardware().live_domains(),
+            0,
+            "domains leaked"
+        );
     }
 }
 
@@ -626,9 +752,15 @@ fn touched(step: &Step) -> Option<Vec<usize>> {
     let target = |t: u8| Some(usize::from(t % 4)).filter(|&t| t < CLIENTS);
     match *step {
         Step::Fault { .. } | Step::Dma { .. } => None,
-        Step::Reset { client, target: t } | Step::Quarantine { client, target: t, .. } => {
-            Some([Some(caller(client)), target(t)].into_iter().flatten().collect())
-        }
+        Step::Reset { client, target: t }
+        | Step::Quarantine {
+            client, target: t, ..
+        } => Some(
+            [Some(caller(client)), target(t)]
+                .into_iter()
+                .flatten()
+                .collect(),
+        ),
         Step::Alloc { client } | Step::FaultRead { client } => Some(vec![caller(client)]),
         Step::Map { client, .. }
         | Step::Copy { client, .. }

@@ -225,7 +225,6 @@ fn serve_seeds() -> Vec<(&'static str, Vec<u8>)> {
     seeds
 }
 
-
 const A: u8 = 0;
 const B: u8 = 1;
 const MANAGER: u8 = 2;
@@ -301,7 +300,10 @@ fn steps_seeds() -> Vec<(&'static str, Vec<u8>)> {
     let copy_to_device = [
         Step::Alloc { client: A },
         Step::Alloc { client: A },
-        Step::Bind { client: A, index: 0 },
+        Step::Bind {
+            client: A,
+            index: 0,
+        },
         Step::Attach {
             client: A,
             dev: Obj::DEV0,
@@ -332,7 +334,10 @@ fn steps_seeds() -> Vec<(&'static str, Vec<u8>)> {
     ];
     let device = [
         Step::Alloc { client: A },
-        Step::Bind { client: A, index: 0 },
+        Step::Bind {
+            client: A,
+            index: 0,
+        },
         Step::Attach {
             client: A,
             dev: Obj::DEV0,
@@ -348,7 +353,10 @@ fn steps_seeds() -> Vec<(&'static str, Vec<u8>)> {
             iova: 0x20_0000,
         },
         Step::FaultRead { client: A },
-        Step::Bind { client: A, index: 1 },
+        Step::Bind {
+            client: A,
+            index: 1,
+        },
         Step::HwptAlloc {
             client: A,
             flags: 0,
@@ -379,7 +387,10 @@ fn steps_seeds() -> Vec<(&'static str, Vec<u8>)> {
         },
     ];
     let vfio = [
-        Step::Bind { client: B, index: 0 },
+        Step::Bind {
+            client: B,
+            index: 0,
+        },
         // pt 0: the compatibility IOAS, made here.
         Step::Attach {
             client: B,
@@ -425,7 +436,10 @@ fn steps_seeds() -> Vec<(&'static str, Vec<u8>)> {
     ];
     let manager = [
         Step::Alloc { client: B },
-        Step::Bind { client: B, index: 0 },
+        Step::Bind {
+            client: B,
+            index: 0,
+        },
         Step::Attach {
             client: B,
             dev: Obj::DEV0,
@@ -444,7 +458,10 @@ fn steps_seeds() -> Vec<(&'static str, Vec<u8>)> {
             target: B,
             hold: 1,
         },
-        Step::Bind { client: B, index: 0 },
+        Step::Bind {
+            client: B,
+            index: 0,
+        },
         Step::Dump {
             client: MANAGER,
             target: 0xff,
@@ -490,7 +507,10 @@ fn steps_regressions() -> Vec<(&'static str, Vec<u8>)> {
     let half_page_segment = [
         Step::Alloc { client: A },
         Step::Alloc { client: A },
-        Step::Bind { client: A, index: 0 },
+        Step::Bind {
+            client: A,
+            index: 0,
+        },
         Step::Attach {
             client: A,
             dev: Obj::DEV0,
