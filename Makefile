@@ -109,11 +109,23 @@ c-run:
 test: setup
 	SDFGEN_PYTHON=$(CURDIR)/target/sdfgen-venv/bin/python $(CARGO) test --workspace --all-targets
 
-# Coverage-guided fuzzing of the server's request path (libFuzzer): builds
-# fuzz/ with coverage instrumentation on stable Rust and runs it for
-# FUZZ_SECONDS, keeping what it learns in $(FUZZ_CORPUS).
+# Coverage-guided fuzzing of the server (libFuzzer): builds fuzz/ with
+# coverage instrumentation on stable Rust and runs each of FUZZ_TARGETS for
+# FUZZ_SECONDS (serve: byte-level requests; steps: typed request sequences),
+# starting from the seeds fuzz/seeds writes and keeping what it learns in
+# $(FUZZ_CORPUS)/<target>. A finding stops the run and leaves its input in
+# target/fuzz-artifacts/<target>/. FUZZ_ARGS go to libFuzzer as they are
+# (e.g. -seed=1, or -runs=0 to run the corpus once and stop). The value
+# profile (compared constants as features) guides the byte-level target to
+# the constants it must guess; the steps target takes its constants from
+# palettes, and there the profile only multiplied its corpus and slowed its
+# finds.
 FUZZ_SECONDS ?= 60
+FUZZ_TARGETS ?= serve steps
 FUZZ_CORPUS ?= target/fuzz-corpus
+FUZZ_ARGS ?=
+# Absolute: the seed writer runs in fuzz/, libFuzzer here.
+FUZZ_CORPUS_DIR = $(abspath $(FUZZ_CORPUS))
 FUZZ_HOST := $(shell rustc -vV | sed -n 's/^host: //p')
 FUZZ_FLAGS := -Cpasses=sancov-module -Cllvm-args=-sanitizer-coverage-level=4 \
 	-Cllvm-args=-sanitizer-coverage-inline-8bit-counters \
@@ -122,10 +134,18 @@ FUZZ_FLAGS := -Cpasses=sancov-module -Cllvm-args=-sanitizer-coverage-level=4 \
 fuzz:
 	cd fuzz && RUSTFLAGS="$(FUZZ_FLAGS)" $(CARGO) build --release -p iommu-fuzz \
 		--target $(FUZZ_HOST) --target-dir $(CURDIR)/target/fuzz
-	cd fuzz && $(CARGO) run --release -q -p iommu-fuzz-seeds \
-		--target-dir $(CURDIR)/target/fuzz -- $(FUZZ_CORPUS)
-	$(CURDIR)/target/fuzz/$(FUZZ_HOST)/release/serve -max_total_time=$(FUZZ_SECONDS) \
-		-use_value_profile=1 -print_final_stats=1 -artifact_prefix=$(CURDIR)/target/ $(FUZZ_CORPUS)
+	cd fuzz && $(CARGO) build --release -q -p iommu-fuzz-seeds \
+		--target-dir $(CURDIR)/target/fuzz
+	set -e; for t in $(FUZZ_TARGETS); do \
+		echo "== fuzz target $$t for $(FUZZ_SECONDS) s"; \
+		$(CURDIR)/target/fuzz/release/iommu-fuzz-seeds $$t $(FUZZ_CORPUS_DIR)/$$t; \
+		mkdir -p $(CURDIR)/target/fuzz-artifacts/$$t; \
+		case $$t in serve) profile=1;; *) profile=0;; esac; \
+		$(CURDIR)/target/fuzz/$(FUZZ_HOST)/release/$$t -max_total_time=$(FUZZ_SECONDS) \
+			-use_value_profile=$$profile -print_final_stats=1 \
+			-artifact_prefix=$(CURDIR)/target/fuzz-artifacts/$$t/ $(FUZZ_ARGS) \
+			$(FUZZ_CORPUS_DIR)/$$t; \
+	done
 
 clean:
 	rm -rf $(BUILD)
