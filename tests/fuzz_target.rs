@@ -1,8 +1,8 @@
-//! The coverage-guided fuzz targets build and run through `make fuzz`,
-//! every execution checking the server's invariants, and find nothing (a
-//! finding exits non-zero and leaves a crash file): the byte-level target
-//! fuzzes for a few seconds; the `steps` target runs every seed session
-//! (each step of every operation checked).
+//! The coverage-guided fuzz targets build and run through `make fuzz` for
+//! a few seconds each, every execution checking the server's invariants,
+//! and find nothing (a finding exits non-zero and leaves a crash file).
+//! The `steps` target starts with its regression inputs (inputs that once
+//! made the server panic), so each of those passes too.
 //!
 //! Without make or a C++ compiler (libFuzzer is built from source) the test
 //! fails when `CI` is set and is skipped, saying what to install, otherwise.
@@ -54,15 +54,9 @@ fn the_fuzz_targets_run_and_find_nothing() {
             return;
         }
     }
-    let runs = make_fuzz("serve", &[&format!("FUZZ_SECONDS={SECONDS}")]);
+    let runs = make_fuzz("serve steps", &[&format!("FUZZ_SECONDS={SECONDS}")]);
     assert!(
-        matches!(runs[..], [n] if n > 1000),
-        "serve: executions {runs:?} in {SECONDS} s"
-    );
-    // -runs=0: the corpus once, no mutation.
-    let runs = make_fuzz("steps", &["FUZZ_ARGS=-runs=0"]);
-    assert!(
-        matches!(runs[..], [n] if n >= 5),
-        "steps: executions {runs:?}, fewer than its seeds"
+        matches!(runs[..], [serve, steps] if serve > 1000 && steps > 1000),
+        "executions {runs:?} in {SECONDS} s each"
     );
 }

@@ -6,7 +6,8 @@
 //!   with inputs that once found a panic (regressions);
 //! - `steps`: typed steps in the `steps` target's format (see step.rs);
 //! - `steps-regressions`: inputs of the `steps` target that once made the
-//!   server panic, kept so that every fix stays fixed.
+//!   server panic, kept so that every fix stays fixed (`steps` writes them
+//!   too).
 //!
 //! `iommu-fuzz-seeds decode FILE` prints a `steps` input, one step a line.
 
@@ -51,7 +52,9 @@ fn main() {
     let (what, path) = (args.next().expect(USAGE), args.next().expect(USAGE));
     let seeds = match what.as_str() {
         "serve" => serve_seeds(),
-        "steps" => steps_seeds(),
+        // The regression inputs too: every run of the target starts by
+        // checking that they still pass.
+        "steps" => [steps_seeds(), steps_regressions()].concat(),
         "steps-regressions" => steps_regressions(),
         "decode" => {
             let data = std::fs::read(&path).expect("read the input");
