@@ -139,15 +139,22 @@ impl Handler for Driver {
         }
         self.told += 1;
         let restarted = microkit::starts() > 1;
-        if me == roles.crashes && restarted {
-            // Told mid-storm: one stray DMA, whose record must reach this
-            // driver exactly.
+        if me == roles.crashes && restarted && self.told == 1 {
+            // Before the storm: its crash's flood stopped its records.
             let r = edu_driver::record_again(&mut self.iommu);
             report(
                 &mut out,
                 "drains its faults and has its device's faults recorded",
                 r,
             );
+            if let Some(manager) = self.manager {
+                microkit::notify(manager);
+            }
+            return;
+        }
+        if me == roles.crashes && restarted {
+            // Told mid-storm: one stray DMA, whose record must reach this
+            // driver exactly.
             let r = edu_driver::lone_stray(session, &self.edu).and_then(|stray| {
                 // The server runs at a higher priority, a batch of records
                 // per interrupt and per call: each read lets it take the

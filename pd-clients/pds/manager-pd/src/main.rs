@@ -32,6 +32,9 @@ struct Manager {
     reset_checked: bool,
     /// The crashed driver is back and the pools with it.
     pools_checked: bool,
+    /// The crashed driver records its device's faults again, ready to
+    /// stray during the storm.
+    stray_ready: bool,
     /// The reset driver was told to storm.
     storming: bool,
 }
@@ -44,6 +47,7 @@ fn init() -> Manager {
         reset_done: false,
         reset_checked: false,
         pools_checked: false,
+        stray_ready: false,
         storming: false,
     }
 }
@@ -72,7 +76,7 @@ impl Manager {
         let Some(roles) = roles() else {
             return;
         };
-        if self.storming || !self.pools_checked || !self.reset_checked {
+        if self.storming || !self.stray_ready || !self.reset_checked {
             return;
         }
         if let Some(stormer) = channel_of(roles.reset) {
@@ -137,6 +141,10 @@ impl Handler for Manager {
             if self.reset_and_check(&mut out, client) {
                 microkit::notify(channel);
             }
+        } else if client == roles.crashes && self.pools_checked {
+            // It resumed its device's fault records.
+            self.stray_ready = true;
+            self.start_storm_when_ready(&mut out);
         } else if client == roles.crashes {
             match self.before_crash.take() {
                 None => match server_report(&mut self.iommu, Self::page_va()) {
@@ -156,8 +164,10 @@ impl Handler for Manager {
                             out,
                             "ok - {name} restarted: the server's pools are back where they were before the crash"
                         );
+                        // Before the storm: have its device's faults
+                        // recorded again (its crash flood stopped them).
                         self.pools_checked = true;
-                        self.start_storm_when_ready(&mut out);
+                        microkit::notify(channel);
                     }
                     Ok(after) => {
                         let _ = writeln!(
