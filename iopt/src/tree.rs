@@ -4,20 +4,73 @@
 //! AVL balance bounds the height by 1.44 log2(n + 2) whatever order areas
 //! arrive in, so no client can shape the tree into a chain: every update
 //! and lookup costs O(log n), and every recursion (each at most one frame
-//! per level) uses O(log n) stack. Each node caches the lowest start,
-//! highest last and widest gap between consecutive areas of its subtree,
-//! so first-fit allocation prunes whole subtrees that cannot hold the
-//! request (see [`AreaArena::first_fit`]).
+//! per level) uses O(log n) stack. Each node caches the lowest start and
+//! highest last of its subtree and, for every power-of-two alignment, the
+//! most bytes a request so aligned could use in one gap between
+//! consecutive areas of the subtree, so first-fit allocation enters only
+//! subtrees that hold a fit (see [`AreaArena::first_fit`]).
 
 use core::cell::Cell;
 
-use crate::range::{fit_in, Placement};
+use crate::range::{align_up, fit_in, Placement};
 use crate::Prot;
 use iommu_types::{Errno, IovaRange, Result};
 
 /// Index of a node in the arena; `NIL` is the empty tree.
 pub(crate) type NodeIdx = u32;
 pub(crate) const NIL: NodeIdx = u32::MAX;
+
+/// Alignment classes: class `k` is alignment `2^k`, for every `k` a u64
+/// IOVA can have.
+pub(crate) const CLASSES: usize = 64;
+
+/// Per alignment class, the most bytes a request aligned to that class
+/// can use in one free piece: `last + 1 - align_up(start, 2^k)` of the best
+/// piece (0 when none has an aligned byte).
+pub(crate) type Room = [u64; CLASSES];
+
+/// The room each class finds in the free piece `[lo, hi]`; all zero for an
+/// empty piece. Room only shrinks as the alignment grows.
+pub(crate) const fn piece_room(lo: u64, hi: u64) -> Room {
+    let mut room = [0u64; CLASSES];
+    if lo > hi {
+        return room;
+    }
+    let mut k = 0;
+    while k < CLASSES {
+        let align = 1u64 << k;
+        // align_up, spelled out for const evaluation.
+        let Some(bumped) = lo.checked_add(align - 1) else {
+            break;
+        };
+        let start = bumped & !(align - 1);
+        if start > hi {
+            break;
+        }
+        // A piece of all 2^64 bytes has no room count; it cannot exist
+        // beside an area, and AUTO windows exclude both ends.
+        room[k] = (hi - start).saturating_add(1);
+        k += 1;
+    }
+    room
+}
+
+fn merge_room(into: &mut Room, from: &Room) {
+    for (a, b) in into.iter_mut().zip(from) {
+        *a = (*a).max(*b);
+    }
+}
+
+/// Room of `[lo, hi]` in class `k` alone.
+fn room_in_class(lo: u64, hi: u64, k: u32) -> u64 {
+    if lo > hi {
+        return 0;
+    }
+    match align_up(lo, 1 << k) {
+        Some(start) if start <= hi => (hi - start).saturating_add(1),
+        _ => 0,
+    }
+}
 
 /// One area's payload.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -43,8 +96,9 @@ pub struct AreaSlot {
     height: u32,
     min_start: u64,
     max_last: u64,
-    /// Widest run of free bytes between two consecutive areas of the subtree.
-    max_gap: u64,
+    /// Per alignment class, the best room in a gap between two consecutive
+    /// areas of the subtree (class 0: the widest gap).
+    room: Room,
 }
 
 impl AreaSlot {
@@ -63,7 +117,7 @@ impl AreaSlot {
         height: 0,
         min_start: 0,
         max_last: 0,
-        max_gap: 0,
+        room: [0; CLASSES],
     };
 }
 
@@ -74,6 +128,9 @@ pub(crate) struct AreaArena<'s> {
     free: usize,
     /// Nodes visited by searches and updates, for tests that bound work.
     visits: Cell<u64>,
+    /// Insertions, removals and rewrites so far: an answer computed from
+    /// the trees stays valid while this does not move.
+    changes: u64,
 }
 
 impl<'s> AreaArena<'s> {
@@ -94,6 +151,7 @@ impl<'s> AreaArena<'s> {
             free: usable,
             nodes,
             visits: Cell::new(0),
+            changes: 0,
         }
     }
 
@@ -112,6 +170,11 @@ impl<'s> AreaArena<'s> {
     /// Nodes visited so far.
     pub fn visits(&self) -> u64 {
         self.visits.get()
+    }
+
+    /// Changes made to any tree of the arena so far.
+    pub fn changes(&self) -> u64 {
+        self.changes
     }
 
     fn visit(&self) {
@@ -135,6 +198,7 @@ impl<'s> AreaArena<'s> {
         let slot = &mut self.nodes[idx as usize];
         self.free_head = slot.left;
         self.free -= 1;
+        self.changes = self.changes.wrapping_add(1);
         *slot = AreaSlot {
             area,
             left: NIL,
@@ -142,7 +206,7 @@ impl<'s> AreaArena<'s> {
             height: 1,
             min_start: area.start,
             max_last: area.last,
-            max_gap: 0,
+            room: [0; CLASSES],
         };
         Ok(idx)
     }
@@ -153,6 +217,7 @@ impl<'s> AreaArena<'s> {
         slot.left = self.free_head;
         self.free_head = idx;
         self.free += 1;
+        self.changes = self.changes.wrapping_add(1);
     }
 
     pub fn get(&self, idx: NodeIdx) -> &Area {
@@ -163,31 +228,35 @@ impl<'s> AreaArena<'s> {
         &self.nodes[idx as usize]
     }
 
-    /// Subtree bounds and widest inner gap of `node`, from its children.
-    fn summarize(&self, node: &AreaSlot) -> (u64, u64, u64) {
-        let (mut min_start, mut max_last, mut max_gap) = (node.area.start, node.area.last, 0);
+    /// Subtree bounds and per-class room of the inner gaps of `node`, from
+    /// its children.
+    fn summarize(&self, node: &AreaSlot) -> (u64, u64, Room) {
+        let (mut min_start, mut max_last, mut room) =
+            (node.area.start, node.area.last, [0u64; CLASSES]);
         if node.left != NIL {
             let l = self.n(node.left);
             min_start = l.min_start;
-            max_gap = max_gap.max(l.max_gap).max(node.area.start - l.max_last - 1);
+            room = l.room;
+            merge_room(&mut room, &piece_room(l.max_last + 1, node.area.start - 1));
         }
         if node.right != NIL {
             let r = self.n(node.right);
             max_last = r.max_last;
-            max_gap = max_gap.max(r.max_gap).max(r.min_start - node.area.last - 1);
+            merge_room(&mut room, &r.room);
+            merge_room(&mut room, &piece_room(node.area.last + 1, r.min_start - 1));
         }
-        (min_start, max_last, max_gap)
+        (min_start, max_last, room)
     }
 
     fn update(&mut self, idx: NodeIdx) {
         self.visit();
         let node = &self.nodes[idx as usize];
-        let (min_start, max_last, max_gap) = self.summarize(node);
+        let (min_start, max_last, room) = self.summarize(node);
         let height = 1 + self.height(node.left).max(self.height(node.right));
         let slot = &mut self.nodes[idx as usize];
         slot.min_start = min_start;
         slot.max_last = max_last;
-        slot.max_gap = max_gap;
+        slot.room = room;
         slot.height = height;
     }
 
@@ -306,6 +375,7 @@ impl<'s> AreaArena<'s> {
     /// relative to neighbours (used only to shrink an area from the right).
     pub fn set_last(&mut self, root: NodeIdx, idx: NodeIdx, last: u64) {
         self.nodes[idx as usize].area.last = last;
+        self.changes = self.changes.wrapping_add(1);
         // Cached bounds live on the path from the root; refresh it.
         let start = self.get(idx).start;
         self.refresh_path(root, start);
@@ -395,23 +465,24 @@ impl<'s> AreaArena<'s> {
         self.find_le(root, u64::MAX)
     }
 
-    /// The lowest `align`-aligned IOVA at which `length` bytes fit inside
-    /// `window` without touching an area: Linux's first fit. Subtrees whose
-    /// widest hole is shorter than `length` are never entered, but holes
-    /// long enough and defeated by the alignment are visited one by one, so
-    /// the search stops after `budget` nodes (`Err(())`, budget spent).
-    /// With alignment 1 and no offset no hole can defeat it and it costs
-    /// O(height).
+    /// The lowest IOVA Linux's first fit picks for `length` bytes placed by
+    /// `place` inside `[lo, hi]` without touching an area: the first free
+    /// piece (clipped to the range) whose placed start leaves `length`
+    /// bytes. A subtree is entered only when its room in `place`'s class
+    /// says it holds such a piece; the room is exact for a subtree inside
+    /// the range, so the search costs one path down plus the two paths
+    /// along the range's ends, O(height). (An offset or'ed into the start
+    /// can defeat a piece the room admits; then the search goes on.)
     pub fn first_fit(
         &self,
         root: NodeIdx,
-        window: IovaRange,
+        lo: u64,
+        hi: u64,
         length: u64,
         place: Placement,
-        budget: &mut u32,
-    ) -> core::result::Result<Option<u64>, ()> {
+    ) -> Option<u64> {
         debug_assert!(length > 0 && place.align.is_power_of_two());
-        self.first_fit_in(root, window.start, window.last, length, place, budget)
+        self.first_fit_in(root, lo, hi, length, place)
     }
 
     fn first_fit_in(
@@ -421,42 +492,73 @@ impl<'s> AreaArena<'s> {
         hi: u64,
         length: u64,
         place: Placement,
-        budget: &mut u32,
-    ) -> core::result::Result<Option<u64>, ()> {
+    ) -> Option<u64> {
         if lo > hi || hi - lo < length - 1 {
-            return Ok(None);
+            return None;
         }
         if t == NIL {
-            return Ok(fit_in(
-                IovaRange {
-                    start: lo,
-                    last: hi,
-                },
-                length,
-                place,
-            ));
+            return fit_in(IovaRange { start: lo, last: hi }, length, place);
         }
-        *budget = budget.checked_sub(1).ok_or(())?;
         self.visit();
         let node = self.n(t);
-        let widest = node
-            .max_gap
-            .max(node.min_start.saturating_sub(lo))
-            .max(hi.saturating_sub(node.max_last));
-        if widest < length {
-            return Ok(None);
+        let class = place.align.trailing_zeros();
+        let before = if node.min_start > lo {
+            room_in_class(lo, node.min_start - 1, class)
+        } else {
+            0
+        };
+        let after = if node.max_last < hi {
+            room_in_class(node.max_last + 1, hi, class)
+        } else {
+            0
+        };
+        let room = node.room[class as usize].max(before).max(after);
+        if room < length {
+            return None;
         }
         let area = node.area;
         if area.start > lo {
             let below = hi.min(area.start - 1);
-            if let Some(found) = self.first_fit_in(node.left, lo, below, length, place, budget)? {
-                return Ok(Some(found));
+            if let Some(found) = self.first_fit_in(node.left, lo, below, length, place) {
+                return Some(found);
             }
         }
         if area.last < hi {
-            return self.first_fit_in(node.right, lo.max(area.last + 1), hi, length, place, budget);
+            return self.first_fit_in(node.right, lo.max(area.last + 1), hi, length, place);
         }
-        Ok(None)
+        None
+    }
+
+    /// Merges into `out` the per-class room of every free piece of
+    /// `[lo, hi]` (the range less the areas), in O(height): subtrees inside
+    /// the range answer from their cache.
+    pub fn room_in(&self, t: NodeIdx, lo: u64, hi: u64, out: &mut Room) {
+        if lo > hi {
+            return;
+        }
+        if t == NIL {
+            merge_room(out, &piece_room(lo, hi));
+            return;
+        }
+        self.visit();
+        let node = self.n(t);
+        if lo <= node.min_start && node.max_last <= hi {
+            merge_room(out, &node.room);
+            if node.min_start > lo {
+                merge_room(out, &piece_room(lo, node.min_start - 1));
+            }
+            if node.max_last < hi {
+                merge_room(out, &piece_room(node.max_last + 1, hi));
+            }
+            return;
+        }
+        let area = node.area;
+        if area.start > lo {
+            self.room_in(node.left, lo, hi.min(area.start - 1), out);
+        }
+        if area.last < hi {
+            self.room_in(node.right, lo.max(area.last + 1), hi, out);
+        }
     }
 
     /// Checks the order, balance and cache invariants of one tree; used by
@@ -484,7 +586,7 @@ impl<'s> AreaArena<'s> {
         }
         let lc = self.check_node(node.left, above, Some(area.start))?;
         let rc = self.check_node(node.right, Some(area.last), below)?;
-        if self.summarize(node) != (node.min_start, node.max_last, node.max_gap) {
+        if self.summarize(node) != (node.min_start, node.max_last, node.room) {
             return Err("stale subtree cache");
         }
         let (hl, hr) = (self.height(node.left), self.height(node.right));
