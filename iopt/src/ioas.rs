@@ -9,7 +9,7 @@ use heapless::Vec;
 
 use crate::domain::{min_page, next_chunk, DomainId, DomainTable, IoDomain};
 use crate::range::{Holes, Placement};
-use crate::tree::{Area, NodeIdx, Room, CLASSES, NIL};
+use crate::tree::{Area, NodeIdx, Room, NIL};
 use crate::{Extent, Store, PAGE_SIZE};
 use iommu_types::{ClientId, Errno, IovaRange, Prot, Result, StreamId};
 
@@ -139,8 +139,11 @@ struct Segment {
     length: u64,
 }
 
-/// An IO address space. Create through [`Store::new_ioas`]; release with
-/// [`Ioas::destroy`] so its areas return to the store.
+/// An IO address space. Create through [`Store::new_ioas`], or in place
+/// in storage that holds [`Ioas::UNUSED`] through [`Store::init_ioas`];
+/// release with [`Ioas::destroy`] or [`Ioas::tear_down`] so its areas
+/// return to the store. An IOAS is some 20 KiB (its hole cache), so the
+/// server's never pass through the stack.
 #[derive(Debug)]
 pub struct Ioas {
     root: NodeIdx,
@@ -160,6 +163,39 @@ pub struct Ioas {
 }
 
 impl Ioas {
+    /// Storage for an IOAS, not yet one: all zero bytes, so a static pool
+    /// of them sits in `.bss`. [`Store::init_ioas`] makes it an empty IOAS
+    /// where it lies.
+    pub const UNUSED: Ioas = Ioas {
+        root: 0,
+        areas: 0,
+        client: ClientId(0),
+        reserved: Vec::new(),
+        allowed: Vec::new(),
+        domains: Vec::new(),
+        alignment: 0,
+        huge_pages: false,
+        holes: Vec::new(),
+        holes_stale: false,
+        plan: None,
+    };
+
+    /// Makes this storage an empty IOAS of `client`, field by field, as
+    /// [`Ioas::new`] builds one.
+    pub(crate) fn init(&mut self, client: ClientId) {
+        self.root = NIL;
+        self.areas = 0;
+        self.client = client;
+        self.reserved.clear();
+        self.allowed.clear();
+        self.domains.clear();
+        self.alignment = 1;
+        self.huge_pages = true;
+        self.holes.clear();
+        self.holes_stale = true;
+        self.plan = None;
+    }
+
     pub(crate) const fn new(client: ClientId) -> Ioas {
         Ioas {
             root: NIL,
@@ -722,7 +758,7 @@ impl Ioas {
         }
         let class = align.trailing_zeros() as usize;
         for hole in &self.holes {
-            if hole.room[class] < length {
+            if hole.room.get(class) < length {
                 continue;
             }
             // Linux skips a window too short from its placed start.
@@ -763,16 +799,18 @@ impl Ioas {
         };
         for window in windows.iter().filter_map(|w| w.intersect(&AUTO_WINDOW)) {
             for range in Holes::new(window, self.reserved.iter().map(|r| r.range)) {
-                let mut room = [0; CLASSES];
-                store
-                    .areas
-                    .room_in(self.root, range.start, range.last, &mut room);
                 let pushed = self.holes.push(Hole {
                     range,
                     window,
-                    room,
+                    room: Room::NONE,
                 });
                 debug_assert!(pushed.is_ok(), "more holes than MAX_HOLES");
+                // Filled where it lies, not built on the stack and moved.
+                if let Some(hole) = self.holes.last_mut() {
+                    store
+                        .areas
+                        .room_in(self.root, range.start, range.last, &mut hole.room);
+                }
             }
         }
         self.holes_stale = false;
@@ -786,7 +824,7 @@ impl Ioas {
         }
         let root = self.root;
         for hole in self.holes.iter_mut().filter(|h| h.range.overlaps(&span)) {
-            hole.room = [0; CLASSES];
+            hole.room = Room::NONE;
             store
                 .areas
                 .room_in(root, hole.range.start, hole.range.last, &mut hole.room);
@@ -1147,6 +1185,12 @@ impl Ioas {
 
     /// Unmaps everything, detaches every domain and returns all storage.
     pub fn destroy(mut self, store: &mut Store<'_>, doms: &mut dyn DomainTable) {
+        self.tear_down(store, doms);
+    }
+
+    /// [`Ioas::destroy`] where the IOAS lies: afterwards it holds nothing
+    /// of the store's and may be set up again by [`Store::init_ioas`].
+    pub fn tear_down(&mut self, store: &mut Store<'_>, doms: &mut dyn DomainTable) {
         self.unmap_all(store, doms);
         while let Some(attached) = self.domains.last().copied() {
             let _ = self.detach_domain(store, doms, attached.id);

@@ -136,12 +136,24 @@ impl<'s> Store<'s> {
         )
     }
 
-    /// A new, empty IOAS charged to `client`'s account.
+    /// A new, empty IOAS charged to `client`'s account (returned by value:
+    /// for hosts; a PD sets one up in place with [`Store::init_ioas`]).
     pub fn new_ioas(&self, client: ClientId) -> Result<Ioas> {
         if client.index() >= self.accounts.len() {
             return Err(Errno::EINVAL);
         }
         Ok(Ioas::new(client))
+    }
+
+    /// Makes `ioas` (unused storage, or an IOAS torn down) a new, empty
+    /// IOAS charged to `client`'s account, where it lies; EINVAL for an
+    /// unknown client, leaving `ioas` as it was.
+    pub fn init_ioas(&self, ioas: &mut Ioas, client: ClientId) -> Result<()> {
+        if client.index() >= self.accounts.len() {
+            return Err(Errno::EINVAL);
+        }
+        ioas.init(client);
+        Ok(())
     }
 
     pub fn account(&self, id: ClientId) -> Option<Account> {

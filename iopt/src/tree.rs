@@ -24,49 +24,106 @@ pub(crate) const NIL: NodeIdx = u32::MAX;
 /// IOVA can have.
 pub(crate) const CLASSES: usize = 64;
 
-/// Per alignment class, the most bytes a request aligned to that class
-/// can use in one free piece: `last + 1 - align_up(start, 2^k)` of the best
-/// piece (0 when none has an aligned byte).
-pub(crate) type Room = [u64; CLASSES];
-
-/// The room each class finds in the free piece `[lo, hi]`; all zero for an
-/// empty piece. Room only shrinks as the alignment grows.
-pub(crate) const fn piece_room(lo: u64, hi: u64) -> Room {
-    let mut room = [0u64; CLASSES];
-    if lo > hi {
-        return room;
-    }
-    let mut k = 0;
-    while k < CLASSES {
-        let align = 1u64 << k;
-        // align_up, spelled out for const evaluation.
-        let Some(bumped) = lo.checked_add(align - 1) else {
-            break;
-        };
-        let start = bumped & !(align - 1);
-        if start > hi {
-            break;
-        }
-        // A piece of all 2^64 bytes has no room count; it cannot exist
-        // beside an area, and AUTO windows exclude both ends.
-        room[k] = (hi - start).saturating_add(1);
-        k += 1;
-    }
-    room
+/// Per alignment class `k`, the most bytes a request aligned to `2^k` can
+/// use in one free piece of a set of pieces: `last + 1 - align_up(start,
+/// 2^k)` of the best piece, 0 when none has an aligned byte.
+///
+/// Stored short: class 0 (the widest piece) in full, and for each class
+/// `k >= 1` how far it falls short of class 0. That shortfall is below
+/// `2^k`, since the widest piece loses less than `2^k` to aligning its
+/// start (or is itself shorter than `2^k`), so classes 1-16 take 16 bits
+/// and classes 17-32 take 32: 352 bytes instead of 512, exact.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Room {
+    widest: u64,
+    /// Classes 1..=16.
+    short16: [u16; 16],
+    /// Classes 17..=32.
+    short32: [u32; 16],
+    /// Classes 33..=63.
+    short64: [u64; 31],
 }
 
-fn merge_room(into: &mut Room, from: &Room) {
-    for (a, b) in into.iter_mut().zip(from) {
-        *a = (*a).max(*b);
+impl Room {
+    /// No free piece.
+    pub const NONE: Room = Room {
+        widest: 0,
+        short16: [0; 16],
+        short32: [0; 16],
+        short64: [0; 31],
+    };
+
+    /// The room of class `k`.
+    #[inline]
+    pub fn get(&self, k: usize) -> u64 {
+        let short = match k {
+            0 => 0,
+            1..=16 => u64::from(self.short16[k - 1]),
+            17..=32 => u64::from(self.short32[k - 17]),
+            _ => self.short64[k - 33],
+        };
+        self.widest - short
+    }
+
+    /// Sets class `k >= 1` to `room`, which must not exceed `widest`.
+    #[inline]
+    fn set_class(&mut self, k: usize, room: u64) {
+        debug_assert!(room <= self.widest && self.widest - room <= (1u64 << k) - 1);
+        let short = self.widest - room;
+        // The shortfall is below 2^k (see the type's comment), so the
+        // narrowing casts are exact.
+        match k {
+            1..=16 => self.short16[k - 1] = short as u16,
+            17..=32 => self.short32[k - 17] = short as u32,
+            _ => self.short64[k - 33] = short,
+        }
+    }
+
+    /// Raises every class to at least its room in each of `others` and in
+    /// the free pieces `pieces` (`(lo, hi)`, empty when `lo > hi`), in
+    /// place: nothing of a room's size is built on the stack.
+    pub fn merge(&mut self, others: &[&Room], pieces: &[(u64, u64)]) {
+        let mut widest = self.widest;
+        for o in others {
+            widest = widest.max(o.widest);
+        }
+        for &(lo, hi) in pieces {
+            widest = widest.max(room_in_class(lo, hi, 0));
+        }
+        let old_widest = self.widest;
+        self.widest = widest;
+        for k in 1..CLASSES {
+            let mut room = old_widest - self.short_of(k);
+            for o in others {
+                room = room.max(o.get(k));
+            }
+            for &(lo, hi) in pieces {
+                room = room.max(room_in_class(lo, hi, k as u32));
+            }
+            self.set_class(k, room);
+        }
+    }
+
+    #[inline]
+    fn short_of(&self, k: usize) -> u64 {
+        match k {
+            0 => 0,
+            1..=16 => u64::from(self.short16[k - 1]),
+            17..=32 => u64::from(self.short32[k - 17]),
+            _ => self.short64[k - 33],
+        }
     }
 }
 
 /// Room of `[lo, hi]` in class `k` alone.
+#[inline]
 fn room_in_class(lo: u64, hi: u64, k: u32) -> u64 {
     if lo > hi {
         return 0;
     }
     match align_up(lo, 1 << k) {
+        // A piece of all 2^64 bytes has no room count; it cannot exist
+        // beside an area, and AUTO windows exclude both ends.
         Some(start) if start <= hi => (hi - start).saturating_add(1),
         _ => 0,
     }
@@ -117,7 +174,7 @@ impl AreaSlot {
         height: 0,
         min_start: 0,
         max_last: 0,
-        room: [0; CLASSES],
+        room: Room::NONE,
     };
 }
 
@@ -199,21 +256,19 @@ impl<'s> AreaArena<'s> {
         self.free_head = slot.left;
         self.free -= 1;
         self.changes = self.changes.wrapping_add(1);
-        *slot = AreaSlot {
-            area,
-            left: NIL,
-            right: NIL,
-            height: 1,
-            min_start: area.start,
-            max_last: area.last,
-            room: [0; CLASSES],
-        };
+        // Field by field: the node is rewritten where it lies.
+        slot.area = area;
+        slot.left = NIL;
+        slot.right = NIL;
+        slot.height = 1;
+        slot.min_start = area.start;
+        slot.max_last = area.last;
+        slot.room = Room::NONE;
         Ok(idx)
     }
 
     fn release(&mut self, idx: NodeIdx) {
         let slot = &mut self.nodes[idx as usize];
-        *slot = AreaSlot::EMPTY;
         slot.left = self.free_head;
         self.free_head = idx;
         self.free += 1;
@@ -228,36 +283,60 @@ impl<'s> AreaArena<'s> {
         &self.nodes[idx as usize]
     }
 
-    /// Subtree bounds and per-class room of the inner gaps of `node`, from
-    /// its children.
-    fn summarize(&self, node: &AreaSlot) -> (u64, u64, Room) {
-        let (mut min_start, mut max_last, mut room) =
-            (node.area.start, node.area.last, [0u64; CLASSES]);
+    /// The free pieces between `node` and its children's subtrees, empty
+    /// (`lo > hi`) where a child is missing.
+    fn inner_pieces(&self, node: &AreaSlot) -> [(u64, u64); 2] {
+        let mut pieces = [(1, 0); 2];
         if node.left != NIL {
-            let l = self.n(node.left);
-            min_start = l.min_start;
-            room = l.room;
-            merge_room(&mut room, &piece_room(l.max_last + 1, node.area.start - 1));
+            pieces[0] = (self.n(node.left).max_last + 1, node.area.start - 1);
         }
         if node.right != NIL {
-            let r = self.n(node.right);
-            max_last = r.max_last;
-            merge_room(&mut room, &r.room);
-            merge_room(&mut room, &piece_room(node.area.last + 1, r.min_start - 1));
+            pieces[1] = (node.area.last + 1, self.n(node.right).min_start - 1);
         }
-        (min_start, max_last, room)
+        pieces
     }
 
+    /// `idx` and, read-only, another node of the arena.
+    fn with_other(&mut self, idx: NodeIdx, other: NodeIdx) -> (&mut AreaSlot, &AreaSlot) {
+        let (idx, other) = (idx as usize, other as usize);
+        debug_assert!(idx != other);
+        if idx < other {
+            let (lo, hi) = self.nodes.split_at_mut(other);
+            (&mut lo[idx], &hi[0])
+        } else {
+            let (lo, hi) = self.nodes.split_at_mut(idx);
+            (&mut hi[0], &lo[other])
+        }
+    }
+
+    /// Recomputes the subtree bounds, height and per-class room of `idx`
+    /// from its children, writing into the node: one node's worth of
+    /// figures is never copied through the stack of the recursive walks
+    /// that call this.
+    #[inline(never)]
     fn update(&mut self, idx: NodeIdx) {
         self.visit();
-        let node = &self.nodes[idx as usize];
-        let (min_start, max_last, room) = self.summarize(node);
-        let height = 1 + self.height(node.left).max(self.height(node.right));
+        let node = self.n(idx);
+        let (left, right) = (node.left, node.right);
+        let pieces = self.inner_pieces(node);
+        let min_start = if left != NIL { self.n(left).min_start } else { node.area.start };
+        let max_last = if right != NIL { self.n(right).max_last } else { node.area.last };
+        let height = 1 + self.height(left).max(self.height(right));
         let slot = &mut self.nodes[idx as usize];
         slot.min_start = min_start;
         slot.max_last = max_last;
-        slot.room = room;
         slot.height = height;
+        slot.room = Room::NONE;
+        if left != NIL {
+            let (slot, l) = self.with_other(idx, left);
+            slot.room.merge(&[&l.room], &pieces);
+        } else {
+            self.nodes[idx as usize].room.merge(&[], &pieces);
+        }
+        if right != NIL {
+            let (slot, r) = self.with_other(idx, right);
+            slot.room.merge(&[&r.room], &[]);
+        }
     }
 
     fn rotate_right(&mut self, t: NodeIdx) -> NodeIdx {
@@ -512,7 +591,7 @@ impl<'s> AreaArena<'s> {
         } else {
             0
         };
-        let room = node.room[class as usize].max(before).max(after);
+        let room = node.room.get(class as usize).max(before).max(after);
         if room < length {
             return None;
         }
@@ -537,19 +616,15 @@ impl<'s> AreaArena<'s> {
             return;
         }
         if t == NIL {
-            merge_room(out, &piece_room(lo, hi));
+            out.merge(&[], &[(lo, hi)]);
             return;
         }
         self.visit();
         let node = self.n(t);
         if lo <= node.min_start && node.max_last <= hi {
-            merge_room(out, &node.room);
-            if node.min_start > lo {
-                merge_room(out, &piece_room(lo, node.min_start - 1));
-            }
-            if node.max_last < hi {
-                merge_room(out, &piece_room(node.max_last + 1, hi));
-            }
+            let before = if node.min_start > lo { (lo, node.min_start - 1) } else { (1, 0) };
+            let after = if node.max_last < hi { (node.max_last + 1, hi) } else { (1, 0) };
+            out.merge(&[&node.room], &[before, after]);
             return;
         }
         let area = node.area;
@@ -586,7 +661,17 @@ impl<'s> AreaArena<'s> {
         }
         let lc = self.check_node(node.left, above, Some(area.start))?;
         let rc = self.check_node(node.right, Some(area.last), below)?;
-        if self.summarize(node) != (node.min_start, node.max_last, node.room) {
+        let mut room = Room::NONE;
+        let children: &[&Room] = match (node.left, node.right) {
+            (NIL, NIL) => &[],
+            (l, NIL) => &[&self.n(l).room],
+            (NIL, r) => &[&self.n(r).room],
+            (l, r) => &[&self.n(l).room, &self.n(r).room],
+        };
+        room.merge(children, &self.inner_pieces(node));
+        let min_start = if node.left != NIL { self.n(node.left).min_start } else { area.start };
+        let max_last = if node.right != NIL { self.n(node.right).max_last } else { area.last };
+        if (min_start, max_last, room) != (node.min_start, node.max_last, node.room) {
             return Err("stale subtree cache");
         }
         let (hl, hr) = (self.height(node.left), self.height(node.right));
