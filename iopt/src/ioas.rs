@@ -9,7 +9,7 @@ use heapless::Vec;
 
 use crate::domain::{min_page, next_chunk, DomainId, DomainTable, IoDomain};
 use crate::range::{Holes, Placement};
-use crate::tree::{Area, NodeIdx, Room, NIL};
+use crate::tree::{Area, NodeIdx, NIL};
 use crate::{Extent, Store, PAGE_SIZE};
 use iommu_types::{ClientId, Errno, IovaRange, Prot, Result, StreamId};
 
@@ -58,16 +58,21 @@ struct Attached {
 }
 
 /// One hole of an allowed window (of the automatic range when none is set)
-/// between reserved ranges, with the per-class room of its free pieces
-/// (the hole less the areas): automatic allocation skips a hole without
-/// touching the tree unless the room says a request of its class fits.
+/// between reserved ranges, with the room of its free pieces (the hole
+/// less the areas) in the alignment class last asked: automatic
+/// allocation skips a hole without touching the tree while that room says
+/// a request of the class cannot fit. The room is computed when first
+/// needed after the hole's areas or the class changed, in O(height).
 #[derive(Clone, Copy, Debug)]
 struct Hole {
     range: IovaRange,
     /// The window (within the automatic range) the hole lies in: Linux
     /// starts each window's search at its start placed for the request.
     window: IovaRange,
-    room: Room,
+    /// Room in class `class` (see `tree::Room`), valid while `known`.
+    room: u64,
+    class: u8,
+    known: bool,
 }
 
 /// An automatic IOVA found by [`Ioas::check_map`], kept for the
@@ -604,7 +609,7 @@ impl Ioas {
             start: iova,
             last: iova + (length - 1),
         };
-        self.refresh_holes(store, range);
+        self.refresh_holes(range);
         if let Err(e) = self.fill_range(store, doms, range) {
             self.remove_areas(store, range);
             return Err(e);
@@ -700,7 +705,7 @@ impl Ioas {
             total += length;
         }
         if let Some(span) = removed {
-            self.refresh_holes(store, span);
+            self.refresh_holes(span);
         }
         total
     }
@@ -747,7 +752,7 @@ impl Ioas {
             offset: source % PAGE_SIZE,
         };
         if self.holes_stale {
-            self.rebuild_holes(store);
+            self.rebuild_holes();
         }
         let changes = store.areas.changes();
         if let Some(plan) = self
@@ -756,9 +761,17 @@ impl Ioas {
         {
             return Ok(plan.iova);
         }
-        let class = align.trailing_zeros() as usize;
-        for hole in &self.holes {
-            if hole.room.get(class) < length {
+        let class = align.trailing_zeros();
+        let root = self.root;
+        for hole in self.holes.iter_mut() {
+            if !hole.known || u32::from(hole.class) != class {
+                hole.room = store
+                    .areas
+                    .class_room_in(root, hole.range.start, hole.range.last, class);
+                hole.class = class as u8;
+                hole.known = true;
+            }
+            if hole.room < length {
                 continue;
             }
             // Linux skips a window too short from its placed start.
@@ -772,7 +785,7 @@ impl Ioas {
             if let Some(iova) =
                 store
                     .areas
-                    .first_fit(self.root, lo, hole.range.last, length, place)
+                    .first_fit(root, lo, hole.range.last, length, place)
             {
                 self.plan = Some(Plan {
                     source,
@@ -786,9 +799,9 @@ impl Ioas {
         Err(Errno::ENOSPC)
     }
 
-    /// Recomputes the holes and their room after the windows or reserved
-    /// ranges changed: O(holes * height).
-    fn rebuild_holes(&mut self, store: &Store<'_>) {
+    /// Recomputes the holes after the windows or reserved ranges changed;
+    /// their room is computed when a request first needs it.
+    fn rebuild_holes(&mut self) {
         self.plan = None;
         self.holes.clear();
         let everywhere = [AUTO_WINDOW];
@@ -802,32 +815,21 @@ impl Ioas {
                 let pushed = self.holes.push(Hole {
                     range,
                     window,
-                    room: Room::NONE,
+                    room: 0,
+                    class: 0,
+                    known: false,
                 });
                 debug_assert!(pushed.is_ok(), "more holes than MAX_HOLES");
-                // Filled where it lies, not built on the stack and moved.
-                if let Some(hole) = self.holes.last_mut() {
-                    store
-                        .areas
-                        .room_in(self.root, range.start, range.last, &mut hole.room);
-                }
             }
         }
         self.holes_stale = false;
     }
 
-    /// Recomputes the room of the holes `span` overlaps after areas were
+    /// Forgets the room of the holes `span` overlaps after areas were
     /// inserted or removed there (other holes' pieces did not change).
-    fn refresh_holes(&mut self, store: &Store<'_>, span: IovaRange) {
-        if self.holes_stale {
-            return;
-        }
-        let root = self.root;
+    fn refresh_holes(&mut self, span: IovaRange) {
         for hole in self.holes.iter_mut().filter(|h| h.range.overlaps(&span)) {
-            hole.room = Room::NONE;
-            store
-                .areas
-                .room_in(root, hole.range.start, hole.range.last, &mut hole.room);
+            hole.known = false;
         }
     }
 

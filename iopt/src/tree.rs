@@ -20,6 +20,36 @@ use iommu_types::{Errno, IovaRange, Result};
 pub(crate) type NodeIdx = u32;
 pub(crate) const NIL: NodeIdx = u32::MAX;
 
+/// What an update moved in a subtree's summary: its parent recomputes its
+/// room only when the child's room or the child's bound beside the
+/// parent's own piece moved, so an insertion or removal recomputes figures
+/// only up to where they stop changing (and at rotations).
+#[derive(Clone, Copy, Debug)]
+struct Moved {
+    room: bool,
+    min_start: bool,
+    max_last: bool,
+}
+
+impl Moved {
+    /// The subtree itself is new or gone.
+    const ALL: Moved = Moved {
+        room: true,
+        min_start: true,
+        max_last: true,
+    };
+
+    /// For a left child: what its parent's room depends on.
+    fn faces_right(self) -> bool {
+        self.room || self.max_last
+    }
+
+    /// For a right child.
+    fn faces_left(self) -> bool {
+        self.room || self.min_start
+    }
+}
+
 /// Alignment classes: class `k` is alignment `2^k`, for every `k` a u64
 /// IOVA can have.
 pub(crate) const CLASSES: usize = 64;
@@ -28,14 +58,29 @@ pub(crate) const CLASSES: usize = 64;
 /// use in one free piece of a set of pieces: `last + 1 - align_up(start,
 /// 2^k)` of the best piece, 0 when none has an aligned byte.
 ///
-/// Stored short: class 0 (the widest piece) in full, and for each class
-/// `k >= 1` how far it falls short of class 0. That shortfall is below
-/// `2^k`, since the widest piece loses less than `2^k` to aligning its
-/// start (or is itself shorter than `2^k`), so classes 1-16 take 16 bits
-/// and classes 17-32 take 32: 352 bytes instead of 512, exact.
+/// A request of class `k >= 1` is longer than `2^(k-1)` (its alignment is
+/// at most its length rounded up to a power of two), so a class whose
+/// room cannot exceed `2^(k-1)` holds no request: classes above `top`,
+/// where `2^(k-1) >= widest`, read 0 and are not kept. Every kept class is
+/// exact; a class above `top` reads at most its true room, which is below
+/// any request of that class. Classes up to `low` lose nothing to
+/// alignment in any piece (every piece starts `2^low`-aligned), so they
+/// read `widest` without being computed: a tree of page-aligned areas
+/// merges only the classes between its pieces' alignment and the width
+/// of its widest piece, not all 64.
+///
+/// Stored short: class 0 (the widest piece) in full, and for each kept
+/// class `k >= 1` how far it falls short of class 0. That shortfall is
+/// below `2^k`, since the widest piece loses less than `2^k` to aligning
+/// its start, so classes 1-16 take 16 bits and classes 17-32 take 32.
+/// Shortfalls outside `(low, top]` are 0.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Room {
     widest: u64,
+    /// Highest class kept: the largest `k` with `2^(k-1) < widest`.
+    top: u8,
+    /// Every piece starts `2^low`-aligned (0 when there is no piece).
+    low: u8,
     /// Classes 1..=16.
     short16: [u16; 16],
     /// Classes 17..=32.
@@ -44,10 +89,52 @@ pub(crate) struct Room {
     short64: [u64; 31],
 }
 
+/// The highest class a piece set whose widest piece is `widest` bytes can
+/// hold a request of: the largest `k` with `2^(k-1) < widest`.
+#[inline]
+fn top_class(widest: u64) -> u8 {
+    if widest == 0 {
+        0
+    } else {
+        (64 - (widest - 1).leading_zeros()).min(CLASSES as u32 - 1) as u8
+    }
+}
+
+/// The room of class `k` among the children's rooms and the pieces, each
+/// piece counting only up to its own top class (see [`Room::rebuild`]).
+#[inline(always)]
+fn class_room(
+    k: usize,
+    children: &[Option<&Room>; 2],
+    pieces: &[(u64, u64); 2],
+    piece_tops: &[usize; 2],
+) -> u64 {
+    let mask = (1u64 << k) - 1;
+    let mut room = 0;
+    for c in children.iter().flatten() {
+        room = room.max(c.get(k));
+    }
+    for (&(lo, hi), &piece_top) in pieces.iter().zip(piece_tops) {
+        // A piece counts only in the classes its own width keeps, as it
+        // would inside a child: the figures then depend on the set of
+        // pieces alone, not on the tree's shape, so a rotation leaves
+        // them as they were.
+        if lo <= hi && k <= piece_top {
+            let lost = lo.wrapping_neg() & mask;
+            if lost <= hi - lo {
+                room = room.max((hi - lo - lost).saturating_add(1));
+            }
+        }
+    }
+    room
+}
+
 impl Room {
     /// No free piece.
     pub const NONE: Room = Room {
         widest: 0,
+        top: 0,
+        low: 0,
         short16: [0; 16],
         short32: [0; 16],
         short64: [0; 31],
@@ -56,52 +143,10 @@ impl Room {
     /// The room of class `k`.
     #[inline]
     pub fn get(&self, k: usize) -> u64 {
-        let short = match k {
-            0 => 0,
-            1..=16 => u64::from(self.short16[k - 1]),
-            17..=32 => u64::from(self.short32[k - 17]),
-            _ => self.short64[k - 33],
-        };
-        self.widest - short
-    }
-
-    /// Sets class `k >= 1` to `room`, which must not exceed `widest`.
-    #[inline]
-    fn set_class(&mut self, k: usize, room: u64) {
-        debug_assert!(room <= self.widest && self.widest - room <= (1u64 << k) - 1);
-        let short = self.widest - room;
-        // The shortfall is below 2^k (see the type's comment), so the
-        // narrowing casts are exact.
-        match k {
-            1..=16 => self.short16[k - 1] = short as u16,
-            17..=32 => self.short32[k - 17] = short as u32,
-            _ => self.short64[k - 33] = short,
+        if k > usize::from(self.top) {
+            return 0;
         }
-    }
-
-    /// Raises every class to at least its room in each of `others` and in
-    /// the free pieces `pieces` (`(lo, hi)`, empty when `lo > hi`), in
-    /// place: nothing of a room's size is built on the stack.
-    pub fn merge(&mut self, others: &[&Room], pieces: &[(u64, u64)]) {
-        let mut widest = self.widest;
-        for o in others {
-            widest = widest.max(o.widest);
-        }
-        for &(lo, hi) in pieces {
-            widest = widest.max(room_in_class(lo, hi, 0));
-        }
-        let old_widest = self.widest;
-        self.widest = widest;
-        for k in 1..CLASSES {
-            let mut room = old_widest - self.short_of(k);
-            for o in others {
-                room = room.max(o.get(k));
-            }
-            for &(lo, hi) in pieces {
-                room = room.max(room_in_class(lo, hi, k as u32));
-            }
-            self.set_class(k, room);
-        }
+        self.widest - self.short_of(k)
     }
 
     #[inline]
@@ -112,6 +157,67 @@ impl Room {
             17..=32 => u64::from(self.short32[k - 17]),
             _ => self.short64[k - 33],
         }
+    }
+
+    /// Recomputes, in place, the room of the children's pieces (`children`)
+    /// and the free pieces `pieces` (`(lo, hi)`, empty when `lo > hi`):
+    /// nothing of a room's size is built on the stack. Returns whether any
+    /// class changed, so that an update can stop where nothing did.
+    pub fn rebuild(&mut self, children: [Option<&Room>; 2], pieces: &[(u64, u64); 2]) -> bool {
+        let mut widest = 0;
+        let mut low = (CLASSES - 1) as u8;
+        for c in children.iter().flatten().filter(|c| c.widest > 0) {
+            widest = widest.max(c.widest);
+            low = low.min(c.low);
+        }
+        for &(lo, hi) in pieces.iter().filter(|(lo, hi)| lo <= hi) {
+            widest = widest.max((hi - lo).saturating_add(1));
+            low = low.min(lo.trailing_zeros().min(CLASSES as u32 - 1) as u8);
+        }
+        let top = top_class(widest);
+        if widest == 0 {
+            low = 0;
+        }
+        let mut changed = (widest, top, low) != (self.widest, self.top, self.low);
+        // Classes kept before or now; the rest are 0 on both sides.
+        let from = usize::from(low.min(self.low)) + 1;
+        let to = usize::from(top.max(self.top));
+        self.widest = widest;
+        self.top = top;
+        self.low = low;
+        let (keep_from, keep_to) = (usize::from(low) + 1, usize::from(top));
+        let piece_tops = pieces.map(|(lo, hi)| {
+            if lo <= hi {
+                usize::from(top_class((hi - lo).saturating_add(1)))
+            } else {
+                0
+            }
+        });
+        let short = |k: usize| {
+            if k < keep_from || k > keep_to {
+                0
+            } else {
+                widest - class_room(k, &children, pieces, &piece_tops)
+            }
+        };
+        // The shortfall is below 2^k (see the type's comment), so the
+        // narrowing casts are exact.
+        for k in from.max(1)..=to.min(16) {
+            let s = short(k) as u16;
+            changed |= self.short16[k - 1] != s;
+            self.short16[k - 1] = s;
+        }
+        for k in from.max(17)..=to.min(32) {
+            let s = short(k) as u32;
+            changed |= self.short32[k - 17] != s;
+            self.short32[k - 17] = s;
+        }
+        for k in from.max(33)..=to {
+            let s = short(k);
+            changed |= self.short64[k - 33] != s;
+            self.short64[k - 33] = s;
+        }
+        changed
     }
 }
 
@@ -296,25 +402,29 @@ impl<'s> AreaArena<'s> {
         pieces
     }
 
-    /// `idx` and, read-only, another node of the arena.
-    fn with_other(&mut self, idx: NodeIdx, other: NodeIdx) -> (&mut AreaSlot, &AreaSlot) {
-        let (idx, other) = (idx as usize, other as usize);
-        debug_assert!(idx != other);
-        if idx < other {
-            let (lo, hi) = self.nodes.split_at_mut(other);
-            (&mut lo[idx], &hi[0])
-        } else {
-            let (lo, hi) = self.nodes.split_at_mut(idx);
-            (&mut hi[0], &lo[other])
-        }
+    /// `idx` and, read-only, its children (`None` for a missing one).
+    fn with_children(&mut self, idx: NodeIdx) -> (&mut AreaSlot, [Option<&AreaSlot>; 2]) {
+        let node = &self.nodes[idx as usize];
+        let children = [node.left, node.right];
+        let (below, rest) = self.nodes.split_at_mut(idx as usize);
+        let (slot, above) = rest.split_first_mut().expect("node index in the arena");
+        let (below, above): (&[AreaSlot], &[AreaSlot]) = (below, above);
+        let child = |c: NodeIdx| match c {
+            NIL => None,
+            c if c < idx => Some(&below[c as usize]),
+            c => Some(&above[(c - idx - 1) as usize]),
+        };
+        (slot, [child(children[0]), child(children[1])])
     }
 
-    /// Recomputes the subtree bounds, height and per-class room of `idx`
-    /// from its children, writing into the node: one node's worth of
-    /// figures is never copied through the stack of the recursive walks
-    /// that call this.
+    /// Recomputes the subtree bounds and height of `idx` from its
+    /// children, and its per-class room too when `figures` (a child's room
+    /// or the bound facing `idx` moved, or the children changed), writing
+    /// into the node: one node's worth of figures is never copied through
+    /// the stack of the recursive walks that call this. Returns whether the
+    /// room changed.
     #[inline(never)]
-    fn update(&mut self, idx: NodeIdx) {
+    fn update(&mut self, idx: NodeIdx, figures: bool) -> bool {
         self.visit();
         let node = self.n(idx);
         let (left, right) = (node.left, node.right);
@@ -326,45 +436,48 @@ impl<'s> AreaArena<'s> {
         slot.min_start = min_start;
         slot.max_last = max_last;
         slot.height = height;
-        slot.room = Room::NONE;
-        if left != NIL {
-            let (slot, l) = self.with_other(idx, left);
-            slot.room.merge(&[&l.room], &pieces);
-        } else {
-            self.nodes[idx as usize].room.merge(&[], &pieces);
+        if !figures {
+            return false;
         }
-        if right != NIL {
-            let (slot, r) = self.with_other(idx, right);
-            slot.room.merge(&[&r.room], &[]);
-        }
+        let (slot, [l, r]) = self.with_children(idx);
+        slot.room.rebuild([l.map(|n| &n.room), r.map(|n| &n.room)], &pieces)
     }
 
     fn rotate_right(&mut self, t: NodeIdx) -> NodeIdx {
         let l = self.n(t).left;
         self.nodes[t as usize].left = self.n(l).right;
-        self.update(t);
+        self.update(t, true);
         self.nodes[l as usize].right = t;
-        self.update(l);
+        self.update(l, true);
         l
     }
 
     fn rotate_left(&mut self, t: NodeIdx) -> NodeIdx {
         let r = self.n(t).right;
         self.nodes[t as usize].right = self.n(r).left;
-        self.update(t);
+        self.update(t, true);
         self.nodes[r as usize].left = t;
-        self.update(r);
+        self.update(r, true);
         r
     }
 
-    /// Refreshes `t` after a change below it and restores the AVL balance
-    /// (children's heights differ by at most one) with at most two
-    /// rotations; returns the subtree's new root.
-    fn rebalance(&mut self, t: NodeIdx) -> NodeIdx {
-        self.update(t);
+    /// Refreshes `t` after a change below it (its figures only when
+    /// `figures`) and restores the AVL balance (children's heights differ
+    /// by at most one) with at most two rotations; returns the subtree's
+    /// new root and what moved in its summary. A rotation rearranges the
+    /// subtree's areas without changing them, so its summary is the one
+    /// `t` had before rotating.
+    fn rebalance(&mut self, t: NodeIdx, figures: bool) -> (NodeIdx, Moved) {
+        let (min_start, max_last) = (self.n(t).min_start, self.n(t).max_last);
+        let room = self.update(t, figures);
+        let moved = Moved {
+            room,
+            min_start: self.n(t).min_start != min_start,
+            max_last: self.n(t).max_last != max_last,
+        };
         let (l, r) = (self.n(t).left, self.n(t).right);
         let (hl, hr) = (self.height(l), self.height(r));
-        if hl > hr + 1 {
+        let root = if hl > hr + 1 {
             if self.height(self.n(l).left) < self.height(self.n(l).right) {
                 let nl = self.rotate_left(l);
                 self.nodes[t as usize].left = nl;
@@ -378,74 +491,81 @@ impl<'s> AreaArena<'s> {
             self.rotate_left(t)
         } else {
             t
-        }
+        };
+        (root, moved)
     }
 
-    fn insert_node(&mut self, t: NodeIdx, x: NodeIdx) -> NodeIdx {
+    fn insert_node(&mut self, t: NodeIdx, x: NodeIdx) -> (NodeIdx, Moved) {
         if t == NIL {
-            return x;
+            return (x, Moved::ALL);
         }
-        if self.n(x).area.start < self.n(t).area.start {
-            let left = self.insert_node(self.n(t).left, x);
+        let figures = if self.n(x).area.start < self.n(t).area.start {
+            let (left, moved) = self.insert_node(self.n(t).left, x);
             self.nodes[t as usize].left = left;
+            moved.faces_right()
         } else {
-            let right = self.insert_node(self.n(t).right, x);
+            let (right, moved) = self.insert_node(self.n(t).right, x);
             self.nodes[t as usize].right = right;
-        }
-        self.rebalance(t)
+            moved.faces_left()
+        };
+        self.rebalance(t, figures)
     }
 
-    /// Takes the lowest node out of `t`: (that node, the rest).
-    fn remove_min(&mut self, t: NodeIdx) -> (NodeIdx, NodeIdx) {
+    /// Takes the lowest node out of `t`: (that node, the rest, what moved).
+    fn remove_min(&mut self, t: NodeIdx) -> (NodeIdx, NodeIdx, Moved) {
         let left = self.n(t).left;
         if left == NIL {
-            return (t, self.n(t).right);
+            return (t, self.n(t).right, Moved::ALL);
         }
-        let (min, rest) = self.remove_min(left);
+        let (min, rest, moved) = self.remove_min(left);
         self.nodes[t as usize].left = rest;
-        (min, self.rebalance(t))
+        let (root, moved) = self.rebalance(t, moved.faces_right());
+        (min, root, moved)
     }
 
-    fn remove_node(&mut self, t: NodeIdx, start: u64) -> NodeIdx {
+    fn remove_node(&mut self, t: NodeIdx, start: u64) -> (NodeIdx, Moved) {
         debug_assert!(t != NIL, "removing an area that is not in the tree");
         if t == NIL {
-            return NIL;
+            return (NIL, Moved::ALL);
         }
         let here = self.n(t).area.start;
-        if start < here {
-            let left = self.remove_node(self.n(t).left, start);
+        let figures = if start < here {
+            let (left, moved) = self.remove_node(self.n(t).left, start);
             self.nodes[t as usize].left = left;
+            moved.faces_right()
         } else if start > here {
-            let right = self.remove_node(self.n(t).right, start);
+            let (right, moved) = self.remove_node(self.n(t).right, start);
             self.nodes[t as usize].right = right;
+            moved.faces_left()
         } else {
             let (left, right) = (self.n(t).left, self.n(t).right);
             if left == NIL {
-                return right;
+                return (right, Moved::ALL);
             }
             if right == NIL {
-                return left;
+                return (left, Moved::ALL);
             }
-            let (successor, rest) = self.remove_min(right);
+            let (successor, rest, _) = self.remove_min(right);
             let slot = &mut self.nodes[successor as usize];
             slot.left = left;
             slot.right = rest;
-            return self.rebalance(successor);
-        }
-        self.rebalance(t)
+            let (root, _) = self.rebalance(successor, true);
+            return (root, Moved::ALL);
+        };
+        self.rebalance(t, figures)
     }
 
     /// Inserts an area that overlaps nothing in `root` (checked by callers).
     pub fn insert(&mut self, root: &mut NodeIdx, area: Area) -> Result<NodeIdx> {
         let idx = self.alloc(area)?;
-        *root = self.insert_node(*root, idx);
+        *root = self.insert_node(*root, idx).0;
         Ok(idx)
     }
 
     /// Removes the area starting at `start` and returns its payload.
     pub fn remove(&mut self, root: &mut NodeIdx, idx: NodeIdx) -> Area {
         let area = *self.get(idx);
-        *root = self.remove_node(*root, area.start);
+        *root = self.remove_node(*root, area.start).0;
         self.release(idx);
         area
     }
@@ -470,7 +590,7 @@ impl<'s> AreaArena<'s> {
         } else if start > here {
             self.refresh_path(self.n(t).right, start);
         }
-        self.update(t);
+        self.update(t, true);
     }
 
     /// The area with the greatest start `<= key`.
@@ -608,32 +728,32 @@ impl<'s> AreaArena<'s> {
         None
     }
 
-    /// Merges into `out` the per-class room of every free piece of
-    /// `[lo, hi]` (the range less the areas), in O(height): subtrees inside
-    /// the range answer from their cache.
-    pub fn room_in(&self, t: NodeIdx, lo: u64, hi: u64, out: &mut Room) {
+    /// The room in class `k` of the free pieces of `[lo, hi]` (the range
+    /// less the areas), exact wherever it exceeds `2^(k-1)` (see [`Room`]),
+    /// in O(height): subtrees inside the range answer from their figures.
+    pub fn class_room_in(&self, t: NodeIdx, lo: u64, hi: u64, k: u32) -> u64 {
         if lo > hi {
-            return;
+            return 0;
         }
         if t == NIL {
-            out.merge(&[], &[(lo, hi)]);
-            return;
+            return room_in_class(lo, hi, k);
         }
         self.visit();
         let node = self.n(t);
         if lo <= node.min_start && node.max_last <= hi {
-            let before = if node.min_start > lo { (lo, node.min_start - 1) } else { (1, 0) };
-            let after = if node.max_last < hi { (node.max_last + 1, hi) } else { (1, 0) };
-            out.merge(&[&node.room], &[before, after]);
-            return;
+            let before = if node.min_start > lo { room_in_class(lo, node.min_start - 1, k) } else { 0 };
+            let after = if node.max_last < hi { room_in_class(node.max_last + 1, hi, k) } else { 0 };
+            return node.room.get(k as usize).max(before).max(after);
         }
         let area = node.area;
+        let mut room = 0;
         if area.start > lo {
-            self.room_in(node.left, lo, hi.min(area.start - 1), out);
+            room = self.class_room_in(node.left, lo, hi.min(area.start - 1), k);
         }
         if area.last < hi {
-            self.room_in(node.right, lo.max(area.last + 1), hi, out);
+            room = room.max(self.class_room_in(node.right, lo.max(area.last + 1), hi, k));
         }
+        room
     }
 
     /// Checks the order, balance and cache invariants of one tree; used by
@@ -662,16 +782,14 @@ impl<'s> AreaArena<'s> {
         let lc = self.check_node(node.left, above, Some(area.start))?;
         let rc = self.check_node(node.right, Some(area.last), below)?;
         let mut room = Room::NONE;
-        let children: &[&Room] = match (node.left, node.right) {
-            (NIL, NIL) => &[],
-            (l, NIL) => &[&self.n(l).room],
-            (NIL, r) => &[&self.n(r).room],
-            (l, r) => &[&self.n(l).room, &self.n(r).room],
-        };
-        room.merge(children, &self.inner_pieces(node));
+        let child = |c: NodeIdx| (c != NIL).then(|| &self.n(c).room);
+        room.rebuild([child(node.left), child(node.right)], &self.inner_pieces(node));
         let min_start = if node.left != NIL { self.n(node.left).min_start } else { area.start };
         let max_last = if node.right != NIL { self.n(node.right).max_last } else { area.last };
-        if (min_start, max_last, room) != (node.min_start, node.max_last, node.room) {
+        if (min_start, max_last) != (node.min_start, node.max_last) {
+            return Err("stale subtree bounds");
+        }
+        if room != node.room {
             return Err("stale subtree cache");
         }
         let (hl, hr) = (self.height(node.left), self.height(node.right));
