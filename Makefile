@@ -23,7 +23,8 @@ export IOMMU_POLICY_XML := $(abspath $(IOMMU_XML))
 # QEMU's devices are the configuration's: each <device qemu="..."> at the
 # address its stream ID gives (checked first: a bad pair stops here).
 QEMU_DEVICES = $$($(CARGO) run -q -p sysgen -- --qemu-devices $(SYSTEM_XML) $(IOMMU_XML))
-# The disk behind `drive=disk0` (iommu.xml's nvme device): created empty
+# The disk behind `drive=disk0` (iommu.xml's nvme device, disk_blocks="8192"
+# of 512 bytes: 4 MiB; a driver refuses shares past its real size): created empty
 # when missing; tests/demo.rs gives its own and reads it back afterwards.
 NVME_IMAGE ?= $(BUILD)/nvme.img
 QEMU_DRIVE = -drive file=$(NVME_IMAGE),if=none,id=disk0,format=raw
@@ -35,7 +36,14 @@ PD_OUT := $(PD_TARGET_DIR)/$(TARGET)/release
 DEMO_TARGET_DIR ?= $(CURDIR)/target/demo
 DEMO := $(DEMO_TARGET_DIR)/$(TARGET)/release/demo
 
-.PHONY: all run test pds demo fuzz clean
+.PHONY: all run test setup setup-run pds demo c-run fuzz clean
+
+# What the two commands need beyond rustup and make (tools/setup.sh):
+# installed when run as root, otherwise named in one line.
+setup:
+	@tools/setup.sh test
+setup-run:
+	@tools/setup.sh run
 
 ifdef MICROKIT_SDK
 # microkit/build.rs checks the ABI's invocation labels against this SDK.
@@ -48,16 +56,16 @@ $(BUILD)/loader.img: pds $(SYSTEM_XML) $(IOMMU_XML)
 		--board $(MICROKIT_BOARD) --config $(MICROKIT_CONFIG) \
 		-o $@ -r $(BUILD)/report.txt
 
-run: $(BUILD)/loader.img
+run: setup-run $(BUILD)/loader.img
 	test -f $(NVME_IMAGE) || (mkdir -p $(dir $(NVME_IMAGE)) && truncate -s 4M $(NVME_IMAGE))
 	devices="$(QEMU_DEVICES)" && \
 	$(QEMU) -machine virt,virtualization=on,iommu=smmuv3 -cpu cortex-a53 -m 2G \
 		-nographic -nic none -serial mon:stdio \
-		-device loader,file=$<,addr=0x70000000,cpu-num=0 $(QEMU_DRIVE) $$devices
+		-device loader,file=$(BUILD)/loader.img,addr=0x70000000,cpu-num=0 $(QEMU_DRIVE) $$devices
 else
 all: pds demo
 
-run: demo
+run: setup-run demo
 	@echo "make run: MICROKIT_SDK is not set: running the bare-metal demo (no seL4)"
 	test -f $(NVME_IMAGE) || (mkdir -p $(dir $(NVME_IMAGE)) && truncate -s 4M $(NVME_IMAGE))
 	devices="$(QEMU_DEVICES)" && \
@@ -82,14 +90,42 @@ pds:
 demo:
 	cd demo && $(CARGO) build --release --target-dir $(DEMO_TARGET_DIR)
 
-test:
-	$(CARGO) test --workspace --all-targets
+# A C PD's code on this machine against the server core, no SDK needed
+# (pd-clients/c-host): its .c files compiled against the stand-in
+# microkit.h and the headers generated for PD $(C_PD_NAME) of the system
+# description, its memory where system.xml puts it, init then notified
+# for a DMA fault of its device at each C_FAULTS IOVA; every protected call
+# it makes is served by the server core, configured as the server PD is.
+C_PD ?= pd-clients/pds/c-driver
+C_PD_NAME ?= edu_a
+C_STD ?= c11
+C_FAULTS ?= 0xdead000
+c-run:
+	$(CARGO) run -q -p c-host -- --std $(C_STD) $(foreach f,$(C_FAULTS),--fault $(f)) \
+		$(C_PD) $(C_PD_NAME) $(SYSTEM_XML) $(IOMMU_XML)
 
-# Coverage-guided fuzzing of the server's request path (libFuzzer): builds
-# fuzz/ with coverage instrumentation on stable Rust and runs it for
-# FUZZ_SECONDS, keeping what it learns in $(FUZZ_CORPUS).
+# The test command CI runs. tests/sdfgen.rs takes sdfgen from the venv
+# `make setup` made.
+test: setup
+	SDFGEN_PYTHON=$(CURDIR)/target/sdfgen-venv/bin/python $(CARGO) test --workspace --all-targets
+
+# Coverage-guided fuzzing of the server (libFuzzer): builds fuzz/ with
+# coverage instrumentation on stable Rust and runs each of FUZZ_TARGETS for
+# FUZZ_SECONDS (serve: byte-level requests; steps: typed request sequences),
+# starting from the seeds fuzz/seeds writes and keeping what it learns in
+# $(FUZZ_CORPUS)/<target>. A finding stops the run and leaves its input in
+# target/fuzz-artifacts/<target>/. FUZZ_ARGS go to libFuzzer as they are
+# (e.g. -seed=1, or -runs=0 to run the corpus once and stop). The value
+# profile (compared constants as features) guides the byte-level target to
+# the constants it must guess; the steps target takes its constants from
+# palettes, and there the profile only multiplied its corpus and slowed its
+# finds.
 FUZZ_SECONDS ?= 60
+FUZZ_TARGETS ?= serve steps
 FUZZ_CORPUS ?= target/fuzz-corpus
+FUZZ_ARGS ?=
+# Absolute: the seed writer runs in fuzz/, libFuzzer here.
+FUZZ_CORPUS_DIR = $(abspath $(FUZZ_CORPUS))
 FUZZ_HOST := $(shell rustc -vV | sed -n 's/^host: //p')
 FUZZ_FLAGS := -Cpasses=sancov-module -Cllvm-args=-sanitizer-coverage-level=4 \
 	-Cllvm-args=-sanitizer-coverage-inline-8bit-counters \
@@ -98,10 +134,18 @@ FUZZ_FLAGS := -Cpasses=sancov-module -Cllvm-args=-sanitizer-coverage-level=4 \
 fuzz:
 	cd fuzz && RUSTFLAGS="$(FUZZ_FLAGS)" $(CARGO) build --release -p iommu-fuzz \
 		--target $(FUZZ_HOST) --target-dir $(CURDIR)/target/fuzz
-	cd fuzz && $(CARGO) run --release -q -p iommu-fuzz-seeds \
-		--target-dir $(CURDIR)/target/fuzz -- $(FUZZ_CORPUS)
-	$(CURDIR)/target/fuzz/$(FUZZ_HOST)/release/serve -max_total_time=$(FUZZ_SECONDS) \
-		-use_value_profile=1 -print_final_stats=1 -artifact_prefix=$(CURDIR)/target/ $(FUZZ_CORPUS)
+	cd fuzz && $(CARGO) build --release -q -p iommu-fuzz-seeds \
+		--target-dir $(CURDIR)/target/fuzz
+	set -e; for t in $(FUZZ_TARGETS); do \
+		echo "== fuzz target $$t for $(FUZZ_SECONDS) s"; \
+		$(CURDIR)/target/fuzz/release/iommu-fuzz-seeds $$t $(FUZZ_CORPUS_DIR)/$$t; \
+		mkdir -p $(CURDIR)/target/fuzz-artifacts/$$t; \
+		case $$t in serve) profile=1;; *) profile=0;; esac; \
+		$(CURDIR)/target/fuzz/$(FUZZ_HOST)/release/$$t -max_total_time=$(FUZZ_SECONDS) \
+			-use_value_profile=$$profile -print_final_stats=1 \
+			-artifact_prefix=$(CURDIR)/target/fuzz-artifacts/$$t/ $(FUZZ_ARGS) \
+			$(FUZZ_CORPUS_DIR)/$$t; \
+	done
 
 clean:
 	rm -rf $(BUILD)

@@ -6,7 +6,9 @@
 //! driver to crash. A child's fault comes here: the manager revokes the
 //! child's DMA (RESET_CLIENT) before anything else, then restarts it, and
 //! when the restarted driver is ready again checks that the server's
-//! pools are where they were before the crash.
+//! pools are where they were before the crash. Then it starts the storm:
+//! the reset driver's device faults without end, and when it says so
+//! mid-storm, the restarted driver strays once.
 
 #![no_std]
 #![no_main]
@@ -24,6 +26,17 @@ struct Manager {
     iommu: Iommu<MicrokitTransport>,
     /// The server's pools when the first driver was told to crash.
     before_crash: Option<Report>,
+    /// The reset driver was reset and told to check its device.
+    reset_done: bool,
+    /// It said its check is over.
+    reset_checked: bool,
+    /// The crashed driver is back and the pools with it.
+    pools_checked: bool,
+    /// The crashed driver records its device's faults again, ready to
+    /// stray during the storm.
+    stray_ready: bool,
+    /// The reset driver was told to storm.
+    storming: bool,
 }
 
 fn init() -> Manager {
@@ -31,7 +44,17 @@ fn init() -> Manager {
     Manager {
         iommu: iommu(spec()),
         before_crash: None,
+        reset_done: false,
+        reset_checked: false,
+        pools_checked: false,
+        stray_ready: false,
+        storming: false,
     }
+}
+
+/// This PD's channel to client `client`'s PD.
+fn channel_of(client: usize) -> Option<Channel> {
+    iommu_system::channel_to(microkit::name(), CLIENTS[client].pd)
 }
 
 /// The client that is this PD's child `id`.
@@ -47,6 +70,22 @@ fn client_on(channel: Channel) -> Option<usize> {
 }
 
 impl Manager {
+    /// The storm starts once both earlier stories are over, whichever
+    /// ends last (their order on seL4 follows the PDs' priorities).
+    fn start_storm_when_ready(&mut self, out: &mut Out) {
+        let Some(roles) = roles() else {
+            return;
+        };
+        if self.storming || !self.stray_ready || !self.reset_checked {
+            return;
+        }
+        if let Some(stormer) = channel_of(roles.reset) {
+            let _ = writeln!(out, "telling {} to storm", CLIENTS[roles.reset].pd);
+            self.storming = true;
+            microkit::notify(stormer);
+        }
+    }
+
     fn page_va() -> u64 {
         pd_support::COMMAND_PAGE_VADDR.get()
     }
@@ -88,8 +127,24 @@ impl Handler for Manager {
             return;
         };
         let name = CLIENTS[client].pd;
-        if client == roles.reset && self.reset_and_check(&mut out, client) {
-            microkit::notify(channel);
+        if client == roles.reset && self.storming {
+            // Mid-storm: the other driver strays once now.
+            if let Some(other) = channel_of(roles.crashes) {
+                microkit::notify(other);
+            }
+        } else if client == roles.reset && self.reset_done {
+            // Its check after the reset is over.
+            self.reset_checked = true;
+            self.start_storm_when_ready(&mut out);
+        } else if client == roles.reset {
+            self.reset_done = true;
+            if self.reset_and_check(&mut out, client) {
+                microkit::notify(channel);
+            }
+        } else if client == roles.crashes && self.pools_checked {
+            // It resumed its device's fault records.
+            self.stray_ready = true;
+            self.start_storm_when_ready(&mut out);
         } else if client == roles.crashes {
             match self.before_crash.take() {
                 None => match server_report(&mut self.iommu, Self::page_va()) {
@@ -109,6 +164,10 @@ impl Handler for Manager {
                             out,
                             "ok - {name} restarted: the server's pools are back where they were before the crash"
                         );
+                        // Before the storm: have its device's faults
+                        // recorded again (its crash flood stopped them).
+                        self.pools_checked = true;
+                        microkit::notify(channel);
                     }
                     Ok(after) => {
                         let _ = writeln!(
