@@ -88,8 +88,8 @@ pub(crate) fn new_ioas(ctx: &mut Ctx<'_, '_, impl Hardware>) -> Result<ObjectId>
     }
     let slot = ctx.pool.free_slot()?;
     let reservation = ctx.client.objects.reserve()?;
-    match ctx.store.new_ioas(ctx.id) {
-        Ok(ioas) => ctx.pool.put(slot, ioas),
+    match ctx.pool.create(slot, ctx.store, ctx.id) {
+        Ok(()) => {}
         Err(e) => {
             ctx.client.objects.abort(reservation);
             return Err(e);

@@ -257,42 +257,27 @@ pub struct IoasObject {
     pub(crate) hwpts: u32,
 }
 
-/// Storage for one IOAS of the server's pool.
+/// Storage for one IOAS of the server's pool: all zero bytes while free.
+/// The IOAS is set up and torn down where it lies, never moved: it is
+/// larger than a request's stack should carry.
 #[derive(Debug)]
-pub struct IoasSlot(Held);
-
-// An explicit tag with Free = 0, as `State`'s: free slots are zero bytes.
-// A slot is the IOAS's storage, so its size is the point.
-#[derive(Debug)]
-#[repr(u8)]
-#[allow(clippy::large_enum_variant)]
-enum Held {
-    Free = 0,
-    Used(iopt::Ioas) = 1,
+pub struct IoasSlot {
+    used: bool,
+    ioas: iopt::Ioas,
 }
 
 impl IoasSlot {
-    pub const EMPTY: IoasSlot = IoasSlot(Held::Free);
+    pub const EMPTY: IoasSlot = IoasSlot {
+        used: false,
+        ioas: iopt::Ioas::UNUSED,
+    };
 
     fn ioas(&self) -> Option<&iopt::Ioas> {
-        match &self.0 {
-            Held::Used(ioas) => Some(ioas),
-            Held::Free => None,
-        }
+        self.used.then_some(&self.ioas)
     }
 
     fn ioas_mut(&mut self) -> Option<&mut iopt::Ioas> {
-        match &mut self.0 {
-            Held::Used(ioas) => Some(ioas),
-            Held::Free => None,
-        }
-    }
-
-    fn take(&mut self) -> Option<iopt::Ioas> {
-        match core::mem::replace(&mut self.0, Held::Free) {
-            Held::Used(ioas) => Some(ioas),
-            Held::Free => None,
-        }
+        self.used.then_some(&mut self.ioas)
     }
 }
 
@@ -306,7 +291,8 @@ pub struct IoasPool<'s> {
 impl<'s> IoasPool<'s> {
     /// Takes over `slots`, all free.
     pub fn new(slots: &'s mut [IoasSlot]) -> IoasPool<'s> {
-        slots.iter_mut().for_each(|s| *s = IoasSlot::EMPTY);
+        // A slot's contents mean nothing while it is free.
+        slots.iter_mut().for_each(|s| s.used = false);
         IoasPool { slots }
     }
 
@@ -334,14 +320,33 @@ impl<'s> IoasPool<'s> {
             .ok_or(Errno::ENOMEM)
     }
 
-    /// Puts `ioas` in `slot`, which [`IoasPool::free_slot`] gave.
-    pub(crate) fn put(&mut self, slot: usize, ioas: iopt::Ioas) {
-        debug_assert!(self.slots[slot].ioas().is_none());
-        self.slots[slot].0 = Held::Used(ioas);
+    /// Sets up a new, empty IOAS of `client` in `slot`, which
+    /// [`IoasPool::free_slot`] gave; on an error the slot stays free.
+    pub(crate) fn create(
+        &mut self,
+        slot: usize,
+        store: &iopt::Store<'_>,
+        client: iopt::ClientId,
+    ) -> Result<(), Errno> {
+        let held = self.slots.get_mut(slot).ok_or(Errno::ENOMEM)?;
+        debug_assert!(!held.used);
+        store.init_ioas(&mut held.ioas, client)?;
+        held.used = true;
+        Ok(())
     }
 
-    pub(crate) fn take(&mut self, slot: usize) -> Option<iopt::Ioas> {
-        self.slots.get_mut(slot)?.take()
+    /// Destroys the IOAS in `slot` (if any) where it lies: its areas and
+    /// domains go back, and the slot is free.
+    pub(crate) fn destroy(
+        &mut self,
+        slot: usize,
+        store: &mut iopt::Store<'_>,
+        doms: &mut dyn iopt::DomainTable,
+    ) {
+        if let Some(held) = self.slots.get_mut(slot).filter(|h| h.used) {
+            held.ioas.tear_down(store, doms);
+            held.used = false;
+        }
     }
 
     pub(crate) fn get(&self, slot: usize) -> Result<&iopt::Ioas, Errno> {
@@ -489,9 +494,7 @@ impl<const N: usize> ObjectTable<Object, N> {
             }
             Object::Ioas(_) | Object::Device(_) => {
                 if let Object::Ioas(o) = self.remove(id)? {
-                    if let Some(ioas) = pool.take(o.slot) {
-                        ioas.destroy(store, hw.domains());
-                    }
+                    pool.destroy(o.slot, store, hw.domains());
                 }
                 Ok(())
             }

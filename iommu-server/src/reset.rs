@@ -45,9 +45,7 @@ pub(crate) fn revoke<H: Hardware>(ctx: &mut Ctx<'_, '_, H>) -> Result<(), Errno>
     }
     for &id in &ids {
         if let Ok(Object::Ioas(o)) = ctx.client.objects.remove(id) {
-            if let Some(ioas) = ctx.pool.take(o.slot) {
-                ioas.destroy(ctx.store, ctx.hw.domains());
-            }
+            ctx.pool.destroy(o.slot, ctx.store, ctx.hw.domains());
         }
     }
     ctx.client.compat = None;

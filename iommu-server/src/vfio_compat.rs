@@ -39,9 +39,7 @@ pub(crate) fn compat_for_attach(ctx: &mut Ctx<'_, '_, impl Hardware>) -> Result<
 /// Undoes [`compat_for_attach`] when the attach it served failed.
 pub(crate) fn drop_new_compat(ctx: &mut Ctx<'_, '_, impl Hardware>, id: ObjectId) {
     if let Ok(Object::Ioas(o)) = ctx.client.objects.remove(id) {
-        if let Some(ioas) = ctx.pool.take(o.slot) {
-            ioas.destroy(ctx.store, ctx.hw.domains());
-        }
+        ctx.pool.destroy(o.slot, ctx.store, ctx.hw.domains());
     }
     ctx.client.compat = None;
 }

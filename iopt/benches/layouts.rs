@@ -1,8 +1,12 @@
 //! Automatic-IOVA map + unmap of 8 KiB (8 KiB-aligned source) with 10^3,
 //! 10^4 and 10^5 live areas laid out three ways: at random, in ascending
-//! order (the layout that once shaped the tree into a chain), and with
-//! every hole long enough but misaligned (8 KiB holes at 4 KiB mod 8 KiB).
-//! One run prints each layout's cost against the random one.
+//! order (the layout that once shaped the tree into a chain), with every
+//! hole long enough but misaligned (8 KiB holes at 4 KiB mod 8 KiB), in 16
+//! allowed windows (15 exactly covering runs of 12 KiB areas with 4 KiB
+//! holes, one empty), and with tight holes (misaligned 8 KiB holes, then
+//! 12 KiB holes each fitting one aligned 8 KiB map, in a window ending at
+//! the last area). One run prints each layout's cost against the random
+//! one.
 //!
 //! Run: `cargo bench -p iopt --bench layouts`
 
@@ -13,10 +17,10 @@ mod common;
 
 use common::{leaked_engine, NoDomains};
 use criterion::{BenchmarkId, Criterion};
-use iopt::{DstIova, Extent, Ioas, Prot, Store};
+use iopt::{DstIova, Extent, Ioas, IovaRange, Prot, Store};
 
 const LIVE: [usize; 3] = [1_000, 10_000, 100_000];
-const LAYOUTS: [&str; 3] = ["random", "ordered", "misaligned"];
+const LAYOUTS: [&str; 5] = ["random", "ordered", "misaligned", "windows", "tight"];
 const GROUP: &str = "auto_map_unmap_layouts";
 const K4: u64 = 0x1000;
 const K8: u64 = 0x2000;
@@ -55,6 +59,11 @@ impl Engine {
     }
 
     fn with_layout(layout: &str, live: usize) -> Engine {
+        match layout {
+            "windows" => return Engine::windowed(live),
+            "tight" => return Engine::tight(live),
+            _ => {}
+        }
         let mut e = Engine::new(live);
         let mut rng = 0x2545_f491_4f6c_dd1du64;
         let mut placed = 0;
@@ -74,6 +83,46 @@ impl Engine {
                 placed += 1;
             }
         }
+        e
+    }
+}
+
+impl Engine {
+    fn fixed(&mut self, iova: u64, len: u64) {
+        self.map(len, DstIova::Fixed(iova)).unwrap();
+    }
+
+    fn windowed(live: usize) -> Engine {
+        let mut e = Engine::new(live);
+        let per_run = (live / 15) as u64;
+        let mut windows = Vec::new();
+        let mut base = K16;
+        for _ in 0..15 {
+            for i in 0..per_run {
+                e.fixed(base + K16 * i, 3 * K4);
+            }
+            let last = base + K16 * (per_run - 1) + 3 * K4 - 1;
+            windows.push(IovaRange::new(base, last));
+            base = last + 1 + 4 * K16;
+        }
+        windows.push(IovaRange::new(base, base + 64 * K16 - 1));
+        e.ioas.set_allowed(&windows).unwrap();
+        e
+    }
+
+    fn tight(live: usize) -> Engine {
+        let mut e = Engine::new(live);
+        let defeated = (live / 2) as u64;
+        for i in 0..defeated {
+            e.fixed(K16 * i + 3 * K4, K8);
+        }
+        let base = K16 * (defeated + 1);
+        let mut last = 0;
+        for j in 0..live as u64 - defeated {
+            e.fixed(base + 5 * K4 * j, K8);
+            last = base + 5 * K4 * j + K8 - 1;
+        }
+        e.ioas.set_allowed(&[IovaRange::new(K4, last)]).unwrap();
         e
     }
 }

@@ -17,10 +17,10 @@ use iommu_types::{ClientId, Errno, IovaRange, Prot, Result, StreamId};
 pub const MAX_RESERVED: usize = 32;
 /// Most allowed ranges one IOAS holds.
 pub const MAX_ALLOWED: usize = 16;
-/// Nodes the exact first-fit search may visit per level of the area tree
-/// before automatic allocation falls back to a hole that fits any
-/// alignment: the bound on automatic placement's work.
-pub const FIRST_FIT_BUDGET_PER_LEVEL: u32 = 4;
+/// Most holes automatic allocation searches: the allowed windows (or the
+/// whole automatic range) less the reserved ranges, each of which splits
+/// at most one hole in two.
+const MAX_HOLES: usize = MAX_ALLOWED + MAX_RESERVED;
 /// Most domains attached to one IOAS at a time.
 pub const MAX_DOMAINS: usize = 8;
 
@@ -77,6 +77,35 @@ impl From<Errno> for FillError {
             undone: true,
         }
     }
+}
+
+/// One hole of an allowed window (of the automatic range when none is set)
+/// between reserved ranges, with the room of its free pieces (the hole
+/// less the areas) in the alignment class last asked: automatic
+/// allocation skips a hole without touching the tree while that room says
+/// a request of the class cannot fit. The room is computed when first
+/// needed after the hole's areas or the class changed, in O(height).
+#[derive(Clone, Copy, Debug)]
+struct Hole {
+    range: IovaRange,
+    /// The window (within the automatic range) the hole lies in: Linux
+    /// starts each window's search at its start placed for the request.
+    window: IovaRange,
+    /// Room in class `class` (see `tree::Room`), valid while `known`.
+    room: u64,
+    class: u8,
+    known: bool,
+}
+
+/// An automatic IOVA found by [`Ioas::check_map`], kept for the
+/// [`Ioas::map`] that follows, so that MAP searches once.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Plan {
+    source: u64,
+    length: u64,
+    iova: u64,
+    /// The arena's change count when found: any tree change voids it.
+    changes: u64,
 }
 
 /// Where a new mapping goes.
@@ -137,8 +166,11 @@ struct Segment {
     length: u64,
 }
 
-/// An IO address space. Create through [`Store::new_ioas`]; release with
-/// [`Ioas::destroy`] so its areas return to the store.
+/// An IO address space. Create through [`Store::new_ioas`], or in place
+/// in storage that holds [`Ioas::UNUSED`] through [`Store::init_ioas`];
+/// release with [`Ioas::destroy`] or [`Ioas::tear_down`] so its areas
+/// return to the store. An IOAS is some 20 KiB (its hole cache), so the
+/// server's never pass through the stack.
 #[derive(Debug)]
 pub struct Ioas {
     root: NodeIdx,
@@ -151,9 +183,46 @@ pub struct Ioas {
     domains: Vec<Attached, MAX_DOMAINS>,
     alignment: u64,
     huge_pages: bool,
+    /// Sorted; rebuilt before the next allocation when `holes_stale`.
+    holes: Vec<Hole, MAX_HOLES>,
+    holes_stale: bool,
+    plan: Option<Plan>,
 }
 
 impl Ioas {
+    /// Storage for an IOAS, not yet one: all zero bytes, so a static pool
+    /// of them sits in `.bss`. [`Store::init_ioas`] makes it an empty IOAS
+    /// where it lies.
+    pub const UNUSED: Ioas = Ioas {
+        root: 0,
+        areas: 0,
+        client: ClientId(0),
+        reserved: Vec::new(),
+        allowed: Vec::new(),
+        domains: Vec::new(),
+        alignment: 0,
+        huge_pages: false,
+        holes: Vec::new(),
+        holes_stale: false,
+        plan: None,
+    };
+
+    /// Makes this storage an empty IOAS of `client`, field by field, as
+    /// [`Ioas::new`] builds one.
+    pub(crate) fn init(&mut self, client: ClientId) {
+        self.root = NIL;
+        self.areas = 0;
+        self.client = client;
+        self.reserved.clear();
+        self.allowed.clear();
+        self.domains.clear();
+        self.alignment = 1;
+        self.huge_pages = true;
+        self.holes.clear();
+        self.holes_stale = true;
+        self.plan = None;
+    }
+
     pub(crate) const fn new(client: ClientId) -> Ioas {
         Ioas {
             root: NIL,
@@ -165,6 +234,9 @@ impl Ioas {
             // Software alone has no alignment restriction.
             alignment: 1,
             huge_pages: true,
+            holes: Vec::new(),
+            holes_stale: true,
+            plan: None,
         }
     }
 
@@ -351,8 +423,12 @@ impl Ioas {
     /// EINVAL for reserved, EEXIST; automatic: EOVERFLOW, EINVAL, ENOSPC),
     /// then the offset in the page (EINVAL). Linux pins the memory only
     /// after these, so a caller resolving memory first asks this first.
+    ///
+    /// An automatic IOVA found here is kept and taken by the [`Ioas::map`]
+    /// of the same source and length while no tree or window changed, so
+    /// a MAP searches once.
     pub fn check_map(
-        &self,
+        &mut self,
         store: &Store<'_>,
         source: u64,
         length: u64,
@@ -568,6 +644,7 @@ impl Ioas {
             start: iova,
             last: iova + (length - 1),
         };
+        self.refresh_holes(range);
         match self.fill_range(store, doms, range) {
             Ok(()) => Ok(iova),
             Err(FillError {
@@ -666,14 +743,21 @@ impl Ioas {
     /// dropping backing references and quota.
     fn remove_areas(&mut self, store: &mut Store<'_>, range: IovaRange) -> u64 {
         let mut total = 0;
+        let mut removed: Option<IovaRange> = None;
         while let Some(idx) = store.areas.first_overlap(self.root, range) {
             let area = store.areas.remove(&mut self.root, idx);
+            removed = Some(removed.map_or(IovaRange::new(area.start, area.last), |r| {
+                IovaRange::new(r.start.min(area.start), r.last.max(area.last))
+            }));
             let length = area.last - area.start + 1;
             let freed = store.pages.put(area.pages);
             store.uncharge(self.client, freed);
             store.give_nodes(self.client, 1);
             self.areas -= 1;
             total += length;
+        }
+        if let Some(span) = removed {
+            self.refresh_holes(span);
         }
         total
     }
@@ -696,17 +780,15 @@ impl Ioas {
     /// that avoids areas and reserved ranges, as Linux v6.6 places it:
     /// aligned to min(roundup_pow_of_two(length), lowest set bit of
     /// `source`) (EINVAL when that is below the IOAS alignment, no cap),
-    /// with the source's offset in its CPU page or'ed in.
+    /// with the source's offset in its CPU page or'ed in, at Linux's first
+    /// fit: windows in order, each searched from its start so placed, the
+    /// first free piece whose placed start leaves `length` bytes.
     ///
-    /// Placement is Linux's first fit while it costs O(log n): the exact
-    /// search in address order runs with a budget of visited nodes. Only a
-    /// layout of many holes long enough for `length` but defeated by the
-    /// alignment can spend it; then the IOVA is placed in the lowest hole
-    /// of at least `length + align - 1 + offset` bytes (where any
-    /// alignment fits), found in O(log n). iommufd promises alignment, not
-    /// placement; the price is that such a layout can place higher than
-    /// Linux would, or be ENOSPC where only a defeated hole could fit.
-    fn alloc_iova(&self, store: &Store<'_>, source: u64, length: u64) -> Result<u64> {
+    /// Holes whose room cannot hold the request are skipped from their
+    /// cache without touching the tree; the first hole whose room can is
+    /// searched in O(height) (see [`crate::tree`]). The search is exact:
+    /// ENOSPC exactly when Linux's is.
+    fn alloc_iova(&mut self, store: &Store<'_>, source: u64, length: u64) -> Result<u64> {
         if length >= u64::MAX / 2 {
             return Err(Errno::EOVERFLOW);
         }
@@ -721,62 +803,93 @@ impl Ioas {
             align,
             offset: source % PAGE_SIZE,
         };
+        if self.holes_stale {
+            self.rebuild_holes();
+        }
+        let changes = store.areas.changes();
+        if let Some(plan) = self
+            .plan
+            .filter(|p| p.source == source && p.length == length && p.changes == changes)
+        {
+            return Ok(plan.iova);
+        }
+        let class = align.trailing_zeros();
+        let root = self.root;
+        for hole in self.holes.iter_mut() {
+            if !hole.known || u32::from(hole.class) != class {
+                hole.room = store
+                    .areas
+                    .class_room_in(root, hole.range.start, hole.range.last, class);
+                hole.class = class as u8;
+                hole.known = true;
+            }
+            if hole.room < length {
+                continue;
+            }
+            // Linux skips a window too short from its placed start.
+            let Some(from) = place.start(hole.window.start) else {
+                continue;
+            };
+            if from > hole.range.last || hole.window.last - from < length - 1 {
+                continue;
+            }
+            let lo = hole.range.start.max(from);
+            if let Some(iova) =
+                store
+                    .areas
+                    .first_fit(root, lo, hole.range.last, length, place)
+            {
+                self.plan = Some(Plan {
+                    source,
+                    length,
+                    iova,
+                    changes,
+                });
+                return Ok(iova);
+            }
+        }
+        Err(Errno::ENOSPC)
+    }
+
+    /// Recomputes the holes after the windows or reserved ranges changed;
+    /// their room is computed when a request first needs it.
+    fn rebuild_holes(&mut self) {
+        self.plan = None;
+        self.holes.clear();
         let everywhere = [AUTO_WINDOW];
         let windows: &[IovaRange] = if self.allowed.is_empty() {
             &everywhere
         } else {
             &self.allowed
         };
-        let holes = || {
-            windows
-                .iter()
-                .filter_map(|w| w.intersect(&AUTO_WINDOW))
-                .flat_map(|w| Holes::new(w, self.reserved_ranges()))
-        };
-        let height = store.areas.height(self.root);
-        let mut budget = FIRST_FIT_BUDGET_PER_LEVEL * (height + 1);
-        let mut exhausted = false;
-        for hole in holes() {
-            if hole.length().is_some_and(|l| l < length) {
-                continue;
-            }
-            match store
-                .areas
-                .first_fit(self.root, hole, length, place, &mut budget)
-            {
-                Ok(Some(iova)) => return Ok(iova),
-                Ok(None) => {}
-                Err(()) => {
-                    exhausted = true;
-                    break;
-                }
+        for window in windows.iter().filter_map(|w| w.intersect(&AUTO_WINDOW)) {
+            for range in Holes::new(window, self.reserved.iter().map(|r| r.range)) {
+                let pushed = self.holes.push(Hole {
+                    range,
+                    window,
+                    room: 0,
+                    class: 0,
+                    known: false,
+                });
+                debug_assert!(pushed.is_ok(), "more holes than MAX_HOLES");
             }
         }
-        if !exhausted {
-            return Err(Errno::ENOSPC);
+        self.holes_stale = false;
+    }
+
+    /// Forgets the room of the holes `span` overlaps after areas were
+    /// inserted or removed there (other holes' pieces did not change).
+    fn refresh_holes(&mut self, span: IovaRange) {
+        for hole in self.holes.iter_mut().filter(|h| h.range.overlaps(&span)) {
+            hole.known = false;
         }
-        // The placement moves a start up by less than `align + offset`, so
-        // any hole that long fits; with nothing to defeat, this search
-        // costs O(height) per hole.
-        let roomy = (align - 1)
-            .checked_add(place.offset)
-            .and_then(|slack| length.checked_add(slack))
-            .ok_or(Errno::ENOSPC)?;
-        let anywhere = Placement {
-            align: 1,
-            offset: 0,
-        };
-        for hole in holes() {
-            let mut unbounded = u32::MAX;
-            if let Ok(Some(start)) =
-                store
-                    .areas
-                    .first_fit(self.root, hole, roomy, anywhere, &mut unbounded)
-            {
-                return place.start(start).ok_or(Errno::ENOSPC);
-            }
-        }
-        Err(Errno::ENOSPC)
+    }
+
+    /// The windows or reserved ranges changed: the holes are recomputed
+    /// before the next allocation.
+    fn windows_changed(&mut self) {
+        self.holes_stale = true;
+        self.plan = None;
     }
 
     // ---- unmap, cut ---------------------------------------------------
@@ -931,6 +1044,7 @@ impl Ioas {
             return Err(Errno::EADDRINUSE);
         }
         self.allowed = sorted;
+        self.windows_changed();
         Ok(())
     }
 
@@ -950,6 +1064,7 @@ impl Ioas {
             return Err(Errno::ENOMEM);
         }
         self.insert_reserved(Reserved { range, owner });
+        self.windows_changed();
         Ok(())
     }
 
@@ -979,6 +1094,7 @@ impl Ioas {
             return Err(Errno::EINVAL);
         }
         self.reserved.retain(|r| r.owner != owner);
+        self.windows_changed();
         Ok(())
     }
 
@@ -1060,6 +1176,7 @@ impl Ioas {
                 owner: ReservedOwner::Aperture(id),
             });
         }
+        self.windows_changed();
         let pushed = self.domains.push(Attached {
             id,
             page_sizes,
@@ -1108,6 +1225,7 @@ impl Ioas {
         self.domains.remove(at);
         self.reserved
             .retain(|r| r.owner != ReservedOwner::Aperture(id));
+        self.windows_changed();
         self.alignment = self.alignment_for(self.huge_pages);
         Ok(())
     }
@@ -1146,6 +1264,12 @@ impl Ioas {
     /// (the server destroys an IOAS only once no HWPT is left over it), so
     /// areas an unconfirmed unmap kept go too.
     pub fn destroy(mut self, store: &mut Store<'_>, doms: &mut dyn DomainTable) {
+        self.tear_down(store, doms);
+    }
+
+    /// [`Ioas::destroy`] where the IOAS lies: afterwards it holds nothing
+    /// of the store's and may be set up again by [`Store::init_ioas`].
+    pub fn tear_down(&mut self, store: &mut Store<'_>, doms: &mut dyn DomainTable) {
         let _ = self.unmap_all(store, doms);
         while let Some(attached) = self.domains.last().copied() {
             let _ = self.detach_domain(store, doms, attached.id);

@@ -35,7 +35,7 @@ mod tree;
 pub use domain::{max_page, min_page, next_chunk, DomainId, DomainTable, IoDomain, Unconfirmed};
 pub use hardware::Hardware;
 pub use ioas::{
-    AreaInfo, DstIova, Ioas, IovaRanges, ReservedOwner, FIRST_FIT_BUDGET_PER_LEVEL, MAX_ALLOWED,
+    AreaInfo, DstIova, Ioas, IovaRanges, ReservedOwner, MAX_ALLOWED,
     MAX_DOMAINS, MAX_RESERVED,
 };
 pub use iommu_types::{ClientId, Errno, IovaRange, Prot, Result, StreamId};
@@ -136,12 +136,24 @@ impl<'s> Store<'s> {
         )
     }
 
-    /// A new, empty IOAS charged to `client`'s account.
+    /// A new, empty IOAS charged to `client`'s account (returned by value:
+    /// for hosts; a PD sets one up in place with [`Store::init_ioas`]).
     pub fn new_ioas(&self, client: ClientId) -> Result<Ioas> {
         if client.index() >= self.accounts.len() {
             return Err(Errno::EINVAL);
         }
         Ok(Ioas::new(client))
+    }
+
+    /// Makes `ioas` (unused storage, or an IOAS torn down) a new, empty
+    /// IOAS charged to `client`'s account, where it lies; EINVAL for an
+    /// unknown client, leaving `ioas` as it was.
+    pub fn init_ioas(&self, ioas: &mut Ioas, client: ClientId) -> Result<()> {
+        if client.index() >= self.accounts.len() {
+            return Err(Errno::EINVAL);
+        }
+        ioas.init(client);
+        Ok(())
     }
 
     pub fn account(&self, id: ClientId) -> Option<Account> {

@@ -4,20 +4,236 @@
 //! AVL balance bounds the height by 1.44 log2(n + 2) whatever order areas
 //! arrive in, so no client can shape the tree into a chain: every update
 //! and lookup costs O(log n), and every recursion (each at most one frame
-//! per level) uses O(log n) stack. Each node caches the lowest start,
-//! highest last and widest gap between consecutive areas of its subtree,
-//! so first-fit allocation prunes whole subtrees that cannot hold the
-//! request (see [`AreaArena::first_fit`]).
+//! per level) uses O(log n) stack. Each node caches the lowest start and
+//! highest last of its subtree and, for every power-of-two alignment, the
+//! most bytes a request so aligned could use in one gap between
+//! consecutive areas of the subtree, so first-fit allocation enters only
+//! subtrees that hold a fit (see [`AreaArena::first_fit`]).
 
 use core::cell::Cell;
 
-use crate::range::{fit_in, Placement};
+use crate::range::{align_up, fit_in, Placement};
 use crate::Prot;
 use iommu_types::{Errno, IovaRange, Result};
 
 /// Index of a node in the arena; `NIL` is the empty tree.
 pub(crate) type NodeIdx = u32;
 pub(crate) const NIL: NodeIdx = u32::MAX;
+
+/// What an update moved in a subtree's summary: its parent recomputes its
+/// room only when the child's room or the child's bound beside the
+/// parent's own piece moved, so an insertion or removal recomputes figures
+/// only up to where they stop changing (and at rotations).
+#[derive(Clone, Copy, Debug)]
+struct Moved {
+    room: bool,
+    min_start: bool,
+    max_last: bool,
+}
+
+impl Moved {
+    /// The subtree itself is new or gone.
+    const ALL: Moved = Moved {
+        room: true,
+        min_start: true,
+        max_last: true,
+    };
+
+    /// For a left child: what its parent's room depends on.
+    fn faces_right(self) -> bool {
+        self.room || self.max_last
+    }
+
+    /// For a right child.
+    fn faces_left(self) -> bool {
+        self.room || self.min_start
+    }
+}
+
+/// Alignment classes: class `k` is alignment `2^k`, for every `k` a u64
+/// IOVA can have.
+pub(crate) const CLASSES: usize = 64;
+
+/// Per alignment class `k`, the most bytes a request aligned to `2^k` can
+/// use in one free piece of a set of pieces: `last + 1 - align_up(start,
+/// 2^k)` of the best piece, 0 when none has an aligned byte.
+///
+/// A request of class `k >= 1` is longer than `2^(k-1)` (its alignment is
+/// at most its length rounded up to a power of two), so a class whose
+/// room cannot exceed `2^(k-1)` holds no request: classes above `top`,
+/// where `2^(k-1) >= widest`, read 0 and are not kept. Every kept class is
+/// exact; a class above `top` reads at most its true room, which is below
+/// any request of that class. Classes up to `low` lose nothing to
+/// alignment in any piece (every piece starts `2^low`-aligned), so they
+/// read `widest` without being computed: a tree of page-aligned areas
+/// merges only the classes between its pieces' alignment and the width
+/// of its widest piece, not all 64.
+///
+/// Stored short: class 0 (the widest piece) in full, and for each kept
+/// class `k >= 1` how far it falls short of class 0. That shortfall is
+/// below `2^k`, since the widest piece loses less than `2^k` to aligning
+/// its start, so classes 1-16 take 16 bits and classes 17-32 take 32.
+/// Shortfalls outside `(low, top]` are 0.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Room {
+    widest: u64,
+    /// Highest class kept: the largest `k` with `2^(k-1) < widest`.
+    top: u8,
+    /// Every piece starts `2^low`-aligned (0 when there is no piece).
+    low: u8,
+    /// Classes 1..=16.
+    short16: [u16; 16],
+    /// Classes 17..=32.
+    short32: [u32; 16],
+    /// Classes 33..=63.
+    short64: [u64; 31],
+}
+
+/// The highest class a piece set whose widest piece is `widest` bytes can
+/// hold a request of: the largest `k` with `2^(k-1) < widest`.
+#[inline]
+fn top_class(widest: u64) -> u8 {
+    if widest == 0 {
+        0
+    } else {
+        (64 - (widest - 1).leading_zeros()).min(CLASSES as u32 - 1) as u8
+    }
+}
+
+/// The room of class `k` among the children's rooms and the pieces, each
+/// piece counting only up to its own top class (see [`Room::rebuild`]).
+#[inline(always)]
+fn class_room(
+    k: usize,
+    children: &[Option<&Room>; 2],
+    pieces: &[(u64, u64); 2],
+    piece_tops: &[usize; 2],
+) -> u64 {
+    let mask = (1u64 << k) - 1;
+    let mut room = 0;
+    for c in children.iter().flatten() {
+        room = room.max(c.get(k));
+    }
+    for (&(lo, hi), &piece_top) in pieces.iter().zip(piece_tops) {
+        // A piece counts only in the classes its own width keeps, as it
+        // would inside a child: the figures then depend on the set of
+        // pieces alone, not on the tree's shape, so a rotation leaves
+        // them as they were.
+        if lo <= hi && k <= piece_top {
+            let lost = lo.wrapping_neg() & mask;
+            if lost <= hi - lo {
+                room = room.max((hi - lo - lost).saturating_add(1));
+            }
+        }
+    }
+    room
+}
+
+impl Room {
+    /// No free piece.
+    pub const NONE: Room = Room {
+        widest: 0,
+        top: 0,
+        low: 0,
+        short16: [0; 16],
+        short32: [0; 16],
+        short64: [0; 31],
+    };
+
+    /// The room of class `k`.
+    #[inline]
+    pub fn get(&self, k: usize) -> u64 {
+        if k > usize::from(self.top) {
+            return 0;
+        }
+        self.widest - self.short_of(k)
+    }
+
+    #[inline]
+    fn short_of(&self, k: usize) -> u64 {
+        match k {
+            0 => 0,
+            1..=16 => u64::from(self.short16[k - 1]),
+            17..=32 => u64::from(self.short32[k - 17]),
+            _ => self.short64[k - 33],
+        }
+    }
+
+    /// Recomputes, in place, the room of the children's pieces (`children`)
+    /// and the free pieces `pieces` (`(lo, hi)`, empty when `lo > hi`):
+    /// nothing of a room's size is built on the stack. Returns whether any
+    /// class changed, so that an update can stop where nothing did.
+    pub fn rebuild(&mut self, children: [Option<&Room>; 2], pieces: &[(u64, u64); 2]) -> bool {
+        let mut widest = 0;
+        let mut low = (CLASSES - 1) as u8;
+        for c in children.iter().flatten().filter(|c| c.widest > 0) {
+            widest = widest.max(c.widest);
+            low = low.min(c.low);
+        }
+        for &(lo, hi) in pieces.iter().filter(|(lo, hi)| lo <= hi) {
+            widest = widest.max((hi - lo).saturating_add(1));
+            low = low.min(lo.trailing_zeros().min(CLASSES as u32 - 1) as u8);
+        }
+        let top = top_class(widest);
+        if widest == 0 {
+            low = 0;
+        }
+        let mut changed = (widest, top, low) != (self.widest, self.top, self.low);
+        // Classes kept before or now; the rest are 0 on both sides.
+        let from = usize::from(low.min(self.low)) + 1;
+        let to = usize::from(top.max(self.top));
+        self.widest = widest;
+        self.top = top;
+        self.low = low;
+        let (keep_from, keep_to) = (usize::from(low) + 1, usize::from(top));
+        let piece_tops = pieces.map(|(lo, hi)| {
+            if lo <= hi {
+                usize::from(top_class((hi - lo).saturating_add(1)))
+            } else {
+                0
+            }
+        });
+        let short = |k: usize| {
+            if k < keep_from || k > keep_to {
+                0
+            } else {
+                widest - class_room(k, &children, pieces, &piece_tops)
+            }
+        };
+        // The shortfall is below 2^k (see the type's comment), so the
+        // narrowing casts are exact.
+        for k in from.max(1)..=to.min(16) {
+            let s = short(k) as u16;
+            changed |= self.short16[k - 1] != s;
+            self.short16[k - 1] = s;
+        }
+        for k in from.max(17)..=to.min(32) {
+            let s = short(k) as u32;
+            changed |= self.short32[k - 17] != s;
+            self.short32[k - 17] = s;
+        }
+        for k in from.max(33)..=to {
+            let s = short(k);
+            changed |= self.short64[k - 33] != s;
+            self.short64[k - 33] = s;
+        }
+        changed
+    }
+}
+
+/// Room of `[lo, hi]` in class `k` alone.
+#[inline]
+fn room_in_class(lo: u64, hi: u64, k: u32) -> u64 {
+    if lo > hi {
+        return 0;
+    }
+    match align_up(lo, 1 << k) {
+        // A piece of all 2^64 bytes has no room count; it cannot exist
+        // beside an area, and AUTO windows exclude both ends.
+        Some(start) if start <= hi => (hi - start).saturating_add(1),
+        _ => 0,
+    }
+}
 
 /// One area's payload.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -43,8 +259,9 @@ pub struct AreaSlot {
     height: u32,
     min_start: u64,
     max_last: u64,
-    /// Widest run of free bytes between two consecutive areas of the subtree.
-    max_gap: u64,
+    /// Per alignment class, the best room in a gap between two consecutive
+    /// areas of the subtree (class 0: the widest gap).
+    room: Room,
 }
 
 impl AreaSlot {
@@ -63,7 +280,7 @@ impl AreaSlot {
         height: 0,
         min_start: 0,
         max_last: 0,
-        max_gap: 0,
+        room: Room::NONE,
     };
 }
 
@@ -74,6 +291,9 @@ pub(crate) struct AreaArena<'s> {
     free: usize,
     /// Nodes visited by searches and updates, for tests that bound work.
     visits: Cell<u64>,
+    /// Insertions, removals and rewrites so far: an answer computed from
+    /// the trees stays valid while this does not move.
+    changes: u64,
 }
 
 impl<'s> AreaArena<'s> {
@@ -94,6 +314,7 @@ impl<'s> AreaArena<'s> {
             free: usable,
             nodes,
             visits: Cell::new(0),
+            changes: 0,
         }
     }
 
@@ -112,6 +333,11 @@ impl<'s> AreaArena<'s> {
     /// Nodes visited so far.
     pub fn visits(&self) -> u64 {
         self.visits.get()
+    }
+
+    /// Changes made to any tree of the arena so far.
+    pub fn changes(&self) -> u64 {
+        self.changes
     }
 
     fn visit(&self) {
@@ -135,24 +361,24 @@ impl<'s> AreaArena<'s> {
         let slot = &mut self.nodes[idx as usize];
         self.free_head = slot.left;
         self.free -= 1;
-        *slot = AreaSlot {
-            area,
-            left: NIL,
-            right: NIL,
-            height: 1,
-            min_start: area.start,
-            max_last: area.last,
-            max_gap: 0,
-        };
+        self.changes = self.changes.wrapping_add(1);
+        // Field by field: the node is rewritten where it lies.
+        slot.area = area;
+        slot.left = NIL;
+        slot.right = NIL;
+        slot.height = 1;
+        slot.min_start = area.start;
+        slot.max_last = area.last;
+        slot.room = Room::NONE;
         Ok(idx)
     }
 
     fn release(&mut self, idx: NodeIdx) {
         let slot = &mut self.nodes[idx as usize];
-        *slot = AreaSlot::EMPTY;
         slot.left = self.free_head;
         self.free_head = idx;
         self.free += 1;
+        self.changes = self.changes.wrapping_add(1);
     }
 
     pub fn get(&self, idx: NodeIdx) -> &Area {
@@ -163,60 +389,95 @@ impl<'s> AreaArena<'s> {
         &self.nodes[idx as usize]
     }
 
-    /// Subtree bounds and widest inner gap of `node`, from its children.
-    fn summarize(&self, node: &AreaSlot) -> (u64, u64, u64) {
-        let (mut min_start, mut max_last, mut max_gap) = (node.area.start, node.area.last, 0);
+    /// The free pieces between `node` and its children's subtrees, empty
+    /// (`lo > hi`) where a child is missing.
+    fn inner_pieces(&self, node: &AreaSlot) -> [(u64, u64); 2] {
+        let mut pieces = [(1, 0); 2];
         if node.left != NIL {
-            let l = self.n(node.left);
-            min_start = l.min_start;
-            max_gap = max_gap.max(l.max_gap).max(node.area.start - l.max_last - 1);
+            pieces[0] = (self.n(node.left).max_last + 1, node.area.start - 1);
         }
         if node.right != NIL {
-            let r = self.n(node.right);
-            max_last = r.max_last;
-            max_gap = max_gap.max(r.max_gap).max(r.min_start - node.area.last - 1);
+            pieces[1] = (node.area.last + 1, self.n(node.right).min_start - 1);
         }
-        (min_start, max_last, max_gap)
+        pieces
     }
 
-    fn update(&mut self, idx: NodeIdx) {
-        self.visit();
+    /// `idx` and, read-only, its children (`None` for a missing one).
+    fn with_children(&mut self, idx: NodeIdx) -> (&mut AreaSlot, [Option<&AreaSlot>; 2]) {
         let node = &self.nodes[idx as usize];
-        let (min_start, max_last, max_gap) = self.summarize(node);
-        let height = 1 + self.height(node.left).max(self.height(node.right));
+        let children = [node.left, node.right];
+        let (below, rest) = self.nodes.split_at_mut(idx as usize);
+        let (slot, above) = rest.split_first_mut().expect("node index in the arena");
+        let (below, above): (&[AreaSlot], &[AreaSlot]) = (below, above);
+        let child = |c: NodeIdx| match c {
+            NIL => None,
+            c if c < idx => Some(&below[c as usize]),
+            c => Some(&above[(c - idx - 1) as usize]),
+        };
+        (slot, [child(children[0]), child(children[1])])
+    }
+
+    /// Recomputes the subtree bounds and height of `idx` from its
+    /// children, and its per-class room too when `figures` (a child's room
+    /// or the bound facing `idx` moved, or the children changed), writing
+    /// into the node: one node's worth of figures is never copied through
+    /// the stack of the recursive walks that call this. Returns whether the
+    /// room changed.
+    #[inline(never)]
+    fn update(&mut self, idx: NodeIdx, figures: bool) -> bool {
+        self.visit();
+        let node = self.n(idx);
+        let (left, right) = (node.left, node.right);
+        let pieces = self.inner_pieces(node);
+        let min_start = if left != NIL { self.n(left).min_start } else { node.area.start };
+        let max_last = if right != NIL { self.n(right).max_last } else { node.area.last };
+        let height = 1 + self.height(left).max(self.height(right));
         let slot = &mut self.nodes[idx as usize];
         slot.min_start = min_start;
         slot.max_last = max_last;
-        slot.max_gap = max_gap;
         slot.height = height;
+        if !figures {
+            return false;
+        }
+        let (slot, [l, r]) = self.with_children(idx);
+        slot.room.rebuild([l.map(|n| &n.room), r.map(|n| &n.room)], &pieces)
     }
 
     fn rotate_right(&mut self, t: NodeIdx) -> NodeIdx {
         let l = self.n(t).left;
         self.nodes[t as usize].left = self.n(l).right;
-        self.update(t);
+        self.update(t, true);
         self.nodes[l as usize].right = t;
-        self.update(l);
+        self.update(l, true);
         l
     }
 
     fn rotate_left(&mut self, t: NodeIdx) -> NodeIdx {
         let r = self.n(t).right;
         self.nodes[t as usize].right = self.n(r).left;
-        self.update(t);
+        self.update(t, true);
         self.nodes[r as usize].left = t;
-        self.update(r);
+        self.update(r, true);
         r
     }
 
-    /// Refreshes `t` after a change below it and restores the AVL balance
-    /// (children's heights differ by at most one) with at most two
-    /// rotations; returns the subtree's new root.
-    fn rebalance(&mut self, t: NodeIdx) -> NodeIdx {
-        self.update(t);
+    /// Refreshes `t` after a change below it (its figures only when
+    /// `figures`) and restores the AVL balance (children's heights differ
+    /// by at most one) with at most two rotations; returns the subtree's
+    /// new root and what moved in its summary. A rotation rearranges the
+    /// subtree's areas without changing them, so its summary is the one
+    /// `t` had before rotating.
+    fn rebalance(&mut self, t: NodeIdx, figures: bool) -> (NodeIdx, Moved) {
+        let (min_start, max_last) = (self.n(t).min_start, self.n(t).max_last);
+        let room = self.update(t, figures);
+        let moved = Moved {
+            room,
+            min_start: self.n(t).min_start != min_start,
+            max_last: self.n(t).max_last != max_last,
+        };
         let (l, r) = (self.n(t).left, self.n(t).right);
         let (hl, hr) = (self.height(l), self.height(r));
-        if hl > hr + 1 {
+        let root = if hl > hr + 1 {
             if self.height(self.n(l).left) < self.height(self.n(l).right) {
                 let nl = self.rotate_left(l);
                 self.nodes[t as usize].left = nl;
@@ -230,74 +491,81 @@ impl<'s> AreaArena<'s> {
             self.rotate_left(t)
         } else {
             t
-        }
+        };
+        (root, moved)
     }
 
-    fn insert_node(&mut self, t: NodeIdx, x: NodeIdx) -> NodeIdx {
+    fn insert_node(&mut self, t: NodeIdx, x: NodeIdx) -> (NodeIdx, Moved) {
         if t == NIL {
-            return x;
+            return (x, Moved::ALL);
         }
-        if self.n(x).area.start < self.n(t).area.start {
-            let left = self.insert_node(self.n(t).left, x);
+        let figures = if self.n(x).area.start < self.n(t).area.start {
+            let (left, moved) = self.insert_node(self.n(t).left, x);
             self.nodes[t as usize].left = left;
+            moved.faces_right()
         } else {
-            let right = self.insert_node(self.n(t).right, x);
+            let (right, moved) = self.insert_node(self.n(t).right, x);
             self.nodes[t as usize].right = right;
-        }
-        self.rebalance(t)
+            moved.faces_left()
+        };
+        self.rebalance(t, figures)
     }
 
-    /// Takes the lowest node out of `t`: (that node, the rest).
-    fn remove_min(&mut self, t: NodeIdx) -> (NodeIdx, NodeIdx) {
+    /// Takes the lowest node out of `t`: (that node, the rest, what moved).
+    fn remove_min(&mut self, t: NodeIdx) -> (NodeIdx, NodeIdx, Moved) {
         let left = self.n(t).left;
         if left == NIL {
-            return (t, self.n(t).right);
+            return (t, self.n(t).right, Moved::ALL);
         }
-        let (min, rest) = self.remove_min(left);
+        let (min, rest, moved) = self.remove_min(left);
         self.nodes[t as usize].left = rest;
-        (min, self.rebalance(t))
+        let (root, moved) = self.rebalance(t, moved.faces_right());
+        (min, root, moved)
     }
 
-    fn remove_node(&mut self, t: NodeIdx, start: u64) -> NodeIdx {
+    fn remove_node(&mut self, t: NodeIdx, start: u64) -> (NodeIdx, Moved) {
         debug_assert!(t != NIL, "removing an area that is not in the tree");
         if t == NIL {
-            return NIL;
+            return (NIL, Moved::ALL);
         }
         let here = self.n(t).area.start;
-        if start < here {
-            let left = self.remove_node(self.n(t).left, start);
+        let figures = if start < here {
+            let (left, moved) = self.remove_node(self.n(t).left, start);
             self.nodes[t as usize].left = left;
+            moved.faces_right()
         } else if start > here {
-            let right = self.remove_node(self.n(t).right, start);
+            let (right, moved) = self.remove_node(self.n(t).right, start);
             self.nodes[t as usize].right = right;
+            moved.faces_left()
         } else {
             let (left, right) = (self.n(t).left, self.n(t).right);
             if left == NIL {
-                return right;
+                return (right, Moved::ALL);
             }
             if right == NIL {
-                return left;
+                return (left, Moved::ALL);
             }
-            let (successor, rest) = self.remove_min(right);
+            let (successor, rest, _) = self.remove_min(right);
             let slot = &mut self.nodes[successor as usize];
             slot.left = left;
             slot.right = rest;
-            return self.rebalance(successor);
-        }
-        self.rebalance(t)
+            let (root, _) = self.rebalance(successor, true);
+            return (root, Moved::ALL);
+        };
+        self.rebalance(t, figures)
     }
 
     /// Inserts an area that overlaps nothing in `root` (checked by callers).
     pub fn insert(&mut self, root: &mut NodeIdx, area: Area) -> Result<NodeIdx> {
         let idx = self.alloc(area)?;
-        *root = self.insert_node(*root, idx);
+        *root = self.insert_node(*root, idx).0;
         Ok(idx)
     }
 
     /// Removes the area starting at `start` and returns its payload.
     pub fn remove(&mut self, root: &mut NodeIdx, idx: NodeIdx) -> Area {
         let area = *self.get(idx);
-        *root = self.remove_node(*root, area.start);
+        *root = self.remove_node(*root, area.start).0;
         self.release(idx);
         area
     }
@@ -306,6 +574,7 @@ impl<'s> AreaArena<'s> {
     /// relative to neighbours (used only to shrink an area from the right).
     pub fn set_last(&mut self, root: NodeIdx, idx: NodeIdx, last: u64) {
         self.nodes[idx as usize].area.last = last;
+        self.changes = self.changes.wrapping_add(1);
         // Cached bounds live on the path from the root; refresh it.
         let start = self.get(idx).start;
         self.refresh_path(root, start);
@@ -321,7 +590,7 @@ impl<'s> AreaArena<'s> {
         } else if start > here {
             self.refresh_path(self.n(t).right, start);
         }
-        self.update(t);
+        self.update(t, true);
     }
 
     /// The area with the greatest start `<= key`.
@@ -395,23 +664,24 @@ impl<'s> AreaArena<'s> {
         self.find_le(root, u64::MAX)
     }
 
-    /// The lowest `align`-aligned IOVA at which `length` bytes fit inside
-    /// `window` without touching an area: Linux's first fit. Subtrees whose
-    /// widest hole is shorter than `length` are never entered, but holes
-    /// long enough and defeated by the alignment are visited one by one, so
-    /// the search stops after `budget` nodes (`Err(())`, budget spent).
-    /// With alignment 1 and no offset no hole can defeat it and it costs
-    /// O(height).
+    /// The lowest IOVA Linux's first fit picks for `length` bytes placed by
+    /// `place` inside `[lo, hi]` without touching an area: the first free
+    /// piece (clipped to the range) whose placed start leaves `length`
+    /// bytes. A subtree is entered only when its room in `place`'s class
+    /// says it holds such a piece; the room is exact for a subtree inside
+    /// the range, so the search costs one path down plus the two paths
+    /// along the range's ends, O(height). (An offset or'ed into the start
+    /// can defeat a piece the room admits; then the search goes on.)
     pub fn first_fit(
         &self,
         root: NodeIdx,
-        window: IovaRange,
+        lo: u64,
+        hi: u64,
         length: u64,
         place: Placement,
-        budget: &mut u32,
-    ) -> core::result::Result<Option<u64>, ()> {
+    ) -> Option<u64> {
         debug_assert!(length > 0 && place.align.is_power_of_two());
-        self.first_fit_in(root, window.start, window.last, length, place, budget)
+        self.first_fit_in(root, lo, hi, length, place)
     }
 
     fn first_fit_in(
@@ -421,42 +691,69 @@ impl<'s> AreaArena<'s> {
         hi: u64,
         length: u64,
         place: Placement,
-        budget: &mut u32,
-    ) -> core::result::Result<Option<u64>, ()> {
+    ) -> Option<u64> {
         if lo > hi || hi - lo < length - 1 {
-            return Ok(None);
+            return None;
         }
         if t == NIL {
-            return Ok(fit_in(
-                IovaRange {
-                    start: lo,
-                    last: hi,
-                },
-                length,
-                place,
-            ));
+            return fit_in(IovaRange { start: lo, last: hi }, length, place);
         }
-        *budget = budget.checked_sub(1).ok_or(())?;
         self.visit();
         let node = self.n(t);
-        let widest = node
-            .max_gap
-            .max(node.min_start.saturating_sub(lo))
-            .max(hi.saturating_sub(node.max_last));
-        if widest < length {
-            return Ok(None);
+        let class = place.align.trailing_zeros();
+        let before = if node.min_start > lo {
+            room_in_class(lo, node.min_start - 1, class)
+        } else {
+            0
+        };
+        let after = if node.max_last < hi {
+            room_in_class(node.max_last + 1, hi, class)
+        } else {
+            0
+        };
+        let room = node.room.get(class as usize).max(before).max(after);
+        if room < length {
+            return None;
         }
         let area = node.area;
         if area.start > lo {
             let below = hi.min(area.start - 1);
-            if let Some(found) = self.first_fit_in(node.left, lo, below, length, place, budget)? {
-                return Ok(Some(found));
+            if let Some(found) = self.first_fit_in(node.left, lo, below, length, place) {
+                return Some(found);
             }
         }
         if area.last < hi {
-            return self.first_fit_in(node.right, lo.max(area.last + 1), hi, length, place, budget);
+            return self.first_fit_in(node.right, lo.max(area.last + 1), hi, length, place);
         }
-        Ok(None)
+        None
+    }
+
+    /// The room in class `k` of the free pieces of `[lo, hi]` (the range
+    /// less the areas), exact wherever it exceeds `2^(k-1)` (see [`Room`]),
+    /// in O(height): subtrees inside the range answer from their figures.
+    pub fn class_room_in(&self, t: NodeIdx, lo: u64, hi: u64, k: u32) -> u64 {
+        if lo > hi {
+            return 0;
+        }
+        if t == NIL {
+            return room_in_class(lo, hi, k);
+        }
+        self.visit();
+        let node = self.n(t);
+        if lo <= node.min_start && node.max_last <= hi {
+            let before = if node.min_start > lo { room_in_class(lo, node.min_start - 1, k) } else { 0 };
+            let after = if node.max_last < hi { room_in_class(node.max_last + 1, hi, k) } else { 0 };
+            return node.room.get(k as usize).max(before).max(after);
+        }
+        let area = node.area;
+        let mut room = 0;
+        if area.start > lo {
+            room = self.class_room_in(node.left, lo, hi.min(area.start - 1), k);
+        }
+        if area.last < hi {
+            room = room.max(self.class_room_in(node.right, lo.max(area.last + 1), hi, k));
+        }
+        room
     }
 
     /// Checks the order, balance and cache invariants of one tree; used by
@@ -484,7 +781,15 @@ impl<'s> AreaArena<'s> {
         }
         let lc = self.check_node(node.left, above, Some(area.start))?;
         let rc = self.check_node(node.right, Some(area.last), below)?;
-        if self.summarize(node) != (node.min_start, node.max_last, node.max_gap) {
+        let mut room = Room::NONE;
+        let child = |c: NodeIdx| (c != NIL).then(|| &self.n(c).room);
+        room.rebuild([child(node.left), child(node.right)], &self.inner_pieces(node));
+        let min_start = if node.left != NIL { self.n(node.left).min_start } else { area.start };
+        let max_last = if node.right != NIL { self.n(node.right).max_last } else { area.last };
+        if (min_start, max_last) != (node.min_start, node.max_last) {
+            return Err("stale subtree bounds");
+        }
+        if room != node.room {
             return Err("stale subtree cache");
         }
         let (hl, hr) = (self.height(node.left), self.height(node.right));

@@ -499,8 +499,16 @@ impl Model {
             let Some(w) = w.intersect(&AUTO_WINDOW) else {
                 continue;
             };
-            // Walk the holes of the window left to right.
-            let mut cursor = Some(w.start);
+            // Linux places the window's start for the request first, skips
+            // the window when too little is left, then walks the holes
+            // from there left to right.
+            let Some(from) = align_up(w.start, align).map(|s| s | offset) else {
+                continue;
+            };
+            if from > w.last || w.last - from < length - 1 {
+                continue;
+            }
+            let mut cursor = Some(from);
             for b in &blockers {
                 let Some(c) = cursor else { break };
                 if b.last < c {
