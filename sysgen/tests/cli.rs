@@ -4,8 +4,15 @@
 
 use std::path::Path;
 use std::process::Command;
+use std::sync::Mutex;
+
+/// Held while a test makes a pipe or starts a process: a process forked
+/// while a pipe's read end is still open here would keep that end open
+/// until it execs, and a write into the pipe would then succeed.
+static SPAWN: Mutex<()> = Mutex::new(());
 
 fn run(system: &Path, policy: &Path) -> (i32, String, String) {
+    let _spawning = SPAWN.lock().unwrap_or_else(|e| e.into_inner());
     let out = Command::new(env!("CARGO_BIN_EXE_sysgen"))
         .arg(system)
         .arg(policy)
@@ -58,13 +65,10 @@ fn a_closed_output_pipe_ends_it_quietly() {
         ],
     ];
     for args in modes {
-        // A pipe whose only reader has exited: every write to it fails.
-        let mut reader = Command::new("true")
-            .stdin(std::process::Stdio::piped())
-            .spawn()
-            .expect("run true");
-        let closed = reader.stdin.take().unwrap();
-        reader.wait().unwrap();
+        // A pipe whose read end is closed: every write to it fails.
+        let _spawning = SPAWN.lock().unwrap_or_else(|e| e.into_inner());
+        let (read_end, closed) = std::io::pipe().expect("a pipe");
+        drop(read_end);
         let out = Command::new(env!("CARGO_BIN_EXE_sysgen"))
             .args(args)
             .stdout(closed)
