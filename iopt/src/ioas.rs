@@ -435,7 +435,7 @@ impl Ioas {
         dst: DstIova,
     ) -> Result<()> {
         let align = self.alignment;
-        if length == 0 || length % align != 0 {
+        if length == 0 || !length.is_multiple_of(align) {
             return Err(Errno::EINVAL);
         }
         match dst {
@@ -444,7 +444,7 @@ impl Ioas {
                 self.alloc_iova(store, source, length)?;
             }
         }
-        if source % PAGE_SIZE % align != 0 {
+        if !(source % PAGE_SIZE).is_multiple_of(align) {
             return Err(Errno::EINVAL);
         }
         Ok(())
@@ -539,7 +539,7 @@ impl Ioas {
                 first_source = source;
                 misaligned = extents
                     .first()
-                    .is_some_and(|e| e.phys % PAGE_SIZE % align != 0);
+                    .is_some_and(|e| !(e.phys % PAGE_SIZE).is_multiple_of(align));
             }
             Source::Areas { .. } => {
                 let mut done = 0;
@@ -556,8 +556,8 @@ impl Ioas {
                     // its own: its length must fit their smallest page
                     // as its start does (Linux's iommu_map refuses the
                     // piece, EINVAL).
-                    misaligned |=
-                        pages.page_offset(seg.offset) % align != 0 || seg.length % align != 0;
+                    misaligned |= !pages.page_offset(seg.offset).is_multiple_of(align)
+                        || seg.length % align != 0;
                     segments += 1;
                     done += seg.length;
                 }
@@ -565,7 +565,7 @@ impl Ioas {
         }
         // Every area is a whole number of the domains' smallest pages, so
         // a domain maps exactly its bytes (Linux checks this first, too).
-        if length % align != 0 {
+        if !length.is_multiple_of(align) {
             return Err(Errno::EINVAL);
         }
         let iova = match dst {
@@ -763,7 +763,7 @@ impl Ioas {
     }
 
     fn check_fixed(&self, store: &Store<'_>, iova: u64, length: u64) -> Result<()> {
-        if iova % self.alignment != 0 {
+        if !iova.is_multiple_of(self.alignment) {
             return Err(Errno::EINVAL);
         }
         let range = IovaRange::from_start_len(iova, length).ok_or(Errno::EOVERFLOW)?;
@@ -817,9 +817,10 @@ impl Ioas {
         let root = self.root;
         for hole in self.holes.iter_mut() {
             if !hole.known || u32::from(hole.class) != class {
-                hole.room = store
-                    .areas
-                    .class_room_in(root, hole.range.start, hole.range.last, class);
+                hole.room =
+                    store
+                        .areas
+                        .class_room_in(root, hole.range.start, hole.range.last, class);
                 hole.class = class as u8;
                 hole.known = true;
             }
@@ -834,10 +835,9 @@ impl Ioas {
                 continue;
             }
             let lo = hole.range.start.max(from);
-            if let Some(iova) =
-                store
-                    .areas
-                    .first_fit(root, lo, hole.range.last, length, place)
+            if let Some(iova) = store
+                .areas
+                .first_fit(root, lo, hole.range.last, length, place)
             {
                 self.plan = Some(Plan {
                     source,
@@ -1195,7 +1195,7 @@ impl Ioas {
             let area = store.areas.get(idx);
             let offset = store.pages.get(area.pages).page_offset(area.offset);
             let length = area.last - area.start + 1;
-            if (area.start | length | offset) % align != 0 {
+            if !(area.start | length | offset).is_multiple_of(align) {
                 return false;
             }
             next = store.areas.next(self.root, idx);

@@ -35,8 +35,7 @@ mod tree;
 pub use domain::{max_page, min_page, next_chunk, DomainId, DomainTable, IoDomain, Unconfirmed};
 pub use hardware::Hardware;
 pub use ioas::{
-    AreaInfo, DstIova, Ioas, IovaRanges, ReservedOwner, MAX_ALLOWED,
-    MAX_DOMAINS, MAX_RESERVED,
+    AreaInfo, DstIova, Ioas, IovaRanges, ReservedOwner, MAX_ALLOWED, MAX_DOMAINS, MAX_RESERVED,
 };
 pub use iommu_types::{ClientId, Errno, IovaRange, Prot, Result, StreamId};
 pub use pages::{PagesSlot, MAX_EXTENTS};

@@ -429,8 +429,16 @@ impl<'s> AreaArena<'s> {
         let node = self.n(idx);
         let (left, right) = (node.left, node.right);
         let pieces = self.inner_pieces(node);
-        let min_start = if left != NIL { self.n(left).min_start } else { node.area.start };
-        let max_last = if right != NIL { self.n(right).max_last } else { node.area.last };
+        let min_start = if left != NIL {
+            self.n(left).min_start
+        } else {
+            node.area.start
+        };
+        let max_last = if right != NIL {
+            self.n(right).max_last
+        } else {
+            node.area.last
+        };
         let height = 1 + self.height(left).max(self.height(right));
         let slot = &mut self.nodes[idx as usize];
         slot.min_start = min_start;
@@ -440,7 +448,8 @@ impl<'s> AreaArena<'s> {
             return false;
         }
         let (slot, [l, r]) = self.with_children(idx);
-        slot.room.rebuild([l.map(|n| &n.room), r.map(|n| &n.room)], &pieces)
+        slot.room
+            .rebuild([l.map(|n| &n.room), r.map(|n| &n.room)], &pieces)
     }
 
     fn rotate_right(&mut self, t: NodeIdx) -> NodeIdx {
@@ -696,7 +705,14 @@ impl<'s> AreaArena<'s> {
             return None;
         }
         if t == NIL {
-            return fit_in(IovaRange { start: lo, last: hi }, length, place);
+            return fit_in(
+                IovaRange {
+                    start: lo,
+                    last: hi,
+                },
+                length,
+                place,
+            );
         }
         self.visit();
         let node = self.n(t);
@@ -741,8 +757,16 @@ impl<'s> AreaArena<'s> {
         self.visit();
         let node = self.n(t);
         if lo <= node.min_start && node.max_last <= hi {
-            let before = if node.min_start > lo { room_in_class(lo, node.min_start - 1, k) } else { 0 };
-            let after = if node.max_last < hi { room_in_class(node.max_last + 1, hi, k) } else { 0 };
+            let before = if node.min_start > lo {
+                room_in_class(lo, node.min_start - 1, k)
+            } else {
+                0
+            };
+            let after = if node.max_last < hi {
+                room_in_class(node.max_last + 1, hi, k)
+            } else {
+                0
+            };
             return node.room.get(k as usize).max(before).max(after);
         }
         let area = node.area;
@@ -783,9 +807,20 @@ impl<'s> AreaArena<'s> {
         let rc = self.check_node(node.right, Some(area.last), below)?;
         let mut room = Room::NONE;
         let child = |c: NodeIdx| (c != NIL).then(|| &self.n(c).room);
-        room.rebuild([child(node.left), child(node.right)], &self.inner_pieces(node));
-        let min_start = if node.left != NIL { self.n(node.left).min_start } else { area.start };
-        let max_last = if node.right != NIL { self.n(node.right).max_last } else { area.last };
+        room.rebuild(
+            [child(node.left), child(node.right)],
+            &self.inner_pieces(node),
+        );
+        let min_start = if node.left != NIL {
+            self.n(node.left).min_start
+        } else {
+            area.start
+        };
+        let max_last = if node.right != NIL {
+            self.n(node.right).max_last
+        } else {
+            area.last
+        };
         if (min_start, max_last) != (node.min_start, node.max_last) {
             return Err("stale subtree bounds");
         }

@@ -5,8 +5,8 @@
 mod common;
 
 use common::fixture::*;
-use common::*;
 use common::model::{Caps, Model};
+use common::*;
 use iopt::{DstIova, Errno, Extent, IovaRange, ReservedOwner};
 
 const K8: u64 = 2 * K4;
@@ -387,7 +387,8 @@ fn automatic_placement_matches_linux_first_fit() {
                 RW,
             );
             assert_eq!(
-                got, expected,
+                got,
+                expected,
                 "case {case}, request {request}: {length} bytes from {source:#x}, \
                  windows {:x?}",
                 fx.ioas.allowed()

@@ -111,11 +111,11 @@ const PROTS: [Prot; 4] = [
 const PAGE_COUNTS: [u64; 10] = [1, 2, 3, 4, 16, 32, 512, 513, 1024, 7];
 
 fn pick_len(x: u64) -> u64 {
-    if x % 13 == 0 {
+    if x.is_multiple_of(13) {
         // Byte granular: any length up to two pages.
         return 1 + (x >> 8) % (2 * PAGE_SIZE);
     }
-    let pages = if x % 3 == 0 {
+    let pages = if x.is_multiple_of(3) {
         1 + (x >> 8) % 64
     } else {
         PAGE_COUNTS[(x >> 8) as usize % PAGE_COUNTS.len()]
@@ -135,7 +135,7 @@ fn pick_iova(x: u64) -> u64 {
 }
 
 fn pick_dst(x: u64) -> DstIova {
-    if x % 3 == 0 {
+    if x.is_multiple_of(3) {
         DstIova::Fixed(pick_iova(x >> 2))
     } else {
         DstIova::Auto
@@ -144,7 +144,11 @@ fn pick_dst(x: u64) -> DstIova {
 
 fn pick_range(x: u64) -> IovaRange {
     let start = pick_iova(x);
-    let len = if x % 7 == 0 { 0 } else { pick_len(x >> 16) };
+    let len = if x.is_multiple_of(7) {
+        0
+    } else {
+        pick_len(x >> 16)
+    };
     IovaRange::new(start, start.wrapping_add(len).wrapping_sub(1))
 }
 
@@ -159,7 +163,7 @@ fn owner(x: u64) -> ReservedOwner {
 /// An (iova, length) that lines up with existing areas most of the time.
 fn area_span(m: &Model, i: usize, x: u64, y: u64) -> (u64, u64) {
     let areas = &m.ioas[i].areas;
-    if areas.is_empty() || x % 5 == 0 {
+    if areas.is_empty() || x.is_multiple_of(5) {
         return (pick_iova(x), pick_len(y));
     }
     let first = (x >> 4) as usize % areas.len();
@@ -182,7 +186,7 @@ fn concretize(m: &Model, s: &Seed) -> Op {
             let n = 1 + (s.b % 4) as usize;
             let base = 0x8000_0000
                 + ((s.b >> 8) % 8) * M2
-                + if s.b % 5 == 0 {
+                + if s.b.is_multiple_of(5) {
                     (s.b >> 16) % 16 * PAGE_SIZE
                 } else {
                     0
@@ -198,7 +202,7 @@ fn concretize(m: &Model, s: &Seed) -> Op {
             let mut phys = base;
             for k in 0..n {
                 let len = pick_len(s.c.rotate_left(k as u32 * 13));
-                let len = if s.d % 17 == 0 && k == 0 {
+                let len = if s.d.is_multiple_of(17) && k == 0 {
                     len + 0x800
                 } else {
                     len
@@ -206,21 +210,21 @@ fn concretize(m: &Model, s: &Seed) -> Op {
                 extents.push(Extent { phys, len });
                 phys += len + if (s.c >> (k * 3)) & 1 == 1 { M2 } else { 0 };
             }
-            if n > 1 && s.d % 4 != 0 {
+            if n > 1 && !s.d.is_multiple_of(4) {
                 extents.truncate(1);
             }
             // Extents after the first start where a page does.
-            if s.d % 23 != 0 {
+            if !s.d.is_multiple_of(23) {
                 for e in extents.iter_mut().skip(1) {
                     e.phys = e.phys.next_multiple_of(PAGE_SIZE);
                 }
             }
-            if s.c % 5 == 0 {
+            if s.c.is_multiple_of(5) {
                 // The buffer ends inside its last page.
                 let last = extents.last_mut().unwrap();
                 last.len -= (s.c >> 40) % last.len.min(PAGE_SIZE);
             }
-            let source = if s.d % 2 == 0 {
+            let source = if s.d.is_multiple_of(2) {
                 base
             } else {
                 (s.d >> 8) & !0xfff
@@ -229,9 +233,9 @@ fn concretize(m: &Model, s: &Seed) -> Op {
                 ioas,
                 extents,
                 source,
-                writable: s.d % 7 != 0,
+                writable: !s.d.is_multiple_of(7),
                 dst: pick_dst(s.a >> 1),
-                prot: PROTS[if s.d % 29 == 0 {
+                prot: PROTS[if s.d.is_multiple_of(29) {
                     3
                 } else {
                     (s.d >> 4) as usize % 3
@@ -239,7 +243,7 @@ fn concretize(m: &Model, s: &Seed) -> Op {
             }
         }
         5..=7 => {
-            if s.b % 13 == 0 {
+            if s.b.is_multiple_of(13) {
                 return Op::Unmap {
                     ioas,
                     iova: 0,
@@ -252,7 +256,7 @@ fn concretize(m: &Model, s: &Seed) -> Op {
         8 | 9 => {
             let src_ioas = (s.d & 1) as usize;
             let (mut iova, mut length) = area_span(m, src_ioas, s.b, s.c);
-            if s.d % 3 == 0 && length > PAGE_SIZE {
+            if s.d.is_multiple_of(3) && length > PAGE_SIZE {
                 iova = iova.wrapping_add(PAGE_SIZE);
                 length -= PAGE_SIZE;
             }
@@ -271,19 +275,19 @@ fn concretize(m: &Model, s: &Seed) -> Op {
                 iova.wrapping_sub(1),
                 iova.wrapping_add(length).wrapping_sub(1),
             ];
-            if s.d % 3 == 0 {
+            if s.d.is_multiple_of(3) {
                 iovas.push(
                     iova.wrapping_add((s.d >> 8) % 8 * PAGE_SIZE)
                         .wrapping_sub(1),
                 );
             }
-            if s.d % 5 == 0 {
+            if s.d.is_multiple_of(5) {
                 iovas[0] = iovas[0].wrapping_add(0x800);
             }
             Op::Cut { ioas, iovas }
         }
         11 => {
-            if s.d % 4 == 0 {
+            if s.d.is_multiple_of(4) {
                 Op::Unreserve {
                     ioas,
                     owner: owner(s.b),
@@ -308,13 +312,13 @@ fn concretize(m: &Model, s: &Seed) -> Op {
             // A domain belongs to at most one IOAS, as the server ensures.
             let owner = (0..2).find(|&i| m.ioas[i].domains.contains(&domain));
             match owner {
-                Some(i) if s.c % 2 == 0 || i != ioas => Op::Detach { ioas: i, domain },
+                Some(i) if s.c.is_multiple_of(2) || i != ioas => Op::Detach { ioas: i, domain },
                 _ => Op::Attach { ioas, domain },
             }
         }
         _ => Op::HugePages {
             ioas,
-            on: s.b % 3 == 0,
+            on: s.b.is_multiple_of(3),
         },
     }
 }

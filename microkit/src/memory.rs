@@ -48,7 +48,7 @@ impl SharedMemory {
         let mut at = self.base + offset;
         let mut i = 0;
         while i < out.len() {
-            if at % 8 == 0 && out.len() - i >= 8 {
+            if at.is_multiple_of(8) && out.len() - i >= 8 {
                 // SAFETY: inside the region (checked above), which `new`'s
                 // contract keeps mapped; `at` is 8-byte aligned.
                 let word = unsafe { core::ptr::read_volatile(at as *const u64) };
@@ -74,7 +74,7 @@ impl SharedMemory {
         let mut at = self.base + offset;
         let mut i = 0;
         while i < bytes.len() {
-            if at % 8 == 0 && bytes.len() - i >= 8 {
+            if at.is_multiple_of(8) && bytes.len() - i >= 8 {
                 let mut word = [0u8; 8];
                 word.copy_from_slice(&bytes[i..i + 8]);
                 // SAFETY: as in `read`.

@@ -42,7 +42,7 @@ impl DmaRegion {
     /// wrong in any way that matters.
     #[cfg(not(target_os = "none"))]
     pub fn host(buf: &'static mut [u64], pa: u64) -> Option<DmaRegion> {
-        if pa % 8 != 0 {
+        if !pa.is_multiple_of(8) {
             return None;
         }
         let len = core::mem::size_of_val(buf);

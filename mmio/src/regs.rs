@@ -34,7 +34,7 @@ impl Mmio {
         let fits = offset
             .checked_add(width)
             .is_some_and(|end| end <= self.size);
-        (fits && offset % width == 0).then(|| self.base + offset)
+        (fits && offset.is_multiple_of(width)).then(|| self.base + offset)
     }
 }
 

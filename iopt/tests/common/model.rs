@@ -133,7 +133,9 @@ fn greedy_pages(sizes: u64, mut iova: u64, mut phys: u64, mut len: u64) -> Vec<(
         let size = (0..64)
             .rev()
             .map(|b| 1u64 << b)
-            .find(|&s| sizes & s != 0 && iova % s == 0 && phys % s == 0 && s <= len)
+            .find(|&s| {
+                sizes & s != 0 && iova.is_multiple_of(s) && phys.is_multiple_of(s) && s <= len
+            })
             .expect("no page size fits");
         out.push((iova, phys, size));
         iova = iova.wrapping_add(size);
@@ -343,7 +345,7 @@ impl Model {
                 segs.push((None, 0, length));
                 writable = w;
                 first_source = source;
-                misaligned = extents[0].phys % PAGE_SIZE % align != 0;
+                misaligned = !(extents[0].phys % PAGE_SIZE).is_multiple_of(align);
             }
             MSource::Areas { src, iova } => {
                 let (mut w, mut mis, mut first) = (true, false, 0);
@@ -362,7 +364,7 @@ impl Model {
                         first = b.source.wrapping_add(offset);
                     }
                     w &= b.writable;
-                    mis |= b.page_offset(offset) % align != 0;
+                    mis |= !b.page_offset(offset).is_multiple_of(align);
                     segs.push((Some(a.backing), offset, seg_last - cursor + 1));
                     if seg_last == last {
                         break;
@@ -374,7 +376,7 @@ impl Model {
                 first_source = first;
             }
         }
-        if length % align != 0 {
+        if !length.is_multiple_of(align) {
             return Err(Errno::EINVAL);
         }
         let iova = match dst {
@@ -667,7 +669,7 @@ impl Model {
                 let b = self.backing(a.backing);
                 let bad = a.start % align != 0
                     || (a.last - a.start + 1) % align != 0
-                    || b.page_offset(a.offset) % align != 0;
+                    || !b.page_offset(a.offset).is_multiple_of(align);
                 if bad {
                     return Err(Errno::EADDRINUSE);
                 }
@@ -750,7 +752,7 @@ impl Model {
                 let b = self.backing(a.backing);
                 if a.start % align != 0
                     || (a.last - a.start + 1) % align != 0
-                    || b.page_offset(a.offset) % align != 0
+                    || !b.page_offset(a.offset).is_multiple_of(align)
                 {
                     return Err(Errno::EADDRINUSE);
                 }

@@ -738,7 +738,12 @@ impl<T: Transport> Iommu<T> {
             ..Default::default()
         };
         let sent = INFO.min(out.len());
-        self.call_bytes(Op::VfioIommuGetInfo, &head.as_bytes()[..sent], out.len() as u64, 0)?;
+        self.call_bytes(
+            Op::VfioIommuGetInfo,
+            &head.as_bytes()[..sent],
+            out.len() as u64,
+            0,
+        )?;
         self.transport.read_page(out);
         head.as_mut_bytes()[..sent].copy_from_slice(&out[..sent]);
         Ok(head)

@@ -82,7 +82,7 @@ impl Memory for Shared {
 
 fn request(id: u32) -> Request {
     Request {
-        code: if id % 2 == 0 {
+        code: if id.is_multiple_of(2) {
             RequestCode::Read
         } else {
             RequestCode::Write
@@ -97,7 +97,7 @@ fn request(id: u32) -> Request {
 fn response(id: u32) -> Response {
     Response {
         id,
-        status: if id % 3 == 0 {
+        status: if id.is_multiple_of(3) {
             ResponseStatus::Error(id + 100)
         } else {
             ResponseStatus::Ok

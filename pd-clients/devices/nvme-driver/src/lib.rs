@@ -186,7 +186,10 @@ enum Slot {
     Free,
     /// Submitted with command id `index | generation << 8`; failed if no
     /// completion arrives by the time the poll count reaches `deadline`.
-    InFlight { generation: u8, deadline: u64 },
+    InFlight {
+        generation: u8,
+        deadline: u64,
+    },
     /// Completed or failed, not yet handed to the caller (reaped while
     /// waiting for another command, or failed by a reset).
     Done(Status),

@@ -76,7 +76,7 @@ impl<M: Memory> QueueMemory<'_, M> {
     /// without overflow.
     pub(crate) fn check(&self, layout: &Layout) -> Result<(), Error> {
         let big_enough = self.len >= layout.pages * PAGE;
-        let aligned = self.iova % PAGE as u64 == 0;
+        let aligned = self.iova.is_multiple_of(PAGE as u64);
         let no_wrap = self.iova.checked_add(self.len as u64).is_some()
             && self.offset.checked_add(self.len).is_some();
         if !big_enough || !aligned || !no_wrap {

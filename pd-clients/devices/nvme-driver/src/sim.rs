@@ -321,7 +321,7 @@ impl<'a> SimNvme<'a> {
     }
 
     fn enable(&self, st: &mut State) {
-        let page_aligned = |a: u64| a != 0 && a % PAGE == 0;
+        let page_aligned = |a: u64| a != 0 && a.is_multiple_of(PAGE);
         let admin_sizes = [st.aqa & 0xfff, (st.aqa >> 16) & 0xfff];
         let ok = page_aligned(st.asq)
             && page_aligned(st.acq)
@@ -572,7 +572,7 @@ impl<'a> SimNvme<'a> {
             return Ok(segments);
         }
         if left <= PAGE {
-            if prp2 % PAGE != 0 {
+            if !prp2.is_multiple_of(PAGE) {
                 return Err(SC_INVALID_PRP_OFFSET);
             }
             segments.push((prp2, left));
@@ -584,7 +584,7 @@ impl<'a> SimNvme<'a> {
         while left > 0 {
             if i == entries.len() - 1 && left > PAGE {
                 list = entries[i];
-                if list % PAGE != 0 {
+                if !list.is_multiple_of(PAGE) {
                     return Err(SC_INVALID_PRP_OFFSET);
                 }
                 entries = self.read_list(list)?;

@@ -159,7 +159,10 @@ fn longer_transfers_use_the_slots_prp_list() {
     // and I/O queues and the identify page), one page per slot.
     let lists = QUEUE_IOVA + QueueMemory::<SimMemory>::bytes_needed(depth) as u64
         - u64::from(depth - 1) * PAGE;
-    assert!(seen.prp2 >= lists && seen.prp2 % PAGE == 0, "{seen:?}");
+    assert!(
+        seen.prp2 >= lists && seen.prp2.is_multiple_of(PAGE),
+        "{seen:?}"
+    );
     let list = queues.get((seen.prp2 - QUEUE_IOVA) as usize, 5 * 8);
     let entries: Vec<u64> = list
         .chunks(8)
@@ -669,9 +672,7 @@ fn a_controller_that_does_not_stop_leaves_the_driver_down_and_the_slot_held() {
     dev.unresponsive.set(true);
     dev.stuck_enabled.set(true);
     // Three pages: its PRP2 is the slot's PRP list.
-    let cid = nvme
-        .submit(IoOp::Read, 0, 24, &pages(0, 24 * 512))
-        .unwrap();
+    let cid = nvme.submit(IoOp::Read, 0, 24, &pages(0, 24 * 512)).unwrap();
     let list_at = (dev.last_io.get().unwrap().prp2 - QUEUE_IOVA) as usize;
     let list = queues.get(list_at, PAGE as usize);
     assert_eq!(nvme.wait(cid), Err(Error::Down));
@@ -813,7 +814,7 @@ fn garbage_completions_never_panic() {
         entry[8..].copy_from_slice(&seed.rotate_left(29).to_le_bytes());
         // Now and then an id the driver gave out, on the right queue, as
         // a device that reads the SQ knows them: some match.
-        if seed % 3 == 0 {
+        if seed.is_multiple_of(3) {
             let at = IO_SQ + (seed >> 40) as usize % usize::from(depth) * 64 + 2;
             let cid = queues.get(at, 2);
             entry[10..14].copy_from_slice(&[1, 0, cid[0], cid[1]]);
@@ -824,7 +825,7 @@ fn garbage_completions_never_panic() {
         if head == 0 {
             phase ^= 1;
         }
-        if seed % 5 == 0 {
+        if seed.is_multiple_of(5) {
             let _ = nvme.submit(IoOp::Read, 0, 1, &[DATA_IOVA]);
         }
         match nvme.poll() {
