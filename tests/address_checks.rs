@@ -26,7 +26,8 @@ fn edit(doc: &str, from: &str, to: &str) -> String {
 
 /// Applies each edit in turn.
 fn edits(doc: &str, list: &[(&str, &str)]) -> String {
-    list.iter().fold(doc.to_string(), |d, (from, to)| edit(&d, from, to))
+    list.iter()
+        .fold(doc.to_string(), |d, (from, to)| edit(&d, from, to))
 }
 
 /// Loads each case and lists those whose error is not exactly the one
@@ -244,10 +245,17 @@ fn an_nvme_bar_holds_what_qemu_decodes() {
     let renamed = |size: &str| {
         NVME_SYSTEM
             .replace("nvme_bar\"", "nvme_registers_bar\"")
-            .replacen("size=\"0x100000\" phys_addr=\"0x10200000\"", &format!("size=\"{size}\" phys_addr=\"0x10200000\""), 1)
+            .replacen(
+                "size=\"0x100000\" phys_addr=\"0x10200000\"",
+                &format!("size=\"{size}\" phys_addr=\"0x10200000\""),
+                1,
+            )
     };
-    load(&edit(NVME_SYSTEM, nvme_bar, "name=\"nvme_bar\" size=\"0x4000\""), NVME_POLICY)
-        .expect("16 KiB is what the default controller decodes");
+    load(
+        &edit(NVME_SYSTEM, nvme_bar, "name=\"nvme_bar\" size=\"0x4000\""),
+        NVME_POLICY,
+    )
+    .expect("16 KiB is what the default controller decodes");
     load(&renamed("0x4000"), NVME_POLICY).expect("the one BAR window its client maps");
     let line = NVME_SYSTEM
         .lines()
@@ -275,7 +283,11 @@ fn an_nvme_bar_holds_what_qemu_decodes() {
         (
             "a 16 KiB window for a controller of 1024 queue pairs",
             edit(NVME_SYSTEM, nvme_bar, "name=\"nvme_bar\" size=\"0x4000\""),
-            edit(NVME_POLICY, "qemu=\"nvme,", "qemu=\"nvme,max_ioqpairs=1024,"),
+            edit(
+                NVME_POLICY,
+                "qemu=\"nvme,",
+                "qemu=\"nvme,max_ioqpairs=1024,",
+            ),
             &refused("0x8000", "nvme_bar", 36),
         ),
         (
@@ -296,7 +308,10 @@ fn qemu_placement_agrees_with_the_stream_ids() {
         edits(
             POLICY,
             &[
-                ("stream_id=\"0x8\"", &format!("stream_id=\"0x8\" qemu=\"{a}\"")),
+                (
+                    "stream_id=\"0x8\"",
+                    &format!("stream_id=\"0x8\" qemu=\"{a}\""),
+                ),
                 (
                     "stream_id=\"0x10\"",
                     &format!("stream_id=\"{b_stream}\" qemu=\"{b}\""),
@@ -305,11 +320,21 @@ fn qemu_placement_agrees_with_the_stream_ids() {
         )
     };
     // edu_b as function 1 of edu_a's slot, its page there.
-    let shared = edit(SYSTEM, "phys_addr=\"0x4010010000\"", "phys_addr=\"0x4010009000\"");
-    let config = load(&shared, &with("edu,multifunction=on", "edu", "0x9")).expect("a multifunction slot");
+    let shared = edit(
+        SYSTEM,
+        "phys_addr=\"0x4010010000\"",
+        "phys_addr=\"0x4010009000\"",
+    );
+    let config =
+        load(&shared, &with("edu,multifunction=on", "edu", "0x9")).expect("a multifunction slot");
     assert_eq!(
         sysgen::qemu_devices(&config),
-        ["-device", "edu,multifunction=on,addr=01.0", "-device", "edu,addr=01.1"]
+        [
+            "-device",
+            "edu,multifunction=on,addr=01.0",
+            "-device",
+            "edu,addr=01.1"
+        ]
     );
     exactly(&[(
         "two functions in a slot whose function 0 is single-function",

@@ -81,7 +81,10 @@ mod tests {
     fn the_mmio_window() {
         assert!(in_pci_mmio_window(0x1000_0000, 0x10_0000));
         assert!(in_pci_mmio_window(0x3eef_0000, 0x10_0000));
-        assert!(!in_pci_mmio_window(0x3ef0_0000, 0x10_0000), "into the I/O window");
+        assert!(
+            !in_pci_mmio_window(0x3ef0_0000, 0x10_0000),
+            "into the I/O window"
+        );
         assert!(!in_pci_mmio_window(0x0ff0_0000, 0x10_0000));
         assert!(!in_pci_mmio_window(u64::MAX, 2), "wraps");
     }

@@ -18,9 +18,7 @@
 //! - a command page is one page: said before the Microkit tool's overlap
 //!   rule would report an oversized one as an overlap with the next map.
 
-use qemu_virt_layout::{
-    Bdf, CONFIG_PAGE_SIZE, ECAM_BASE, ECAM_SIZE, PCI_MMIO_BASE, PCI_MMIO_SIZE,
-};
+use qemu_virt_layout::{Bdf, CONFIG_PAGE_SIZE, ECAM_BASE, ECAM_SIZE, PCI_MMIO_BASE, PCI_MMIO_SIZE};
 
 use crate::error::{Error, Source};
 use crate::policy::{qemu_devices, Client, Config, Device, PAGE};
@@ -57,10 +55,15 @@ pub fn bar0_size(qemu: &str) -> Option<u64> {
             let align = |n: u64| n.checked_add(0xfff).map(|n| n & !0xfff);
             // sizeof(NvmeBar), then a submission and a completion doorbell
             // of 4 bytes per queue pair, the admin pair included.
-            let registers = io_pairs.checked_add(1)?.checked_mul(8)?.checked_add(0x1000)?;
+            let registers = io_pairs
+                .checked_add(1)?
+                .checked_mul(8)?
+                .checked_add(0x1000)?;
             let table = align(registers)?.checked_add(vectors.checked_mul(16)?)?;
             let pending = vectors.checked_add(63)? / 64 * 8;
-            align(table)?.checked_add(pending)?.checked_next_power_of_two()
+            align(table)?
+                .checked_add(pending)?
+                .checked_next_power_of_two()
         }
         _ => None,
     }
@@ -157,16 +160,22 @@ struct Checker<'a> {
 impl Checker<'_> {
     /// `d`'s configuration page is its function's page of the ECAM
     /// window, and its client's alone.
-    fn config_page(&self, d: &Declared<'_>, earlier: &[Declared<'_>], server: &str) -> Result<(), Error> {
+    fn config_page(
+        &self,
+        d: &Declared<'_>,
+        earlier: &[Declared<'_>],
+        server: &str,
+    ) -> Result<(), Error> {
         let (s, name) = (self.side, &d.device.name);
         let Some(attr) = d.element.attr("config_mr") else {
             return Ok(());
         };
         let page = &attr.value;
-        if let Some(other) = earlier
-            .iter()
-            .find(|o| o.element.attr("config_mr").is_some_and(|a| a.value == *page))
-        {
+        if let Some(other) = earlier.iter().find(|o| {
+            o.element
+                .attr("config_mr")
+                .is_some_and(|a| a.value == *page)
+        }) {
             return Err(s.attr(
                 d.element,
                 "config_mr",
@@ -257,7 +266,12 @@ impl Checker<'_> {
             PCI_MMIO_BASE + PCI_MMIO_SIZE
         );
         let mut placed: Vec<(&MemoryRegion, u64, u64)> = Vec::new();
-        for mr in self.sys.memory_regions.iter().filter(|m| m.name.ends_with("_bar")) {
+        for mr in self
+            .sys
+            .memory_regions
+            .iter()
+            .filter(|m| m.name.ends_with("_bar"))
+        {
             let Some(base) = mr.phys_addr else {
                 return Err(self.sdf.element(
                     &mr.element,
@@ -267,9 +281,9 @@ impl Checker<'_> {
                     ),
                 ));
             };
-            let end = base.checked_add(mr.size).filter(|_| {
-                qemu_virt_layout::in_pci_mmio_window(base, mr.size)
-            });
+            let end = base
+                .checked_add(mr.size)
+                .filter(|_| qemu_virt_layout::in_pci_mmio_window(base, mr.size));
             let Some(end) = end else {
                 return Err(self.sdf.attr(
                     &mr.element,
@@ -414,7 +428,10 @@ mod tests {
 
     #[test]
     fn bar0_sizes_of_known_models() {
-        assert_eq!(bar0_size("edu,dma_mask=0xffffffffffffffff"), Some(0x10_0000));
+        assert_eq!(
+            bar0_size("edu,dma_mask=0xffffffffffffffff"),
+            Some(0x10_0000)
+        );
         // QEMU 7.2's defaults: 0x1000 + 65 * 8 -> 0x2000, + 65 * 16 ->
         // 0x3000, + 16 bytes of pending bits -> 0x4000.
         assert_eq!(bar0_size("nvme,serial=x,drive=disk0"), Some(0x4000));

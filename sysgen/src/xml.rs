@@ -83,7 +83,10 @@ fn offset(src: &str, p: Pos) -> Option<usize> {
         src.match_indices('\n').nth(p.line - 2)?.0 + 1
     };
     let line = &src[line_start..];
-    let column = line.char_indices().nth(p.col - 1).map_or(line.len(), |(i, _)| i);
+    let column = line
+        .char_indices()
+        .nth(p.col - 1)
+        .map_or(line.len(), |(i, _)| i);
     Some(line_start + column)
 }
 
@@ -111,12 +114,17 @@ fn unclosed_tag(src: &str, found: Pos) -> Option<SyntaxError> {
         .find(|c: char| !(c.is_alphanumeric() || "_-.:".contains(c)))
         .unwrap_or(tag.len());
     let name = &tag[..name_len];
-    if name.is_empty() || !name.starts_with(|c: char| c.is_alphabetic() || c == '_') || tag.contains('>') {
+    if name.is_empty()
+        || !name.starts_with(|c: char| c.is_alphabetic() || c == '_')
+        || tag.contains('>')
+    {
         return None;
     }
     Some(SyntaxError {
         pos: pos_of(src, start),
-        message: format!("`<{name}` is never closed: no `>` or `/>` before the next tag at {found}"),
+        message: format!(
+            "`<{name}` is never closed: no `>` or `/>` before the next tag at {found}"
+        ),
     })
 }
 
@@ -189,17 +197,24 @@ mod tests {
     #[test]
     fn an_unclosed_tag_is_located_where_it_starts() {
         let e = parse("<a>\n  <b x=\"1\"\n\n  <!-- c -->\n  <c/>\n</a>").unwrap_err();
-        assert_eq!((e.pos, e.message.as_str()), (
-            Pos { line: 2, col: 3 },
-            "`<b` is never closed: no `>` or `/>` before the next tag at 4:3",
-        ));
+        assert_eq!(
+            (e.pos, e.message.as_str()),
+            (
+                Pos { line: 2, col: 3 },
+                "`<b` is never closed: no `>` or `/>` before the next tag at 4:3",
+            )
+        );
         let e = parse("<a>\n  <é x=\"1\" <c/>\n</a>").unwrap_err();
         assert_eq!(e.pos, Pos { line: 2, col: 3 }, "{}", e.message);
         let e = parse("\u{feff}<a x=\"1\" <b/></a>").unwrap_err();
-        assert_eq!((e.pos, e.message.as_str()), (
-            Pos { line: 1, col: 2 },
-            "`<a` is never closed: no `>` or `/>` before the next tag at 1:11",
-        ), "a byte-order mark is a column, as for every other error");
+        assert_eq!(
+            (e.pos, e.message.as_str()),
+            (
+                Pos { line: 1, col: 2 },
+                "`<a` is never closed: no `>` or `/>` before the next tag at 1:11",
+            ),
+            "a byte-order mark is a column, as for every other error"
+        );
         // Other errors at a `<` stay where the parser found them.
         let e = parse("<a>\n  <b>x</b> < <c/>\n</a>").unwrap_err();
         assert_eq!(e.pos.line, 2);
