@@ -154,7 +154,8 @@ fn memory_the_server_cannot_place_or_must_keep() {
 #[test]
 fn channels_pages_and_priorities() {
     let sys = |from: &str, to: &str| edit(SYSTEM, from, to);
-    // A two-page command page overlaps the server's next map...
+    // A two-page command page overlaps the server's next map: the size is
+    // what is wrong, not the map after it...
     let two_pages = sys(
         "name=\"edu_a_command\" size=\"0x1000\"",
         "name=\"edu_a_command\" size=\"0x2000\"",
@@ -202,7 +203,7 @@ fn channels_pages_and_priorities() {
             "a two-page command page over the server's next map",
             two_pages,
             POLICY.into(),
-            "system.xml:39:33: <map mr=\"edu_b_command\"> attribute `vaddr`: overlaps the map of `edu_a_command` in `iommu_server`",
+            "system.xml:22:41: <memory_region name=\"edu_a_command\"> attribute `size`: `edu_a_command` is the command page of `edu_a` (iommu.xml:16): one 0x1000-byte page",
         ),
         (
             "a two-page command page out of the way",
@@ -274,6 +275,15 @@ fn the_microkit_tools_rules() {
                 "DMA addresses -- peer-to-peer would bypass the IOMMU.",
             ),
             "iommu.xml:2:1: document: comment contains '--'",
+        ),
+        (
+            "a map left unclosed, located where it starts, not at the next tag",
+            sys(
+                "<map mr=\"edu_a_command\" vaddr=\"0x13000000\" perms=\"rw\" />",
+                "<map mr=\"edu_a_command\" vaddr=\"0x13000000\" perms=\"rw\"\n",
+            ),
+            POLICY.into(),
+            "system.xml:38:9: document: `<map` is never closed: no `>` or `/>` before the next tag at 40:9",
         ),
         (
             "a mismatched end tag",
@@ -475,12 +485,18 @@ fn policy_rules_the_running_system_needs() {
             "iommu.xml:13:11: <smmu mr=\"smmu_regs\"> attribute `sid_bits`: an SMMUv3 decodes 1 to 32 stream ID bits",
         ),
     ]);
+    // A stream beyond 16 bits is no PCI requester ID, so that device has
+    // no configuration page (tests/address_checks.rs).
     load(
         SYSTEM,
         &edit(
-            &wide,
-            "<smmu mr=\"smmu_regs\"",
-            "<smmu sid_bits=\"17\" mr=\"smmu_regs\"",
+            &edit(
+                &wide,
+                "<smmu mr=\"smmu_regs\"",
+                "<smmu sid_bits=\"17\" mr=\"smmu_regs\"",
+            ),
+            " config_mr=\"edu_a_config\"",
+            "",
         ),
     )
     .expect("17 stream ID bits hold it");

@@ -10,10 +10,12 @@ use mmio::{Mmio, ConstStaticCell};
 pub const SMMU_BASE: usize = 0x0905_0000;
 pub const SMMU_SIZE: usize = 0x2_0000;
 /// High PCIe ECAM (highmem on, 44-bit PA with cortex-a57); bus 0 only.
-pub const ECAM_BASE: usize = 0x40_1000_0000;
+/// The address map is qemu-virt-layout's, which sysgen checks system.xml
+/// against.
+pub const ECAM_BASE: usize = qemu_virt_layout::ECAM_BASE as usize;
 pub const ECAM_BUS0_SIZE: usize = 1 << 20;
 /// The 32-bit PCI MMIO window; CPU and PCI addresses are identical.
-pub const PCI_MMIO_BASE: usize = 0x1000_0000;
+pub const PCI_MMIO_BASE: usize = qemu_virt_layout::PCI_MMIO_BASE as usize;
 const UART_BASE: usize = 0x0900_0000;
 
 core::arch::global_asm!(

@@ -5,6 +5,7 @@
 //! tests; errors read like the Microkit tool's: `file:line:col: <element
 //! name="..."> attribute `x`: what is wrong`.
 
+pub mod addresses;
 pub mod error;
 pub mod gen;
 pub mod policy;
@@ -36,7 +37,12 @@ pub fn load_str(
     let sys_root = xml::parse(system_src).map_err(|e| syntax(system_name, e))?;
     let pol_root = xml::parse(policy_src).map_err(|e| syntax(policy_name, e))?;
     let system = sdf::parse(sdf, &sys_root)?;
+    // An oversized command page would otherwise read as an overlap of
+    // its map with the next.
+    addresses::check_command_pages(&system, sdf, side, &pol_root)?;
+    sdf::check_overlaps(sdf, &system)?;
     let config = policy::check(&system, sdf, side, &pol_root)?;
+    addresses::check(&system, sdf, side, &pol_root, &config)?;
     Ok((system, config))
 }
 

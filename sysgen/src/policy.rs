@@ -560,16 +560,7 @@ impl<'a> Checker<'a> {
                 ),
             )
         })?;
-        if page.size != PAGE {
-            return Err(self.sdf.attr(
-                &page.element,
-                "size",
-                format!(
-                    "`{page_name}` is the command page of `{name}` ({}): one {PAGE:#x}-byte page",
-                    s.line(e)
-                ),
-            ));
-        }
+        crate::addresses::command_page_size(self.sdf, s, page, e, name)?;
         if let Some(other) = earlier.iter().find(|c| c.command_page == page_name) {
             return Err(s.attr(
                 e,

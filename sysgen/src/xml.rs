@@ -65,12 +65,67 @@ pub fn parse(src: &str) -> Result<Element, SyntaxError> {
         let p = e.pos();
         let at = format!(" at {}:{}", p.row, p.col);
         let message = text.replacen(&at, "", 1);
-        SyntaxError {
-            pos: pos(e.pos()),
+        let found = pos(e.pos());
+        unclosed_tag(src, found).unwrap_or(SyntaxError {
+            pos: found,
             message,
-        }
+        })
     })?;
     Ok(element(&doc, doc.root_element()))
+}
+
+/// The byte offset of `p` in `src`, counted as roxmltree counts
+/// positions (lines by `\n`, columns in characters).
+fn offset(src: &str, p: Pos) -> Option<usize> {
+    let line_start = if p.line == 1 {
+        0
+    } else {
+        src.match_indices('\n').nth(p.line - 2)?.0 + 1
+    };
+    let line = &src[line_start..];
+    let column = line
+        .char_indices()
+        .nth(p.col - 1)
+        .map_or(line.len(), |(i, _)| i);
+    Some(line_start + column)
+}
+
+fn pos_of(src: &str, offset: usize) -> Pos {
+    let before = &src[..offset];
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    Pos {
+        line: before.matches('\n').count() + 1,
+        col: before[line_start..].chars().count() + 1,
+    }
+}
+
+/// A start tag never closed (`<map mr="x"` without `/>`): roxmltree finds
+/// out only at the next `<` and says so there, lines after the mistake.
+/// When the error is at a `<` and the last `<` before it opens a tag that
+/// no `>` closes, the error is that tag's.
+fn unclosed_tag(src: &str, found: Pos) -> Option<SyntaxError> {
+    let at = offset(src, found)?;
+    if !src[at..].starts_with('<') {
+        return None;
+    }
+    let start = src[..at].rfind('<')?;
+    let tag = &src[start + 1..at];
+    let name_len = tag
+        .find(|c: char| !(c.is_alphanumeric() || "_-.:".contains(c)))
+        .unwrap_or(tag.len());
+    let name = &tag[..name_len];
+    if name.is_empty()
+        || !name.starts_with(|c: char| c.is_alphabetic() || c == '_')
+        || tag.contains('>')
+    {
+        return None;
+    }
+    Some(SyntaxError {
+        pos: pos_of(src, start),
+        message: format!(
+            "`<{name}` is never closed: no `>` or `/>` before the next tag at {found}"
+        ),
+    })
 }
 
 fn element(doc: &roxmltree::Document<'_>, node: roxmltree::Node<'_, '_>) -> Element {
@@ -135,5 +190,36 @@ mod tests {
         assert!(parse("<!-- open").is_err(), "unterminated comment");
         assert!(parse("<!-- a -- b --><a/>").is_err(), "-- in a comment");
         assert!(parse("<a x=\"&bogus;\"/>").is_err());
+    }
+
+    /// A start tag left open is reported where it starts, not at the next
+    /// tag, where the parser notices.
+    #[test]
+    fn an_unclosed_tag_is_located_where_it_starts() {
+        let e = parse("<a>\n  <b x=\"1\"\n\n  <!-- c -->\n  <c/>\n</a>").unwrap_err();
+        assert_eq!(
+            (e.pos, e.message.as_str()),
+            (
+                Pos { line: 2, col: 3 },
+                "`<b` is never closed: no `>` or `/>` before the next tag at 4:3",
+            )
+        );
+        let e = parse("<a>\n  <é x=\"1\" <c/>\n</a>").unwrap_err();
+        assert_eq!(e.pos, Pos { line: 2, col: 3 }, "{}", e.message);
+        let e = parse("\u{feff}<a x=\"1\" <b/></a>").unwrap_err();
+        assert_eq!(
+            (e.pos, e.message.as_str()),
+            (
+                Pos { line: 1, col: 2 },
+                "`<a` is never closed: no `>` or `/>` before the next tag at 1:11",
+            ),
+            "a byte-order mark is a column, as for every other error"
+        );
+        // Other errors at a `<` stay where the parser found them.
+        let e = parse("<a>\n  <b>x</b> < <c/>\n</a>").unwrap_err();
+        assert_eq!(e.pos.line, 2);
+        assert!(!e.message.contains("never closed"), "{}", e.message);
+        let e = parse("<a>\n  <b>\n</a>").unwrap_err();
+        assert_eq!(e.pos.line, 3, "a mismatched end tag is where it is");
     }
 }
