@@ -1,5 +1,5 @@
 //! The protocol in C: `iommu_proto.h`, written from the same declarations
-//! the server decodes (the structs' fields come from [`wire_struct!`], the
+//! the server decodes (the structs' fields come from `wire_struct!`, the
 //! labels from [`Op::ALL`], the constants' values from their Rust
 //! definitions), for C clients: `pd-clients/iommu-client/include/iommu_client.h`
 //! includes it. `cargo run -p sysgen -- --c-header` prints it, and `make`

@@ -19,7 +19,7 @@ pub fn slice<T: Clone + 'static>(n: usize, fill: T) -> &'static mut [T] {
     slice_with(n, || fill.clone())
 }
 
-/// A slice of `n` values made by `make`, as [`slice`].
+/// A slice of `n` values made by `make`, as [`slice()`].
 pub fn slice_with<T: 'static>(n: usize, make: impl Fn() -> T) -> &'static mut [T] {
     let spare = SPARE.with(|s| {
         let mut s = s.borrow_mut();
@@ -44,7 +44,7 @@ pub fn slice_with<T: 'static>(n: usize, make: impl Fn() -> T) -> &'static mut [T
     }
 }
 
-/// Gives a slice from [`slice`] back.
+/// Gives a slice from [`slice()`] back.
 pub fn give_back<T: 'static>(slice: &'static mut [T]) {
     SPARE.with(|s| s.borrow_mut().push(Box::new(slice)));
 }

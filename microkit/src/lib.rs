@@ -40,16 +40,16 @@ pub const IRQ_ACK_LABEL: u64 = 27;
 pub trait Handler {
     /// A protected procedure call arrived on `channel`; the returned
     /// message is the reply. Message registers are read and written with
-    /// [`get_mr`] and [`set_mr`].
+    /// `get_mr` and `set_mr`.
     fn protected(&mut self, channel: Channel, msg: MessageInfo) -> MessageInfo;
 
     /// A notification (or an IRQ) arrived on `channel`.
     fn notified(&mut self, channel: Channel);
 
     /// Child `child` faulted; `msg` is seL4's fault message (its label a
-    /// [`fault`] type, its registers read with [`get_mr`]). `Some(reply)`
+    /// [`fault`] type, its registers read with `get_mr`). `Some(reply)`
     /// resumes the child; `None` leaves it stopped, unless the handler
-    /// restarted it ([`pd_restart`]). A PD without children never gets
+    /// restarted it (`pd_restart`). A PD without children never gets
     /// here; the default leaves the child stopped.
     fn fault(&mut self, child: Child, msg: MessageInfo) -> Option<MessageInfo> {
         let _ = (child, msg);
