@@ -104,9 +104,24 @@ c-run:
 	$(CARGO) run -q -p c-host -- --std $(C_STD) $(foreach f,$(C_FAULTS),--fault $(f)) \
 		$(C_PD) $(C_PD_NAME) $(SYSTEM_XML) $(IOMMU_XML)
 
-# The test command CI runs. tests/sdfgen.rs takes sdfgen from the venv
-# `make setup` made.
-test: setup
+# The habits CI holds every change to, in every workspace: formatted, no
+# clippy warning (the bare-metal workspaces checked for their target), no
+# rustdoc warning.
+FMT_WORKSPACES := . demo fuzz hw/hw-qemu-test iommu-server/iommu-server-pd pd-clients/pds qemu-virt
+METAL_WORKSPACES := demo hw/hw-qemu-test iommu-server/iommu-server-pd pd-clients/pds qemu-virt
+lint: setup
+	for w in $(FMT_WORKSPACES); do (cd $$w && $(CARGO) fmt --check) || exit 1; done
+	$(CARGO) clippy -q --workspace --all-targets -- -D warnings
+	for w in $(METAL_WORKSPACES); do \
+		(cd $$w && $(PD_ENV) $(CARGO) clippy -q --release --target $(TARGET) \
+			--target-dir $(CURDIR)/target/lint -- -D warnings) || exit 1; \
+	done
+	cd fuzz && $(CARGO) clippy -q --all-targets --target-dir $(CURDIR)/target/lint-fuzz -- -D warnings
+	RUSTDOCFLAGS="-D warnings" $(CARGO) doc -q --workspace --no-deps
+
+# The test command CI runs: the habits, then every test. tests/sdfgen.rs
+# takes sdfgen from the venv `make setup` made.
+test: setup lint
 	SDFGEN_PYTHON=$(CURDIR)/target/sdfgen-venv/bin/python $(CARGO) test --workspace --all-targets
 
 # Coverage-guided fuzzing of the server (libFuzzer): builds fuzz/ with
