@@ -237,8 +237,9 @@ impl<T, const N: usize> ObjectTable<T, N> {
     }
 }
 
-/// Object slots per client (the quota may allow fewer).
-pub const MAX_OBJECTS: usize = 64;
+/// Object slots per client (the quota may allow fewer); defined with the
+/// configuration so the configuration checker refuses a larger quota.
+pub use iommu_types::config::MAX_OBJECTS;
 
 /// What an object ID can name. Each is small: an IOAS lives in the
 /// server's [`IoasPool`] and its object holds the slot.

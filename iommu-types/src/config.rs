@@ -50,6 +50,10 @@ impl Region {
 /// top).
 pub const MAX_DEVICE_WINDOWS: usize = 8;
 
+/// Object slots per client: the server's object tables hold this many, and
+/// a client's object quota may not exceed it.
+pub const MAX_OBJECTS: usize = 64;
+
 /// A device a client drives: its stream ID (never named by the client),
 /// the widest address it can emit, and IOVA windows it must never be
 /// given (MSI doorbells, PCIe host-bridge windows).

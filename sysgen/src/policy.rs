@@ -19,10 +19,8 @@ use crate::error::{Error, Source};
 use crate::sdf::{MemoryRegion, ProtectionDomain, System, MAX_CHANNEL_ID};
 use crate::xml::Element;
 
-/// Most reserved windows per device (the server's MAX_DEVICE_WINDOWS).
-pub const MAX_DEVICE_WINDOWS: usize = 8;
-/// Object slots per client (the server's MAX_OBJECTS).
-pub const MAX_OBJECTS: u64 = 64;
+/// The server's bounds, defined once where both see them.
+pub use iommu_types::config::{MAX_DEVICE_WINDOWS, MAX_OBJECTS};
 /// The SMMUv3 register frame: two 64 KiB pages.
 pub const SMMU_FRAME: u64 = 0x2_0000;
 pub const PAGE: u64 = 0x1000;
@@ -649,7 +647,7 @@ impl<'a> Checker<'a> {
                         hwpts: s.required_number(c, "hwpts")?,
                         mappings: s.required_number(c, "mappings")?,
                     };
-                    if client.quota.objects > MAX_OBJECTS {
+                    if client.quota.objects > MAX_OBJECTS as u64 {
                         return Err(s.attr(c, "objects", format!("at most {MAX_OBJECTS}")));
                     }
                 }
