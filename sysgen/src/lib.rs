@@ -7,8 +7,11 @@
 
 pub mod error;
 pub mod gen;
+pub mod io_address_space;
 pub mod policy;
 pub mod sdf;
+pub mod static_space;
+pub mod strip;
 pub mod xml;
 
 use std::path::Path;
@@ -36,7 +39,8 @@ pub fn load_str(
     let sys_root = xml::parse(system_src).map_err(|e| syntax(system_name, e))?;
     let pol_root = xml::parse(policy_src).map_err(|e| syntax(policy_name, e))?;
     let system = sdf::parse(sdf, &sys_root)?;
-    let config = policy::check(&system, sdf, side, &pol_root)?;
+    let mut config = policy::check(&system, sdf, side, &pol_root)?;
+    config.static_spaces = static_space::check(&system, &config, sdf, side, &pol_root)?;
     Ok((system, config))
 }
 
