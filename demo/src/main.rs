@@ -213,29 +213,7 @@ fn run(tally: &mut Tally) -> Result<(), &'static str> {
                 .ok_or("more DMA regions in a client than the demo holds")? = Some(region);
         }
     }
-    // The static spaces' regions: placed like the clients' when the server
-    // learns them by setvar, at their phys_addr when system.xml pins them.
-    let mut pinned = memory::pinned().ok_or("pinned memory taken twice")?;
-    let mut static_regions: [Option<DmaRegion>; STATIC_SPACES.len()] =
-        [const { None }; STATIC_SPACES.len()];
-    for (i, s) in STATIC_SPACES.iter().enumerate() {
-        let [m] = s.iomaps else {
-            return Err("the demo's static drivers have one region each");
-        };
-        static_regions[i] = Some(match m.paddr {
-            Paddr::Symbol(k) => {
-                let r = mem
-                    .client
-                    .carve(m.size as usize, 0x1000)
-                    .ok_or("client memory too small for the static regions")?;
-                symbols[k] = r.pa();
-                r
-            }
-            Paddr::Fixed(p) => pinned
-                .region(p, m.size)
-                .ok_or("a pinned region outside the demo's window")?,
-        });
-    }
+    let statics = static_drivers(&mut mem.client, &mut symbols)?;
     let configs = CONFIGS
         .init(client_configs(mem.regions, |s| symbols[s]))
         .ok_or("configured twice")?;
@@ -262,38 +240,17 @@ fn run(tally: &mut Tally) -> Result<(), &'static str> {
     let pool = TablePool::new(mem.table_pages, cleaner);
     let hw = SmmuDomains::new(smmu, pool);
     let (store, ioases, clients) = mem.server.split();
-    let server = Server::new(store, ioases, hw, clients, configs).map_err(|e| {
+    let mut server = Server::new(store, ioases, hw, clients, configs).map_err(|e| {
         say!("server: configuration refused: {e}\n");
         "configuration refused"
     })?;
     // Before its io address space exists, a static driver's DMA meets the
     // default deny (its stream's STE is invalid), as it would without the
     // element.
-    let mut statics = static_drivers(&mut static_regions)?;
     if let Some(d) = statics.first() {
-        let r = edu_device::sddf::stopped(
-            &d.edu,
-            &d.region,
-            d.device_address,
-            &mut Prefix(d.name, true),
-        );
-        tally.check(
-            d.name,
-            "before its io address space exists, its DMA reaches nothing (default deny)",
-            r,
-        );
+        default_deny(tally, d);
     }
-    let mut server = server;
-    server.establish(spaces).map_err(|e| {
-        say!("server: static IO address spaces refused: {e}\n");
-        "static spaces refused"
-    })?;
-    for s in &STATIC_SPACES {
-        say!(
-            "server: static IO address space {} (peripheral {}, stream {:#x}, domain_id {}): {} iomaps, {} table pages, attached\n",
-            s.name, s.peripheral, s.stream_id.0, s.domain_id, s.iomaps.len(), s.table_pages
-        );
-    }
+    establish(&mut server, spaces)?;
     let server = RefCell::new(server);
     // What the server says of the stopped DMA, now that it looks.
     take_faults(&server);
@@ -556,8 +513,49 @@ fn run(tally: &mut Tally) -> Result<(), &'static str> {
     }
 
     // The drivers that never call the server.
-    static_story(tally, &server, &mut iommus[m], &mut statics);
+    static_story(tally, &server, &mut iommus[m], statics);
     Ok(())
+}
+
+/// The static IO address spaces, built before anything is served.
+#[inline(never)]
+fn establish(
+    server: &mut Server<'static, Hw>,
+    spaces: &'static [StaticSpace],
+) -> Result<(), &'static str> {
+    server.establish(spaces).map_err(|e| {
+        say!("server: static IO address spaces refused: {e}\n");
+        "static spaces refused"
+    })?;
+    for s in &STATIC_SPACES {
+        say!(
+            "server: static IO address space {} (peripheral {}, stream {:#x}, domain_id {}): {} iomaps, {} table pages, attached\n",
+            s.name,
+            s.peripheral,
+            s.stream_id.0,
+            s.domain_id,
+            s.iomaps.len(),
+            s.table_pages
+        );
+    }
+    Ok(())
+}
+
+/// Before its io address space exists, a static driver's DMA reaches
+/// nothing.
+#[inline(never)]
+fn default_deny(tally: &mut Tally, d: &StaticDriver) {
+    let r = edu_device::sddf::stopped(
+        &d.edu,
+        &d.region,
+        d.device_address,
+        &mut Prefix(d.name, true),
+    );
+    tally.check(
+        d.name,
+        "before its io address space exists, its DMA reaches nothing (default deny)",
+        r,
+    );
 }
 
 /// A driver under a static IO address space: its device, its region and
@@ -592,12 +590,39 @@ impl edu_device::sddf::Buffer for StaticRegion {
 /// Each static space's driver (the PD mapping its region as its
 /// `dma_buffer`), its device found and given its BAR (the window after
 /// the clients').
+/// The static drivers, kept out of the stack.
+static STATIC_DRIVERS: StaticCell<heapless_drivers::Drivers> = StaticCell::new();
+
+/// Each static space's driver (the PD mapping its region as its
+/// `dma_buffer`): its region placed like the clients' when the server
+/// learns it by setvar (`symbols`), at its phys_addr when system.xml pins
+/// it; its device found and given its BAR (the window after the
+/// clients').
+#[inline(never)]
 fn static_drivers(
-    regions: &mut [Option<DmaRegion>; STATIC_SPACES.len()],
-) -> Result<heapless_drivers::Drivers, &'static str> {
-    let mut out = heapless_drivers::Drivers::new();
+    spare: &mut DmaRegion,
+    symbols: &mut [u64; SERVER_SYMBOLS.len()],
+) -> Result<&'static heapless_drivers::Drivers, &'static str> {
+    let mut pinned = memory::pinned().ok_or("pinned memory taken twice")?;
+    let out = STATIC_DRIVERS
+        .init(heapless_drivers::Drivers::new())
+        .ok_or("static drivers set up twice")?;
     for (i, s) in STATIC_SPACES.iter().enumerate() {
-        let m = s.iomaps[0];
+        let [m] = s.iomaps else {
+            return Err("the demo's static drivers have one region each");
+        };
+        let region = match m.paddr {
+            Paddr::Symbol(k) => {
+                let r = spare
+                    .carve(m.size as usize, 0x1000)
+                    .ok_or("client memory too small for the static regions")?;
+                symbols[k] = r.pa();
+                r
+            }
+            Paddr::Fixed(p) => pinned
+                .region(p, m.size)
+                .ok_or("a pinned region outside the demo's window")?,
+        };
         let name = iommu_system::MAPS
             .iter()
             .find(|x| x.mr == m.mr && x.setvar_vaddr == Some("dma_buffer"))
@@ -611,7 +636,6 @@ fn static_drivers(
             return Err("no edu device at a static space's peripheral");
         }
         cfg.enable(platform::bar_base(slot) as u32);
-        let region = regions[i].take().ok_or("a static region taken twice")?;
         let paddr = region.pa();
         out.push(StaticDriver {
             name,
@@ -663,11 +687,12 @@ mod heapless_drivers {
 /// outside the iomaps reaches nothing, is logged, and reaches the fault PD
 /// the description names (the driver, or the manager); the manager holds
 /// a static device in quarantine and releases it.
+#[inline(never)]
 fn static_story(
     tally: &mut Tally,
     server: Shared<'_>,
     manager: &mut Iommu<Direct<'_>>,
-    drivers: &mut heapless_drivers::Drivers,
+    drivers: &heapless_drivers::Drivers,
 ) {
     use edu_device::sddf;
     for d in drivers.iter() {
