@@ -229,6 +229,7 @@ class IommuServer:
         iomaps: List[Tuple[str, int, str]],
         pinned: Tuple[str, ...] = (),
         faults: Optional[SD.ProtectionDomain] = None,
+        faults_channel: Optional[Tuple[int, int]] = None,
         qemu: Optional[str] = None,
     ) -> None:
         """A device confined by Microkit's `<io_address_space name
@@ -238,14 +239,16 @@ class IommuServer:
         a stream ID. The server learns each region's physical address by a
         setvar, added here, unless the region is `pinned` (has a
         phys_addr). `faults` (else the manager) is told of the device's
-        faults over a channel with the server, added here; `qemu` names
-        the QEMU device simulating it."""
+        faults over a channel with the server, added here (its ids at the
+        server's end and the PD's: `faults_channel`); `qemu` names the
+        QEMU device simulating it."""
         for mr, _, _ in iomaps:
             known = any(p == self.pd.name and r == mr for p, _, r in self.setvars)
             if mr not in pinned and not known:
                 self.add_setvar(self.pd, f"{mr}_paddr", mr)
         if faults is not None:
-            self.sdf.add_channel(SD.Channel(self.pd, faults))
+            ids = faults_channel or (None, None)
+            self.sdf.add_channel(SD.Channel(self.pd, faults, a_id=ids[0], b_id=ids[1]))
         self.static_spaces.append(
             (name, peripheral_id, domain_id, list(iomaps), faults.name if faults else None, qemu)
         )
