@@ -36,7 +36,10 @@ def build(drivers: int = 2) -> IommuServer:
     if not 2 <= drivers <= 15:
         raise ValueError("the story needs 2 to 15 drivers (BAR windows and edu slots)")
     sdf = SD(SD.Arch.AARCH64, 0x1_0000_0000)
-    iommu = IommuServer(sdf)
+    # The page-table pool holds every client's table pages and the static
+    # spaces' (two spaces of one 64 KiB region: 4 pages each).
+    promised = DRIVER_QUOTA.table_pages * drivers + NVME_QUOTA.table_pages + 2 * 4
+    iommu = IommuServer(sdf, page_tables_size=max(0x40000, promised * 0x1000))
     names = [f"edu_{chr(ord('a') + n)}" for n in range(drivers)]
     pds = [
         SD.ProtectionDomain(name, "edu_driver.elf", priority=100 - 10 * n)

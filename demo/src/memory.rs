@@ -5,7 +5,7 @@
 use hw::pgtable::TablePage;
 use iommu_server::Storage;
 use iommu_system::{
-    IoMap, Region, CLIENTS, TOTAL_IOASES, TOTAL_IOMAPS, TOTAL_MAPPINGS, TOTAL_REGIONS,
+    IoMap, Region, CLIENTS, SERVER, TOTAL_IOASES, TOTAL_IOMAPS, TOTAL_MAPPINGS, TOTAL_REGIONS,
 };
 use mmio::{ConstStaticCell, DmaMemory, DmaRegion};
 
@@ -13,7 +13,8 @@ use mmio::{ConstStaticCell, DmaMemory, DmaRegion};
 struct Aligned4K<const N: usize>([u8; N]);
 
 const SMMU_MEM: usize = 512 * 1024;
-const PT_PAGES: usize = 64;
+/// The page-table pool system.xml gives the server.
+const PT_PAGES: usize = (SERVER.page_tables.size / 0x1000) as usize;
 /// Every client's DMA regions, back to back (the example's add up to
 /// 448 KiB), then the block clients' rings.
 pub const CLIENT_MEM: usize = 1024 * 1024;
