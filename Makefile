@@ -23,7 +23,8 @@ export IOMMU_POLICY_XML := $(abspath $(IOMMU_XML))
 # QEMU's devices are the configuration's: each <device qemu="..."> at the
 # address its stream ID gives (checked first: a bad pair stops here).
 QEMU_DEVICES = $$($(CARGO) run -q -p sysgen -- --qemu-devices $(SYSTEM_XML) $(IOMMU_XML))
-# The disk behind `drive=disk0` (iommu.xml's nvme device): created empty
+# The disk behind `drive=disk0` (iommu.xml's nvme device, disk_blocks="8192"
+# of 512 bytes: 4 MiB; a driver refuses shares past its real size): created empty
 # when missing; tests/demo.rs gives its own and reads it back afterwards.
 NVME_IMAGE ?= $(BUILD)/nvme.img
 QEMU_DRIVE = -drive file=$(NVME_IMAGE),if=none,id=disk0,format=raw
@@ -35,7 +36,14 @@ PD_OUT := $(PD_TARGET_DIR)/$(TARGET)/release
 DEMO_TARGET_DIR ?= $(CURDIR)/target/demo
 DEMO := $(DEMO_TARGET_DIR)/$(TARGET)/release/demo
 
-.PHONY: all run test pds demo fuzz clean
+.PHONY: all run test setup setup-run pds demo c-run fuzz clean
+
+# What the two commands need beyond rustup and make (tools/setup.sh):
+# installed when run as root, otherwise named in one line.
+setup:
+	@tools/setup.sh test
+setup-run:
+	@tools/setup.sh run
 
 ifdef MICROKIT_SDK
 # microkit/build.rs checks the ABI's invocation labels against this SDK.
@@ -52,7 +60,7 @@ $(BUILD)/loader.img: pds $(SYSTEM_XML) $(IOMMU_XML)
 		--board $(MICROKIT_BOARD) --config $(MICROKIT_CONFIG) \
 		-o $@ -r $(BUILD)/report.txt
 
-run: $(BUILD)/loader.img
+run: setup-run $(BUILD)/loader.img
 	test -f $(NVME_IMAGE) || (mkdir -p $(dir $(NVME_IMAGE)) && truncate -s 4M $(NVME_IMAGE))
 	devices="$(QEMU_DEVICES)" && \
 	$(QEMU) -machine virt,virtualization=on,iommu=smmuv3 -cpu cortex-a53 -m 2G \
@@ -61,7 +69,7 @@ run: $(BUILD)/loader.img
 else
 all: pds demo
 
-run: demo
+run: setup-run demo
 	@echo "make run: MICROKIT_SDK is not set: running the bare-metal demo (no seL4)"
 	test -f $(NVME_IMAGE) || (mkdir -p $(dir $(NVME_IMAGE)) && truncate -s 4M $(NVME_IMAGE))
 	devices="$(QEMU_DEVICES)" && \
@@ -87,8 +95,24 @@ pds:
 demo:
 	cd demo && $(CARGO) build --release --target-dir $(DEMO_TARGET_DIR)
 
-test:
-	$(CARGO) test --workspace --all-targets
+# A C PD's code on this machine against the server core, no SDK needed
+# (pd-clients/c-host): its .c files compiled against the stand-in
+# microkit.h and the headers generated for PD $(C_PD_NAME) of the system
+# description, its memory where system.xml puts it, init then notified
+# for a DMA fault of its device at each C_FAULTS IOVA; every protected call
+# it makes is served by the server core, configured as the server PD is.
+C_PD ?= pd-clients/pds/c-driver
+C_PD_NAME ?= edu_a
+C_STD ?= c11
+C_FAULTS ?= 0xdead000
+c-run:
+	$(CARGO) run -q -p c-host -- --std $(C_STD) $(foreach f,$(C_FAULTS),--fault $(f)) \
+		$(C_PD) $(C_PD_NAME) $(SYSTEM_XML) $(IOMMU_XML)
+
+# The test command CI runs. tests/sdfgen.rs takes sdfgen from the venv
+# `make setup` made.
+test: setup
+	SDFGEN_PYTHON=$(CURDIR)/target/sdfgen-venv/bin/python $(CARGO) test --workspace --all-targets
 
 # Coverage-guided fuzzing of the server's request path (libFuzzer): builds
 # fuzz/ with coverage instrumentation on stable Rust and runs it for

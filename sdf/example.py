@@ -30,6 +30,9 @@ RESERVED = (
 DRIVER_QUOTA = Quota(objects=16, ioases=4, mapped_pages=64, table_pages=16, hwpts=4, mappings=16)
 MANAGER_QUOTA = Quota(objects=4, ioases=1, mapped_pages=0, table_pages=0, hwpts=0, mappings=0)
 NVME_QUOTA = Quota(objects=8, ioases=1, mapped_pages=96, table_pages=16, hwpts=1, mappings=16)
+# The NVMe disk (`make run` gives QEMU 4 MiB) in 512-byte blocks, halved
+# between the two block clients.
+DISK_BLOCKS = 8192
 
 
 def build(drivers: int = 2) -> IommuServer:
@@ -86,6 +89,7 @@ def build(drivers: int = 2) -> IommuServer:
         reserved=RESERVED,
         config_vaddr=0x2000_1000,
         qemu="nvme,serial=iommu-nvme,drive=disk0",
+        disk_blocks=DISK_BLOCKS,
     )
     # Client index `drivers` is the NVMe driver's BAR slot in the demo.
     bar = region(sdf, "nvme_bar", 0x10_0000, paddr=0x1000_0000 + drivers * 0x10_0000)
@@ -95,8 +99,14 @@ def build(drivers: int = 2) -> IommuServer:
     for k, (mode, priority) in enumerate((("static", 80), ("strict", 70))):
         blk = SD.ProtectionDomain(f"blk_{mode}", "blk_client.elf", priority=priority)
         sdf.add_pd(blk)
+        share = DISK_BLOCKS // 2
         data = iommu.add_dma(
-            nvme_client, f"blk_{mode}_data", 0x20000, vaddr=0x3100_0000 + k * 0x100_0000, mode=mode
+            nvme_client,
+            f"blk_{mode}_data",
+            0x20000,
+            vaddr=0x3100_0000 + k * 0x100_0000,
+            mode=mode,
+            share=(k * share, share),
         )
         blk.add_map(SD.Map(data, 0x4000_0000, "rw"))
         ring = region(sdf, f"blk_{mode}_ring", 0x1000)

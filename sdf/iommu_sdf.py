@@ -54,6 +54,8 @@ class Device:
     config_mr: Optional[str]
     reserved: List[Tuple[int, int]] = field(default_factory=list)
     qemu: Optional[str] = None
+    # A disk of this many 512-byte blocks, shared among block clients.
+    disk_blocks: Optional[int] = None
 
 
 @dataclass
@@ -63,8 +65,9 @@ class Client:
     quota: Quota
     manager: bool
     server_channel: int
-    # (region, mode): mode is None, "static" or "strict".
-    dma: List[Tuple[str, Optional[str]]] = field(default_factory=list)
+    # (region, mode, share): mode is None, "static" or "strict"; share is
+    # None or a block client's (first_block, blocks) of the disk.
+    dma: List[Tuple[str, Optional[str], Optional[Tuple[int, int]]]] = field(default_factory=list)
     devices: List[Device] = field(default_factory=list)
 
 
@@ -173,18 +176,23 @@ class IommuServer:
         perms: str = "rw",
         setvar_vaddr: Optional[str] = None,
         mode: Optional[str] = None,
+        share: Optional[Tuple[int, int]] = None,
     ) -> SD.MemoryRegion:
         """A DMA region of `client`, placed by the Microkit tool: mapped
         into it; the server learns its physical address (`<name>_paddr`).
         `mode` ("static" or "strict") says how its driver maps it for a
         block client it shares the region with (map that PD's side
-        yourself)."""
+        yourself), and `share`, `(first_block, blocks)`, that client's
+        blocks of the driver's disk (see `add_pci_device`'s
+        `disk_blocks`): the driver refuses it any other."""
         if mode not in (None, "static", "strict"):
             raise ValueError(f"mode {mode!r} is neither static nor strict")
+        if share is not None and (share[1] < 1 or share[0] < 0):
+            raise ValueError(f"share {share!r} is not (first_block, blocks >= 1)")
         mr = self._mr(name, size)
         client.pd.add_map(SD.Map(mr, vaddr, perms, setvar_vaddr=setvar_vaddr))
         self.add_setvar(self.pd, f"{name}_paddr", name)
-        client.dma.append((name, mode))
+        client.dma.append((name, mode, share))
         return mr
 
     def add_pci_device(
@@ -200,12 +208,15 @@ class IommuServer:
         config_vaddr: Optional[int] = None,
         ecam: int = QEMU_VIRT_ECAM,
         qemu: Optional[str] = None,
+        disk_blocks: Optional[int] = None,
     ) -> Device:
         """A PCI function `client` drives: its stream ID is its requester ID
         (bus << 8 | devfn); its configuration page is mapped uncached into
         the server (to see it) and, at `config_vaddr` with the `pci_config`
         setvar, into the client. `qemu` names the QEMU device simulating
-        it (`-device` options without `addr`: `make run` places it)."""
+        it (`-device` options without `addr`: `make run` places it).
+        `disk_blocks` makes it a disk of that many 512-byte blocks, which
+        its block clients share (`add_dma`'s `share`)."""
         devfn = device << 3 | function
         config = self._mr(
             f"{name}_config", PAGE, paddr=ecam + (bus << 20 | devfn << 12)
@@ -216,7 +227,9 @@ class IommuServer:
             client.pd.add_map(
                 SD.Map(config, config_vaddr, "rw", cached=False, setvar_vaddr="pci_config")
             )
-        d = Device(name, bus << 8 | devfn, dma_mask, f"{name}_config", list(reserved), qemu)
+        d = Device(
+            name, bus << 8 | devfn, dma_mask, f"{name}_config", list(reserved), qemu, disk_blocks
+        )
         client.devices.append(d)
         return d
 
@@ -309,10 +322,13 @@ class IommuServer:
                     "mappings": str(q.mappings),
                 },
             )
-            for mr, mode in c.dma:
+            for mr, mode, share in c.dma:
                 attrs = {"mr": mr}
                 if mode:
                     attrs["mode"] = mode
+                if share:
+                    attrs["first_block"] = str(share[0])
+                    attrs["blocks"] = str(share[1])
                 ET.SubElement(e, "dma", attrs)
             for d in c.devices:
                 attrs = {
@@ -324,6 +340,8 @@ class IommuServer:
                     attrs["config_mr"] = d.config_mr
                 if d.qemu:
                     attrs["qemu"] = d.qemu
+                if d.disk_blocks is not None:
+                    attrs["disk_blocks"] = str(d.disk_blocks)
                 de = ET.SubElement(e, "device", attrs)
                 for start, last in d.reserved:
                     ET.SubElement(de, "reserved", {"start": hex(start), "last": hex(last)})

@@ -83,6 +83,21 @@ class Render(unittest.TestCase):
         server = next(p for p in ET.fromstring(system).iter("protection_domain") if p.get("name") == "iommu_server")
         self.assertIn("drv_dma", [v.get("region_paddr") for v in server.iter("setvar")])
 
+    def test_a_block_clients_share_of_the_disk_is_rendered(self):
+        sdf = SD(SD.Arch.AARCH64, 0x1_0000_0000)
+        iommu = IommuServer(sdf)
+        driver = SD.ProtectionDomain("blk_driver", "blk.elf", priority=100)
+        sdf.add_pd(driver)
+        client = iommu.add_client(driver)
+        iommu.add_dma(client, "blk_data", 0x4000, vaddr=0x3000_0000, share=(64, 128))
+        iommu.add_pci_device(client, "disk", bus=0, device=3, function=0, disk_blocks=1024)
+        root = ET.fromstring(iommu.render()[1])
+        dma = root.find("client/dma")
+        self.assertEqual((dma.get("first_block"), dma.get("blocks")), ("64", "128"))
+        self.assertEqual(root.find("client/device").get("disk_blocks"), "1024")
+        with self.assertRaises(ValueError):
+            iommu.add_dma(client, "empty", 0x1000, vaddr=0x3100_0000, share=(0, 0))
+
 
 if __name__ == "__main__":
     unittest.main()

@@ -67,6 +67,24 @@ pub struct RegionSpec {
     pub strict: bool,
     /// The one other PD that maps the region (whose buffers it holds).
     pub shared_with: Option<&'static str>,
+    /// The block client's share of its driver's disk, when the region is
+    /// a block client's data (`<dma first_block blocks>`; checked on the
+    /// disk, not wrapping, disjoint from the other clients').
+    pub share: Option<Share>,
+}
+
+/// Blocks `first_block` up to `first_block + blocks` of a disk (512-byte
+/// blocks; the sum does not wrap).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Share {
+    pub first_block: u64,
+    pub blocks: u64,
+}
+
+impl Share {
+    pub const fn range(&self) -> core::ops::Range<u64> {
+        self.first_block..self.first_block + self.blocks
+    }
 }
 
 /// One client: a PD that calls the server. Its [`ClientId`] is its
@@ -87,6 +105,9 @@ pub struct ClientSpec {
     pub device_config_pages: &'static [Option<u64>],
     pub quota: Quota,
     pub manager: bool,
+    /// The 512-byte blocks of the disk one of its devices is
+    /// (`<device disk_blocks>`), which its block clients share.
+    pub disk_blocks: Option<u64>,
     /// For a child PD: its parent, which receives its faults and can
     /// restart it.
     pub child_of: Option<ChildOf>,

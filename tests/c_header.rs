@@ -4,15 +4,19 @@
 //! - The generated header is complete (every operation label, wire struct
 //!   and protocol constant) and checks its own layouts: compiled with the
 //!   host compiler, every struct size and field offset the Rust crate
-//!   computed is a `_Static_assert`.
+//!   computed is a static assertion, in C99 as in C11: both headers compile
+//!   without a warning as either, freestanding (where no libc header
+//!   hides C99's lack of `_Static_assert`).
+//! - `iommu_strerror` names every errno of the protocol, and only those.
 //! - Every function of iommu_client.h works against the real server: a C
 //!   program (tests/c/) calls each one through a stand-in microkit.h whose
 //!   protected calls this test serves, live, with the server core, and the
 //!   results are what the server's semantics give.
 //! - The example C driver PD (pd-clients/pds/c-driver/), with its generated
 //!   per-PD `iommu_config.h`, compiles for aarch64 against the freestanding
-//!   stand-in for libmicrokit, and against the SDK's libmicrokit into a PD
-//!   image when `MICROKIT_SDK` is set.
+//!   stand-in for libmicrokit (pd-clients/c-host/standin/), and against the
+//!   SDK's libmicrokit into a PD image when `MICROKIT_SDK` is set. (c-host's
+//!   own tests run it on the host against the server core.)
 
 mod common;
 
@@ -91,15 +95,20 @@ fn hex(s: &str) -> Vec<u8> {
         .collect()
 }
 
-/// Builds tests/c/header_test.c and runs it, serving its calls with a
-/// server whose one client is the C program; returns its `check` lines.
-fn run_the_c_program() -> Vec<String> {
-    let dir = root().join("target/c-header-test");
+fn host_cc() -> String {
+    std::env::var("CC").unwrap_or_else(|_| "cc".into())
+}
+
+/// Builds tests/c/header_test.c as C `std` and runs it, serving its calls
+/// with a server whose one client is the C program; returns its lines.
+fn run_the_c_program(std: &str) -> Vec<String> {
+    let dir = root().join("target/c-header-test").join(std);
     let include = generated_include(&dir);
     let exe = dir.join("header_test");
-    let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
+    let cc = host_cc();
     let status = Command::new(&cc)
-        .args(["-std=c11", "-Wall", "-Wextra", "-Werror", "-pedantic"])
+        .arg(format!("-std={std}"))
+        .args(["-Wall", "-Wextra", "-Werror", "-pedantic"])
         .arg("-I")
         .arg(&include)
         .arg("-I")
@@ -168,9 +177,13 @@ fn run_the_c_program() -> Vec<String> {
     checks
 }
 
-#[test]
-fn every_c_call_works_on_the_server() {
-    let checks = run_the_c_program();
+fn every_c_call_works_on_the_server_as(std: &str) {
+    let lines = run_the_c_program(std);
+    let checks: Vec<&str> = lines
+        .iter()
+        .map(String::as_str)
+        .filter(|l| l.starts_with("check "))
+        .collect();
     let expected = [
         "check bind err=0 dev=256",
         "check ioas_alloc err=0 ioas=257",
@@ -194,6 +207,8 @@ fn every_c_call_works_on_the_server() {
         "check unmap err=0 length=0x1000",
         "check unmap_all err=0 length=0x2000",
         "check read_fault err=0 valid=0 remaining=0",
+        "check fault_resume err=0 -",
+        "check fault_resume_nodev err=19 -",
         "check vfio_api_version err=0 version=0",
         "check vfio_check_extension err=0 present=1",
         "check vfio_ioas_set err=0 -",
@@ -205,14 +220,141 @@ fn every_c_call_works_on_the_server() {
         "check vfio_unmap_dma err=0 size=0x1000",
         "check dump err=0 got=63 more=1 head=server:",
         // No client 7: nothing to hold.
-        "check quarantine_nobody err=22 -",
+        "check quarantine_nobody err=22 EINVAL",
         "check detach err=0 -",
         "check destroy_hwpt err=0 -",
         "check destroy err=0 -",
-        "check destroy_again err=2 -",
+        "check destroy_again err=2 ENOENT",
         "check reset_self err=0 -",
     ];
     assert_eq!(checks, expected);
+
+    // iommu_strerror names exactly the protocol's errnos, each by its name.
+    let named: Vec<&str> = lines
+        .iter()
+        .map(String::as_str)
+        .filter(|l| l.starts_with("strerror"))
+        .collect();
+    let mut errnos = iommu_proto::Errno::ALL.to_vec();
+    errnos.sort_by_key(|e| e.code());
+    let mut expected: Vec<String> = errnos
+        .iter()
+        .map(|e| format!("strerror {} {}", e.code(), e.name()))
+        .collect();
+    expected.push("strerror_unknown unknown unknown unknown".into());
+    assert_eq!(named, expected);
+}
+
+#[test]
+fn every_c_call_works_on_the_server() {
+    every_c_call_works_on_the_server_as("c11");
+}
+
+/// The same program as C99: the headers need nothing C11 has.
+#[test]
+fn every_c_call_works_on_the_server_in_c99() {
+    every_c_call_works_on_the_server_as("c99");
+}
+
+/// Compiles `driver.c` against the stand-in microkit.h with `cc` and
+/// `flags`, into `object`; `Err` holds the compiler's messages.
+fn compile_the_c_driver(
+    cc: &str,
+    flags: &[&str],
+    include: &Path,
+    object: &Path,
+) -> Result<(), String> {
+    let driver = root().join("pd-clients/pds/c-driver");
+    let output = Command::new(cc)
+        .args(flags)
+        .arg("-I")
+        .arg(include)
+        .arg("-I")
+        .arg(root().join("pd-clients/iommu-client/include"))
+        .arg("-I")
+        .arg(root().join("pd-clients/c-host/standin"))
+        .arg("-c")
+        .arg(driver.join("driver.c"))
+        .arg("-o")
+        .arg(object)
+        .output()
+        .unwrap_or_else(|e| panic!("run {cc}: {e}"));
+    let messages = String::from_utf8_lossy(&output.stderr).into_owned();
+    match (output.status.success(), messages.is_empty()) {
+        (true, true) => Ok(()),
+        _ => Err(messages),
+    }
+}
+
+/// Writes the example driver's `iommu_config.h`, as for edu_a of the
+/// checker's fixture system, beside the generated protocol header.
+fn driver_include(dir: &Path) -> PathBuf {
+    let include = generated_include(dir);
+    let (_, config) = sysgen::load(
+        &root().join("tests/fixtures/system.xml"),
+        &root().join("tests/fixtures/iommu.xml"),
+    )
+    .unwrap();
+    std::fs::write(
+        include.join("iommu_config.h"),
+        sysgen::gen::c_config(&config, "edu_a").unwrap(),
+    )
+    .unwrap();
+    include
+}
+
+/// Freestanding, no libc header is there to define `_Static_assert` for
+/// C99 (glibc's sys/cdefs.h does): the headers' own static assertions are
+/// what is compiled, and they are clean as C99 and as C11.
+#[test]
+fn the_headers_are_c99_and_c11() {
+    let dir = root().join("target/c-standards-test");
+    let include = driver_include(&dir);
+    for std in ["c99", "c11"] {
+        let standard = format!("-std={std}");
+        let flags = [
+            standard.as_str(),
+            "-pedantic",
+            "-Wall",
+            "-Wextra",
+            "-Werror",
+            "-ffreestanding",
+        ];
+        if let Err(messages) =
+            compile_the_c_driver(&host_cc(), &flags, &include, &dir.join(format!("{std}.o")))
+        {
+            panic!("the headers do not compile cleanly as {std}:\n{messages}");
+        }
+    }
+    // A failing assertion stops the build in either standard.
+    let broken = dir.join("broken");
+    std::fs::create_dir_all(&broken).unwrap();
+    let header = std::fs::read_to_string(include.join("iommu_proto.h")).unwrap();
+    let wrong = header.replace(
+        "IOMMU_STATIC_ASSERT(sizeof(struct iommu_destroy) == 8,",
+        "IOMMU_STATIC_ASSERT(sizeof(struct iommu_destroy) == 9,",
+    );
+    assert_ne!(header, wrong);
+    std::fs::write(broken.join("iommu_proto.h"), wrong).unwrap();
+    std::fs::copy(
+        include.join("iommu_config.h"),
+        broken.join("iommu_config.h"),
+    )
+    .unwrap();
+    for std in ["c99", "c11"] {
+        let flag = format!("-std={std}");
+        let refused = compile_the_c_driver(
+            &host_cc(),
+            &[&flag, "-ffreestanding"],
+            &broken,
+            &dir.join("broken.o"),
+        )
+        .expect_err("a wrong layout compiles");
+        assert!(
+            refused.contains("iommu_destroy_size"),
+            "the error does not name the assertion ({std}):\n{refused}"
+        );
+    }
 }
 
 /// An aarch64 C compiler: `CC_AARCH64`, else the Debian cross compiler.
@@ -234,19 +376,7 @@ fn the_c_driver_pd_compiles_for_aarch64() {
         return;
     };
     let dir = root().join("target/c-driver-test");
-    let include = generated_include(&dir);
-    // The driver's per-PD configuration, as for edu_a of the checker's
-    // fixture system.
-    let (_, config) = sysgen::load(
-        &root().join("tests/fixtures/system.xml"),
-        &root().join("tests/fixtures/iommu.xml"),
-    )
-    .unwrap();
-    std::fs::write(
-        include.join("iommu_config.h"),
-        sysgen::gen::c_config(&config, "edu_a").unwrap(),
-    )
-    .unwrap();
+    let include = driver_include(&dir);
     let driver = root().join("pd-clients/pds/c-driver");
     let flags = [
         "-std=c11",
@@ -260,24 +390,9 @@ fn the_c_driver_pd_compiles_for_aarch64() {
         "-mstrict-align",
     ];
     let object = dir.join("driver.o");
-    let status = Command::new(&cc)
-        .args(flags)
-        .arg("-I")
-        .arg(&include)
-        .arg("-I")
-        .arg(root().join("pd-clients/iommu-client/include"))
-        .arg("-I")
-        .arg(driver.join("standin"))
-        .arg("-c")
-        .arg(driver.join("driver.c"))
-        .arg("-o")
-        .arg(&object)
-        .status()
-        .unwrap_or_else(|e| panic!("run {cc}: {e}"));
-    assert!(
-        status.success(),
-        "the C driver PD does not compile for aarch64"
-    );
+    if let Err(messages) = compile_the_c_driver(&cc, &flags, &include, &object) {
+        panic!("the C driver PD does not compile for aarch64:\n{messages}");
+    }
     assert!(std::fs::metadata(&object).unwrap().len() > 0);
 
     // With an SDK: the same source against its libmicrokit, linked into a

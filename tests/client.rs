@@ -315,3 +315,160 @@ fn faults_reach_their_driver_and_reset_is_for_the_manager() {
         server.borrow().server.store().areas_capacity()
     );
 }
+
+/// Where the clients of this system see their command page.
+const PAGE_VA: u64 = common::PAGE_VA;
+
+#[test]
+fn the_library_speaks_every_iommufd_op() {
+    use iommu_proto::iommufd::*;
+    let (server, mut c) = system();
+    let buf = buffer(EDU_A);
+    let a = &mut c[EDU_A];
+    let dev = a.bind(0).unwrap();
+    let src = a.ioas_alloc().unwrap();
+    let dst = a.ioas_alloc().unwrap();
+
+    // IOVA_RANGES before any device: the whole space, page aligned; with
+    // the device attached, its reserved windows are holes.
+    let mut ranges = [iommu_iova_range::default(); 8];
+    let before = a.iova_ranges(PAGE_VA, &dst, &mut ranges).unwrap();
+    assert_eq!((before.total, before.alignment), (1, 1));
+    a.attach(&dev, &dst).unwrap();
+    let after = a.iova_ranges(PAGE_VA, &dst, &mut ranges).unwrap();
+    assert_eq!((after.total, after.alignment), (3, 4096), "{ranges:x?}");
+    assert_eq!(ranges[0], iommu_iova_range { start: 0, last: 0x07ff_ffff });
+    assert_eq!(ranges[1].start, 0x0804_0000);
+    assert_eq!(ranges[2].start, 0x3eff_0000);
+    // No room: the number needed, nothing written.
+    let none = a.iova_ranges(PAGE_VA, &dst, &mut ranges[..1]).unwrap();
+    assert_eq!(none.total, 3);
+
+    // ALLOW_IOVAS confines automatic IOVAs: COPY lands in the window.
+    let window = iommu_iova_range { start: 0x4000_0000, last: 0x4000_ffff };
+    a.allow_iovas(PAGE_VA, &dst, &[window]).unwrap();
+    let m = a
+        .map(&src, &buf, 0, 0x2000, Access::ReadWrite, Some(0x9000))
+        .unwrap();
+    let copied = a
+        .copy(&dst, &src, 0x9000, 0x2000, Access::ReadWrite, None)
+        .unwrap();
+    assert!((window.start..=window.last).contains(&copied));
+    let stream = DEVICES[EDU_A][0].stream_id;
+    assert_eq!(
+        server.borrow().server.hardware().dma(stream, copied + 0x1000),
+        Some(region_paddr(EDU_A) + 0x1000)
+    );
+    assert_eq!(
+        a.copy(&dst, &src, 0x9000, 0x2000, Access::Read, Some(copied))
+            .unwrap_err(),
+        Errno::EEXIST
+    );
+
+    // OPTION: huge pages of an IOAS, read back as set.
+    assert_eq!(a.option_get(IOMMU_OPTION_HUGE_PAGES, dst.id()).unwrap(), 1);
+    a.option_set(IOMMU_OPTION_HUGE_PAGES, src.id(), 0).unwrap();
+    assert_eq!(a.option_get(IOMMU_OPTION_HUGE_PAGES, src.id()).unwrap(), 0);
+
+    // VFIO_IOAS: none until set (ENODEV, as Linux's compat lookup).
+    assert_eq!(
+        a.vfio_ioas(IOMMU_VFIO_IOAS_GET, 0).unwrap_err(),
+        Errno::ENODEV
+    );
+    a.vfio_ioas(IOMMU_VFIO_IOAS_SET, dst.id()).unwrap();
+    assert_eq!(a.vfio_ioas(IOMMU_VFIO_IOAS_GET, 0).unwrap(), dst.id());
+
+    // GET_HW_INFO: the SMMUv3's registers, as an SMMUv3.
+    let info = a.hw_info(PAGE_VA, &dev).unwrap();
+    assert_eq!(info.data_type, IOMMU_HW_INFO_TYPE_ARM_SMMUV3);
+
+    // UNMAP by range: the bytes unmapped, and the device loses them.
+    assert_eq!(a.unmap_range(&dst, copied, 0x2000).unwrap(), 0x2000);
+    assert_eq!(server.borrow().server.hardware().dma(stream, copied), None);
+    a.unmap(m).unwrap();
+}
+
+#[test]
+fn the_library_speaks_vfio_type1() {
+    use iommu_proto::vfio::*;
+    let (server, mut c) = system();
+    let a = &mut c[EDU_A];
+    assert_eq!(a.vfio_get_api_version().unwrap(), VFIO_API_VERSION);
+    // No container until a device attaches through the compat path.
+    assert_eq!(
+        a.vfio_set_iommu(VFIO_TYPE1v2_IOMMU).unwrap_err(),
+        Errno::ENODEV
+    );
+    let dev = a.bind(0).unwrap();
+    a.attach_compat(&dev).unwrap();
+    assert!(a.vfio_check_extension(VFIO_TYPE1v2_IOMMU).unwrap());
+    assert!(!a.vfio_check_extension(VFIO_SPAPR_TCE_IOMMU).unwrap());
+    a.vfio_set_iommu(VFIO_TYPE1v2_IOMMU).unwrap();
+
+    // GET_INFO with room for the capability chain after the struct.
+    let mut info = [0u8; 256];
+    let head = a.vfio_iommu_get_info(&mut info).unwrap();
+    assert_ne!(head.flags & VFIO_IOMMU_INFO_PGSIZES, 0);
+    assert_ne!(head.iova_pgsizes & 0x1000, 0);
+    assert_ne!(head.flags & VFIO_IOMMU_INFO_CAPS, 0);
+    let cap = head.cap_offset as usize;
+    assert!(cap >= core::mem::size_of::<vfio_iommu_type1_info>() && cap < info.len());
+
+    // A buffer mapped at the IOVA of the caller's choosing, as a VMM maps
+    // guest RAM at its guest-physical address.
+    let flags = VFIO_DMA_MAP_FLAG_READ | VFIO_DMA_MAP_FLAG_WRITE;
+    a.vfio_map_dma(BUFFER_VA, 0x4000_0000, 0x4000, flags).unwrap();
+    let stream = DEVICES[EDU_A][0].stream_id;
+    assert_eq!(
+        server.borrow().server.hardware().dma(stream, 0x4000_3000),
+        Some(region_paddr(EDU_A) + 0x3000)
+    );
+    assert_eq!(a.vfio_unmap_dma(0x4000_0000, 0x4000, 0).unwrap(), 0x4000);
+    assert_eq!(server.borrow().server.hardware().dma(stream, 0x4000_0000), None);
+    assert_eq!(
+        a.vfio_unmap_dma(0, 0, VFIO_DMA_UNMAP_FLAG_ALL).unwrap(),
+        0
+    );
+}
+
+#[test]
+fn the_manager_holds_releases_and_reads_reports() {
+    let (_server, mut c) = system();
+    c[EDU_B].bind(0).unwrap();
+    // Only a manager may hold another client.
+    assert_eq!(c[EDU_A].hold(EDU_B as u64).unwrap_err(), Errno::EPERM);
+    c[MANAGER].hold(EDU_B as u64).unwrap();
+    // The hold reset edu_b (its device unbound) and refuses a new bind.
+    assert_eq!(c[EDU_B].bind(0).unwrap_err(), Errno::EPERM);
+    let mut report = Vec::new();
+    let len = c[MANAGER]
+        .dump(PAGE_VA, EDU_B as u32, |piece| report.extend_from_slice(piece))
+        .unwrap();
+    let report = String::from_utf8(report).unwrap();
+    assert_eq!(len as usize, report.len());
+    assert!(report.starts_with("client 1 edu_b (held): objects 0/16"), "{report}");
+    c[MANAGER].release(EDU_B as u64).unwrap();
+    c[EDU_B].bind(0).unwrap();
+    // The server's own report.
+    let mut whole = Vec::new();
+    let total = c[MANAGER]
+        .dump(PAGE_VA, iommu_proto::dump::IOMMU_DUMP_SERVER, |piece| {
+            whole.extend_from_slice(piece)
+        })
+        .unwrap();
+    assert_eq!(total as usize, whole.len());
+    let whole = String::from_utf8(whole).unwrap();
+    assert!(whole.starts_with("server: 3 clients;"), "{whole}");
+    assert!(whole.contains("hardware: mock IOMMU"), "{whole}");
+}
+
+#[test]
+fn fault_recording_resumes_only_for_a_device_the_client_has() {
+    let (_server, mut c) = system();
+    let a = &mut c[EDU_A];
+    // Nothing stormed: a no-op; an index past the client's devices: none.
+    a.resume_faults(0).unwrap();
+    assert_eq!(a.resume_faults(1).unwrap_err(), Errno::ENODEV);
+    let read = a.read_fault().unwrap();
+    assert_eq!((read.fault, read.silenced, read.storm_dropped), (None, 0, 0));
+}

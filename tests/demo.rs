@@ -27,7 +27,12 @@ fn make_run_without_an_sdk_tells_the_whole_story() {
     // The NVMe controller's disk: zeros, read back after the run.
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let image = root.join("target/demo-nvme.img");
-    std::fs::write(&image, vec![0u8; 4 << 20]).unwrap();
+    // As big as the configuration says the disk is.
+    let disk_blocks = iommu_system::CLIENTS
+        .iter()
+        .find_map(|c| c.disk_blocks)
+        .expect("a driver of a disk in the configuration");
+    std::fs::write(&image, vec![0u8; disk_blocks as usize * 512]).unwrap();
     let mut make = Command::new("make");
     make.arg("run")
         .arg(format!("NVME_IMAGE={}", image.display()))
@@ -74,24 +79,51 @@ fn make_run_without_an_sdk_tells_the_whole_story() {
         "edu_a: restarted: my previous life's DMA was stopped (C_BAD_STE) and reached nothing",
         "ok - edu_a: restarted: binds, maps and does DMA again",
         "ok - supervisor: the server's pools are back where they were before the crash",
+        // A fault storm contained.
+        "event queue 4096 records, overflows 0",
+        "ok - edu_b: drains its faults and has its device's faults recorded",
+        "ok - edu_a: drains its faults and has its device's faults recorded",
+        "server: stream 0x10 (edu_b's edu_b) faulted more than 16 times in one interrupt: its records are stopped until edu_b resumes them",
+        "edu_a: during the storm: 1 record, F_TRANSLATION at IOVA 0x102000, lost false",
+        "ok - edu_a: its one stray DMA during edu_b's storm is reported to it exactly, nothing lost",
+        "edu_b: told it is storming: 16 records queued, 1008 more dropped for it alone",
+        "ok - edu_b: told it is storming: its records stopped after its budget, its drops counted",
+        "ok - server: the storm cost at most 64 records per interrupt and the event queue never overflowed",
         // The server's own dump: the SMMU's features, domains, pools.
         "hardware: SMMUv3, coherent true, OAS 44 IAS 48 SID bits 16, 2-level stream table true, range invalidation true; domains 3/16, leaked 0, table pages 12/64",
         "ok - edu_a: still works at the end",
         // NVMe through the IOMMU, for two block clients.
         "nvme_driver: QEMU NVMe Ctrl (serial iommu-nvme), 8192 blocks of 512 bytes, queues at IOVA 0x40000000",
         "ok - nvme_driver: brings its NVMe controller up through the IOMMU",
-        "blk_static: static mode: data region blk_static_data (128 KiB) at IOVA 0x50000000",
-        "blk_static: ok - read back 20 KiB from mid-page (PRP list) at block 1056: the data written",
+        "blk_static: static mode: data region blk_static_data (128 KiB) at IOVA 0x50000000, blocks 0..4096",
+        "blk_strict: strict mode: data region blk_strict_data (128 KiB) at IOVA 0x51000000, blocks 4096..8192",
+        // Each block client tries the other's share: refused, nothing touched.
+        "blk_static: ok - read of block 4096, another client's, refused (ERR_BLOCKS); my buffer untouched",
+        "blk_static: ok - write to block 4096, another client's, refused (ERR_BLOCKS)",
+        "blk_strict: ok - read of block 0, another client's, refused (ERR_BLOCKS); my buffer untouched",
+        "blk_strict: ok - write to block 0, another client's, refused (ERR_BLOCKS)",
+        // The NVMe driver dies with requests of both in flight.
+        "nvme_driver: 4 requests of its block clients in flight: crashing on purpose",
+        "ok - supervisor: revokes nvme_driver's DMA when it dies",
+        "ok - nvme_driver: resources all returned",
+        "nvme_driver: restarted: answered 4 requests its previous life took and never answered: ERR_ABANDONED",
+        "ok - nvme_driver: restarted: every request its previous life took is answered with an error",
+        "blk_static: ok - 2 requests in flight when the driver died: answered ERR_ABANDONED",
+        "blk_strict: ok - 2 requests in flight when the driver died: answered ERR_ABANDONED",
+        // And everything after succeeds.
+        "blk_static: ok - read back 20 KiB from mid-page (PRP list) at block 32: the data written",
+        "blk_strict: ok - read back 20 KiB from mid-page (PRP list) at block 4128: the data written",
         "nvme_driver: blk_static (static): 6 I/Os, 0 maps and 0 unmaps",
-        "ok - blk_static: static: writes, reads back and verifies through nvme_driver",
-        "blk_strict: strict mode: data region blk_strict_data (128 KiB) at IOVA 0x51000000",
+        "ok - blk_static: static: refused another's blocks; an error for each request its driver died with; then writes, reads back and verifies through nvme_driver",
         "nvme_driver: blk_strict (strict): 6 I/Os, 6 maps and 6 unmaps",
-        "ok - blk_strict: strict: writes, reads back and verifies through nvme_driver",
+        "ok - blk_strict: strict: refused another's blocks; an error for each request its driver died with; then writes, reads back and verifies through nvme_driver",
         "ok - blk_strict: strict: no mapping left once every request completed",
         "server: DMA fault F_TRANSLATION on stream 0x18 (nvme_driver's nvme), IOVA 0x50021000 read",
         "nvme_driver: stray command to IOVA 0x50020000 (its PRP list one page on): completed with DataTransferError; reported to me: F_TRANSLATION at IOVA 0x50021000",
         "ok - nvme_driver: a command naming an unmapped IOVA is stopped, reported, and fails",
         "ok - nvme_driver: serves on after the stray command",
+        "nvme_driver: device misbehaviour: 0 completions ignored, 0 commands timed out, 0 controller resets",
+        "blk_static: ok - read back 20 KiB from mid-page (PRP list) at block 2080: the data written",
         "edu_c: edu_c_dma at physical 0x5f000000, device address 0x5f000000 (edu_c_space), no IOMMU client",
         "ok - edu_c: DMA with no IOMMU client, confined by system.xml alone",
         "ok - edu_c: DMA outside my iomaps reaches nothing",
@@ -109,7 +141,7 @@ fn make_run_without_an_sdk_tells_the_whole_story() {
         "manager: static space edu_c_space (domain_id 1): stream 0x20, 1 iomaps, 4 table pages, attached",
         "manager:   0x5f000000-0x5f00ffff -> 0x5f000000 rw",
         "manager: static space edu_d_space (domain_id 2): stream 0x28, 1 iomaps, 4 table pages, attached",
-        "demo: 33 passed, 0 failed",
+        "demo: 41 passed, 0 failed",
     ] {
         assert!(out.contains(line), "missing `{line}` in:\n{out}");
     }
@@ -131,12 +163,26 @@ fn make_run_without_an_sdk_tells_the_whole_story() {
     );
 
     // Independent evidence: the disk holds exactly what the block clients
-    // wrote (each story at its own blocks, the last after the stray
-    // command), and nothing else was written.
+    // wrote, each in its own configured share (a story at the start of
+    // each share; the first client's second story, after the stray
+    // command, in the middle of its share), and nothing else was written:
+    // neither the refused writes to another's share nor anything of the
+    // driver's death.
     let disk = std::fs::read(&image).unwrap();
     let mut expected = vec![0u8; disk.len()];
-    for client in 1..=3 {
-        for range in blk_driver::story::written(client * 1024) {
+    let shares: Vec<_> = iommu_system::CLIENTS
+        .iter()
+        .flat_map(|c| c.regions)
+        .filter_map(|r| r.share.map(|s| s.range()))
+        .collect();
+    assert_eq!(shares.len(), 2, "the demo's two block clients");
+    let stories = shares.iter().map(|s| (s.clone(), s.start)).chain([(
+        shares[0].clone(),
+        blk_driver::story::second_story(shares[0].clone()),
+    )]);
+    for (share, first_block) in stories {
+        for range in blk_driver::story::written(first_block) {
+            assert!(range.start >= share.start * 512 && range.end <= share.end * 512);
             for x in range {
                 expected[x as usize] = blk_driver::story::pattern(x);
             }

@@ -122,3 +122,38 @@ fn only_a_manager_dumps_and_only_what_is_there() {
     let (piece, total) = dump_piece(&mut r, 1, 0, 1 << 20, 100).unwrap();
     assert!(piece.is_empty() && total > 0);
 }
+
+/// The offset is a file position, judged as Linux's rw_verify_area judges
+/// a read's: EINVAL once it, or its end, is past i64::MAX (loff_t is
+/// signed); anywhere else past the report an empty read. Near U64_MAX
+/// the end used to overflow.
+#[test]
+fn an_offset_past_any_file_position_is_einval() {
+    let mut r = rig();
+    let top = i64::MAX as u64;
+    for offset in [u64::MAX, u64::MAX - 10, 1 << 63, top, top - 99] {
+        assert_eq!(
+            dump_piece(&mut r, 1, 0, offset, 100).err(),
+            Some(Errno::EINVAL),
+            "offset {offset:#x}"
+        );
+    }
+    for target in [0, IOMMU_DUMP_SERVER] {
+        let (piece, total) = dump_piece(&mut r, 1, target, top - 100, 100).unwrap();
+        assert!(piece.is_empty() && total > 0);
+        let (piece, _) = dump_piece(&mut r, 1, target, top, 0).unwrap();
+        assert!(piece.is_empty());
+    }
+    // A refused read wrote nothing back: the struct is as it was sent.
+    let mut cmd = iommu_dump {
+        size: 40,
+        target: 0,
+        length: 100,
+        reserved: 0,
+        offset: u64::MAX,
+        data_uptr: PAGE_VA + 64,
+        out_total: 7,
+    };
+    assert_eq!(r.call(1, Op::Dump, &mut cmd, 0), Err(Errno::EINVAL));
+    assert_eq!((cmd.length, cmd.out_total), (100, 7));
+}

@@ -81,6 +81,15 @@ fn shipped_pair_generates_the_expected_configuration() {
             ("blk_strict_data", true, Some("blk_strict")),
         ]
     );
+    // Each block client's share of the disk: disjoint, the disk's halves.
+    assert_eq!(nvme.disk_blocks, Some(8192));
+    assert_eq!(
+        nvme.regions
+            .iter()
+            .map(|r| r.share.map(|s| s.range()))
+            .collect::<Vec<_>>(),
+        [None, Some(0..4096), Some(4096..8192)]
+    );
     assert_eq!(
         iommu_system::channel_to("blk_strict", "nvme_driver"),
         Some(ch(0))

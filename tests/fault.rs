@@ -6,7 +6,9 @@ use common::{client, device, MockHw, Rig};
 use iommu_proto::fault::*;
 use iommu_proto::vfio::vfio_device_bind_iommufd;
 use iommu_proto::{Errno, Op};
-use iommu_server::{Drained, Fault, LogEvent, FAULT_QUEUE, LOG_PER_INTERRUPT};
+use iommu_server::{
+    Drained, Fault, LogEvent, EVENTS_PER_INTERRUPT, FAULT_QUEUE, LOG_PER_INTERRUPT, STORM_BUDGET,
+};
 use iommu_types::config::{DeviceConfig, Perms, Region};
 use iommu_types::StreamId;
 
@@ -33,7 +35,7 @@ fn rig() -> Rig {
 
 fn read(r: &mut Rig, client: usize) -> Result<(iommu_fault_record, u64), Errno> {
     let mut rec = iommu_fault_record {
-        size: 48,
+        size: 64,
         flags: 0,
         out_flags: 0,
         dev_id: 0,
@@ -43,8 +45,10 @@ fn read(r: &mut Rig, client: usize) -> Result<(iommu_fault_record, u64), Errno> 
         access: 0,
         reserved: 0,
         overflow: 0,
+        silenced: 0,
+        storm_dropped: 0,
     };
-    let remaining = r.call_with(client, Op::FaultRead, &mut rec, 48, 0)?;
+    let remaining = r.call_with(client, Op::FaultRead, &mut rec, 64, 0)?;
     Ok((rec, remaining))
 }
 
@@ -146,6 +150,8 @@ fn fault_read_rules() {
         access: 0,
         reserved: 0,
         overflow: 0,
+        silenced: 0,
+        storm_dropped: 0,
     };
     assert_eq!(
         r.call_with(1, Op::FaultRead, &mut rec, 48, 0),
@@ -165,16 +171,20 @@ fn fault_read_rules() {
 
 /// One interrupt's worth of hardware events: `faults`, then what draining
 /// found; returns who is notified and what the log said.
+/// As the hardware does, it hands over at most what the server asks for.
 fn interrupt(r: &mut Rig, faults: &[Fault], drained: Drained) -> (u64, Vec<LogEvent>) {
     let mut log = Vec::new();
-    let notify = r.server.collect_faults(
-        |_, report| {
-            faults.iter().for_each(|&f| report(f));
-            drained
+    let collected = r.server.collect_faults(
+        |_, max, report| {
+            faults.iter().take(max).for_each(|&f| report(f));
+            Drained {
+                pending: faults.len() > max,
+                ..drained
+            }
         },
         &mut |event| log.push(event),
     );
-    (notify, log)
+    (collected.notify, log)
 }
 
 /// A client with no device, beside the two with devices.
@@ -223,6 +233,7 @@ fn lost_records_reach_every_client_owning_a_stream_once() {
     let lost = Drained {
         lost: true,
         global_errors: 0,
+        pending: false,
     };
     let (notify, log) = interrupt(&mut r, &[], lost);
     assert_eq!(notify, 0b011, "a and b own streams; c owns none");
@@ -251,18 +262,37 @@ fn a_fault_flood_logs_a_bounded_number_of_lines() {
     let errors = Drained {
         lost: true,
         global_errors: 0x4,
+        pending: false,
     };
     let (notify, log) = interrupt(&mut r, &flood, errors);
     assert_eq!(notify, 0b11);
-    assert_eq!(log.len() as u32, LOG_PER_INTERRUPT + 1);
+    // The storm is always said; the rest within the budget.
+    assert_eq!(log.len() as u32, LOG_PER_INTERRUPT + 2);
+    let storms: Vec<String> = log
+        .iter()
+        .filter(|e| matches!(e, LogEvent::Storming { .. }))
+        .map(|e| e.to_string())
+        .collect();
+    assert_eq!(
+        storms,
+        ["stream 0x8 (a's a0) faulted more than 16 times in one interrupt: its records are stopped until a resumes them"]
+    );
+    // One interrupt's records: the device's budget of faults, then the
+    // lost records and the global errors; the rest wait.
+    let said = STORM_BUDGET as u32 + 2;
     assert_eq!(
         log.last(),
-        Some(&LogEvent::Suppressed(200 + 2 - LOG_PER_INTERRUPT))
+        Some(&LogEvent::Suppressed(said - LOG_PER_INTERRUPT))
     );
-    // Every fault still reaches its queue, up to its bound.
+    // The device's budget reaches its queue; the rest of the interrupt's
+    // records are dropped for it alone.
     let (rec, remaining) = read(&mut r, 0).unwrap();
-    assert_eq!(remaining as usize, FAULT_QUEUE - 1);
-    assert_eq!(rec.overflow as usize, 200 - FAULT_QUEUE);
+    assert_eq!(remaining, u64::from(STORM_BUDGET) - 1);
+    assert_eq!(rec.overflow, 0);
+    assert_eq!(
+        rec.storm_dropped as usize,
+        EVENTS_PER_INTERRUPT - STORM_BUDGET as usize
+    );
     // The next interrupt has its own budget.
     let (_, log) = interrupt(
         &mut r,
@@ -270,6 +300,7 @@ fn a_fault_flood_logs_a_bounded_number_of_lines() {
         Drained {
             lost: false,
             global_errors: 0x4,
+            pending: false,
         },
     );
     assert_eq!(log, [LogEvent::GlobalErrors(0x4)]);

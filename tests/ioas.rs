@@ -608,3 +608,68 @@ fn iova_ranges_needs_room_only_for_what_it_writes() {
     s.call(0, Op::IoasIovaRanges, &mut cmd).unwrap();
     assert_eq!(cmd.num_iovas, 1);
 }
+
+/// A copy of areas that are each shorter than a page into an IOAS with a
+/// domain (alignment 4 KiB): the start and the total are page multiples,
+/// but each segment would become an area the domain cannot map (Linux:
+/// iommu_map refuses it, EINVAL). Checked before anything changes; debug
+/// builds used to panic in the domain's page-size choice.
+#[test]
+fn copy_of_segments_shorter_than_the_alignment_is_einval() {
+    static DEVICES: [iommu_types::config::DeviceConfig; 1] = [common::device("d", 0x8)];
+    let config = common::client("a")
+        .regions(&REGIONS_A)
+        .devices(&DEVICES)
+        .quota(QUOTA)
+        .build();
+    let mut r = common::Rig::new(MockHw::new(), &[config]);
+    // Without a domain areas are byte granular: two half pages, adjacent
+    // in IOVA, each from the start of its own CPU page.
+    let src = r.alloc(0).unwrap();
+    r.map(0, src, 0x10_0000, 0x800, Some(0x1000)).unwrap();
+    r.map(0, src, 0x10_2000, 0x800, Some(0x1800)).unwrap();
+    let dst = r.alloc(0).unwrap();
+    let dev = r.bind(0, 0).unwrap();
+    r.attach(0, dev, dst).unwrap();
+    let used = r.server.store().account(common::id(0)).unwrap();
+    for flags in [IOMMU_IOAS_MAP_READABLE | FIXED, IOMMU_IOAS_MAP_READABLE] {
+        let mut copy = iommu_ioas_copy {
+            size: 40,
+            flags,
+            dst_ioas_id: dst,
+            src_ioas_id: src,
+            length: 2 * 0x800,
+            dst_iova: 0x10_0000,
+            src_iova: 0x1000,
+        };
+        assert_eq!(r.call(0, Op::IoasCopy, &mut copy, 0), Err(Errno::EINVAL));
+        assert_eq!(copy.dst_iova, 0x10_0000, "nothing written back");
+    }
+    assert_eq!(r.server.store().account(common::id(0)).unwrap(), used);
+    assert_eq!(r.server.translate(common::id(0), dst, 0x10_0000), None);
+    assert_eq!(
+        r.server
+            .hardware()
+            .dma(iommu_types::StreamId(0x8), 0x10_0000),
+        None
+    );
+    r.check().unwrap();
+    // A whole page's worth of one area copies.
+    r.map(0, src, 0x10_4000, 0x1000, Some(0x4000)).unwrap();
+    let mut copy = iommu_ioas_copy {
+        size: 40,
+        flags: IOMMU_IOAS_MAP_READABLE | FIXED,
+        dst_ioas_id: dst,
+        src_ioas_id: src,
+        length: 0x1000,
+        dst_iova: 0x10_0000,
+        src_iova: 0x4000,
+    };
+    r.call(0, Op::IoasCopy, &mut copy, 0).unwrap();
+    assert_eq!(
+        r.server
+            .hardware()
+            .dma(iommu_types::StreamId(0x8), 0x10_0010),
+        Some(0x8000_4010)
+    );
+}

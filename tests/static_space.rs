@@ -152,16 +152,17 @@ fn interrupt<H: iopt::Hardware>(
 ) -> (u64, Vec<LogEvent>) {
     let mut log = Vec::new();
     let notify = r.server.collect_faults(
-        |_, report| {
+        |_, _, report| {
             faults.iter().for_each(|&f| report(f));
             Drained {
                 lost,
                 global_errors: 0,
+                pending: false,
             }
         },
         &mut |event| log.push(event),
     );
-    (notify, log)
+    (notify.notify, log)
 }
 
 fn translation(stream: u32, iova: u64) -> Fault {

@@ -921,3 +921,147 @@ fn a_c_pd_gets_its_configuration_as_a_header() {
     assert!(rust.contains("(\"manager\", \"edu_b\", channel(1)),"));
     assert_eq!(sysgen::gen::c_config(&config, "nobody"), None);
 }
+
+/// The NVMe system's pair (tests/fixtures/nvme_*.xml, a copy of the
+/// example with its block clients' shares of the disk).
+const NVME_SYSTEM: &str = include_str!("fixtures/nvme_system.xml");
+const NVME_POLICY: &str = include_str!("fixtures/nvme_iommu.xml");
+
+/// Each block client's share of its driver's disk is checked: present on
+/// every block client's data region and only there, given whole, at
+/// least a block, not wrapping, on the disk, and disjoint from the
+/// others; the disk is one per driver and not empty.
+#[test]
+fn block_clients_shares_of_the_disk() {
+    let pol = |from: &str, to: &str| edit(NVME_POLICY, from, to);
+    let strict =
+        "<dma mr=\"blk_strict_data\" mode=\"strict\" first_block=\"4096\" blocks=\"4096\" />";
+    let with = |attrs: &str| {
+        pol(
+            strict,
+            &format!("<dma mr=\"blk_strict_data\" mode=\"strict\" {attrs} />"),
+        )
+    };
+    exactly(&[
+        (
+            "a block client without a share",
+            NVME_SYSTEM.into(),
+            with(""),
+            "iommu.xml:49:9: <dma mr=\"blk_strict_data\">: `blk_strict_data` is block client `blk_strict`'s data region: give its share of the disk (iommu.xml:50) as first_block and blocks",
+        ),
+        (
+            "two shares overlapping",
+            NVME_SYSTEM.into(),
+            with("first_block=\"4000\" blocks=\"100\""),
+            "iommu.xml:49:49: <dma mr=\"blk_strict_data\"> attribute `first_block`: blocks 4000..4100 overlap `blk_static_data`'s share, blocks 0..4096 (iommu.xml:48)",
+        ),
+        (
+            "a share past the end of the disk",
+            NVME_SYSTEM.into(),
+            with("first_block=\"4096\" blocks=\"4097\""),
+            "iommu.xml:49:68: <dma mr=\"blk_strict_data\"> attribute `blocks`: blocks 4096..8193 end past the disk's 8192 (iommu.xml:50)",
+        ),
+        (
+            "a share whose end wraps",
+            NVME_SYSTEM.into(),
+            with("first_block=\"0xffffffffffffff00\" blocks=\"0x100\""),
+            "iommu.xml:49:82: <dma mr=\"blk_strict_data\"> attribute `blocks`: 0xffffffffffffff00 + 0x100 blocks wraps past 2^64",
+        ),
+        (
+            "an empty share",
+            NVME_SYSTEM.into(),
+            with("first_block=\"4096\" blocks=\"0\""),
+            "iommu.xml:49:68: <dma mr=\"blk_strict_data\"> attribute `blocks`: a share of the disk is at least one block",
+        ),
+        (
+            "half a share",
+            NVME_SYSTEM.into(),
+            with("first_block=\"4096\""),
+            "iommu.xml:49:9: <dma mr=\"blk_strict_data\"> attribute `blocks`: missing: a share of the disk is first_block and blocks",
+        ),
+        (
+            "the other half",
+            NVME_SYSTEM.into(),
+            with("blocks=\"4096\""),
+            "iommu.xml:49:9: <dma mr=\"blk_strict_data\"> attribute `first_block`: missing: a share of the disk is first_block and blocks",
+        ),
+        (
+            "a share on the driver's own memory",
+            NVME_SYSTEM.into(),
+            pol(
+                "<dma mr=\"nvme_queues\" />",
+                "<dma mr=\"nvme_queues\" first_block=\"8000\" blocks=\"10\" />",
+            ),
+            "iommu.xml:47:31: <dma mr=\"nvme_queues\"> attribute `first_block`: `nvme_queues` is no block client's data region (no other PD maps it): a share of the disk is a block client's",
+        ),
+        (
+            "shares of a disk the driver does not have",
+            NVME_SYSTEM.into(),
+            pol(" disk_blocks=\"8192\"", ""),
+            "iommu.xml:48:49: <dma mr=\"blk_static_data\"> attribute `first_block`: a share of a disk, but `nvme_driver` drives none (no <device disk_blocks>)",
+        ),
+        (
+            "a second disk for one driver",
+            NVME_SYSTEM.into(),
+            pol(
+                "        </device>\n    </client>\n\n    <client pd=\"manager\"",
+                "        </device>\n        <device name=\"nvme2\" stream_id=\"0x20\" dma_mask=\"0xffffffffff\" disk_blocks=\"16\" />\n    </client>\n\n    <client pd=\"manager\"",
+            ),
+            "iommu.xml:56:71: <device name=\"nvme2\"> attribute `disk_blocks`: `nvme_driver` already drives a disk, device `nvme` (iommu.xml:50)",
+        ),
+        (
+            "an empty disk",
+            NVME_SYSTEM.into(),
+            pol("disk_blocks=\"8192\"", "disk_blocks=\"0\""),
+            "iommu.xml:51:59: <device name=\"nvme\"> attribute `disk_blocks`: a disk has at least one block",
+        ),
+    ]);
+    // The shipped shares reach the generated configuration.
+    let config = load(NVME_SYSTEM, NVME_POLICY).unwrap();
+    let rust = sysgen::gen::rust(&config, &["system.xml", "iommu.xml"]);
+    assert!(rust.contains("shared_with: Some(\"blk_strict\"), share: Some(Share { first_block: 0x1000, blocks: 0x1000 }) },"));
+    assert!(rust.contains("disk_blocks: Some(8192),"));
+    let header = sysgen::gen::c_config(&config, "nvme_driver").unwrap();
+    assert!(header.contains("#define IOMMU_DMA_BLK_STRICT_DATA_FIRST_BLOCK 0x1000\n"));
+}
+
+/// `iommu_config.h` says what `RegionSpec` tells Rust PDs about a DMA
+/// region: its mode and the one other PD that maps it.
+#[test]
+fn a_c_pd_learns_each_regions_mode_and_sharer() {
+    let config = load(SYSTEM, POLICY).unwrap();
+    let header = sysgen::gen::c_config(&config, "edu_b").unwrap();
+    assert!(header.contains("#define IOMMU_DMA_EDU_B_DMA_MODE IOMMU_DMA_MODE_STATIC\n"));
+    assert!(header.contains("#define IOMMU_DMA_MODE_STATIC 0\n#define IOMMU_DMA_MODE_STRICT 1\n"));
+    assert!(!header.contains("SHARED_WITH "), "{header}");
+
+    // Strict, and mapped by the manager too.
+    let shared = load(
+        &edit(
+            SYSTEM,
+            r#"<map mr="manager_command" vaddr="0x20000000" perms="rw" setvar_vaddr="command_page" />"#,
+            r#"<map mr="manager_command" vaddr="0x20000000" perms="rw" setvar_vaddr="command_page" />
+        <map mr="edu_b_dma" vaddr="0x50000000" perms="rw" />"#,
+        ),
+        &edit(POLICY, r#"<dma mr="edu_b_dma" />"#, r#"<dma mr="edu_b_dma" mode="strict" />"#),
+    )
+    .unwrap();
+    let region = &shared.clients[1].regions[0];
+    assert_eq!(
+        (region.strict, region.shared_with.as_deref()),
+        (true, Some("manager"))
+    );
+    let header = sysgen::gen::c_config(&shared, "edu_b").unwrap();
+    for line in [
+        "#define IOMMU_DMA_EDU_B_DMA_VADDR 0x30000000\n",
+        "#define IOMMU_DMA_EDU_B_DMA_SIZE 0x10000\n",
+        "#define IOMMU_DMA_EDU_B_DMA_MODE IOMMU_DMA_MODE_STRICT\n",
+        "#define IOMMU_DMA_EDU_B_DMA_SHARED_WITH \"manager\"\n",
+    ] {
+        assert!(header.contains(line), "no `{}` in:\n{header}", line.trim());
+    }
+    // edu_a's own region stays its own.
+    let header = sysgen::gen::c_config(&shared, "edu_a").unwrap();
+    assert!(header.contains("#define IOMMU_DMA_EDU_A_DMA_MODE IOMMU_DMA_MODE_STATIC\n"));
+    assert!(!header.contains("SHARED_WITH "), "{header}");
+}

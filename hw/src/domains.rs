@@ -5,7 +5,7 @@
 //! PD and the bare-metal demo both run the server on this.
 
 use iommu_types::{ClientId, Errno, Fault, IovaRange, Prot, StreamId};
-use iopt::{DomainId, DomainTable, Hardware, IoDomain};
+use iopt::{DomainId, DomainTable, Hardware, IoDomain, Unconfirmed};
 use mmio::RegisterBlock;
 
 use crate::pgtable::{Format, IoPageTable, MemAttr, PtDomain, TablePool, MAIR};
@@ -147,13 +147,26 @@ impl<'a, R: RegisterBlock> SmmuDomains<'a, R> {
             .and_then(Option::as_ref)
             .ok_or(Errno::ENOENT)?
             .ctx;
-        self.smmu.attach(stream, ctx).map_err(Errno::from)
+        self.smmu.attach(stream, ctx).map_err(Errno::from)?;
+        // The context decides what the stream records from now on: one of
+        // the silenced streams now on it silences it. The attach stands
+        // either way; a failure here leaves the records on, which the
+        // server's own budget still bounds.
+        let _ = self.smmu.apply_recording(stream);
+        Ok(())
     }
 
     /// Quarantines a stream (abort); a stream already aborting is fine.
     pub fn detach(&mut self, stream: StreamId) -> Result<(), Errno> {
         match self.smmu.stream_context(stream) {
-            Some(ctx) => self.smmu.detach(stream, ctx).map_err(Errno::from),
+            Some(ctx) => {
+                self.smmu.detach(stream, ctx).map_err(Errno::from)?;
+                // The stream left its context (which may record again) and
+                // aborts; silenced, it aborts without records.
+                let _ = self.smmu.refresh_context_recording(ctx);
+                let _ = self.smmu.apply_recording(stream);
+                Ok(())
+            }
             None => Ok(()),
         }
     }
@@ -163,15 +176,38 @@ impl<'a, R: RegisterBlock> SmmuDomains<'a, R> {
         self.smmu.drain_events(f)
     }
 
-    /// Hands every pending SMMU event to `f` as the fault the server
-    /// reports.
-    pub fn drain_faults(&mut self, mut f: impl FnMut(Fault)) -> EventStatus {
-        self.smmu.drain_events(|e| f(e.fault()))
+    /// Hands at most `max` pending SMMU events to `f` as the faults the
+    /// server reports; the rest stay queued (`pending`).
+    pub fn drain_faults(&mut self, max: usize, mut f: impl FnMut(Fault)) -> EventStatus {
+        self.smmu.drain_events_max(max, |e| f(e.fault()))
+    }
+
+    /// Event queue overflows the SMMU signalled so far.
+    pub fn event_overflows(&self) -> u32 {
+        self.smmu.overflows()
     }
 
     /// Domains that could not be released.
     pub fn leaked(&self) -> usize {
         self.leaked
+    }
+
+    /// The domain `stream`'s STE points at, as the stream table in memory
+    /// says (not what the SMMU may have cached).
+    pub fn stream_domain(&self, stream: StreamId) -> Option<DomainId> {
+        let ctx = self.smmu.stream_context(stream)?;
+        self.slots
+            .iter()
+            .position(|s| s.as_ref().is_some_and(|s| s.ctx == ctx))
+            .map(|i| DomainId(i as u32))
+    }
+
+    /// Where `stream`'s DMA to `iova` lands by a walk of the stream table
+    /// and page tables in memory: what the SMMU finds once its caches are
+    /// invalidated. For diagnostics and tests.
+    pub fn walk(&self, stream: StreamId, iova: u64) -> Option<u64> {
+        let slot = self.slots[self.stream_domain(stream)?.0 as usize].as_ref()?;
+        slot.table.iova_to_phys(&self.pool, iova)
     }
 
     fn selected(&self) -> Option<&Slot> {
@@ -237,8 +273,8 @@ impl<R: RegisterBlock> IoDomain for SmmuDomains<'_, R> {
         })
     }
 
-    fn unmap_pages(&mut self, iova: u64, length: u64) -> u64 {
-        self.with_selected(0, |d| d.unmap_pages(iova, length))
+    fn unmap_pages(&mut self, iova: u64, length: u64) -> Result<u64, Unconfirmed> {
+        self.with_selected(Ok(0), |d| d.unmap_pages(iova, length))
     }
 
     fn iova_to_phys(&self, iova: u64) -> Option<u64> {
@@ -277,6 +313,18 @@ impl<R: RegisterBlock> Hardware for SmmuDomains<'_, R> {
         SmmuDomains::detach(self, stream)
     }
 
+    fn abort_all(&mut self) -> Result<(), Errno> {
+        self.smmu.abort_all().map_err(Errno::from)
+    }
+
+    fn set_recording(&mut self, stream: StreamId, record: bool) -> Result<(), Errno> {
+        self.smmu.set_recording(stream, record).map_err(Errno::from)
+    }
+
+    fn recording(&self, stream: StreamId) -> bool {
+        self.smmu.records(stream)
+    }
+
     fn id_regs(&self) -> ([u32; 6], u32, u32) {
         let ids = self.features().ids;
         (ids.idr, ids.iidr, ids.aidr)
@@ -292,7 +340,7 @@ impl<R: RegisterBlock> Hardware for SmmuDomains<'_, R> {
         let f = self.features();
         write!(
             out,
-            "SMMUv3, coherent {}, OAS {} IAS {} SID bits {}, 2-level stream table {}, range invalidation {}; domains {}/{}, leaked {}, table pages {}/{}, event queue overflows {}",
+            "SMMUv3, coherent {}, OAS {} IAS {} SID bits {}, 2-level stream table {}, range invalidation {}; domains {}/{}, leaked {}, table pages {}/{}, event queue {} records, overflows {}",
             f.coherent,
             f.oas,
             f.ias,
@@ -304,7 +352,12 @@ impl<R: RegisterBlock> Hardware for SmmuDomains<'_, R> {
             self.leaked,
             self.pool.used(),
             self.pool.capacity(),
+            self.smmu.event_queue_entries(),
             self.smmu.overflows()
-        )
+        )?;
+        if self.smmu.disabled() {
+            write!(out, "; translation off (an invalidation was not confirmed)")?;
+        }
+        Ok(())
     }
 }

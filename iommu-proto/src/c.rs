@@ -4,7 +4,10 @@
 //! definitions), for C clients: `pd-clients/iommu-client/include/iommu_client.h`
 //! includes it. `cargo run -p sysgen -- --c-header` prints it, and `make`
 //! writes it to `build/include/`. The header checks itself: every struct's
-//! size and every field's offset is a `_Static_assert`.
+//! size and every field's offset is an `IOMMU_STATIC_ASSERT`, which is
+//! C11's `_Static_assert` and, in C99 (which has none), a typedef of an
+//! array whose size is negative when the condition fails: the header is
+//! C99 and C11 (and later) alike.
 
 use core::fmt::{self, Write};
 
@@ -144,8 +147,14 @@ pub const CONSTANTS: &[(&str, &[CConst])] = &[
         consts!(
             IOMMU_FAULT_RECORD_VALID,
             IOMMU_FAULT_RECORD_ADDR_VALID,
-            IOMMU_FAULT_RECORD_LOST
+            IOMMU_FAULT_RECORD_LOST,
+            IOMMU_FAULT_RECORD_STOPPED,
+            IOMMU_FAULT_RECORD_STORMING
         ),
+    ),
+    (
+        "FAULT read: the storm budget",
+        consts!(IOMMU_FAULT_STORM_BUDGET),
     ),
     (
         "FAULT read: access flags",
@@ -234,16 +243,18 @@ fn write_struct<T: CStruct>(out: &mut dyn Write) -> fmt::Result {
         }
     }
     writeln!(out, "}};")?;
+    // C99's typedef needs a name of its own per assertion; the name is
+    // also what a failing assertion reports.
     writeln!(
         out,
-        "_Static_assert(sizeof(struct {}) == {}, \"layout\");",
+        "IOMMU_STATIC_ASSERT(sizeof(struct {0}) == {1}, {0}_size);",
         T::NAME,
         T::SIZE
     )?;
     for f in T::FIELDS {
         writeln!(
             out,
-            "_Static_assert(offsetof(struct {}, {}) == {}, \"layout\");",
+            "IOMMU_STATIC_ASSERT(offsetof(struct {0}, {1}) == {2}, {0}_{1}_offset);",
             T::NAME,
             f.name,
             f.offset
@@ -258,9 +269,21 @@ pub fn header(out: &mut dyn Write) -> fmt::Result {
         "/* Generated from the iommu-proto crate (cargo run -p sysgen -- --c-header);\n \
          * do not edit. The IPC protocol of the seL4 IOMMU server: operation\n \
          * labels, the request structs (laid out like Linux's iommufd.h and\n \
-         * vfio.h) and their constants. iommu_client.h is the C API over it. */\n\
+         * vfio.h) and their constants. iommu_client.h is the C API over it.\n \
+         * C99 or C11 and later; freestanding (stddef.h and stdint.h only). */\n\
          #ifndef IOMMU_PROTO_H\n#define IOMMU_PROTO_H\n\n\
          #include <stddef.h>\n#include <stdint.h>\n\n",
+    )?;
+    out.write_str(
+        "/* A compile-time check: C11's _Static_assert, or in C99 (which has\n \
+         * none) a typedef of an array whose size is negative when `cond` fails.\n \
+         * `name` must be unique: the error names it. */\n\
+         #if defined(__STDC_VERSION__) && __STDC_VERSION__ >= 201112L\n\
+         #define IOMMU_STATIC_ASSERT(cond, name) _Static_assert(cond, #name)\n\
+         #else\n\
+         #define IOMMU_STATIC_ASSERT(cond, name) \\\n    \
+         typedef char iommu_static_assert_##name[(cond) ? 1 : -1]\n\
+         #endif\n\n",
     )?;
     writeln!(
         out,
@@ -276,7 +299,23 @@ pub fn header(out: &mut dyn Write) -> fmt::Result {
     for e in crate::Errno::ALL {
         writeln!(out, "#define IOMMU_{} {}", e.name(), e.code())?;
     }
-    writeln!(out)?;
+    writeln!(
+        out,
+        "\n/* The name of errno `err` (\"EINVAL\"), for messages; \"unknown\" for a\n * number the server never replies with (0 included). */"
+    )?;
+    writeln!(out, "static inline const char *iommu_strerror(int err)\n{{")?;
+    writeln!(out, "    switch (err) {{")?;
+    for e in crate::Errno::ALL {
+        writeln!(
+            out,
+            "    case IOMMU_{0}:\n        return \"{0}\";",
+            e.name()
+        )?;
+    }
+    writeln!(
+        out,
+        "    default:\n        return \"unknown\";\n    }}\n}}\n"
+    )?;
     writeln!(out, "/* Operation labels. */")?;
     for op in Op::ALL {
         out.write_str("#define ")?;

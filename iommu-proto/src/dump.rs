@@ -22,7 +22,9 @@ wire_struct! {
         pub length: u32,
         /// Must be 0.
         pub reserved: u32,
-        /// The report's byte to start at.
+        /// The report's byte to start at: a file position, so EINVAL when
+        /// `offset + length` exceeds i64::MAX (Linux's loff_t); past the
+        /// report's end nothing is written.
         pub offset: u64,
         /// Client VA of the buffer, in the command page.
         pub data_uptr: u64,

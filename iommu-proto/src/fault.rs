@@ -20,6 +20,21 @@ pub const IOMMU_FAULT_RECORD_ADDR_VALID: u32 = 1 << 1;
 /// read, so records of this client's devices may have been lost (how many
 /// is unknown; every client owning a stream is told).
 pub const IOMMU_FAULT_RECORD_LOST: u32 = 1 << 2;
+/// `out_flags`: since the previous read the server stopped (put back to
+/// abort, detached) streams of this client's devices because the IOMMU did
+/// not confirm an invalidation, or, when one would not stop, stopped all
+/// DMA. A map, copy or unmap of the caller that saw this was EIO.
+pub const IOMMU_FAULT_RECORD_STOPPED: u32 = 1 << 3;
+/// `out_flags`: some of this client's devices are not recording faults
+/// (`silenced`): one of them faulted more than the server's budget in one
+/// interrupt, and its further records are dropped (`storm_dropped`) and
+/// stopped in the IOMMU until the client drains its queue and asks for
+/// them again (IOMMU_FAULT_RESUME).
+pub const IOMMU_FAULT_RECORD_STORMING: u32 = 1 << 4;
+
+/// Records of one device the server queues per interrupt; the next one
+/// makes the device storming (`IOMMU_FAULT_RECORD_STORMING`).
+pub const IOMMU_FAULT_STORM_BUDGET: u32 = 16;
 
 pub use iommu_types::fault::*;
 
@@ -51,6 +66,13 @@ wire_struct! {
         /// Out: faults dropped because the queue was full since the previous
         /// FAULT read; this read resets it.
         pub overflow: u64,
+        /// Out: bit i set when device i (configuration index) records no
+        /// faults now: it stormed, or shares the IOMMU's recording switch
+        /// with a device that did (an SMMUv3 context: its HWPT).
+        pub silenced: u64,
+        /// Out: records of this client's storming devices dropped since the
+        /// previous FAULT read; this read resets it.
+        pub storm_dropped: u64,
     }
 }
 

@@ -35,6 +35,18 @@ pub const PRIVATE_LABEL_BASE: u64 = 0x100;
 
 /// Every operation the server understands. The discriminant is the label.
 ///
+/// An operation has six parts, kept in step by `tests/op_parts.rs` (which
+/// fails when one is missing) and `tests/ops.rs`:
+/// 1. its variant here, in [`Op::ALL`] and [`Op::name`];
+/// 2. its request struct (a [`Request`], in `with_request!`), or
+///    [`Framing::Scalar`];
+/// 3. its handler in the server's op table (`iommu-server/src/ucmd.rs`);
+/// 4. a method of the Rust client (`pd-clients/iommu-client`);
+/// 5. a function of the C client (`iommu_client.h`; the label and the
+///    struct reach C through the generated `iommu_proto.h`);
+/// 6. a test of each client (`tests/client.rs`, `tests/c/header_test.c`)
+///    and of its semantics in the server's tests.
+///
 /// Any other label is ENOTTY, among them VFIO_IOMMU_DIRTY_PAGES
 /// (`VFIO_BASE + 17`), which iommufd's VFIO compatibility does not implement
 /// either.
@@ -93,15 +105,22 @@ pub enum Op {
     ResetClient = 0x101,
     /// Hold a client's devices in quarantine, or release them: MR0 is the
     /// target's index, MR1 1 to hold and 0 to release. Holding resets the
-    /// target (as RESET_CLIENT) and refuses every BIND of its devices
-    /// until a release; only a manager may call it. A scalar op. With
-    /// [`IOMMU_QUARANTINE_STATIC`] in MR0 the target is a static IO
-    /// address space (its index among them): holding aborts its stream,
-    /// releasing points it at its domain again.
+    /// target (as RESET_CLIENT) and, until a release, refuses (EPERM)
+    /// every op of the target that could give a device a translation again:
+    /// BIND, ATTACH, HWPT_ALLOC, IOAS_MAP, IOAS_COPY, VFIO MAP_DMA. Only a
+    /// manager may call it. A scalar op. With [`IOMMU_QUARANTINE_STATIC`]
+    /// in MR0 the target is a static IO address space (its index among
+    /// them): holding aborts its stream, releasing points it at its domain
+    /// again.
     Quarantine = 0x102,
     /// A text report on one client or the whole server (a manager only):
     /// see [`crate::dump::iommu_dump`].
     Dump = 0x103,
+    /// Record the caller's device's DMA faults again after its records were
+    /// stopped for storming (see `IOMMU_FAULT_RECORD_STORMING`): MR0 is the
+    /// device's index in the caller's configuration. The caller's fault
+    /// queue must be drained first (EBUSY otherwise). A scalar op.
+    FaultResume = 0x104,
 }
 
 /// How an operation's argument travels.
@@ -227,7 +246,8 @@ macro_rules! with_request {
             | Op::VfioCheckExtension
             | Op::VfioSetIommu
             | Op::ResetClient
-            | Op::Quarantine => $scalar,
+            | Op::Quarantine
+            | Op::FaultResume => $scalar,
         }
     };
 }
@@ -322,7 +342,7 @@ impl Request for crate::dump::iommu_dump {
 
 impl Op {
     /// Every operation, in label order (VFIO's 100.. before iommufd's 0x80..).
-    pub const ALL: [Op; 24] = [
+    pub const ALL: [Op; 25] = [
         Op::VfioGetApiVersion,
         Op::VfioCheckExtension,
         Op::VfioSetIommu,
@@ -347,6 +367,7 @@ impl Op {
         Op::ResetClient,
         Op::Quarantine,
         Op::Dump,
+        Op::FaultResume,
     ];
 
     /// The message label of this operation.
@@ -366,7 +387,8 @@ impl Op {
             | Op::VfioCheckExtension
             | Op::VfioSetIommu
             | Op::ResetClient
-            | Op::Quarantine => Framing::Scalar,
+            | Op::Quarantine
+            | Op::FaultResume => Framing::Scalar,
             Op::VfioIommuGetInfo
             | Op::VfioIommuMapDma
             | Op::VfioIommuUnmapDma
@@ -434,6 +456,7 @@ impl Op {
             Op::ResetClient => "IOMMU_RESET_CLIENT",
             Op::Quarantine => "IOMMU_QUARANTINE",
             Op::Dump => "IOMMU_DUMP",
+            Op::FaultResume => "IOMMU_FAULT_RESUME",
         }
     }
 }

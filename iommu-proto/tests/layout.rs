@@ -87,9 +87,11 @@ fn vfio_structs_match_linux() {
 #[test]
 fn fault_record_layout_is_fixed() {
     // This project's own layout: pinned so clients and server never drift.
-    layout!(iommu_fault_record, size 48, align 8, {
+    // The storm fields extend it; a 48-byte caller is still served (its
+    // minimum ends at `overflow`) and sees STORMING in `out_flags`.
+    layout!(iommu_fault_record, size 64, align 8, {
         size: 0, flags: 4, out_flags: 8, dev_id: 12, dev_index: 16, kind: 20, iova: 24,
-        access: 32, reserved: 36, overflow: 40,
+        access: 32, reserved: 36, overflow: 40, silenced: 48, storm_dropped: 56,
     });
 }
 

@@ -79,7 +79,7 @@ fn unknown_labels_are_none() {
         0x8d,
         0x8e,
         0xff,
-        0x104,
+        0x105,
         u64::MAX,
     ] {
         assert_eq!(Op::from_label(label), None, "{label:#x}");
@@ -97,7 +97,8 @@ fn framing_per_op() {
             | Op::VfioCheckExtension
             | Op::VfioSetIommu
             | Op::ResetClient
-            | Op::Quarantine => Framing::Scalar,
+            | Op::Quarantine
+            | Op::FaultResume => Framing::Scalar,
             op if op.name().starts_with("VFIO_") => Framing::Argsz,
             _ => Framing::Size,
         };

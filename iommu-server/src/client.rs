@@ -10,6 +10,8 @@ use crate::object::{IoasPool, ObjectId, ObjectTable, Objects};
 
 /// Faults a client can have queued before further ones are only counted.
 pub const FAULT_QUEUE: usize = 16;
+/// Devices one client may have: each one's fault budget is tracked.
+pub const MAX_CLIENT_DEVICES: usize = 64;
 
 /// A fault attributed to one of the client's configured devices.
 #[derive(Clone, Copy, Debug)]
@@ -28,6 +30,16 @@ pub(crate) struct FaultQueue {
     pub(crate) dropped: u64,
     /// The IOMMU lost records since the last read; some may be ours.
     pub(crate) lost: bool,
+    /// Streams of ours were stopped since the last read: an invalidation
+    /// was not confirmed.
+    pub(crate) stopped: bool,
+    /// Bit i: device i faulted beyond its budget; its records are dropped
+    /// (and stopped in the IOMMU) until the client resumes them.
+    pub(crate) storming: u64,
+    /// Records of storming devices dropped since the last read.
+    pub(crate) storm_dropped: u64,
+    /// Records of each device in the current interrupt.
+    pub(crate) window: [u16; MAX_CLIENT_DEVICES],
 }
 
 impl FaultQueue {
@@ -35,6 +47,10 @@ impl FaultQueue {
         queue: Deque::new(),
         dropped: 0,
         lost: false,
+        stopped: false,
+        storming: 0,
+        storm_dropped: 0,
+        window: [0; MAX_CLIENT_DEVICES],
     };
 
     pub(crate) fn len(&self) -> usize {
@@ -45,6 +61,10 @@ impl FaultQueue {
         self.queue.clear();
         self.dropped = 0;
         self.lost = false;
+        self.stopped = false;
+        self.storming = 0;
+        self.storm_dropped = 0;
+        self.window = [0; MAX_CLIENT_DEVICES];
     }
 
     pub(crate) fn push(&mut self, fault: QueuedFault) {
@@ -62,7 +82,8 @@ pub struct Client {
     pub(crate) objects: Objects,
     /// The IOAS the VFIO compatibility calls act on.
     pub(crate) compat: Option<ObjectId>,
-    /// A manager holds its devices in quarantine: BIND is refused.
+    /// A manager holds its devices in quarantine: every op that could give
+    /// a device a translation again is EPERM (`ucmd::could_translate_again`).
     pub(crate) held: bool,
     pub(crate) faults: FaultQueue,
 }
@@ -95,4 +116,8 @@ pub(crate) struct Ctx<'a, 's, H: Hardware> {
     pub page: &'a dyn Page,
     /// MR1: the device a device op names (`iommu_proto::DeviceArg`).
     pub device: u64,
+    /// Set when this request had to stop all DMA (a stream would not stop
+    /// after an unconfirmed invalidation): every client with a device is
+    /// to be told.
+    pub aborted_all: bool,
 }

@@ -15,7 +15,7 @@ use zerocopy::IntoBytes;
 
 use crate::client::Ctx;
 use crate::hwpt;
-use crate::object::{DeviceObject, Object, ObjectId};
+use crate::object::{DeviceObject, Object, ObjectId, MAX_OBJECTS};
 use crate::vfio_compat;
 
 type Result<T> = core::result::Result<T, Errno>;
@@ -38,10 +38,6 @@ pub(crate) fn bind<H: Hardware>(
     }
     let index = usize::try_from(ctx.device).map_err(|_| Errno::ENODEV)?;
     let config = *ctx.config.devices.get(index).ok_or(Errno::ENODEV)?;
-    // A manager holds this client's devices in quarantine.
-    if ctx.client.held {
-        return Err(Errno::EPERM);
-    }
     // One device cannot be bound twice (Linux: EINVAL).
     if ctx.client.objects.bound_device(index).is_some() {
         return Err(Errno::EINVAL);
@@ -137,6 +133,11 @@ fn attach_to<H: Hardware>(
     };
     let owner = ReservedOwner::Device(stream);
     let slot = crate::ioas::slot_of(ctx, ioas)?;
+    // The domain may still hold translations the IOMMU never confirmed it
+    // forgot: no stream may use it again (a new HWPT gets a new domain).
+    if ctx.pool.get(slot)?.tainted(domain) {
+        return Err(Errno::EIO);
+    }
     let undo = |ctx: &mut Ctx<'_, '_, H>| {
         if let Ok(target) = ctx.pool.get_mut(slot) {
             let _ = target.unreserve(owner);
@@ -188,6 +189,48 @@ pub(crate) fn detach<H: Hardware>(
         release(ctx, dev, stream, hwpt_id);
     }
     Ok(0)
+}
+
+/// After the IOMMU did not confirm an unmap in IOAS `ioas`: every stream
+/// attached to a domain of it the unmap tainted is put back to abort and
+/// released as by DETACH; if one will not stop, all DMA is stopped
+/// ([`iopt::Hardware::abort_all`]) and every client with a device is told.
+/// The caller is told through its fault record's STOPPED flag.
+pub(crate) fn stop_tainted<H: Hardware>(ctx: &mut Ctx<'_, '_, H>, ioas: ObjectId) {
+    let Ok(slot) = crate::ioas::slot_of(ctx, ioas) else {
+        return;
+    };
+    let ids: heapless::Vec<ObjectId, MAX_OBJECTS> = ctx.client.objects.ids().collect();
+    let mut stuck = false;
+    for &id in &ids {
+        let Ok(&DeviceObject {
+            stream,
+            hwpt: Some(hwpt_id),
+            ..
+        }) = ctx.client.objects.device(id)
+        else {
+            continue;
+        };
+        let Ok(h) = ctx.client.objects.hwpt_mut(hwpt_id) else {
+            continue;
+        };
+        let tainted = h.ioas == ioas && ctx.pool.get(slot).is_ok_and(|i| i.tainted(h.domain));
+        if !tainted {
+            continue;
+        }
+        match ctx.hw.detach(stream) {
+            Ok(()) => release(ctx, id, stream, hwpt_id),
+            Err(_) => stuck = true,
+        }
+    }
+    ctx.client.faults.stopped = true;
+    if stuck {
+        // Nothing narrower is known to hold. If even this fails, the
+        // stream stays attached and its IOAS keeps every area a failed
+        // unmap left (see `ioas::unmap_gate`).
+        let _ = ctx.hw.abort_all();
+        ctx.aborted_all = true;
+    }
 }
 
 /// The bookkeeping after a stream was quarantined: the device is detached,

@@ -17,13 +17,13 @@ use iopt::Hardware;
 use crate::object::Object;
 use crate::{Page, Server};
 
-/// Writes the bytes of a report that fall in `[from, from + room)` into
-/// the page at `at`, counting them all.
+/// Writes the bytes of a report that fall in `[from, end)` into the page
+/// at `at`, counting them all.
 struct Window<'p> {
     page: &'p dyn Page,
     at: usize,
     from: u64,
-    room: u64,
+    end: u64,
     total: u64,
     written: u64,
     failed: bool,
@@ -33,9 +33,9 @@ impl Write for Window<'_> {
     fn write_str(&mut self, s: &str) -> fmt::Result {
         let bytes = s.as_bytes();
         let start = self.total;
-        self.total += bytes.len() as u64;
+        self.total = self.total.saturating_add(bytes.len() as u64);
         let lo = self.from.max(start);
-        let hi = (self.from + self.room).min(self.total);
+        let hi = self.end.min(self.total);
         if lo < hi {
             let piece = &bytes[(lo - start) as usize..(hi - start) as usize];
             let to = self.at + (lo - self.from) as usize;
@@ -53,13 +53,22 @@ pub(crate) fn dump<H: Hardware>(
     cmd: &mut iommu_dump,
 ) -> Result<u64, Errno> {
     check_reserved(&cmd.reserved)?;
+    // A read at a file position, as Linux's rw_verify_area judges it: the
+    // position is a signed 64-bit loff_t, so one past LLONG_MAX, or one the
+    // length would carry past it, is EINVAL; any other position past the
+    // report's end reads nothing (simple_read_from_buffer).
+    let end = cmd
+        .offset
+        .checked_add(u64::from(cmd.length))
+        .filter(|&end| end <= i64::MAX as u64)
+        .ok_or(Errno::EINVAL)?;
     let page_va = server.configs[caller.index()].command_page_vaddr;
     let out = array_range(page_va, page.len(), cmd.data_uptr, u64::from(cmd.length), 1)?;
     let mut window = Window {
         page,
         at: out.start,
         from: cmd.offset,
-        room: out.len() as u64,
+        end,
         total: 0,
         written: 0,
         failed: false,
@@ -136,7 +145,7 @@ fn client_report<H: Hardware>(s: &Server<'_, H>, index: usize, out: &mut dyn Wri
     let q = &config.quota;
     writeln!(
         out,
-        "client {index} {}{}{}: objects {}/{}, IOASes {}/{}, HWPTs {}/{}, pages {used}/{limit}, mappings {areas}/{area_limit}, faults {} queued {} dropped{}",
+        "client {index} {}{}{}: objects {}/{}, IOASes {}/{}, HWPTs {}/{}, pages {used}/{limit}, mappings {areas}/{area_limit}, faults {} queued {} dropped{}{}",
         config.name,
         if config.manager { " (manager)" } else { "" },
         if client.held { " (held)" } else { "" },
@@ -149,6 +158,11 @@ fn client_report<H: Hardware>(s: &Server<'_, H>, index: usize, out: &mut dyn Wri
         client.faults.len(),
         client.faults.dropped,
         if client.faults.lost { ", records lost" } else { "" },
+        if client.faults.stopped {
+            ", streams stopped (invalidation unconfirmed)"
+        } else {
+            ""
+        },
     )?;
     for id in objects.ids() {
         match objects.get(id) {

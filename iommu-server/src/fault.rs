@@ -3,11 +3,19 @@
 //! records the IOMMU itself lost are reported to every client owning a
 //! stream. What happens is also said on the server's log, a bounded number
 //! of lines per interrupt.
+//!
+//! Storms are contained: one interrupt handles at most
+//! [`EVENTS_PER_INTERRUPT`] records, and a device with more than
+//! [`STORM_BUDGET`] of them in one interrupt is *storming*: its further
+//! records are dropped and counted for its owner alone, and the IOMMU is
+//! told to stop recording them, so they stop filling the event queue every
+//! other device's records go through. The owner reads that it is storming,
+//! drains its queue and asks for records again with FAULT_RESUME.
 
 use iommu_proto::decode::check_reserved;
 use iommu_proto::fault::*;
 use iommu_types::config::ClientConfig;
-use iommu_types::{ClientId, Errno, Fault};
+use iommu_types::{ClientId, Errno, Fault, StreamId};
 use iopt::Hardware;
 
 use crate::client::{Client, Ctx, QueuedFault};
@@ -37,6 +45,15 @@ pub enum LogEvent {
     LostRecords,
     /// Global error bits the hardware raised (and the server acknowledged).
     GlobalErrors(u32),
+    /// A device went over its budget: its records are dropped from now on
+    /// and stopped in the IOMMU until its client resumes them.
+    Storming {
+        client: ClientId,
+        client_name: &'static str,
+        device: u32,
+        device_name: &'static str,
+        stream: StreamId,
+    },
     /// Lines left out by the per-interrupt limit.
     Suppressed(u32),
 }
@@ -99,6 +116,16 @@ impl core::fmt::Display for LogEvent {
             LogEvent::GlobalErrors(bits) => {
                 write!(f, "SMMU global errors {bits:#x} (acknowledged)")
             }
+            LogEvent::Storming {
+                client_name,
+                device_name,
+                stream,
+                ..
+            } => write!(
+                f,
+                "stream {:#x} ({client_name}'s {device_name}) faulted more than {STORM_BUDGET} times in one interrupt: its records are stopped until {client_name} resumes them",
+                stream.0
+            ),
             LogEvent::Suppressed(n) => write!(f, "{n} more log lines left out this interrupt"),
         }
     }
@@ -106,8 +133,21 @@ impl core::fmt::Display for LogEvent {
 
 /// Log lines one interrupt may produce, beyond which they are counted in
 /// one `Suppressed` line: a fault flood cannot stall the server on the
-/// console.
+/// console. Storms are said besides (at most [`NEW_STORMS`]).
 pub const LOG_PER_INTERRUPT: u32 = 8;
+
+/// Event records one interrupt handles; the rest stay in the IOMMU's queue
+/// for the next, so an interrupt's work is bounded whatever devices do.
+pub const EVENTS_PER_INTERRUPT: usize = 64;
+
+/// Records of one device one interrupt queues for its client; the next
+/// makes the device storming (the protocol's `IOMMU_FAULT_STORM_BUDGET`).
+pub const STORM_BUDGET: u16 = IOMMU_FAULT_STORM_BUDGET as u16;
+const _: () = assert!(IOMMU_FAULT_STORM_BUDGET <= u16::MAX as u32);
+
+/// Devices that can start storming in one interrupt: each needs more than
+/// [`STORM_BUDGET`] of its [`EVENTS_PER_INTERRUPT`] records.
+pub const NEW_STORMS: usize = EVENTS_PER_INTERRUPT / (STORM_BUDGET as usize + 1);
 
 /// What draining the hardware found besides the faults it handed over.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -116,6 +156,32 @@ pub struct Drained {
     pub lost: bool,
     /// Global error bits raised, already acknowledged.
     pub global_errors: u32,
+    /// Records were left in the IOMMU's queue for the next interrupt.
+    pub pending: bool,
+}
+
+/// What one interrupt's [`crate::Server::collect_faults`] did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Collected {
+    /// The clients to notify (bit i = client i).
+    pub notify: u64,
+    /// Event records handled: at most [`EVENTS_PER_INTERRUPT`].
+    pub handled: usize,
+    /// Records wait in the IOMMU's queue: the next time the server runs
+    /// it takes the next batch.
+    pub pending: bool,
+}
+
+/// What became of a fault on a stream a client owns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    /// Queued with the client (or counted in its full queue).
+    Queued,
+    /// Over the device's budget with this one: dropped, the device is
+    /// storming from now on and its records are to be stopped.
+    Storm(StreamId),
+    /// The device was storming already: dropped and counted.
+    Dropped,
 }
 
 /// A log with a budget of lines.
@@ -133,6 +199,12 @@ impl Budget<'_> {
         } else {
             self.suppressed = self.suppressed.saturating_add(1);
         }
+    }
+
+    /// A line outside the budget: for the few events an interrupt can
+    /// have at most ([`NEW_STORMS`]), which must never be left out.
+    pub(crate) fn always(&mut self, event: LogEvent) {
+        (self.log)(event);
     }
 
     pub(crate) fn finish(self) {
@@ -155,32 +227,109 @@ pub(crate) fn lost(clients: &mut [Client], configs: &[ClientConfig]) -> u64 {
     notify
 }
 
-/// Queues `fault` with the client whose configuration owns its stream;
-/// returns what the log says of it, or `None` for a stream no client owns.
+/// Queues `fault` with the client whose configuration owns its stream, if
+/// its device is within its budget this interrupt (`budgeted`: faults
+/// reported outside an interrupt have none); returns what the log says of
+/// it (nothing for a storming device's) and what became of it, or `None`
+/// for a stream no client owns.
 pub(crate) fn report(
     clients: &mut [Client],
     configs: &[ClientConfig],
     fault: Fault,
-) -> Option<LogEvent> {
+    budgeted: bool,
+) -> Option<(ClientId, Outcome, Option<LogEvent>)> {
     let (index, device) = configs.iter().enumerate().find_map(|(i, c)| {
         c.devices
             .iter()
             .position(|d| d.stream_id == fault.stream)
             .map(|d| (i, d as u32))
     })?;
-    clients[index].faults.push(QueuedFault {
+    let client = ClientId::from_index(index)?;
+    let (client_name, device_name) = (
+        configs[index].name,
+        configs[index].devices[device as usize].name,
+    );
+    let faults = &mut clients[index].faults;
+    // Server::new refused clients with more devices than MAX_CLIENT_DEVICES.
+    let bit = 1u64.checked_shl(device)?;
+    let seen = faults.window.get_mut(device as usize)?;
+    if faults.storming & bit != 0 {
+        faults.storm_dropped = faults.storm_dropped.saturating_add(1);
+        return Some((client, Outcome::Dropped, None));
+    }
+    if budgeted {
+        *seen = seen.saturating_add(1);
+        if *seen > STORM_BUDGET {
+            faults.storming |= bit;
+            faults.storm_dropped = faults.storm_dropped.saturating_add(1);
+            let event = LogEvent::Storming {
+                client,
+                client_name,
+                device,
+                device_name,
+                stream: fault.stream,
+            };
+            return Some((client, Outcome::Storm(fault.stream), Some(event)));
+        }
+    }
+    faults.push(QueuedFault {
         device,
         kind: fault.kind,
         iova: fault.iova,
         access: fault.access,
     });
-    Some(LogEvent::Fault {
-        client: ClientId::from_index(index)?,
-        client_name: configs[index].name,
+    let event = LogEvent::Fault {
+        client,
+        client_name,
         device,
-        device_name: configs[index].devices[device as usize].name,
+        device_name,
         fault,
-    })
+    };
+    Some((client, Outcome::Queued, Some(event)))
+}
+
+/// The devices of a client that record no faults now (bit i = device i):
+/// storming ones, and those the hardware stopped with them.
+pub(crate) fn silenced<H: Hardware>(hw: &H, client: &Client, config: &ClientConfig) -> u64 {
+    let mut bits = client.faults.storming;
+    for (i, d) in config.devices.iter().enumerate() {
+        if !hw.recording(d.stream_id) {
+            bits |= 1u64.checked_shl(i as u32).unwrap_or(0);
+        }
+    }
+    bits
+}
+
+/// FAULT_RESUME: records of the caller's device `index` again. ENODEV for
+/// no such device, EBUSY while the caller's queue holds faults (it reads
+/// them first) or while the IOMMU's queue holds records not yet handled
+/// (`backlog`: some may be the storm's, which would count afresh). A
+/// device not storming is left as it is.
+pub(crate) fn resume<H: Hardware>(
+    hw: &mut H,
+    client: &mut Client,
+    config: &ClientConfig,
+    index: u64,
+    backlog: bool,
+) -> Result<u64, Errno> {
+    let device = usize::try_from(index).map_err(|_| Errno::ENODEV)?;
+    let stream = config.devices.get(device).ok_or(Errno::ENODEV)?.stream_id;
+    if client.faults.len() != 0 || backlog {
+        return Err(Errno::EBUSY);
+    }
+    let bit = 1u64.checked_shl(device as u32).ok_or(Errno::ENODEV)?;
+    if client.faults.storming & bit == 0 && hw.recording(stream) {
+        return Ok(0);
+    }
+    match hw.set_recording(stream, true) {
+        Ok(()) | Err(Errno::EOPNOTSUPP) => {}
+        Err(e) => return Err(e),
+    }
+    client.faults.storming &= !bit;
+    if let Some(seen) = client.faults.window.get_mut(device) {
+        *seen = 0;
+    }
+    Ok(0)
 }
 
 /// FAULT read: the oldest fault into the record (VALID clear when none);
@@ -193,13 +342,21 @@ pub(crate) fn read<H: Hardware>(
         return Err(Errno::EOPNOTSUPP);
     }
     check_reserved(&rec.reserved)?;
+    rec.silenced = silenced(&*ctx.hw, ctx.client, ctx.config);
     let client = &mut *ctx.client;
     let next = client.faults.queue.pop_front();
     rec.out_flags = 0;
     if core::mem::take(&mut client.faults.lost) {
         rec.out_flags |= IOMMU_FAULT_RECORD_LOST;
     }
+    if core::mem::take(&mut client.faults.stopped) {
+        rec.out_flags |= IOMMU_FAULT_RECORD_STOPPED;
+    }
+    if rec.silenced != 0 {
+        rec.out_flags |= IOMMU_FAULT_RECORD_STORMING;
+    }
     rec.overflow = core::mem::take(&mut client.faults.dropped);
+    rec.storm_dropped = core::mem::take(&mut client.faults.storm_dropped);
     if let Some(f) = next {
         rec.out_flags |= IOMMU_FAULT_RECORD_VALID;
         rec.dev_id = client

@@ -37,6 +37,40 @@ pub(crate) fn slot_of(ctx: &Ctx<'_, '_, impl Hardware>, id: ObjectId) -> Result<
     Ok(ctx.client.objects.ioas(id)?.slot)
 }
 
+/// EIO while a domain of IOAS `id` that an unconfirmed unmap tainted still
+/// has a device attached (its stream would not stop): what that unmap kept
+/// may still be reachable, so no unmap in the IOAS may hand anything back
+/// (the domain would be asked to unmap nothing and confirm it). Once every
+/// such stream is stopped an unmap proceeds (a tainted domain is never
+/// attached to again, and its context is invalidated when it is freed, or
+/// never reused).
+pub(crate) fn unmap_gate(ctx: &Ctx<'_, '_, impl Hardware>, id: ObjectId) -> Result<()> {
+    let ioas = ctx.pool.get(slot_of(ctx, id)?)?;
+    let objects = &ctx.client.objects;
+    let reachable = objects.ids().any(|h| {
+        matches!(objects.get(h), Ok(Object::Hwpt(x))
+            if x.ioas == id && x.devices > 0 && ioas.tainted(x.domain))
+    });
+    if reachable {
+        return Err(Errno::EIO);
+    }
+    Ok(())
+}
+
+/// The result of an engine call that may unmap from domains in use, after
+/// stopping the streams an unconfirmed unmap left reaching IOAS `id` (EIO:
+/// see [`crate::device::stop_tainted`]).
+pub(crate) fn contained<T>(
+    ctx: &mut Ctx<'_, '_, impl Hardware>,
+    id: ObjectId,
+    result: Result<T>,
+) -> Result<T> {
+    if result.as_ref().is_err_and(|&e| e == Errno::EIO) {
+        crate::device::stop_tainted(ctx, id);
+    }
+    result
+}
+
 /// The IOAS an ID names (ENOENT for anything else).
 pub(crate) fn ioas_mut<'c>(
     ctx: &'c mut Ctx<'_, '_, impl Hardware>,
@@ -107,7 +141,7 @@ pub(crate) fn map_user(
         writable,
     )
     .map_err(|e| if e == Errno::EPERM { Errno::EFAULT } else { e })?;
-    ioas.map(
+    let mapped = ioas.map(
         ctx.store,
         ctx.hw.domains(),
         &extents,
@@ -115,7 +149,8 @@ pub(crate) fn map_user(
         writable,
         dst,
         prot,
-    )
+    );
+    contained(ctx, ObjectId(id), mapped)
 }
 
 pub(crate) fn map<H: Hardware>(ctx: &mut Ctx<'_, '_, H>, cmd: &mut iommu_ioas_map) -> Result<u64> {
@@ -140,21 +175,31 @@ pub(crate) fn map<H: Hardware>(ctx: &mut Ctx<'_, '_, H>, cmd: &mut iommu_ioas_ma
     Ok(0)
 }
 
+/// IOMMU_IOAS_UNMAP. EIO when the IOMMU cannot confirm it: the areas
+/// stay mapped in the accounting (IOVA taken, pages charged), the streams
+/// of the domains concerned are stopped and the caller's fault record says
+/// STOPPED; and EIO, changing nothing, while such a stream would not stop
+/// ([`unmap_gate`]).
 pub(crate) fn unmap<H: Hardware>(
     ctx: &mut Ctx<'_, '_, H>,
     cmd: &mut iommu_ioas_unmap,
 ) -> Result<u64> {
-    let slot = slot_of(ctx, ObjectId(cmd.ioas_id))?;
-    let ioas = ctx.pool.get_mut(slot)?;
+    let id = ObjectId(cmd.ioas_id);
+    let slot = slot_of(ctx, id)?;
     // Linux's order: the everything form, then EOVERFLOW for an iova or
     // length at U64_MAX, then the range's own checks.
-    cmd.length = if cmd.iova == 0 && cmd.length == u64::MAX {
-        ioas.unmap_all(ctx.store, ctx.hw.domains())
-    } else if cmd.iova == u64::MAX || cmd.length == u64::MAX {
+    let everything = cmd.iova == 0 && cmd.length == u64::MAX;
+    if !everything && (cmd.iova == u64::MAX || cmd.length == u64::MAX) {
         return Err(Errno::EOVERFLOW);
+    }
+    unmap_gate(ctx, id)?;
+    let ioas = ctx.pool.get_mut(slot)?;
+    let unmapped = if everything {
+        ioas.unmap_all(ctx.store, ctx.hw.domains())
     } else {
-        ioas.unmap(ctx.store, ctx.hw.domains(), cmd.iova, cmd.length)?
+        ioas.unmap(ctx.store, ctx.hw.domains(), cmd.iova, cmd.length)
     };
+    cmd.length = contained(ctx, id, unmapped)?;
     Ok(0)
 }
 
@@ -168,7 +213,7 @@ pub(crate) fn copy<H: Hardware>(
     }
     let (src, dst_id) = (ObjectId(cmd.src_ioas_id), ObjectId(cmd.dst_ioas_id));
     let (prot, dst) = (prot(cmd.flags), dst(cmd.flags, cmd.dst_iova));
-    cmd.dst_iova = if src == dst_id {
+    let copied = if src == dst_id {
         let ioas = ctx.pool.get_mut(slot_of(ctx, dst_id)?)?;
         ioas.copy_from(
             ctx.store,
@@ -178,7 +223,7 @@ pub(crate) fn copy<H: Hardware>(
             cmd.length,
             dst,
             prot,
-        )?
+        )
     } else {
         let (to, from) = (slot_of(ctx, dst_id)?, slot_of(ctx, src)?);
         let (to, from) = ctx.pool.get_pair_mut(to, from)?;
@@ -190,8 +235,9 @@ pub(crate) fn copy<H: Hardware>(
             cmd.length,
             dst,
             prot,
-        )?
+        )
     };
+    cmd.dst_iova = contained(ctx, dst_id, copied)?;
     Ok(0)
 }
 

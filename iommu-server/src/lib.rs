@@ -31,8 +31,10 @@ mod static_space;
 mod ucmd;
 mod vfio_compat;
 
-pub use client::{Client, FAULT_QUEUE};
-pub use fault::{Drained, LogEvent, LOG_PER_INTERRUPT};
+pub use client::{Client, FAULT_QUEUE, MAX_CLIENT_DEVICES};
+pub use fault::{
+    Collected, Drained, LogEvent, EVENTS_PER_INTERRUPT, LOG_PER_INTERRUPT, NEW_STORMS, STORM_BUDGET,
+};
 pub use iommu_types::{ClientId, Errno, Fault};
 pub use object::{IoasSlot, MAX_OBJECTS};
 pub use region::{check_regions, resolve};
@@ -40,6 +42,7 @@ pub use static_space::{StaticError, MAX_STATIC_SPACES};
 
 use iommu_proto::Op;
 use iommu_types::config::{ClientConfig, StaticSpace, MAX_DEVICE_WINDOWS};
+use iommu_types::StreamId;
 use iopt::{Account, AreaSlot, DomainId, Hardware, PagesSlot, Store};
 
 use client::Ctx;
@@ -138,6 +141,8 @@ pub enum ConfigError {
     BadDeviceWindows { client: ClientId, device: usize },
     /// The client's object quota exceeds MAX_OBJECTS.
     TooManyObjects { client: ClientId },
+    /// The client has more than MAX_CLIENT_DEVICES devices.
+    TooManyDevices { client: ClientId },
     /// The clients' mapping quotas add up to more than the store's area or
     /// backing pool: one client could starve another.
     PoolsOvercommitted,
@@ -158,7 +163,8 @@ impl ConfigError {
             ConfigError::BadRegion { client, .. }
             | ConfigError::DeviceOwnedTwice { client, .. }
             | ConfigError::BadDeviceWindows { client, .. }
-            | ConfigError::TooManyObjects { client } => Some(client),
+            | ConfigError::TooManyObjects { client }
+            | ConfigError::TooManyDevices { client } => Some(client),
             _ => None,
         }
     }
@@ -191,6 +197,11 @@ impl core::fmt::Display for ConfigError {
                 "client {}: its object quota exceeds what an object table holds",
                 client.index()
             ),
+            ConfigError::TooManyDevices { client } => write!(
+                f,
+                "client {}: more than {MAX_CLIENT_DEVICES} devices",
+                client.index()
+            ),
             ConfigError::PoolsOvercommitted => {
                 f.write_str("the mapping quotas add up to more than the area pools")
             }
@@ -218,6 +229,8 @@ pub struct Server<'s, H: Hardware> {
     configs: &'s mut [ClientConfig],
     /// The static IO address spaces, once established.
     statics: StaticSpaces<'s>,
+    /// The last interrupt left records in the IOMMU's event queue.
+    backlog: bool,
 }
 
 impl<'s, H: Hardware> core::fmt::Debug for Server<'s, H> {
@@ -270,6 +283,9 @@ impl<'s, H: Hardware> Server<'s, H> {
             if config.quota.objects > MAX_OBJECTS {
                 return Err(ConfigError::TooManyObjects { client });
             }
+            if config.devices.len() > MAX_CLIENT_DEVICES {
+                return Err(ConfigError::TooManyDevices { client });
+            }
             for (device, d) in config.devices.iter().enumerate() {
                 let bad = d.reserved.len() > MAX_DEVICE_WINDOWS
                     || d.reserved.iter().any(|w| w.start > w.last);
@@ -304,6 +320,7 @@ impl<'s, H: Hardware> Server<'s, H> {
             clients,
             configs,
             statics: StaticSpaces::NONE,
+            backlog: false,
         })
     }
 
@@ -425,6 +442,13 @@ impl<'s, H: Hardware> Server<'s, H> {
         &self.hw
     }
 
+    /// The hardware, to change its behaviour between requests (tests
+    /// inject failures: a stream that will not stop, an invalidation that
+    /// is never confirmed).
+    pub fn hardware_mut(&mut self) -> &mut H {
+        &mut self.hw
+    }
+
     fn client(&self, client: ClientId) -> Option<&Client> {
         self.clients.get(client.index())
     }
@@ -437,10 +461,14 @@ impl<'s, H: Hardware> Server<'s, H> {
     }
 
     /// Holds a client's devices in quarantine until [`Server::release`]:
-    /// BIND of any of them is EPERM from now on, then the client is reset
-    /// (its streams abort, its objects go). The hold stands even when the
-    /// reset is EBUSY (a stream that would not stop): nothing can bind
-    /// while it is retried.
+    /// from now on every request of it that could give a device a
+    /// translation again is EPERM (BIND, ATTACH whatever it names, the
+    /// compat IOAS included, HWPT_ALLOC, and IOAS_MAP, IOAS_COPY and
+    /// VFIO MAP_DMA, which could reach a stream that would not stop through
+    /// its domain), then the client is reset (its streams abort, its
+    /// objects go). The hold stands even when the reset is EBUSY (a stream
+    /// that would not stop): whatever that left behind, no device of the
+    /// client regains a translation while the manager retries.
     pub fn hold(&mut self, target: ClientId) -> Result<(), Errno> {
         self.clients
             .get_mut(target.index())
@@ -449,7 +477,7 @@ impl<'s, H: Hardware> Server<'s, H> {
         self.reset_client(target)
     }
 
-    /// Ends a hold: the client may bind its devices again.
+    /// Ends a hold: the client may bind, attach and map again.
     pub fn release(&mut self, target: ClientId) -> Result<(), Errno> {
         self.clients
             .get_mut(target.index())
@@ -488,6 +516,7 @@ impl<'s, H: Hardware> Server<'s, H> {
     /// are cleared.
     pub fn reset_client(&mut self, target: ClientId) -> Result<(), Errno> {
         let client = self.clients.get_mut(target.index()).ok_or(Errno::EINVAL)?;
+        let storming = client.faults.storming;
         let mut ctx = Ctx {
             store: &mut self.store,
             pool: &mut self.pool,
@@ -497,8 +526,17 @@ impl<'s, H: Hardware> Server<'s, H> {
             id: target,
             page: &iommu_proto::decode::cells(&mut []),
             device: 0,
+            aborted_all: false,
         };
-        reset::revoke(&mut ctx)
+        reset::revoke(&mut ctx)?;
+        // A fresh start records again: what its previous life's devices
+        // still do is told to the client's next life.
+        for (i, d) in self.configs[target.index()].devices.iter().enumerate() {
+            if storming & 1u64.checked_shl(i as u32).unwrap_or(0) != 0 {
+                let _ = self.hw.set_recording(d.stream_id, true);
+            }
+        }
+        Ok(())
     }
 
     /// Checks the invariants tying objects, the engine and the hardware
@@ -578,9 +616,8 @@ impl<'s, H: Hardware> Server<'s, H> {
     /// client (the transport notifies it), or `None` when no client owns
     /// the stream.
     pub fn report_fault(&mut self, fault: Fault) -> Option<ClientId> {
-        match fault::report(self.clients, self.configs, fault) {
-            Some(LogEvent::Fault { client, .. }) => Some(client),
-            Some(_) => None,
+        match fault::report(self.clients, self.configs, fault, false) {
+            Some((client, ..)) => Some(client),
             None => {
                 // A static space's stream: recorded for its fault PD.
                 self.statics.report(fault);
@@ -589,32 +626,57 @@ impl<'s, H: Hardware> Server<'s, H> {
         }
     }
 
-    /// Runs `drain` on the hardware with a sink that queues each fault
-    /// with the client owning its stream; what it lost goes to every
-    /// client owning a stream. Says what happened on `log`, at most
+    /// One interrupt: runs `drain` on the hardware, asking for at most
+    /// [`EVENTS_PER_INTERRUPT`] records, with a sink that queues each fault
+    /// with the client owning its stream. A device with more than
+    /// [`STORM_BUDGET`] records in the interrupt is storming: its further
+    /// records are dropped and counted for its client alone, and the
+    /// hardware stops recording it until the client resumes it. What the
+    /// hardware lost goes to every client owning a stream (the SMMU does not
+    /// say whose). Says what happened on `log`, at most
     /// [`LOG_PER_INTERRUPT`] lines and a count of the rest. Returns the
-    /// clients to notify (bit i = client i).
+    /// clients to notify, the records handled and whether more wait.
     pub fn collect_faults(
         &mut self,
-        drain: impl FnOnce(&mut H, &mut dyn FnMut(Fault)) -> Drained,
+        drain: impl FnOnce(&mut H, usize, &mut dyn FnMut(Fault)) -> Drained,
         log: &mut dyn FnMut(LogEvent),
-    ) -> u64 {
+    ) -> Collected {
         let (clients, configs) = (&mut *self.clients, &*self.configs);
         let statics = &mut self.statics;
+        for client in clients.iter_mut() {
+            client.faults.window = [0; MAX_CLIENT_DEVICES];
+        }
         let mut notify = 0u64;
+        let mut handled = 0usize;
+        let mut storms: heapless::Vec<StreamId, { fault::NEW_STORMS }> = heapless::Vec::new();
         let mut budget = fault::Budget {
             log,
             left: LOG_PER_INTERRUPT,
             suppressed: 0,
         };
-        let drained = drain(
-            &mut self.hw,
-            &mut |f| match fault::report(clients, configs, f) {
-                Some(event) => {
-                    if let LogEvent::Fault { client, .. } = event {
-                        notify |= 1u64.checked_shl(u32::from(client.0)).unwrap_or(0);
+        let drained = drain(&mut self.hw, EVENTS_PER_INTERRUPT, &mut |f| {
+            handled += 1;
+            match fault::report(clients, configs, f, true) {
+                Some((client, outcome, event)) => {
+                    let bit = 1u64.checked_shl(u32::from(client.0)).unwrap_or(0);
+                    match outcome {
+                        fault::Outcome::Queued => notify |= bit,
+                        fault::Outcome::Storm(stream) => {
+                            notify |= bit;
+                            // At most NEW_STORMS per interrupt; should the
+                            // drain hand over more than it was asked, the
+                            // extra storms are still dropped in software.
+                            let _ = storms.push(stream);
+                        }
+                        // Told, so that it reads the count and can
+                        // resume once the backlog is gone.
+                        fault::Outcome::Dropped => notify |= bit,
                     }
-                    budget.say(event);
+                    match event {
+                        Some(event @ LogEvent::Storming { .. }) => budget.always(event),
+                        Some(event) => budget.say(event),
+                        None => {}
+                    }
                 }
                 None => match statics.report(f) {
                     Some((_, space)) => budget.say(LogEvent::StaticFault {
@@ -624,8 +686,13 @@ impl<'s, H: Hardware> Server<'s, H> {
                     }),
                     None => budget.say(LogEvent::Unowned(f)),
                 },
-            },
-        );
+            }
+        });
+        for stream in storms {
+            // Unable to stop them in the hardware, the server still drops
+            // them; the records then keep reaching the event queue.
+            let _ = self.hw.set_recording(stream, false);
+        }
         if drained.lost {
             self.statics.lost();
             notify |= fault::lost(self.clients, self.configs);
@@ -635,7 +702,18 @@ impl<'s, H: Hardware> Server<'s, H> {
             budget.say(LogEvent::GlobalErrors(drained.global_errors));
         }
         budget.finish();
-        notify
+        self.backlog = drained.pending;
+        Collected {
+            notify,
+            handled,
+            pending: drained.pending,
+        }
+    }
+
+    /// The last interrupt left records in the IOMMU's queue: the transport
+    /// calls [`Server::collect_faults`] again the next time the server runs.
+    pub fn backlog(&self) -> bool {
+        self.backlog
     }
 
     /// How many mapped runs (across the client's IOASes, copies included)
@@ -739,6 +817,16 @@ impl<'s, H: Hardware> Server<'s, H> {
             iommu_proto::decode::copy_out(page, size, &cmd)?;
             return Ok(0);
         }
+        if op == Op::FaultResume {
+            // Waits for the IOMMU's backlog, which is the server's.
+            return fault::resume(
+                &mut self.hw,
+                &mut self.clients[client.index()],
+                caller,
+                mrs[iommu_proto::MR_SIZE],
+                self.backlog,
+            );
+        }
         if op == Op::Quarantine {
             if !caller.manager {
                 return Err(Errno::EPERM);
@@ -773,7 +861,17 @@ impl<'s, H: Hardware> Server<'s, H> {
             id: client,
             page,
             device: mrs[iommu_proto::MR_DEVICE],
+            aborted_all: false,
         };
-        ucmd::dispatch(&mut ctx, op, mrs[iommu_proto::MR_SIZE])
+        let result = ucmd::dispatch(&mut ctx, op, mrs[iommu_proto::MR_SIZE]);
+        if ctx.aborted_all {
+            // Every device of every client stopped with it.
+            for (c, config) in self.clients.iter_mut().zip(self.configs.iter()) {
+                if !config.devices.is_empty() {
+                    c.faults.stopped = true;
+                }
+            }
+        }
+        result
     }
 }

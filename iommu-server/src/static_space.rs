@@ -185,8 +185,10 @@ fn map_one<H: Hardware>(hw: &mut H, id: DomainId, m: &IoMap) -> Result<(), Errno
             domain.map_pages(iova, phys, size, count, prot(m))
         };
         if let Err(e) = done {
-            if iova > m.iova {
-                domain.unmap_pages(m.iova, iova - m.iova);
+            // No stream points at the domain yet, and a domain whose unmap
+            // the IOMMU did not confirm is never freed (see `undo`).
+            if iova > m.iova && domain.unmap_pages(m.iova, iova - m.iova).is_err() {
+                return Err(Errno::EIO);
             }
             return Err(e);
         }
@@ -199,14 +201,25 @@ fn map_one<H: Hardware>(hw: &mut H, id: DomainId, m: &IoMap) -> Result<(), Errno
 
 /// Undoes one established space: stream to abort, mappings out, domain
 /// freed. A stream that will not stop keeps its domain (nothing it may
-/// reach is released).
+/// reach is released), and so does a domain whose unmap the IOMMU did not
+/// confirm (its walker may still hold the pages).
 fn undo<H: Hardware>(hw: &mut H, space: &StaticSpace, domain: DomainId, mapped: &[IoMap]) {
     if hw.detach(space.stream_id).is_err() {
         return;
     }
+    free_unmapped(hw, domain, mapped);
+}
+
+/// Unmaps `mapped` from `domain` and frees it, unless an unmap is
+/// unconfirmed: then the domain is kept, its pages never reused.
+fn free_unmapped<H: Hardware>(hw: &mut H, domain: DomainId, mapped: &[IoMap]) {
     if let Some(d) = hw.domains().domain(domain) {
+        let mut confirmed = true;
         for m in mapped {
-            d.unmap_pages(m.iova, m.size);
+            confirmed &= d.unmap_pages(m.iova, m.size).is_ok();
+        }
+        if !confirmed {
+            return;
         }
     }
     hw.domain_free(domain);
@@ -304,12 +317,9 @@ fn establish_one<H: Hardware>(
     }
     for (k, m) in s.iomaps.iter().enumerate() {
         if let Err(errno) = map_one(hw, domain, m) {
-            if let Some(d) = hw.domains().domain(domain) {
-                for done in &s.iomaps[..k] {
-                    d.unmap_pages(done.iova, done.size);
-                }
+            if errno != Errno::EIO {
+                free_unmapped(hw, domain, &s.iomaps[..k]);
             }
-            hw.domain_free(domain);
             return Err(refused(errno));
         }
     }

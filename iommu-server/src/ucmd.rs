@@ -47,7 +47,46 @@ pub(crate) fn dispatch<H: Hardware>(ctx: &mut Ctx<'_, '_, H>, op: Op, arg: u64) 
         Op::VfioDeviceDetachIommufdPt => request(ctx, op, arg, device::detach),
         Op::FaultRead => request(ctx, op, arg, fault::read),
         // They act on, or read, other clients: Server::dispatch has them.
-        Op::ResetClient | Op::Quarantine | Op::Dump => Err(Errno::EINVAL),
+        // FAULT_RESUME waits on the IOMMU's backlog, the server's own.
+        Op::ResetClient | Op::Quarantine | Op::Dump | Op::FaultResume => Err(Errno::EINVAL),
+    }
+}
+
+/// Whether `op` could give one of the caller's devices a translation
+/// again: what a manager's hold (quarantine) refuses, EPERM once the
+/// request is decoded, whatever state a reset left behind (a stream that
+/// would not stop keeps its domain, and a map or copy into that domain's
+/// IOAS would reach it). The match names every op, so a new one must be
+/// decided here.
+pub(crate) fn could_translate_again(op: Op) -> bool {
+    match op {
+        // A device bound, attached (to an IOAS, a HWPT or the compat IOAS;
+        // an attached one is EBUSY, there is no replace), a new domain.
+        Op::VfioDeviceBindIommufd | Op::VfioDeviceAttachIommufdPt | Op::HwptAlloc => true,
+        // New IOVA in an IOAS a stuck stream's domain may mirror.
+        Op::IoasMap | Op::IoasCopy | Op::VfioIommuMapDma => true,
+        // They take translations away, only read, or shape an IOAS without
+        // mapping anything into it.
+        Op::Destroy
+        | Op::IoasAlloc
+        | Op::IoasAllowIovas
+        | Op::IoasIovaRanges
+        | Op::IoasUnmap
+        | Op::Option
+        | Op::VfioIoas
+        | Op::GetHwInfo
+        | Op::VfioGetApiVersion
+        | Op::VfioCheckExtension
+        | Op::VfioSetIommu
+        | Op::VfioIommuGetInfo
+        | Op::VfioIommuUnmapDma
+        | Op::VfioDeviceDetachIommufdPt
+        | Op::FaultRead
+        | Op::ResetClient
+        | Op::Quarantine
+        | Op::Dump
+        // Records a storming device's faults again; translates nothing.
+        | Op::FaultResume => false,
     }
 }
 
@@ -64,6 +103,9 @@ fn request<T: Request, H: Hardware>(
         return Err(Errno::ENOTTY);
     }
     let mut cmd: T = read_request(ctx.page, size)?;
+    if ctx.client.held && could_translate_again(op) {
+        return Err(Errno::EPERM);
+    }
     let result = handler(ctx, &mut cmd);
     if matches!(result, Ok(_) | Err(Errno::EMSGSIZE)) {
         // read_request checked that `size` bytes fit in the page, so this

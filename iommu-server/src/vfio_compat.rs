@@ -13,7 +13,7 @@ use iommu_types::{Errno, IovaRange, Prot};
 use iopt::{DstIova, Hardware, MAX_RESERVED};
 
 use crate::client::Ctx;
-use crate::ioas::{ioas_mut, map_user, new_ioas, slot_of};
+use crate::ioas::{contained, ioas_mut, map_user, new_ioas, slot_of, unmap_gate};
 use crate::object::{Object, ObjectId};
 
 type Result<T> = core::result::Result<T, Errno>;
@@ -128,7 +128,8 @@ pub(crate) fn map_dma<H: Hardware>(
 }
 
 /// VFIO_IOMMU_UNMAP_DMA: with huge pages off (TYPE1) the range is cut out
-/// of larger mappings first; ALL needs iova = size = 0.
+/// of larger mappings first; ALL needs iova = size = 0. EIO as
+/// IOMMU_IOAS_UNMAP when the IOMMU cannot confirm it.
 pub(crate) fn unmap_dma<H: Hardware>(
     ctx: &mut Ctx<'_, '_, H>,
     unmap: &mut vfio_iommu_type1_dma_unmap,
@@ -138,12 +139,14 @@ pub(crate) fn unmap_dma<H: Hardware>(
     }
     let id = compat(ctx)?;
     let slot = slot_of(ctx, id)?;
+    let all = unmap.flags & VFIO_DMA_UNMAP_FLAG_ALL != 0;
+    if all && (unmap.iova != 0 || unmap.size != 0) {
+        return Err(Errno::EINVAL);
+    }
+    unmap_gate(ctx, id)?;
     let store = &mut *ctx.store;
     let ioas = ctx.pool.get_mut(slot)?;
-    let unmapped = if unmap.flags & VFIO_DMA_UNMAP_FLAG_ALL != 0 {
-        if unmap.iova != 0 || unmap.size != 0 {
-            return Err(Errno::EINVAL);
-        }
+    let unmapped = if all {
         ioas.unmap_all(store, ctx.hw.domains())
     } else {
         // Validate before cutting: once the range is sound, every cut lies
@@ -156,9 +159,9 @@ pub(crate) fn unmap_dma<H: Hardware>(
             let cuts = [range.last, range.start.wrapping_sub(1)];
             ioas.cut(store, if range.start != 0 { &cuts } else { &cuts[..1] })?;
         }
-        ioas.unmap(store, ctx.hw.domains(), unmap.iova, unmap.size)?
+        ioas.unmap(store, ctx.hw.domains(), unmap.iova, unmap.size)
     };
-    unmap.size = unmapped;
+    unmap.size = contained(ctx, id, unmapped)?;
     Ok(0)
 }
 

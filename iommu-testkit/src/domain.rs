@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use iommu_types::{Errno, IovaRange, Prot};
-use iopt::{DomainId, DomainTable, IoDomain};
+use iopt::{DomainId, DomainTable, IoDomain, Unconfirmed};
 
 pub const K4: u64 = 0x1000;
 pub const K64: u64 = 0x1_0000;
@@ -135,7 +135,7 @@ impl IoDomain for MockDomain {
         Ok(())
     }
 
-    fn unmap_pages(&mut self, iova: u64, length: u64) -> u64 {
+    fn unmap_pages(&mut self, iova: u64, length: u64) -> Result<u64, Unconfirmed> {
         self.unmap_calls += 1;
         let last = iova + (length - 1);
         let mut unmapped = 0;
@@ -149,7 +149,7 @@ impl IoDomain for MockDomain {
             self.pages.remove(&page_iova);
             unmapped += page.size;
         }
-        unmapped
+        Ok(unmapped)
     }
 
     fn iova_to_phys(&self, iova: u64) -> Option<u64> {

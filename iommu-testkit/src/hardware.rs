@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use iommu_types::{ClientId, Errno, IovaRange, Prot, StreamId};
-use iopt::{DomainId, DomainTable, Hardware, IoDomain};
+use iopt::{DomainId, DomainTable, Hardware, IoDomain, Unconfirmed};
 
 use crate::domain::{MockDomain, ARM_4K};
 
@@ -30,10 +30,23 @@ pub struct MockHw {
     pub allocations: usize,
     /// Streams whose detach fails (a wedged SMMU).
     pub stuck: Vec<StreamId>,
+    /// Every unmap removes its pages but reports its invalidation
+    /// unconfirmed (a command queue that no longer completes a sync).
+    pub unconfirmed: bool,
+    /// Whether `abort_all` stopped every stream; `fail_abort_all` makes it
+    /// fail too.
+    pub all_aborted: bool,
+    pub fail_abort_all: bool,
     /// The coherency new domains report (each keeps its own).
     pub coherent: bool,
     /// The domain the last `DomainTable::domain` call selected.
     pub current: Option<DomainId>,
+    /// Streams whose fault records are stopped. As on an SMMUv3, an
+    /// attached stream records what its domain records: nothing while a
+    /// stopped stream is attached to it.
+    pub silenced: Vec<StreamId>,
+    /// Calls of `set_recording`, each a hardware operation.
+    pub recording_calls: usize,
 }
 
 impl Default for MockHw {
@@ -62,8 +75,13 @@ impl MockHw {
             fail_at: None,
             allocations: 0,
             stuck: Vec::new(),
+            unconfirmed: false,
+            all_aborted: false,
+            fail_abort_all: false,
             coherent: true,
             current: None,
+            silenced: Vec::new(),
+            recording_calls: 0,
         }
     }
 
@@ -93,6 +111,9 @@ impl MockHw {
 
     /// Where a stream's DMA to `iova` would land.
     pub fn dma(&self, stream: StreamId, iova: u64) -> Option<u64> {
+        if self.all_aborted {
+            return None;
+        }
         let domain = (*self.streams.get(&stream)?)?;
         self.domain(domain).iova_to_phys(iova)
     }
@@ -146,10 +167,13 @@ impl IoDomain for MockHw {
         result
     }
 
-    fn unmap_pages(&mut self, iova: u64, length: u64) -> u64 {
+    fn unmap_pages(&mut self, iova: u64, length: u64) -> Result<u64, Unconfirmed> {
         let unmapped = self.selected_mut().unmap_pages(iova, length);
         self.assert_clean();
-        unmapped
+        match unmapped {
+            Ok(bytes) if self.unconfirmed && bytes > 0 => Err(Unconfirmed { bytes }),
+            other => other,
+        }
     }
 
     fn iova_to_phys(&self, iova: u64) -> Option<u64> {
@@ -221,8 +245,36 @@ impl Hardware for MockHw {
         Ok(())
     }
 
+    fn abort_all(&mut self) -> Result<(), Errno> {
+        if self.fail_abort_all {
+            return Err(Errno::EIO);
+        }
+        self.log.push("abort all".into());
+        self.all_aborted = true;
+        Ok(())
+    }
+
     fn id_regs(&self) -> ([u32; 6], u32, u32) {
         ([0x0d40_101a, 0x0273_0010, 0, 0x1404, 0, 0x74], 0, 1)
+    }
+
+    fn set_recording(&mut self, stream: StreamId, record: bool) -> Result<(), Errno> {
+        self.recording_calls += 1;
+        self.silenced.retain(|&s| s != stream);
+        if !record {
+            self.silenced.push(stream);
+        }
+        Ok(())
+    }
+
+    fn recording(&self, stream: StreamId) -> bool {
+        match self.attached(stream) {
+            Some(domain) => !self
+                .silenced
+                .iter()
+                .any(|&s| self.attached(s) == Some(domain)),
+            None => !self.silenced.contains(&stream),
+        }
     }
 
     fn describe(&self, out: &mut dyn core::fmt::Write) -> core::fmt::Result {

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use hw::pgtable::{Format, Gather, IoPageTable, MemAttr, PtDomain, TablePage, TablePool, TlbFlush};
 use iommu_types::{ClientId, Errno, IovaRange, Prot, StreamId};
-use iopt::{DomainId, DomainTable, Hardware, IoDomain};
+use iopt::{DomainId, DomainTable, Hardware, IoDomain, Unconfirmed};
 use mmio::{Coherent, DmaMemory};
 
 use crate::recycle::{self, Lent};
@@ -19,6 +19,8 @@ pub struct PtHw {
     pub tables: Vec<Option<(IoPageTable, ClientId, usize)>>,
     pub streams: BTreeMap<StreamId, Option<DomainId>>,
     pub flushes: usize,
+    /// Whether `abort_all` stopped every stream.
+    pub all_aborted: bool,
     current: Option<DomainId>,
 }
 
@@ -44,6 +46,7 @@ impl PtHw {
             tables: Vec::new(),
             streams: BTreeMap::new(),
             flushes: 0,
+            all_aborted: false,
             current: None,
         }
     }
@@ -60,6 +63,9 @@ impl PtHw {
 
     /// Where a stream's DMA to `iova` lands, read from the real tables.
     pub fn dma(&self, stream: StreamId, iova: u64) -> Option<u64> {
+        if self.all_aborted {
+            return None;
+        }
         let id = (*self.streams.get(&stream)?)?;
         self.tables[id.0 as usize]
             .as_ref()?
@@ -129,7 +135,7 @@ impl IoDomain for PtHw {
         self.with_domain(|d| d.map_pages(iova, phys, size, count, prot))
     }
 
-    fn unmap_pages(&mut self, iova: u64, length: u64) -> u64 {
+    fn unmap_pages(&mut self, iova: u64, length: u64) -> Result<u64, Unconfirmed> {
         self.with_domain(|d| d.unmap_pages(iova, length))
     }
 
@@ -196,6 +202,11 @@ impl Hardware for PtHw {
 
     fn detach(&mut self, stream: StreamId) -> Result<(), Errno> {
         self.streams.insert(stream, None);
+        Ok(())
+    }
+
+    fn abort_all(&mut self) -> Result<(), Errno> {
+        self.all_aborted = true;
         Ok(())
     }
 

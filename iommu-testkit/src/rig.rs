@@ -285,6 +285,12 @@ impl Attached for MockHw {
     }
 }
 
+impl<R: mmio::RegisterBlock> Attached for hw::domains::SmmuDomains<'_, R> {
+    fn attached(&self, stream: iommu_types::StreamId) -> Option<iopt::DomainId> {
+        self.stream_domain(stream)
+    }
+}
+
 impl Attached for crate::PtHw {
     fn attached(&self, stream: iommu_types::StreamId) -> Option<iopt::DomainId> {
         self.streams.get(&stream).copied().flatten()

@@ -13,6 +13,9 @@ pub enum Errno {
     EPERM = 1,
     /// No such mapping or object.
     ENOENT = 2,
+    /// I/O error: the IOMMU did not confirm an invalidation (an unmap's
+    /// pages may still be reachable, so they stay mapped).
+    EIO = 5,
     /// Argument list too long (unknown non-zero trailing bytes).
     E2BIG = 7,
     /// Out of a bounded resource (pool, table, quota).
@@ -43,9 +46,10 @@ pub enum Errno {
 
 impl Errno {
     /// Every errno this project can produce, for exhaustive tests.
-    pub const ALL: [Errno; 15] = [
+    pub const ALL: [Errno; 16] = [
         Errno::EPERM,
         Errno::ENOENT,
+        Errno::EIO,
         Errno::E2BIG,
         Errno::ENOMEM,
         Errno::EFAULT,
@@ -79,6 +83,7 @@ impl Errno {
         match self {
             Errno::EPERM => "EPERM",
             Errno::ENOENT => "ENOENT",
+            Errno::EIO => "EIO",
             Errno::E2BIG => "E2BIG",
             Errno::ENOMEM => "ENOMEM",
             Errno::EFAULT => "EFAULT",

@@ -9,6 +9,7 @@ fn codes_are_linux_numbers() {
     let expected = [
         (Errno::EPERM, 1),
         (Errno::ENOENT, 2),
+        (Errno::EIO, 5),
         (Errno::E2BIG, 7),
         (Errno::ENOMEM, 12),
         (Errno::EFAULT, 14),
@@ -36,6 +37,7 @@ fn all_is_complete_and_round_trips() {
         match e {
             Errno::EPERM
             | Errno::ENOENT
+            | Errno::EIO
             | Errno::E2BIG
             | Errno::ENOMEM
             | Errno::EFAULT

@@ -32,11 +32,21 @@ pub trait IoDomain {
     ) -> Result<()>;
 
     /// Unmaps every page inside `[iova, iova + length)`; returns the bytes
-    /// unmapped.
-    fn unmap_pages(&mut self, iova: u64, length: u64) -> u64;
+    /// unmapped. [`Unconfirmed`] when the entries are gone from the table
+    /// but the IOMMU did not confirm that it forgot them (its TLB
+    /// invalidation did not complete): a device may still reach the pages.
+    fn unmap_pages(&mut self, iova: u64, length: u64) -> core::result::Result<u64, Unconfirmed>;
 
     /// Translates one IOVA, for diagnostics and tests.
     fn iova_to_phys(&self, iova: u64) -> Option<u64>;
+}
+
+/// An unmap whose table entries are gone but whose invalidation the IOMMU
+/// did not confirm: `bytes` were unmapped from the table, and a device may
+/// still reach them through what the IOMMU cached.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Unconfirmed {
+    pub bytes: u64,
 }
 
 /// Resolves the domains an IOAS has attached. Ids handed to

@@ -35,6 +35,12 @@ pub trait Hardware {
     /// reaches memory (quarantine).
     fn detach(&mut self, stream: StreamId) -> Result<(), Errno>;
 
+    /// Stops every stream's DMA by a means that does not depend on what
+    /// failed (on an SMMUv3: translation off with GBPA set to abort, no
+    /// command queue involved): the last resort when a stream's abort
+    /// cannot be confirmed. Once it returns Ok, no DMA reaches memory.
+    fn abort_all(&mut self) -> Result<(), Errno>;
+
     /// SMMU_IDR0..5, SMMU_IIDR, SMMU_AIDR, for IOMMU_GET_HW_INFO.
     fn id_regs(&self) -> ([u32; 6], u32, u32);
 
@@ -42,6 +48,22 @@ pub trait Hardware {
     /// asks (Linux: the domain enforces cache coherency), for
     /// VFIO_DMA_CC_IOMMU.
     fn coherent(&self, domain: DomainId) -> bool;
+
+    /// Starts or stops recording `stream`'s DMA faults. The hardware may
+    /// stop more than the stream: on an SMMUv3 an attached stream's records
+    /// are its context's, shared with every stream attached to the same
+    /// domain ([`Hardware::recording`] says what each records). EOPNOTSUPP
+    /// when the hardware cannot stop records.
+    fn set_recording(&mut self, stream: StreamId, record: bool) -> Result<(), Errno> {
+        let _ = (stream, record);
+        Err(Errno::EOPNOTSUPP)
+    }
+
+    /// Whether a DMA fault of `stream` would be recorded now.
+    fn recording(&self, stream: StreamId) -> bool {
+        let _ = stream;
+        true
+    }
 
     /// One line on the hardware's state for a dump (features, domains in
     /// use, failures counted); nothing by default.
@@ -82,12 +104,24 @@ impl<H: Hardware + ?Sized> Hardware for &mut H {
         (**self).detach(stream)
     }
 
+    fn abort_all(&mut self) -> Result<(), Errno> {
+        (**self).abort_all()
+    }
+
     fn id_regs(&self) -> ([u32; 6], u32, u32) {
         (**self).id_regs()
     }
 
     fn coherent(&self, domain: DomainId) -> bool {
         (**self).coherent(domain)
+    }
+
+    fn set_recording(&mut self, stream: StreamId, record: bool) -> Result<(), Errno> {
+        (**self).set_recording(stream, record)
+    }
+
+    fn recording(&self, stream: StreamId) -> bool {
+        (**self).recording(stream)
     }
 
     fn describe(&self, out: &mut dyn core::fmt::Write) -> core::fmt::Result {

@@ -7,7 +7,7 @@
 
 use heapless::Vec;
 
-use crate::domain::{min_page, next_chunk, DomainId, DomainTable, IoDomain};
+use crate::domain::{min_page, next_chunk, DomainId, DomainTable, IoDomain, Unconfirmed};
 use crate::range::{Holes, Placement};
 use crate::tree::{Area, NodeIdx, NIL};
 use crate::{Extent, Store, PAGE_SIZE};
@@ -55,6 +55,28 @@ struct Reserved {
 struct Attached {
     id: DomainId,
     page_sizes: u64,
+    /// An unmap from this domain was never confirmed by the IOMMU: it may
+    /// still translate IOVA the engine no longer lists. Stays until the
+    /// domain is detached.
+    tainted: bool,
+}
+
+/// Why mirroring areas into a domain failed.
+#[derive(Clone, Copy, Debug)]
+struct FillError {
+    /// What the domain refused with.
+    errno: Errno,
+    /// Whether undoing what was mapped was confirmed by the IOMMU.
+    undone: bool,
+}
+
+impl From<Errno> for FillError {
+    fn from(errno: Errno) -> FillError {
+        FillError {
+            errno,
+            undone: true,
+        }
+    }
 }
 
 /// Where a new mapping goes.
@@ -176,6 +198,14 @@ impl Ioas {
 
     pub fn is_attached(&self, id: DomainId) -> bool {
         self.domains.iter().any(|d| d.id == id)
+    }
+
+    /// Whether an unmap from domain `id` was never confirmed by the IOMMU:
+    /// it may still translate IOVA this IOAS no longer maps to a device
+    /// using it. Until the domain is detached, the caller keeps streams
+    /// off it.
+    pub fn tainted(&self, id: DomainId) -> bool {
+        self.domains.iter().any(|d| d.id == id && d.tainted)
     }
 
     /// The page sizes every attached domain supports (every size when none
@@ -446,7 +476,12 @@ impl Ioas {
                         first_source = pages.source.wrapping_add(seg.offset);
                     }
                     writable &= pages.writable;
-                    misaligned |= pages.page_offset(seg.offset) % align != 0;
+                    // Each segment becomes an area the domains map on
+                    // its own: its length must fit their smallest page
+                    // as its start does (Linux's iommu_map refuses the
+                    // piece, EINVAL).
+                    misaligned |=
+                        pages.page_offset(seg.offset) % align != 0 || seg.length % align != 0;
                     segments += 1;
                     done += seg.length;
                 }
@@ -533,22 +568,32 @@ impl Ioas {
             start: iova,
             last: iova + (length - 1),
         };
-        if let Err(e) = self.fill_range(store, doms, range) {
-            self.remove_areas(store, range);
-            return Err(e);
+        match self.fill_range(store, doms, range) {
+            Ok(()) => Ok(iova),
+            Err(FillError {
+                errno,
+                undone: true,
+            }) => {
+                self.remove_areas(store, range);
+                Err(errno)
+            }
+            // A device may still reach what was mapped before the failure:
+            // the areas stay, as after an unconfirmed unmap.
+            Err(FillError { undone: false, .. }) => Err(Errno::EIO),
         }
-        Ok(iova)
     }
 
     /// Mirrors every area inside `range` into every attached domain, or
-    /// into none of them.
+    /// into none of them. When undoing a failure is not confirmed, the
+    /// domains concerned are tainted and the error says so.
     fn fill_range(
-        &self,
+        &mut self,
         store: &Store<'_>,
         doms: &mut dyn DomainTable,
         range: IovaRange,
-    ) -> Result<()> {
-        for (i, attached) in self.domains.iter().enumerate() {
+    ) -> core::result::Result<(), FillError> {
+        for i in 0..self.domains.len() {
+            let attached = self.domains[i];
             let Some(domain) = doms.domain(attached.id) else {
                 continue;
             };
@@ -566,10 +611,16 @@ impl Ioas {
                 }
                 next = store.areas.next(self.root, idx);
             }
-            if let Err(e) = result {
-                for undo in self.domains[..=i].iter() {
+            if let Err(mut e) = result {
+                if !e.undone {
+                    self.domains[i].tainted = true;
+                }
+                for undo in self.domains[..=i].iter_mut() {
                     if let Some(domain) = doms.domain(undo.id) {
-                        unmap_span(domain, range);
+                        if unmap_span(domain, range).is_err() {
+                            undo.tainted = true;
+                            e.undone = false;
+                        }
                     }
                 }
                 return Err(e);
@@ -585,7 +636,7 @@ impl Ioas {
         domain: &mut dyn IoDomain,
         sizes: u64,
         area: &Area,
-    ) -> Result<()> {
+    ) -> core::result::Result<(), FillError> {
         let pages = store.pages.get(area.pages);
         let length = area.last - area.start + 1;
         let mut mapped = 0u64;
@@ -604,10 +655,11 @@ impl Ioas {
             }
             Ok(())
         });
-        if result.is_err() && mapped > 0 {
-            domain.unmap_pages(area.start, mapped);
-        }
-        result
+        let Err(errno) = result else {
+            return Ok(());
+        };
+        let undone = mapped == 0 || domain.unmap_pages(area.start, mapped).is_ok();
+        Err(FillError { errno, undone })
     }
 
     /// Removes every area inside `range` from the tree (not from domains),
@@ -730,7 +782,8 @@ impl Ioas {
     // ---- unmap, cut ---------------------------------------------------
 
     /// Unmaps `[iova, iova + length)`, which must cover whole areas; returns
-    /// the bytes unmapped. `(0, u64::MAX)` is the range `[0, u64::MAX - 1]`
+    /// the bytes unmapped. EIO when an attached domain could not confirm
+    /// it: the areas stay and that domain is tainted ([`Ioas::tainted`]). `(0, u64::MAX)` is the range `[0, u64::MAX - 1]`
     /// like any other (VFIO's unmap); IOMMU_IOAS_UNMAP's "everything" form
     /// is its caller's, through [`Ioas::unmap_all`].
     pub fn unmap(
@@ -756,31 +809,43 @@ impl Ioas {
         if first < range.start || last > range.last {
             return Err(Errno::ENOENT);
         }
-        Ok(self.unmap_span(store, doms, IovaRange { start: first, last }))
+        self.unmap_span(store, doms, IovaRange { start: first, last })
     }
 
-    /// Unmaps every area; returns the bytes unmapped.
-    pub fn unmap_all(&mut self, store: &mut Store<'_>, doms: &mut dyn DomainTable) -> u64 {
+    /// Unmaps every area; returns the bytes unmapped (EIO as
+    /// [`Ioas::unmap`]).
+    pub fn unmap_all(&mut self, store: &mut Store<'_>, doms: &mut dyn DomainTable) -> Result<u64> {
         match self.extent(store) {
             Some(span) => self.unmap_span(store, doms, span),
-            None => 0,
+            None => Ok(0),
         }
     }
 
     /// Removes the whole areas inside `span` (which starts and ends on area
-    /// edges) with one unmap call per domain.
+    /// edges) with one unmap call per domain. When a domain cannot confirm
+    /// its unmap (the IOMMU did not complete the invalidation) a device
+    /// may still reach the pages: that domain is tainted and the areas
+    /// stay, their IOVA taken and their pages charged (EIO), so nothing a
+    /// device may reach is handed back.
     fn unmap_span(
         &mut self,
         store: &mut Store<'_>,
         doms: &mut dyn DomainTable,
         span: IovaRange,
-    ) -> u64 {
-        for attached in &self.domains {
+    ) -> Result<u64> {
+        let mut confirmed = true;
+        for attached in self.domains.iter_mut() {
             if let Some(domain) = doms.domain(attached.id) {
-                unmap_span(domain, span);
+                if unmap_span(domain, span).is_err() {
+                    attached.tainted = true;
+                    confirmed = false;
+                }
             }
         }
-        self.remove_areas(store, span)
+        if !confirmed {
+            return Err(Errno::EIO);
+        }
+        Ok(self.remove_areas(store, span))
     }
 
     /// Splits areas so that each of `iovas` becomes the last byte of an area
@@ -975,14 +1040,16 @@ impl Ioas {
             if let Err(e) = self.fill_area(store, domain, sizes, area) {
                 // Undo exactly the areas mapped so far (the failing one
                 // undid itself): nothing else in the domain is touched.
+                // No stream uses a domain being attached, and its caller
+                // frees it, so an unconfirmed undo reaches no device.
                 let failed = area.start;
                 let mut undo = store.areas.first(self.root);
                 while let Some(done) = undo.filter(|&i| store.areas.get(i).start < failed) {
                     let a = store.areas.get(done);
-                    domain.unmap_pages(a.start, a.last - a.start + 1);
+                    let _ = domain.unmap_pages(a.start, a.last - a.start + 1);
                     undo = store.areas.next(self.root, done);
                 }
-                return Err(e);
+                return Err(e.errno);
             }
             next = store.areas.next(self.root, idx);
         }
@@ -993,7 +1060,11 @@ impl Ioas {
                 owner: ReservedOwner::Aperture(id),
             });
         }
-        let pushed = self.domains.push(Attached { id, page_sizes });
+        let pushed = self.domains.push(Attached {
+            id,
+            page_sizes,
+            tainted: false,
+        });
         debug_assert!(pushed.is_ok());
         self.alignment = alignment;
         Ok(())
@@ -1029,7 +1100,10 @@ impl Ioas {
             .position(|d| d.id == id)
             .ok_or(Errno::ENOENT)?;
         if let (Some(span), Some(domain)) = (self.extent(store), doms.domain(id)) {
-            unmap_span(domain, span);
+            // A domain is detached only once no stream uses it, and then
+            // freed (an IOMMU invalidates its context then, or keeps the
+            // context forever): an unconfirmed unmap here reaches nothing.
+            let _ = unmap_span(domain, span);
         }
         self.domains.remove(at);
         self.reserved
@@ -1068,23 +1142,28 @@ impl Ioas {
     }
 
     /// Unmaps everything, detaches every domain and returns all storage.
+    /// The caller must have stopped every stream of every attached domain
+    /// (the server destroys an IOAS only once no HWPT is left over it), so
+    /// areas an unconfirmed unmap kept go too.
     pub fn destroy(mut self, store: &mut Store<'_>, doms: &mut dyn DomainTable) {
-        self.unmap_all(store, doms);
+        let _ = self.unmap_all(store, doms);
         while let Some(attached) = self.domains.last().copied() {
             let _ = self.detach_domain(store, doms, attached.id);
+        }
+        if let Some(span) = self.extent(store) {
+            self.remove_areas(store, span);
         }
     }
 }
 
 /// Unmaps `span` from a domain, in two calls when it is all 2^64 bytes.
-fn unmap_span(domain: &mut dyn IoDomain, span: IovaRange) {
+fn unmap_span(domain: &mut dyn IoDomain, span: IovaRange) -> core::result::Result<(), Unconfirmed> {
     match span.length() {
-        Some(length) => {
-            domain.unmap_pages(span.start, length);
-        }
+        Some(length) => domain.unmap_pages(span.start, length).map(|_| ()),
         None => {
-            domain.unmap_pages(0, 1 << 63);
-            domain.unmap_pages(1 << 63, 1 << 63);
+            let low = domain.unmap_pages(0, 1 << 63);
+            let high = domain.unmap_pages(1 << 63, 1 << 63);
+            low.and(high).map(|_| ())
         }
     }
 }

@@ -32,7 +32,7 @@ mod pages;
 mod range;
 mod tree;
 
-pub use domain::{max_page, min_page, next_chunk, DomainId, DomainTable, IoDomain};
+pub use domain::{max_page, min_page, next_chunk, DomainId, DomainTable, IoDomain, Unconfirmed};
 pub use hardware::Hardware;
 pub use ioas::{
     AreaInfo, DstIova, Ioas, IovaRanges, ReservedOwner, FIRST_FIT_BUDGET_PER_LEVEL, MAX_ALLOWED,

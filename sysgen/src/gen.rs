@@ -107,7 +107,7 @@ pub fn rust(config: &Config, inputs: &[&str]) -> String {
         for r in &c.regions {
             let _ = writeln!(
                 w,
-                "            RegionSpec {{ mr: {:?}, vaddr: {:#x}, size: {:#x}, perms: Perms {{ read: {}, write: {} }}, paddr: {}, strict: {}, shared_with: {:?} }},",
+                "            RegionSpec {{ mr: {:?}, vaddr: {:#x}, size: {:#x}, perms: Perms {{ read: {}, write: {} }}, paddr: {}, strict: {}, shared_with: {:?}, share: {} }},",
                 r.mr,
                 r.vaddr,
                 r.size,
@@ -115,7 +115,11 @@ pub fn rust(config: &Config, inputs: &[&str]) -> String {
                 r.write,
                 paddr(&r.paddr, &symbols),
                 r.strict,
-                r.shared_with.as_deref()
+                r.shared_with.as_deref(),
+                r.share.map_or("None".into(), |b| format!(
+                    "Some(Share {{ first_block: {:#x}, blocks: {:#x} }})",
+                    b.first_block, b.blocks
+                ))
             );
         }
         let _ = writeln!(w, "        ],");
@@ -156,6 +160,7 @@ pub fn rust(config: &Config, inputs: &[&str]) -> String {
             q.objects, q.ioases, q.mapped_pages, q.table_pages, q.hwpts, q.mappings
         );
         let _ = writeln!(w, "        manager: {},", c.manager);
+        let _ = writeln!(w, "        disk_blocks: {:?},", c.disk_blocks);
         let _ = writeln!(w, "        program_image: {:?},", c.program_image);
         match &c.child_of {
             Some((parent, id)) => {
@@ -277,9 +282,29 @@ fn c_name(name: &str) -> String {
         .collect()
 }
 
+/// A C string literal of `text`: quotes, backslashes and `?` escaped, every
+/// byte outside printable ASCII in octal.
+fn c_string(text: &str) -> String {
+    let mut out = String::from("\"");
+    for &b in text.as_bytes() {
+        match b {
+            // `?` too: C99 reads `??=` and the like as trigraphs.
+            b'"' | b'\\' | b'?' => {
+                out.push('\\');
+                out.push(b as char);
+            }
+            0x20..=0x7e => out.push(b as char),
+            _ => out.push_str(&format!("\\{b:03o}")),
+        }
+    }
+    out.push('"');
+    out
+}
+
 /// `iommu_config.h` for PD `pd`: its channels by peer and, if it is a
-/// client of the server, its channel, command page, DMA regions and
-/// devices, for a C PD to use instead of numbers copied by hand. `None`
+/// client of the server, its channel, command page, DMA regions (with
+/// their mode and the PD each is shared with, as Rust PDs get them in
+/// `RegionSpec`) and devices, for a C PD to use instead of numbers copied by hand. `None`
 /// when the description has no such PD among its channel ends or clients.
 pub fn c_config(config: &Config, pd: &str) -> Option<String> {
     let client = config.clients.iter().position(|c| c.pd == pd);
@@ -308,10 +333,31 @@ pub fn c_config(config: &Config, pd: &str) -> Option<String> {
             "#define IOMMU_COMMAND_PAGE_VADDR {:#x}",
             c.command_page_client
         );
+        if !c.regions.is_empty() {
+            let _ = writeln!(
+                w,
+                "/* DMA regions. MODE: static (mapped once for the PD's life) or\n * strict (only buffers in flight are mapped; iommu.xml's <dma mode>).\n * SHARED_WITH: the one other PD that maps the region (whose buffers\n * they are), defined only when there is one. */"
+            );
+            let _ = writeln!(w, "#define IOMMU_DMA_MODE_STATIC 0");
+            let _ = writeln!(w, "#define IOMMU_DMA_MODE_STRICT 1");
+        }
         for r in &c.regions {
             let name = c_name(&r.mr);
             let _ = writeln!(w, "#define IOMMU_DMA_{name}_VADDR {:#x}", r.vaddr);
             let _ = writeln!(w, "#define IOMMU_DMA_{name}_SIZE {:#x}", r.size);
+            if let Some(b) = r.share {
+                let _ = writeln!(
+                    w,
+                    "#define IOMMU_DMA_{name}_FIRST_BLOCK {:#x}",
+                    b.first_block
+                );
+                let _ = writeln!(w, "#define IOMMU_DMA_{name}_BLOCKS {:#x}", b.blocks);
+            }
+            let mode = if r.strict { "STRICT" } else { "STATIC" };
+            let _ = writeln!(w, "#define IOMMU_DMA_{name}_MODE IOMMU_DMA_MODE_{mode}");
+            if let Some(peer) = &r.shared_with {
+                let _ = writeln!(w, "#define IOMMU_DMA_{name}_SHARED_WITH {}", c_string(peer));
+            }
         }
         for (i, d) in c.devices.iter().enumerate() {
             let name = c_name(&d.name);

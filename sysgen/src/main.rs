@@ -9,17 +9,42 @@
 //! the system description the Microkit tool is given: SYSTEM.xml without
 //! its `<io_address_space>` elements (the server builds them), every
 //! other byte as it is.
+//!
+//! When the reader of its output goes away first (`sysgen ... | head`), it
+//! stops without a message and exits with status 141, what a shell shows
+//! for a program that SIGPIPE ended: the output was cut short, and a
+//! script with `set -o pipefail` sees that as it would for `cat`.
 
+use std::fmt::Write as _;
+use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
+
+/// The status of a program its closed output pipe ended (128 + SIGPIPE).
+const BROKEN_PIPE: u8 = 141;
+
+/// Writes `text` to stdout.
+fn emit(text: &str) -> ExitCode {
+    let mut stdout = std::io::stdout().lock();
+    match stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::from(BROKEN_PIPE),
+        Err(e) => {
+            eprintln!("error: writing the output: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
 
 fn main() -> ExitCode {
     let mut args: Vec<PathBuf> = std::env::args_os().skip(1).map(PathBuf::from).collect();
     if args.len() == 1 && args[0].as_os_str() == "--c-header" {
         let mut header = String::new();
         iommu_proto::c::header(&mut header).expect("writing to a String");
-        print!("{header}");
-        return ExitCode::SUCCESS;
+        return emit(&header);
     }
     let qemu = args.first().is_some_and(|a| a == "--qemu-devices");
     if qemu {
@@ -46,10 +71,7 @@ fn main() -> ExitCode {
             let pd = c_config.unwrap_or_default();
             let pd = pd.to_string_lossy();
             match sysgen::gen::c_config(&config, &pd) {
-                Some(header) => {
-                    print!("{header}");
-                    ExitCode::SUCCESS
-                }
+                Some(header) => emit(&header),
                 None => {
                     eprintln!("error: no PD `{pd}` with channels or an IOMMU client entry");
                     ExitCode::FAILURE
@@ -61,22 +83,18 @@ fn main() -> ExitCode {
                 .map_err(|e| e.to_string())
                 .and_then(|src| sysgen::strip::microkit_sdf(&src).map_err(|e| e.message));
             match stripped {
-                Ok(text) => {
-                    print!("{text}");
-                    ExitCode::SUCCESS
-                }
+                Ok(text) => emit(&text),
                 Err(e) => {
                     eprintln!("error: {e}");
                     ExitCode::FAILURE
                 }
             }
         }
-        Ok((_, config)) if qemu => {
-            println!("{}", sysgen::qemu_devices(&config).join(" "));
-            ExitCode::SUCCESS
-        }
+        Ok((_, config)) if qemu => emit(&format!("{}\n", sysgen::qemu_devices(&config).join(" "))),
         Ok((_, config)) => {
-            println!(
+            let mut text = String::new();
+            let _ = writeln!(
+                text,
                 "{} and {}: server `{}`, {} clients",
                 system.display(),
                 policy.display(),
@@ -89,7 +107,8 @@ fn main() -> ExitCode {
                     .as_ref()
                     .map(|(parent, id)| format!(", child {id} of {parent}"))
                     .unwrap_or_default();
-                println!(
+                let _ = writeln!(
+                    text,
                     "  {} on server channel {}: {} DMA regions, {} devices{}{child}",
                     c.pd,
                     c.server_channel,
@@ -99,7 +118,8 @@ fn main() -> ExitCode {
                 );
             }
             for s in &config.static_spaces {
-                println!(
+                let _ = writeln!(
+                    text,
                     "  static io address space {} ({}, stream {:#x}, domain_id {}): {} iomaps, {} table pages, faults to {}",
                     s.name,
                     s.peripheral,
@@ -110,7 +130,7 @@ fn main() -> ExitCode {
                     s.fault_pd.as_deref().unwrap_or("the log only")
                 );
             }
-            ExitCode::SUCCESS
+            emit(&text)
         }
         Err(e) => {
             eprintln!("error: {e}");

@@ -1,7 +1,11 @@
 //! The IOMMU policy sidecar (next to system.xml, whose schema Microkit
 //! owns): which PD is the server, where its SMMU, memory and IRQs are, and
 //! per client its command page, DMA memory, devices, quota and whether it
-//! is the manager. Checked against the system description here; every
+//! is the manager. A driver of a disk (`<device disk_blocks>`) gives each
+//! block client, on that client's data region, its share of the disk
+//! (`<dma first_block blocks>`): shares are present for every block
+//! client (every DMA region another PD maps), on the disk, not wrapping,
+//! and disjoint. Checked against the system description here; every
 //! refusal names the element and attribute at fault, in the file a user
 //! most likely got wrong: a map's perms or caching, a channel end, a PD's
 //! priority or a memory region's size is refused at its element in
@@ -57,6 +61,23 @@ pub struct Region {
     /// The one other PD (not the client, not the server) that maps the
     /// region, if exactly one: whose buffers they are.
     pub shared_with: Option<String>,
+    /// `<dma first_block blocks>`: the blocks of its client's disk that
+    /// are the block client's whose data region this is.
+    pub share: Option<Share>,
+}
+
+/// A block client's blocks of its driver's disk: `first_block` up to,
+/// not including, `first_block + blocks` (which does not wrap).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Share {
+    pub first_block: u64,
+    pub blocks: u64,
+}
+
+impl Share {
+    pub fn end(&self) -> u64 {
+        self.first_block + self.blocks
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -71,6 +92,9 @@ pub struct Device {
     /// The QEMU device that simulates it (`-device` options without
     /// `addr`), if the system runs on QEMU.
     pub qemu: Option<String>,
+    /// `disk_blocks`: the device is a disk of this many 512-byte blocks
+    /// (its namespace at least that large), shared among block clients.
+    pub disk_blocks: Option<u64>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -101,6 +125,8 @@ pub struct Client {
     pub child_of: Option<(String, u64)>,
     /// The PD's program image (`<program_image path>`), empty if none.
     pub program_image: String,
+    /// The blocks of the disk one of its devices is (`disk_blocks`).
+    pub disk_blocks: Option<u64>,
 }
 
 /// The checked configuration the generator emits.
@@ -610,8 +636,11 @@ impl<'a> Checker<'a> {
                 mappings: 0,
             },
             manager: s.boolean(e, "manager", false)?,
+            disk_blocks: None,
         };
         let mut quota_seen = false;
+        let mut dma_elements: Vec<&Element> = Vec::new();
+        let mut disk: Option<&Element> = None;
         for c in &e.children {
             match c.name.as_str() {
                 "quota" if !quota_seen => {
@@ -640,9 +669,27 @@ impl<'a> Checker<'a> {
                     }
                 }
                 "quota" => return Err(s.element(c, "given twice")),
-                "dma" => client.regions.push(self.region(server, pd, c)?),
+                "dma" => {
+                    client.regions.push(self.region(server, pd, c)?);
+                    dma_elements.push(c);
+                }
                 "device" => {
                     let device = self.device(server, c, earlier, &client)?;
+                    if let Some(blocks) = device.disk_blocks {
+                        if let Some(first) = disk {
+                            return Err(s.attr(
+                                c,
+                                "disk_blocks",
+                                format!(
+                                    "`{name}` already drives a disk, device `{}` ({})",
+                                    first.attr("name").map_or("", |a| a.value.as_str()),
+                                    s.line(first)
+                                ),
+                            ));
+                        }
+                        disk = Some(c);
+                        client.disk_blocks = Some(blocks);
+                    }
                     client.devices.push(device);
                 }
                 _ => return Err(s.element(c, "unknown element (expected quota, dma or device)")),
@@ -651,7 +698,92 @@ impl<'a> Checker<'a> {
         if !quota_seen {
             return Err(s.element(e, "missing <quota>"));
         }
+        self.shares(&client, &dma_elements, disk)?;
         Ok(client)
+    }
+
+    /// The block clients' shares of `client`'s disk (`disk`, its device
+    /// element): one on every region another PD maps, none elsewhere, each
+    /// on the disk and none overlapping another.
+    fn shares(
+        &self,
+        client: &Client,
+        dma: &[&Element],
+        disk: Option<&Element>,
+    ) -> Result<(), Error> {
+        let s = self.side;
+        let mut seen: Vec<(&Region, &Element)> = Vec::new();
+        for (r, &e) in client.regions.iter().zip(dma) {
+            let (Some(disk), Some(blocks)) = (disk, client.disk_blocks) else {
+                if r.share.is_some() {
+                    return Err(s.attr(
+                        e,
+                        "first_block",
+                        format!(
+                            "a share of a disk, but `{}` drives none (no <device disk_blocks>)",
+                            client.pd
+                        ),
+                    ));
+                }
+                continue;
+            };
+            let Some(share) = r.share else {
+                if let Some(peer) = &r.shared_with {
+                    return Err(s.element(
+                        e,
+                        format!(
+                            "`{}` is block client `{peer}`'s data region: give its share of the disk ({}) as first_block and blocks",
+                            r.mr,
+                            s.line(disk)
+                        ),
+                    ));
+                }
+                continue;
+            };
+            if r.shared_with.is_none() {
+                return Err(s.attr(
+                    e,
+                    "first_block",
+                    format!(
+                        "`{}` is no block client's data region (no other PD maps it): a share of the disk is a block client's",
+                        r.mr
+                    ),
+                ));
+            }
+            if share.end() > blocks {
+                return Err(s.attr(
+                    e,
+                    "blocks",
+                    format!(
+                        "blocks {}..{} end past the disk's {blocks} ({})",
+                        share.first_block,
+                        share.end(),
+                        s.line(disk)
+                    ),
+                ));
+            }
+            if let Some((other, at)) = seen.iter().find(|(o, _)| {
+                o.share
+                    .is_some_and(|o| o.first_block < share.end() && share.first_block < o.end())
+            }) {
+                let o = other.share.expect("found by its share");
+                return Err(s.attr(
+                    e,
+                    "first_block",
+                    format!(
+                        "blocks {}..{} overlap `{}`'s share, blocks {}..{} ({})",
+                        share.first_block,
+                        share.end(),
+                        other.mr,
+                        o.first_block,
+                        o.end(),
+                        s.line(at)
+                    ),
+                ));
+            }
+            seen.push((r, e));
+        }
+        Ok(())
     }
 
     fn region(
@@ -661,8 +793,41 @@ impl<'a> Checker<'a> {
         e: &Element,
     ) -> Result<Region, Error> {
         let s = self.side;
-        s.only_attrs(e, &["mr", "mode"])?;
+        s.only_attrs(e, &["mr", "mode", "first_block", "blocks"])?;
         let name = s.required(e, "mr")?;
+        let share = match (s.number(e, "first_block")?, s.number(e, "blocks")?) {
+            (None, None) => None,
+            (Some(_), None) => {
+                return Err(s.attr(
+                    e,
+                    "blocks",
+                    "missing: a share of the disk is first_block and blocks",
+                ))
+            }
+            (None, Some(_)) => {
+                return Err(s.attr(
+                    e,
+                    "first_block",
+                    "missing: a share of the disk is first_block and blocks",
+                ))
+            }
+            (Some(_), Some(0)) => {
+                return Err(s.attr(e, "blocks", "a share of the disk is at least one block"))
+            }
+            (Some(first_block), Some(blocks)) => {
+                if first_block.checked_add(blocks).is_none() {
+                    return Err(s.attr(
+                        e,
+                        "blocks",
+                        format!("{first_block:#x} + {blocks:#x} blocks wraps past 2^64"),
+                    ));
+                }
+                Some(Share {
+                    first_block,
+                    blocks,
+                })
+            }
+        };
         let strict = match e.attr("mode").map(|a| a.value.as_str()) {
             None | Some("static") => false,
             Some("strict") => true,
@@ -744,6 +909,7 @@ impl<'a> Checker<'a> {
             paddr,
             strict,
             shared_with,
+            share,
         })
     }
 
@@ -755,7 +921,17 @@ impl<'a> Checker<'a> {
         this: &Client,
     ) -> Result<Device, Error> {
         let s = self.side;
-        s.only_attrs(e, &["name", "stream_id", "dma_mask", "config_mr", "qemu"])?;
+        s.only_attrs(
+            e,
+            &[
+                "name",
+                "stream_id",
+                "dma_mask",
+                "config_mr",
+                "qemu",
+                "disk_blocks",
+            ],
+        )?;
         let name = s.required(e, "name")?.to_string();
         let named = earlier
             .iter()
@@ -815,6 +991,10 @@ impl<'a> Checker<'a> {
                 Some(map.vaddr)
             }
         };
+        let disk_blocks = s.number(e, "disk_blocks")?;
+        if disk_blocks == Some(0) {
+            return Err(s.attr(e, "disk_blocks", "a disk has at least one block"));
+        }
         let qemu = match e.attr("qemu") {
             None => None,
             Some(a) => Some(qemu_device(&a.value, stream_id).map_err(|m| s.attr(e, "qemu", m))?),
@@ -859,6 +1039,7 @@ impl<'a> Checker<'a> {
             reserved,
             config_vaddr,
             qemu,
+            disk_blocks,
         })
     }
 }

@@ -1,7 +1,8 @@
 //! Writes the fuzz target's seed inputs into the directory given: short
 //! well-formed sessions (allocate, map, copy, query, bind, attach, VFIO
 //! calls, unmap, destroy, reset), so the fuzzer starts from requests that
-//! pass the size checks and mutates from there. Records are in the
+//! pass the size checks and mutates from there, and inputs that once found
+//! a panic (regressions). Records are in the
 //! target's input format (see serve.rs).
 
 use std::path::PathBuf;
@@ -190,6 +191,56 @@ fn main() {
     request(&mut s, 1, Op::VfioIommuGetInfo, 0, get_info.as_bytes());
     record(&mut s, 1, Op::VfioCheckExtension, 3, 0, &[]);
     seeds.push(("vfio", s));
+    // Regressions. Two half-page areas of an IOAS without a domain copied
+    // into one with a domain: each segment is shorter than the domain's
+    // page (EINVAL; it once reached a debug assertion in iopt).
+    let mut s = Vec::new();
+    request(&mut s, 0, Op::IoasAlloc, 0, alloc.as_bytes());
+    for (va, iova) in [(0x10_0000, 0x1000), (0x10_2000, 0x1800)] {
+        let half = iommu_ioas_map {
+            flags: map.flags | IOMMU_IOAS_MAP_FIXED_IOVA,
+            user_va: va,
+            length: 0x800,
+            iova,
+            ..map
+        };
+        request(&mut s, 0, Op::IoasMap, 0, half.as_bytes());
+    }
+    request(&mut s, 0, Op::IoasAlloc, 0, alloc.as_bytes());
+    request(&mut s, 0, Op::VfioDeviceBindIommufd, 0, bind.as_bytes());
+    let to_second = vfio_device_attach_iommufd_pt {
+        pt_id: SECOND,
+        ..attach
+    };
+    request(
+        &mut s,
+        0,
+        Op::VfioDeviceAttachIommufdPt,
+        THIRD,
+        to_second.as_bytes(),
+    );
+    let halves = iommu_ioas_copy {
+        flags: IOMMU_IOAS_MAP_READABLE | IOMMU_IOAS_MAP_FIXED_IOVA,
+        length: 0x1000,
+        dst_iova: 0x1000,
+        ..copy
+    };
+    request(&mut s, 0, Op::IoasCopy, 0, halves.as_bytes());
+    seeds.push(("copy-half-pages", s));
+    // The manager's DUMP at an offset near U64_MAX (EINVAL; the window's
+    // end once overflowed).
+    let mut s = Vec::new();
+    let dump = iommu_proto::dump::iommu_dump {
+        size: 40,
+        target: 0,
+        length: 100,
+        reserved: 0,
+        offset: u64::MAX - 10,
+        data_uptr: PAGE_VA + 64,
+        out_total: 0,
+    };
+    request(&mut s, 2, Op::Dump, 0, dump.as_bytes());
+    seeds.push(("dump-offset", s));
     for (name, bytes) in seeds {
         std::fs::write(dir.join(format!("seed-{name}")), bytes).expect("write a seed");
     }

@@ -176,9 +176,10 @@ impl Rig {
 
     fn unmap(&mut self, which: usize, iova: u64, len: u64) -> Result<u64, &'static str> {
         let done = self.with_domain(which, |d| d.unmap_pages(iova, len))?;
-        match smmu_error(&mut self.smmu) {
-            Some(e) => Err(e),
-            None => Ok(done),
+        match (smmu_error(&mut self.smmu), done) {
+            (Some(e), _) => Err(e),
+            (None, Ok(bytes)) => Ok(bytes),
+            (None, Err(_)) => Err("unmap unconfirmed"),
         }
     }
 
@@ -564,7 +565,7 @@ fn setup() -> Result<Rig, &'static str> {
         return Err("need two edu devices on PCI bus 0");
     }
     let config = SmmuConfig {
-        evtq_log2: EVTQ_LOG2,
+        event_queue_bytes: 32 << EVTQ_LOG2,
         ..SmmuConfig::DEFAULT
     };
     let sid = [StreamId(found[0].sid), StreamId(found[1].sid)];

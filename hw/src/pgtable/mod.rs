@@ -37,7 +37,7 @@ pub use pool::{TablePage, TablePool, GRANULE};
 
 use desc::{entry_size, index, kind, level_shift, Kind, LEAF_LEVEL};
 use iommu_types::{Errno, IovaRange, Prot};
-use iopt::IoDomain;
+use iopt::{IoDomain, Unconfirmed};
 use mmio::dma_wmb;
 
 /// Page sizes of the 4 KiB granule: pages, level-2 and level-1 blocks.
@@ -745,8 +745,8 @@ fn free_tree(pool: &mut TablePool<'_>, table: usize, level: u32) {
 
 /// One page table with its pool and flusher, as an [`iopt::IoDomain`].
 /// `unmap_pages` is `unmap` + one `flush`, skipped when nothing was
-/// unmapped, + committing the freed tables (or leaking them when the flush
-/// failed).
+/// unmapped, + committing the freed tables (or leaking them and reporting
+/// the unmap unconfirmed when the flush failed).
 pub struct PtDomain<'x, 'a> {
     pub pt: &'x mut IoPageTable,
     pub pool: &'x mut TablePool<'a>,
@@ -787,10 +787,10 @@ impl IoDomain for PtDomain<'_, '_> {
     /// [`IoPageTable::unmap_refusals`]; debug builds also panic).
     ///
     /// Table pages the unmap freed become free only after the flush
-    /// succeeded; when it fails they are leaked ([`TablePool::leaked`]),
-    /// the bytes unmapped are still returned and the error stays with the
-    /// flusher.
-    fn unmap_pages(&mut self, iova: u64, length: u64) -> u64 {
+    /// succeeded; when it fails they are leaked ([`TablePool::leaked`])
+    /// and the unmap is [`Unconfirmed`]: the entries are gone from the
+    /// table, but the walker may still hold them.
+    fn unmap_pages(&mut self, iova: u64, length: u64) -> Result<u64, Unconfirmed> {
         if self.pool.pending() != 0 {
             // Someone unmapped directly and has not flushed yet; our flush
             // does not cover their ASID, so their pages must never be
@@ -802,17 +802,18 @@ impl IoDomain for PtDomain<'_, '_> {
         match self.pt.unmap(self.pool, iova, length, &mut gather) {
             Ok(0) => {
                 debug_assert_eq!(self.pool.pending(), 0);
-                0
+                Ok(0)
             }
-            Ok(bytes) => {
-                match self.tlb.flush(&gather) {
-                    Ok(()) => self.pool.commit_pending(),
-                    Err(_) => {
-                        self.pool.leak_pending();
-                    }
+            Ok(bytes) => match self.tlb.flush(&gather) {
+                Ok(()) => {
+                    self.pool.commit_pending();
+                    Ok(bytes)
                 }
-                bytes
-            }
+                Err(_) => {
+                    self.pool.leak_pending();
+                    Err(Unconfirmed { bytes })
+                }
+            },
             Err(errno) => {
                 self.pt.unmap_refusals += 1;
                 self.pt.last_unmap_refusal = Some(UnmapRefusal {
@@ -824,7 +825,7 @@ impl IoDomain for PtDomain<'_, '_> {
                     false,
                     "unmap_pages({iova:#x}, {length:#x}) refused: {errno}"
                 );
-                0
+                Ok(0)
             }
         }
     }

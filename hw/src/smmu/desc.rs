@@ -26,6 +26,23 @@ pub const fn ste_abort() -> [u64; STE_WORDS] {
     [0; STE_WORDS]
 }
 
+/// Config = abort (0b100) with V set.
+const STE_CFG_ABORT: u64 = 0b100 << 1;
+
+/// Words of an STE that terminates every transaction and records nothing:
+/// a valid Config = abort entry. Only for a stream whose records were
+/// stopped because it stormed: the stream is as closed as with
+/// [`ste_abort`], but its DMA no longer fills the event queue.
+pub const fn ste_silent_abort() -> [u64; STE_WORDS] {
+    [STE_V | STE_CFG_ABORT, 0, 0, 0, 0, 0, 0, 0]
+}
+
+/// Whether an STE whose first word is `word0` terminates every transaction
+/// (invalid, or valid with Config = abort).
+pub const fn ste_aborts(word0: u64) -> bool {
+    word0 == ste_abort()[0] || word0 == ste_silent_abort()[0]
+}
+
 /// Words of an STE that translates through the single CD at `cd_pa`.
 pub const fn ste_s1(cd_pa: u64) -> [u64; STE_WORDS] {
     [
@@ -78,8 +95,9 @@ const CD0_EPD1: u64 = 1 << 30;
 const CD0_V: u64 = 1 << 31;
 const CD0_IPS_SHIFT: u32 = 32;
 const CD0_AA64: u64 = 1 << 41;
-/// Record faults as events.
-const CD0_R: u64 = 1 << 45;
+/// Record faults as events (translation, permission, access and address
+/// size faults of the streams using this CD).
+pub const CD0_R: u64 = 1 << 45;
 /// Abort (rather than stall) faulting transactions.
 const CD0_A: u64 = 1 << 46;
 /// Non-shared ASID set: broadcast CPU TLBIs do not touch it.
@@ -155,6 +173,28 @@ mod tests {
         assert_eq!(w[0] >> 48, 0x1234);
         assert_eq!(w[1], 0x8765_4000);
         assert_eq!(w[3], 0x44ff);
+    }
+
+    #[test]
+    fn silent_abort_is_a_valid_abort_ste() {
+        let w = ste_silent_abort()[0];
+        assert_eq!((w & 1, (w >> 1) & 7), (1, 0b100), "V = 1, Config = abort");
+        assert!(ste_aborts(w) && ste_aborts(ste_abort()[0]));
+        assert!(!ste_aborts(ste_s1(0x4000)[0]));
+        assert_eq!(ste_context(w), None);
+    }
+
+    #[test]
+    fn cds_record_faults_from_the_start() {
+        let w = cd(CdConfig {
+            asid: 1,
+            ttb0: 0x1000,
+            t0sz: 16,
+            ips: 4,
+            mair: 0,
+            cacheable_walk: true,
+        });
+        assert_eq!(w[0] & CD0_R, CD0_R);
     }
 
     #[test]

@@ -30,6 +30,9 @@ pub const MAX_L2_TABLES: usize = 16;
 pub const MAX_CONTEXTS: usize = 64;
 /// Polls of an acknowledge or consumer register before giving up.
 const POLL_LIMIT: u32 = 1_000_000;
+/// Most streams whose fault records are stopped at once
+/// ([`Smmu::set_recording`]).
+pub const MAX_SILENCED: usize = 64;
 /// Stream IDs per level-2 table.
 const L2_STREAMS: usize = 1 << STRTAB_SPLIT;
 /// Largest linear stream table used when two levels are unsupported.
@@ -40,8 +43,9 @@ const LINEAR_MAX_SID_BITS: u32 = 8;
 pub struct SmmuConfig {
     /// log2 of command queue entries, capped by IDR1.CMDQS.
     pub cmdq_log2: u32,
-    /// log2 of event queue entries, capped by IDR1.EVENTQS.
-    pub evtq_log2: u32,
+    /// Bytes the event queue may take: it gets as many 32-byte records as
+    /// fit (a power of two), capped by what IDR1.EVENTQS offers.
+    pub event_queue_bytes: usize,
     /// Level-2 stream tables (at most [`MAX_L2_TABLES`]).
     pub l2_tables: usize,
     /// Context descriptors (at most [`MAX_CONTEXTS`]).
@@ -53,7 +57,11 @@ pub struct SmmuConfig {
 impl SmmuConfig {
     pub const DEFAULT: SmmuConfig = SmmuConfig {
         cmdq_log2: 8,
-        evtq_log2: 7,
+        // 4096 records: four times the largest burst a device in the
+        // shipped systems makes before the server can stop its records (a
+        // 4 KiB transfer faulting once per 4 bytes, as on QEMU), within a
+        // quarter of the SMMU's 512 KiB.
+        event_queue_bytes: 128 * 1024,
         l2_tables: 4,
         contexts: 16,
         sid_bits: 16,
@@ -88,6 +96,8 @@ pub enum SmmuError {
     BadContext,
     /// A context's translation parameters are out of range.
     BadFormat,
+    /// Translation is off for good ([`Smmu::abort_all`]): nothing attaches.
+    Disabled,
 }
 
 impl fmt::Display for SmmuError {
@@ -109,6 +119,7 @@ impl fmt::Display for SmmuError {
             SmmuError::ContextBusy => write!(f, "context still has streams attached"),
             SmmuError::BadContext => write!(f, "unknown context, or not the stream's"),
             SmmuError::BadFormat => write!(f, "T0SZ or TTB0 out of range for the context"),
+            SmmuError::Disabled => write!(f, "translation is off: every stream aborts"),
         }
     }
 }
@@ -124,6 +135,7 @@ impl From<SmmuError> for Errno {
             SmmuError::AckTimeout(_) | SmmuError::SyncTimeout | SmmuError::Command(_) => {
                 Errno::EBUSY
             }
+            SmmuError::Disabled => Errno::EIO,
         }
     }
 }
@@ -144,6 +156,8 @@ pub struct EventStatus {
     pub delivered: usize,
     /// The SMMU signalled that records were lost since the last drain.
     pub overflowed: bool,
+    /// Records were left in the queue for the next drain.
+    pub pending: bool,
 }
 
 /// A circular queue in DMA memory with PROD/CONS wrap-bit arithmetic.
@@ -208,8 +222,13 @@ pub struct Smmu<R: RegisterBlock> {
     contexts: [Option<u32>; MAX_CONTEXTS],
     context_count: usize,
     overflows: u32,
+    /// Streams whose fault records are stopped: their STE aborts silently
+    /// when unattached, their context records nothing when attached.
+    silenced: [Option<StreamId>; MAX_SILENCED],
     /// The last asynchronous failure (a flush cannot return one).
     last_error: Option<SmmuError>,
+    /// [`Smmu::abort_all`] turned translation off.
+    disabled: bool,
 }
 
 impl<R: RegisterBlock> fmt::Debug for Smmu<R> {
@@ -258,15 +277,17 @@ impl<R: RegisterBlock> Smmu<R> {
         mem.zero();
 
         let cmdq_log2 = config.cmdq_log2.min(features.cmdq_log2).max(1);
-        let evtq_log2 = config.evtq_log2.min(features.evtq_log2).max(1);
+        let evtq_log2 = event_queue_log2(config.event_queue_bytes, features.evtq_log2);
         let cmdq_bytes = 16usize << cmdq_log2;
         let evtq_bytes = 32usize << evtq_log2;
-        let cmdq = mem
-            .carve(cmdq_bytes, cmdq_bytes.max(32))
-            .ok_or(SmmuError::NoMemory("command queue"))?;
+        // The event queue first: it is the largest and aligned to its size,
+        // so carved first it wastes the least of the region.
         let evtq = mem
             .carve(evtq_bytes, evtq_bytes.max(32))
             .ok_or(SmmuError::NoMemory("event queue"))?;
+        let cmdq = mem
+            .carve(cmdq_bytes, cmdq_bytes.max(32))
+            .ok_or(SmmuError::NoMemory("command queue"))?;
         let contexts = config.contexts.min(MAX_CONTEXTS);
         let cds = mem
             .carve(contexts * CD_WORDS * 8, 64)
@@ -322,7 +343,9 @@ impl<R: RegisterBlock> Smmu<R> {
             contexts: [None; MAX_CONTEXTS],
             context_count: contexts,
             overflows: 0,
+            silenced: [None; MAX_SILENCED],
             last_error: None,
+            disabled: false,
         })
     }
 
@@ -344,6 +367,11 @@ impl<R: RegisterBlock> Smmu<R> {
     /// with.
     pub fn contexts(&self) -> usize {
         self.context_count
+    }
+
+    /// Records the event queue holds.
+    pub fn event_queue_entries(&self) -> usize {
+        1 << self.evtq.log2
     }
 
     pub fn regs(&self) -> &R {
@@ -522,6 +550,26 @@ impl<R: RegisterBlock> Smmu<R> {
         self.last_error.take()
     }
 
+    /// Stops all DMA without the command queue: translation off, so every
+    /// transaction takes SMMU_GBPA, set to abort (again, as at reset). The
+    /// last resort when a stream's abort could not be confirmed because a
+    /// CMD_SYNC never completes: it needs only register writes and their
+    /// acknowledgements. Nothing attaches afterwards (until a new init).
+    pub fn abort_all(&mut self) -> Result<(), SmmuError> {
+        self.disabled = true;
+        let gbpa_idle = |regs: &R| regs.read32(GBPA) & GBPA_UPDATE == 0;
+        poll(|| gbpa_idle(&self.regs)).ok_or(SmmuError::AckTimeout("SMMU_GBPA.UPDATE"))?;
+        self.regs.write32(GBPA, GBPA_ABORT | GBPA_UPDATE);
+        poll(|| gbpa_idle(&self.regs)).ok_or(SmmuError::AckTimeout("SMMU_GBPA.UPDATE"))?;
+        // The queues stay on: the event queue still reports.
+        self.set_cr0(CR0_CMDQEN | CR0_EVENTQEN)
+    }
+
+    /// Whether [`Smmu::abort_all`] turned translation off.
+    pub fn disabled(&self) -> bool {
+        self.disabled
+    }
+
     // ---- stream table -------------------------------------------------------
 
     /// Makes sure `sid` has a stream table entry (a level-2 table covering
@@ -621,7 +669,105 @@ impl<R: RegisterBlock> Smmu<R> {
     /// Whether `sid`'s STE currently aborts every transaction.
     pub fn stream_aborts(&self, stream: StreamId) -> bool {
         self.ste_location(stream.0)
-            .map_or(true, |(table, at)| table.read(at) == desc::ste_abort()[0])
+            .map_or(true, |(table, at)| desc::ste_aborts(table.read(at)))
+    }
+
+    // ---- fault records --------------------------------------------------------
+
+    /// Starts or stops recording `stream`'s faults in the event queue. The
+    /// SMMU records per stream only while a stream is unattached (an
+    /// invalid STE records `C_BAD_STE`, a valid abort STE nothing); once
+    /// attached, the context decides (CD.R), so stopping one stream's
+    /// records stops those of every stream on its context until none of
+    /// them is stopped. Attaching or detaching keeps the choice
+    /// ([`Smmu::apply_recording`]).
+    pub fn set_recording(&mut self, stream: StreamId, record: bool) -> Result<(), SmmuError> {
+        let at = self.silenced.iter().position(|s| *s == Some(stream));
+        match (record, at) {
+            (true, Some(i)) => self.silenced[i] = None,
+            (false, None) => {
+                let free = self
+                    .silenced
+                    .iter()
+                    .position(Option::is_none)
+                    .ok_or(SmmuError::NoMemory("list of silenced streams"))?;
+                self.silenced[free] = Some(stream);
+            }
+            _ => {}
+        }
+        self.apply_recording(stream)
+    }
+
+    /// Whether `stream`'s faults were stopped with [`Smmu::set_recording`].
+    pub fn silenced(&self, stream: StreamId) -> bool {
+        self.silenced.contains(&Some(stream))
+    }
+
+    /// Makes the SMMU's structures say what [`Smmu::set_recording`] chose
+    /// for `stream`, wherever it now points: its context when attached, its
+    /// STE otherwise. Call after the stream is attached or detached.
+    pub fn apply_recording(&mut self, stream: StreamId) -> Result<(), SmmuError> {
+        match self.stream_context(stream) {
+            Some(ctx) => self.refresh_context_recording(ctx),
+            None => {
+                let (table, at) = self.ste_location(stream.0)?;
+                let word0 = table.read(at);
+                let want = if self.silenced(stream) {
+                    desc::ste_silent_abort()
+                } else {
+                    desc::ste_abort()
+                };
+                if desc::ste_aborts(word0) && word0 != want[0] {
+                    self.write_ste(stream.0, want)?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Sets CD.R of `ctx`: records unless a stream on it is silenced.
+    pub fn refresh_context_recording(&mut self, ctx: ContextId) -> Result<(), SmmuError> {
+        let index = ctx.0 as usize;
+        if index >= self.context_count || self.contexts[index].is_none() {
+            return Ok(());
+        }
+        let quiet = self
+            .silenced
+            .iter()
+            .flatten()
+            .any(|&s| self.stream_context(s) == Some(ctx));
+        let at = index * CD_WORDS;
+        let word0 = self.cds.read(at);
+        let want = if quiet {
+            word0 & !desc::CD0_R
+        } else {
+            word0 | desc::CD0_R
+        };
+        if want == word0 {
+            return Ok(());
+        }
+        // One 64-bit write: the CD stays valid throughout, only R changes.
+        self.cds.write(at, want);
+        self.clean_words(&self.cds, at, 1);
+        // The streams using the context are not known one by one here.
+        self.submit(&[cmd::cfgi_all()])?;
+        self.sync()
+    }
+
+    /// Whether a fault of `stream` would be recorded now, read back from the
+    /// structures the SMMU reads.
+    pub fn records(&self, stream: StreamId) -> bool {
+        let Ok((table, at)) = self.ste_location(stream.0) else {
+            return true;
+        };
+        let word0 = table.read(at);
+        if word0 == desc::ste_silent_abort()[0] {
+            return false;
+        }
+        match self.stream_context(stream) {
+            Some(ctx) => self.cds.read(ctx.0 as usize * CD_WORDS) & desc::CD0_R != 0,
+            None => true,
+        }
     }
 
     // ---- contexts -------------------------------------------------------------
@@ -720,6 +866,9 @@ impl<R: RegisterBlock> Smmu<R> {
         if index >= self.context_count || self.contexts[index].is_none() {
             return Err(SmmuError::BadContext);
         }
+        if self.disabled {
+            return Err(SmmuError::Disabled);
+        }
         self.ensure_stream(sid)?;
         let before = self.stream_context(sid);
         let result = self.write_ste(sid.0, desc::ste_s1(self.cd_pa(id)));
@@ -802,7 +951,13 @@ impl<R: RegisterBlock> Smmu<R> {
     /// either the architected overflow flag (PROD.OVFLG differs from our
     /// CONS.OVACKFLG) or an event-queue abort in GERROR, which is how some
     /// implementations (QEMU among them) report writes into a full queue.
-    pub fn drain_events(&mut self, mut f: impl FnMut(Event)) -> EventStatus {
+    pub fn drain_events(&mut self, f: impl FnMut(Event)) -> EventStatus {
+        self.drain_events_max(usize::MAX, f)
+    }
+
+    /// [`Smmu::drain_events`], handing over at most `max` records; the
+    /// rest stay queued (`pending`) for the next call.
+    pub fn drain_events_max(&mut self, max: usize, mut f: impl FnMut(Event)) -> EventStatus {
         let prod_reg = self.regs.read32(EVENTQ_PROD);
         // Records up to PROD are complete; read none of them before PROD.
         dma_rmb();
@@ -813,7 +968,7 @@ impl<R: RegisterBlock> Smmu<R> {
         let overflowed = prod_reg & Q_OVF != ack || aborted;
         let mut cons = self.evtq.wrap_index(self.evtq.index);
         let mut delivered = 0;
-        while cons != prod {
+        while cons != prod && delivered < max {
             let slot = (cons & self.evtq.mask()) as usize;
             // A walker that does not snoop wrote the record to memory: drop
             // any stale line before reading it.
@@ -845,6 +1000,7 @@ impl<R: RegisterBlock> Smmu<R> {
         EventStatus {
             delivered,
             overflowed,
+            pending: cons != prod,
         }
     }
 
@@ -893,6 +1049,14 @@ fn write_words(region: &DmaRegion, at: usize, words: &[u64]) {
     for (i, &w) in words.iter().enumerate() {
         region.write(at + i, w);
     }
+}
+
+/// log2 of the event queue's records: as many as `budget` bytes hold,
+/// at most `offered` (IDR1.EVENTQS), at least 2 records.
+fn event_queue_log2(budget: usize, offered: u32) -> u32 {
+    let records = budget / (8 * EVENT_WORDS);
+    let fits = usize::BITS - 1 - records.max(1).leading_zeros();
+    fits.min(offered).max(1)
 }
 
 /// Polls `done` up to [`POLL_LIMIT`] times.

@@ -14,7 +14,12 @@
  *
  * Arrays a request points at (IOVA ranges, hardware data, dump text) travel
  * in the command page too, at IOMMU_ARRAY_AT; the server refuses pointers
- * outside the page with EFAULT. Every function returns 0 or an errno.
+ * outside the page with EFAULT. Every function returns 0 or an errno;
+ * iommu_strerror(err) names it ("EINVAL") for messages.
+ *
+ * C99 or C11 and later (-std=c99 -pedantic and -std=c11 -pedantic compile
+ * it without a warning); freestanding: it needs only stddef.h, stdint.h
+ * and libmicrokit's microkit.h.
  */
 #ifndef IOMMU_CLIENT_H
 #define IOMMU_CLIENT_H
@@ -30,10 +35,10 @@
  * that points at one. */
 #define IOMMU_ARRAY_AT 64u
 #define IOMMU_ARRAY_ROOM (IOMMU_COMMAND_PAGE - IOMMU_ARRAY_AT)
-_Static_assert(sizeof(struct iommu_ioas_iova_ranges) <= IOMMU_ARRAY_AT, "room");
-_Static_assert(sizeof(struct iommu_ioas_allow_iovas) <= IOMMU_ARRAY_AT, "room");
-_Static_assert(sizeof(struct iommu_hw_info) <= IOMMU_ARRAY_AT, "room");
-_Static_assert(sizeof(struct iommu_dump) <= IOMMU_ARRAY_AT, "room");
+IOMMU_STATIC_ASSERT(sizeof(struct iommu_ioas_iova_ranges) <= IOMMU_ARRAY_AT, room_iova_ranges);
+IOMMU_STATIC_ASSERT(sizeof(struct iommu_ioas_allow_iovas) <= IOMMU_ARRAY_AT, room_allow_iovas);
+IOMMU_STATIC_ASSERT(sizeof(struct iommu_hw_info) <= IOMMU_ARRAY_AT, room_hw_info);
+IOMMU_STATIC_ASSERT(sizeof(struct iommu_dump) <= IOMMU_ARRAY_AT, room_dump);
 
 /* The PD's link to the server. */
 struct iommu_client {
@@ -353,6 +358,17 @@ static inline int iommu_read_fault(const struct iommu_client *c, struct iommu_fa
     int err = iommu_call(c, IOMMU_OP_FAULT_READ, &req, sizeof(req), 0, remaining);
     *rec = req;
     return err;
+}
+
+/*
+ * Records device `index`'s (configuration index) DMA faults again after it
+ * stormed (IOMMU_FAULT_RECORD_STORMING, rec->silenced): EBUSY until this
+ * PD's fault queue is drained and the server has handled the IOMMU's
+ * backlog.
+ */
+static inline int iommu_fault_resume(const struct iommu_client *c, uint32_t index)
+{
+    return iommu_call_scalar(c, IOMMU_OP_FAULT_RESUME, index, 0, NULL);
 }
 
 /* Resets client `target` (a manager), or this PD itself (close). */

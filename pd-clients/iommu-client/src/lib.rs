@@ -14,8 +14,11 @@
 
 use core::marker::PhantomData;
 
+use zerocopy::{FromBytes, IntoBytes};
+
 use iommu_proto::fault::{
-    IOMMU_FAULT_RECORD_ADDR_VALID, IOMMU_FAULT_RECORD_LOST, IOMMU_FAULT_RECORD_VALID,
+    IOMMU_FAULT_RECORD_ADDR_VALID, IOMMU_FAULT_RECORD_LOST, IOMMU_FAULT_RECORD_STOPPED,
+    IOMMU_FAULT_RECORD_VALID,
 };
 use iommu_proto::iommufd::*;
 use iommu_proto::vfio::*;
@@ -23,6 +26,12 @@ use iommu_proto::{iommu_fault_record, Errno, Op, Request, MR_DEVICE, MR_SIZE};
 
 /// Bytes of the command page.
 pub const COMMAND_PAGE: usize = 4096;
+/// Where in the command page the arrays a request points at travel (after
+/// the request struct), as in the C client's `IOMMU_ARRAY_AT`; the server
+/// refuses pointers outside the page.
+pub const ARRAY_AT: usize = 64;
+/// Bytes of the command page left for those arrays.
+pub const ARRAY_ROOM: usize = COMMAND_PAGE - ARRAY_AT;
 
 /// Moves one request to the server and its reply back.
 pub trait Transport {
@@ -197,8 +206,40 @@ pub struct FaultRead {
     /// The IOMMU itself lost records since the last read; some may have
     /// been this client's (how many is unknown).
     pub lost: bool,
+    /// The server stopped streams of this client's devices (or all DMA)
+    /// since the last read: the IOMMU did not confirm an invalidation, and
+    /// the unmap or map that met it was EIO.
+    pub stopped: bool,
+    /// Bit i: device i records no faults now (it stormed, or shares the
+    /// IOMMU's switch with one that did) until [`Iommu::resume_faults`].
+    pub silenced: u64,
+    /// Records of this client's storming devices dropped since the last
+    /// read.
+    pub storm_dropped: u64,
     /// Faults still queued.
     pub remaining: u64,
+}
+
+/// What IOMMU_IOAS_IOVA_RANGES returns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IovaRanges {
+    /// How many ranges the IOAS has. More than the caller had room for
+    /// means none were written: call again with room for this many (the
+    /// server's EMSGSIZE, turned into the number it reports).
+    pub total: usize,
+    /// The alignment every IOVA and length must have.
+    pub alignment: u64,
+}
+
+/// What IOMMU_GET_HW_INFO returns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HwInfo {
+    /// The SMMUv3's ID registers.
+    pub data: iommu_hw_info_arm_smmuv3,
+    /// `IOMMU_HW_INFO_TYPE_ARM_SMMUV3`.
+    pub data_type: u32,
+    /// `IOMMU_HW_CAP_*`.
+    pub capabilities: u64,
 }
 
 /// The server, as seen by one client.
@@ -367,6 +408,13 @@ impl<T: Transport> Iommu<T> {
         self.attach_pt(device, ioas.0)
     }
 
+    /// Attaches a device through the VFIO compatibility path (`pt_id` 0):
+    /// to the compat IOAS, made by the first such attach, which the VFIO
+    /// type1 calls act on. Returns the HWPT's ID.
+    pub fn attach_compat(&mut self, device: &Device) -> Result<u32> {
+        self.attach_pt(device, 0)
+    }
+
     /// Attaches a device to a HWPT from [`Iommu::hwpt_alloc`].
     pub fn attach_hwpt(&mut self, device: &Device, hwpt: &Hwpt) -> Result<()> {
         self.attach_pt(device, hwpt.0).map(|_| ())
@@ -410,8 +458,19 @@ impl<T: Transport> Iommu<T> {
             fault,
             dropped: rec.overflow,
             lost: rec.out_flags & IOMMU_FAULT_RECORD_LOST != 0,
+            stopped: rec.out_flags & IOMMU_FAULT_RECORD_STOPPED != 0,
+            silenced: rec.silenced,
+            storm_dropped: rec.storm_dropped,
             remaining,
         })
+    }
+
+    /// Records device `index`'s (configuration index) faults again after
+    /// it stormed: EBUSY until this client's fault queue is drained and the
+    /// server has handled the IOMMU's backlog.
+    pub fn resume_faults(&mut self, index: u32) -> Result<()> {
+        self.call_scalar(Op::FaultResume, u64::from(index))
+            .map(|_| ())
     }
 
     /// Resets client `target` (the manager), or this client itself: its
@@ -421,7 +480,7 @@ impl<T: Transport> Iommu<T> {
     }
 
     /// Holds client `target`'s devices in quarantine (a manager): it is
-    /// reset and may not bind any device until [`Iommu::release`].
+    /// reset and may not bind, attach or map until [`Iommu::release`].
     pub fn hold(&mut self, target: u64) -> Result<()> {
         self.call_scalar2(Op::Quarantine, target, 1).map(|_| ())
     }
@@ -456,6 +515,260 @@ impl<T: Transport> Iommu<T> {
                 return Ok(req.out_total);
             }
         }
+    }
+
+    /// Sends `bytes` as an op's argument (MR0 the size the op's framing
+    /// wants, MR1 `mr1`); on success the page holds the server's answer.
+    fn call_bytes(&mut self, op: Op, bytes: &[u8], size: u64, mr1: u64) -> Result<u64> {
+        self.transport.write_page(bytes);
+        let (label, mr0) = self.transport.call(op.label(), [size, mr1]);
+        if label != 0 {
+            return Err(errno(label));
+        }
+        Ok(mr0)
+    }
+
+    /// Maps what `[src_iova, src_iova + len)` of `src` maps into `dst`, at
+    /// `dst_iova` or wherever the server finds room; returns the IOVA in
+    /// `dst`. The copy stays until unmapped from `dst` by [`Iommu::unmap_range`].
+    pub fn copy(
+        &mut self,
+        dst: &Ioas,
+        src: &Ioas,
+        src_iova: u64,
+        len: u64,
+        access: Access,
+        dst_iova: Option<u64>,
+    ) -> Result<u64> {
+        let mut flags = access.flags();
+        if dst_iova.is_some() {
+            flags |= IOMMU_IOAS_MAP_FIXED_IOVA;
+        }
+        let mut req = iommu_ioas_copy {
+            size: core::mem::size_of::<iommu_ioas_copy>() as u32,
+            flags,
+            dst_ioas_id: dst.0,
+            src_ioas_id: src.0,
+            length: len,
+            dst_iova: dst_iova.unwrap_or(0),
+            src_iova,
+        };
+        self.call(&mut req, 0)?;
+        Ok(req.dst_iova)
+    }
+
+    /// Unmaps every area inside `[iova, iova + len)` of `ioas` (IOMMU_IOAS_UNMAP
+    /// by range: `(0, u64::MAX)` is everything); returns the bytes unmapped.
+    pub fn unmap_range(&mut self, ioas: &Ioas, iova: u64, len: u64) -> Result<u64> {
+        let mut req = iommu_ioas_unmap {
+            size: core::mem::size_of::<iommu_ioas_unmap>() as u32,
+            ioas_id: ioas.0,
+            iova,
+            length: len,
+        };
+        self.call(&mut req, 0)?;
+        Ok(req.length)
+    }
+
+    /// The IOVA ranges usable in `ioas`, into `out`, through the command
+    /// page whose client address is `page_va`. At most
+    /// [`ARRAY_ROOM`] / 16 ranges travel in one call.
+    pub fn iova_ranges(
+        &mut self,
+        page_va: u64,
+        ioas: &Ioas,
+        out: &mut [iommu_iova_range],
+    ) -> Result<IovaRanges> {
+        const RANGE: usize = core::mem::size_of::<iommu_iova_range>();
+        let room = out.len().min(ARRAY_ROOM / RANGE);
+        let mut req = iommu_ioas_iova_ranges {
+            size: core::mem::size_of::<iommu_ioas_iova_ranges>() as u32,
+            ioas_id: ioas.0,
+            num_iovas: room as u32,
+            reserved: 0,
+            allowed_iovas: page_va + ARRAY_AT as u64,
+            out_iova_alignment: 0,
+        };
+        match self.call(&mut req, 0) {
+            Ok(_) => {}
+            Err(Errno::EMSGSIZE) => {
+                self.transport.read_page(req.as_mut_bytes());
+                return Ok(IovaRanges {
+                    total: req.num_iovas as usize,
+                    alignment: req.out_iova_alignment,
+                });
+            }
+            Err(e) => return Err(e),
+        }
+        let total = req.num_iovas as usize;
+        let mut page = [0u8; COMMAND_PAGE];
+        let end = ARRAY_AT + total.min(room) * RANGE;
+        self.transport.read_page(&mut page[..end]);
+        for (range, bytes) in out.iter_mut().zip(page[ARRAY_AT..end].chunks_exact(RANGE)) {
+            *range = iommu_iova_range::read_from_bytes(bytes).map_err(|_| Errno::EFAULT)?;
+        }
+        Ok(IovaRanges {
+            total,
+            alignment: req.out_iova_alignment,
+        })
+    }
+
+    /// Replaces the ranges automatic IOVAs of `ioas` may come from (none:
+    /// anywhere), through the command page whose client address is
+    /// `page_va`; more ranges than [`ARRAY_ROOM`] holds are E2BIG here.
+    pub fn allow_iovas(
+        &mut self,
+        page_va: u64,
+        ioas: &Ioas,
+        ranges: &[iommu_iova_range],
+    ) -> Result<()> {
+        let bytes = ranges.as_bytes();
+        if bytes.len() > ARRAY_ROOM {
+            return Err(Errno::E2BIG);
+        }
+        let req = iommu_ioas_allow_iovas {
+            size: core::mem::size_of::<iommu_ioas_allow_iovas>() as u32,
+            ioas_id: ioas.0,
+            num_iovas: ranges.len() as u32,
+            reserved: 0,
+            allowed_iovas: page_va + ARRAY_AT as u64,
+        };
+        let mut page = [0u8; COMMAND_PAGE];
+        page[..core::mem::size_of_val(&req)].copy_from_slice(req.as_bytes());
+        page[ARRAY_AT..ARRAY_AT + bytes.len()].copy_from_slice(bytes);
+        let size = core::mem::size_of_val(&req) as u64;
+        self.call_bytes(Op::IoasAllowIovas, &page[..ARRAY_AT + bytes.len()], size, 0)
+            .map(|_| ())
+    }
+
+    /// IOMMU_OPTION's value: `IOMMU_OPTION_HUGE_PAGES` of an IOAS
+    /// (`object` its ID), or `IOMMU_OPTION_RLIMIT_MODE` (object 0).
+    pub fn option_get(&mut self, option: u32, object: u32) -> Result<u64> {
+        let mut req = iommu_option {
+            size: core::mem::size_of::<iommu_option>() as u32,
+            option_id: option,
+            op: IOMMU_OPTION_OP_GET,
+            reserved: 0,
+            object_id: object,
+            val64: 0,
+        };
+        self.call(&mut req, 0)?;
+        Ok(req.val64)
+    }
+
+    /// Sets an IOMMU_OPTION (see [`Iommu::option_get`]).
+    pub fn option_set(&mut self, option: u32, object: u32, value: u64) -> Result<()> {
+        let mut req = iommu_option {
+            size: core::mem::size_of::<iommu_option>() as u32,
+            option_id: option,
+            op: IOMMU_OPTION_OP_SET,
+            reserved: 0,
+            object_id: object,
+            val64: value,
+        };
+        self.call(&mut req, 0).map(|_| ())
+    }
+
+    /// IOMMU_VFIO_IOAS: `IOMMU_VFIO_IOAS_GET` returns the IOAS the VFIO
+    /// type1 calls act on; `_SET` makes it `ioas_id`; `_CLEAR` forgets it.
+    pub fn vfio_ioas(&mut self, op: u16, ioas_id: u32) -> Result<u32> {
+        let mut req = iommu_vfio_ioas {
+            size: core::mem::size_of::<iommu_vfio_ioas>() as u32,
+            ioas_id,
+            op,
+            reserved: 0,
+        };
+        self.call(&mut req, 0)?;
+        Ok(req.ioas_id)
+    }
+
+    /// IOMMU_GET_HW_INFO: the SMMUv3's ID registers behind `device`,
+    /// through the command page whose client address is `page_va`, with
+    /// the data type and capabilities.
+    pub fn hw_info(&mut self, page_va: u64, device: &Device) -> Result<HwInfo> {
+        const DATA: usize = core::mem::size_of::<iommu_hw_info_arm_smmuv3>();
+        let mut req = iommu_hw_info {
+            size: core::mem::size_of::<iommu_hw_info>() as u32,
+            dev_id: device.id,
+            data_len: DATA as u32,
+            data_uptr: page_va + ARRAY_AT as u64,
+            ..Default::default()
+        };
+        self.call(&mut req, 0)?;
+        let mut page = [0u8; ARRAY_AT + DATA];
+        self.transport.read_page(&mut page);
+        let got = (req.data_len as usize).min(DATA);
+        let mut data = iommu_hw_info_arm_smmuv3::default();
+        data.as_mut_bytes()[..got].copy_from_slice(&page[ARRAY_AT..ARRAY_AT + got]);
+        Ok(HwInfo {
+            data,
+            data_type: req.out_data_type,
+            capabilities: req.out_capabilities,
+        })
+    }
+
+    /// VFIO_GET_API_VERSION.
+    pub fn vfio_get_api_version(&mut self) -> Result<u64> {
+        self.call_scalar(Op::VfioGetApiVersion, 0)
+    }
+
+    /// VFIO_CHECK_EXTENSION: whether `extension` (`VFIO_TYPE1v2_IOMMU`,
+    /// `VFIO_DMA_CC_IOMMU`, ...) is there.
+    pub fn vfio_check_extension(&mut self, extension: u64) -> Result<bool> {
+        self.call_scalar(Op::VfioCheckExtension, extension)
+            .map(|present| present != 0)
+    }
+
+    /// VFIO_SET_IOMMU: the type1 flavour the VFIO calls speak.
+    pub fn vfio_set_iommu(&mut self, iommu_type: u64) -> Result<()> {
+        self.call_scalar(Op::VfioSetIommu, iommu_type).map(|_| ())
+    }
+
+    /// VFIO_IOMMU_GET_INFO into `out` (its length is `argsz`, at most a
+    /// command page): the struct, then the capability chain the server
+    /// writes after it when `out` leaves room (`cap_offset` counts from the
+    /// start of `out`). Returns the struct.
+    pub fn vfio_iommu_get_info(&mut self, out: &mut [u8]) -> Result<vfio_iommu_type1_info> {
+        const INFO: usize = core::mem::size_of::<vfio_iommu_type1_info>();
+        if out.len() > COMMAND_PAGE {
+            return Err(Errno::E2BIG);
+        }
+        let mut head = vfio_iommu_type1_info {
+            argsz: out.len() as u32,
+            ..Default::default()
+        };
+        let sent = INFO.min(out.len());
+        self.call_bytes(Op::VfioIommuGetInfo, &head.as_bytes()[..sent], out.len() as u64, 0)?;
+        self.transport.read_page(out);
+        head.as_mut_bytes()[..sent].copy_from_slice(&out[..sent]);
+        Ok(head)
+    }
+
+    /// VFIO_IOMMU_MAP_DMA: `size` bytes at this client's `vaddr`, at `iova`
+    /// of the VFIO IOAS (`VFIO_DMA_MAP_FLAG_READ` / `_WRITE`).
+    pub fn vfio_map_dma(&mut self, vaddr: u64, iova: u64, size: u64, flags: u32) -> Result<()> {
+        let mut req = vfio_iommu_type1_dma_map {
+            argsz: core::mem::size_of::<vfio_iommu_type1_dma_map>() as u32,
+            flags,
+            vaddr,
+            iova,
+            size,
+        };
+        self.call(&mut req, 0).map(|_| ())
+    }
+
+    /// VFIO_IOMMU_UNMAP_DMA of `[iova, iova + size)` (or everything, with
+    /// `VFIO_DMA_UNMAP_FLAG_ALL`); returns the bytes unmapped.
+    pub fn vfio_unmap_dma(&mut self, iova: u64, size: u64, flags: u32) -> Result<u64> {
+        let mut req = vfio_iommu_type1_dma_unmap {
+            argsz: core::mem::size_of::<vfio_iommu_type1_dma_unmap>() as u32,
+            flags,
+            iova,
+            size,
+            ..Default::default()
+        };
+        self.call(&mut req, 0)?;
+        Ok(req.size)
     }
 
     /// Ends a hold on client `target` (a manager).

@@ -5,13 +5,15 @@
  * first page of its DMA buffer for the device to read and write; when the
  * server notifies it, it reads and reports its device's DMA faults.
  *
- * Its system.xml entry maps its command page and DMA buffer with
- * setvar_vaddr="command_page" and "dma_buffer"; its channel to the server
- * comes from iommu_config.h, generated for this PD from the system
- * description (`cargo run -p sysgen -- --c-config PD system.xml
- * iommu.xml`). Built against the SDK's libmicrokit (tests/c_header.rs
- * links it when MICROKIT_SDK is set) or, to check that it compiles,
- * against standin/microkit.h.
+ * It takes the place of an edu driver PD of system.xml (edu_a): its entry
+ * maps the command page, the device's configuration page, its BAR and the
+ * DMA buffer with setvar_vaddr="command_page", "pci_config", "edu_regs"
+ * and "dma_buffer"; its channel to the server comes from iommu_config.h,
+ * generated for this PD from the system description (`cargo run -p sysgen
+ * -- --c-config PD system.xml iommu.xml`). Built against the SDK's
+ * libmicrokit (tests/c_header.rs links it when MICROKIT_SDK is set), or
+ * against the stand-in microkit.h of pd-clients/c-host/standin/, with
+ * which `make c-run` runs it on the host against the server core.
  */
 #include <stdint.h>
 #include <microkit.h>
@@ -21,8 +23,11 @@
 
 #define SERVER IOMMU_SERVER_CHANNEL
 
-/* Patched by the Microkit tool. */
+/* Patched by the Microkit tool. The device's configuration page and BAR
+ * are unused here: the device is only given DMA memory. */
 uintptr_t command_page;
+uintptr_t pci_config;
+uintptr_t edu_regs;
 uintptr_t dma_buffer;
 
 static struct iommu_client iommu;
@@ -42,8 +47,8 @@ static int failed(const char *what, int err)
 {
     microkit_dbg_puts("c_driver: FAILED - ");
     microkit_dbg_puts(what);
-    microkit_dbg_puts(": errno ");
-    put_hex((uint64_t)err);
+    microkit_dbg_puts(": ");
+    microkit_dbg_puts(iommu_strerror(err));
     microkit_dbg_puts("\n");
     return err;
 }

@@ -19,11 +19,25 @@
 //! the first. The device's queues live in the driver's own DMA
 //! region, mapped at [`QUEUE_IOVA`]. The same code runs in the NVMe driver
 //! PD and in the bare-metal demo.
+//!
+//! Each client owns a share of the disk, a block range iommu.xml gives
+//! (`RegionSpec::share`): a request for any block outside it is answered
+//! [`ERR_BLOCKS`] before anything is mapped or sent to the device, so one
+//! client can neither read nor overwrite another's blocks.
+//!
+//! Answers go back in the order requests were taken (`blk_queue`): a
+//! request finished early waits, in a window of [`WINDOW`] per client,
+//! for those before it. So when the driver dies, the requests it owed
+//! answers for are exactly those its ring's indices say, and the next
+//! life answers each [`ERR_ABANDONED`] when it takes the ring up
+//! ([`BlockDriver::add_client`]).
 
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
 
 pub mod story;
+
+use core::ops::Range;
 
 use blk_queue::{Driver as Ring, Malformed, Request, RequestCode, Response, ResponseStatus};
 use core::fmt::{self, Write};
@@ -43,15 +57,38 @@ pub const DATA_STRIDE: u64 = 0x100_0000;
 pub const DEPTH: u16 = 8;
 /// Block clients one driver serves.
 pub const MAX_CLIENTS: usize = 4;
+/// Requests of one client taken and not yet answered, at most: a request
+/// finished while an earlier one is in flight waits here for it.
+pub const WINDOW: usize = 16;
 const SLOTS: usize = DEPTH as usize;
 
 /// Response error codes (`ResponseStatus::Error`): the range leaves the
 /// data region; the device failed the command; the buffer could not be
-/// mapped, or could not be unmapped (then the client must not reuse it).
+/// mapped, or could not be unmapped (then the client must not reuse it);
+/// the request is not one; its blocks leave the client's share of the
+/// disk (nothing was mapped or sent); the driver died with the request
+/// taken (the device may have done all, part or none of it: a READ's
+/// buffer holds nothing to trust, a WRITE's blocks old data, new data or
+/// a mix).
 pub const ERR_RANGE: u32 = 1;
 pub const ERR_DEVICE: u32 = 2;
 pub const ERR_MAP: u32 = 3;
 pub const ERR_MALFORMED: u32 = 4;
+pub const ERR_BLOCKS: u32 = 5;
+pub const ERR_ABANDONED: u32 = 6;
+
+/// The name of a response error code, for logs.
+pub const fn error_name(code: u32) -> &'static str {
+    match code {
+        ERR_RANGE => "ERR_RANGE",
+        ERR_DEVICE => "ERR_DEVICE",
+        ERR_MAP => "ERR_MAP",
+        ERR_MALFORMED => "ERR_MALFORMED",
+        ERR_BLOCKS => "ERR_BLOCKS",
+        ERR_ABANDONED => "ERR_ABANDONED",
+        _ => "unknown",
+    }
+}
 
 /// How a client's data region is exposed to the device.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -109,6 +146,13 @@ pub enum Error {
     TooManyClients,
     /// The device's blocks are not the size the story's clients use.
     BlockSize(u32),
+    /// A client's share of the disk is empty or not all on the namespace
+    /// (its blocks).
+    Share {
+        start: u64,
+        end: u64,
+        blocks: u64,
+    },
 }
 
 /// Server calls and I/Os, for the cost a driver author cares about.
@@ -118,6 +162,11 @@ pub struct Stats {
     pub maps: u64,
     pub unmaps: u64,
     pub errors: u64,
+    /// Requests refused for blocks outside their client's share.
+    pub foreign: u64,
+    /// Requests a previous life took and never answered, answered
+    /// [`ERR_ABANDONED`] by this one.
+    pub abandoned: u64,
 }
 
 /// A block client as the driver sees it.
@@ -125,13 +174,26 @@ pub struct Client<'b, D: Memory, Q: Memory> {
     pub ring: Ring<'b, Q>,
     pub data: &'b DmaBuffer<D>,
     pub mode: Mode,
+    /// The blocks of the disk that are the client's.
+    pub share: Range<u64>,
     data_iova: u64,
     /// The static mode's mapping of the whole region.
     whole: Option<Mapping<'b>>,
+    /// The part of the driver's stats this client's requests made.
+    stats: Stats,
+    /// Whether answers a previous life owed are still to be given.
+    owes_previous: bool,
+    /// Requests taken, and answers published, by this life: the request
+    /// numbered `n` is answered in `held[n % WINDOW]` until it is its turn.
+    taken: u64,
+    published: u64,
+    held: [Option<Response>; WINDOW],
 }
 
 struct InFlight<'b> {
     client: usize,
+    /// Its number among its client's requests (`Client::taken`).
+    seq: u64,
     id: u32,
     count: u32,
     mapping: Option<Mapping<'b>>,
@@ -198,19 +260,32 @@ impl<'b, T: Transport, R: RegisterBlock, M: Memory, D: Memory, Q: Memory>
         })
     }
 
-    /// Serves a block client whose ring is in `ring` and whose data region
-    /// is `data`, in `mode` (static maps the region now). Returns its index.
+    /// Serves a block client whose ring is in `ring`, whose data region
+    /// is `data` and whose blocks are `share`, in `mode` (static maps the
+    /// region now). Returns its index. Requests a previous life of the
+    /// driver took from the ring and never answered are answered
+    /// [`ERR_ABANDONED`] now (or, if the client's response ring is full,
+    /// before anything else is taken from it).
     pub fn add_client(
         &mut self,
         ring: &'b Q,
         data: &'b DmaBuffer<D>,
         mode: Mode,
+        share: Range<u64>,
     ) -> Result<usize, Error> {
         let k = self
             .clients
             .iter()
             .position(Option::is_none)
             .ok_or(Error::TooManyClients)?;
+        let blocks = self.nvme.blocks();
+        if share.is_empty() || share.end > blocks {
+            return Err(Error::Share {
+                start: share.start,
+                end: share.end,
+                blocks,
+            });
+        }
         let ring = Ring::new(ring).map_err(Error::Ring)?;
         let data_iova = DATA_IOVA + k as u64 * DATA_STRIDE;
         let whole = match mode {
@@ -235,42 +310,116 @@ impl<'b, T: Transport, R: RegisterBlock, M: Memory, D: Memory, Q: Memory>
             ring,
             data,
             mode,
+            share,
             data_iova,
             whole,
+            stats: Stats::default(),
+            owes_previous: true,
+            taken: 0,
+            published: 0,
+            held: [None; WINDOW],
         });
+        self.settle_previous(k);
         Ok(k)
+    }
+
+    /// Answers what a previous life owed client `k`; true once done.
+    fn settle_previous(&mut self, k: usize) -> bool {
+        let Some(c) = self.clients.get_mut(k).and_then(Option::as_mut) else {
+            return false;
+        };
+        if !c.owes_previous {
+            return true;
+        }
+        let before = c.ring.unanswered();
+        let settled = c.ring.answer_unanswered(ERR_ABANDONED).is_ok();
+        let answered = before - c.ring.unanswered();
+        c.stats.abandoned += answered;
+        self.stats.abandoned += answered;
+        c.owes_previous = !settled;
+        settled
     }
 
     /// Takes every request client `k` has queued and submits what the
     /// device has room for (the rest wait in the ring); then completes
     /// what the device has finished. Returns how many requests completed.
     pub fn serve(&mut self, k: usize) -> u32 {
-        while self.nvme.in_flight() < DEPTH - 1 {
-            let next = match self.clients.get_mut(k).and_then(Option::as_mut) {
-                Some(c) => c.ring.dequeue_request(),
-                None => return 0,
+        self.take(k);
+        self.complete_all()
+    }
+
+    /// The first half of [`serve`](Self::serve): takes client `k`'s
+    /// queued requests, answers those refused, and submits the rest to the
+    /// device without waiting for them. Returns how many it took. At most
+    /// a ring's worth per call, and at most [`WINDOW`] unanswered.
+    pub fn take(&mut self, k: usize) -> u32 {
+        if !self.settle_previous(k) {
+            return 0;
+        }
+        self.publish(k);
+        let mut took = 0;
+        let Some(limit) = self
+            .clients
+            .get(k)
+            .and_then(Option::as_ref)
+            .map(|c| c.ring.capacity())
+        else {
+            return 0;
+        };
+        while took < limit && self.nvme.in_flight() < DEPTH - 1 {
+            let Some(c) = self.clients.get_mut(k).and_then(Option::as_mut) else {
+                break;
             };
+            if c.taken - c.published >= WINDOW as u64 {
+                break;
+            }
+            let seq = c.taken;
+            let next = c.ring.dequeue_request();
+            if matches!(next, Ok(Some(_)) | Err(Malformed::Request { .. })) {
+                c.taken += 1;
+                took += 1;
+            }
             match next {
                 Ok(Some(req)) => {
-                    if let Err(code) = self.submit(k, req) {
-                        self.respond(k, req.id, ResponseStatus::Error(code), 0);
+                    if let Err(code) = self.submit(k, seq, req) {
+                        self.respond(k, seq, req.id, ResponseStatus::Error(code), 0);
                     }
                 }
                 Ok(None) => break,
                 // A malformed entry was consumed: answer it, go on.
                 Err(Malformed::Request { id }) => {
-                    self.respond(k, id, ResponseStatus::Error(ERR_MALFORMED), 0)
+                    self.respond(k, seq, id, ResponseStatus::Error(ERR_MALFORMED), 0)
                 }
                 Err(_) => break,
             }
         }
-        self.complete_all()
+        took
     }
 
-    fn submit(&mut self, k: usize, req: Request) -> Result<(), u32> {
+    /// Requests of client `k` taken and not yet answered (in flight on the
+    /// device, or finished and waiting for an earlier one).
+    pub fn unanswered(&self, k: usize) -> u64 {
+        self.clients
+            .get(k)
+            .and_then(Option::as_ref)
+            .map_or(0, |c| c.ring.unanswered())
+    }
+
+    fn submit(&mut self, k: usize, seq: u64, req: Request) -> Result<(), u32> {
         let Some(c) = self.clients.get(k).and_then(Option::as_ref) else {
             return Err(ERR_RANGE);
         };
+        // The blocks first, before anything is mapped or sent, whatever
+        // the buffer: the end computed without wrapping, the whole run
+        // inside the share.
+        let inside = req
+            .block
+            .checked_add(u64::from(req.count))
+            .is_some_and(|end| c.share.start <= req.block && end <= c.share.end);
+        if !inside {
+            self.count(k, |s| s.foreign += 1);
+            return Err(ERR_BLOCKS);
+        }
         let range = req
             .data_range(story::BLOCK)
             .filter(|r| r.start < r.end && r.end <= c.data.len())
@@ -296,7 +445,7 @@ impl<'b, T: Transport, R: RegisterBlock, M: Memory, D: Memory, Q: Memory>
         let mapping = match mode {
             Mode::Static => None,
             Mode::Strict => {
-                self.stats.maps += 1;
+                self.count(k, |s| s.maps += 1);
                 let len = last_page + page - first_page;
                 Some(
                     self.iommu
@@ -314,9 +463,10 @@ impl<'b, T: Transport, R: RegisterBlock, M: Memory, D: Memory, Q: Memory>
         };
         match self.nvme.submit(op, req.block, req.count, &pages[..n]) {
             Ok(cid) => {
-                self.stats.ios += 1;
+                self.count(k, |s| s.ios += 1);
                 self.in_flight[usize::from(cid)] = Some(InFlight {
                     client: k,
+                    seq,
                     id: req.id,
                     count: req.count,
                     mapping,
@@ -325,7 +475,7 @@ impl<'b, T: Transport, R: RegisterBlock, M: Memory, D: Memory, Q: Memory>
             }
             Err(_) => {
                 if let Some(m) = mapping {
-                    self.unmap(m);
+                    self.unmap(k, m);
                 }
                 Err(ERR_DEVICE)
             }
@@ -363,38 +513,73 @@ impl<'b, T: Transport, R: RegisterBlock, M: Memory, D: Memory, Q: Memory>
         // Unmapped before the client hears: it gets its buffer back only
         // once the device can no longer reach it. If the unmap failed it
         // has not got it back, and the answer says so.
-        let unmapped = f.mapping.is_none_or(|m| self.unmap(m));
+        let unmapped = f.mapping.is_none_or(|m| self.unmap(f.client, m));
         let (status, count) = match c.status {
-            _ if !unmapped => {
-                self.stats.errors += 1;
-                (ResponseStatus::Error(ERR_MAP), 0)
-            }
+            _ if !unmapped => (ResponseStatus::Error(ERR_MAP), 0),
             Status::Success => (ResponseStatus::Ok, f.count),
-            _ => {
-                self.stats.errors += 1;
-                (ResponseStatus::Error(ERR_DEVICE), 0)
-            }
+            _ => (ResponseStatus::Error(ERR_DEVICE), 0),
         };
-        self.respond(f.client, f.id, status, count);
+        if status != ResponseStatus::Ok {
+            self.count(f.client, |s| s.errors += 1);
+        }
+        self.respond(f.client, f.seq, f.id, status, count);
     }
 
     /// Whether the mapping is gone. An unmap of what this driver mapped
     /// fails only on a server fault; the mapping is then left for the
     /// server's reset of this client to revoke.
-    fn unmap(&mut self, m: Mapping<'b>) -> bool {
-        self.stats.unmaps += 1;
+    fn unmap(&mut self, k: usize, m: Mapping<'b>) -> bool {
+        self.count(k, |s| s.unmaps += 1);
         self.iommu.unmap(m).is_ok()
     }
 
-    fn respond(&mut self, k: usize, id: u32, status: ResponseStatus, success_count: u32) {
+    /// Counts in the driver's stats and client `k`'s.
+    fn count(&mut self, k: usize, add: impl Fn(&mut Stats)) {
+        add(&mut self.stats);
         if let Some(c) = self.clients.get_mut(k).and_then(Option::as_mut) {
-            // A full response ring is the client's own doing: it queued more
-            // than it can take back.
-            let _ = c.ring.enqueue_response(Response {
+            add(&mut c.stats);
+        }
+    }
+
+    /// What client `k`'s requests cost (its part of [`stats`](Self::stats);
+    /// the static mode's map of the whole region is the driver's own).
+    pub fn client_stats(&self, k: usize) -> Stats {
+        self.clients
+            .get(k)
+            .and_then(Option::as_ref)
+            .map_or(Stats::default(), |c| c.stats)
+    }
+
+    /// Answers client `k`'s request number `seq`: now if every earlier one
+    /// is answered, else once they are.
+    fn respond(&mut self, k: usize, seq: u64, id: u32, status: ResponseStatus, success_count: u32) {
+        if let Some(c) = self.clients.get_mut(k).and_then(Option::as_mut) {
+            c.held[(seq % WINDOW as u64) as usize] = Some(Response {
                 id,
                 status,
                 success_count,
             });
+        }
+        self.publish(k);
+    }
+
+    /// Produces client `k`'s answers that are their turn. One the ring
+    /// will not take (a client that stopped taking its responses, or
+    /// broke its ring) stays held, and so does the client's window.
+    fn publish(&mut self, k: usize) {
+        let Some(c) = self.clients.get_mut(k).and_then(Option::as_mut) else {
+            return;
+        };
+        while c.published < c.taken {
+            let slot = (c.published % WINDOW as u64) as usize;
+            let Some(answer) = c.held[slot] else {
+                break;
+            };
+            if c.ring.enqueue_response(answer).is_err() {
+                break;
+            }
+            c.held[slot] = None;
+            c.published += 1;
         }
     }
 

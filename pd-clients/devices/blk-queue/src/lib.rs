@@ -23,6 +23,14 @@
 //! | 0x140 | `capacity` requests of [`REQUEST_BYTES`] |
 //! | then | `capacity` responses of [`RESPONSE_BYTES`] |
 //!
+//! The driver answers requests in the order it took them, so its two
+//! indices say what it owes: the requests between the response tail and
+//! the request head were taken and not answered. A client keeps at most
+//! `capacity` requests unanswered (it counts from its own response head),
+//! so those requests' slots still hold them: a restarted driver reads
+//! them back and answers each with an error
+//! ([`Driver::answer_unanswered`]) rather than leave it unanswered forever.
+//!
 //! Indices are free-running u64 words, each on its own 64-byte line and
 //! 8-byte aligned: `microkit::SharedMemory` copies an aligned word in one
 //! access, so a peer never sees one torn (the region must be 8-byte
@@ -209,6 +217,8 @@ pub enum Malformed {
 pub enum EnqueueError {
     /// The ring is full: try again after the peer consumes.
     Full,
+    /// A response when every request taken is answered: nothing asked it.
+    NotOwed,
     Malformed(Malformed),
 }
 
@@ -387,7 +397,14 @@ impl<'m, M: Memory> Client<'m, M> {
         self.rings.capacity
     }
 
+    /// Queues a request; `Full` while `capacity` requests are
+    /// unanswered (whatever the driver has consumed), so a request's slot
+    /// is reused only once its answer is in: a restarted driver can still
+    /// read every request it owes an answer.
     pub fn enqueue(&mut self, request: Request) -> Result<(), EnqueueError> {
+        if self.unanswered() >= u64::from(self.rings.capacity) {
+            return Err(EnqueueError::Full);
+        }
         let at = self.rings.slot(REQUESTS, REQUEST_BYTES, self.request_tail);
         self.rings.produce(
             &mut self.request_tail,
@@ -395,6 +412,11 @@ impl<'m, M: Memory> Client<'m, M> {
             at,
             &request.encode(),
         )
+    }
+
+    /// Requests queued whose responses this side has not dequeued.
+    pub fn unanswered(&self) -> u64 {
+        self.request_tail.wrapping_sub(self.response_head)
     }
 
     pub fn dequeue_response(&mut self) -> Result<Option<Response>, Malformed> {
@@ -424,9 +446,12 @@ pub struct Driver<'m, M> {
 }
 
 impl<'m, M: Memory> Driver<'m, M> {
-    /// Attaches to a region `format` wrote, resuming at its indices.
+    /// Attaches to a region `format` wrote, resuming at its indices; more
+    /// requests taken and unanswered than a ring holds means an index is
+    /// garbage.
     pub fn new(mem: &'m M) -> Result<Self, Malformed> {
         let (rings, [_, request_head, response_tail, _]) = Rings::attach(mem)?;
+        rings.used(request_head, response_tail)?;
         Ok(Driver {
             rings,
             request_head,
@@ -453,7 +478,44 @@ impl<'m, M: Memory> Driver<'m, M> {
         Request::decode(&entry).map(Some)
     }
 
+    /// Requests taken and not answered: the next response answers the
+    /// oldest of them.
+    pub fn unanswered(&self) -> u64 {
+        self.request_head.wrapping_sub(self.response_tail)
+    }
+
+    /// Answers every request taken and not answered (by a previous life of
+    /// the driver: call it on attach) with `Error(code)`, in order, each
+    /// with the id its slot holds; returns how many. At most `capacity`
+    /// entries, each read once. Stops at the first response that cannot
+    /// be produced (a client that stopped taking its responses), leaving
+    /// the rest owed.
+    pub fn answer_unanswered(&mut self, code: u32) -> Result<u32, EnqueueError> {
+        let mut answered = 0;
+        while self.unanswered() > 0 {
+            let at = self.rings.slot(REQUESTS, REQUEST_BYTES, self.response_tail);
+            let mut entry = [0u8; REQUEST_BYTES];
+            if !self.rings.mem.read(at, &mut entry) {
+                return Err(Malformed::Memory.into());
+            }
+            // The id whatever the rest says: the client matches on it.
+            let id = le32(&entry, 4);
+            self.enqueue_response(Response {
+                id,
+                status: ResponseStatus::Error(code),
+                success_count: 0,
+            })?;
+            answered += 1;
+        }
+        Ok(answered)
+    }
+
+    /// Produces the answer to the oldest unanswered request (answers go in
+    /// the order requests were taken).
     pub fn enqueue_response(&mut self, response: Response) -> Result<(), EnqueueError> {
+        if self.unanswered() == 0 {
+            return Err(EnqueueError::NotOwed);
+        }
         let at = self
             .rings
             .slot(self.rings.responses(), RESPONSE_BYTES, self.response_tail);

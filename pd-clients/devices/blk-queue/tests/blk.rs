@@ -222,16 +222,119 @@ fn full_and_empty() {
     client.enqueue(request(1)).unwrap();
     client.enqueue(request(2)).unwrap();
     assert_eq!(client.enqueue(request(3)), Err(EnqueueError::Full));
+    // Taken is not answered: the slot still holds what the driver owes.
     assert_eq!(driver.dequeue_request(), Ok(Some(request(1))));
-    client.enqueue(request(3)).unwrap();
+    assert_eq!(client.enqueue(request(3)), Err(EnqueueError::Full));
     driver.enqueue_response(response(1)).unwrap();
+    assert_eq!(client.enqueue(request(3)), Err(EnqueueError::Full));
+    assert_eq!(client.dequeue_response(), Ok(Some(response(1))));
+    client.enqueue(request(3)).unwrap();
+    assert_eq!(driver.dequeue_request(), Ok(Some(request(2))));
+    assert_eq!(driver.dequeue_request(), Ok(Some(request(3))));
     driver.enqueue_response(response(2)).unwrap();
+    driver.enqueue_response(response(3)).unwrap();
+    // Nothing more was asked.
     assert_eq!(
-        driver.enqueue_response(response(3)),
+        driver.enqueue_response(response(4)),
+        Err(EnqueueError::NotOwed)
+    );
+    assert_eq!(client.dequeue_response(), Ok(Some(response(2))));
+    assert_eq!(client.dequeue_response(), Ok(Some(response(3))));
+}
+
+/// A client that scribbles its response head back makes the ring look
+/// full: the driver's answer waits (`Full`), still owed, not dropped.
+#[test]
+fn a_full_response_ring_holds_the_answer_back() {
+    let shared = Shared::formatted(2);
+    let mut client = Client::new(&shared).unwrap();
+    let mut driver = Driver::new(&shared).unwrap();
+    client.enqueue(request(1)).unwrap();
+    client.enqueue(request(2)).unwrap();
+    driver.dequeue_request().unwrap();
+    driver.dequeue_request().unwrap();
+    driver.enqueue_response(response(1)).unwrap();
+    shared.poke64(RESPONSE_HEAD, u64::MAX);
+    assert_eq!(
+        driver.enqueue_response(response(2)),
         Err(EnqueueError::Full)
     );
-    assert_eq!(client.dequeue_response(), Ok(Some(response(1))));
-    driver.enqueue_response(response(3)).unwrap();
+    assert_eq!(driver.unanswered(), 1);
+    shared.poke64(RESPONSE_HEAD, 0);
+    driver.enqueue_response(response(2)).unwrap();
+    assert_eq!(driver.unanswered(), 0);
+}
+
+/// A client never has more than `capacity` requests unanswered, whatever
+/// the driver consumed, so a request's slot outlives its answer.
+#[test]
+fn a_client_waits_for_answers_not_for_consumption() {
+    let shared = Shared::formatted(4);
+    let mut client = Client::new(&shared).unwrap();
+    let mut driver = Driver::new(&shared).unwrap();
+    for id in 0..4 {
+        client.enqueue(request(id)).unwrap();
+    }
+    while driver.dequeue_request().unwrap().is_some() {}
+    assert_eq!(driver.unanswered(), 4);
+    assert_eq!(client.unanswered(), 4);
+    assert_eq!(client.enqueue(request(4)), Err(EnqueueError::Full));
+    // The requests the driver owes answers for are still in their slots.
+    let mut restarted = Driver::new(&shared).unwrap();
+    assert_eq!(restarted.answer_unanswered(9), Ok(4));
+    for id in 0..4 {
+        assert_eq!(client.dequeue_response().unwrap().map(|r| r.id), Some(id));
+    }
+    client.enqueue(request(4)).unwrap();
+}
+
+/// A restarted driver answers every request its previous life took and
+/// did not answer, with an error, in order, each with its own id; those
+/// answered before, and those not yet taken, are left alone.
+#[test]
+fn a_restarted_driver_answers_what_its_previous_life_owed() {
+    let shared = Shared::formatted(8);
+    let mut client = Client::new(&shared).unwrap();
+    for id in 10..16 {
+        client.enqueue(request(id)).unwrap();
+    }
+    let mut first_life = Driver::new(&shared).unwrap();
+    for _ in 0..4 {
+        first_life.dequeue_request().unwrap().unwrap();
+    }
+    first_life.enqueue_response(response(10)).unwrap();
+    // It dies here, owing answers to 11, 12 and 13.
+    let mut restarted = Driver::new(&shared).unwrap();
+    assert_eq!(restarted.unanswered(), 3);
+    assert_eq!(restarted.answer_unanswered(42), Ok(3));
+    assert_eq!(restarted.unanswered(), 0);
+    assert_eq!(restarted.answer_unanswered(42), Ok(0));
+    let answers: Vec<Response> =
+        std::iter::from_fn(|| client.dequeue_response().unwrap()).collect();
+    let failed = |id| Response {
+        id,
+        status: ResponseStatus::Error(42),
+        success_count: 0,
+    };
+    assert_eq!(answers, [response(10), failed(11), failed(12), failed(13)]);
+    // The requests not taken are served as usual.
+    assert_eq!(restarted.dequeue_request(), Ok(Some(request(14))));
+    assert_eq!(shared.refused.get(), 0);
+}
+
+/// The driver's own indices, scribbled by the client, cannot make a
+/// restarted driver answer more than a ring holds.
+#[test]
+fn a_restart_owes_at_most_a_ring() {
+    let shared = Shared::formatted(4);
+    shared.poke64(REQUEST_TAIL, 1000);
+    shared.poke64(REQUEST_HEAD, 1000);
+    assert_eq!(Driver::new(&shared).err(), Some(Malformed::Index));
+    shared.poke64(RESPONSE_TAIL, 996);
+    shared.poke64(RESPONSE_HEAD, 996);
+    let mut driver = Driver::new(&shared).unwrap();
+    assert_eq!(driver.answer_unanswered(1), Ok(4));
+    assert_eq!(shared.refused.get(), 0);
 }
 
 #[test]

@@ -24,9 +24,12 @@ pub enum Error {
     Fatal,
     /// An admin command failed.
     Command(Status),
-    /// A completion for a command that is not in flight, or on the wrong
-    /// queue: the device is broken or hostile. The entry is consumed.
-    UnknownCompletion(u16),
+    /// The controller did not come back from a reset (it did not stop,
+    /// or did not come up again). Commands that were in flight when it
+    /// stopped answering stay unanswered, their slots, command ids and
+    /// PRP lists out of use, since the device may still reach their
+    /// buffers; [`crate::Nvme::reset`] tries again.
+    Down,
 
     // The caller.
     /// Queue depth outside `2..=min(MAX_DEPTH, CAP.MQES + 1)`.

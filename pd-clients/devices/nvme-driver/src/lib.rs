@@ -7,7 +7,39 @@
 //!
 //! Everything the device writes (completions, identify data) is copied
 //! out once and checked before use: a broken or hostile device gets an
-//! [`Error`], never a panic, and every wait is bounded by a poll count.
+//! [`Error`], never a panic.
+//!
+//! # A hostile device cannot stall the driver
+//!
+//! Every wait is bounded by a number of polls (reads of a register or of
+//! a completion queue entry), never by time:
+//!
+//! - [`READY_POLLS`]: CSTS reads while the controller enables or disables;
+//! - [`ADMIN_POLLS`]: completion queue reads for one admin command;
+//! - [`COMMAND_POLLS`]: an I/O command's deadline, counted in completion
+//!   queue reads from its submission, whoever does them ([`Nvme::wait`]
+//!   for this command or another, [`Nvme::poll`]).
+//!
+//! When an I/O command's deadline passes, the driver resets the
+//! controller (CC.EN = 0, at most [`READY_POLLS`] reads for CSTS.RDY to
+//! drop, then the admin queues and the I/O queue pair again) and fails
+//! every command that was in flight ([`Status::TimedOut`], or
+//! [`Status::Reset`] for the others). Only then are their slots, command
+//! ids and PRP-list pages used again, and only then does the caller hear
+//! of them: a command the device may still complete keeps its buffers
+//! out of use. If the controller does not stop, or does not come back,
+//! the driver is [`Error::Down`]: those commands stay unanswered, nothing
+//! is submitted, and every call returns at once until [`Nvme::reset`]
+//! succeeds.
+//!
+//! The id the device sees carries the slot in its low byte and the
+//! slot's generation in its high byte, so a completion for a command the
+//! slot held before (a duplicate, or one late from before a reset) does
+//! not complete the command it holds now. Completions with an id that is
+//! in flight on no slot, or for the wrong queue, are consumed, ignored and
+//! counted ([`Counters::ignored`]). A completion posted with a stale phase
+//! tag looks old and is never read: its command runs out its deadline,
+//! and the reset starts the queue afresh.
 
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
@@ -19,6 +51,8 @@ mod queue;
 pub mod sim;
 mod status;
 
+use core::fmt;
+
 pub use error::Error;
 pub use memory::{QueueMemory, PAGE};
 pub use queue::Command;
@@ -27,16 +61,21 @@ pub use status::{Completion, Status};
 use iommu_client::Memory;
 use memory::Layout;
 use mmio::RegisterBlock;
-use queue::QueuePair;
+use queue::{Cqe, QueuePair};
 
 /// Deepest I/O queue: the command slots are a fixed array (no heap).
 pub const MAX_DEPTH: u16 = 256;
 /// Admin queue entries: the admin path runs one command at a time.
 pub const ADMIN_DEPTH: u16 = 4;
-/// Register reads or completion polls before a wait gives up. QEMU's
-/// controller answers CC at once but completes I/O from its event loop,
-/// which a polling vCPU does not hold up.
-pub const POLL_LIMIT: u32 = 50_000_000;
+/// CSTS reads while waiting for CSTS.RDY to rise after CC.EN is set, or
+/// to drop after it is cleared. QEMU's controller answers CC at once.
+pub const READY_POLLS: u32 = 50_000_000;
+/// Completion queue reads while waiting for one admin command.
+pub const ADMIN_POLLS: u32 = 50_000_000;
+/// An I/O command's deadline: completion queue reads from its submission.
+/// QEMU completes I/O from its event loop, which a polling vCPU does not
+/// hold up; a command that takes longer is failed with a reset.
+pub const COMMAND_POLLS: u32 = 50_000_000;
 /// The namespace the driver serves.
 pub const NAMESPACE: u32 = 1;
 /// Entries in one PRP-list page; more would need chained lists.
@@ -83,13 +122,73 @@ pub enum IoOp {
     Write,
 }
 
-/// A command slot: its PRP-list page and its command id are its index.
+/// The bounds on the driver's waits, in polls ([`Limits::DEFAULT`]: the
+/// crate's constants).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// CSTS reads for CSTS.RDY to change ([`READY_POLLS`]).
+    pub ready: u32,
+    /// Completion queue reads for an admin command ([`ADMIN_POLLS`]).
+    pub admin: u32,
+    /// Completion queue reads from an I/O command's submission to its
+    /// deadline ([`COMMAND_POLLS`]).
+    pub command: u32,
+}
+
+impl Limits {
+    pub const DEFAULT: Limits = Limits {
+        ready: READY_POLLS,
+        admin: ADMIN_POLLS,
+        command: COMMAND_POLLS,
+    };
+
+    /// The same bound on every wait.
+    pub const fn all(polls: u32) -> Limits {
+        Limits {
+            ready: polls,
+            admin: polls,
+            command: polls,
+        }
+    }
+}
+
+/// What the driver has seen the device do wrong, and the work it did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Reads in bounded waits since bring-up: CSTS while it changes, and
+    /// the completion queues.
+    pub polls: u64,
+    /// Completion entries consumed and ignored: an id in flight on no
+    /// slot (unknown, already completed, or from before a reset), or the
+    /// wrong queue.
+    pub ignored: u64,
+    /// I/O commands failed because their deadline passed.
+    pub timed_out: u64,
+    /// Controller resets tried: after a deadline passed or an admin
+    /// command did not complete, or on request.
+    pub resets: u64,
+}
+
+impl fmt::Display for Counters {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} completions ignored, {} commands timed out, {} controller resets",
+            self.ignored, self.timed_out, self.resets
+        )
+    }
+}
+
+/// A command slot: its PRP-list page and the low byte of its command id
+/// are its index.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Slot {
     Free,
-    InFlight,
-    /// Completed, not yet handed to the caller (reaped while waiting for
-    /// another command).
+    /// Submitted with command id `index | generation << 8`; failed if no
+    /// completion arrives by the time the poll count reaches `deadline`.
+    InFlight { generation: u8, deadline: u64 },
+    /// Completed or failed, not yet handed to the caller (reaped while
+    /// waiting for another command, or failed by a reset).
     Done(Status),
 }
 
@@ -115,32 +214,48 @@ pub struct Nvme<'m, R, M> {
     admin: QueuePair,
     io: QueuePair,
     admin_cid: u16,
-    /// Admin commands submitted and not completed (after a timeout).
-    admin_pending: u16,
     slots: [Slot; SLOTS],
+    /// Each slot's generation: the high byte of the command id it gave
+    /// out last.
+    generations: [u8; SLOTS],
     /// Slots in use: `depth - 1`, so neither queue can fill.
     slot_count: usize,
     in_flight: u16,
     done: u16,
+    /// No in-flight command's deadline is earlier than this poll count.
+    next_deadline: u64,
+    /// A reset failed: nothing is submitted or polled until one succeeds.
+    down: bool,
     identity: Identity,
-    poll_limit: u32,
+    limits: Limits,
+    counters: Counters,
 }
 
 impl<'m, R: RegisterBlock, M: Memory> Nvme<'m, R, M> {
     /// Brings the controller up with an I/O queue of `depth` entries
-    /// (`depth - 1` commands in flight) in `mem`, waiting at most
-    /// [`POLL_LIMIT`] polls for each step.
+    /// (`depth - 1` commands in flight) in `mem`, each wait bounded by
+    /// [`Limits::DEFAULT`].
     pub fn init(regs: R, mem: QueueMemory<'m, M>, depth: u16) -> Result<Self, Error> {
-        Self::init_with_poll_limit(regs, mem, depth, POLL_LIMIT)
+        Self::init_with_limits(regs, mem, depth, Limits::DEFAULT)
     }
 
-    /// [`Nvme::init`] with another bound on every wait, for devices
-    /// slower or faster than QEMU's.
+    /// [`Nvme::init`] with `polls` as every bound, for devices slower or
+    /// faster than QEMU's.
     pub fn init_with_poll_limit(
         regs: R,
         mem: QueueMemory<'m, M>,
         depth: u16,
-        poll_limit: u32,
+        polls: u32,
+    ) -> Result<Self, Error> {
+        Self::init_with_limits(regs, mem, depth, Limits::all(polls))
+    }
+
+    /// [`Nvme::init`] with other bounds on the waits.
+    pub fn init_with_limits(
+        regs: R,
+        mem: QueueMemory<'m, M>,
+        depth: u16,
+        limits: Limits,
     ) -> Result<Self, Error> {
         let cap = regs.read64(CAP);
         if cap == u64::MAX {
@@ -179,11 +294,13 @@ impl<'m, R: RegisterBlock, M: Memory> Nvme<'m, R, M> {
             mem,
             layout,
             admin_cid: 0,
-            admin_pending: 0,
             slots: [Slot::Free; SLOTS],
+            generations: [0; SLOTS],
             slot_count: usize::from(depth - 1),
             in_flight: 0,
             done: 0,
+            next_deadline: u64::MAX,
+            down: false,
             identity: Identity {
                 serial: [0; 20],
                 model: [0; 40],
@@ -192,7 +309,8 @@ impl<'m, R: RegisterBlock, M: Memory> Nvme<'m, R, M> {
                 blocks: 0,
                 block_size: 0,
             },
-            poll_limit,
+            limits,
+            counters: Counters::default(),
         };
         match nvme.bring_up() {
             Ok(()) => Ok(nvme),
@@ -206,23 +324,31 @@ impl<'m, R: RegisterBlock, M: Memory> Nvme<'m, R, M> {
 
     fn bring_up(&mut self) -> Result<(), Error> {
         self.disable_and_wait()?;
-        let layout = self.layout;
-        self.mem
-            .zero_pages(layout.admin_sq, layout.identify - layout.admin_sq)?;
-        let admin_size = u32::from(ADMIN_DEPTH - 1);
-        self.regs.write32(AQA, (admin_size << 16) | admin_size);
-        self.regs.write64(ASQ, self.mem.page_iova(layout.admin_sq));
-        self.regs.write64(ACQ, self.mem.page_iova(layout.admin_cq));
-        self.regs.write32(CC, CC_CONFIG | CC_EN);
-        self.wait_ready(true)?;
+        self.enable_admin()?;
         self.identify_controller()?;
         self.identify_namespace()?;
         self.create_io_queues()
     }
 
+    /// With the controller disabled: fresh (zeroed) queues, the admin
+    /// queues' registers, CC.EN, and the wait for CSTS.RDY.
+    fn enable_admin(&mut self) -> Result<(), Error> {
+        let layout = self.layout;
+        self.mem
+            .zero_pages(layout.admin_sq, layout.identify - layout.admin_sq)?;
+        self.admin.restart();
+        self.io.restart();
+        let admin_size = u32::from(ADMIN_DEPTH - 1);
+        self.regs.write32(AQA, (admin_size << 16) | admin_size);
+        self.regs.write64(ASQ, self.mem.page_iova(layout.admin_sq));
+        self.regs.write64(ACQ, self.mem.page_iova(layout.admin_cq));
+        self.regs.write32(CC, CC_CONFIG | CC_EN);
+        self.wait_ready(true)
+    }
+
     /// Clears CC.EN and waits for CSTS.RDY to drop: the controller resets
     /// and forgets its queues.
-    fn disable_and_wait(&self) -> Result<(), Error> {
+    fn disable_and_wait(&mut self) -> Result<(), Error> {
         let cc = self.regs.read32(CC);
         if cc == u32::MAX {
             return Err(Error::NoDevice);
@@ -231,8 +357,9 @@ impl<'m, R: RegisterBlock, M: Memory> Nvme<'m, R, M> {
         self.wait_ready(false)
     }
 
-    fn wait_ready(&self, ready: bool) -> Result<(), Error> {
-        for _ in 0..self.poll_limit {
+    fn wait_ready(&mut self, ready: bool) -> Result<(), Error> {
+        for _ in 0..self.limits.ready {
+            self.count_poll();
             let csts = self.regs.read32(CSTS);
             if csts == u32::MAX {
                 return Err(Error::NoDevice);
@@ -248,6 +375,10 @@ impl<'m, R: RegisterBlock, M: Memory> Nvme<'m, R, M> {
         Err(Error::Timeout)
     }
 
+    fn count_poll(&mut self) {
+        self.counters.polls = self.counters.polls.saturating_add(1);
+    }
+
     /// Why a wait ran out: the controller failed, vanished, or is slow.
     fn stalled(&self) -> Error {
         match self.regs.read32(CSTS) {
@@ -257,24 +388,39 @@ impl<'m, R: RegisterBlock, M: Memory> Nvme<'m, R, M> {
         }
     }
 
-    /// Runs one admin command to completion and returns its DW0. The
-    /// device reaches whatever `cmd`'s PRPs point at.
+    /// Runs one admin command to completion, at most [`ADMIN_POLLS`]
+    /// polls, and returns its DW0. The device reaches whatever `cmd`'s
+    /// PRPs point at; if the command does not complete, the controller is
+    /// reset (failing the I/O commands in flight) so that it no longer
+    /// can.
     pub fn admin(&mut self, cmd: &Command) -> Result<u32, Error> {
-        // Commands that timed out may still hold SQ entries.
-        if self.admin_pending >= ADMIN_DEPTH - 1 {
-            return Err(Error::QueueFull);
+        if self.down {
+            return Err(Error::Down);
         }
+        let result = self.run_admin(cmd);
+        if let Err(e) = result {
+            if !matches!(e, Error::Command(_)) {
+                let _ = self.reset();
+            }
+        }
+        result
+    }
+
+    /// One admin command, the only one outstanding: bring-up and reset
+    /// leave none behind (a failure disables the controller), nor does
+    /// [`Nvme::admin`].
+    fn run_admin(&mut self, cmd: &Command) -> Result<u32, Error> {
         let cid = self.admin_cid;
         self.admin_cid = self.admin_cid.wrapping_add(1);
         self.admin.push(&self.regs, &self.mem, cmd, cid)?;
-        self.admin_pending += 1;
-        for _ in 0..self.poll_limit {
+        for _ in 0..self.limits.admin {
+            self.count_poll();
             let Some(cqe) = self.admin.pop(&self.regs, &self.mem)? else {
                 continue;
             };
-            self.admin_pending = self.admin_pending.saturating_sub(1);
             if cqe.cid != cid || cqe.sq_id != 0 {
-                return Err(Error::UnknownCompletion(cqe.cid));
+                self.counters.ignored += 1;
+                continue;
             }
             return match Status::from_field(cqe.status) {
                 Status::Success => Ok(cqe.result),
@@ -284,12 +430,80 @@ impl<'m, R: RegisterBlock, M: Memory> Nvme<'m, R, M> {
         Err(self.stalled())
     }
 
-    /// Runs IDENTIFY into the identify page, zeroed first so a device that
-    /// writes nothing reads as empty, and copies out its first bytes.
+    /// Resets the controller: clears CC.EN and waits at most
+    /// [`READY_POLLS`] reads for CSTS.RDY to drop; the device then no
+    /// longer reaches any queue or buffer, so every command in flight is
+    /// failed ([`Status::TimedOut`] if its deadline has passed,
+    /// [`Status::Reset`] if not) and its slot will be used again. Then
+    /// the admin queues and the I/O queue pair are set up again. If the
+    /// controller does not stop, the commands stay in flight and
+    /// unanswered; if it does not stop or does not come back, the driver
+    /// is [`Error::Down`] until a reset succeeds.
+    pub fn reset(&mut self) -> Result<(), Error> {
+        self.counters.resets = self.counters.resets.saturating_add(1);
+        // Deadlines are judged as the reset begins; its own polls of CSTS
+        // pass none.
+        let began = self.counters.polls;
+        self.down = true;
+        self.disable_and_wait()?;
+        self.fail_in_flight(began);
+        match self.enable_admin().and_then(|()| self.create_io_queues()) {
+            Ok(()) => {
+                self.down = false;
+                Ok(())
+            }
+            Err(e) => {
+                // Whatever failed, the device must stop using our memory.
+                let _ = self.disable_and_wait();
+                Err(e)
+            }
+        }
+    }
+
+    /// Called once the controller has stopped: it can no longer complete
+    /// anything in flight. Commands due by poll count `now` timed out.
+    fn fail_in_flight(&mut self, now: u64) {
+        for slot in &mut self.slots[..self.slot_count] {
+            if let Slot::InFlight { deadline, .. } = *slot {
+                let status = if deadline <= now {
+                    self.counters.timed_out = self.counters.timed_out.saturating_add(1);
+                    Status::TimedOut
+                } else {
+                    Status::Reset
+                };
+                *slot = Slot::Done(status);
+                self.done += 1;
+            }
+        }
+        self.in_flight = 0;
+        self.next_deadline = u64::MAX;
+    }
+
+    /// Fails, with a reset, the commands whose deadline has passed. Scans
+    /// the slots only when the poll count reaches the earliest deadline,
+    /// at most once per submission.
+    fn expire(&mut self) {
+        if self.counters.polls < self.next_deadline {
+            return;
+        }
+        let earliest = self.slots[..self.slot_count]
+            .iter()
+            .filter_map(|slot| match slot {
+                Slot::InFlight { deadline, .. } => Some(*deadline),
+                _ => None,
+            })
+            .min()
+            .unwrap_or(u64::MAX);
+        self.next_deadline = earliest;
+        if earliest <= self.counters.polls {
+            let _ = self.reset();
+        }
+    }
+
     fn identify(&mut self, cns: u32, nsid: u32, out: &mut [u8]) -> Result<(), Error> {
         let page = self.layout.identify;
         self.mem.zero_pages(page, 1)?;
-        self.admin(&Command {
+        self.run_admin(&Command {
             opcode: ADMIN_IDENTIFY,
             nsid,
             prp1: self.mem.page_iova(page),
@@ -361,14 +575,14 @@ impl<'m, R: RegisterBlock, M: Memory> Nvme<'m, R, M> {
         // Queue sizes are 0-based.
         let size = u32::from(self.depth() - 1) << 16;
         let qid = u32::from(IO_QUEUE);
-        self.admin(&Command {
+        self.run_admin(&Command {
             opcode: ADMIN_CREATE_CQ,
             prp1: self.mem.page_iova(self.layout.io_cq),
             cdw10: size | qid,
             cdw11: QUEUE_CONTIGUOUS,
             ..Command::default()
         })?;
-        self.admin(&Command {
+        self.run_admin(&Command {
             opcode: ADMIN_CREATE_SQ,
             prp1: self.mem.page_iova(self.layout.io_sq),
             cdw10: size | qid,
@@ -421,6 +635,9 @@ impl<'m, R: RegisterBlock, M: Memory> Nvme<'m, R, M> {
     }
 
     fn free_slot(&self) -> Result<usize, Error> {
+        if self.down {
+            return Err(Error::Down);
+        }
         self.slots[..self.slot_count]
             .iter()
             .position(|slot| *slot == Slot::Free)
@@ -450,12 +667,22 @@ impl<'m, R: RegisterBlock, M: Memory> Nvme<'m, R, M> {
             cdw12: blocks - 1,
             ..Command::default()
         };
-        // Below SLOTS (255), so the id fits and names the slot.
-        let cid = slot as u16;
-        self.io.push(&self.regs, &self.mem, &cmd, cid)?;
-        self.slots[slot] = Slot::InFlight;
+        // Below SLOTS (255), so the slot fits the low byte.
+        let generation = self.generations[slot].wrapping_add(1);
+        let device_cid = slot as u16 | (u16::from(generation) << 8);
+        self.io.push(&self.regs, &self.mem, &cmd, device_cid)?;
+        self.generations[slot] = generation;
+        let deadline = self
+            .counters
+            .polls
+            .saturating_add(u64::from(self.limits.command));
+        self.slots[slot] = Slot::InFlight {
+            generation,
+            deadline,
+        };
+        self.next_deadline = self.next_deadline.min(deadline);
         self.in_flight += 1;
-        Ok(cid)
+        Ok(slot as u16)
     }
 
     fn check_transfer(&self, lba: u64, blocks: u32, pages: &[u64]) -> Result<(), Error> {
@@ -513,69 +740,130 @@ impl<'m, R: RegisterBlock, M: Memory> Nvme<'m, R, M> {
 
     /// One completion, if there is one: first any reaped while waiting for
     /// another command, then the next new CQ entry.
+    /// One completion, if there is one: first any reaped while waiting for
+    /// another command or failed by a reset, then the next new CQ entry
+    /// (entries that are ignored are passed over, at most a queue's worth).
+    /// Each CQ read counts towards the deadlines.
     pub fn poll(&mut self) -> Result<Option<Completion>, Error> {
-        if self.done > 0 {
-            if let Some(cid) = self.slots.iter().position(|s| matches!(s, Slot::Done(_))) {
-                return Ok(self.take(cid as u16));
+        for _ in 0..self.depth() {
+            if let Some(done) = self.take_any_done() {
+                return Ok(Some(done));
+            }
+            if self.down {
+                return Err(Error::Down);
+            }
+            let reaped = self.reap()?;
+            self.expire();
+            match reaped {
+                Reaped::Completed(slot) => return Ok(self.take(slot)),
+                Reaped::Ignored => {}
+                Reaped::Empty => break,
             }
         }
-        match self.reap()? {
-            Some(cid) => Ok(self.take(cid)),
+        match self.take_any_done() {
+            Some(done) => Ok(Some(done)),
+            None if self.down => Err(Error::Down),
             None => Ok(None),
         }
     }
 
-    /// Waits, at most the poll limit, for command `cid` to complete;
-    /// completions of other commands meanwhile are kept for [`Nvme::poll`].
+    /// Waits for command `cid` to complete, or to be failed when its
+    /// deadline passes ([`Status::TimedOut`]) or another's does
+    /// ([`Status::Reset`]): at most [`COMMAND_POLLS`] CQ reads, however
+    /// the device behaves, plus a reset. Completions of other commands
+    /// meanwhile are kept for [`Nvme::poll`].
     pub fn wait(&mut self, cid: u16) -> Result<Completion, Error> {
-        match self.slots.get(usize::from(cid)) {
-            Some(Slot::InFlight) => {}
-            Some(Slot::Done(_)) => return self.take(cid).ok_or(Error::NotInFlight(cid)),
-            _ => return Err(Error::NotInFlight(cid)),
-        }
-        for _ in 0..self.poll_limit {
-            if self.reap()? == Some(cid) {
-                return self.take(cid).ok_or(Error::NotInFlight(cid));
+        let slot = usize::from(cid);
+        // The command's deadline is at most `command` polls away, and the
+        // poll that reaches it resets the controller.
+        for _ in 0..=self.limits.command {
+            match self.slots[..self.slot_count].get(slot) {
+                Some(Slot::InFlight { .. }) => {}
+                Some(Slot::Done(_)) => return self.take(slot).ok_or(Error::NotInFlight(cid)),
+                _ => return Err(Error::NotInFlight(cid)),
             }
+            if self.down {
+                return Err(Error::Down);
+            }
+            self.reap()?;
+            self.expire();
         }
-        Err(self.stalled())
+        Err(Error::Timeout)
     }
 
-    /// Consumes one new I/O completion into its slot and returns its id.
-    fn reap(&mut self) -> Result<Option<u16>, Error> {
+    /// Reads the I/O CQ once and consumes a new entry: a completion of an
+    /// in-flight command goes into its slot; anything else is counted.
+    fn reap(&mut self) -> Result<Reaped, Error> {
+        self.count_poll();
         let Some(cqe) = self.io.pop(&self.regs, &self.mem)? else {
-            return Ok(None);
+            return Ok(Reaped::Empty);
         };
-        match self.slots.get_mut(usize::from(cqe.cid)) {
-            Some(slot @ Slot::InFlight) if cqe.sq_id == self.io.id => {
-                *slot = Slot::Done(Status::from_field(cqe.status));
-                self.in_flight = self.in_flight.saturating_sub(1);
-                self.done += 1;
-                Ok(Some(cqe.cid))
-            }
-            _ => Err(Error::UnknownCompletion(cqe.cid)),
+        let Some(slot) = self.in_flight_slot(&cqe) else {
+            self.counters.ignored = self.counters.ignored.saturating_add(1);
+            return Ok(Reaped::Ignored);
+        };
+        self.slots[slot] = Slot::Done(Status::from_field(cqe.status));
+        self.in_flight = self.in_flight.saturating_sub(1);
+        self.done += 1;
+        Ok(Reaped::Completed(slot))
+    }
+
+    /// The slot whose command `cqe` completes: on the I/O queue, its id's
+    /// low byte a slot holding a command in flight, its high byte that
+    /// command's generation.
+    fn in_flight_slot(&self, cqe: &Cqe) -> Option<usize> {
+        if cqe.sq_id != self.io.id {
+            return None;
         }
+        let slot = usize::from(cqe.cid & 0xff);
+        let generation = (cqe.cid >> 8) as u8;
+        match self.slots[..self.slot_count].get(slot)? {
+            Slot::InFlight { generation: g, .. } if *g == generation => Some(slot),
+            _ => None,
+        }
+    }
+
+    fn take_any_done(&mut self) -> Option<Completion> {
+        if self.done == 0 {
+            return None;
+        }
+        let slot = self.slots[..self.slot_count]
+            .iter()
+            .position(|s| matches!(s, Slot::Done(_)))?;
+        self.take(slot)
     }
 
     /// Hands a completed slot's result to the caller and frees the slot.
-    fn take(&mut self, cid: u16) -> Option<Completion> {
-        let slot = self.slots.get_mut(usize::from(cid))?;
-        let Slot::Done(status) = *slot else {
+    fn take(&mut self, slot: usize) -> Option<Completion> {
+        let entry = self.slots.get_mut(slot)?;
+        let Slot::Done(status) = *entry else {
             return None;
         };
-        *slot = Slot::Free;
+        *entry = Slot::Free;
         self.done = self.done.saturating_sub(1);
-        Some(Completion { cid, status })
+        Some(Completion {
+            cid: slot as u16,
+            status,
+        })
     }
 
     /// Stops the controller (CC.EN = 0, waiting for RDY to drop) so it
     /// no longer touches the queue memory, and gives the registers back.
-    pub fn disable(self) -> (R, Result<(), Error>) {
+    pub fn disable(mut self) -> (R, Result<(), Error>) {
         let result = self.disable_and_wait();
         (self.regs, result)
     }
 
-    /// Model number, as the controller reports it, trailing spaces removed.
+    /// What the device did wrong so far, and the polls it cost.
+    pub fn counters(&self) -> Counters {
+        self.counters
+    }
+
+    /// Whether a reset failed and none has succeeded since.
+    pub fn is_down(&self) -> bool {
+        self.down
+    }
+
     pub fn model(&self) -> &str {
         ascii(&self.identity.model)
     }
@@ -627,4 +915,11 @@ fn ascii(bytes: &[u8]) -> &str {
         Err(e) => core::str::from_utf8(&bytes[..e.valid_up_to()]).unwrap_or(""),
     };
     text.trim_end_matches([' ', '\0'])
+}
+
+/// What one read of the I/O completion queue found.
+enum Reaped {
+    Empty,
+    Ignored,
+    Completed(usize),
 }

@@ -100,6 +100,14 @@ impl QueuePair {
         }
     }
 
+    /// Back to the state of a freshly created queue pair, as the
+    /// controller is after a reset: both indices 0, phase tag 1.
+    pub fn restart(&mut self) {
+        self.sq_tail = 0;
+        self.cq_head = 0;
+        self.phase = true;
+    }
+
     fn next(&self, index: u16) -> u16 {
         if index + 1 >= self.depth {
             0

@@ -4,6 +4,12 @@
 //! IOVA, and any address outside them fails the way a DMA the IOMMU
 //! stops does. A doorbell write runs the queue at once; completions are
 //! posted with the phase tag and held back while the CQ is full.
+//!
+//! Hostile behaviours, each switched on by a flag: a completion with a
+//! wrong command id, one posted twice, one with a stale phase tag, a
+//! controller that stops completing I/O until it is reset (and then may
+//! post the completions it owed, late), and one that does not stop when
+//! CC.EN is cleared.
 
 #![allow(dead_code)]
 #![allow(missing_docs)]
@@ -24,6 +30,8 @@ pub const PAGE: u64 = 4096;
 pub struct SimMemory {
     pub iova: u64,
     bytes: RefCell<Vec<u8>>,
+    /// Reads by the driver (through `Memory`): the work its polling costs.
+    reads: Cell<u64>,
 }
 
 impl SimMemory {
@@ -31,7 +39,13 @@ impl SimMemory {
         SimMemory {
             iova,
             bytes: RefCell::new(vec![0; len]),
+            reads: Cell::new(0),
         }
+    }
+
+    /// How many times the driver has read this memory.
+    pub fn reads(&self) -> u64 {
+        self.reads.get()
     }
 
     pub fn len(&self) -> usize {
@@ -66,6 +80,7 @@ impl SimMemory {
 
 impl Memory for SimMemory {
     fn read(&self, offset: usize, out: &mut [u8]) -> bool {
+        self.reads.set(self.reads.get() + 1);
         match self.range(offset, out.len()) {
             Some(r) => {
                 out.copy_from_slice(&self.bytes.borrow()[r]);
@@ -157,6 +172,18 @@ pub struct SeenIo {
     pub nlb: u32,
 }
 
+/// A completion waiting for room in its CQ.
+#[derive(Clone, Copy, Debug)]
+struct Posting {
+    cq: u16,
+    dw0: u32,
+    sq: u16,
+    cid: u16,
+    status: u16,
+    /// Posted with the phase tag of the CQ's previous pass.
+    stale_phase: bool,
+}
+
 struct State {
     cc: u32,
     csts: u32,
@@ -165,8 +192,9 @@ struct State {
     acq: u64,
     sqs: [Option<Sq>; 2],
     cqs: [Option<Cq>; 2],
-    /// Completions waiting for room in their CQ: (cq, dw0, sq, cid, status).
-    pending: VecDeque<(u16, u32, u16, u16, u16)>,
+    pending: VecDeque<Posting>,
+    /// I/O completions owed by an unresponsive controller.
+    owed: Vec<Posting>,
     disk: Vec<u8>,
 }
 
@@ -182,6 +210,24 @@ pub struct SimNvme<'a> {
     pub wrong_cid: Cell<Option<u16>>,
     /// I/O commands are taken and never completed.
     pub swallow: Cell<bool>,
+    /// The next admin completion carries another command id.
+    pub wrong_admin_cid: Cell<bool>,
+    /// The next I/O completion is posted twice.
+    pub duplicate: Cell<bool>,
+    /// The next I/O completion is posted with a stale phase tag.
+    pub stale_phase: Cell<bool>,
+    /// I/O commands are taken and not completed until the controller is
+    /// reset (CC.EN cleared), which clears this.
+    pub unresponsive: Cell<bool>,
+    /// With `unresponsive`: the completions owed are posted after the
+    /// reset, late, before the first new one.
+    pub late_completions: Cell<bool>,
+    /// Clearing CC.EN does not stop the controller: CSTS.RDY stays set
+    /// and the queues run on.
+    pub stuck_enabled: Cell<bool>,
+    /// Times the controller was reset (CC.EN cleared while it ran, and
+    /// not stuck).
+    pub resets: Cell<u64>,
     pub last_io: Cell<Option<SeenIo>>,
     pub io_commands: Cell<u64>,
     /// IOVA ranges `[start, end)` the "IOMMU" stops, inside the windows.
@@ -203,12 +249,20 @@ impl<'a> SimNvme<'a> {
                 sqs: [None; 2],
                 cqs: [None; 2],
                 pending: VecDeque::new(),
+                owed: Vec::new(),
                 disk,
             }),
             never_ready: Cell::new(false),
             fatal_on_enable: Cell::new(false),
             wrong_cid: Cell::new(None),
             swallow: Cell::new(false),
+            wrong_admin_cid: Cell::new(false),
+            duplicate: Cell::new(false),
+            stale_phase: Cell::new(false),
+            unresponsive: Cell::new(false),
+            late_completions: Cell::new(false),
+            stuck_enabled: Cell::new(false),
+            resets: Cell::new(0),
             last_io: Cell::new(None),
             io_commands: Cell::new(0),
             blocked: RefCell::new(Vec::new()),
@@ -246,7 +300,10 @@ impl<'a> SimNvme<'a> {
         self.windows
             .iter()
             .any(|w| match w.locate(iova, out.len()) {
-                Some(offset) => w.read(offset, out),
+                Some(offset) => {
+                    out.copy_from_slice(&w.bytes.borrow()[offset..offset + out.len()]);
+                    true
+                }
                 None => false,
             })
     }
@@ -300,10 +357,15 @@ impl<'a> SimNvme<'a> {
     }
 
     fn reset(&self, st: &mut State) {
+        self.resets.set(self.resets.get() + 1);
         st.sqs = [None; 2];
         st.cqs = [None; 2];
         st.pending.clear();
         st.csts = 0;
+        self.unresponsive.set(false);
+        if !self.late_completions.get() {
+            st.owed.clear();
+        }
     }
 
     fn doorbell(&self, st: &mut State, offset: u64, value: u32) {
@@ -326,6 +388,11 @@ impl<'a> SimNvme<'a> {
             return;
         }
         let tail = value as u16;
+        if qid != 0 && !self.unresponsive.get() {
+            // What a controller that stopped answering owed, late.
+            let owed = core::mem::take(&mut st.owed);
+            st.pending.extend(owed);
+        }
         while sq.head != tail {
             let mut entry = [0u8; 64];
             if !self.dma_read(sq.base + u64::from(sq.head) * 64, &mut entry) {
@@ -343,22 +410,46 @@ impl<'a> SimNvme<'a> {
             if qid != 0 && self.swallow.get() {
                 continue;
             }
-            let cid = match (qid, self.wrong_cid.take()) {
-                (0, wrong) => {
-                    self.wrong_cid.set(wrong);
-                    cid
-                }
-                (_, Some(wrong)) => wrong,
-                (_, None) => cid,
+            let mut posting = Posting {
+                cq: sq.cq,
+                dw0,
+                sq: qid as u16,
+                cid,
+                status,
+                stale_phase: false,
             };
-            st.pending.push_back((sq.cq, dw0, qid as u16, cid, status));
+            if qid != 0 && self.unresponsive.get() {
+                st.owed.push(posting);
+                continue;
+            }
+            if qid == 0 && self.wrong_admin_cid.take() {
+                posting.cid ^= 0x8000;
+            }
+            if qid != 0 {
+                if let Some(wrong) = self.wrong_cid.take() {
+                    posting.cid = wrong;
+                }
+                posting.stale_phase = self.stale_phase.take();
+                if self.duplicate.take() {
+                    st.pending.push_back(posting);
+                }
+            }
+            st.pending.push_back(posting);
             self.flush(st);
         }
     }
 
     /// Posts held completions while their CQs have room.
     fn flush(&self, st: &mut State) {
-        while let Some(&(cqid, dw0, sqid, cid, status)) = st.pending.front() {
+        while let Some(&posting) = st.pending.front() {
+            let Posting {
+                cq: cqid,
+                dw0,
+                sq: sqid,
+                cid,
+                status,
+                stale_phase,
+            } = posting;
             let sq_head = st.sqs[sqid as usize].map_or(0, |s| s.head);
             let Some(cq) = st.cqs[cqid as usize].as_mut() else {
                 st.pending.pop_front();
@@ -372,7 +463,7 @@ impl<'a> SimNvme<'a> {
             entry[8..10].copy_from_slice(&sq_head.to_le_bytes());
             entry[10..12].copy_from_slice(&sqid.to_le_bytes());
             entry[12..14].copy_from_slice(&cid.to_le_bytes());
-            let field = (status << 1) | u16::from(cq.phase);
+            let field = (status << 1) | u16::from(cq.phase != stale_phase);
             entry[14..16].copy_from_slice(&field.to_le_bytes());
             let at = cq.base + u64::from(cq.tail) * 16;
             cq.tail = (cq.tail + 1) % cq.size;
@@ -612,6 +703,10 @@ impl RegisterBlock for &SimNvme<'_> {
         match offset {
             0x14 => {
                 let was = st.cc & 1;
+                if was == 1 && value & 1 == 0 && self.stuck_enabled.get() {
+                    // The write is lost: CC.EN reads 1 and nothing stops.
+                    return;
+                }
                 st.cc = value;
                 match (was, value & 1) {
                     (0, 1) => self.enable(&mut st),

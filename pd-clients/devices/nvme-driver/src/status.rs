@@ -6,7 +6,8 @@
 const SC_DATA_TRANSFER_ERROR: u8 = 0x04;
 
 /// A command's completion status, decoded from the completion entry's
-/// status field (SCT and SC); the rest is kept raw for the caller.
+/// status field (SCT and SC), the rest kept raw for the caller; or how
+/// the driver ended a command whose completion never came.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Status {
     Success,
@@ -17,6 +18,13 @@ pub enum Status {
         sct: u8,
         sc: u8,
     },
+    /// No completion came within [`crate::COMMAND_POLLS`] polls: the
+    /// driver reset the controller, so the device can no longer reach the
+    /// command's buffers. Whether it ran is unknown.
+    TimedOut,
+    /// In flight when the controller was reset because another command
+    /// timed out: stopped, whether it ran is unknown.
+    Reset,
 }
 
 impl Status {

@@ -1,8 +1,11 @@
-//! A block client PD (one image, an instance per client): writes distinct
-//! patterns to blocks of the disk through its NVMe driver, reads them back
-//! and checks them (`blk_driver::story`). Its data region is the one its
-//! driver's iommu.xml entry shares with it; it writes where no other client
-//! does, by that region's position among the driver's.
+//! A block client PD (one image, an instance per client): tries to read
+//! and to write another client's blocks and sees both refused, has
+//! requests in flight when its driver dies and gets an error for each,
+//! then writes distinct patterns to its blocks through the restarted
+//! driver, reads them back and checks them (`blk_driver::story`). Its data
+//! region is the one its driver's iommu.xml entry shares with it, and its
+//! blocks the share of the disk given there; another client's blocks are
+//! the share of the driver's next data region.
 
 #![no_std]
 #![no_main]
@@ -15,9 +18,6 @@ use pd_support::Out;
 use iommu_system::CLIENTS;
 use microkit::{Channel, Handler, MessageInfo, SharedMemory};
 use mmio::StaticCell;
-
-/// Where on the disk each block client writes: its position times this.
-const CLIENT_BLOCKS: u64 = 1024;
 
 static REGIONS: StaticCell<(SharedMemory, SharedMemory)> = StaticCell::new();
 
@@ -54,7 +54,7 @@ fn init() -> BlkClient {
     let mut this = BlkClient {
         ring: None,
         data: None,
-        story: Story::new(k as u64 * CLIENT_BLOCKS),
+        story: story(driver, k),
         driver: iommu_system::channel_to(me, driver.pd),
         mode: blk_driver::Mode::of(region.strict).name(),
     };
@@ -80,6 +80,25 @@ fn init() -> BlkClient {
     );
     this.step(&mut out);
     this
+}
+
+/// The story of the block client whose data region is `driver`'s region
+/// `k`: at the start of its share, trying the start of the next client's.
+fn story(driver: &iommu_system::ClientSpec, k: usize) -> Story {
+    let Some(mine) = driver.regions[k].share else {
+        let _ = writeln!(Out::new(), "FAILED - no share of the disk is mine");
+        return Story::new(0);
+    };
+    let shares = || driver.regions.iter().filter_map(|r| r.share);
+    let next = shares()
+        .filter(|s| s.first_block > mine.first_block)
+        .chain(shares())
+        .find(|s| *s != mine);
+    let story = Story::new(mine.first_block).through_a_crash();
+    match next {
+        Some(other) => story.trying(other.first_block),
+        None => story,
+    }
 }
 
 impl BlkClient {

@@ -5,7 +5,10 @@
 //! ready. What follows is its role in the story (`edu_driver::Roles`):
 //! the first driver crashes in the middle of a DMA when told to, and its
 //! restarted life checks that the DMA was stopped before it binds again;
-//! the last one, once reset, shows its device can reach nothing.
+//! the last one, once reset, shows its device can reach nothing. Then a
+//! fault storm: the reset driver's device faults on every beat of its
+//! transfers, and the restarted driver's single stray DMA in the middle
+//! of it is reported to it exactly, nothing lost.
 
 #![no_std]
 #![no_main]
@@ -30,6 +33,8 @@ struct Driver {
     server: Channel,
     /// The channel to the manager, as system.xml gives it.
     manager: Option<Channel>,
+    /// Notifications from the manager so far in this life.
+    told: u32,
 }
 
 fn report(out: &mut Out, what: &str, r: Result<(), &'static str>) {
@@ -66,6 +71,7 @@ fn init() -> Driver {
         session: None,
         server: spec.client_channel,
         manager: pd_support::channel_to_manager(),
+        told: 0,
     };
     match cfg.ids() {
         Some((edu_driver::VENDOR, edu_driver::DEVICE)) => {
@@ -131,6 +137,60 @@ impl Handler for Driver {
         if Some(channel) != self.manager {
             return;
         }
+        self.told += 1;
+        let restarted = microkit::starts() > 1;
+        if me == roles.crashes && restarted {
+            // Told mid-storm: one stray DMA, whose record must reach this
+            // driver exactly.
+            let r = edu_driver::record_again(&mut self.iommu);
+            report(
+                &mut out,
+                "drains its faults and has its device's faults recorded",
+                r,
+            );
+            let r = edu_driver::lone_stray(session, &self.edu).and_then(|stray| {
+                // The server runs at a higher priority, a batch of records
+                // per interrupt and per call: each read lets it take the
+                // next until it reaches this driver's record.
+                edu_driver::exactly_the_stray(&mut self.iommu, stray, 1000, &mut out)
+            });
+            report(
+                &mut out,
+                "my one stray DMA during the storm reported to me exactly, nothing lost",
+                r,
+            );
+            return;
+        }
+        if me == roles.reset && self.told > 1 {
+            let r = edu_driver::record_again(&mut self.iommu);
+            report(
+                &mut out,
+                "drains its faults and has its device's faults recorded",
+                r,
+            );
+            let manager = self.manager;
+            let r = edu_driver::storm(&self.edu, session.dst.iova(), |transfer| {
+                if transfer == STRAY_DURING {
+                    if let Some(m) = manager {
+                        microkit::notify(m);
+                    }
+                }
+                Ok(())
+            })
+            .and_then(|()| {
+                edu_driver::told_storming(
+                    &mut self.iommu,
+                    u64::from(iommu_proto::fault::IOMMU_FAULT_STORM_BUDGET),
+                    &mut out,
+                )
+            });
+            report(
+                &mut out,
+                "told it is storming: its records stopped after its budget, its drops counted",
+                r,
+            );
+            return;
+        }
         if me == roles.crashes {
             let r = edu_driver::start_dma_and_crash(session, &self.edu, self.buffer, &mut out);
             report(&mut out, "DMA started", r);
@@ -151,5 +211,8 @@ impl Handler for Driver {
         }
     }
 }
+
+/// The transfer of the storm after which the other driver strays.
+const STRAY_DURING: u32 = 3;
 
 microkit::declare_pd!(init);

@@ -6,7 +6,9 @@
 //! driver to crash. A child's fault comes here: the manager revokes the
 //! child's DMA (RESET_CLIENT) before anything else, then restarts it, and
 //! when the restarted driver is ready again checks that the server's
-//! pools are where they were before the crash. A driver under a static IO
+//! pools are where they were before the crash. Then it starts the storm:
+//! the reset driver's device faults without end, and when it says so
+//! mid-storm, the restarted driver strays once. A driver under a static IO
 //! address space that says it is ready has its device held in quarantine
 //! (its stream aborts) and, when it has checked, released; the server
 //! tells the manager of faults on the static spaces no other PD hears of.
@@ -29,6 +31,8 @@ struct Manager {
     held: u64,
     /// The server's pools when the first driver was told to crash.
     before_crash: Option<Report>,
+    /// The reset driver was told to storm.
+    storming: bool,
 }
 
 fn init() -> Manager {
@@ -37,7 +41,13 @@ fn init() -> Manager {
         iommu: iommu(spec()),
         held: 0,
         before_crash: None,
+        storming: false,
     }
+}
+
+/// This PD's channel to client `client`'s PD.
+fn channel_of(client: usize) -> Option<Channel> {
+    iommu_system::channel_to(microkit::name(), CLIENTS[client].pd)
 }
 
 /// The client that is this PD's child `id`.
@@ -141,7 +151,12 @@ impl Handler for Manager {
             return;
         };
         let name = CLIENTS[client].pd;
-        if client == roles.reset && self.reset_and_check(&mut out, client) {
+        if client == roles.reset && self.storming {
+            // Mid-storm: the other driver strays once now.
+            if let Some(other) = channel_of(roles.crashes) {
+                microkit::notify(other);
+            }
+        } else if client == roles.reset && self.reset_and_check(&mut out, client) {
             microkit::notify(channel);
         } else if client == roles.crashes {
             match self.before_crash.take() {
@@ -162,6 +177,11 @@ impl Handler for Manager {
                             out,
                             "ok - {name} restarted: the server's pools are back where they were before the crash"
                         );
+                        if let Some(stormer) = channel_of(roles.reset) {
+                            let _ = writeln!(out, "telling {} to storm", CLIENTS[roles.reset].pd);
+                            self.storming = true;
+                            microkit::notify(stormer);
+                        }
                     }
                     Ok(after) => {
                         let _ = writeln!(

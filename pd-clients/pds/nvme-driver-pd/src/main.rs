@@ -3,8 +3,15 @@
 //! stopped, reported and failed, then serves its block clients: each of
 //! its DMA regions after the first is a block client's data region (the
 //! PD it shares it with), mapped as iommu.xml's `mode` says, and the ring
-//! is the one other region the two map. A client notifies when it has
-//! queued requests; the driver serves them and notifies back.
+//! is the one other region the two map, and the client's blocks are the
+//! share of the disk iommu.xml gives on that region. A client notifies
+//! when it has queued requests; the driver serves them and notifies back.
+//!
+//! Its first life dies on purpose, as soon as every block client has
+//! requests in flight (taken and sent to the device, not answered): its
+//! parent, the manager, revokes its DMA and restarts it, and the next
+//! life answers each of those requests `ERR_ABANDONED` when it takes the
+//! rings up, tells the clients, and serves everything after.
 
 #![no_std]
 #![no_main]
@@ -32,6 +39,12 @@ struct NvmeDriver {
     driver: Option<Driver>,
     /// Per data region: its block client's channel and index in the driver.
     clients: [Option<(Channel, usize)>; REGIONS],
+    /// The device's misbehaviour as last printed: completions ignored,
+    /// commands timed out, controller resets.
+    reported: (u64, u64, u64),
+    /// The first life: it dies once every block client has requests in
+    /// flight.
+    dies: bool,
 }
 
 fn init() -> NvmeDriver {
@@ -39,6 +52,8 @@ fn init() -> NvmeDriver {
     let mut this = NvmeDriver {
         driver: None,
         clients: [None; REGIONS],
+        reported: (0, 0, 0),
+        dies: microkit::starts() == 1,
     };
     match start(&mut out, &mut this) {
         Ok(()) => {}
@@ -77,6 +92,22 @@ fn start(out: &mut Out, this: &mut NvmeDriver) -> Result<(), &'static str> {
     let _ = driver.describe(out);
     let _ = writeln!(out, ", BAR0 {bar:#x}");
     let _ = writeln!(out, "ok - controller up through the IOMMU");
+    let restarted = microkit::starts() > 1;
+    if restarted {
+        // What the previous life's commands, stopped by the revocation,
+        // left in the fault queue: read before anything new can fault.
+        let mut left = 0;
+        while let Ok(r) = driver.iommu.read_fault() {
+            left += u32::from(r.fault.is_some());
+            if r.remaining == 0 {
+                break;
+            }
+        }
+        let _ = writeln!(
+            out,
+            "restarted: {left} faults from my previous life's commands read"
+        );
+    }
     let rings = pd_support::nvme::rings(spec).ok_or("rings handed out twice")?;
     let rings: &'static [Option<SharedMemory>; REGIONS] =
         RINGS.init(rings).ok_or("rings made twice")?;
@@ -91,24 +122,41 @@ fn start(out: &mut Out, this: &mut NvmeDriver) -> Result<(), &'static str> {
         let channel = iommu_system::channel_to(microkit::name(), peer)
             .ok_or("no channel to a block client")?;
         // A ring is formatted once; a restarted driver takes it up where
-        // it stands (requests it had taken and not answered are lost).
+        // it stands, answering what its previous life owed.
         if blk_queue::Driver::new(ring).is_err() {
             blk_queue::format(ring, 16).map_err(|_| "ring format")?;
         }
         let mode = Mode::of(region.strict);
+        let share = region
+            .share
+            .ok_or("a block client's data region without its share of the disk")?;
+        let owed = driver.stats.abandoned;
         let index = driver
-            .add_client(ring, data, mode)
+            .add_client(ring, data, mode, share.range())
             .map_err(|_| "a block client refused")?;
         this.clients[k] = Some((channel, index));
         let _ = writeln!(
             out,
-            "serving {peer}: {} mode, data at IOVA {:#x}",
+            "serving {peer}: {} mode, data at IOVA {:#x}, blocks {}..{}",
             mode.name(),
-            blk_driver::DATA_IOVA + index as u64 * blk_driver::DATA_STRIDE
+            blk_driver::DATA_IOVA + index as u64 * blk_driver::DATA_STRIDE,
+            share.first_block,
+            share.range().end
         );
+        let owed = driver.stats.abandoned - owed;
+        if restarted {
+            let _ = writeln!(
+                out,
+                "{} - answered the {owed} requests of {peer} my previous life took and never answered: {}",
+                if owed > 0 { "ok" } else { "FAILED" },
+                blk_driver::error_name(blk_driver::ERR_ABANDONED)
+            );
+            microkit::notify(channel);
+        }
     }
-    // A command naming an IOVA nothing is mapped at, before serving.
-    if let Some(&(_, k)) = this.clients.iter().flatten().next() {
+    // A command naming an IOVA nothing is mapped at, before serving (the
+    // first life shows it).
+    if let Some(&(_, k)) = this.clients.iter().flatten().next().filter(|_| !restarted) {
         let stray = driver
             .stray(k)
             .map_err(|_| "the stray command never completed")?;
@@ -125,6 +173,7 @@ fn start(out: &mut Out, this: &mut NvmeDriver) -> Result<(), &'static str> {
             fault.map_or("nothing", |f| iommu_proto::fault::kind_name(f.kind))
         );
     }
+    let _ = writeln!(out, "device misbehaviour: {}", driver.nvme.counters());
     this.driver = Some(driver);
     Ok(())
 }
@@ -139,10 +188,36 @@ impl Handler for NvmeDriver {
             return;
         };
         for &(ch, k) in self.clients.iter().flatten() {
-            if ch == channel {
+            if ch != channel {
+                continue;
+            }
+            if !self.dies {
                 driver.serve(k);
                 microkit::notify(ch);
+                continue;
             }
+            // Taken and sent, never waited for; refusals are answered.
+            driver.take(k);
+            microkit::notify(ch);
+            let all_in_flight = self
+                .clients
+                .iter()
+                .flatten()
+                .all(|&(_, k)| driver.unanswered(k) > 0);
+            if all_in_flight {
+                let _ = writeln!(
+                    Out::new(),
+                    "requests of every block client in flight: crashing on purpose"
+                );
+                panic!("crashing on purpose with requests in flight");
+            }
+        }
+        // Said once each time the device misbehaves anew.
+        let seen = driver.nvme.counters();
+        let now = (seen.ignored, seen.timed_out, seen.resets);
+        if now != self.reported {
+            self.reported = now;
+            let _ = writeln!(Out::new(), "device misbehaviour: {seen}");
         }
     }
 }

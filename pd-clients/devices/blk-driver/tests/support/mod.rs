@@ -16,6 +16,8 @@ pub const QUEUE_VA: u64 = 0x3000_0000;
 pub const DATA_VA: u64 = 0x3100_0000;
 pub const QUEUE_BYTES: u64 = 0x10000;
 pub const DATA_BYTES: u64 = 0x20000;
+/// The block client's share of the simulated disk (4096 blocks).
+pub const SHARE: core::ops::Range<u64> = 0..1024;
 
 pub static REGIONS: [Region; 2] = [
     region(QUEUE_VA, QUEUE_BYTES, 0x8000_0000),
@@ -97,7 +99,7 @@ pub fn with_driver<T>(
     let ring = SimMemory::new(0, blk_queue::region_bytes(16));
     blk_queue::format(&ring, 16).unwrap();
     let mut driver = BlockDriver::start(iommu, &nvme, &queue_buf).expect("bring-up");
-    let k = driver.add_client(&ring, &data_buf, mode).unwrap();
+    let k = driver.add_client(&ring, &data_buf, mode, SHARE).unwrap();
     body(&mut driver, k, &ring, &data, &rig, &calls)
 }
 
