@@ -30,7 +30,7 @@ use iommu_system::{
     client_configs, resolve, static_spaces, ClientConfig, ClientId, Paddr, StaticSpace, StreamId,
     CLIENTS, SERVER_SYMBOLS, STATIC_SPACES, TOTAL_DEVICES,
 };
-use mmio::{CacheClean, Coherent, DcacheClean, DmaRegion, Mmio, StaticCell};
+use mmio::{CacheClean, Coherent, ConstStaticCell, DcacheClean, DmaRegion, Mmio, StaticCell};
 use pci_function::PciFunction;
 use qemu_virt::platform::{self, Uart};
 
@@ -59,8 +59,15 @@ macro_rules! say {
 struct Direct<'a> {
     server: Shared<'a>,
     client: ClientId,
-    page: RefCell<[u8; COMMAND_PAGE]>,
+    page: &'a RefCell<[u8; COMMAND_PAGE]>,
 }
+
+/// Each client's command page, shared with the server: a static, as the
+/// page the Microkit tool maps is, so that a restarted client finds the
+/// same page and no page sits in the frame of the story that nests the
+/// server's calls.
+static COMMAND_PAGES: ConstStaticCell<[RefCell<[u8; COMMAND_PAGE]>; CLIENTS.len()]> =
+    ConstStaticCell::new([const { RefCell::new([0; COMMAND_PAGE]) }; CLIENTS.len()]);
 
 impl Transport for Direct<'_> {
     fn write_page(&mut self, bytes: &[u8]) {
@@ -75,7 +82,7 @@ impl Transport for Direct<'_> {
         let reply = self
             .server
             .borrow_mut()
-            .serve(self.client, label, mrs, &self.page);
+            .serve(self.client, label, mrs, self.page);
         (reply.label, reply.mr0)
     }
 }
@@ -274,7 +281,6 @@ fn run(tally: &mut Tally) -> Result<(), &'static str> {
         "server: SMMUv3 up (coherent {coherent}), {} clients from system.xml + iommu.xml\n",
         CLIENTS.len()
     );
-
     // The edu drivers are the clients running edu_driver.elf with a device
     // and a DMA region; the first is crashed and restarted by the
     // supervisor (the manager), the last is reset by it.
@@ -302,11 +308,13 @@ fn run(tally: &mut Tally) -> Result<(), &'static str> {
         CLIENTS[target].pd,
         CLIENTS[m].pd
     );
+    let pages: &[RefCell<[u8; COMMAND_PAGE]>; CLIENTS.len()] =
+        COMMAND_PAGES.take().ok_or("command pages taken twice")?;
     let iommu = |client: usize| {
         Iommu::new(Direct {
             server: &server,
             client: ClientId::from_index(client).expect("a client index"),
-            page: RefCell::new([0; COMMAND_PAGE]),
+            page: &pages[client],
         })
     };
     let mut iommus: [_; CLIENTS.len()] = core::array::from_fn(iommu);
@@ -338,7 +346,6 @@ fn run(tally: &mut Tally) -> Result<(), &'static str> {
             iommu.read_fault().ok().and_then(|r| r.fault)
         }
     };
-
     // Each driver finds its device, gives it its BAR, maps its buffer and
     // does DMA; a stray DMA is stopped and reported to that driver alone.
     for i in drivers() {
@@ -416,7 +423,6 @@ fn run(tally: &mut Tally) -> Result<(), &'static str> {
         ]),
         isolated,
     );
-
     // The manager resets the target: what the server holds for it first,
     // then its streams quarantined and its objects torn down.
     let mut report = Prefix(CLIENTS[m].pd, true);
@@ -451,7 +457,6 @@ fn run(tally: &mut Tally) -> Result<(), &'static str> {
     );
     tally.check(tname, "device can no longer reach memory", stopped);
     tally.check(tname, "resources all returned", returned(&server, target));
-
     // The first driver crashes in the middle of a DMA. Its supervisor, told
     // of the fault (here a call stands in for seL4's fault message), resets
     // it, so the transfer in flight reaches nothing, and restarts it.
@@ -503,7 +508,6 @@ fn run(tally: &mut Tally) -> Result<(), &'static str> {
             Err("the pools differ")
         },
     );
-
     // The other drivers are untouched by all of it.
     for i in drivers().filter(|&i| i != target) {
         let (Some(session), Some(edu), Some(buf)) = (&sessions[i], &edus[i], bufs[i]) else {
@@ -513,7 +517,6 @@ fn run(tally: &mut Tally) -> Result<(), &'static str> {
         let works = edu_driver::round_trip(session, edu, buf, 13, &mut out);
         tally.check(CLIENTS[i].pd, "still works at the end", works);
     }
-
     // The server nested in its clients, as far as the edu story: what
     // tests/demo.rs holds against the server PD's stack.
     let (_, used) = platform::stack_use();
@@ -537,7 +540,15 @@ fn run(tally: &mut Tally) -> Result<(), &'static str> {
     // The NVMe drivers and their block clients.
     for i in (0..CLIENTS.len()).filter(|&i| CLIENTS[i].runs(NVME_IMAGE)) {
         let (supervisor, _) = iommus[m..].split_first_mut().ok_or("no supervisor")?;
-        nvme_story(tally, &server, i, &all[i], &mut mem.client, supervisor)?;
+        nvme_story(
+            tally,
+            &server,
+            i,
+            &all[i],
+            &mut mem.client,
+            supervisor,
+            &pages[i],
+        )?;
     }
 
     // The drivers that never call the server.
@@ -956,6 +967,7 @@ fn nvme_story(
     regions: &[Option<DmaBuffer<RegionMemory>>; MAX_REGIONS],
     spare: &mut DmaRegion,
     supervisor: &mut Iommu<Direct<'_>>,
+    page: &RefCell<[u8; COMMAND_PAGE]>,
 ) -> Result<(), &'static str> {
     let spec = &CLIENTS[i];
     let name = spec.pd;
@@ -978,7 +990,7 @@ fn nvme_story(
         let iommu = Iommu::new(Direct {
             server,
             client,
-            page: RefCell::new([0; COMMAND_PAGE]),
+            page,
         });
         BlockDriver::start(iommu, Regs(regs), queues)
     };
