@@ -65,7 +65,7 @@ run: setup-run $(BUILD)/loader.img
 	devices="$(QEMU_DEVICES)" && \
 	$(QEMU) -machine virt,virtualization=on,iommu=smmuv3 -cpu cortex-a53 -m 2G \
 		-nographic -nic none -serial mon:stdio \
-		-device loader,file=$<,addr=0x70000000,cpu-num=0 $(QEMU_DRIVE) $$devices
+		-device loader,file=$(BUILD)/loader.img,addr=0x70000000,cpu-num=0 $(QEMU_DRIVE) $$devices
 else
 all: pds demo
 

@@ -141,8 +141,16 @@ impl Handler for Driver {
         let restarted = microkit::starts() > 1;
         if me == roles.crashes && restarted {
             // Told mid-storm: one stray DMA, whose record must reach this
-            // driver exactly.
-            let r = edu_driver::record_again(&mut self.iommu);
+            // driver exactly. The storm's records may still wait in the
+            // event queue (FAULT_RESUME is EBUSY until the server has taken
+            // them); each try lets the server take the next batch.
+            let mut r = edu_driver::record_again(&mut self.iommu);
+            for _ in 0..RESUME_TRIES {
+                if r.is_ok() {
+                    break;
+                }
+                r = edu_driver::record_again(&mut self.iommu);
+            }
             report(
                 &mut out,
                 "drains its faults and has its device's faults recorded",
@@ -208,9 +216,18 @@ impl Handler for Driver {
                 poll_fault,
             );
             report(&mut out, "my device can no longer reach memory", r);
+            // Checked: the manager may start the storm.
+            if let Some(m) = self.manager {
+                microkit::notify(m);
+            }
         }
     }
 }
+
+/// How often the crashed driver asks for its records again while the
+/// storm's records drain (at most 64 a batch; the storm leaves 1024 per
+/// transfer).
+const RESUME_TRIES: u32 = 1000;
 
 /// The transfer of the storm after which the other driver strays.
 const STRAY_DURING: u32 = 3;

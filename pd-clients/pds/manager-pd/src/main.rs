@@ -6,8 +6,10 @@
 //! driver to crash. A child's fault comes here: the manager revokes the
 //! child's DMA (RESET_CLIENT) before anything else, then restarts it, and
 //! when the restarted driver is ready again checks that the server's
-//! pools are where they were before the crash. Then it starts the storm:
-//! the reset driver's device faults without end, and when it says so
+//! pools are where they were before the crash. Once that and the reset
+//! driver's check (it says when it is done) are both behind, in whichever
+//! order the priorities run them, it starts the storm: the reset driver's
+//! device faults without end, and when it says so
 //! mid-storm, the restarted driver strays once. A driver under a static IO
 //! address space that says it is ready has its device held in quarantine
 //! (its stream aborts) and, when it has checked, released; the server
@@ -31,6 +33,12 @@ struct Manager {
     held: u64,
     /// The server's pools when the first driver was told to crash.
     before_crash: Option<Report>,
+    /// The reset driver was reset.
+    reset: bool,
+    /// The reset driver checked its device reaches nothing.
+    reset_checked: bool,
+    /// The crashed driver's restart was checked.
+    restart_checked: bool,
     /// The reset driver was told to storm.
     storming: bool,
 }
@@ -41,6 +49,9 @@ fn init() -> Manager {
         iommu: iommu(spec()),
         held: 0,
         before_crash: None,
+        reset: false,
+        reset_checked: false,
+        restart_checked: false,
         storming: false,
     }
 }
@@ -76,6 +87,19 @@ fn client_on(channel: Channel) -> Option<usize> {
 impl Manager {
     fn page_va() -> u64 {
         pd_support::COMMAND_PAGE_VADDR.get()
+    }
+
+    /// The storm starts once both the restart and the reset were checked,
+    /// in whichever order the drivers' priorities run them.
+    fn maybe_storm(&mut self, out: &mut Out, stormer: usize) {
+        if self.storming || !self.reset_checked || !self.restart_checked {
+            return;
+        }
+        if let Some(channel) = channel_of(stormer) {
+            let _ = writeln!(out, "telling {} to storm", CLIENTS[stormer].pd);
+            self.storming = true;
+            microkit::notify(channel);
+        }
     }
 
     fn reset_and_check(&mut self, out: &mut Out, target: usize) -> bool {
@@ -156,7 +180,12 @@ impl Handler for Manager {
             if let Some(other) = channel_of(roles.crashes) {
                 microkit::notify(other);
             }
+        } else if client == roles.reset && self.reset {
+            // It checked that its device reaches nothing.
+            self.reset_checked = true;
+            self.maybe_storm(&mut out, roles.reset);
         } else if client == roles.reset && self.reset_and_check(&mut out, client) {
+            self.reset = true;
             microkit::notify(channel);
         } else if client == roles.crashes {
             match self.before_crash.take() {
@@ -177,11 +206,8 @@ impl Handler for Manager {
                             out,
                             "ok - {name} restarted: the server's pools are back where they were before the crash"
                         );
-                        if let Some(stormer) = channel_of(roles.reset) {
-                            let _ = writeln!(out, "telling {} to storm", CLIENTS[roles.reset].pd);
-                            self.storming = true;
-                            microkit::notify(stormer);
-                        }
+                        self.restart_checked = true;
+                        self.maybe_storm(&mut out, roles.reset);
                     }
                     Ok(after) => {
                         let _ = writeln!(
