@@ -51,8 +51,12 @@ PD_ENV += MICROKIT_SDK=$(MICROKIT_SDK)
 
 all: $(BUILD)/loader.img
 
+# The tool gets the description without its <io_address_space> elements
+# (on aarch64 it refuses them; the IOMMU server builds them), every other
+# byte as it is.
 $(BUILD)/loader.img: pds $(SYSTEM_XML) $(IOMMU_XML)
-	$(MICROKIT_SDK)/bin/microkit $(SYSTEM_XML) --search-path $(BUILD) \
+	$(CARGO) run -q -p sysgen -- --microkit-sdf $(SYSTEM_XML) $(IOMMU_XML) > $(BUILD)/microkit.xml
+	$(MICROKIT_SDK)/bin/microkit $(BUILD)/microkit.xml --search-path $(BUILD) \
 		--board $(MICROKIT_BOARD) --config $(MICROKIT_CONFIG) \
 		-o $@ -r $(BUILD)/report.txt
 
@@ -86,6 +90,7 @@ pds:
 	cp $(PD_OUT)/manager-pd $(BUILD)/manager.elf
 	cp $(PD_OUT)/nvme-driver-pd $(BUILD)/nvme_driver.elf
 	cp $(PD_OUT)/blk-client-pd $(BUILD)/blk_client.elf
+	cp $(PD_OUT)/edu-static-pd $(BUILD)/edu_static.elf
 
 demo:
 	cd demo && $(CARGO) build --release --target-dir $(DEMO_TARGET_DIR)

@@ -18,7 +18,7 @@ from pathlib import Path
 from sdfgen import SystemDescription as SD
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from iommu_sdf import IommuServer, Quota, region  # noqa: E402
+from iommu_sdf import QEMU_VIRT_ECAM, IommuServer, Quota, region  # noqa: E402
 
 # Windows no device may be given as DMA addresses: the GIC and its MSI
 # doorbell frame, and the PCIe host bridge's MMIO windows.
@@ -39,7 +39,10 @@ def build(drivers: int = 2) -> IommuServer:
     if not 2 <= drivers <= 15:
         raise ValueError("the story needs 2 to 15 drivers (BAR windows and edu slots)")
     sdf = SD(SD.Arch.AARCH64, 0x1_0000_0000)
-    iommu = IommuServer(sdf)
+    # The page-table pool holds every client's table pages and the static
+    # spaces' (two spaces of one 64 KiB region: 4 pages each).
+    promised = DRIVER_QUOTA.table_pages * drivers + NVME_QUOTA.table_pages + 2 * 4
+    iommu = IommuServer(sdf, page_tables_size=max(0x40000, promised * 0x1000))
     names = [f"edu_{chr(ord('a') + n)}" for n in range(drivers)]
     pds = [
         SD.ProtectionDomain(name, "edu_driver.elf", priority=100 - 10 * n)
@@ -115,6 +118,52 @@ def build(drivers: int = 2) -> IommuServer:
     # channels by peer, whatever their ids).
     for n, pd in enumerate(pds):
         sdf.add_channel(SD.Channel(manager, pd, a_id=n + 1, b_id=1))
+    # Two drivers that never call the server, confined by Microkit's
+    # <io_address_space> alone: the first's region pinned and iomapped at
+    # its physical address, told of its faults and paced through a
+    # quarantine by the manager; the second's placed by the tool and
+    # iomapped at 4 GiB, its faults to the manager.
+    statics = [chr(ord("a") + drivers + k) for k in range(2)]
+    names = [f"edu_{c}" for c in statics]
+    spds = [SD.ProtectionDomain(name, "edu_static.elf", priority=60 - 5 * k) for k, name in enumerate(names)]
+    configs = [
+        region(sdf, f"{name}_config", 0x1000, paddr=QEMU_VIRT_ECAM + ((drivers + 2 + k) << 15))
+        for k, name in enumerate(names)
+    ]
+    bars = [
+        region(sdf, f"{name}_bar", 0x10_0000, paddr=0x1000_0000 + (drivers + 2 + k) * 0x10_0000)
+        for k, name in enumerate(names)
+    ]
+    dmas = [
+        region(sdf, f"{names[0]}_dma", 0x10000, paddr=0x5F00_0000),
+        region(sdf, f"{names[1]}_dma", 0x10000),
+    ]
+    for k, (pd, name) in enumerate(zip(spds, names)):
+        sdf.add_pd(pd)
+        pd.add_map(SD.Map(configs[k], 0x2000_1000, "rw", cached=False, setvar_vaddr="pci_config"))
+        pd.add_map(SD.Map(bars[k], 0x2010_0000, "rw", cached=False, setvar_vaddr="edu_regs"))
+        pd.add_map(SD.Map(dmas[k], 0x3000_0000, "rw", setvar_vaddr="dma_buffer"))
+        iommu.add_setvar(pd, "dma_paddr", f"{name}_dma")
+        iommu.add_setvar(pd, "edu_bar_paddr", f"{name}_bar")
+    qemu = "edu,dma_mask=0xffffffffffffffff"
+    iommu.add_static_device(
+        f"{names[0]}_space",
+        peripheral_id=f"00:{drivers + 2:02x}.0",
+        domain_id=1,
+        iomaps=[(f"{names[0]}_dma", 0x5F00_0000, "rw")],
+        pinned=(f"{names[0]}_dma",),
+        faults=spds[0],
+        faults_channel=(drivers + 3, 0),
+        qemu=qemu,
+    )
+    sdf.add_channel(SD.Channel(manager, spds[0], a_id=drivers + 1, b_id=1))
+    iommu.add_static_device(
+        f"{names[1]}_space",
+        peripheral_id=f"00:{drivers + 3:02x}.0",
+        domain_id=2,
+        iomaps=[(f"{names[1]}_dma", 0x1_0000_0000, "rw")],
+        qemu=qemu,
+    )
     return iommu
 
 

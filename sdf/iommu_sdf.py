@@ -115,6 +115,7 @@ class IommuServer:
         )
         self.setvars: List[Tuple[str, str, str]] = []
         self.clients: List[Client] = []
+        self.static_spaces: List[Tuple[str, str, int, List[Tuple[str, int, str]], Optional[str], Optional[str]]] = []
         self.configs = 0
         self.smmu_regs = self._mr("smmu_regs", smmu_size, paddr=smmu_paddr)
         self.smmu_memory = self._mr("smmu_memory", smmu_memory_size)
@@ -232,6 +233,39 @@ class IommuServer:
         client.devices.append(d)
         return d
 
+    def add_static_device(
+        self,
+        name: str,
+        *,
+        peripheral_id: str,
+        domain_id: int,
+        iomaps: List[Tuple[str, int, str]],
+        pinned: Tuple[str, ...] = (),
+        faults: Optional[SD.ProtectionDomain] = None,
+        faults_channel: Optional[Tuple[int, int]] = None,
+        qemu: Optional[str] = None,
+    ) -> None:
+        """A device confined by Microkit's `<io_address_space name
+        peripheral_id domain_id>` alone, for a driver that never calls the
+        server: each `(region name, iovaddr, perms)` of `iomaps` becomes an
+        `<iomap>` (perms "r" or "rw"). `peripheral_id` is `bus:dev.fn` or
+        a stream ID. The server learns each region's physical address by a
+        setvar, added here, unless the region is `pinned` (has a
+        phys_addr). `faults` (else the manager) is told of the device's
+        faults over a channel with the server, added here (its ids at the
+        server's end and the PD's: `faults_channel`); `qemu` names the
+        QEMU device simulating it."""
+        for mr, _, _ in iomaps:
+            known = any(p == self.pd.name and r == mr for p, _, r in self.setvars)
+            if mr not in pinned and not known:
+                self.add_setvar(self.pd, f"{mr}_paddr", mr)
+        if faults is not None:
+            ids = faults_channel or (None, None)
+            self.sdf.add_channel(SD.Channel(self.pd, faults, a_id=ids[0], b_id=ids[1]))
+        self.static_spaces.append(
+            (name, peripheral_id, domain_id, list(iomaps), faults.name if faults else None, qemu)
+        )
+
     def render(self) -> Tuple[str, str]:
         """system.xml (sdfgen's, with the setvars added) and iommu.xml."""
         root = ET.fromstring(self.sdf.render())
@@ -243,6 +277,15 @@ class IommuServer:
             # After the maps, before IRQs and child PDs, as written by hand.
             at = len([c for c in pd if c.tag in ("program_image", "map", "setvar")])
             pd.insert(at, setvar)
+        # sdfgen has no <io_address_space>: added as Microkit writes it.
+        for name, peripheral, domain_id, iomaps, _, _ in self.static_spaces:
+            space = ET.SubElement(
+                root,
+                "io_address_space",
+                {"name": name, "peripheral_id": peripheral, "domain_id": str(domain_id)},
+            )
+            for mr, iova, perms in iomaps:
+                ET.SubElement(space, "iomap", {"mr": mr, "iovaddr": hex(iova), "perms": perms})
         ET.indent(root, space="    ")
         system = '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
         return system, self.policy()
@@ -302,5 +345,12 @@ class IommuServer:
                 de = ET.SubElement(e, "device", attrs)
                 for start, last in d.reserved:
                     ET.SubElement(de, "reserved", {"start": hex(start), "last": hex(last)})
+        for name, _, _, _, faults, qemu in self.static_spaces:
+            attrs = {"space": name}
+            if faults:
+                attrs["faults"] = faults
+            if qemu:
+                attrs["qemu"] = qemu
+            ET.SubElement(root, "static_device", attrs)
         ET.indent(root, space="    ")
         return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"

@@ -55,6 +55,34 @@ class Render(unittest.TestCase):
         self.assertEqual(root.find("client/quota").get("mapped_pages"), "8")
         self.assertEqual(root.find("client/dma").get("mr"), "nic_dma")
 
+    def test_a_static_device_is_microkits_element(self):
+        sdf = SD(SD.Arch.AARCH64, 0x1_0000_0000)
+        iommu = IommuServer(sdf)
+        drv = SD.ProtectionDomain("drv", "drv.elf", priority=50)
+        sdf.add_pd(drv)
+        dma = SD.MemoryRegion(sdf, "drv_dma", 0x10000)
+        sdf.add_mr(dma)
+        drv.add_map(SD.Map(dma, 0x3000_0000, "rw"))
+        iommu.add_static_device(
+            "drv_space", peripheral_id="00:04.0", domain_id=1,
+            iomaps=[("drv_dma", 0x1_0000_0000, "rw")], faults=drv, qemu="edu",
+        )
+        system, policy = iommu.render()
+        space = ET.fromstring(system).find("io_address_space")
+        self.assertEqual(
+            (space.get("name"), space.get("peripheral_id"), space.get("domain_id")),
+            ("drv_space", "00:04.0", "1"),
+        )
+        iomap = space.find("iomap")
+        self.assertEqual(
+            (iomap.get("mr"), iomap.get("iovaddr"), iomap.get("perms")),
+            ("drv_dma", "0x100000000", "rw"),
+        )
+        device = ET.fromstring(policy).find("static_device")
+        self.assertEqual(device.attrib, {"space": "drv_space", "faults": "drv", "qemu": "edu"})
+        server = next(p for p in ET.fromstring(system).iter("protection_domain") if p.get("name") == "iommu_server")
+        self.assertIn("drv_dma", [v.get("region_paddr") for v in server.iter("setvar")])
+
     def test_a_block_clients_share_of_the_disk_is_rendered(self):
         sdf = SD(SD.Arch.AARCH64, 0x1_0000_0000)
         iommu = IommuServer(sdf)

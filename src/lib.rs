@@ -11,7 +11,9 @@
 #![no_std]
 #![forbid(unsafe_code)]
 
-pub use iommu_types::config::{ClientConfig, DeviceConfig, Perms, Quota, Region};
+pub use iommu_types::config::{
+    ClientConfig, DeviceConfig, IoMap, Perms, Quota, Region, StaticSpace,
+};
 pub use iommu_types::{ClientId, IovaRange, StreamId};
 pub use microkit::Channel;
 
@@ -149,9 +151,92 @@ mod generated {
 }
 
 pub use generated::{
-    CHANNELS, CLIENTS, MAPS, SERVER, SERVER_SYMBOLS, TOTAL_DEVICES, TOTAL_IOASES, TOTAL_MAPPINGS,
-    TOTAL_REGIONS,
+    CHANNELS, CLIENTS, MAPS, SERVER, SERVER_SYMBOLS, STATIC_SPACES, TOTAL_DEVICES, TOTAL_IOASES,
+    TOTAL_IOMAPS, TOTAL_MAPPINGS, TOTAL_REGIONS,
 };
+
+/// One `<iomap>` of a static IO address space.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IoMapSpec {
+    pub mr: &'static str,
+    /// Where the device sees the region.
+    pub iovaddr: u64,
+    pub size: u64,
+    pub perms: Perms,
+    pub paddr: Paddr,
+    /// The region's fixed phys_addr is its iovaddr.
+    pub identity: bool,
+}
+
+/// A static IO address space: system.xml's `<io_address_space>`, which
+/// the server builds at start (its device confined to its iomaps with no
+/// call from its driver), and iommu.xml's `<static_device>` for it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StaticSpaceSpec {
+    pub name: &'static str,
+    /// `peripheral_id` as written (`bus:dev.fn` or a stream ID).
+    pub peripheral: &'static str,
+    pub stream_id: StreamId,
+    pub domain_id: u16,
+    pub iomaps: &'static [IoMapSpec],
+    /// Page-table pages the server sets aside for it.
+    pub table_pages: usize,
+    /// The PD told of its faults (`<static_device faults>`, else the
+    /// manager), and the server's channel to it.
+    pub fault_pd: Option<&'static str>,
+    pub fault_channel: Option<Channel>,
+}
+
+/// Where a device confined by a static space sees region `mr`, when the
+/// space puts it somewhere other than its physical address: a driver
+/// programs its device with this address instead of the physical one
+/// (`None`: the physical address, as sDDF's drivers use it).
+pub fn remapped(mr: &str) -> Option<u64> {
+    STATIC_SPACES
+        .iter()
+        .flat_map(|s| s.iomaps)
+        .find(|m| m.mr == mr && !m.identity)
+        .map(|m| m.iovaddr)
+}
+
+/// The static space named `name`: its index (QUARANTINE's target with
+/// `IOMMU_QUARANTINE_STATIC`) and entry.
+pub fn static_space(name: &str) -> Option<(usize, &'static StaticSpaceSpec)> {
+    STATIC_SPACES
+        .iter()
+        .enumerate()
+        .find(|(_, s)| s.name == name)
+}
+
+/// The server's configuration of every static space, in
+/// [`STATIC_SPACES`] order: iomaps' physical addresses resolved through
+/// `symbol` into `storage` (which the spaces then borrow).
+pub fn static_spaces(
+    storage: &'static mut [IoMap; TOTAL_IOMAPS],
+    symbol: impl Fn(usize) -> u64,
+) -> [StaticSpace; STATIC_SPACES.len()] {
+    let mut rest: &'static mut [IoMap] = storage;
+    core::array::from_fn(|i| {
+        let spec = &STATIC_SPACES[i];
+        let (mine, tail) = core::mem::take(&mut rest).split_at_mut(spec.iomaps.len());
+        for (m, s) in mine.iter_mut().zip(spec.iomaps) {
+            *m = IoMap {
+                iova: s.iovaddr,
+                paddr: resolve(s.paddr, &symbol),
+                size: s.size,
+                perms: s.perms,
+            };
+        }
+        rest = tail;
+        StaticSpace {
+            name: spec.name,
+            stream_id: spec.stream_id,
+            domain_id: spec.domain_id,
+            iomaps: mine,
+            table_pages: spec.table_pages,
+        }
+    })
+}
 
 /// One `<map>` of a PD: where it sees a memory region, how big it is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

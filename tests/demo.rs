@@ -48,6 +48,11 @@ fn make_run_without_an_sdk_tells_the_whole_story() {
     );
     for line in [
         "running WITHOUT seL4 isolation",
+        // The drivers under static IO address spaces (system.xml's
+        // <io_address_space>): no IOMMU client, no server call.
+        "ok - edu_c: before its io address space exists, its DMA reaches nothing (default deny)",
+        "server: static IO address space edu_c_space (peripheral 00:04.0, stream 0x20, domain_id 1): 1 iomaps, 4 table pages, attached",
+        "server: static IO address space edu_d_space (peripheral 00:05.0, stream 0x28, domain_id 2): 1 iomaps, 4 table pages, attached",
         "4 clients from system.xml + iommu.xml",
         "demo: 2 drivers (edu_a crashes and is restarted, edu_b is reset), manager supervises",
         "edu_a: edu at stream 0x8",
@@ -85,7 +90,7 @@ fn make_run_without_an_sdk_tells_the_whole_story() {
         "ok - edu_b: told it is storming: its records stopped after its budget, its drops counted",
         "ok - server: the storm cost at most 64 records per interrupt and the event queue never overflowed",
         // The server's own dump: the SMMU's features, domains, pools.
-        "hardware: SMMUv3, coherent true, OAS 44 IAS 48 SID bits 16, 2-level stream table true, range invalidation true; domains 1/16, leaked 0, table pages 4/64",
+        "hardware: SMMUv3, coherent true, OAS 44 IAS 48 SID bits 16, 2-level stream table true, range invalidation true; domains 3/16, leaked 0, table pages 12/64",
         "ok - edu_a: still works at the end",
         // NVMe through the IOMMU, for two block clients.
         "nvme_driver: QEMU NVMe Ctrl (serial iommu-nvme), 8192 blocks of 512 bytes, queues at IOVA 0x40000000",
@@ -119,7 +124,24 @@ fn make_run_without_an_sdk_tells_the_whole_story() {
         "ok - nvme_driver: serves on after the stray command",
         "nvme_driver: device misbehaviour: 0 completions ignored, 0 commands timed out, 0 controller resets",
         "blk_static: ok - read back 20 KiB from mid-page (PRP list) at block 2080: the data written",
-        "demo: 30 passed, 0 failed",
+        "edu_c: edu_c_dma at physical 0x5f000000, device address 0x5f000000 (edu_c_space), no IOMMU client",
+        "ok - edu_c: DMA with no IOMMU client, confined by system.xml alone",
+        "ok - edu_c: DMA outside my iomaps reaches nothing",
+        "server: DMA fault F_TRANSLATION on stream 0x20 (static space edu_c_space, domain_id 1), IOVA 0x5f010000 write",
+        "ok - edu_c: the server told me of the fault on edu_c_space",
+        "ok - manager: holds edu_c_space: its stream aborts",
+        "ok - edu_c: held by the manager: my device reaches nothing",
+        "server: DMA fault C_BAD_STE on stream 0x20 (static space edu_c_space, domain_id 1)",
+        "ok - manager: released edu_c_space: its stream points at its domain again",
+        "ok - edu_c: released: DMA works again, still no server call",
+        "device address 0x100000000 (edu_d_space), no IOMMU client",
+        "ok - edu_d: DMA with no IOMMU client, confined by system.xml alone",
+        "ok - edu_d: DMA outside my iomaps reaches nothing",
+        "ok - manager: the server told me of the fault on edu_d_space",
+        "manager: static space edu_c_space (domain_id 1): stream 0x20, 1 iomaps, 4 table pages, attached",
+        "manager:   0x5f000000-0x5f00ffff -> 0x5f000000 rw",
+        "manager: static space edu_d_space (domain_id 2): stream 0x28, 1 iomaps, 4 table pages, attached",
+        "demo: 41 passed, 0 failed",
     ] {
         assert!(out.contains(line), "missing `{line}` in:\n{out}");
     }

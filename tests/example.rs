@@ -118,7 +118,13 @@ fn shipped_pair_generates_the_expected_configuration() {
             "-device",
             "edu,dma_mask=0xffffffffffffffff,addr=02.0",
             "-device",
-            "nvme,serial=iommu-nvme,drive=disk0,addr=03.0"
+            "nvme,serial=iommu-nvme,drive=disk0,addr=03.0",
+            // The static IO address spaces' devices (iommu.xml's
+            // <static_device qemu>), at their peripheral IDs.
+            "-device",
+            "edu,dma_mask=0xffffffffffffffff,addr=04.0",
+            "-device",
+            "edu,dma_mask=0xffffffffffffffff,addr=05.0"
         ]
     );
     for (i, c) in CLIENTS.iter().enumerate() {

@@ -107,9 +107,16 @@ fn a_three_driver_system_is_generated_built_and_run() {
     assert_eq!(config.clients.len(), 5);
     assert_eq!(
         sysgen::qemu_devices(&config).len(),
-        8,
-        "four -device arguments"
+        12,
+        "six -device arguments: four clients' devices and two static devices"
     );
+    // The static drivers follow the dynamic ones.
+    let spaces: Vec<_> = config
+        .static_spaces
+        .iter()
+        .map(|s| (s.name.as_str(), s.stream_id))
+        .collect();
+    assert_eq!(spaces, [("edu_d_space", 0x28), ("edu_e_space", 0x30)]);
 
     let make = |target: &str, extra: &[String]| {
         let mut make = Command::new("make");
@@ -159,7 +166,11 @@ fn a_three_driver_system_is_generated_built_and_run() {
         "ok - blk_strict: strict: refused another's blocks; an error for each request its driver died with; then writes, reads back and verifies through nvme_driver",
         // The storm: the reset driver storms, the crashed one strays once.
         "ok - edu_a: its one stray DMA during edu_c's storm is reported to it exactly, nothing lost",
-        "demo: 34 passed, 0 failed",
+        // And the drivers under static IO address spaces, after them.
+        "ok - edu_d: released: DMA works again, still no server call",
+        "ok - edu_e: DMA with no IOMMU client, confined by system.xml alone",
+        "ok - manager: the server told me of the fault on edu_e_space",
+        "demo: 45 passed, 0 failed",
     ] {
         assert!(out.contains(line), "missing `{line}` in:\n{out}");
     }

@@ -380,7 +380,7 @@ fn sidecar_schema_is_strict() {
             "an element the sidecar does not know",
             SYSTEM.into(),
             pol("<page_tables", "<pagetables"),
-            "iommu.xml:14:5: <pagetables mr=\"iommu_page_tables\">: unknown element (expected smmu, page_tables or client)",
+            "iommu.xml:14:5: <pagetables mr=\"iommu_page_tables\">: unknown element (expected smmu, page_tables, client or static_device)",
         ),
     ]);
 }

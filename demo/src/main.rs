@@ -27,10 +27,10 @@ use iommu_client::{DmaBuffer, Iommu, Memory, Transport};
 use iommu_proto::Errno;
 use iommu_server::{Collected, Drained, Server, COMMAND_PAGE, EVENTS_PER_INTERRUPT};
 use iommu_system::{
-    client_configs, resolve, ClientConfig, ClientId, Paddr, StreamId, CLIENTS, SERVER_SYMBOLS,
-    TOTAL_DEVICES,
+    client_configs, resolve, static_spaces, ClientConfig, ClientId, Paddr, StaticSpace, StreamId,
+    CLIENTS, SERVER_SYMBOLS, STATIC_SPACES, TOTAL_DEVICES,
 };
-use mmio::{CacheClean, Coherent, DcacheClean, DmaRegion, Mmio, StaticCell};
+use mmio::{CacheClean, Coherent, ConstStaticCell, DcacheClean, DmaRegion, Mmio, StaticCell};
 use pci_function::PciFunction;
 use qemu_virt::platform::{self, Uart};
 
@@ -48,6 +48,7 @@ const MAX_REGIONS: usize = 4;
 // statics the server borrows.
 static SMMU: StaticCell<Smmu<Mmio>> = StaticCell::new();
 static CONFIGS: StaticCell<[ClientConfig; CLIENTS.len()]> = StaticCell::new();
+static SPACES: StaticCell<[StaticSpace; STATIC_SPACES.len()]> = StaticCell::new();
 type Shared<'a> = &'a RefCell<Server<'static, Hw>>;
 
 macro_rules! say {
@@ -58,8 +59,15 @@ macro_rules! say {
 struct Direct<'a> {
     server: Shared<'a>,
     client: ClientId,
-    page: RefCell<[u8; COMMAND_PAGE]>,
+    page: &'a RefCell<[u8; COMMAND_PAGE]>,
 }
+
+/// Each client's command page, shared with the server: a static, as the
+/// page the Microkit tool maps is, so that a restarted client finds the
+/// same page and no page sits in the frame of the story that nests the
+/// server's calls.
+static COMMAND_PAGES: ConstStaticCell<[RefCell<[u8; COMMAND_PAGE]>; CLIENTS.len()]> =
+    ConstStaticCell::new([const { RefCell::new([0; COMMAND_PAGE]) }; CLIENTS.len()]);
 
 impl Transport for Direct<'_> {
     fn write_page(&mut self, bytes: &[u8]) {
@@ -74,7 +82,7 @@ impl Transport for Direct<'_> {
         let reply = self
             .server
             .borrow_mut()
-            .serve(self.client, label, mrs, &self.page);
+            .serve(self.client, label, mrs, self.page);
         (reply.label, reply.mr0)
     }
 }
@@ -227,16 +235,23 @@ fn run(tally: &mut Tally) -> Result<(), &'static str> {
                 .ok_or("more DMA regions in a client than the demo holds")? = Some(region);
         }
     }
+    let statics = static_drivers(&mut mem.client, &mut symbols)?;
     let configs = CONFIGS
         .init(client_configs(mem.regions, |s| symbols[s]))
         .ok_or("configured twice")?;
+    let spaces: &'static [StaticSpace] = SPACES
+        .init(static_spaces(mem.iomaps, |s| symbols[s]))
+        .ok_or("configured twice")?;
 
-    let mut streams = [StreamId(0); TOTAL_DEVICES];
-    for (slot, d) in streams
-        .iter_mut()
-        .zip(CLIENTS.iter().flat_map(|c| c.devices))
-    {
-        *slot = d.stream_id;
+    let mut streams = [StreamId(0); TOTAL_DEVICES + STATIC_SPACES.len()];
+    for (slot, sid) in streams.iter_mut().zip(
+        CLIENTS
+            .iter()
+            .flat_map(|c| c.devices)
+            .map(|d| d.stream_id)
+            .chain(STATIC_SPACES.iter().map(|s| s.stream_id)),
+    ) {
+        *slot = sid;
     }
     let regs = platform::smmu_regs().ok_or("SMMU registers taken twice")?;
     let smmu =
@@ -247,16 +262,25 @@ fn run(tally: &mut Tally) -> Result<(), &'static str> {
     let pool = TablePool::new(mem.table_pages, cleaner);
     let hw = SmmuDomains::new(smmu, pool);
     let (store, ioases, clients) = mem.server.split();
-    let server = Server::new(store, ioases, hw, clients, configs).map_err(|e| {
+    let mut server = Server::new(store, ioases, hw, clients, configs).map_err(|e| {
         say!("server: configuration refused: {e}\n");
         "configuration refused"
     })?;
+    // Before its io address space exists, a static driver's DMA meets the
+    // default deny (its stream's STE is invalid), as it would without the
+    // element.
+    if let Some(d) = statics.first() {
+        default_deny(tally, d);
+    }
+    establish(&mut server, spaces)?;
     let server = RefCell::new(server);
+    // What the server says of the stopped DMA, now that it looks.
+    take_faults(&server);
+    server.borrow_mut().take_static_faults();
     say!(
         "server: SMMUv3 up (coherent {coherent}), {} clients from system.xml + iommu.xml\n",
         CLIENTS.len()
     );
-
     // The edu drivers are the clients running edu_driver.elf with a device
     // and a DMA region; the first is crashed and restarted by the
     // supervisor (the manager), the last is reset by it.
@@ -284,11 +308,13 @@ fn run(tally: &mut Tally) -> Result<(), &'static str> {
         CLIENTS[target].pd,
         CLIENTS[m].pd
     );
+    let pages: &[RefCell<[u8; COMMAND_PAGE]>; CLIENTS.len()] =
+        COMMAND_PAGES.take().ok_or("command pages taken twice")?;
     let iommu = |client: usize| {
         Iommu::new(Direct {
             server: &server,
             client: ClientId::from_index(client).expect("a client index"),
-            page: RefCell::new([0; COMMAND_PAGE]),
+            page: &pages[client],
         })
     };
     let mut iommus: [_; CLIENTS.len()] = core::array::from_fn(iommu);
@@ -320,7 +346,6 @@ fn run(tally: &mut Tally) -> Result<(), &'static str> {
             iommu.read_fault().ok().and_then(|r| r.fault)
         }
     };
-
     // Each driver finds its device, gives it its BAR, maps its buffer and
     // does DMA; a stray DMA is stopped and reported to that driver alone.
     for i in drivers() {
@@ -398,7 +423,6 @@ fn run(tally: &mut Tally) -> Result<(), &'static str> {
         ]),
         isolated,
     );
-
     // The manager resets the target: what the server holds for it first,
     // then its streams quarantined and its objects torn down.
     let mut report = Prefix(CLIENTS[m].pd, true);
@@ -433,7 +457,6 @@ fn run(tally: &mut Tally) -> Result<(), &'static str> {
     );
     tally.check(tname, "device can no longer reach memory", stopped);
     tally.check(tname, "resources all returned", returned(&server, target));
-
     // The first driver crashes in the middle of a DMA. Its supervisor, told
     // of the fault (here a call stands in for seL4's fault message), resets
     // it, so the transfer in flight reaches nothing, and restarts it.
@@ -485,7 +508,6 @@ fn run(tally: &mut Tally) -> Result<(), &'static str> {
             Err("the pools differ")
         },
     );
-
     // The other drivers are untouched by all of it.
     for i in drivers().filter(|&i| i != target) {
         let (Some(session), Some(edu), Some(buf)) = (&sessions[i], &edus[i], bufs[i]) else {
@@ -495,7 +517,6 @@ fn run(tally: &mut Tally) -> Result<(), &'static str> {
         let works = edu_driver::round_trip(session, edu, buf, 13, &mut out);
         tally.check(CLIENTS[i].pd, "still works at the end", works);
     }
-
     // The server nested in its clients, as far as the edu story: what
     // tests/demo.rs holds against the server PD's stack.
     let (_, used) = platform::stack_use();
@@ -519,9 +540,276 @@ fn run(tally: &mut Tally) -> Result<(), &'static str> {
     // The NVMe drivers and their block clients.
     for i in (0..CLIENTS.len()).filter(|&i| CLIENTS[i].runs(NVME_IMAGE)) {
         let (supervisor, _) = iommus[m..].split_first_mut().ok_or("no supervisor")?;
-        nvme_story(tally, &server, i, &all[i], &mut mem.client, supervisor)?;
+        nvme_story(
+            tally,
+            &server,
+            i,
+            &all[i],
+            &mut mem.client,
+            supervisor,
+            &pages[i],
+        )?;
+    }
+
+    // The drivers that never call the server.
+    static_story(tally, &server, &mut iommus[m], statics);
+    Ok(())
+}
+
+/// The static IO address spaces, built before anything is served.
+#[inline(never)]
+fn establish(
+    server: &mut Server<'static, Hw>,
+    spaces: &'static [StaticSpace],
+) -> Result<(), &'static str> {
+    server.establish(spaces).map_err(|e| {
+        say!("server: static IO address spaces refused: {e}\n");
+        "static spaces refused"
+    })?;
+    for s in &STATIC_SPACES {
+        say!(
+            "server: static IO address space {} (peripheral {}, stream {:#x}, domain_id {}): {} iomaps, {} table pages, attached\n",
+            s.name,
+            s.peripheral,
+            s.stream_id.0,
+            s.domain_id,
+            s.iomaps.len(),
+            s.table_pages
+        );
     }
     Ok(())
+}
+
+/// Before its io address space exists, a static driver's DMA reaches
+/// nothing.
+#[inline(never)]
+fn default_deny(tally: &mut Tally, d: &StaticDriver) {
+    let r = edu_device::sddf::stopped(
+        &d.edu,
+        &d.region,
+        d.device_address,
+        &mut Prefix(d.name, true),
+    );
+    tally.check(
+        d.name,
+        "before its io address space exists, its DMA reaches nothing (default deny)",
+        r,
+    );
+}
+
+/// A driver under a static IO address space: its device, its region and
+/// where its device sees the region.
+struct StaticDriver {
+    name: &'static str,
+    space: usize,
+    edu: Edu<Mmio>,
+    region: StaticRegion,
+    paddr: u64,
+    size: u64,
+    device_address: u64,
+}
+
+/// A static driver's region as its CPU sees it.
+struct StaticRegion(RegionMemory);
+
+impl edu_device::sddf::Buffer for StaticRegion {
+    fn len(&self) -> usize {
+        (self.0).0.len()
+    }
+
+    fn read(&self, offset: usize, out: &mut [u8]) -> bool {
+        self.0.read(offset, out)
+    }
+
+    fn write(&self, offset: usize, bytes: &[u8]) -> bool {
+        self.0.write(offset, bytes)
+    }
+}
+
+/// The static drivers, kept out of the stack.
+static STATIC_DRIVERS: StaticCell<heapless_drivers::Drivers> = StaticCell::new();
+
+/// Each static space's driver (the PD mapping its region as its
+/// `dma_buffer`): its region placed like the clients' when the server
+/// learns it by setvar (`symbols`), at its phys_addr when system.xml pins
+/// it; its device found and given its BAR (the window after the
+/// clients').
+#[inline(never)]
+fn static_drivers(
+    spare: &mut DmaRegion,
+    symbols: &mut [u64; SERVER_SYMBOLS.len()],
+) -> Result<&'static heapless_drivers::Drivers, &'static str> {
+    let mut pinned = memory::pinned().ok_or("pinned memory taken twice")?;
+    let out = STATIC_DRIVERS
+        .init(heapless_drivers::Drivers::new())
+        .ok_or("static drivers set up twice")?;
+    for (i, s) in STATIC_SPACES.iter().enumerate() {
+        let [m] = s.iomaps else {
+            return Err("the demo's static drivers have one region each");
+        };
+        let region = match m.paddr {
+            Paddr::Symbol(k) => {
+                let r = spare
+                    .carve(m.size as usize, 0x1000)
+                    .ok_or("client memory too small for the static regions")?;
+                symbols[k] = r.pa();
+                r
+            }
+            Paddr::Fixed(p) => pinned
+                .region(p, m.size)
+                .ok_or("a pinned region outside the demo's window")?,
+        };
+        let name = iommu_system::MAPS
+            .iter()
+            .find(|x| x.mr == m.mr && x.setvar_vaddr == Some("dma_buffer"))
+            .map_or("static driver", |x| x.pd);
+        let slot = CLIENTS.len() + i;
+        let cfg = PciFunction(
+            platform::config_page(s.stream_id.0 as u8).ok_or("device handed out twice")?,
+        );
+        let regs = platform::bar(slot).ok_or("no BAR window left")?;
+        if cfg.ids() != Some((edu_driver::VENDOR, edu_driver::DEVICE)) {
+            return Err("no edu device at a static space's peripheral");
+        }
+        cfg.enable(platform::bar_base(slot) as u32);
+        let paddr = region.pa();
+        out.push(StaticDriver {
+            name,
+            space: i,
+            edu: Edu(regs),
+            region: StaticRegion(RegionMemory(region)),
+            paddr,
+            size: m.size,
+            // sDDF's way: the physical address, unless the space moved it.
+            device_address: iommu_system::remapped(m.mr).unwrap_or(paddr),
+        })
+        .map_err(|_| "more static drivers than the demo holds")?;
+    }
+    Ok(out)
+}
+
+/// Fixed room for the static drivers.
+mod heapless_drivers {
+    pub struct Drivers {
+        items: [Option<super::StaticDriver>; 4],
+        len: usize,
+    }
+
+    impl Drivers {
+        pub fn new() -> Drivers {
+            Drivers {
+                items: [const { None }; 4],
+                len: 0,
+            }
+        }
+
+        pub fn push(&mut self, d: super::StaticDriver) -> Result<(), ()> {
+            *self.items.get_mut(self.len).ok_or(())? = Some(d);
+            self.len += 1;
+            Ok(())
+        }
+
+        pub fn first(&self) -> Option<&super::StaticDriver> {
+            self.items[0].as_ref()
+        }
+
+        pub fn iter(&self) -> impl Iterator<Item = &super::StaticDriver> {
+            self.items.iter().flatten()
+        }
+    }
+}
+
+/// The drivers under static spaces: DMA works with no server call; DMA
+/// outside the iomaps reaches nothing, is logged, and reaches the fault PD
+/// the description names (the driver, or the manager); the manager holds
+/// a static device in quarantine and releases it.
+#[inline(never)]
+fn static_story(
+    tally: &mut Tally,
+    server: Shared<'_>,
+    manager: &mut Iommu<Direct<'_>>,
+    drivers: &heapless_drivers::Drivers,
+) {
+    use edu_device::sddf;
+    for d in drivers.iter() {
+        let spec = &STATIC_SPACES[d.space];
+        let mut out = Prefix(d.name, true);
+        let _ = writeln!(
+            out,
+            "{} at physical {:#x}, device address {:#x} ({}), no IOMMU client",
+            spec.iomaps[0].mr, d.paddr, d.device_address, spec.name
+        );
+        tally.check(
+            d.name,
+            "DMA with no IOMMU client, confined by system.xml alone",
+            sddf::round_trip(&d.edu, &d.region, d.device_address, 7, &mut out),
+        );
+        let stray = if d.device_address == d.paddr {
+            d.paddr + d.size
+        } else {
+            d.paddr
+        };
+        tally.check(
+            d.name,
+            "DMA outside my iomaps reaches nothing",
+            sddf::stray(&d.edu, &d.region, stray, 0x5a, &mut out),
+        );
+        take_faults(server);
+        let told = server.borrow_mut().take_static_faults() & (1 << d.space) != 0;
+        let who = spec.fault_pd.unwrap_or("nobody");
+        tally.check(
+            who,
+            Join(&["the server told me of the fault on ", spec.name]),
+            if told { Ok(()) } else { Err("not notified") },
+        );
+        if spec.fault_pd != Some(d.name) {
+            continue;
+        }
+        // The manager holds the device in quarantine, then releases it.
+        let held = manager
+            .hold_static(d.space as u64)
+            .map_err(|_| "QUARANTINE refused");
+        tally.check(
+            "manager",
+            Join(&["holds ", spec.name, ": its stream aborts"]),
+            held,
+        );
+        tally.check(
+            d.name,
+            "held by the manager: my device reaches nothing",
+            sddf::stopped(&d.edu, &d.region, d.device_address, &mut out),
+        );
+        take_faults(server);
+        server.borrow_mut().take_static_faults();
+        let released = manager
+            .release_static(d.space as u64)
+            .map_err(|_| "QUARANTINE refused");
+        tally.check(
+            "manager",
+            Join(&[
+                "released ",
+                spec.name,
+                ": its stream points at its domain again",
+            ]),
+            released,
+        );
+        tally.check(
+            d.name,
+            "released: DMA works again, still no server call",
+            sddf::round_trip(&d.edu, &d.region, d.device_address, 9, &mut out),
+        );
+    }
+    let mut report = Prefix("manager", true);
+    let _ = manager.dump(
+        CLIENTS
+            .iter()
+            .find(|c| c.manager)
+            .map_or(0, |c| c.command_page_client),
+        iommu_proto::dump::IOMMU_DUMP_SERVER,
+        |piece| {
+            let _ = report.write_str(core::str::from_utf8(piece).unwrap_or("?\n"));
+        },
+    );
 }
 
 /// The transfer after which the other driver's device strays.
@@ -679,6 +967,7 @@ fn nvme_story(
     regions: &[Option<DmaBuffer<RegionMemory>>; MAX_REGIONS],
     spare: &mut DmaRegion,
     supervisor: &mut Iommu<Direct<'_>>,
+    page: &RefCell<[u8; COMMAND_PAGE]>,
 ) -> Result<(), &'static str> {
     let spec = &CLIENTS[i];
     let name = spec.pd;
@@ -701,7 +990,7 @@ fn nvme_story(
         let iommu = Iommu::new(Direct {
             server,
             client,
-            page: RefCell::new([0; COMMAND_PAGE]),
+            page,
         });
         BlockDriver::start(iommu, Regs(regs), queues)
     };

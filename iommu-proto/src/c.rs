@@ -14,7 +14,7 @@ use core::fmt::{self, Write};
 use crate::dump::*;
 use crate::fault::*;
 use crate::iommufd::*;
-use crate::op::{Op, MR_DEVICE, MR_SIZE, MR_VALUE};
+use crate::op::{Op, IOMMU_QUARANTINE_STATIC, MR_DEVICE, MR_SIZE, MR_VALUE};
 use crate::vfio::*;
 
 /// A C type a wire field can have.
@@ -188,6 +188,7 @@ pub const CONSTANTS: &[(&str, &[CConst])] = &[
         ),
     ),
     ("DUMP", consts!(IOMMU_DUMP_SERVER)),
+    ("QUARANTINE", consts!(IOMMU_QUARANTINE_STATIC)),
     (
         "VFIO",
         consts!(

@@ -90,6 +90,6 @@ pub mod vfio;
 pub use fault::iommu_fault_record;
 pub use iommu_types::{Errno, Result};
 pub use op::{
-    DeviceArg, Framing, Op, Request, IOMMUFD_CMD_BASE, MR_DEVICE, MR_SIZE, MR_VALUE,
-    PRIVATE_LABEL_BASE, VFIO_BASE,
+    DeviceArg, Framing, Op, Request, IOMMUFD_CMD_BASE, IOMMU_QUARANTINE_STATIC, MR_DEVICE, MR_SIZE,
+    MR_VALUE, PRIVATE_LABEL_BASE, VFIO_BASE,
 };

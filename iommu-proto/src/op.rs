@@ -21,6 +21,10 @@ pub const MR_DEVICE: usize = 1;
 /// Reply message register carrying the value of an op that returns one.
 pub const MR_VALUE: usize = 0;
 
+/// QUARANTINE's MR0 names a static IO address space (system.xml's
+/// `<io_address_space>`, by its index among them) rather than a client.
+pub const IOMMU_QUARANTINE_STATIC: u64 = 1 << 32;
+
 /// `IOMMUFD_CMD_BASE`: iommufd's first ioctl number.
 pub const IOMMUFD_CMD_BASE: u64 = 0x80;
 /// `VFIO_BASE`: VFIO's first ioctl number.
@@ -104,7 +108,10 @@ pub enum Op {
     /// target (as RESET_CLIENT) and, until a release, refuses (EPERM)
     /// every op of the target that could give a device a translation again:
     /// BIND, ATTACH, HWPT_ALLOC, IOAS_MAP, IOAS_COPY, VFIO MAP_DMA. Only a
-    /// manager may call it. A scalar op.
+    /// manager may call it. A scalar op. With [`IOMMU_QUARANTINE_STATIC`]
+    /// in MR0 the target is a static IO address space (its index among
+    /// them): holding aborts its stream, releasing points it at its domain
+    /// again.
     Quarantine = 0x102,
     /// A text report on one client or the whole server (a manager only):
     /// see [`crate::dump::iommu_dump`].

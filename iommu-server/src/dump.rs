@@ -105,7 +105,35 @@ fn server_report<H: Hardware>(s: &Server<'_, H>, out: &mut dyn Write) -> fmt::Re
     )?;
     write!(out, "hardware: ")?;
     s.hw.describe(out)?;
-    writeln!(out)
+    writeln!(out)?;
+    for (i, space) in s.statics.configs.iter().enumerate() {
+        let Some(state) = s.statics.state[i].as_ref() else {
+            continue;
+        };
+        writeln!(
+            out,
+            "static space {} (domain_id {}): stream {:#x}, {} iomaps, {} table pages, {}, {} faults",
+            space.name,
+            space.domain_id,
+            space.stream_id.0,
+            space.iomaps.len(),
+            space.table_pages,
+            if state.held { "held" } else { "attached" },
+            state.faults
+        )?;
+        for m in space.iomaps {
+            writeln!(
+                out,
+                "  {:#x}-{:#x} -> {:#x} {}{}",
+                m.iova,
+                m.iova + (m.size - 1),
+                m.paddr,
+                if m.perms.read { "r" } else { "-" },
+                if m.perms.write { "w" } else { "-" }
+            )?;
+        }
+    }
+    Ok(())
 }
 
 fn client_report<H: Hardware>(s: &Server<'_, H>, index: usize, out: &mut dyn Write) -> fmt::Result {

@@ -33,6 +33,13 @@ pub enum LogEvent {
     },
     /// A DMA fault from a stream no client owns: nobody is told but the log.
     Unowned(Fault),
+    /// A DMA fault on a static IO address space's stream: recorded for the
+    /// PD the description names for its faults.
+    StaticFault {
+        space: &'static str,
+        domain_id: u16,
+        fault: Fault,
+    },
     /// The IOMMU's event queue overflowed: records were lost, and every
     /// client owning a stream was told.
     LostRecords,
@@ -84,6 +91,19 @@ impl core::fmt::Display for LogEvent {
                 write!(
                     f,
                     "DMA fault {} on stream {:#x}, which no client owns",
+                    kind_name(fault.kind),
+                    fault.stream.0
+                )?;
+                address(f, fault)
+            }
+            LogEvent::StaticFault {
+                space,
+                domain_id,
+                fault,
+            } => {
+                write!(
+                    f,
+                    "DMA fault {} on stream {:#x} (static space {space}, domain_id {domain_id})",
                     kind_name(fault.kind),
                     fault.stream.0
                 )?;

@@ -27,6 +27,7 @@ mod ioas;
 pub mod object;
 mod region;
 mod reset;
+mod static_space;
 mod ucmd;
 mod vfio_compat;
 
@@ -37,14 +38,16 @@ pub use fault::{
 pub use iommu_types::{ClientId, Errno, Fault};
 pub use object::{IoasSlot, MAX_OBJECTS};
 pub use region::{check_regions, resolve};
+pub use static_space::{StaticError, MAX_STATIC_SPACES};
 
 use iommu_proto::Op;
-use iommu_types::config::{ClientConfig, MAX_DEVICE_WINDOWS};
+use iommu_types::config::{ClientConfig, StaticSpace, MAX_DEVICE_WINDOWS};
 use iommu_types::StreamId;
 use iopt::{Account, AreaSlot, DomainId, Hardware, PagesSlot, Store};
 
 use client::Ctx;
 use object::{IoasPool, Object, ObjectId};
+use static_space::StaticSpaces;
 
 /// Bytes of a client's command page.
 pub const COMMAND_PAGE: usize = 4096;
@@ -224,6 +227,8 @@ pub struct Server<'s, H: Hardware> {
     clients: &'s mut [Client],
     /// Client i's configuration; as many as `clients`.
     configs: &'s mut [ClientConfig],
+    /// The static IO address spaces, once established.
+    statics: StaticSpaces<'s>,
     /// The last interrupt left records in the IOMMU's event queue.
     backlog: bool,
 }
@@ -314,8 +319,97 @@ impl<'s, H: Hardware> Server<'s, H> {
             hw,
             clients,
             configs,
+            statics: StaticSpaces::NONE,
             backlog: false,
         })
+    }
+
+    /// Establishes the static IO address spaces (system.xml's
+    /// `<io_address_space>`) before anything is served: one domain per
+    /// space with every iomap mapped, its stream attached. The clients'
+    /// promised table pages and HWPTs come first; all or nothing (a
+    /// refusal leaves no space established). Once only.
+    pub fn establish(&mut self, spaces: &'s [StaticSpace]) -> Result<(), StaticError> {
+        if !self.statics.configs.is_empty() {
+            return Err(StaticError::TooMany);
+        }
+        let sum = |f: fn(&ClientConfig) -> usize| {
+            self.configs
+                .iter()
+                .try_fold(0usize, |total, c| total.checked_add(f(c)))
+        };
+        let tables = sum(|c| c.quota.table_pages).ok_or(StaticError::TablePagesOvercommitted)?;
+        let domains = sum(|c| c.quota.hwpts).ok_or(StaticError::DomainsOvercommitted)?;
+        let configs = &*self.configs;
+        self.statics = static_space::establish(
+            &mut self.hw,
+            spaces,
+            configs.len(),
+            tables,
+            domains,
+            |stream| {
+                configs
+                    .iter()
+                    .any(|c| c.devices.iter().any(|d| d.stream_id == stream))
+            },
+        )?;
+        Ok(())
+    }
+
+    /// The static spaces established.
+    pub fn static_spaces(&self) -> &'s [StaticSpace] {
+        self.statics.configs
+    }
+
+    /// Faults seen on static space `index`'s stream so far, and the last.
+    pub fn static_faults(&self, index: usize) -> Option<(u64, Option<Fault>)> {
+        let s = self.statics.state.get(index)?.as_ref()?;
+        Some((s.faults, s.last))
+    }
+
+    /// The static spaces with faults the transport has not yet notified
+    /// their fault PD of (bit i = space i); cleared.
+    pub fn take_static_faults(&mut self) -> u64 {
+        self.statics.take_pending()
+    }
+
+    /// Holds static space `index` in quarantine: its stream aborts (its
+    /// device's DMA reaches nothing, and is reported) until
+    /// [`Server::release_static`]. Its domain and mappings stay. EINVAL for
+    /// no such space; a stream that will not stop is the hardware's errno
+    /// and the space stays as it was.
+    pub fn hold_static(&mut self, index: usize) -> Result<(), Errno> {
+        let stream = self
+            .statics
+            .configs
+            .get(index)
+            .ok_or(Errno::EINVAL)?
+            .stream_id;
+        let state = self.statics.state[index].as_mut().ok_or(Errno::EINVAL)?;
+        self.hw.detach(stream)?;
+        state.held = true;
+        Ok(())
+    }
+
+    /// Ends a hold: the stream points at the space's domain again.
+    pub fn release_static(&mut self, index: usize) -> Result<(), Errno> {
+        let stream = self
+            .statics
+            .configs
+            .get(index)
+            .ok_or(Errno::EINVAL)?
+            .stream_id;
+        let state = self.statics.state[index].as_mut().ok_or(Errno::EINVAL)?;
+        if state.held {
+            self.hw.attach(stream, state.domain)?;
+            state.held = false;
+        }
+        Ok(())
+    }
+
+    /// Whether static space `index` is held in quarantine.
+    pub fn static_held(&self, index: usize) -> Option<bool> {
+        Some(self.statics.state.get(index)?.as_ref()?.held)
     }
 
     /// Gives the storage back: the store (whose own storage
@@ -508,6 +602,13 @@ impl<'s, H: Hardware> Server<'s, H> {
                 return Err("quota use differs from the pages the live backings hold");
             }
         }
+        for (space, state) in self.statics.configs.iter().zip(&self.statics.state) {
+            let state = state.as_ref().ok_or("static space not established")?;
+            let want = (!state.held).then_some(state.domain);
+            if attached(space.stream_id) != want {
+                return Err("a static space's stream does not point where its hold says");
+            }
+        }
         Ok(())
     }
 
@@ -515,7 +616,14 @@ impl<'s, H: Hardware> Server<'s, H> {
     /// client (the transport notifies it), or `None` when no client owns
     /// the stream.
     pub fn report_fault(&mut self, fault: Fault) -> Option<ClientId> {
-        fault::report(self.clients, self.configs, fault, false).map(|(client, ..)| client)
+        match fault::report(self.clients, self.configs, fault, false) {
+            Some((client, ..)) => Some(client),
+            None => {
+                // A static space's stream: recorded for its fault PD.
+                self.statics.report(fault);
+                None
+            }
+        }
     }
 
     /// One interrupt: runs `drain` on the hardware, asking for at most
@@ -534,6 +642,7 @@ impl<'s, H: Hardware> Server<'s, H> {
         log: &mut dyn FnMut(LogEvent),
     ) -> Collected {
         let (clients, configs) = (&mut *self.clients, &*self.configs);
+        let statics = &mut self.statics;
         for client in clients.iter_mut() {
             client.faults.window = [0; MAX_CLIENT_DEVICES];
         }
@@ -569,7 +678,14 @@ impl<'s, H: Hardware> Server<'s, H> {
                         None => {}
                     }
                 }
-                None => budget.say(LogEvent::Unowned(f)),
+                None => match statics.report(f) {
+                    Some((_, space)) => budget.say(LogEvent::StaticFault {
+                        space: space.name,
+                        domain_id: space.domain_id,
+                        fault: f,
+                    }),
+                    None => budget.say(LogEvent::Unowned(f)),
+                },
             }
         });
         for stream in storms {
@@ -578,6 +694,7 @@ impl<'s, H: Hardware> Server<'s, H> {
             let _ = self.hw.set_recording(stream, false);
         }
         if drained.lost {
+            self.statics.lost();
             notify |= fault::lost(self.clients, self.configs);
             budget.say(LogEvent::LostRecords);
         }
@@ -714,7 +831,17 @@ impl<'s, H: Hardware> Server<'s, H> {
             if !caller.manager {
                 return Err(Errno::EPERM);
             }
-            let target = usize::try_from(mrs[iommu_proto::MR_SIZE])
+            let target = mrs[iommu_proto::MR_SIZE];
+            if target & iommu_proto::IOMMU_QUARANTINE_STATIC != 0 {
+                let index = usize::try_from(target & !iommu_proto::IOMMU_QUARANTINE_STATIC)
+                    .map_err(|_| Errno::EINVAL)?;
+                return match mrs[iommu_proto::MR_DEVICE] {
+                    1 => self.hold_static(index).map(|()| 0),
+                    0 => self.release_static(index).map(|()| 0),
+                    _ => Err(Errno::EINVAL),
+                };
+            }
+            let target = usize::try_from(target)
                 .ok()
                 .filter(|&t| t < self.clients.len())
                 .and_then(ClientId::from_index)

@@ -121,3 +121,39 @@ impl ClientConfig {
         manager: false,
     };
 }
+
+/// One `<iomap>` of a static IO address space: the device sees `size`
+/// bytes of physical memory from `paddr` at `iova`, with `perms`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IoMap {
+    pub iova: u64,
+    pub paddr: u64,
+    pub size: u64,
+    pub perms: Perms,
+}
+
+impl IoMap {
+    /// Nothing: a placeholder for iomap storage filled at start.
+    pub const NONE: IoMap = IoMap {
+        iova: 0,
+        paddr: 0,
+        size: 0,
+        perms: Perms::NONE,
+    };
+}
+
+/// A static IO address space (system.xml's `<io_address_space>`): a
+/// device whose DMA the server confines at start to exactly its iomaps,
+/// for a driver that never calls the server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StaticSpace {
+    /// The `<io_address_space name>`.
+    pub name: &'static str,
+    pub stream_id: StreamId,
+    /// Microkit's `domain_id`: unique among the spaces, shown in the dump.
+    pub domain_id: u16,
+    pub iomaps: &'static [IoMap],
+    /// Page-table pages its iomaps need at most (4 KiB pages throughout,
+    /// root included): what the server sets aside for it from the pool.
+    pub table_pages: usize,
+}

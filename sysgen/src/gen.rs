@@ -189,6 +189,48 @@ pub fn rust(config: &Config, inputs: &[&str]) -> String {
         let _ = writeln!(w, "    ({pd:?}, {peer:?}, channel({id})),");
     }
     let _ = writeln!(w, "];");
+    let iomaps: usize = config.static_spaces.iter().map(|s| s.iomaps.len()).sum();
+    let _ = writeln!(w, "/// Iomaps over all static IO address spaces.");
+    let _ = writeln!(w, "pub const TOTAL_IOMAPS: usize = {iomaps};");
+    let _ = writeln!(
+        w,
+        "pub const STATIC_SPACES: [StaticSpaceSpec; {}] = [",
+        config.static_spaces.len()
+    );
+    for s in &config.static_spaces {
+        let _ = writeln!(w, "    StaticSpaceSpec {{");
+        let _ = writeln!(w, "        name: {:?},", s.name);
+        let _ = writeln!(w, "        peripheral: {:?},", s.peripheral);
+        let _ = writeln!(w, "        stream_id: StreamId({:#x}),", s.stream_id);
+        let _ = writeln!(w, "        domain_id: {},", s.domain_id);
+        let _ = writeln!(w, "        iomaps: &[");
+        for m in &s.iomaps {
+            let _ = writeln!(
+                w,
+                "            IoMapSpec {{ mr: {:?}, iovaddr: {:#x}, size: {:#x}, perms: Perms {{ read: {}, write: {} }}, paddr: {}, identity: {} }},",
+                m.mr,
+                m.iovaddr,
+                m.size,
+                m.read,
+                m.write,
+                paddr(&m.paddr, &symbols),
+                m.identity
+            );
+        }
+        let _ = writeln!(w, "        ],");
+        let _ = writeln!(w, "        table_pages: {},", s.table_pages);
+        let _ = writeln!(w, "        fault_pd: {:?},", s.fault_pd.as_deref());
+        match s.fault_channel {
+            Some(c) => {
+                let _ = writeln!(w, "        fault_channel: Some(channel({c})),");
+            }
+            None => {
+                let _ = writeln!(w, "        fault_channel: None,");
+            }
+        }
+        let _ = writeln!(w, "    }},");
+    }
+    let _ = writeln!(w, "];");
     let _ = writeln!(w, "/// Every PD's maps.");
     let _ = writeln!(w, "pub const MAPS: [MapSpec; {}] = [", config.maps.len());
     for m in &config.maps {

@@ -8,8 +8,11 @@
 pub mod addresses;
 pub mod error;
 pub mod gen;
+pub mod io_address_space;
 pub mod policy;
 pub mod sdf;
+pub mod static_space;
+pub mod strip;
 pub mod xml;
 
 use std::path::Path;
@@ -41,8 +44,9 @@ pub fn load_str(
     // its map with the next.
     addresses::check_command_pages(&system, sdf, side, &pol_root)?;
     sdf::check_overlaps(sdf, &system)?;
-    let config = policy::check(&system, sdf, side, &pol_root)?;
+    let mut config = policy::check(&system, sdf, side, &pol_root)?;
     addresses::check(&system, sdf, side, &pol_root, &config)?;
+    config.static_spaces = static_space::check(&system, &config, sdf, side, &pol_root)?;
     Ok((system, config))
 }
 

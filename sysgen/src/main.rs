@@ -5,7 +5,10 @@
 //! arguments that place the configured devices (`make run` uses them).
 //! `--c-header` alone prints `iommu_proto.h`, the protocol for C clients;
 //! `--c-config PD` first prints `iommu_config.h` for that PD (its channels,
-//! command page, DMA regions and devices).
+//! command page, DMA regions and devices). `--microkit-sdf` first prints
+//! the system description the Microkit tool is given: SYSTEM.xml without
+//! its `<io_address_space>` elements (the server builds them), every
+//! other byte as it is.
 //!
 //! When the reader of its output goes away first (`sysgen ... | head`), it
 //! stops without a message and exits with status 141, what a shell shows
@@ -47,6 +50,10 @@ fn main() -> ExitCode {
     if qemu {
         args.remove(0);
     }
+    let microkit_sdf = args.first().is_some_and(|a| a == "--microkit-sdf");
+    if microkit_sdf {
+        args.remove(0);
+    }
     let c_config = if args.first().is_some_and(|a| a == "--c-config") && args.len() == 4 {
         args.remove(0);
         Some(args.remove(0))
@@ -55,7 +62,7 @@ fn main() -> ExitCode {
     };
     let [system, policy] = args.as_slice() else {
         eprintln!(
-            "usage: sysgen [--qemu-devices | --c-config PD] SYSTEM.xml IOMMU.xml | sysgen --c-header"
+            "usage: sysgen [--qemu-devices | --microkit-sdf | --c-config PD] SYSTEM.xml IOMMU.xml | sysgen --c-header"
         );
         return ExitCode::from(2);
     };
@@ -67,6 +74,18 @@ fn main() -> ExitCode {
                 Some(header) => emit(&header),
                 None => {
                     eprintln!("error: no PD `{pd}` with channels or an IOMMU client entry");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Ok(_) if microkit_sdf => {
+            let stripped = std::fs::read_to_string(system)
+                .map_err(|e| e.to_string())
+                .and_then(|src| sysgen::strip::microkit_sdf(&src).map_err(|e| e.message));
+            match stripped {
+                Ok(text) => emit(&text),
+                Err(e) => {
+                    eprintln!("error: {e}");
                     ExitCode::FAILURE
                 }
             }
@@ -96,6 +115,19 @@ fn main() -> ExitCode {
                     c.regions.len(),
                     c.devices.len(),
                     if c.manager { ", manager" } else { "" }
+                );
+            }
+            for s in &config.static_spaces {
+                let _ = writeln!(
+                    text,
+                    "  static io address space {} ({}, stream {:#x}, domain_id {}): {} iomaps, {} table pages, faults to {}",
+                    s.name,
+                    s.peripheral,
+                    s.stream_id,
+                    s.domain_id,
+                    s.iomaps.len(),
+                    s.table_pages,
+                    s.fault_pd.as_deref().unwrap_or("the log only")
                 );
             }
             emit(&text)

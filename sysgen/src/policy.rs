@@ -147,6 +147,8 @@ pub struct Config {
     /// Every map of system.xml, in document order: PDs find their shared
     /// memory here (where, how big) rather than by hand-written sizes.
     pub maps: Vec<MapEntry>,
+    /// The static IO address spaces (`crate::static_space`).
+    pub static_spaces: Vec<crate::static_space::StaticSpace>,
 }
 
 /// One `<map>` of a PD.
@@ -239,10 +241,13 @@ impl<'a> Checker<'a> {
                     clients.push(client);
                     client_elements.push(e);
                 }
+                // Checked with the spaces it names (crate::static_space).
+                "static_device" => {}
                 _ => {
-                    return Err(
-                        s.element(e, "unknown element (expected smmu, page_tables or client)")
-                    )
+                    return Err(s.element(
+                        e,
+                        "unknown element (expected smmu, page_tables, client or static_device)",
+                    ))
                 }
             }
         }
@@ -334,6 +339,7 @@ impl<'a> Checker<'a> {
                     })
                 })
                 .collect(),
+            static_spaces: Vec::new(),
         };
         // Every client's table pages are promised: the pool must hold them
         // all, or one client's use could take what another was given.
@@ -1029,7 +1035,7 @@ impl<'a> Checker<'a> {
 
 /// Checks a `qemu` attribute: a device model and its options, placed by
 /// the stream ID on QEMU virt's root bus.
-fn qemu_device(value: &str, stream_id: u32) -> Result<String, String> {
+pub(crate) fn qemu_device(value: &str, stream_id: u32) -> Result<String, String> {
     let model = value.split(',').next().unwrap_or("");
     if model.is_empty() {
         return Err("a QEMU device model first (such as `edu`), then its options".into());
@@ -1063,18 +1069,24 @@ fn qemu_device(value: &str, stream_id: u32) -> Result<String, String> {
 /// The QEMU command line arguments that put every device with a `qemu`
 /// attribute where its stream ID says.
 pub fn qemu_devices(config: &Config) -> Vec<String> {
+    let statics = config
+        .static_spaces
+        .iter()
+        .map(|s| (s.qemu.as_ref(), s.stream_id));
     config
         .clients
         .iter()
         .flat_map(|c| &c.devices)
-        .filter_map(|d| {
-            let model = d.qemu.as_ref()?;
+        .map(|d| (d.qemu.as_ref(), d.stream_id))
+        .chain(statics)
+        .filter_map(|(qemu, stream_id)| {
+            let model = qemu?;
             Some([
                 "-device".to_string(),
                 format!(
                     "{model},addr={:02x}.{}",
-                    d.stream_id >> 3 & 0x1f,
-                    d.stream_id & 7
+                    stream_id >> 3 & 0x1f,
+                    stream_id & 7
                 ),
             ])
         })
@@ -1093,6 +1105,12 @@ pub fn server_symbols(config: &Config) -> Vec<String> {
                 .clients
                 .iter()
                 .flat_map(|c| c.regions.iter().map(|r| &r.paddr)),
+        )
+        .chain(
+            config
+                .static_spaces
+                .iter()
+                .flat_map(|s| s.iomaps.iter().map(|m| &m.paddr)),
         );
     for p in all {
         if let Paddr::Symbol(s) = p {

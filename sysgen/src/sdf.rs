@@ -6,6 +6,7 @@
 //! exists.
 
 use crate::error::{Error, Source};
+use crate::io_address_space::{self, IoAddressSpace};
 use crate::xml::Element;
 
 /// Microkit's highest channel / IRQ id (ids run 0..=61).
@@ -99,6 +100,8 @@ pub struct System {
     pub memory_regions: Vec<MemoryRegion>,
     pub pds: Vec<ProtectionDomain>,
     pub channels: Vec<Channel>,
+    /// The `<io_address_space>` elements: static IO address spaces.
+    pub io_address_spaces: Vec<IoAddressSpace>,
 }
 
 impl System {
@@ -162,6 +165,8 @@ const ATTRIBUTES: &[(&str, &[&str])] = &[
     ("setvar", &["symbol", "region_paddr"]),
     ("channel", &[]),
     ("end", &["pd", "id", "pp", "notify"]),
+    ("io_address_space", &["name", "peripheral_id", "domain_id"]),
+    ("iomap", &["mr", "iovaddr", "perms"]),
 ];
 
 /// Highest priority a PD may have (the Microkit tool's bound).
@@ -187,7 +192,7 @@ fn check_attributes(src: Source<'_>, e: &Element) -> Result<(), Error> {
         .iter()
         .try_for_each(|c| match (e.name.as_str(), c.name.as_str()) {
             ("protection_domain", "virtual_machine") => Ok(()),
-            ("protection_domain" | "channel", _) => check_attributes(src, c),
+            ("protection_domain" | "channel" | "io_address_space", _) => check_attributes(src, c),
             _ => Ok(()),
         })
 }
@@ -205,6 +210,7 @@ pub fn parse(src: Source<'_>, root: &Element) -> Result<System, Error> {
         memory_regions: Vec::new(),
         pds: Vec::new(),
         channels: Vec::new(),
+        io_address_spaces: Vec::new(),
     };
     for e in &root.children {
         match e.name.as_str() {
@@ -221,6 +227,10 @@ pub fn parse(src: Source<'_>, root: &Element) -> Result<System, Error> {
                 });
             }
             "protection_domain" => collect_pd(src, e, None, &mut system.pds)?,
+            "io_address_space" => {
+                let space = io_address_space::parse(src, e, &system.io_address_spaces)?;
+                system.io_address_spaces.push(space);
+            }
             "channel" => {
                 let ends: Vec<&Element> = e.children.iter().filter(|c| c.name == "end").collect();
                 if ends.len() != 2 {
@@ -244,6 +254,20 @@ pub fn parse(src: Source<'_>, root: &Element) -> Result<System, Error> {
     }
     check_references(src, &system)?;
     check_ids(src, &system)?;
+    io_address_space::check(
+        src,
+        &system.io_address_spaces,
+        |mr| system.mr(mr).map(|m| m.size),
+        |mr| {
+            src.hint(
+                mr,
+                system
+                    .memory_regions
+                    .iter()
+                    .map(|m| (m.name.as_str(), &m.element)),
+            )
+        },
+    )?;
     Ok(system)
 }
 

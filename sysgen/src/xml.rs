@@ -58,7 +58,13 @@ fn pos(p: roxmltree::TextPos) -> Pos {
 
 /// Parses a document with one root element.
 pub fn parse(src: &str) -> Result<Element, SyntaxError> {
-    let doc = roxmltree::Document::parse(src).map_err(|e| {
+    let doc = parse_document(src)?;
+    Ok(element(&doc, doc.root_element()))
+}
+
+/// roxmltree's document, with its errors as [`SyntaxError`]s.
+pub fn parse_document(src: &str) -> Result<roxmltree::Document<'_>, SyntaxError> {
+    roxmltree::Document::parse(src).map_err(|e| {
         // The position is ours to print: take roxmltree's `at L:C` out of
         // its text, wherever it stands ("comment at 10:5 contains '--'").
         let text = e.to_string();
@@ -70,8 +76,7 @@ pub fn parse(src: &str) -> Result<Element, SyntaxError> {
             pos: found,
             message,
         })
-    })?;
-    Ok(element(&doc, doc.root_element()))
+    })
 }
 
 /// The byte offset of `p` in `src`, counted as roxmltree counts

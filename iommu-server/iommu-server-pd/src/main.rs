@@ -18,7 +18,8 @@ use hw::pgtable::TablePool;
 use hw::smmu::{Smmu, SmmuConfig};
 use iommu_server::{Drained, Page, Server};
 use iommu_system::{
-    client_configs, client_on, ClientConfig, StreamId, CLIENTS, SERVER, TOTAL_DEVICES,
+    client_configs, client_on, static_spaces, ClientConfig, StaticSpace, StreamId, CLIENTS, SERVER,
+    STATIC_SPACES, TOTAL_DEVICES,
 };
 use microkit::{Channel, DebugOut, Handler, MessageInfo, SharedMemory};
 use mmio::{CacheClean, Coherent, DcacheClean, DmaMemory, DmaRegion, Mmio, StaticCell};
@@ -35,6 +36,7 @@ type Hw = SmmuDomains<'static, Mmio>;
 static SMMU: StaticCell<Smmu<Mmio>> = StaticCell::new();
 static HW: StaticCell<Hw> = StaticCell::new();
 static CONFIGS: StaticCell<[ClientConfig; CLIENTS.len()]> = StaticCell::new();
+static SPACES: StaticCell<[StaticSpace; STATIC_SPACES.len()]> = StaticCell::new();
 
 macro_rules! say {
     ($($arg:tt)*) => {{ let _ = write!(DebugOut, "iommu_server: "); let _ = writeln!(DebugOut, $($arg)*); }};
@@ -90,6 +92,8 @@ fn init() -> IommuServer {
 
     let configs = client_configs(p.regions, |i| SERVER_SETVARS[i].get());
     let configs = CONFIGS.init(configs).expect("configured once");
+    let spaces = static_spaces(p.iomaps, |i| SERVER_SETVARS[i].get());
+    let spaces: &'static [StaticSpace] = SPACES.init(spaces).expect("configured once");
 
     let hw = domains(smmu(p.smmu_regs, p.smmu_memory), p.table_pages);
     start(hw);
@@ -105,6 +109,24 @@ fn init() -> IommuServer {
         panic!("configuration refused")
     });
 
+    // The static IO address spaces, before anything is served: their
+    // drivers never call, so their devices are confined from the start.
+    let mut server = server;
+    if let Err(e) = server.establish(spaces) {
+        say!("static IO address spaces refused: {e}");
+        panic!("configuration refused")
+    }
+    for s in &STATIC_SPACES {
+        say!(
+            "static IO address space {} (peripheral {}, stream {:#x}, domain_id {}): {} iomaps, {} table pages, attached",
+            s.name,
+            s.peripheral,
+            s.stream_id.0,
+            s.domain_id,
+            s.iomaps.len(),
+            s.table_pages
+        );
+    }
     say!(
         "SMMUv3 up (coherent {coherent}); serving {} clients",
         CLIENTS.len()
@@ -158,7 +180,7 @@ fn domains(
 /// Enables the SMMU with every configured stream prepared (aborting).
 #[inline(never)]
 fn start(hw: &mut Hw) {
-    let mut streams = [StreamId(0); TOTAL_DEVICES];
+    let mut streams = [StreamId(0); TOTAL_DEVICES + STATIC_SPACES.len()];
     let mut n = 0;
     for (c, spec) in CLIENTS.iter().enumerate() {
         for (d, device) in spec.devices.iter().enumerate() {
@@ -174,6 +196,10 @@ fn start(hw: &mut Hw) {
             streams[n] = device.stream_id;
             n += 1;
         }
+    }
+    for s in &STATIC_SPACES {
+        streams[n] = s.stream_id;
+        n += 1;
     }
     hw.smmu()
         .start(&streams[..n])
@@ -232,6 +258,12 @@ impl IommuServer {
         for (i, c) in CLIENTS.iter().enumerate() {
             if collected.notify & (1 << i) != 0 {
                 microkit::notify(c.server_channel);
+            }
+        }
+        let statics = self.server.take_static_faults();
+        for (i, s) in STATIC_SPACES.iter().enumerate() {
+            if let (true, Some(ch)) = (statics & (1 << i) != 0, s.fault_channel) {
+                microkit::notify(ch);
             }
         }
     }

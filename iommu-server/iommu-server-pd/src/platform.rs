@@ -9,7 +9,8 @@
 use hw::pgtable::TablePage;
 use iommu_server::Storage;
 use iommu_system::{
-    resolve, Region, ServerMemory, CLIENTS, SERVER, TOTAL_IOASES, TOTAL_MAPPINGS, TOTAL_REGIONS,
+    resolve, IoMap, Region, ServerMemory, CLIENTS, SERVER, TOTAL_IOASES, TOTAL_IOMAPS,
+    TOTAL_MAPPINGS, TOTAL_REGIONS,
 };
 use microkit::SharedMemory;
 use mmio::{ConstStaticCell, DmaMemory, DmaRegion, Mmio};
@@ -22,11 +23,13 @@ pub type ServerStorage = Storage<TOTAL_MAPPINGS, { CLIENTS.len() }, TOTAL_IOASES
 struct Statics {
     server: ServerStorage,
     regions: [Region; TOTAL_REGIONS],
+    iomaps: [IoMap; TOTAL_IOMAPS],
 }
 
 static STATICS: ConstStaticCell<Statics> = ConstStaticCell::new(Statics {
     server: Storage::new(),
     regions: [Region::NONE; TOTAL_REGIONS],
+    iomaps: [IoMap::NONE; TOTAL_IOMAPS],
 });
 
 pub struct Platform {
@@ -36,6 +39,8 @@ pub struct Platform {
     pub command_pages: [SharedMemory; CLIENTS.len()],
     pub storage: &'static mut ServerStorage,
     pub regions: &'static mut [Region; TOTAL_REGIONS],
+    /// Storage for the static spaces' iomaps.
+    pub iomaps: &'static mut [IoMap; TOTAL_IOMAPS],
 }
 
 fn dma(m: ServerMemory, symbol: &impl Fn(usize) -> u64) -> DmaRegion {
@@ -86,6 +91,7 @@ pub fn take(symbol: impl Fn(usize) -> u64) -> Option<Platform> {
         }),
         storage: &mut statics.server,
         regions: &mut statics.regions,
+        iomaps: &mut statics.iomaps,
     })
 }
 

@@ -780,6 +780,21 @@ impl<T: Transport> Iommu<T> {
     pub fn release(&mut self, target: u64) -> Result<()> {
         self.call_scalar2(Op::Quarantine, target, 0).map(|_| ())
     }
+
+    /// Holds static IO address space `space` (its index in the
+    /// configuration) in quarantine (a manager): its device's stream
+    /// aborts until [`Iommu::release_static`].
+    pub fn hold_static(&mut self, space: u64) -> Result<()> {
+        let target = space | iommu_proto::IOMMU_QUARANTINE_STATIC;
+        self.call_scalar2(Op::Quarantine, target, 1).map(|_| ())
+    }
+
+    /// Ends a hold on static space `space`: its device's DMA reaches its
+    /// iomaps again.
+    pub fn release_static(&mut self, space: u64) -> Result<()> {
+        let target = space | iommu_proto::IOMMU_QUARANTINE_STATIC;
+        self.call_scalar2(Op::Quarantine, target, 0).map(|_| ())
+    }
 }
 
 /// The Microkit transport: a command page shared with the server and a

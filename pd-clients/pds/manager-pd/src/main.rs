@@ -6,9 +6,14 @@
 //! driver to crash. A child's fault comes here: the manager revokes the
 //! child's DMA (RESET_CLIENT) before anything else, then restarts it, and
 //! when the restarted driver is ready again checks that the server's
-//! pools are where they were before the crash. Then it starts the storm:
-//! the reset driver's device faults without end, and when it says so
-//! mid-storm, the restarted driver strays once.
+//! pools are where they were before the crash. Once that and the reset
+//! driver's check (it says when it is done) are both behind, in whichever
+//! order the priorities run them, it starts the storm: the reset driver's
+//! device faults without end, and when it says so
+//! mid-storm, the restarted driver strays once. A driver under a static IO
+//! address space that says it is ready has its device held in quarantine
+//! (its stream aborts) and, when it has checked, released; the server
+//! tells the manager of faults on the static spaces no other PD hears of.
 
 #![no_std]
 #![no_main]
@@ -16,14 +21,16 @@
 
 use core::fmt::Write;
 
-use pd_support::{iommu, roles, spec, Out};
 use edu_driver::{server_report, Report};
 use iommu_client::{Iommu, MicrokitTransport};
 use iommu_system::CLIENTS;
 use microkit::{Channel, Child, Handler, MessageInfo};
+use pd_support::{iommu, roles, spec, Out};
 
 struct Manager {
     iommu: Iommu<MicrokitTransport>,
+    /// Static spaces held in quarantine (bit i = space i).
+    held: u64,
     /// The server's pools when the first driver was told to crash.
     before_crash: Option<Report>,
     /// The reset driver was reset and told to check its device.
@@ -43,6 +50,7 @@ fn init() -> Manager {
     let _ = writeln!(Out::new(), "ready");
     Manager {
         iommu: iommu(spec()),
+        held: 0,
         before_crash: None,
         reset_done: false,
         reset_checked: false,
@@ -61,6 +69,17 @@ fn channel_of(client: usize) -> Option<Channel> {
 fn child_client(id: usize) -> Option<usize> {
     let id = u8::try_from(id).ok()?;
     iommu_system::child(microkit::name(), id).map(|c| c.index())
+}
+
+/// The static space whose faults go to the PD at the other end of this
+/// PD's `channel`: that driver paces its quarantine step.
+fn static_space_of(channel: Channel) -> Option<(usize, &'static str)> {
+    let peer = iommu_system::peer_on(microkit::name(), channel)?;
+    iommu_system::STATIC_SPACES
+        .iter()
+        .enumerate()
+        .find(|(_, s)| s.fault_pd == Some(peer))
+        .map(|(i, s)| (i, s.name))
 }
 
 /// The client at the other end of this PD's `channel` (system.xml).
@@ -123,6 +142,42 @@ impl Handler for Manager {
 
     fn notified(&mut self, channel: Channel) {
         let mut out = Out::new();
+        if channel == spec().client_channel {
+            let _ = writeln!(
+                out,
+                "ok - the server told me of a DMA fault on a static IO address space whose faults are mine"
+            );
+            return;
+        }
+        if let Some((space, name)) = static_space_of(channel) {
+            let bit = 1u64 << space;
+            let held = self.held & bit != 0;
+            let r = if held {
+                self.iommu.release_static(space as u64)
+            } else {
+                self.iommu.hold_static(space as u64)
+            };
+            match r {
+                Ok(()) => {
+                    self.held ^= bit;
+                    let _ = writeln!(
+                        out,
+                        "ok - {} {name}: {}",
+                        if held { "released" } else { "holds" },
+                        if held {
+                            "its stream points at its domain again"
+                        } else {
+                            "its stream aborts"
+                        }
+                    );
+                    microkit::notify(channel);
+                }
+                Err(e) => {
+                    let _ = writeln!(out, "FAILED - quarantine {name}: {e:?}");
+                }
+            }
+            return;
+        }
         let (Some(roles), Some(client)) = (roles(), client_on(channel)) else {
             return;
         };
