@@ -36,7 +36,7 @@ PD_OUT := $(PD_TARGET_DIR)/$(TARGET)/release
 DEMO_TARGET_DIR ?= $(CURDIR)/target/demo
 DEMO := $(DEMO_TARGET_DIR)/$(TARGET)/release/demo
 
-.PHONY: all run test setup setup-run pds demo c-run fuzz clean
+.PHONY: all run test setup setup-run pds demo c-run fuzz clean bench-sel4
 
 # What the two commands need beyond rustup and make (tools/setup.sh):
 # installed when run as root, otherwise named in one line.
@@ -66,8 +66,37 @@ run: setup-run $(BUILD)/loader.img
 	$(QEMU) -machine virt,virtualization=on,iommu=smmuv3 -cpu cortex-a53 -m 2G \
 		-nographic -nic none -serial mon:stdio \
 		-device loader,file=$(BUILD)/loader.img,addr=0x70000000,cpu-num=0 $(QEMU_DRIVE) $$devices
+
+# End-to-end figures on seL4 (README, "On seL4, end to end"): the
+# benchmark system bench/system.xml + bench/iommu.xml (the server and one
+# benchmark PD driving an nvme device), built apart from the example
+# (its own build directory and PD target directory) for the release
+# kernel (the debug server scans its stack after every request), booted with
+# -icount shift=0 so that time counts instructions, stopped once the
+# benchmark PD has printed its figures.
+BENCH_BUILD ?= build-bench
+BENCH_CONFIG ?= release
+BENCH_PAIR = SYSTEM_XML=bench/system.xml IOMMU_XML=bench/iommu.xml BUILD=$(BENCH_BUILD) \
+	MICROKIT_CONFIG=$(BENCH_CONFIG) PD_TARGET_DIR=$(CURDIR)/target/pds-bench
+BENCH_QEMU_DEVICES = $$($(CARGO) run -q -p sysgen -- --qemu-devices bench/system.xml bench/iommu.xml)
+bench-sel4: setup-run
+	$(MAKE) $(BENCH_PAIR) pds
+	cp $(CURDIR)/target/pds-bench/$(TARGET)/release/bench-pd $(BENCH_BUILD)/bench.elf
+	$(MICROKIT_SDK)/bin/microkit bench/system.xml --search-path $(BENCH_BUILD) \
+		--board $(MICROKIT_BOARD) --config $(BENCH_CONFIG) \
+		-o $(BENCH_BUILD)/loader.img -r $(BENCH_BUILD)/report.txt
+	test -f $(BENCH_BUILD)/nvme.img || truncate -s 4M $(BENCH_BUILD)/nvme.img
+	devices="$(BENCH_QEMU_DEVICES)" && \
+	tools/bench-sel4.sh $(BENCH_BUILD)/qemu.log \
+		$(QEMU) -machine virt,virtualization=on,iommu=smmuv3 -cpu cortex-a53 -m 2G \
+		-icount shift=0 -display none -monitor none -serial stdio -nic none \
+		-device loader,file=$(BENCH_BUILD)/loader.img,addr=0x70000000,cpu-num=0 \
+		-drive file=$(BENCH_BUILD)/nvme.img,if=none,id=disk0,format=raw $$devices
 else
 all: pds demo
+
+bench-sel4:
+	@echo "make bench-sel4: needs MICROKIT_SDK (Microkit 2.3.0): it boots seL4"; exit 1
 
 run: setup-run demo
 	@echo "make run: MICROKIT_SDK is not set: running the bare-metal demo (no seL4)"
