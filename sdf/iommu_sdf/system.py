@@ -311,7 +311,7 @@ class QemuVirtSystem:
         manager = server.add_client(
             self.manager, quota=self.manager_quota, manager=True, server_channel=len(self.edu) + 1
         )
-        taken = set()
+        taken: Dict[Tuple[int, int, int], str] = {}
         for d in drivers:
             index = d.index = server.clients.index(d.client)
             bus, device, function = d.pci if d.pci is not None else (0, index + 1, 0)
@@ -319,9 +319,10 @@ class QemuVirtSystem:
                 raise ValueError(f"{d.name}: no PCI function {bus:02x}:{device:02x}.{function}")
             if (bus, device, function) in taken:
                 raise ValueError(
-                    f"{d.name}: PCI function {bus:02x}:{device:02x}.{function} is taken"
+                    f"{d.name}: PCI function {bus:02x}:{device:02x}.{function} is "
+                    f"{taken[bus, device, function]}'s"
                 )
-            taken.add((bus, device, function))
+            taken[bus, device, function] = d.name
             d.device = server.add_pci_device(
                 d.client,
                 d.device_name,
