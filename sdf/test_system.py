@@ -121,6 +121,10 @@ class OneCallPerDriver(unittest.TestCase):
         system.add_edu_driver("edu_b", pci=(0, 3, 0))
         with self.assertRaisesRegex(ValueError, "^disk_driver: PCI function 00:03.0 is edu_b's$"):
             system.build()
+        # Refused before anything was added: the description is as it was.
+        self.assertEqual([c.pd.name for c in system.server.clients], [])
+        manager = pd_element(ET.fromstring(system.sdf.render()), "manager")
+        self.assertEqual(list(manager.iter("protection_domain")), [manager])
 
     def test_a_system_is_built_once(self):
         system = QemuVirtSystem()

@@ -214,7 +214,8 @@ class QemuVirtSystem:
         bus 0 at slot client index + 1), BAR window `<name>_bar`
         (`edu_regs`, `edu_bar_paddr`), DMA region `<name>_dma`
         (`dma_buffer`), a child of the manager with a channel to it. Its
-        priority is by default 100 less 10 per edu driver before it."""
+        priority is by default 100 less 10 per edu driver before it. (The
+        bare-metal demo reaches devices on bus 0 only.)"""
         if priority is None:
             priority = 100 - 10 * len(self.edu)
         pd = self._pd(name, image, priority, stack_size)
@@ -296,6 +297,8 @@ class QemuVirtSystem:
             raise ValueError(f"{BAR_WINDOWS} BAR windows: at most {BAR_WINDOWS} drivers")
         sdf, server = self.sdf, self.server
         drivers = self.edu + self.nvme
+        # Every mistake is refused before anything is added.
+        functions = self._pci_functions(drivers, len(server.clients))
         # The drivers are the manager's children: their faults go to it.
         for child_id, d in enumerate(drivers):
             d.child_id = child_id
@@ -311,18 +314,8 @@ class QemuVirtSystem:
         manager = server.add_client(
             self.manager, quota=self.manager_quota, manager=True, server_channel=len(self.edu) + 1
         )
-        taken: Dict[Tuple[int, int, int], str] = {}
-        for d in drivers:
+        for d, (bus, device, function) in zip(drivers, functions):
             index = d.index = server.clients.index(d.client)
-            bus, device, function = d.pci if d.pci is not None else (0, index + 1, 0)
-            if not (0 <= bus < 256 and 0 < device < PCI_SLOTS and 0 <= function < 8):
-                raise ValueError(f"{d.name}: no PCI function {bus:02x}:{device:02x}.{function}")
-            if (bus, device, function) in taken:
-                raise ValueError(
-                    f"{d.name}: PCI function {bus:02x}:{device:02x}.{function} is "
-                    f"{taken[bus, device, function]}'s"
-                )
-            taken[bus, device, function] = d.name
             d.device = server.add_pci_device(
                 d.client,
                 d.device_name,
@@ -359,6 +352,23 @@ class QemuVirtSystem:
             {b.name: b for d in self.nvme for b in d.blocks},
         )
         return self.built
+
+    @staticmethod
+    def _pci_functions(drivers: List[Driver], first_index: int) -> List[Tuple[int, int, int]]:
+        """Each driver's PCI function: its own, or bus 0 at slot client
+        index + 1 (clients from `first_index`, in `drivers`' order)."""
+        taken: Dict[Tuple[int, int, int], str] = {}
+        for index, d in enumerate(drivers, first_index):
+            bus, device, function = d.pci if d.pci is not None else (0, index + 1, 0)
+            if not (0 <= bus < 256 and 0 < device < PCI_SLOTS and 0 <= function < 8):
+                raise ValueError(f"{d.name}: no PCI function {bus:02x}:{device:02x}.{function}")
+            if (bus, device, function) in taken:
+                raise ValueError(
+                    f"{d.name}: PCI function {bus:02x}:{device:02x}.{function} is "
+                    f"{taken[bus, device, function]}'s"
+                )
+            taken[bus, device, function] = d.name
+        return list(taken)
 
     def _block_clients(self, driver: Driver) -> None:
         for k, b in enumerate(driver.blocks):
