@@ -36,7 +36,7 @@ PD_OUT := $(PD_TARGET_DIR)/$(TARGET)/release
 DEMO_TARGET_DIR ?= $(CURDIR)/target/demo
 DEMO := $(DEMO_TARGET_DIR)/$(TARGET)/release/demo
 
-.PHONY: all run test setup setup-run pds demo c-run fuzz clean bench-sel4
+.PHONY: all run test lint setup setup-run sdfgen-venv pds demo c-run fuzz clean bench-sel4
 
 # What the two commands need beyond rustup and make (tools/setup.sh):
 # installed when run as root, otherwise named in one line.
@@ -44,6 +44,10 @@ setup:
 	@tools/setup.sh test
 setup-run:
 	@tools/setup.sh run
+# A venv with sdfgen and the iommu_sdf package (sdf/, editable), for your
+# own system descriptions: target/sdfgen-venv/bin/python my_system.py.
+sdfgen-venv:
+	@tools/setup.sh sdfgen
 
 ifdef MICROKIT_SDK
 # microkit/build.rs checks the ABI's invocation labels against this SDK.

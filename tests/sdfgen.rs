@@ -1,10 +1,12 @@
-//! The IOMMU server in an sdfgen system description (sdf/iommu_sdf.py):
-//! its own tests pass, and sdf/example.py, which builds the shipped
-//! example with it, writes a pair that configures the server exactly as
-//! the shipped pair does (the same generated configuration, byte for
-//! byte). Needs Python 3 with sdfgen (`pip install sdfgen`): CI installs
-//! it and names the interpreter in `SDFGEN_PYTHON`; elsewhere the test is
-//! skipped, saying so.
+//! The IOMMU server in an sdfgen system description (the iommu_sdf
+//! package, sdf/): its own tests pass, sdf/example.py, which builds the
+//! shipped example with it, writes a pair that configures the server
+//! exactly as the shipped pair does (the same generated configuration,
+//! byte for byte), and a driver added with the package's API as README.md
+//! shows runs in the demo. Needs Python 3 with sdfgen and the package
+//! (`make sdfgen-venv`): `make test` makes that venv and names its
+//! interpreter in `SDFGEN_PYTHON`; elsewhere the tests are skipped, saying
+//! so.
 
 #[path = "support/tools.rs"]
 mod tools;
@@ -30,10 +32,18 @@ fn python() -> Option<String> {
         Some(python)
     } else {
         tools::missing(
-            "Python 3 with sdfgen (pip install sdfgen; SDFGEN_PYTHON names the interpreter)",
+            "Python 3 with sdfgen (make sdfgen-venv; SDFGEN_PYTHON names the interpreter)",
         );
         None
     }
+}
+
+/// `python`, run isolated (`-I`: neither the script's directory nor
+/// PYTHONPATH on its path) in `dir`: what it imports is installed.
+fn isolated(python: &str, dir: &Path) -> Command {
+    let mut command = Command::new(python);
+    command.arg("-I").current_dir(dir);
+    command
 }
 
 /// The server's configuration and the QEMU devices a pair gives.
@@ -171,6 +181,132 @@ fn a_three_driver_system_is_generated_built_and_run() {
         "ok - edu_e: DMA with no IOMMU client, confined by system.xml alone",
         "ok - manager: the server told me of the fault on edu_e_space",
         "demo: 45 passed, 0 failed",
+    ] {
+        assert!(out.contains(line), "missing `{line}` in:\n{out}");
+    }
+}
+
+/// The README's walk-through as a user runs it: its script, taken from
+/// README.md, run by the venv's Python outside sdf/ and isolated, so the
+/// package is imported as installed; it adds a driver of its own in one
+/// call, and the pair it writes checks, places the driver as the PDs and
+/// the demo expect, and runs in the demo, where that driver is exercised.
+#[test]
+fn the_readme_walk_through_adds_a_driver_that_runs_in_the_demo() {
+    let Some(python) = python() else {
+        return;
+    };
+    if !tools::have_all(&[
+        ("qemu-system-aarch64", "apt-get install qemu-system-arm"),
+        ("make", "apt-get install make"),
+    ]) {
+        return;
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = root.join("target/sdfgen-walk-through");
+    std::fs::create_dir_all(&dir).unwrap();
+    let installed = isolated(&python, &dir)
+        .args(["-c", "import iommu_sdf"])
+        .output()
+        .expect("run python");
+    if !installed.status.success()
+        && tools::missing("the iommu_sdf package in the sdfgen venv (make sdfgen-venv)")
+    {
+        return;
+    }
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let section = &readme[readme
+        .find("### Your own system, with sdfgen")
+        .expect("README's sdfgen section")..];
+    let script = section
+        .split_once("```python\n")
+        .and_then(|(_, rest)| rest.split_once("```"))
+        .expect("a Python block in README's sdfgen section")
+        .0;
+    assert!(
+        script.contains("from iommu_sdf import") && !script.contains("sys.path"),
+        "the walk-through imports the package as installed:\n{script}"
+    );
+    std::fs::write(dir.join("my_system.py"), script).unwrap();
+    let out = isolated(&python, &dir)
+        .arg("my_system.py")
+        .output()
+        .expect("run my_system.py");
+    assert!(
+        out.status.success(),
+        "the walk-through failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let (system, policy) = (
+        dir.join("my-system/system.xml"),
+        dir.join("my-system/iommu.xml"),
+    );
+    let (sdf, config) = sysgen::load(&system, &policy).expect("the walk-through's pair checks");
+    let clients: Vec<_> = config.clients.iter().map(|c| c.pd.as_str()).collect();
+    assert_eq!(clients, ["edu_a", "edu_b", "camera", "manager"]);
+    // The added driver, as the PDs and the demo expect it: a child of the
+    // manager, its device at 00:07.0, BAR0 in client 2's window, its
+    // setvars, and the manager's channel to it.
+    let camera = &config.clients[2];
+    assert_eq!(camera.child_of, Some(("manager".into(), 2)));
+    assert_eq!(camera.program_image, "edu_driver.elf");
+    assert_eq!(camera.devices[0].stream_id, 0x38);
+    assert_eq!(sdf.mr("camera_bar").unwrap().phys_addr, Some(0x1020_0000));
+    assert_eq!(
+        sdf.mr("camera_config").unwrap().phys_addr,
+        Some(0x40_1003_8000)
+    );
+    let setvars: Vec<_> = config
+        .maps
+        .iter()
+        .filter(|m| m.pd == "camera")
+        .map(|m| (m.mr.as_str(), m.setvar_vaddr.as_deref()))
+        .collect();
+    assert_eq!(
+        setvars,
+        [
+            ("camera_command", Some("command_page")),
+            ("camera_config", Some("pci_config")),
+            ("camera_bar", Some("edu_regs")),
+            ("camera_dma", Some("dma_buffer")),
+        ]
+    );
+    assert!(config
+        .channels
+        .iter()
+        .any(|(pd, peer, _)| pd == "camera" && peer == "manager"));
+    assert!(
+        sysgen::qemu_devices(&config)
+            .iter()
+            .any(|a| a.ends_with("addr=07.0")),
+        "camera's QEMU device at 00:07.0"
+    );
+
+    let mut make = Command::new("make");
+    make.arg("run")
+        .arg(format!("SYSTEM_XML={}", system.display()))
+        .arg(format!("IOMMU_XML={}", policy.display()))
+        .arg(format!("DEMO_TARGET_DIR={}", dir.join("demo").display()))
+        .current_dir(root)
+        .env_remove("MICROKIT_SDK")
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_ENCODED_RUSTFLAGS");
+    let (status, out) = tools::run_with_timeout(make, std::time::Duration::from_secs(900));
+    assert_eq!(status, Some(0), "make run:\n{out}");
+    for line in [
+        "4 clients from system.xml + iommu.xml",
+        "demo: 3 drivers (edu_a crashes and is restarted, camera is reset), manager supervises",
+        "camera: edu at stream 0x38, BAR0 0x10200000",
+        "ok - camera: finds its edu device in its configuration page",
+        "ok - camera: DMA through its mappings",
+        "ok - camera: stray DMA faulted and reported to it alone",
+        "ok - camera: cannot bind edu_a's device, map edu_a's memory or reset edu_a",
+        "ok - manager: resets camera",
+        "ok - camera: device can no longer reach memory",
+        "ok - edu_a: restarted: binds, maps and does DMA again",
+        "ok - edu_a: its one stray DMA during camera's storm is reported to it exactly, nothing lost",
+        "demo: 25 passed, 0 failed",
     ] {
         assert!(out.contains(line), "missing `{line}` in:\n{out}");
     }
