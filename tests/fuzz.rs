@@ -162,7 +162,7 @@ fn iova(pick: u8) -> u64 {
 fn structured(op: Op, w: &[u8; 6], q: &[u8; 3], known: &[u32]) -> Option<Vec<u8>> {
     // Mostly IDs this client was really given, sometimes anything.
     let id = |i: usize| match known.len() {
-        n if n > 0 && w[i] % 4 != 0 => known[w[i] as usize / 4 % n],
+        n if n > 0 && !w[i].is_multiple_of(4) => known[w[i] as usize / 4 % n],
         _ => word(w[i]),
     };
     let rw = [
@@ -191,7 +191,7 @@ fn structured(op: Op, w: &[u8; 6], q: &[u8; 3], known: &[u32]) -> Option<Vec<u8>
         .as_bytes()
         .to_vec(),
         Op::IoasUnmap => {
-            let (iova, length) = if w[2] % 4 == 0 {
+            let (iova, length) = if w[2].is_multiple_of(4) {
                 (0, u64::MAX)
             } else {
                 (iova(q[2]), len(q[1]))
@@ -254,7 +254,7 @@ fn structured(op: Op, w: &[u8; 6], q: &[u8; 3], known: &[u32]) -> Option<Vec<u8>
         .as_bytes()
         .to_vec(),
         Op::VfioDeviceAttachIommufdPt => {
-            let pt_id = if w[3] % 3 == 0 { 0 } else { id(1) };
+            let pt_id = if w[3].is_multiple_of(3) { 0 } else { id(1) };
             vfio_device_attach_iommufd_pt {
                 argsz: 16,
                 flags: 0,
@@ -281,7 +281,7 @@ fn structured(op: Op, w: &[u8; 6], q: &[u8; 3], known: &[u32]) -> Option<Vec<u8>
         .as_bytes()
         .to_vec(),
         Op::VfioIommuUnmapDma => {
-            let all = w[0] % 4 == 0;
+            let all = w[0].is_multiple_of(4);
             let (iova, size) = if all { (0, 0) } else { (iova(q[2]), len(q[1])) };
             vfio_iommu_type1_dma_unmap {
                 argsz: 24,

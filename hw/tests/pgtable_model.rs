@@ -89,7 +89,7 @@ impl Model {
         if !prot.intersects(RW) || count == 0 || ![K4, M2, G1].contains(&size) {
             return Err(Errno::EINVAL);
         }
-        if sizes & size == 0 || iova % size != 0 || phys % size != 0 {
+        if sizes & size == 0 || !iova.is_multiple_of(size) || !phys.is_multiple_of(size) {
             return Err(Errno::EINVAL);
         }
         let len = size.checked_mul(count).ok_or(Errno::EINVAL)?;
@@ -145,7 +145,7 @@ impl Model {
         iova: u64,
         len: u64,
     ) -> Result<(u64, Vec<(u64, u64)>, Vec<(u64, u64)>), Errno> {
-        if len == 0 || iova % K4 != 0 || len % K4 != 0 {
+        if len == 0 || !iova.is_multiple_of(K4) || !len.is_multiple_of(K4) {
             return Err(Errno::EINVAL);
         }
         let last = iova.checked_add(len - 1).ok_or(Errno::EINVAL)?;

@@ -154,7 +154,7 @@ pub fn check(
                     ),
                 ));
             }
-            if mr.size % PAGE != 0 || mr.size == 0 {
+            if !mr.size.is_multiple_of(PAGE) || mr.size == 0 {
                 return Err(sdf.attr(
                     &mr.element,
                     "size",

@@ -322,7 +322,7 @@ impl IoPageTable {
         gather: &mut Gather,
     ) -> Result<u64, Errno> {
         self.check_pool(pool)?;
-        if len == 0 || iova % GRANULE != 0 || len % GRANULE != 0 {
+        if len == 0 || !iova.is_multiple_of(GRANULE) || !len.is_multiple_of(GRANULE) {
             return Err(Errno::EINVAL);
         }
         let last = iova.checked_add(len - 1).ok_or(Errno::EINVAL)?;

@@ -16,6 +16,9 @@ use crate::{pattern, Edu};
 /// The driver's DMA region as its CPU sees it.
 pub trait Buffer {
     fn len(&self) -> usize;
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
     /// False when `[offset, offset + out.len())` is not in the region.
     fn read(&self, offset: usize, out: &mut [u8]) -> bool;
     fn write(&self, offset: usize, bytes: &[u8]) -> bool;
