@@ -6,8 +6,7 @@
 //! it and names the interpreter in `SDFGEN_PYTHON`; elsewhere the test is
 //! skipped, saying so.
 
-#[path = "support/tools.rs"]
-mod tools;
+use iommu_testkit::tools;
 
 use std::path::Path;
 use std::process::Command;

@@ -16,7 +16,7 @@ use core::fmt::Write;
 use hw::domains::SmmuDomains;
 use hw::pgtable::TablePool;
 use hw::smmu::{Smmu, SmmuConfig};
-use iommu_server::{Drained, Page, Server};
+use iommu_server::{Drained, Server};
 use iommu_system::{
     client_configs, client_on, ClientConfig, StreamId, CLIENTS, SERVER, TOTAL_DEVICES,
 };
@@ -38,24 +38,6 @@ static CONFIGS: StaticCell<[ClientConfig; CLIENTS.len()]> = StaticCell::new();
 
 macro_rules! say {
     ($($arg:tt)*) => {{ let _ = write!(DebugOut, "iommu_server: "); let _ = writeln!(DebugOut, $($arg)*); }};
-}
-
-/// A client's command page: the server copies out of it and into it only
-/// the ranges a request names.
-struct Command<'a>(&'a SharedMemory);
-
-impl Page for Command<'_> {
-    fn len(&self) -> usize {
-        self.0.len()
-    }
-
-    fn read(&self, offset: usize, out: &mut [u8]) -> bool {
-        self.0.read(offset, out)
-    }
-
-    fn write(&self, offset: usize, bytes: &[u8]) -> bool {
-        self.0.write(offset, bytes)
-    }
 }
 
 struct IommuServer {
@@ -193,7 +175,7 @@ impl Handler for IommuServer {
             client,
             msg.label(),
             mrs,
-            &Command(&self.pages[client.index()]),
+            &self.pages[client.index()],
         );
         microkit::set_mr(0, reply.mr0);
         // Records the last interrupt left: the next batch, each time the

@@ -23,6 +23,9 @@ use iommu_proto::fault::{
 use iommu_proto::iommufd::*;
 use iommu_proto::vfio::*;
 use iommu_proto::{iommu_fault_record, Errno, Op, Request, MR_DEVICE, MR_SIZE};
+use mmio::Memory;
+
+pub use iommu_proto::Transport;
 
 /// Bytes of the command page.
 pub const COMMAND_PAGE: usize = 4096;
@@ -32,36 +35,6 @@ pub const COMMAND_PAGE: usize = 4096;
 pub const ARRAY_AT: usize = 64;
 /// Bytes of the command page left for those arrays.
 pub const ARRAY_ROOM: usize = COMMAND_PAGE - ARRAY_AT;
-
-/// Moves one request to the server and its reply back.
-pub trait Transport {
-    /// Writes `bytes` at the start of the command page.
-    fn write_page(&mut self, bytes: &[u8]);
-    /// Reads the start of the command page into `out`.
-    fn read_page(&mut self, out: &mut [u8]);
-    /// One call: `label` and MR0, MR1 in; the reply label (0 or an errno)
-    /// and MR0 out.
-    fn call(&mut self, label: u64, mrs: [u64; 2]) -> (u64, u64);
-}
-
-/// Memory a client reads and writes besides the device (volatile for
-/// shared memory).
-pub trait Memory {
-    /// Copies out from `offset`; false when that leaves the memory.
-    fn read(&self, offset: usize, out: &mut [u8]) -> bool;
-    /// Copies in at `offset`; false when that leaves the memory.
-    fn write(&self, offset: usize, bytes: &[u8]) -> bool;
-}
-
-impl Memory for microkit::SharedMemory {
-    fn read(&self, offset: usize, out: &mut [u8]) -> bool {
-        microkit::SharedMemory::read(self, offset, out)
-    }
-
-    fn write(&self, offset: usize, bytes: &[u8]) -> bool {
-        microkit::SharedMemory::write(self, offset, bytes)
-    }
-}
 
 /// A DMA region of this client: where the client sees it, and its memory.
 #[derive(Debug)]
