@@ -100,8 +100,8 @@ impl IoDomain for MockDomain {
         self.map_calls += 1;
         if count == 0
             || self.sizes & page_size == 0
-            || iova % page_size != 0
-            || phys % page_size != 0
+            || !iova.is_multiple_of(page_size)
+            || !phys.is_multiple_of(page_size)
         {
             self.violations.push(format!(
                 "bad map {iova:#x} {phys:#x} size {page_size:#x} x{count}"

@@ -171,12 +171,9 @@ impl Handler for IommuServer {
             );
         };
         let mrs = [microkit::get_mr(0), microkit::get_mr(1)];
-        let reply = self.server.serve(
-            client,
-            msg.label(),
-            mrs,
-            &self.pages[client.index()],
-        );
+        let reply = self
+            .server
+            .serve(client, msg.label(), mrs, &self.pages[client.index()]);
         microkit::set_mr(0, reply.mr0);
         // Records the last interrupt left: the next batch, each time the
         // server runs, so no interrupt costs more than one.
