@@ -15,10 +15,11 @@ use std::time::Duration;
 use criterion::Criterion;
 use iommu_proto::iommufd::*;
 use iommu_proto::Op;
-use iommu_server::{Page, COMMAND_PAGE};
+use iommu_server::COMMAND_PAGE;
 use iommu_testkit::rig::{client, id, region};
 use iommu_testkit::{MockHw, Rig};
 use iommu_types::config::Region;
+use mmio::Memory;
 use zerocopy::IntoBytes;
 
 static REGIONS: [Region; 1] = [region(0x10_0000, 0x10_0000, 0x8000_0000)];

@@ -20,8 +20,7 @@
 
 mod common;
 
-#[path = "support/tools.rs"]
-mod tools;
+use iommu_testkit::tools;
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};

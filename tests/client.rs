@@ -9,11 +9,11 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 use common::{client, MockHw, Rig};
-use iommu_client::{Access, DmaBuffer, Iommu, Memory, Transport};
+use iommu_client::{Access, DmaBuffer, Iommu};
 use iommu_proto::fault::{IOMMU_FAULT_ACCESS_WRITE, IOMMU_FAULT_KIND_F_TRANSLATION};
 use iommu_proto::Errno;
 use iommu_server::Fault;
-use iommu_server::COMMAND_PAGE;
+use iommu_testkit::{HeapMemory, RigTransport};
 use iommu_types::config::{ClientConfig, DeviceConfig, Perms, Quota, Region};
 use iommu_types::{IovaRange, StreamId};
 
@@ -79,84 +79,18 @@ fn configs() -> [ClientConfig; 3] {
 }
 type Shared = Rc<RefCell<Rig<MockHw>>>;
 
-/// A command page shared by one client and the server.
-type Page = Rc<RefCell<[u8; COMMAND_PAGE]>>;
-
-/// One client's end: its page, and calls that arrive as its channel.
-struct Local {
-    server: Shared,
-    client: iommu_types::ClientId,
-    page: Page,
-}
-
-impl Transport for Local {
-    fn write_page(&mut self, bytes: &[u8]) {
-        self.page.borrow_mut()[..bytes.len()].copy_from_slice(bytes);
-    }
-
-    fn read_page(&mut self, out: &mut [u8]) {
-        out.copy_from_slice(&self.page.borrow()[..out.len()]);
-    }
-
-    fn call(&mut self, label: u64, mrs: [u64; 2]) -> (u64, u64) {
-        let reply = self
-            .server
-            .borrow_mut()
-            .server
-            .serve(self.client, label, mrs, &*self.page);
-        (reply.label, reply.mr0)
-    }
-}
-
-/// Client memory on the heap.
-struct Heap(RefCell<Vec<u8>>);
-
-impl Memory for Heap {
-    fn read(&self, offset: usize, out: &mut [u8]) -> bool {
-        let m = self.0.borrow();
-        match m.get(offset..offset + out.len()) {
-            Some(src) => {
-                out.copy_from_slice(src);
-                true
-            }
-            None => false,
-        }
-    }
-
-    fn write(&self, offset: usize, bytes: &[u8]) -> bool {
-        let mut m = self.0.borrow_mut();
-        match m.get_mut(offset..offset + bytes.len()) {
-            Some(dst) => {
-                dst.copy_from_slice(bytes);
-                true
-            }
-            None => false,
-        }
-    }
-}
-
-fn system() -> (Shared, Vec<Iommu<Local>>) {
+fn system() -> (Shared, Vec<Iommu<RigTransport>>) {
     let server = Rig::new(MockHw::new(), &configs());
     let server = Rc::new(RefCell::new(server));
     let clients = (0..configs().len())
-        .map(|client| {
-            Iommu::new(Local {
-                server: server.clone(),
-                client: common::id(client),
-                page: Rc::new(RefCell::new([0; COMMAND_PAGE])),
-            })
-        })
+        .map(|client| Iommu::new(RigTransport::new(&server, client)))
         .collect();
     (server, clients)
 }
 
-fn buffer(client: usize) -> DmaBuffer<Heap> {
+fn buffer(client: usize) -> DmaBuffer<HeapMemory> {
     let r = &REGIONS[client][0];
-    DmaBuffer::new(
-        r.vaddr,
-        r.size,
-        Heap(RefCell::new(vec![0; r.size as usize])),
-    )
+    DmaBuffer::new(r.vaddr, r.size, HeapMemory::zeroed(r.size as usize))
 }
 
 fn region_paddr(client: usize) -> u64 {
@@ -257,7 +191,7 @@ fn clients_cannot_reach_each_other() {
     // B's configuration has one device; A's device is not B's to bind.
     assert_eq!(b.bind(1).unwrap_err(), Errno::ENODEV);
     // The manager has no DMA memory at all.
-    let buf_m = DmaBuffer::new(BUFFER_VA, 0x1000, Heap(RefCell::new(vec![0; 0x1000])));
+    let buf_m = DmaBuffer::new(BUFFER_VA, 0x1000, HeapMemory::zeroed(0x1000));
     let m_ioas = c[MANAGER].ioas_alloc().unwrap();
     assert_eq!(
         c[MANAGER]
@@ -337,7 +271,13 @@ fn the_library_speaks_every_iommufd_op() {
     a.attach(&dev, &dst).unwrap();
     let after = a.iova_ranges(PAGE_VA, &dst, &mut ranges).unwrap();
     assert_eq!((after.total, after.alignment), (3, 4096), "{ranges:x?}");
-    assert_eq!(ranges[0], iommu_iova_range { start: 0, last: 0x07ff_ffff });
+    assert_eq!(
+        ranges[0],
+        iommu_iova_range {
+            start: 0,
+            last: 0x07ff_ffff
+        }
+    );
     assert_eq!(ranges[1].start, 0x0804_0000);
     assert_eq!(ranges[2].start, 0x3eff_0000);
     // No room: the number needed, nothing written.
@@ -345,7 +285,10 @@ fn the_library_speaks_every_iommufd_op() {
     assert_eq!(none.total, 3);
 
     // ALLOW_IOVAS confines automatic IOVAs: COPY lands in the window.
-    let window = iommu_iova_range { start: 0x4000_0000, last: 0x4000_ffff };
+    let window = iommu_iova_range {
+        start: 0x4000_0000,
+        last: 0x4000_ffff,
+    };
     a.allow_iovas(PAGE_VA, &dst, &[window]).unwrap();
     let m = a
         .map(&src, &buf, 0, 0x2000, Access::ReadWrite, Some(0x9000))
@@ -356,7 +299,11 @@ fn the_library_speaks_every_iommufd_op() {
     assert!((window.start..=window.last).contains(&copied));
     let stream = DEVICES[EDU_A][0].stream_id;
     assert_eq!(
-        server.borrow().server.hardware().dma(stream, copied + 0x1000),
+        server
+            .borrow()
+            .server
+            .hardware()
+            .dma(stream, copied + 0x1000),
         Some(region_paddr(EDU_A) + 0x1000)
     );
     assert_eq!(
@@ -417,18 +364,19 @@ fn the_library_speaks_vfio_type1() {
     // A buffer mapped at the IOVA of the caller's choosing, as a VMM maps
     // guest RAM at its guest-physical address.
     let flags = VFIO_DMA_MAP_FLAG_READ | VFIO_DMA_MAP_FLAG_WRITE;
-    a.vfio_map_dma(BUFFER_VA, 0x4000_0000, 0x4000, flags).unwrap();
+    a.vfio_map_dma(BUFFER_VA, 0x4000_0000, 0x4000, flags)
+        .unwrap();
     let stream = DEVICES[EDU_A][0].stream_id;
     assert_eq!(
         server.borrow().server.hardware().dma(stream, 0x4000_3000),
         Some(region_paddr(EDU_A) + 0x3000)
     );
     assert_eq!(a.vfio_unmap_dma(0x4000_0000, 0x4000, 0).unwrap(), 0x4000);
-    assert_eq!(server.borrow().server.hardware().dma(stream, 0x4000_0000), None);
     assert_eq!(
-        a.vfio_unmap_dma(0, 0, VFIO_DMA_UNMAP_FLAG_ALL).unwrap(),
-        0
+        server.borrow().server.hardware().dma(stream, 0x4000_0000),
+        None
     );
+    assert_eq!(a.vfio_unmap_dma(0, 0, VFIO_DMA_UNMAP_FLAG_ALL).unwrap(), 0);
 }
 
 #[test]
@@ -442,11 +390,16 @@ fn the_manager_holds_releases_and_reads_reports() {
     assert_eq!(c[EDU_B].bind(0).unwrap_err(), Errno::EPERM);
     let mut report = Vec::new();
     let len = c[MANAGER]
-        .dump(PAGE_VA, EDU_B as u32, |piece| report.extend_from_slice(piece))
+        .dump(PAGE_VA, EDU_B as u32, |piece| {
+            report.extend_from_slice(piece)
+        })
         .unwrap();
     let report = String::from_utf8(report).unwrap();
     assert_eq!(len as usize, report.len());
-    assert!(report.starts_with("client 1 edu_b (held): objects 0/16"), "{report}");
+    assert!(
+        report.starts_with("client 1 edu_b (held): objects 0/16"),
+        "{report}"
+    );
     c[MANAGER].release(EDU_B as u64).unwrap();
     c[EDU_B].bind(0).unwrap();
     // The server's own report.
@@ -470,5 +423,8 @@ fn fault_recording_resumes_only_for_a_device_the_client_has() {
     a.resume_faults(0).unwrap();
     assert_eq!(a.resume_faults(1).unwrap_err(), Errno::ENODEV);
     let read = a.read_fault().unwrap();
-    assert_eq!((read.fault, read.silenced, read.storm_dropped), (None, 0, 0));
+    assert_eq!(
+        (read.fault, read.silenced, read.storm_dropped),
+        (None, 0, 0)
+    );
 }

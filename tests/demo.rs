@@ -5,8 +5,7 @@
 //! Without QEMU, make or the aarch64-unknown-none target the test fails
 //! when `CI` is set and is skipped, saying what to install, otherwise.
 
-#[path = "support/tools.rs"]
-mod tools;
+use iommu_testkit::tools;
 
 use std::path::Path;
 use std::process::Command;

@@ -7,8 +7,7 @@
 //! Without make or a C++ compiler (libFuzzer is built from source) the test
 //! fails when `CI` is set and is skipped, saying what to install, otherwise.
 
-#[path = "support/tools.rs"]
-mod tools;
+use iommu_testkit::tools;
 
 use std::path::Path;
 use std::process::Command;

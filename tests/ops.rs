@@ -40,7 +40,7 @@ struct Counting {
     reads: std::cell::RefCell<Vec<u32>>,
 }
 
-impl iommu_server::Page for Counting {
+impl mmio::Memory for Counting {
     fn len(&self) -> usize {
         self.bytes.borrow().len()
     }

@@ -9,8 +9,7 @@
 //! Without make or the target the test fails when `CI` is set and is
 //! skipped, saying what to install, otherwise.
 
-#[path = "support/tools.rs"]
-mod tools;
+use iommu_testkit::tools;
 
 use std::collections::HashMap;
 use std::path::Path;

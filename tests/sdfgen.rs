@@ -8,8 +8,7 @@
 //! interpreter in `SDFGEN_PYTHON`; elsewhere the tests are skipped, saying
 //! so.
 
-#[path = "support/tools.rs"]
-mod tools;
+use iommu_testkit::tools;
 
 use std::path::Path;
 use std::process::Command;

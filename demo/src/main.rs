@@ -23,14 +23,14 @@ use edu_driver::{server_report, Edu, Roles, Session};
 use hw::domains::SmmuDomains;
 use hw::pgtable::TablePool;
 use hw::smmu::{Smmu, SmmuConfig};
-use iommu_client::{DmaBuffer, Iommu, Memory, Transport};
+use iommu_client::{DmaBuffer, Iommu, Transport};
 use iommu_proto::Errno;
 use iommu_server::{Collected, Drained, Server, COMMAND_PAGE, EVENTS_PER_INTERRUPT};
 use iommu_system::{
     client_configs, resolve, static_spaces, ClientConfig, ClientId, Paddr, StaticSpace, StreamId,
     CLIENTS, SERVER_SYMBOLS, STATIC_SPACES, TOTAL_DEVICES,
 };
-use mmio::{CacheClean, Coherent, ConstStaticCell, DcacheClean, DmaRegion, Mmio, StaticCell};
+use mmio::{CacheClean, Coherent, ConstStaticCell, DcacheClean, DmaRegion, Memory, Mmio, StaticCell};
 use pci_function::PciFunction;
 use qemu_virt::platform::{self, Uart};
 
@@ -91,6 +91,10 @@ impl Transport for Direct<'_> {
 struct RegionMemory(DmaRegion);
 
 impl Memory for RegionMemory {
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+
     fn read(&self, offset: usize, out: &mut [u8]) -> bool {
         if offset
             .checked_add(out.len())

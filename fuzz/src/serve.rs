@@ -10,13 +10,13 @@
 
 #![no_main]
 
-use iommu_proto::decode::cells;
 use iommu_proto::Op;
 use iommu_testkit::rig::{client, device, id, region, DEFAULT_QUOTA};
 use iommu_testkit::{MockHw, Rig};
 use iommu_types::config::{DeviceConfig, Quota, Region};
 use iommu_types::{Fault, StreamId};
 use libfuzzer_sys::fuzz_target;
+use mmio::cells;
 
 static REGIONS: [Region; 2] = [
     region(0x10_0000, 0x10_0000, 0x8000_0000),

@@ -4,8 +4,7 @@
 //! Without QEMU or the aarch64-unknown-none target the test fails when `CI`
 //! is set and is skipped, saying what to install, otherwise.
 
-#[path = "../../tests/support/tools.rs"]
-mod tools;
+use iommu_testkit::tools;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

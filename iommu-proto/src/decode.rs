@@ -4,7 +4,7 @@
 //! so the server copies the struct out once ([`copy_in`], [`copy_in_argsz`],
 //! [`read_request`]) and validates only its copy, the size field included.
 //! The struct sits at offset 0 of the page; `claimed_size` is the request's
-//! MR0. The page is reached through [`Page`], in byte ranges: a request
+//! MR0. The page is reached as [`Memory`], in byte ranges: a request
 //! costs copies of what it names (its struct, the arrays it points at),
 //! never of the whole page.
 //!
@@ -17,10 +17,10 @@
 //! - Array pointers must point inside the command page ([`array_range`]),
 //!   else EFAULT.
 
-use core::cell::Cell;
 use core::mem::size_of;
 use core::ops::Range;
 
+use mmio::Memory;
 use zerocopy::{FromBytes, Immutable, IntoBytes};
 
 use crate::op::{Framing, Request};
@@ -28,106 +28,6 @@ use crate::{Errno, Result};
 
 /// Every struct starts with a u32 `size` or `argsz`.
 const SIZE_FIELD: usize = size_of::<u32>();
-
-/// A client's command page as the server reaches it: copies in and out of
-/// byte ranges. Memory the client shares may change between two reads, so
-/// the server reads each byte it uses once, into its own copy.
-pub trait Page {
-    /// Bytes in the page.
-    fn len(&self) -> usize;
-
-    /// Copies `out.len()` bytes from `offset`; false (nothing copied) past
-    /// the end.
-    fn read(&self, offset: usize, out: &mut [u8]) -> bool;
-
-    /// Copies `bytes` in at `offset`; false (nothing written) past the end.
-    fn write(&self, offset: usize, bytes: &[u8]) -> bool;
-
-    /// Whether the page has no bytes.
-    fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-}
-
-/// A page held in a `RefCell` (a client and a server in one program, as in
-/// the bare-metal demo and the tests): each access borrows it for the copy.
-impl<const N: usize> Page for core::cell::RefCell<[u8; N]> {
-    fn len(&self) -> usize {
-        N
-    }
-
-    fn read(&self, offset: usize, out: &mut [u8]) -> bool {
-        cells(&mut *self.borrow_mut()).read(offset, out)
-    }
-
-    fn write(&self, offset: usize, bytes: &[u8]) -> bool {
-        cells(&mut *self.borrow_mut()).write(offset, bytes)
-    }
-}
-
-/// `len` items of `slice` from `offset`; None if any lies past the end
-/// (or the end overflows).
-fn span<T>(slice: &[T], offset: usize, len: usize) -> Option<&[T]> {
-    slice.get(offset..offset.checked_add(len)?)
-}
-
-/// Bytes the server only reads (tests of the copy-in rules): every write
-/// fails.
-impl Page for [u8] {
-    fn len(&self) -> usize {
-        <[u8]>::len(self)
-    }
-
-    fn read(&self, offset: usize, out: &mut [u8]) -> bool {
-        match span(self, offset, out.len()) {
-            Some(src) => {
-                out.copy_from_slice(src);
-                true
-            }
-            None => false,
-        }
-    }
-
-    fn write(&self, _: usize, _: &[u8]) -> bool {
-        false
-    }
-}
-
-/// Private memory as a [`Page`] (the server's tests, and any transport
-/// that already holds a copy).
-#[derive(Clone, Copy, Debug)]
-pub struct Bytes<'a>(&'a [Cell<u8>]);
-
-/// A byte buffer as a [`Page`].
-pub fn cells(bytes: &mut [u8]) -> Bytes<'_> {
-    Bytes(Cell::from_mut(bytes).as_slice_of_cells())
-}
-
-impl Page for Bytes<'_> {
-    fn len(&self) -> usize {
-        self.0.len()
-    }
-
-    fn read(&self, offset: usize, out: &mut [u8]) -> bool {
-        let Some(src) = span(self.0, offset, out.len()) else {
-            return false;
-        };
-        for (o, c) in out.iter_mut().zip(src) {
-            *o = c.get();
-        }
-        true
-    }
-
-    fn write(&self, offset: usize, bytes: &[u8]) -> bool {
-        let Some(dst) = span(self.0, offset, bytes.len()) else {
-            return false;
-        };
-        for (c, b) in dst.iter().zip(bytes) {
-            c.set(*b);
-        }
-        true
-    }
-}
 
 /// Copies an iommufd-style struct out of `page` under iommufd's rules:
 ///
@@ -138,7 +38,7 @@ impl Page for Bytes<'_> {
 ///   (zero bytes are accepted: a newer client's unused fields);
 /// - shorter than `T`: the missing tail reads as zero.
 pub fn copy_in<T: FromBytes + IntoBytes + Immutable>(
-    page: &(impl Page + ?Sized),
+    page: &(impl Memory + ?Sized),
     claimed_size: u64,
     min_size: usize,
 ) -> Result<T> {
@@ -163,7 +63,7 @@ pub fn copy_in<T: FromBytes + IntoBytes + Immutable>(
 /// [`copy_in`] except that bytes beyond `size_of::<T>()` are ignored, as
 /// VFIO ignores them (they may hold a GET_INFO capability buffer).
 pub fn copy_in_argsz<T: FromBytes + IntoBytes + Immutable>(
-    page: &(impl Page + ?Sized),
+    page: &(impl Memory + ?Sized),
     claimed_size: u64,
     min_size: usize,
 ) -> Result<T> {
@@ -172,7 +72,7 @@ pub fn copy_in_argsz<T: FromBytes + IntoBytes + Immutable>(
 
 /// Copies `T`'s request out of `page` with the rules of its operation's
 /// framing and its own minimum size.
-pub fn read_request<T: Request>(page: &(impl Page + ?Sized), claimed_size: u64) -> Result<T> {
+pub fn read_request<T: Request>(page: &(impl Memory + ?Sized), claimed_size: u64) -> Result<T> {
     match T::OP.framing() {
         Framing::Size => copy_in(page, claimed_size, T::MIN_SIZE),
         Framing::Argsz => copy_in_argsz(page, claimed_size, T::MIN_SIZE),
@@ -187,7 +87,7 @@ pub fn read_request<T: Request>(page: &(impl Page + ?Sized), claimed_size: u64) 
 /// `iommufd_ucmd_respond`, VFIO's `copy_to_user(arg, &info, minsz)`).
 /// EFAULT if that does not fit in the page.
 pub fn copy_out<T: IntoBytes + Immutable>(
-    page: &(impl Page + ?Sized),
+    page: &(impl Memory + ?Sized),
     claimed_size: u64,
     value: &T,
 ) -> Result<()> {
@@ -233,7 +133,10 @@ pub fn array_range(
 /// Reads a `T` at `offset` of the page (an array element, a capability),
 /// once, into the server's own copy: EFAULT when it does not fit. No
 /// alignment is required.
-pub fn read_at<T: FromBytes + IntoBytes>(page: &(impl Page + ?Sized), offset: usize) -> Result<T> {
+pub fn read_at<T: FromBytes + IntoBytes>(
+    page: &(impl Memory + ?Sized),
+    offset: usize,
+) -> Result<T> {
     let mut value = T::new_zeroed();
     if !page.read(offset, value.as_mut_bytes()) {
         return Err(Errno::EFAULT);
@@ -243,7 +146,7 @@ pub fn read_at<T: FromBytes + IntoBytes>(page: &(impl Page + ?Sized), offset: us
 
 /// Writes `value` at `offset` of the page: EFAULT when it does not fit.
 pub fn write_at<T: IntoBytes + Immutable>(
-    page: &(impl Page + ?Sized),
+    page: &(impl Memory + ?Sized),
     offset: usize,
     value: &T,
 ) -> Result<()> {
@@ -274,7 +177,7 @@ pub fn check_reserved<T: IntoBytes + Immutable + ?Sized>(field: &T) -> Result<()
 /// claimed length in bytes. The size field is checked in the copy, not in
 /// the page, which the client may rewrite at any moment.
 fn checked_copy<T: FromBytes + IntoBytes + Immutable>(
-    page: &(impl Page + ?Sized),
+    page: &(impl Memory + ?Sized),
     claimed_size: u64,
     min_size: usize,
 ) -> Result<(T, usize)> {

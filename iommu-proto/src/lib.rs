@@ -85,6 +85,7 @@ pub mod dump;
 pub mod fault;
 pub mod iommufd;
 pub mod op;
+mod transport;
 pub mod vfio;
 
 pub use fault::iommu_fault_record;
@@ -93,3 +94,4 @@ pub use op::{
     DeviceArg, Framing, Op, Request, IOMMUFD_CMD_BASE, IOMMU_QUARANTINE_STATIC, MR_DEVICE, MR_SIZE,
     MR_VALUE, PRIVATE_LABEL_BASE, VFIO_BASE,
 };
+pub use transport::Transport;

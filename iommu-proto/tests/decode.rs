@@ -3,12 +3,13 @@
 use core::mem::size_of;
 
 use iommu_proto::decode::{
-    array_range, cells, check_flags, check_reserved, copy_in, copy_in_argsz, copy_out, read_at,
+    array_range, check_flags, check_reserved, copy_in, copy_in_argsz, copy_out, read_at,
     read_request, write_at,
 };
 use iommu_proto::iommufd::{iommu_hwpt_alloc, iommu_ioas_map, iommu_iova_range};
 use iommu_proto::vfio::{vfio_iommu_type1_dma_map, vfio_iommu_type1_info};
 use iommu_proto::{iommu_fault_record, Errno, Request};
+use mmio::cells;
 use zerocopy::IntoBytes;
 
 const PAGE: usize = 4096;

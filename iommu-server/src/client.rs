@@ -1,10 +1,10 @@
 //! A client's state, and the context every request of it runs in.
 
 use heapless::Deque;
-use iommu_proto::decode::Page;
 use iommu_types::config::ClientConfig;
 use iommu_types::ClientId;
 use iopt::{Hardware, Store};
+use mmio::Memory;
 
 use crate::object::{IoasPool, ObjectId, ObjectTable, Objects};
 
@@ -113,7 +113,7 @@ pub(crate) struct Ctx<'a, 's, H: Hardware> {
     pub id: ClientId,
     /// The client's command page, read and written in the ranges a request
     /// names (each byte read once).
-    pub page: &'a dyn Page,
+    pub page: &'a dyn Memory,
     /// MR1: the device a device op names (`iommu_proto::DeviceArg`).
     pub device: u64,
     /// Set when this request had to stop all DMA (a stream would not stop

@@ -13,14 +13,15 @@ use iommu_proto::decode::{array_range, check_reserved};
 use iommu_proto::dump::{iommu_dump, IOMMU_DUMP_SERVER};
 use iommu_types::{ClientId, Errno, Prot};
 use iopt::Hardware;
+use mmio::Memory;
 
 use crate::object::Object;
-use crate::{Page, Server};
+use crate::Server;
 
 /// Writes the bytes of a report that fall in `[from, end)` into the page
 /// at `at`, counting them all.
 struct Window<'p> {
-    page: &'p dyn Page,
+    page: &'p dyn Memory,
     at: usize,
     from: u64,
     end: u64,
@@ -49,7 +50,7 @@ impl Write for Window<'_> {
 pub(crate) fn dump<H: Hardware>(
     server: &Server<'_, H>,
     caller: ClientId,
-    page: &dyn Page,
+    page: &dyn Memory,
     cmd: &mut iommu_dump,
 ) -> Result<u64, Errno> {
     check_reserved(&cmd.reserved)?;

@@ -44,6 +44,7 @@ use iommu_proto::Op;
 use iommu_types::config::{ClientConfig, StaticSpace, MAX_DEVICE_WINDOWS};
 use iommu_types::StreamId;
 use iopt::{Account, AreaSlot, DomainId, Hardware, PagesSlot, Store};
+use mmio::Memory;
 
 use client::Ctx;
 use object::{IoasPool, Object, ObjectId};
@@ -51,8 +52,6 @@ use static_space::StaticSpaces;
 
 /// Bytes of a client's command page.
 pub const COMMAND_PAGE: usize = 4096;
-
-pub use iommu_proto::decode::Page;
 
 /// Everything the server keeps, for `CLIENTS` clients whose mapping quotas
 /// add up to `MAPPINGS` and IOAS quotas to `IOASES`: built at compile time
@@ -524,7 +523,7 @@ impl<'s, H: Hardware> Server<'s, H> {
             client,
             config: &self.configs[target.index()],
             id: target,
-            page: &iommu_proto::decode::cells(&mut []),
+            page: &mmio::cells(&mut []),
             device: 0,
             aborted_all: false,
         };
@@ -764,7 +763,7 @@ impl<'s, H: Hardware> Server<'s, H> {
         client: ClientId,
         label: u64,
         mrs: [u64; 2],
-        page: &impl Page,
+        page: &impl Memory,
     ) -> Reply {
         match self.dispatch(client, label, mrs, page) {
             Ok(mr0) => Reply { label: 0, mr0 },
@@ -780,7 +779,7 @@ impl<'s, H: Hardware> Server<'s, H> {
         mrs: [u64; 2],
         page: &mut [u8],
     ) -> Reply {
-        self.serve(client, label, mrs, &iommu_proto::decode::cells(page))
+        self.serve(client, label, mrs, &mmio::cells(page))
     }
 
     fn dispatch(
@@ -788,7 +787,7 @@ impl<'s, H: Hardware> Server<'s, H> {
         client: ClientId,
         label: u64,
         mrs: [u64; 2],
-        page: &impl Page,
+        page: &impl Memory,
     ) -> Result<u64, Errno> {
         let op = Op::from_label(label).ok_or(Errno::ENOTTY)?;
         // A channel without a configured client cannot call; be explicit.

@@ -7,7 +7,11 @@
 //!   domains, with failure injection, wedged streams and an attach log;
 //! - [`PtHw`]: the server's hardware over `hw`'s real page tables;
 //! - [`Rig`]: a server with N clients and their command pages, with the
-//!   requests most tests make; [`store`] for the engine alone.
+//!   requests most tests make; [`store`] for the engine alone;
+//! - [`RigTransport`], [`HeapMemory`]: a client library's transport into
+//!   a rig's server and its memory, for the tests of the client library
+//!   and of the drivers on it ([`local`]);
+//! - [`tools`]: what the tests that build images or boot QEMU need.
 //!
 //! Storage is given back: a rig or store returns its pools to a
 //! per-thread spare list when dropped ([`recycle`]), so a property test
@@ -15,12 +19,15 @@
 
 pub mod domain;
 pub mod hardware;
+pub mod local;
 pub mod pagetables;
 pub mod recycle;
 pub mod rig;
+pub mod tools;
 
 pub use domain::{Domains, MockDomain, Page, ARM_4K, G1, K4, K64, M2};
 pub use hardware::MockHw;
+pub use local::{HeapMemory, RigTransport};
 pub use pagetables::PtHw;
 pub use recycle::{GiveBack, Lent};
 pub use rig::{store, Rig, PAGE_VA};

@@ -92,6 +92,22 @@ impl SharedMemory {
     }
 }
 
+/// The copies above, for the server, the client library and the device
+/// libraries alike.
+impl mmio::Memory for SharedMemory {
+    fn len(&self) -> usize {
+        SharedMemory::len(self)
+    }
+
+    fn read(&self, offset: usize, out: &mut [u8]) -> bool {
+        SharedMemory::read(self, offset, out)
+    }
+
+    fn write(&self, offset: usize, bytes: &[u8]) -> bool {
+        SharedMemory::write(self, offset, bytes)
+    }
+}
+
 /// An 8-byte value the Microkit tool writes into the ELF (a `<setvar>`
 /// or a map's `setvar_vaddr`); declare one with [`setvar!`](crate::setvar).
 #[repr(transparent)]

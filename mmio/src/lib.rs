@@ -1,8 +1,10 @@
 //! `mmio`: the memory primitives bare-metal drivers rest on, and the
 //! `unsafe` behind them: device registers ([`Mmio`]), memory devices reach
 //! by DMA ([`DmaRegion`], [`DmaMemory`]), the AArch64 barriers and cache
-//! maintenance a driver needs, and statics handed out once
-//! ([`StaticCell`], [`ConstStaticCell`]). Each `unsafe` constructor states its contract; every
+//! maintenance a driver needs, statics handed out once
+//! ([`StaticCell`], [`ConstStaticCell`]), and the one trait for memory
+//! reached only by bounded byte copies ([`Memory`]: command pages, DMA
+//! buffers, shared rings). Each `unsafe` constructor states its contract; every
 //! block says why it is sound.
 //!
 //! It sits at the bottom of the ladder with no dependencies, so a device
@@ -16,6 +18,7 @@
 mod barrier;
 mod cache;
 mod cell;
+mod copy;
 mod dma;
 mod regs;
 
@@ -24,5 +27,6 @@ pub use barrier::{dma_mb, dma_rmb, dma_wmb, dsb_sy};
 pub use cache::maintenance;
 pub use cache::{CacheClean, Coherent, DcacheClean};
 pub use cell::{ConstStaticCell, StaticCell};
+pub use copy::{cells, Memory};
 pub use dma::{DmaMemory, DmaRegion};
 pub use regs::{Mmio, RegisterBlock};

@@ -16,7 +16,7 @@ use core::fmt::Write;
 use hw::domains::SmmuDomains;
 use hw::pgtable::TablePool;
 use hw::smmu::{Smmu, SmmuConfig};
-use iommu_server::{Drained, Page, Server};
+use iommu_server::{Drained, Server};
 use iommu_system::{
     client_configs, client_on, static_spaces, ClientConfig, StaticSpace, StreamId, CLIENTS, SERVER,
     STATIC_SPACES, TOTAL_DEVICES,
@@ -40,24 +40,6 @@ static SPACES: StaticCell<[StaticSpace; STATIC_SPACES.len()]> = StaticCell::new(
 
 macro_rules! say {
     ($($arg:tt)*) => {{ let _ = write!(DebugOut, "iommu_server: "); let _ = writeln!(DebugOut, $($arg)*); }};
-}
-
-/// A client's command page: the server copies out of it and into it only
-/// the ranges a request names.
-struct Command<'a>(&'a SharedMemory);
-
-impl Page for Command<'_> {
-    fn len(&self) -> usize {
-        self.0.len()
-    }
-
-    fn read(&self, offset: usize, out: &mut [u8]) -> bool {
-        self.0.read(offset, out)
-    }
-
-    fn write(&self, offset: usize, bytes: &[u8]) -> bool {
-        self.0.write(offset, bytes)
-    }
 }
 
 struct IommuServer {
@@ -215,12 +197,9 @@ impl Handler for IommuServer {
             );
         };
         let mrs = [microkit::get_mr(0), microkit::get_mr(1)];
-        let reply = self.server.serve(
-            client,
-            msg.label(),
-            mrs,
-            &Command(&self.pages[client.index()]),
-        );
+        let reply = self
+            .server
+            .serve(client, msg.label(), mrs, &self.pages[client.index()]);
         microkit::set_mr(0, reply.mr0);
         // Records the last interrupt left: the next batch, each time the
         // server runs, so no interrupt costs more than one.

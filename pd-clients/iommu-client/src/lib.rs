@@ -7,7 +7,57 @@
 //! calls the server core directly). Object handles are the server's IDs,
 //! meaningful only to this client; a [`Mapping`] borrows the
 //! [`DmaBuffer`] it maps, so the buffer cannot go away while a device can
-//! reach it.
+//! reach it. A buffer's memory is any [`mmio::Memory`] (bounded byte
+//! copies), as the server's command pages and the device libraries'
+//! queues are.
+//!
+//! # Example
+//!
+//! A driver gives its device a DMA window onto its buffer: bind the
+//! device, allocate an IO address space, attach the device to it, map the
+//! buffer, tell the device the IO address, unmap when done. Here the
+//! server core runs in the same program, in a testkit rig with mock
+//! hardware, so the example can check what the device would reach; a
+//! driver PD does the same over a [`MicrokitTransport`].
+//!
+//! ```
+//! use std::cell::RefCell;
+//! use std::rc::Rc;
+//!
+//! use iommu_client::{Access, DmaBuffer, Iommu};
+//! use iommu_testkit::rig::{client, device, region};
+//! use iommu_testkit::{HeapMemory, MockHw, Rig, RigTransport};
+//! use iommu_types::config::{DeviceConfig, Region};
+//! use iommu_types::{Errno, StreamId};
+//!
+//! // What sysgen generates from iommu.xml: one driver whose 64 KiB DMA
+//! // region it sees at 0x3000_0000 (physical 0x6000_0000), and its one
+//! // device, which emits stream 8.
+//! static REGIONS: [Region; 1] = [region(0x3000_0000, 0x1_0000, 0x6000_0000)];
+//! static DEVICES: [DeviceConfig; 1] = [device("edu", 8)];
+//! let driver = client("driver").regions(&REGIONS).devices(&DEVICES).build();
+//! let rig = Rc::new(RefCell::new(Rig::new(MockHw::new(), &[driver])));
+//!
+//! let mut iommu = Iommu::new(RigTransport::new(&rig, 0));
+//! let buffer = DmaBuffer::new(0x3000_0000, 0x1_0000, HeapMemory::zeroed(0x1_0000));
+//!
+//! let device = iommu.bind(0)?; // the first device of the configuration
+//! let ioas = iommu.ioas_alloc()?;
+//! iommu.attach(&device, &ioas)?;
+//! // 8 KiB of the buffer from offset 0x1000, anywhere the server finds room.
+//! let mapping = iommu.map(&ioas, &buffer, 0x1000, 0x2000, Access::ReadWrite, None)?;
+//! let dma_address = mapping.iova(); // what the driver programs into the device
+//!
+//! // The device now reaches the buffer's physical pages, and only those.
+//! let reach = |iova| rig.borrow().server.hardware().dma(StreamId(8), iova);
+//! assert_eq!(reach(dma_address), Some(0x6000_1000));
+//! assert_eq!(reach(dma_address + 0x1fff), Some(0x6000_2fff));
+//! assert_eq!(reach(dma_address + 0x2000), None);
+//!
+//! iommu.unmap(mapping).map_err(|(errno, _)| errno)?;
+//! assert_eq!(reach(dma_address), None);
+//! # Ok::<(), Errno>(())
+//! ```
 
 #![no_std]
 #![forbid(unsafe_code)]
@@ -23,6 +73,9 @@ use iommu_proto::fault::{
 use iommu_proto::iommufd::*;
 use iommu_proto::vfio::*;
 use iommu_proto::{iommu_fault_record, Errno, Op, Request, MR_DEVICE, MR_SIZE};
+use mmio::Memory;
+
+pub use iommu_proto::Transport;
 
 /// Bytes of the command page.
 pub const COMMAND_PAGE: usize = 4096;
@@ -32,36 +85,6 @@ pub const COMMAND_PAGE: usize = 4096;
 pub const ARRAY_AT: usize = 64;
 /// Bytes of the command page left for those arrays.
 pub const ARRAY_ROOM: usize = COMMAND_PAGE - ARRAY_AT;
-
-/// Moves one request to the server and its reply back.
-pub trait Transport {
-    /// Writes `bytes` at the start of the command page.
-    fn write_page(&mut self, bytes: &[u8]);
-    /// Reads the start of the command page into `out`.
-    fn read_page(&mut self, out: &mut [u8]);
-    /// One call: `label` and MR0, MR1 in; the reply label (0 or an errno)
-    /// and MR0 out.
-    fn call(&mut self, label: u64, mrs: [u64; 2]) -> (u64, u64);
-}
-
-/// Memory a client reads and writes besides the device (volatile for
-/// shared memory).
-pub trait Memory {
-    /// Copies out from `offset`; false when that leaves the memory.
-    fn read(&self, offset: usize, out: &mut [u8]) -> bool;
-    /// Copies in at `offset`; false when that leaves the memory.
-    fn write(&self, offset: usize, bytes: &[u8]) -> bool;
-}
-
-impl Memory for microkit::SharedMemory {
-    fn read(&self, offset: usize, out: &mut [u8]) -> bool {
-        microkit::SharedMemory::read(self, offset, out)
-    }
-
-    fn write(&self, offset: usize, bytes: &[u8]) -> bool {
-        microkit::SharedMemory::write(self, offset, bytes)
-    }
-}
 
 /// A DMA region of this client: where the client sees it, and its memory.
 #[derive(Debug)]

@@ -24,7 +24,7 @@ fn main() {
     };
     let n: u32 = args.get(2).and_then(|n| n.parse().ok()).unwrap_or(1000);
     support::with_driver(Mode::Strict, |driver, _, _, data, _, calls| {
-        let buffer = DmaBuffer::new(support::DATA_VA, support::DATA_BYTES, support::View(data));
+        let buffer = DmaBuffer::new(support::DATA_VA, support::DATA_BYTES, data);
         for _ in 0..n {
             if map {
                 let m = driver

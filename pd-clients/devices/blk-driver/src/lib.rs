@@ -42,10 +42,10 @@ use core::ops::Range;
 use blk_queue::{Driver as Ring, Malformed, Request, RequestCode, Response, ResponseStatus};
 use core::fmt::{self, Write};
 
-use iommu_client::{Access, Device, DmaBuffer, Fault, Ioas, Iommu, Mapping, Memory, Transport};
+use iommu_client::{Access, Device, DmaBuffer, Fault, Ioas, Iommu, Mapping, Transport};
 use iommu_proto::fault::IOMMU_FAULT_KIND_F_TRANSLATION;
 use iommu_proto::Errno;
-use mmio::RegisterBlock;
+use mmio::{Memory, RegisterBlock};
 use nvme_driver::{Completion, IoOp, Nvme, QueueMemory, Status, PAGE};
 
 /// Where the device sees its queues.

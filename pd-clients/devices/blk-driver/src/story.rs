@@ -20,7 +20,7 @@
 use blk_queue::{Client, Request, RequestCode, ResponseStatus};
 use core::fmt::Write;
 use core::ops::Range;
-use iommu_client::Memory;
+use mmio::Memory;
 
 use crate::{error_name, ERR_ABANDONED, ERR_BLOCKS};
 

@@ -16,6 +16,7 @@ mod support;
 
 use std::cell::{Cell, RefCell};
 use std::ops::Range;
+use std::rc::Rc;
 
 use blk_driver::story::{Next, Story, MAX_WAITS};
 use blk_driver::{
@@ -24,10 +25,10 @@ use blk_driver::{
 use blk_queue::{Request, RequestCode, Response, ResponseStatus};
 use iommu_client::{DmaBuffer, Iommu};
 use iommu_testkit::rig::{client, id, region};
-use iommu_testkit::{MockHw, Rig};
+use iommu_testkit::{MockHw, Rig, RigTransport};
 use iommu_types::config::Region;
 use nvme_driver::sim::{Config, SimMemory, SimNvme};
-use support::{RigTransport, View, DATA_BYTES, DATA_VA, DEVICES, QUEUE_BYTES, QUEUE_VA};
+use support::{DATA_BYTES, DATA_VA, DEVICES, QUEUE_BYTES, QUEUE_VA};
 
 const BLOCK: usize = 512;
 /// The simulated disk's blocks (Config::default()).
@@ -41,16 +42,17 @@ static REGIONS: [Region; 3] = [
     region(DATA_VA + 0x100_0000, DATA_BYTES, 0x8200_0000),
 ];
 
-type Driver<'b> = BlockDriver<'b, RigTransport<'b>, &'b SimNvme<'b>, View<'b>, View<'b>, SimMemory>;
+type Driver<'b> =
+    BlockDriver<'b, RigTransport, &'b SimNvme<'b>, &'b SimMemory, &'b SimMemory, SimMemory>;
 
 /// Two block clients' rings and data on one simulated controller and one
 /// server; a driver can be started (and started again) over them.
 struct Bench<'b> {
-    rig: &'b RefCell<Rig>,
-    calls: &'b Cell<u64>,
+    rig: Rc<RefCell<Rig>>,
+    calls: Rc<Cell<u64>>,
     nvme: &'b SimNvme<'b>,
-    queues: DmaBuffer<View<'b>>,
-    data: [DmaBuffer<View<'b>>; 2],
+    queues: DmaBuffer<&'b SimMemory>,
+    data: [DmaBuffer<&'b SimMemory>; 2],
     data_mem: [&'b SimMemory; 2],
     rings: &'b [SimMemory; 2],
 }
@@ -58,11 +60,7 @@ struct Bench<'b> {
 impl<'b> Bench<'b> {
     /// A driver's life: bring-up, then both clients with their shares.
     fn start(&'b self, mode: Mode) -> Driver<'b> {
-        let iommu = Iommu::new(RigTransport {
-            rig: self.rig,
-            page: vec![0; 4096],
-            calls: self.calls,
-        });
+        let iommu = Iommu::new(RigTransport::counted(&self.rig, 0, &self.calls));
         let mut driver = BlockDriver::start(iommu, self.nvme, &self.queues).expect("bring-up");
         for (k, share) in SHARES.iter().enumerate() {
             let got = driver
@@ -81,13 +79,13 @@ impl<'b> Bench<'b> {
 }
 
 fn with_bench<T>(body: impl for<'b> FnOnce(&'b Bench<'b>) -> T) -> T {
-    let rig = RefCell::new(Rig::new(
+    let rig = Rc::new(RefCell::new(Rig::new(
         MockHw::new(),
         &[client("nvme_driver")
             .regions(&REGIONS)
             .devices(&DEVICES)
             .build()],
-    ));
+    )));
     let queues = SimMemory::new(QUEUE_IOVA, QUEUE_BYTES as usize);
     let data = [
         SimMemory::new(DATA_IOVA, DATA_BYTES as usize),
@@ -102,15 +100,14 @@ fn with_bench<T>(body: impl for<'b> FnOnce(&'b Bench<'b>) -> T) -> T {
     for r in &rings {
         blk_queue::format(r, 16).unwrap();
     }
-    let calls = Cell::new(0);
     let bench = Bench {
-        rig: &rig,
-        calls: &calls,
+        rig,
+        calls: Rc::new(Cell::new(0)),
         nvme: &nvme,
-        queues: DmaBuffer::new(QUEUE_VA, QUEUE_BYTES, View(&queues)),
+        queues: DmaBuffer::new(QUEUE_VA, QUEUE_BYTES, &queues),
         data: [
-            DmaBuffer::new(DATA_VA, DATA_BYTES, View(&data[0])),
-            DmaBuffer::new(DATA_VA + 0x100_0000, DATA_BYTES, View(&data[1])),
+            DmaBuffer::new(DATA_VA, DATA_BYTES, &data[0]),
+            DmaBuffer::new(DATA_VA + 0x100_0000, DATA_BYTES, &data[1]),
         ],
         data_mem: [&data[0], &data[1]],
         rings: &rings,
@@ -199,11 +196,7 @@ fn a_request_outside_its_share_touches_nothing() {
 #[test]
 fn a_share_must_be_on_the_disk() {
     with_bench(|bench| {
-        let iommu = Iommu::new(RigTransport {
-            rig: bench.rig,
-            page: vec![0; 4096],
-            calls: bench.calls,
-        });
+        let iommu = Iommu::new(RigTransport::counted(&bench.rig, 0, &bench.calls));
         let mut driver = BlockDriver::start(iommu, bench.nvme, &bench.queues).unwrap();
         macro_rules! refused {
             ($driver:expr, $share:expr) => {

@@ -9,7 +9,9 @@
 //! because the peer may be broken or hostile. An impossible index or
 //! entry is an error, never a panic, and never makes a side read or write
 //! outside its region. Signalling the peer (a Microkit notification) is
-//! the caller's.
+//! the caller's. The region is any [`Memory`] (bounded byte copies): the
+//! rings know nothing of the IOMMU, of Microkit or of the device behind
+//! the driver.
 //!
 //! Layout (`format` writes it; every field little endian):
 //!
@@ -42,7 +44,7 @@
 use core::ops::Range;
 use core::sync::atomic::{fence, Ordering};
 
-use iommu_client::Memory;
+use mmio::Memory;
 
 /// "BLKQ", little endian.
 const MAGIC: u32 = u32::from_le_bytes(*b"BLKQ");

@@ -8,7 +8,7 @@ use blk_queue::{
     format, region_bytes, Client, Driver, EnqueueError, Malformed, Request, RequestCode, Response,
     ResponseStatus, MAX_CAPACITY,
 };
-use iommu_client::Memory;
+use mmio::Memory;
 
 const REQUEST_TAIL: usize = 0x40;
 const REQUEST_HEAD: usize = 0x80;
@@ -51,6 +51,10 @@ impl Shared {
 }
 
 impl Memory for Shared {
+    fn len(&self) -> usize {
+        self.bytes.borrow().len()
+    }
+
     fn read(&self, offset: usize, out: &mut [u8]) -> bool {
         let bytes = self.bytes.borrow();
         match bytes.get(offset..offset.saturating_add(out.len())) {

@@ -9,10 +9,10 @@
 
 use core::fmt::Write;
 
-use iommu_client::{Access, Device, DmaBuffer, Fault, Ioas, Iommu, Mapping, Memory, Transport};
+use iommu_client::{Access, Device, DmaBuffer, Fault, Ioas, Iommu, Mapping, Transport};
 use iommu_proto::fault::IOMMU_FAULT_KIND_F_TRANSLATION;
 use iommu_proto::Errno;
-use mmio::RegisterBlock;
+use mmio::{Memory, RegisterBlock};
 
 /// The driver PDs' program image (system.xml's `<program_image>`): the
 /// clients running it are the edu story's drivers.

@@ -3,7 +3,8 @@
 //! create one polled I/O queue pair, and read and write blocks through
 //! PRPs. It knows nothing of the IOMMU: the caller maps the memory the
 //! device reaches and hands the driver IOVAs, so the same code runs
-//! behind the IOMMU server or without one.
+//! behind the IOMMU server or without one. The queues' memory is any
+//! [`mmio::Memory`], the registers any [`mmio::RegisterBlock`].
 //!
 //! Everything the device writes (completions, identify data) is copied
 //! out once and checked before use: a broken or hostile device gets an
@@ -58,9 +59,8 @@ pub use memory::{QueueMemory, PAGE};
 pub use queue::Command;
 pub use status::{Completion, Status};
 
-use iommu_client::Memory;
 use memory::Layout;
-use mmio::RegisterBlock;
+use mmio::{Memory, RegisterBlock};
 use queue::{Cqe, QueuePair};
 
 /// Deepest I/O queue: the command slots are a fixed array (no heap).

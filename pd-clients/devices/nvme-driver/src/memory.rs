@@ -1,6 +1,6 @@
 //! The DMA memory the driver lays its queues in, and where each part goes.
 
-use iommu_client::Memory;
+use mmio::Memory;
 
 use crate::error::Error;
 

@@ -1,7 +1,7 @@
 //! One submission/completion queue pair: entry encoding, the SQ tail and
 //! CQ head with its phase tag, and the doorbells.
 
-use iommu_client::Memory;
+use mmio::Memory;
 use mmio::RegisterBlock;
 
 use crate::error::Error;

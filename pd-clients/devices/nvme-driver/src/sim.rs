@@ -21,7 +21,7 @@ use std::collections::VecDeque;
 use std::vec;
 use std::vec::Vec;
 
-use iommu_client::Memory;
+use mmio::Memory;
 use mmio::RegisterBlock;
 
 pub const PAGE: u64 = 4096;
@@ -79,6 +79,10 @@ impl SimMemory {
 }
 
 impl Memory for SimMemory {
+    fn len(&self) -> usize {
+        SimMemory::len(self)
+    }
+
     fn read(&self, offset: usize, out: &mut [u8]) -> bool {
         self.reads.set(self.reads.get() + 1);
         match self.range(offset, out.len()) {

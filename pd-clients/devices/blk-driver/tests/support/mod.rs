@@ -4,12 +4,14 @@
 #![allow(dead_code)]
 
 use std::cell::{Cell, RefCell};
+use std::rc::Rc;
 
 use blk_driver::{BlockDriver, Mode, DATA_IOVA, QUEUE_IOVA};
-use iommu_client::{DmaBuffer, Iommu, Memory, Transport};
-use iommu_testkit::rig::{client, device, id, region};
-use iommu_testkit::{MockHw, Rig};
+use iommu_client::{DmaBuffer, Iommu};
+use iommu_testkit::rig::{client, device, region};
+use iommu_testkit::{MockHw, Rig, RigTransport};
 use iommu_types::config::{DeviceConfig, Region};
+use mmio::Memory;
 use nvme_driver::sim::{Config, SimMemory, SimNvme};
 
 pub const QUEUE_VA: u64 = 0x3000_0000;
@@ -25,52 +27,12 @@ pub static REGIONS: [Region; 2] = [
 ];
 pub static DEVICES: [DeviceConfig; 1] = [device("nvme", 0x18)];
 
-/// The driver's calls, into the rig's server; counted.
-pub struct RigTransport<'r> {
-    pub rig: &'r RefCell<Rig>,
-    pub page: Vec<u8>,
-    pub calls: &'r Cell<u64>,
-}
-
-impl Transport for RigTransport<'_> {
-    fn write_page(&mut self, bytes: &[u8]) {
-        self.page[..bytes.len()].copy_from_slice(bytes);
-    }
-
-    fn read_page(&mut self, out: &mut [u8]) {
-        out.copy_from_slice(&self.page[..out.len()]);
-    }
-
-    fn call(&mut self, label: u64, mrs: [u64; 2]) -> (u64, u64) {
-        self.calls.set(self.calls.get() + 1);
-        let reply = self
-            .rig
-            .borrow_mut()
-            .server
-            .handle(id(0), label, mrs, &mut self.page);
-        (reply.label, reply.mr0)
-    }
-}
-
-/// A simulated memory seen through a shared reference.
-pub struct View<'a>(pub &'a SimMemory);
-
-impl Memory for View<'_> {
-    fn read(&self, offset: usize, out: &mut [u8]) -> bool {
-        self.0.read(offset, out)
-    }
-
-    fn write(&self, offset: usize, bytes: &[u8]) -> bool {
-        self.0.write(offset, bytes)
-    }
-}
-
 /// What a test or benchmark gets: the driver serving one block client in
 /// `mode`, that client's ring and data memory, the rig and the call count.
 pub fn with_driver<T>(
     mode: Mode,
     body: impl FnOnce(
-        &mut BlockDriver<'_, RigTransport<'_>, &SimNvme<'_>, View<'_>, View<'_>, SimMemory>,
+        &mut BlockDriver<'_, RigTransport, &SimNvme<'_>, &SimMemory, &SimMemory, SimMemory>,
         usize,
         &SimMemory,
         &SimMemory,
@@ -78,24 +40,20 @@ pub fn with_driver<T>(
         &Cell<u64>,
     ) -> T,
 ) -> T {
-    let rig = RefCell::new(Rig::new(
+    let rig = Rc::new(RefCell::new(Rig::new(
         MockHw::new(),
         &[client("nvme_driver")
             .regions(&REGIONS)
             .devices(&DEVICES)
             .build()],
-    ));
+    )));
     let queues = SimMemory::new(QUEUE_IOVA, QUEUE_BYTES as usize);
     let data = SimMemory::new(DATA_IOVA, DATA_BYTES as usize);
     let nvme = SimNvme::new(&[&queues, &data], Config::default());
-    let calls = Cell::new(0);
-    let iommu = Iommu::new(RigTransport {
-        rig: &rig,
-        page: vec![0; 4096],
-        calls: &calls,
-    });
-    let queue_buf = DmaBuffer::new(QUEUE_VA, QUEUE_BYTES, View(&queues));
-    let data_buf = DmaBuffer::new(DATA_VA, DATA_BYTES, View(&data));
+    let calls = Rc::new(Cell::new(0));
+    let iommu = Iommu::new(RigTransport::counted(&rig, 0, &calls));
+    let queue_buf = DmaBuffer::new(QUEUE_VA, QUEUE_BYTES, &queues);
+    let data_buf = DmaBuffer::new(DATA_VA, DATA_BYTES, &data);
     let ring = SimMemory::new(0, blk_queue::region_bytes(16));
     blk_queue::format(&ring, 16).unwrap();
     let mut driver = BlockDriver::start(iommu, &nvme, &queue_buf).expect("bring-up");

@@ -1,8 +1,6 @@
 //! What the tests that build images or boot QEMU share: checking the tools
 //! they need (missing ones fail under `CI`, else skip saying what to
-//! install) and running a command with a time limit. Included by path
-//! from hw/tests too.
-#![allow(dead_code)]
+//! install) and running a command with a time limit.
 
 use std::io::Read;
 use std::path::PathBuf;
