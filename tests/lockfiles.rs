@@ -18,7 +18,9 @@ const WORKSPACES: &[&str] = &[
 
 /// The crates.io packages of a lockfile: name to versions.
 fn registry_packages(dir: &str) -> BTreeMap<String, BTreeSet<String>> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(dir).join("Cargo.lock");
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join(dir)
+        .join("Cargo.lock");
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let mut packages = BTreeMap::<String, BTreeSet<String>>::new();
     for block in text.split("[[package]]").skip(1) {
@@ -48,7 +50,9 @@ fn every_workspace_locks_the_roots_versions() {
                 continue;
             };
             for v in versions.difference(locked) {
-                drift.push(format!("{dir}/Cargo.lock: {name} {v}, the root locks {locked:?}"));
+                drift.push(format!(
+                    "{dir}/Cargo.lock: {name} {v}, the root locks {locked:?}"
+                ));
             }
         }
     }

@@ -12,26 +12,58 @@ use iommu_proto::Op;
 
 /// Each op: the Rust client's method(s) and the C client's function(s).
 const PARTS: &[(Op, &[&str], &[&str])] = &[
-    (Op::Destroy, &["destroy_ioas", "destroy_hwpt", "unbind"], &["iommu_destroy"]),
+    (
+        Op::Destroy,
+        &["destroy_ioas", "destroy_hwpt", "unbind"],
+        &["iommu_destroy"],
+    ),
     (Op::IoasAlloc, &["ioas_alloc"], &["iommu_ioas_alloc"]),
     (Op::IoasAllowIovas, &["allow_iovas"], &["iommu_allow_iovas"]),
     (Op::IoasCopy, &["copy"], &["iommu_copy"]),
     (Op::IoasIovaRanges, &["iova_ranges"], &["iommu_iova_ranges"]),
     (Op::IoasMap, &["map"], &["iommu_map"]),
     (Op::IoasUnmap, &["unmap", "unmap_range"], &["iommu_unmap"]),
-    (Op::Option, &["option_get", "option_set"], &["iommu_option_get", "iommu_option_set"]),
+    (
+        Op::Option,
+        &["option_get", "option_set"],
+        &["iommu_option_get", "iommu_option_set"],
+    ),
     (Op::VfioIoas, &["vfio_ioas"], &["iommu_vfio_ioas"]),
     (Op::HwptAlloc, &["hwpt_alloc"], &["iommu_hwpt_alloc"]),
     (Op::GetHwInfo, &["hw_info"], &["iommu_get_hw_info"]),
-    (Op::VfioGetApiVersion, &["vfio_get_api_version"], &["vfio_get_api_version"]),
-    (Op::VfioCheckExtension, &["vfio_check_extension"], &["vfio_check_extension"]),
+    (
+        Op::VfioGetApiVersion,
+        &["vfio_get_api_version"],
+        &["vfio_get_api_version"],
+    ),
+    (
+        Op::VfioCheckExtension,
+        &["vfio_check_extension"],
+        &["vfio_check_extension"],
+    ),
     (Op::VfioSetIommu, &["vfio_set_iommu"], &["vfio_set_iommu"]),
-    (Op::VfioIommuGetInfo, &["vfio_iommu_get_info"], &["vfio_iommu_get_info"]),
+    (
+        Op::VfioIommuGetInfo,
+        &["vfio_iommu_get_info"],
+        &["vfio_iommu_get_info"],
+    ),
     (Op::VfioIommuMapDma, &["vfio_map_dma"], &["vfio_map_dma"]),
-    (Op::VfioIommuUnmapDma, &["vfio_unmap_dma"], &["vfio_unmap_dma"]),
+    (
+        Op::VfioIommuUnmapDma,
+        &["vfio_unmap_dma"],
+        &["vfio_unmap_dma"],
+    ),
     (Op::VfioDeviceBindIommufd, &["bind"], &["iommu_bind"]),
-    (Op::VfioDeviceAttachIommufdPt, &["attach", "attach_hwpt", "attach_compat"], &["iommu_attach"]),
-    (Op::VfioDeviceDetachIommufdPt, &["detach"], &["iommu_detach"]),
+    (
+        Op::VfioDeviceAttachIommufdPt,
+        &["attach", "attach_hwpt", "attach_compat"],
+        &["iommu_attach"],
+    ),
+    (
+        Op::VfioDeviceDetachIommufdPt,
+        &["detach"],
+        &["iommu_detach"],
+    ),
     (Op::FaultRead, &["read_fault"], &["iommu_read_fault"]),
     (Op::ResetClient, &["reset"], &["iommu_reset_client"]),
     (Op::Quarantine, &["hold", "release"], &["iommu_quarantine"]),
@@ -55,9 +87,8 @@ fn c_body<'h>(header: &'h str, name: &str) -> Option<&'h str> {
 /// Whether `text` has `word` with no identifier character either side.
 fn has_word(text: &str, word: &str) -> bool {
     let ident = |c: char| c.is_ascii_alphanumeric() || c == '_';
-    text.match_indices(word).any(|(at, _)| {
-        !text[..at].ends_with(ident) && !text[at + word.len()..].starts_with(ident)
-    })
+    text.match_indices(word)
+        .any(|(at, _)| !text[..at].ends_with(ident) && !text[at + word.len()..].starts_with(ident))
 }
 
 #[test]
@@ -99,5 +130,9 @@ fn every_op_has_every_part() {
             }
         }
     }
-    assert!(missing.is_empty(), "ops missing parts:\n{}", missing.join("\n"));
+    assert!(
+        missing.is_empty(),
+        "ops missing parts:\n{}",
+        missing.join("\n")
+    );
 }

@@ -30,7 +30,9 @@ use iommu_system::{
     client_configs, resolve, static_spaces, ClientConfig, ClientId, Paddr, StaticSpace, StreamId,
     CLIENTS, SERVER_SYMBOLS, STATIC_SPACES, TOTAL_DEVICES,
 };
-use mmio::{CacheClean, Coherent, ConstStaticCell, DcacheClean, DmaRegion, Memory, Mmio, StaticCell};
+use mmio::{
+    CacheClean, Coherent, ConstStaticCell, DcacheClean, DmaRegion, Memory, Mmio, StaticCell,
+};
 use pci_function::PciFunction;
 use qemu_virt::platform::{self, Uart};
 
@@ -1143,7 +1145,10 @@ fn nvme_story(
                 "{owed} requests of its block clients in flight: crashing on purpose"
             );
             // Its state dies with it: nothing is completed or unmapped.
-            #[allow(clippy::drop_non_drop, reason = "the driver dies here: its state is not used again")]
+            #[allow(
+                clippy::drop_non_drop,
+                reason = "the driver dies here: its state is not used again"
+            )]
             drop(driver);
             say!("supervisor: {name} faulted (simulated): resetting it and restarting it\n");
             tally.check(

@@ -571,7 +571,7 @@ impl Output {
     fn num(&mut self, palette: &[u64], v: u64) {
         if let Some(i) = palette.iter().position(|&p| p == v) {
             self.u8(i as u8);
-        } else if v % HALF_PAGE == 0 && v / HALF_PAGE <= u64::from(u16::MAX) {
+        } else if v.is_multiple_of(HALF_PAGE) && v / HALF_PAGE <= u64::from(u16::MAX) {
             self.u8(RAW_HALF_PAGES);
             self.u16((v / HALF_PAGE) as u16);
         } else {

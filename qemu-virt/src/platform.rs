@@ -5,7 +5,7 @@
 
 use core::fmt::{self, Write};
 
-use mmio::{Mmio, ConstStaticCell};
+use mmio::{ConstStaticCell, Mmio};
 
 pub const SMMU_BASE: usize = 0x0905_0000;
 pub const SMMU_SIZE: usize = 0x2_0000;

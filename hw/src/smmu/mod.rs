@@ -788,7 +788,10 @@ impl<R: RegisterBlock> Smmu<R> {
             return Err(SmmuError::NoContext);
         }
         // 4 KiB granule: 16..=39 (48- to 25-bit inputs); TTB0 a table page.
-        if !(16..=39).contains(&t0sz) || !ttb0.is_multiple_of(4096) || ttb0 >> self.features.oas != 0 {
+        if !(16..=39).contains(&t0sz)
+            || !ttb0.is_multiple_of(4096)
+            || ttb0 >> self.features.oas != 0
+        {
             return Err(SmmuError::BadFormat);
         }
         let words = desc::cd(CdConfig {

@@ -253,7 +253,10 @@ fn a_restarted_driver_answers_every_request_its_previous_life_took() {
             rings[0]
                 .enqueue(request(RequestCode::Write, 100, 1, 3))
                 .unwrap();
-            #[allow(clippy::drop_non_drop, reason = "the driver dies here: its state is not used again")]
+            #[allow(
+                clippy::drop_non_drop,
+                reason = "the driver dies here: its state is not used again"
+            )]
             drop(driver);
             bench.revoke();
             bench.nvme.swallow.set(false);
@@ -299,7 +302,10 @@ fn answers_keep_the_order_requests_were_taken_in() {
         // The refusal of 2 waits for 1.
         assert_eq!(ring.dequeue_response(), Ok(None));
         assert_eq!(driver.unanswered(0), 2);
-        #[allow(clippy::drop_non_drop, reason = "the driver dies here: its state is not used again")]
+        #[allow(
+            clippy::drop_non_drop,
+            reason = "the driver dies here: its state is not used again"
+        )]
         drop(driver);
         bench.revoke();
         bench.nvme.swallow.set(false);

@@ -14,10 +14,10 @@
 use core::fmt::Write;
 
 use blk_driver::story::{Next, Story};
-use pd_support::Out;
 use iommu_system::CLIENTS;
 use microkit::{Channel, Handler, MessageInfo, SharedMemory};
 use mmio::StaticCell;
+use pd_support::Out;
 
 static REGIONS: StaticCell<(SharedMemory, SharedMemory)> = StaticCell::new();
 

@@ -16,12 +16,12 @@
 
 use core::fmt::Write;
 
-use pd_support::edu::{device, dma_buffer, EDU_BAR_PADDR};
-use pd_support::{iommu, roles, spec, Out};
 use edu_driver::{Edu, Session};
 use iommu_client::{DmaBuffer, Iommu, MicrokitTransport};
 use microkit::{Channel, Handler, MessageInfo, SharedMemory};
 use mmio::{Mmio, StaticCell};
+use pd_support::edu::{device, dma_buffer, EDU_BAR_PADDR};
+use pd_support::{iommu, roles, spec, Out};
 
 static BUFFER: StaticCell<DmaBuffer<SharedMemory>> = StaticCell::new();
 

@@ -20,10 +20,10 @@
 use core::fmt::Write;
 
 use blk_driver::{BlockDriver, Mode};
-use pd_support::{iommu, spec, Out};
 use iommu_client::{DmaBuffer, MicrokitTransport};
 use microkit::{Channel, Handler, MessageInfo, SharedMemory};
 use mmio::{Mmio, StaticCell};
+use pd_support::{iommu, spec, Out};
 
 /// QEMU's nvme: vendor and device.
 const NVME_IDS: (u16, u16) = (0x1b36, 0x0010);
