@@ -59,14 +59,14 @@ pub(crate) fn unmap_gate(ctx: &Ctx<'_, '_, impl Hardware>, id: ObjectId) -> Resu
 
 /// The result of an engine call that may unmap from domains in use, after
 /// stopping the streams an unconfirmed unmap left reaching IOAS `id` (EIO:
-/// see [`crate::device::stop_tainted`]).
+/// see [`crate::stream::stop_tainted`]).
 pub(crate) fn contained<T>(
     ctx: &mut Ctx<'_, '_, impl Hardware>,
     id: ObjectId,
     result: Result<T>,
 ) -> Result<T> {
     if result.as_ref().is_err_and(|&e| e == Errno::EIO) {
-        crate::device::stop_tainted(ctx, id);
+        crate::stream::stop_tainted(ctx, id);
     }
     result
 }

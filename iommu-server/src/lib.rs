@@ -28,6 +28,7 @@ pub mod object;
 mod region;
 mod reset;
 mod static_space;
+mod stream;
 mod ucmd;
 mod vfio_compat;
 

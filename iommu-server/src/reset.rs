@@ -4,7 +4,6 @@ use iommu_types::Errno;
 use iopt::Hardware;
 
 use crate::client::Ctx;
-use crate::device;
 use crate::object::{Object, ObjectId, MAX_OBJECTS};
 
 /// Quarantine then teardown of everything the client holds; see
@@ -21,7 +20,7 @@ pub(crate) fn revoke<H: Hardware>(ctx: &mut Ctx<'_, '_, H>) -> Result<(), Errno>
             // Each stream that stops is released at once, so a reset that
             // fails part way leaves consistent records to retry from.
             match ctx.hw.detach(stream) {
-                Ok(()) => device::release(ctx, id, stream, hwpt),
+                Ok(()) => crate::stream::release(ctx, id, stream, hwpt),
                 Err(_) => stuck = true,
             }
         }

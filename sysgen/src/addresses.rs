@@ -21,7 +21,7 @@
 use qemu_virt_layout::{Bdf, CONFIG_PAGE_SIZE, ECAM_BASE, ECAM_SIZE, PCI_MMIO_BASE, PCI_MMIO_SIZE};
 
 use crate::error::{Error, Source};
-use crate::policy::{qemu_devices, Client, Config, Device, PAGE};
+use crate::policy::{command_page_size, qemu_devices, Client, Config, Device};
 use crate::sdf::{MemoryRegion, System};
 use crate::xml::Element;
 
@@ -87,28 +87,6 @@ pub fn check_command_pages(
         }
     }
     Ok(())
-}
-
-/// `mr`, the command page `client` (of PD `pd`) names, is one page.
-pub fn command_page_size(
-    sdf: Source<'_>,
-    side: Source<'_>,
-    mr: &MemoryRegion,
-    client: &Element,
-    pd: &str,
-) -> Result<(), Error> {
-    if mr.size == PAGE {
-        return Ok(());
-    }
-    Err(sdf.attr(
-        &mr.element,
-        "size",
-        format!(
-            "`{}` is the command page of `{pd}` ({}): one {PAGE:#x}-byte page",
-            mr.name,
-            side.line(client)
-        ),
-    ))
 }
 
 /// One device of the checked configuration with the elements that

@@ -16,7 +16,7 @@
 //! refused, because a stage-1 page the device may write it may also read.
 
 use crate::error::{Error, Source};
-use crate::policy::PAGE;
+use crate::units::PAGE;
 use crate::xml::Element;
 
 /// The SMMU's stage-1 input range with 4 KiB granules: what an iovaddr

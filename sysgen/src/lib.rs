@@ -13,6 +13,7 @@ pub mod policy;
 pub mod sdf;
 pub mod static_space;
 pub mod strip;
+pub mod units;
 pub mod xml;
 
 use std::path::Path;

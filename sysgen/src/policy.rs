@@ -23,7 +23,7 @@ use crate::xml::Element;
 pub use iommu_types::config::{MAX_DEVICE_WINDOWS, MAX_OBJECTS};
 /// The SMMUv3 register frame: two 64 KiB pages.
 pub const SMMU_FRAME: u64 = 0x2_0000;
-pub const PAGE: u64 = 0x1000;
+pub use crate::units::PAGE;
 
 /// Where the server finds a physical address.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -148,7 +148,38 @@ pub struct Config {
     /// memory here (where, how big) rather than by hand-written sizes.
     pub maps: Vec<MapEntry>,
     /// The static IO address spaces (`crate::static_space`).
-    pub static_spaces: Vec<crate::static_space::StaticSpace>,
+    pub static_spaces: Vec<StaticSpace>,
+}
+
+/// A static IO address space (an `<io_address_space>` of system.xml)
+/// as the server builds it at start.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StaticIoMap {
+    pub mr: String,
+    pub iovaddr: u64,
+    pub size: u64,
+    pub read: bool,
+    pub write: bool,
+    pub paddr: Paddr,
+    /// The region's fixed phys_addr is its iovaddr: the device sees it
+    /// where the CPU's physical address says.
+    pub identity: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StaticSpace {
+    pub name: String,
+    /// `peripheral_id` as written.
+    pub peripheral: String,
+    pub stream_id: u32,
+    pub domain_id: u16,
+    pub iomaps: Vec<StaticIoMap>,
+    /// Page-table pages its iomaps need at most.
+    pub table_pages: u64,
+    /// Who hears of its faults, and the server's channel to it.
+    pub fault_pd: Option<String>,
+    pub fault_channel: Option<u64>,
+    pub qemu: Option<String>,
 }
 
 /// One `<map>` of a PD.
@@ -564,7 +595,7 @@ impl<'a> Checker<'a> {
                 ),
             )
         })?;
-        crate::addresses::command_page_size(self.sdf, s, page, e, name)?;
+        command_page_size(self.sdf, s, page, e, name)?;
         if let Some(other) = earlier.iter().find(|c| c.command_page == page_name) {
             return Err(s.attr(
                 e,
@@ -1118,4 +1149,26 @@ pub fn server_symbols(config: &Config) -> Vec<String> {
         }
     }
     out.into_keys().collect()
+}
+
+/// `mr`, the command page `client` (of PD `pd`) names, is one page.
+pub fn command_page_size(
+    sdf: Source<'_>,
+    side: Source<'_>,
+    mr: &MemoryRegion,
+    client: &Element,
+    pd: &str,
+) -> Result<(), Error> {
+    if mr.size == PAGE {
+        return Ok(());
+    }
+    Err(sdf.attr(
+        &mr.element,
+        "size",
+        format!(
+            "`{}` is the command page of `{pd}` ({}): one {PAGE:#x}-byte page",
+            mr.name,
+            side.line(client)
+        ),
+    ))
 }

@@ -18,34 +18,7 @@ use crate::policy::{qemu_device, Config, Paddr, PAGE};
 use crate::sdf::System;
 use crate::xml::Element;
 
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct StaticIoMap {
-    pub mr: String,
-    pub iovaddr: u64,
-    pub size: u64,
-    pub read: bool,
-    pub write: bool,
-    pub paddr: Paddr,
-    /// The region's fixed phys_addr is its iovaddr: the device sees it
-    /// where the CPU's physical address says.
-    pub identity: bool,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct StaticSpace {
-    pub name: String,
-    /// `peripheral_id` as written.
-    pub peripheral: String,
-    pub stream_id: u32,
-    pub domain_id: u16,
-    pub iomaps: Vec<StaticIoMap>,
-    /// Page-table pages its iomaps need at most.
-    pub table_pages: u64,
-    /// Who hears of its faults, and the server's channel to it.
-    pub fault_pd: Option<String>,
-    pub fault_channel: Option<u64>,
-    pub qemu: Option<String>,
-}
+pub use crate::policy::{StaticIoMap, StaticSpace};
 
 /// Checks every space of `sys` against the policy `root` and the
 /// configuration built from it.
