@@ -145,8 +145,8 @@ c-run:
 # The habits CI holds every change to, in every workspace: formatted, no
 # clippy warning (the bare-metal workspaces checked for their target), no
 # rustdoc warning.
-FMT_WORKSPACES := . demo fuzz hw/hw-qemu-test iommu-server/iommu-server-pd pd-clients/pds qemu-virt
-METAL_WORKSPACES := demo hw/hw-qemu-test iommu-server/iommu-server-pd pd-clients/pds qemu-virt
+FMT_WORKSPACES := . demo fuzz hw-qemu-test iommu-server/iommu-server-pd pd-clients/pds qemu-virt
+METAL_WORKSPACES := demo hw-qemu-test iommu-server/iommu-server-pd pd-clients/pds qemu-virt
 lint: setup
 	for w in $(FMT_WORKSPACES); do (cd $$w && $(CARGO) fmt --check) || exit 1; done
 	$(CARGO) clippy -q --workspace --all-targets -- -D warnings

@@ -11,7 +11,7 @@ use std::path::Path;
 const WORKSPACES: &[&str] = &[
     "demo",
     "fuzz",
-    "hw/hw-qemu-test",
+    "hw-qemu-test",
     "iommu-server/iommu-server-pd",
     "pd-clients/pds",
 ];

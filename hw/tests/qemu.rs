@@ -1,4 +1,4 @@
-//! Builds the bare-metal test image (hw/hw-qemu-test) and boots it on QEMU's
+//! Builds the bare-metal test image (hw-qemu-test) and boots it on QEMU's
 //! SMMUv3 model with two edu devices; every case must pass.
 //!
 //! Without QEMU or the aarch64-unknown-none target the test fails when `CI`
@@ -19,7 +19,7 @@ const TIMEOUT: Duration = Duration::from_secs(120);
 /// Builds the image; returns the ELF path.
 fn build_image() -> PathBuf {
     let hw = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let crate_dir = hw.join("hw-qemu-test");
+    let crate_dir = hw.join("../hw-qemu-test");
     let target_dir = hw.join("../target/qemu-test");
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     // Run inside the crate so its .cargo/config.toml (target, strict-align)
@@ -32,7 +32,7 @@ fn build_image() -> PathBuf {
         .env_remove("CARGO_ENCODED_RUSTFLAGS")
         .status()
         .expect("run cargo");
-    assert!(status.success(), "building hw/hw-qemu-test failed");
+    assert!(status.success(), "building hw-qemu-test failed");
     target_dir.join(TARGET).join("release/hw-qemu-test")
 }
 
