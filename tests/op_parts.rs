@@ -1,6 +1,6 @@
 //! An operation is whole only with every part: its label in `Op` (and
 //! `Op::ALL`), its request struct and handler in the server's op table
-//! (`tests/ops.rs` drives every op of `Op::ALL` to its own handler), a
+//! (`iommu-server/tests/ops.rs` drives every op of `Op::ALL` to its own handler), a
 //! method of the Rust client library, a function of the C client, and a
 //! test of each client. This test fails when an op lacks any of them; the
 //! checklist is in `iommu_proto::Op`'s documentation.

@@ -876,7 +876,7 @@ fn lookups_point_at_near_misses_in_system_xml() {
 /// A DMA region the client maps read-only is accepted, as sDDF's transmit
 /// data regions are: the client's rights bound the device's, so the
 /// server gives its devices read access alone (MAP with WRITEABLE is
-/// EFAULT there: tests/ioas.rs).
+/// EFAULT there: iommu-server/tests/ioas.rs).
 #[test]
 fn a_read_only_dma_region_is_read_only_for_devices() {
     let config = load(

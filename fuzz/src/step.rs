@@ -71,7 +71,7 @@ pub const LENGTHS: &[u64] = &[
     u64::MAX - 0xfff,
 ];
 /// IOVAs: the bottom, half and whole pages, block boundaries, the MSI
-/// window of tests/fuzz.rs, the edges of a 40- and a 48-bit space, and the
+/// window of iommu-server/tests/fuzz.rs, the edges of a 40- and a 48-bit space, and the
 /// top.
 pub const IOVAS: &[u64] = &[
     0,

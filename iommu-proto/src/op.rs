@@ -36,7 +36,7 @@ pub const PRIVATE_LABEL_BASE: u64 = 0x100;
 /// Every operation the server understands. The discriminant is the label.
 ///
 /// An operation has six parts, kept in step by `tests/op_parts.rs` (which
-/// fails when one is missing) and `tests/ops.rs`:
+/// fails when one is missing) and `iommu-server/tests/ops.rs`:
 /// 1. its variant here, in [`Op::ALL`] and [`Op::name`];
 /// 2. its request struct (a [`Request`], in `with_request!`), or
 ///    [`Framing::Scalar`];
