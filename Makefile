@@ -71,7 +71,7 @@ run: setup-run $(BUILD)/loader.img
 		-nographic -nic none -serial mon:stdio \
 		-device loader,file=$(BUILD)/loader.img,addr=0x70000000,cpu-num=0 $(QEMU_DRIVE) $$devices
 
-# End-to-end figures on seL4 (README, "On seL4, end to end"): the
+# End-to-end figures on seL4 (docs/benchmarks.md, "On seL4, end to end"): the
 # benchmark system bench/system.xml + bench/iommu.xml (the server and one
 # benchmark PD driving an nvme device), built apart from the example
 # (its own build directory and PD target directory) for the release

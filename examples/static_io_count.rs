@@ -3,7 +3,7 @@
 //! static IO address space the server established: the driver has no
 //! IOMMU client, and the simulated device's every DMA walks the server's
 //! real page tables. For counting instructions per I/O with callgrind,
-//! beside the block driver's static and strict modes (the README gives
+//! beside the block driver's static and strict modes (docs/benchmarks.md gives
 //! the commands and the figures): run it with two N and divide the
 //! difference. It checks that the server was never asked anything.
 

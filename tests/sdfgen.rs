@@ -2,7 +2,7 @@
 //! package, sdf/): its own tests pass, sdf/example.py, which builds the
 //! shipped example with it, writes a pair that configures the server
 //! exactly as the shipped pair does (the same generated configuration,
-//! byte for byte), and a driver added with the package's API as README.md
+//! byte for byte), and a driver added with the package's API as docs/guide.md
 //! shows runs in the demo. Needs Python 3 with sdfgen and the package
 //! (`make sdfgen-venv`): `make test` makes that venv and names its
 //! interpreter in `SDFGEN_PYTHON`; elsewhere the tests are skipped, saying
@@ -185,8 +185,8 @@ fn a_three_driver_system_is_generated_built_and_run() {
     }
 }
 
-/// The README's walk-through as a user runs it: its script, taken from
-/// README.md, run by the venv's Python outside sdf/ and isolated, so the
+/// The guide's walk-through as a user runs it: its script, taken from
+/// docs/guide.md, run by the venv's Python outside sdf/ and isolated, so the
 /// package is imported as installed; it adds a driver of its own in one
 /// call, and the pair it writes checks, places the driver as the PDs and
 /// the demo expect, and runs in the demo, where that driver is exercised.
@@ -213,14 +213,14 @@ fn the_readme_walk_through_adds_a_driver_that_runs_in_the_demo() {
     {
         return;
     }
-    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let readme = std::fs::read_to_string(root.join("docs/guide.md")).unwrap();
     let section = &readme[readme
-        .find("### Your own system, with sdfgen")
-        .expect("README's sdfgen section")..];
+        .find("## Your own system, with sdfgen")
+        .expect("the guide's sdfgen section")..];
     let script = section
         .split_once("```python\n")
         .and_then(|(_, rest)| rest.split_once("```"))
-        .expect("a Python block in README's sdfgen section")
+        .expect("a Python block in the guide's sdfgen section")
         .0;
     assert!(
         script.contains("from iommu_sdf import") && !script.contains("sys.path"),

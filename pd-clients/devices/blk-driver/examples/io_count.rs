@@ -1,5 +1,5 @@
 //! `io_count MODE N`: N 4 KiB writes through the driver in MODE (static or
-//! strict), for counting instructions per I/O with callgrind (the README
+//! strict), for counting instructions per I/O with callgrind (docs/benchmarks.md
 //! gives the commands and the figures): run it with two N and divide the
 //! difference.
 

@@ -3,7 +3,7 @@
 //! its strict-mode IOVA, device-read, through the block driver's client of
 //! the server core, as the seL4 benchmark PD (pd-clients/pds/bench-pd)
 //! makes them: for counting the server's instructions per request with
-//! callgrind (README, "On seL4, end to end"): run it with two N and divide
+//! callgrind (docs/benchmarks.md, "On seL4, end to end"): run it with two N and divide
 //! the difference.
 
 #[path = "../tests/support/mod.rs"]
