@@ -45,8 +45,9 @@ def example(drivers: int = 2) -> QemuVirtSystem:
 def add_static_drivers(built: BuiltSystem, drivers: int) -> None:
     """Two drivers that never call the server, confined by Microkit's
     <io_address_space> alone: the first's region pinned and iomapped at its
-    physical address, told of its faults and paced through a quarantine by
-    the manager; the second's placed by the tool and iomapped at 4 GiB, its
+    physical address, told of its faults, paced through a quarantine by the
+    manager and, as its child (the id after the other drivers'), held and
+    restarted by it when it faults; the second's placed by the tool and iomapped at 4 GiB, its
     faults to the manager."""
     sdf, iommu, manager = built.sdf, built.server, built.manager.pd
     names = [f"edu_{chr(ord('a') + drivers + k)}" for k in range(2)]
@@ -63,8 +64,9 @@ def add_static_drivers(built: BuiltSystem, drivers: int) -> None:
         region(sdf, f"{names[0]}_dma", 0x10000, paddr=0x5F00_0000),
         region(sdf, f"{names[1]}_dma", 0x10000),
     ]
+    manager.add_child_pd(spds[0], child_id=len(built.drivers))
+    sdf.add_pd(spds[1])
     for k, (pd, name) in enumerate(zip(spds, names)):
-        sdf.add_pd(pd)
         pd.add_map(SD.Map(configs[k], 0x2000_1000, "rw", cached=False, setvar_vaddr="pci_config"))
         pd.add_map(SD.Map(bars[k], 0x2010_0000, "rw", cached=False, setvar_vaddr="edu_regs"))
         pd.add_map(SD.Map(dmas[k], 0x3000_0000, "rw", setvar_vaddr="dma_buffer"))

@@ -151,8 +151,8 @@ mod generated {
 }
 
 pub use generated::{
-    CHANNELS, CLIENTS, MAPS, SERVER, SERVER_SYMBOLS, STATIC_SPACES, TOTAL_DEVICES, TOTAL_IOASES,
-    TOTAL_IOMAPS, TOTAL_MAPPINGS, TOTAL_REGIONS,
+    CHANNELS, CHILDREN, CLIENTS, MAPS, SERVER, SERVER_SYMBOLS, STATIC_SPACES, TOTAL_DEVICES,
+    TOTAL_IOASES, TOTAL_IOMAPS, TOTAL_MAPPINGS, TOTAL_REGIONS,
 };
 
 /// One `<iomap>` of a static IO address space.
@@ -302,6 +302,24 @@ pub fn child(parent: &str, id: u8) -> Option<ClientId> {
         .iter()
         .position(|c| c.child_of.is_some_and(|o| o.parent == parent && o.id == id))
         .and_then(ClientId::from_index)
+}
+
+/// The PD that is `parent`'s child `id`, client of the server or not.
+pub fn child_pd(parent: &str, id: u8) -> Option<&'static str> {
+    CHILDREN
+        .iter()
+        .find(|&&(p, i, _)| p == parent && i == id)
+        .map(|&(_, _, child)| child)
+}
+
+/// The static IO address space of PD `pd`: the one an iomap of which
+/// `pd` maps as its DMA memory.
+pub fn static_space_of_pd(pd: &str) -> Option<usize> {
+    STATIC_SPACES.iter().position(|s| {
+        s.iomaps
+            .iter()
+            .any(|m| MAPS.iter().any(|x| x.pd == pd && x.mr == m.mr))
+    })
 }
 
 /// The entry of a client.

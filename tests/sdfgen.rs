@@ -177,9 +177,10 @@ fn a_three_driver_system_is_generated_built_and_run() {
         "ok - edu_a: its one stray DMA during edu_c's storm is reported to it exactly, nothing lost",
         // And the drivers under static IO address spaces, after them.
         "ok - edu_d: released: DMA works again, still no server call",
+        "ok - edu_d: restarted under my static IO address space: DMA works, no server call",
         "ok - edu_e: DMA with no IOMMU client, confined by system.xml alone",
         "ok - manager: the server told me of the fault on edu_e_space",
-        "demo: 45 passed, 0 failed",
+        "demo: 49 passed, 0 failed",
     ] {
         assert!(out.contains(line), "missing `{line}` in:\n{out}");
     }

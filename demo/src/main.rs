@@ -804,6 +804,9 @@ fn static_story(
             "released: DMA works again, still no server call",
             sddf::round_trip(&d.edu, &d.region, d.device_address, 9, &mut out),
         );
+        if iommu_system::CHILDREN.iter().any(|&(_, _, pd)| pd == d.name) {
+            static_restart(tally, server, manager, d, &mut out);
+        }
     }
     let mut report = Prefix("manager", true);
     let _ = manager.dump(
@@ -815,6 +818,58 @@ fn static_story(
         |piece| {
             let _ = report.write_str(core::str::from_utf8(piece).unwrap_or("?\n"));
         },
+    );
+}
+
+/// A static driver, the manager's child, crashes (simulated: on seL4 the
+/// manager hears of it as a fault and restarts it with `pd_restart`). It
+/// is no client of the server: the manager resets nothing, but holds its
+/// space across the restart, so whatever its dead life left in flight
+/// reaches nothing, and releases it when the restarted driver is ready;
+/// the restarted driver asks the server for nothing.
+fn static_restart(
+    tally: &mut Tally,
+    server: Shared<'_>,
+    manager: &mut Iommu<Direct<'_>>,
+    d: &StaticDriver,
+    out: &mut Prefix,
+) {
+    use edu_device::sddf;
+    let spec = &STATIC_SPACES[d.space];
+    say!(
+        "manager: {} faulted (simulated): no client of the server; holding {}, then restarting it\n",
+        d.name,
+        spec.name
+    );
+    tally.check(
+        "manager",
+        Join(&["holds ", spec.name, " across ", d.name, "'s restart: its stream aborts"]),
+        manager
+            .hold_static(d.space as u64)
+            .map_err(|_| "QUARANTINE refused"),
+    );
+    tally.check(
+        d.name,
+        "restarted: my space held across the restart, my device reaches nothing",
+        sddf::stopped(&d.edu, &d.region, d.device_address, out),
+    );
+    take_faults(server);
+    server.borrow_mut().take_static_faults();
+    tally.check(
+        "manager",
+        Join(&[
+            "released ",
+            spec.name,
+            ": its stream points at its domain again",
+        ]),
+        manager
+            .release_static(d.space as u64)
+            .map_err(|_| "QUARANTINE refused"),
+    );
+    tally.check(
+        d.name,
+        "restarted under my static IO address space: DMA works, no server call",
+        sddf::round_trip(&d.edu, &d.region, d.device_address, 11, out),
     );
 }
 

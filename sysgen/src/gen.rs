@@ -189,6 +189,16 @@ pub fn rust(config: &Config, inputs: &[&str]) -> String {
         let _ = writeln!(w, "    ({pd:?}, {peer:?}, channel({id})),");
     }
     let _ = writeln!(w, "];");
+    let _ = writeln!(w, "/// Every child PD: (parent, its id there, the child).");
+    let _ = writeln!(
+        w,
+        "pub const CHILDREN: [(&str, u8, &str); {}] = [",
+        config.children.len()
+    );
+    for (parent, id, child) in &config.children {
+        let _ = writeln!(w, "    ({parent:?}, {id}, {child:?}),");
+    }
+    let _ = writeln!(w, "];");
     let iomaps: usize = config.static_spaces.iter().map(|s| s.iomaps.len()).sum();
     let _ = writeln!(w, "/// Iomaps over all static IO address spaces.");
     let _ = writeln!(w, "pub const TOTAL_IOMAPS: usize = {iomaps};");

@@ -147,6 +147,10 @@ pub struct Config {
     /// Every map of system.xml, in document order: PDs find their shared
     /// memory here (where, how big) rather than by hand-written sizes.
     pub maps: Vec<MapEntry>,
+    /// Every child PD of system.xml: (parent, id, child), in document
+    /// order. A parent names a faulting child by its id alone; this is
+    /// how it learns which PD that is, client of the server or not.
+    pub children: Vec<(String, u64, String)>,
     /// The static IO address spaces (`crate::static_space`).
     pub static_spaces: Vec<StaticSpace>,
 }
@@ -353,6 +357,15 @@ impl<'a> Checker<'a> {
                         (a.pd.clone(), b.pd.clone(), a.id),
                         (b.pd.clone(), a.pd.clone(), b.id),
                     ]
+                })
+                .collect(),
+            children: self
+                .sys
+                .pds
+                .iter()
+                .filter_map(|pd| {
+                    let (parent, id) = pd.parent.clone()?;
+                    Some((parent, id, pd.name.clone()))
                 })
                 .collect(),
             maps: self

@@ -12,6 +12,12 @@
 //! faults>`) it waits for that, then tells the manager, which holds the
 //! device in quarantine (DMA reaches nothing) and releases it (DMA works
 //! again).
+//!
+//! A driver that is the manager's child then crashes. The manager holds
+//! its space in quarantine (whatever DMA the dead life left in flight
+//! reaches nothing) and restarts it; restarted, it asks the server for
+//! nothing: it tells the manager it is ready, and once the manager has
+//! released its space, DMA works as before.
 
 #![no_std]
 #![no_main]
@@ -23,7 +29,7 @@ use core::fmt::Write;
 
 use edu_device::sddf::{self, Buffer};
 use edu_device::Edu;
-use iommu_system::{channel_to, map_by_setvar, remapped, SERVER, STATIC_SPACES};
+use iommu_system::{channel_to, map_by_setvar, remapped, CHILDREN, SERVER, STATIC_SPACES};
 use microkit::{Channel, DebugOut, Handler, MessageInfo, SharedMemory};
 use mmio::Mmio;
 
@@ -52,6 +58,9 @@ enum Stage {
     Hold,
     /// Held and checked: waiting for the release.
     Release,
+    /// Restarted and ready: waiting for the manager to release the space
+    /// it held across the restart.
+    Restarted,
     Done,
 }
 
@@ -127,6 +136,20 @@ fn init() -> Driver {
         map.mr,
         mine.map_or("no io address space: default deny", |s| s.name)
     );
+    if microkit::starts() > 1 {
+        // The manager holds the space until this life says it is ready.
+        let r = sddf::stopped(&driver.edu, &driver.region, device_address, &mut out);
+        report(
+            &mut out,
+            "restarted: my space held across the restart, my device reaches nothing",
+            r,
+        );
+        if let Some(manager) = driver.manager {
+            driver.stage = Stage::Restarted;
+            microkit::notify(manager);
+        }
+        return driver;
+    }
     let r = sddf::round_trip(&driver.edu, &driver.region, device_address, 7, &mut out);
     report(
         &mut out,
@@ -181,6 +204,19 @@ impl Handler for Driver {
                 report(
                     &mut out,
                     "released: DMA works again, still no server call",
+                    r,
+                );
+                self.stage = Stage::Done;
+                if CHILDREN.iter().any(|&(_, _, pd)| pd == microkit::name()) {
+                    panic!("crashing on purpose: my parent restarts me");
+                }
+            }
+            Stage::Restarted if Some(channel) == self.manager => {
+                let r =
+                    sddf::round_trip(&self.edu, &self.region, self.device_address, 11, &mut out);
+                report(
+                    &mut out,
+                    "restarted under my static IO address space: DMA works, no server call",
                     r,
                 );
                 self.stage = Stage::Done;

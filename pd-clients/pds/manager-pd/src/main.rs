@@ -14,6 +14,10 @@
 //! address space that says it is ready has its device held in quarantine
 //! (its stream aborts) and, when it has checked, released; the server
 //! tells the manager of faults on the static spaces no other PD hears of.
+//! A child under a static space is no client of the server: when it
+//! faults there is nothing to reset, but whatever DMA its dead life left
+//! in flight must reach nothing, so the manager holds its space before
+//! restarting it and releases it when the restarted driver is ready.
 
 #![no_std]
 #![no_main]
@@ -71,15 +75,12 @@ fn child_client(id: usize) -> Option<usize> {
     iommu_system::child(microkit::name(), id).map(|c| c.index())
 }
 
-/// The static space whose faults go to the PD at the other end of this
-/// PD's `channel`: that driver paces its quarantine step.
+/// The static space of the driver at the other end of this PD's
+/// `channel`: that driver paces its quarantine steps.
 fn static_space_of(channel: Channel) -> Option<(usize, &'static str)> {
     let peer = iommu_system::peer_on(microkit::name(), channel)?;
-    iommu_system::STATIC_SPACES
-        .iter()
-        .enumerate()
-        .find(|(_, s)| s.fault_pd == Some(peer))
-        .map(|(i, s)| (i, s.name))
+    let space = iommu_system::static_space_of_pd(peer)?;
+    Some((space, iommu_system::STATIC_SPACES[space].name))
 }
 
 /// The client at the other end of this PD's `channel` (system.xml).
@@ -107,6 +108,63 @@ impl Manager {
 
     fn page_va() -> u64 {
         pd_support::COMMAND_PAGE_VADDR.get()
+    }
+
+    /// A child that is no client of the server faulted: if it drives a
+    /// device under a static space, its space is held (its stream aborts,
+    /// so what its dead life left in flight reaches nothing) and it is
+    /// restarted; the space is released when it says it is ready. Any
+    /// other child, or a hold refused, leaves it stopped.
+    fn restart_static(
+        &mut self,
+        out: &mut Out,
+        child: Child,
+        msg: MessageInfo,
+    ) -> Option<MessageInfo> {
+        let name = u8::try_from(child.index())
+            .ok()
+            .and_then(|id| iommu_system::child_pd(microkit::name(), id));
+        let Some((name, space)) =
+            name.and_then(|n| Some((n, iommu_system::static_space_of_pd(n)?)))
+        else {
+            let _ = writeln!(
+                out,
+                "child {} faulted; neither a client nor under a static space: left stopped",
+                child.index()
+            );
+            return None;
+        };
+        let space_name = iommu_system::STATIC_SPACES[space].name;
+        let _ = writeln!(
+            out,
+            "{name} faulted ({} at pc {:#x}): no client of the server; holding {space_name}, then restarting it",
+            microkit::fault::name(msg.label()),
+            microkit::get_mr(0)
+        );
+        let bit = 1u64 << space;
+        if self.held & bit == 0 {
+            if let Err(e) = self.iommu.hold_static(space as u64) {
+                let _ = writeln!(
+                    out,
+                    "FAILED - hold {space_name}: {e:?}; {name} left stopped"
+                );
+                return None;
+            }
+            self.held |= bit;
+        }
+        let _ = writeln!(
+            out,
+            "ok - holds {space_name} across {name}'s restart: its stream aborts"
+        );
+        match microkit::pd_restart(child) {
+            Ok(()) => {
+                let _ = writeln!(out, "ok - restarted {name}");
+            }
+            Err(e) => {
+                let _ = writeln!(out, "FAILED - restart {name}: seL4 error {e}");
+            }
+        }
+        None
     }
 
     fn reset_and_check(&mut self, out: &mut Out, target: usize) -> bool {
@@ -243,12 +301,7 @@ impl Handler for Manager {
     fn fault(&mut self, child: Child, msg: MessageInfo) -> Option<MessageInfo> {
         let mut out = Out::new();
         let Some(client) = child_client(child.index()) else {
-            let _ = writeln!(
-                out,
-                "child {} faulted; not a client: left stopped",
-                child.index()
-            );
-            return None;
+            return self.restart_static(&mut out, child, msg);
         };
         let name = CLIENTS[client].pd;
         let _ = writeln!(
