@@ -804,7 +804,10 @@ fn static_story(
             "released: DMA works again, still no server call",
             sddf::round_trip(&d.edu, &d.region, d.device_address, 9, &mut out),
         );
-        if iommu_system::CHILDREN.iter().any(|&(_, _, pd)| pd == d.name) {
+        if iommu_system::CHILDREN
+            .iter()
+            .any(|&(_, _, pd)| pd == d.name)
+        {
             static_restart(tally, server, manager, d, &mut out);
         }
     }
@@ -843,7 +846,13 @@ fn static_restart(
     );
     tally.check(
         "manager",
-        Join(&["holds ", spec.name, " across ", d.name, "'s restart: its stream aborts"]),
+        Join(&[
+            "holds ",
+            spec.name,
+            " across ",
+            d.name,
+            "'s restart: its stream aborts",
+        ]),
         manager
             .hold_static(d.space as u64)
             .map_err(|_| "QUARANTINE refused"),
