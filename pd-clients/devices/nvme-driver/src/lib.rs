@@ -770,6 +770,28 @@ impl<'m, R: RegisterBlock, M: Memory> Nvme<'m, R, M> {
         }
     }
 
+    /// Waits until the device holds no command of this driver: each in
+    /// flight has completed (kept for [`Nvme::poll`], not taken) or been
+    /// failed at its deadline. At most [`COMMAND_POLLS`] CQ reads, plus a
+    /// reset. A driver about to stop (or to be stopped) calls it so that
+    /// its next life's controller reset finds the device idle.
+    pub fn settle(&mut self) -> Result<(), Error> {
+        for _ in 0..=self.limits.command {
+            let busy = self.slots[..self.slot_count]
+                .iter()
+                .any(|s| matches!(s, Slot::InFlight { .. }));
+            if !busy {
+                return Ok(());
+            }
+            if self.down {
+                return Err(Error::Down);
+            }
+            self.reap()?;
+            self.expire();
+        }
+        Err(Error::Timeout)
+    }
+
     /// Waits for command `cid` to complete, or to be failed when its
     /// deadline passes ([`Status::TimedOut`]) or another's does
     /// ([`Status::Reset`]): at most [`COMMAND_POLLS`] CQ reads, however

@@ -839,3 +839,28 @@ fn garbage_completions_never_panic() {
     assert!(completed > 0 && ignored > 0, "{completed} {ignored}");
     assert_eq!(nvme.counters().resets, 0);
 }
+
+/// Settling leaves the device holding nothing of the driver's: every
+/// command in flight completes (its completion kept for poll, not taken)
+/// or is failed at its deadline, in a bounded number of CQ reads.
+#[test]
+fn settle_waits_for_every_command_and_takes_no_completion() {
+    let queues = queue_memory(4);
+    let dev = SimNvme::new(&[&queues], Config::default());
+    let mut nvme = Nvme::init_with_poll_limit(&dev, whole(&queues), 4, SHORT).unwrap();
+    let a = nvme.submit(IoOp::Read, 0, 1, &[DATA_IOVA]).unwrap();
+    let b = nvme.submit(IoOp::Read, 1, 1, &[DATA_IOVA]).unwrap();
+    assert_eq!(nvme.settle(), Ok(()));
+    // Nothing was taken: both completions are still there to poll.
+    let mut done = [nvme.poll().unwrap(), nvme.poll().unwrap()].map(|c| c.map(|c| c.cid));
+    done.sort();
+    assert_eq!(done, [Some(a), Some(b)]);
+    assert_eq!(nvme.poll(), Ok(None));
+
+    // A device that never answers: settled by its deadline, bounded.
+    dev.swallow.set(true);
+    let c = nvme.submit(IoOp::Read, 0, 1, &[DATA_IOVA]).unwrap();
+    assert_eq!(nvme.settle(), Ok(()));
+    assert_eq!(nvme.in_flight(), 0);
+    assert_eq!(nvme.poll(), Ok(Some(timed_out(c))));
+}
