@@ -7,49 +7,14 @@
 //! its whole message, which names both ends. The fixtures are
 //! tests/fixtures/ (see tests/system_config.rs).
 
+mod common;
+
+use common::checker::{edit, edits, exactly, load};
+
 const SYSTEM: &str = include_str!("fixtures/system.xml");
 const POLICY: &str = include_str!("fixtures/iommu.xml");
 const NVME_SYSTEM: &str = include_str!("fixtures/nvme_system.xml");
 const NVME_POLICY: &str = include_str!("fixtures/nvme_iommu.xml");
-
-fn load(system: &str, policy: &str) -> Result<sysgen::Config, String> {
-    sysgen::load_str("system.xml", system, "iommu.xml", policy)
-        .map(|(_, c)| c)
-        .map_err(|e| e.to_string())
-}
-
-/// Applies one textual edit (which must apply) to a document.
-fn edit(doc: &str, from: &str, to: &str) -> String {
-    assert!(doc.contains(from), "edit target `{from}` not found");
-    doc.replacen(from, to, 1)
-}
-
-/// Applies each edit in turn.
-fn edits(doc: &str, list: &[(&str, &str)]) -> String {
-    list.iter()
-        .fold(doc.to_string(), |d, (from, to)| edit(&d, from, to))
-}
-
-/// Loads each case and lists those whose error is not exactly the one
-/// expected (all of them, not just the first).
-#[track_caller]
-fn exactly(cases: &[(&str, String, String, &str)]) {
-    let wrong: Vec<String> = cases
-        .iter()
-        .filter_map(|(what, system, policy, expected)| {
-            let got = load(system, policy).map(|_| "accepted");
-            (got.as_ref().err().map(String::as_str) != Some(*expected))
-                .then(|| format!("{what}:\n  expected {expected}\n  got      {got:?}"))
-        })
-        .collect();
-    assert!(
-        wrong.is_empty(),
-        "{} of {} cases wrong:\n{}",
-        wrong.len(),
-        cases.len(),
-        wrong.join("\n")
-    );
-}
 
 #[test]
 fn the_examples_and_fixtures_pass() {

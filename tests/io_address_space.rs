@@ -4,6 +4,10 @@
 //! to the server's configuration, and taken out of the description the
 //! Microkit tool is given with every other byte as it was.
 
+mod common;
+
+use common::checker::{edit, exactly, load};
+
 const SYSTEM: &str = include_str!("fixtures/system.xml");
 const POLICY: &str = include_str!("fixtures/iommu.xml");
 
@@ -46,36 +50,6 @@ fn policy() -> String {
         "    <static_device space=\"near_space\" faults=\"sddf\" qemu=\"edu,dma_mask=0xffffffffffffffff\" />\n</iommu>",
         1,
     )
-}
-
-fn load(system: &str, policy: &str) -> Result<sysgen::Config, String> {
-    sysgen::load_str("system.xml", system, "iommu.xml", policy)
-        .map(|(_, c)| c)
-        .map_err(|e| e.to_string())
-}
-
-fn edit(doc: &str, from: &str, to: &str) -> String {
-    assert!(doc.contains(from), "edit target `{from}` not found");
-    doc.replacen(from, to, 1)
-}
-
-#[track_caller]
-fn exactly(cases: &[(&str, String, String, &str)]) {
-    let wrong: Vec<String> = cases
-        .iter()
-        .filter_map(|(what, system, policy, expected)| {
-            let got = load(system, policy).map(|_| "accepted");
-            (got.as_ref().err().map(String::as_str) != Some(*expected))
-                .then(|| format!("{what}:\n  expected {expected}\n  got      {got:?}"))
-        })
-        .collect();
-    assert!(
-        wrong.is_empty(),
-        "{} of {} cases wrong:\n{}",
-        wrong.len(),
-        cases.len(),
-        wrong.join("\n")
-    );
 }
 
 #[test]

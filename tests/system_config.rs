@@ -5,41 +5,12 @@
 //! the shipped system.xml changes nothing here. Every refusal is checked
 //! against its whole message: file:line:col, element, attribute, reason.
 
+mod common;
+
+use common::checker::{edit, exactly, load};
+
 const SYSTEM: &str = include_str!("fixtures/system.xml");
 const POLICY: &str = include_str!("fixtures/iommu.xml");
-
-fn load(system: &str, policy: &str) -> Result<sysgen::Config, String> {
-    sysgen::load_str("system.xml", system, "iommu.xml", policy)
-        .map(|(_, c)| c)
-        .map_err(|e| e.to_string())
-}
-
-/// Applies one textual edit (which must apply) to a document.
-fn edit(doc: &str, from: &str, to: &str) -> String {
-    assert!(doc.contains(from), "edit target `{from}` not found");
-    doc.replacen(from, to, 1)
-}
-
-/// Loads each case and lists those whose error is not exactly the one
-/// expected (all of them, not just the first).
-#[track_caller]
-fn exactly(cases: &[(&str, String, String, &str)]) {
-    let wrong: Vec<String> = cases
-        .iter()
-        .filter_map(|(what, system, policy, expected)| {
-            let got = load(system, policy).map(|_| "accepted");
-            (got.as_ref().err().map(String::as_str) != Some(*expected))
-                .then(|| format!("{what}:\n  expected {expected}\n  got      {got:?}"))
-        })
-        .collect();
-    assert!(
-        wrong.is_empty(),
-        "{} of {} cases wrong:\n{}",
-        wrong.len(),
-        cases.len(),
-        wrong.join("\n")
-    );
-}
 
 #[test]
 fn names_that_do_not_exist() {
