@@ -12,129 +12,29 @@
 #![forbid(unsafe_code)]
 
 pub use iommu_types::config::{
-    ClientConfig, DeviceConfig, IoMap, Perms, Quota, Region, StaticSpace,
+    ClientConfig, DeviceConfig, IoMap, Perms, Quota, Region, Static, StaticSpace,
 };
+use iommu_types::system;
 pub use iommu_types::{ClientId, IovaRange, StreamId};
 pub use microkit::Channel;
 
-/// Where the server finds a physical address.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Paddr {
-    /// The memory region's fixed `phys_addr`.
-    Fixed(u64),
-    /// Patched by the Microkit tool into the server's symbol
-    /// `SERVER_SYMBOLS[i]` (a `<setvar region_paddr>`).
-    Symbol(usize),
-}
-
+/// The system's model (`iommu_types::system`) as compiled in: names and
+/// lists `'static`, channels Microkit's. sysgen checks the description
+/// into the same types and writes them out here.
+pub type Paddr = system::Paddr<Static>;
 /// A memory region the server maps.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ServerMemory {
-    pub mr: &'static str,
-    pub vaddr: u64,
-    pub size: u64,
-    pub paddr: Paddr,
-}
-
+pub type ServerMemory = system::ServerMemory<Static>;
 /// The server PD's resources.
-#[derive(Clone, Copy, Debug)]
-pub struct ServerSpec {
-    pub pd: &'static str,
-    /// The SMMUv3 register frame (uncached).
-    pub smmu_regs: ServerMemory,
-    /// Stream table, queues and context descriptors.
-    pub smmu_memory: ServerMemory,
-    /// The pool every IO page table comes from.
-    pub page_tables: ServerMemory,
-    pub event_irq: Channel,
-    pub gerror_irq: Channel,
-    /// Bytes of stack system.xml gives the server PD.
-    pub stack_size: u64,
-}
-
+pub type ServerSpec = system::ServerSpec<Static, Channel>;
 /// One DMA region of a client.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct RegionSpec {
-    pub mr: &'static str,
-    /// Where the client sees it.
-    pub vaddr: u64,
-    pub size: u64,
-    /// The client's own rights: the most it may ask a device for.
-    pub perms: Perms,
-    pub paddr: Paddr,
-    /// `<dma mode="strict">`: the client's driver maps only in-flight
-    /// buffers of it, and unmaps each on completion.
-    pub strict: bool,
-    /// The one other PD that maps the region (whose buffers it holds).
-    pub shared_with: Option<&'static str>,
-    /// The block client's share of its driver's disk, when the region is
-    /// a block client's data (`<dma first_block blocks>`; checked on the
-    /// disk, not wrapping, disjoint from the other clients').
-    pub share: Option<Share>,
-}
-
-/// Blocks `first_block` up to `first_block + blocks` of a disk (512-byte
-/// blocks; the sum does not wrap).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Share {
-    pub first_block: u64,
-    pub blocks: u64,
-}
-
-impl Share {
-    pub const fn range(&self) -> core::ops::Range<u64> {
-        self.first_block..self.first_block + self.blocks
-    }
-}
-
+pub type RegionSpec = system::RegionSpec<Static>;
 /// One client: a PD that calls the server. Its [`ClientId`] is its
 /// position in [`CLIENTS`] (the order of iommu.xml's `<client>`
-/// elements); its channels are whatever system.xml gives it.
-#[derive(Clone, Copy, Debug)]
-pub struct ClientSpec {
-    pub pd: &'static str,
-    /// The channel at the server's end, which identifies the client.
-    pub server_channel: Channel,
-    /// The channel at the client's end, on which it calls the server.
-    pub client_channel: Channel,
-    pub command_page_server: u64,
-    pub command_page_client: u64,
-    pub regions: &'static [RegionSpec],
-    pub devices: &'static [DeviceConfig],
-    /// The server's mapping of each device's PCI configuration page.
-    pub device_config_pages: &'static [Option<u64>],
-    pub quota: Quota,
-    pub manager: bool,
-    /// The 512-byte blocks of the disk one of its devices is
-    /// (`<device disk_blocks>`), which its block clients share.
-    pub disk_blocks: Option<u64>,
-    /// For a child PD: its parent, which receives its faults and can
-    /// restart it.
-    pub child_of: Option<ChildOf>,
-    /// The PD's program image, as system.xml names it ("" if none): which
-    /// driver it runs.
-    pub program_image: &'static str,
-}
-
-impl ClientSpec {
-    /// Whether the client drives a device by DMA: it has a device and a
-    /// DMA region.
-    pub fn drives_dma(&self) -> bool {
-        !self.devices.is_empty() && !self.regions.is_empty()
-    }
-
-    /// Whether the client runs `image` and drives a device with it.
-    pub fn runs(&self, image: &str) -> bool {
-        self.drives_dma() && self.program_image == image
-    }
-}
-
-/// Where a child PD sits: its parent and its id there (Microkit's `id`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ChildOf {
-    pub parent: &'static str,
-    pub id: u8,
-}
+/// elements).
+pub type ClientSpec = system::ClientSpec<Static, Channel>;
+/// Where a child PD sits.
+pub type ChildOf = system::ChildOf<Static>;
+pub use system::Share;
 
 /// A channel id the generator already checked; out of range is a compile
 /// error, as the constants below are evaluated at compile time.
@@ -156,36 +56,9 @@ pub use generated::{
 };
 
 /// One `<iomap>` of a static IO address space.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct IoMapSpec {
-    pub mr: &'static str,
-    /// Where the device sees the region.
-    pub iovaddr: u64,
-    pub size: u64,
-    pub perms: Perms,
-    pub paddr: Paddr,
-    /// The region's fixed phys_addr is its iovaddr.
-    pub identity: bool,
-}
-
-/// A static IO address space: system.xml's `<io_address_space>`, which
-/// the server builds at start (its device confined to its iomaps with no
-/// call from its driver), and iommu.xml's `<static_device>` for it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct StaticSpaceSpec {
-    pub name: &'static str,
-    /// `peripheral_id` as written (`bus:dev.fn` or a stream ID).
-    pub peripheral: &'static str,
-    pub stream_id: StreamId,
-    pub domain_id: u16,
-    pub iomaps: &'static [IoMapSpec],
-    /// Page-table pages the server sets aside for it.
-    pub table_pages: usize,
-    /// The PD told of its faults (`<static_device faults>`, else the
-    /// manager), and the server's channel to it.
-    pub fault_pd: Option<&'static str>,
-    pub fault_channel: Option<Channel>,
-}
+pub type IoMapSpec = system::IoMapSpec<Static>;
+/// A static IO address space and iommu.xml's `<static_device>` for it.
+pub type StaticSpaceSpec = system::StaticSpaceSpec<Static, Channel>;
 
 /// Where a device confined by a static space sees region `mr`, when the
 /// space puts it somewhere other than its physical address: a driver
@@ -238,16 +111,8 @@ pub fn static_spaces(
     })
 }
 
-/// One `<map>` of a PD: where it sees a memory region, how big it is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct MapSpec {
-    pub pd: &'static str,
-    pub mr: &'static str,
-    pub vaddr: u64,
-    pub size: u64,
-    pub write: bool,
-    pub setvar_vaddr: Option<&'static str>,
-}
+/// One `<map>` of a PD.
+pub type MapSpec = system::MapSpec<Static>;
 
 /// `pd`'s map of region `mr`, if it maps it.
 pub fn map_of(pd: &str, mr: &str) -> Option<&'static MapSpec> {

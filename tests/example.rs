@@ -159,3 +159,116 @@ fn client_configs_resolve_setvar_addresses() {
     assert_eq!(configs[2].name, "nvme_driver");
     assert_eq!(configs[2].regions.len(), 3);
 }
+
+/// What the crate holds is the checker's model of the pair, written out
+/// and read back: every server, client, static space and map field, in
+/// the same types, compiled-in storage turned back into owned.
+#[test]
+fn the_crate_holds_the_checkers_model() {
+    use sysgen::model as owned;
+    let config = load(SYSTEM, POLICY).unwrap();
+    let text = |s: &str| s.to_string();
+    let channel = |c: Channel| c.index() as u64;
+    let paddr = |p: Paddr| match p {
+        Paddr::Fixed(a) => owned::Paddr::Fixed(a),
+        Paddr::Symbol(i) => owned::Paddr::Symbol(text(SERVER_SYMBOLS[i])),
+    };
+    let memory = |m: iommu_system::ServerMemory| owned::ServerMemory {
+        mr: text(m.mr),
+        vaddr: m.vaddr,
+        size: m.size,
+        paddr: paddr(m.paddr),
+    };
+    let server = owned::Server {
+        pd: text(SERVER.pd),
+        smmu_regs: memory(SERVER.smmu_regs),
+        smmu_memory: memory(SERVER.smmu_memory),
+        page_tables: memory(SERVER.page_tables),
+        event_irq: channel(SERVER.event_irq),
+        gerror_irq: channel(SERVER.gerror_irq),
+        stack_size: SERVER.stack_size,
+    };
+    assert_eq!(server, config.server);
+    let clients: Vec<owned::Client> = CLIENTS
+        .iter()
+        .map(|c| owned::Client {
+            pd: text(c.pd),
+            server_channel: channel(c.server_channel),
+            client_channel: channel(c.client_channel),
+            command_page: text(c.command_page),
+            command_page_server: c.command_page_server,
+            command_page_client: c.command_page_client,
+            regions: c
+                .regions
+                .iter()
+                .map(|r| owned::Region {
+                    mr: text(r.mr),
+                    vaddr: r.vaddr,
+                    size: r.size,
+                    perms: r.perms,
+                    paddr: paddr(r.paddr),
+                    strict: r.strict,
+                    shared_with: r.shared_with.map(text),
+                    share: r.share,
+                })
+                .collect(),
+            devices: c
+                .devices
+                .iter()
+                .map(|d| owned::Device {
+                    name: text(d.name),
+                    stream_id: d.stream_id,
+                    dma_mask: d.dma_mask,
+                    reserved: d.reserved.to_vec(),
+                })
+                .collect(),
+            device_config_pages: c.device_config_pages.to_vec(),
+            quota: c.quota,
+            manager: c.manager,
+            disk_blocks: c.disk_blocks,
+            child_of: c.child_of.map(|o| owned::ChildOf {
+                parent: text(o.parent),
+                id: o.id,
+            }),
+            program_image: text(c.program_image),
+        })
+        .collect();
+    assert_eq!(clients, config.clients);
+    let spaces: Vec<owned::StaticSpace> = iommu_system::STATIC_SPACES
+        .iter()
+        .map(|s| owned::StaticSpace {
+            name: text(s.name),
+            peripheral: text(s.peripheral),
+            stream_id: s.stream_id,
+            domain_id: s.domain_id,
+            iomaps: s
+                .iomaps
+                .iter()
+                .map(|m| owned::StaticIoMap {
+                    mr: text(m.mr),
+                    iovaddr: m.iovaddr,
+                    size: m.size,
+                    perms: m.perms,
+                    paddr: paddr(m.paddr),
+                    identity: m.identity,
+                })
+                .collect(),
+            table_pages: s.table_pages,
+            fault_pd: s.fault_pd.map(text),
+            fault_channel: s.fault_channel.map(channel),
+        })
+        .collect();
+    assert_eq!(spaces, config.static_spaces);
+    let maps: Vec<owned::MapEntry> = iommu_system::MAPS
+        .iter()
+        .map(|m| owned::MapEntry {
+            pd: text(m.pd),
+            mr: text(m.mr),
+            vaddr: m.vaddr,
+            size: m.size,
+            write: m.write,
+            setvar_vaddr: m.setvar_vaddr.map(text),
+        })
+        .collect();
+    assert_eq!(maps, config.maps);
+}

@@ -55,22 +55,20 @@ fn policy() -> String {
 #[test]
 fn the_spaces_reach_the_servers_configuration() {
     let config = load(&system(), &policy()).unwrap();
-    use sysgen::policy::Paddr;
-    use sysgen::static_space::{StaticIoMap, StaticSpace};
+    use sysgen::model::{Paddr, Perms, QemuDevice, StaticIoMap, StaticSpace, StreamId};
     assert_eq!(
         config.static_spaces,
         [
             StaticSpace {
                 name: "near_space".into(),
                 peripheral: "00:04.0".into(),
-                stream_id: 0x20,
+                stream_id: StreamId(0x20),
                 domain_id: 1,
                 iomaps: vec![StaticIoMap {
                     mr: "near_dma".into(),
                     iovaddr: 0x5f00_0000,
                     size: 0x1_0000,
-                    read: true,
-                    write: true,
+                    perms: Perms::RW,
                     paddr: Paddr::Fixed(0x5f00_0000),
                     identity: true,
                 }],
@@ -78,19 +76,17 @@ fn the_spaces_reach_the_servers_configuration() {
                 table_pages: 4,
                 fault_pd: Some("sddf".into()),
                 fault_channel: Some(9),
-                qemu: Some("edu,dma_mask=0xffffffffffffffff".into()),
             },
             StaticSpace {
                 name: "far_space".into(),
                 peripheral: "0x28".into(),
-                stream_id: 0x28,
+                stream_id: StreamId(0x28),
                 domain_id: 2,
                 iomaps: vec![StaticIoMap {
                     mr: "far_dma".into(),
                     iovaddr: 0x1_0000_0000,
                     size: 0x21_0000,
-                    read: true,
-                    write: false,
+                    perms: Perms::RO,
                     paddr: Paddr::Symbol("far_dma_paddr".into()),
                     identity: false,
                 }],
@@ -98,11 +94,18 @@ fn the_spaces_reach_the_servers_configuration() {
                 table_pages: 5,
                 fault_pd: Some("manager".into()),
                 fault_channel: Some(3),
-                qemu: None,
             },
         ]
     );
-    assert!(sysgen::policy::server_symbols(&config).contains(&"far_dma_paddr".to_string()));
+    assert_eq!(
+        config.qemu_of(StreamId(0x20)),
+        Some(&QemuDevice {
+            stream_id: StreamId(0x20),
+            options: "edu,dma_mask=0xffffffffffffffff".into()
+        })
+    );
+    assert_eq!(config.qemu_of(StreamId(0x28)), None);
+    assert!(sysgen::model::server_symbols(&config).contains(&"far_dma_paddr".to_string()));
     assert_eq!(
         sysgen::qemu_devices(&config),
         ["-device", "edu,dma_mask=0xffffffffffffffff,addr=04.0"]
@@ -380,4 +383,31 @@ fn page_tables_needed_are_counted_per_span() {
         1 + 2 + 2 + 2,
         "across 512 GiB"
     );
+}
+
+/// The server holds at most `MAX_STATIC_SPACES` static spaces (its own
+/// constant): one more is refused at the space in system.xml.
+#[test]
+fn at_most_the_servers_static_spaces() {
+    let spaces = |n: u32| -> String {
+        (0..n)
+            .map(|i| {
+                format!(
+                    "    <io_address_space name=\"space{i}\" peripheral_id=\"{:#x}\" domain_id=\"{}\" />\n",
+                    0x40 + 8 * i,
+                    10 + i
+                )
+            })
+            .collect()
+    };
+    let with = |n: u32| edit(SYSTEM, "</system>", &format!("{}</system>", spaces(n)));
+    let bound = iommu_types::config::MAX_STATIC_SPACES as u32;
+    load(&with(bound), POLICY).expect("as many spaces as the server holds");
+    let lines = SYSTEM.lines().count();
+    exactly(&[(
+        "one space more than the server holds",
+        with(bound + 1),
+        POLICY.into(),
+        &format!("system.xml:{}:5: <io_address_space name=\"space8\">: more than 8 io address spaces (the server's bound)", lines + 8),
+    )]);
 }

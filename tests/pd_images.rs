@@ -224,7 +224,7 @@ fn every_pd_image_carries_what_microkit_patches() {
             microkit::ENTRY,
             "{image}: entry is not microkit::ENTRY"
         );
-        if pd.name == config.server {
+        if pd.name == config.server.pd {
             server_state_is_in_bss(&elf, image);
         }
         if pd.parent.is_some() {

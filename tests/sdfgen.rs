@@ -123,7 +123,7 @@ fn a_three_driver_system_is_generated_built_and_run() {
     let spaces: Vec<_> = config
         .static_spaces
         .iter()
-        .map(|s| (s.name.as_str(), s.stream_id))
+        .map(|s| (s.name.as_str(), s.stream_id.0))
         .collect();
     assert_eq!(spaces, [("edu_d_space", 0x28), ("edu_e_space", 0x30)]);
 
@@ -249,9 +249,12 @@ fn the_readme_walk_through_adds_a_driver_that_runs_in_the_demo() {
     // manager, its device at 00:07.0, BAR0 in client 2's window, its
     // setvars, and the manager's channel to it.
     let camera = &config.clients[2];
-    assert_eq!(camera.child_of, Some(("manager".into(), 2)));
+    assert_eq!(
+        camera.child_of.as_ref().map(|o| (o.parent.as_str(), o.id)),
+        Some(("manager", 2))
+    );
     assert_eq!(camera.program_image, "edu_driver.elf");
-    assert_eq!(camera.devices[0].stream_id, 0x38);
+    assert_eq!(camera.devices[0].stream_id.0, 0x38);
     assert_eq!(sdf.mr("camera_bar").unwrap().phys_addr, Some(0x1020_0000));
     assert_eq!(
         sdf.mr("camera_config").unwrap().phys_addr,

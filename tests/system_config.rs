@@ -590,7 +590,10 @@ fn child_protection_domains() {
     };
     let config = load(&nested("id=\"5\""), POLICY).expect("a client nested in the manager");
     let edu_b = config.clients.iter().find(|c| c.pd == "edu_b").unwrap();
-    assert_eq!(edu_b.child_of, Some(("manager".to_string(), 5)));
+    assert_eq!(
+        edu_b.child_of.as_ref().map(|o| (o.parent.as_str(), o.id)),
+        Some(("manager", 5))
+    );
     assert!(config
         .clients
         .iter()
@@ -861,7 +864,7 @@ fn a_read_only_dma_region_is_read_only_for_devices() {
     .expect("a read-only DMA region");
     let region = &config.clients[0].regions[0];
     assert_eq!(
-        (region.mr.as_str(), region.read, region.write),
+        (region.mr.as_str(), region.perms.read, region.perms.write),
         ("edu_a_dma", true, false)
     );
     let rust = sysgen::gen::rust(&config, &["system.xml", "iommu.xml"]);
@@ -1051,4 +1054,35 @@ fn a_c_pd_learns_each_regions_mode_and_sharer() {
     let header = sysgen::gen::c_config(&shared, "edu_a").unwrap();
     assert!(header.contains("#define IOMMU_DMA_EDU_A_DMA_MODE IOMMU_DMA_MODE_STATIC\n"));
     assert!(!header.contains("SHARED_WITH "), "{header}");
+}
+
+/// A client has at most as many devices as the server tracks faults for
+/// (`MAX_CLIENT_DEVICES`, the server's own constant).
+#[test]
+fn a_client_has_at_most_the_servers_devices() {
+    let extra = |n: u32| -> String {
+        (0..n)
+            .map(|i| {
+                format!(
+                    "        <device name=\"extra{i}\" stream_id=\"{:#x}\" dma_mask=\"0xffffffff\" />\n",
+                    0x100 + i
+                )
+            })
+            .collect()
+    };
+    let with = |n: u32| {
+        edit(
+            POLICY,
+            "        <dma mr=\"edu_b_dma\" />\n",
+            &format!("        <dma mr=\"edu_b_dma\" />\n{}", extra(n)),
+        )
+    };
+    let bound = iommu_types::config::MAX_CLIENT_DEVICES as u32;
+    load(SYSTEM, &with(bound - 1)).expect("edu_b's own device and 63 more");
+    exactly(&[(
+        "one device more than the server tracks",
+        SYSTEM.into(),
+        with(bound),
+        "iommu.xml:93:9: <device name=\"edu_b\">: more than 64 devices for one client (the server's bound)",
+    )]);
 }

@@ -10,8 +10,7 @@ use crate::object::{IoasPool, ObjectId, ObjectTable, Objects};
 
 /// Faults a client can have queued before further ones are only counted.
 pub const FAULT_QUEUE: usize = 16;
-/// Devices one client may have: each one's fault budget is tracked.
-pub const MAX_CLIENT_DEVICES: usize = 64;
+pub use iommu_types::config::MAX_CLIENT_DEVICES;
 
 /// A fault attributed to one of the client's configured devices.
 #[derive(Clone, Copy, Debug)]

@@ -18,8 +18,7 @@ use iommu_types::config::{IoMap, StaticSpace};
 use iommu_types::{ClientId, Errno, Fault, Prot, StreamId};
 use iopt::{next_chunk, DomainId, Hardware};
 
-/// Most static spaces one server holds.
-pub const MAX_STATIC_SPACES: usize = 8;
+pub use iommu_types::config::MAX_STATIC_SPACES;
 
 /// A static-space configuration the server refuses at start; nothing of
 /// it (nor of any space before it) stays established.

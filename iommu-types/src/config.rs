@@ -1,8 +1,43 @@
 //! The static configuration of each client, as the server holds it:
 //! generated from system.xml and iommu.xml for the PDs (the
-//! `iommu-system` crate), written by hand in tests.
+//! `iommu-system` crate), written by hand in tests. The description it
+//! comes from is modelled in [`crate::system`], whose types take their
+//! names and lists in a [`Storage`]: [`Static`] here and in the PDs,
+//! owned strings and vectors in the build-time checker.
+
+use core::fmt::Debug;
+use core::ops::Deref;
 
 use crate::{IovaRange, StreamId};
+
+/// How the configuration model holds its names, lists and the server's
+/// setvar symbols: borrowed for the life of the program in the server and
+/// the PDs ([`Static`]), owned while the build-time checker reads
+/// system.xml. One model, two ways of holding it.
+pub trait Storage: Clone + Copy + Debug + PartialEq + Eq + 'static {
+    /// A name from the description (a PD, a memory region, a device).
+    type Text: Clone + Debug + PartialEq + Eq + AsRef<str> + 'static;
+    /// A list of items.
+    type List<T: Clone + Debug + PartialEq + Eq + 'static>: Clone
+        + Debug
+        + PartialEq
+        + Eq
+        + Deref<Target = [T]>;
+    /// How the server names a setvar that patches a physical address into
+    /// it.
+    type Symbol: Clone + Debug + PartialEq + Eq + 'static;
+}
+
+/// The configuration compiled into a program: `&'static` names and
+/// slices; a setvar symbol is its index in the server's table of them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Static;
+
+impl Storage for Static {
+    type Text = &'static str;
+    type List<T: Clone + Debug + PartialEq + Eq + 'static> = &'static [T];
+    type Symbol = usize;
+}
 
 /// Access a client itself has to one of its memory regions.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -54,15 +89,22 @@ pub const MAX_DEVICE_WINDOWS: usize = 8;
 /// a client's object quota may not exceed it.
 pub const MAX_OBJECTS: usize = 64;
 
+/// Devices one client may have: the server tracks each one's fault
+/// budget.
+pub const MAX_CLIENT_DEVICES: usize = 64;
+
+/// Static IO address spaces one server holds.
+pub const MAX_STATIC_SPACES: usize = 8;
+
 /// A device a client drives: its stream ID (never named by the client),
 /// the widest address it can emit, and IOVA windows it must never be
 /// given (MSI doorbells, PCIe host-bridge windows).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct DeviceConfig {
-    pub name: &'static str,
+pub struct DeviceConfig<S: Storage = Static> {
+    pub name: S::Text,
     pub stream_id: StreamId,
     pub dma_mask: u64,
-    pub reserved: &'static [IovaRange],
+    pub reserved: S::List<IovaRange>,
 }
 
 /// Per-client limits; exceeding one is ENOMEM and changes nothing.

@@ -7,7 +7,9 @@
 //!   grants;
 //! - [`ClientId`], [`StreamId`]: who asks and which device emits;
 //! - [`Fault`] and the fault kinds and access bits a client reads back;
-//! - [`config`]: what the static configuration says about each client.
+//! - [`config`]: what the static configuration says about each client;
+//! - [`system`]: the system description it comes from, modelled once
+//!   for the build-time checker and the PDs.
 //!
 //! The crates above build on it in one ladder: `iopt` (the engine and the
 //! traits hardware implements), `hw` (page tables and the SMMUv3 driver),
@@ -22,6 +24,7 @@ pub mod errno;
 pub mod fault;
 mod id;
 mod range;
+pub mod system;
 
 pub use errno::{Errno, Result};
 pub use fault::Fault;

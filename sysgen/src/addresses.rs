@@ -94,6 +94,8 @@ pub fn check_command_pages(
 struct Declared<'a> {
     client: &'a Client,
     device: &'a Device,
+    /// The `-device` options of the QEMU device simulating it, if one.
+    qemu: Option<&'a str>,
     element: &'a Element,
 }
 
@@ -114,13 +116,14 @@ pub fn check(
             devices.push(Declared {
                 client,
                 device,
+                qemu: config.qemu_of(device.stream_id).map(|q| q.options.as_str()),
                 element,
             });
         }
     }
     let c = Checker { sys, sdf, side };
     for (i, d) in devices.iter().enumerate() {
-        c.config_page(d, &devices[..i], &config.server)?;
+        c.config_page(d, &devices[..i], &config.server.pd)?;
     }
     c.bar_windows()?;
     for d in &devices {
@@ -192,13 +195,13 @@ impl Checker<'_> {
                 format!("{at}: one {CONFIG_PAGE_SIZE:#x}-byte page"),
             ));
         }
-        let Ok(rid) = u16::try_from(d.device.stream_id) else {
+        let Ok(rid) = u16::try_from(d.device.stream_id.0) else {
             return Err(s.attr(
                 d.element,
                 "stream_id",
                 format!(
                     "stream {:#x} is no PCI requester ID (bus << 8 | devfn), so device `{name}` has no configuration page for config_mr to be",
-                    d.device.stream_id
+                    d.device.stream_id.0
                 ),
             ));
         };
@@ -228,7 +231,7 @@ impl Checker<'_> {
                 "phys_addr",
                 format!(
                     "{at}: stream {:#x} is {}, whose page is {want:#x}, not {paddr:#x}{window}",
-                    d.device.stream_id,
+                    d.device.stream_id.0,
                     pci(function)
                 ),
             ));
@@ -315,7 +318,7 @@ impl Checker<'_> {
     /// A known QEMU model's BAR0 fits its window and is aligned as PCI
     /// aligns a BAR: to its size.
     fn bar0(&self, d: &Declared<'_>) -> Result<(), Error> {
-        let Some(qemu) = &d.device.qemu else {
+        let Some(qemu) = d.qemu else {
             return Ok(());
         };
         let (Some(need), Some(mr)) = (bar0_size(qemu), self.bar_of(d)) else {
@@ -352,28 +355,28 @@ impl Checker<'_> {
     /// slot of several QEMU functions is one QEMU accepts.
     fn qemu_placement(&self, config: &Config, devices: &[Declared<'_>]) -> Result<(), Error> {
         let args = qemu_devices(config);
-        let placed = devices.iter().filter(|d| d.device.qemu.is_some());
+        let placed = devices.iter().filter(|d| d.qemu.is_some());
         for (d, arg) in placed.clone().zip(args.iter().skip(1).step_by(2)) {
             let rid = qemu_address(arg);
-            if rid != Some(d.device.stream_id) {
+            if rid != Some(d.device.stream_id.0) {
                 return Err(self.side.attr(
                     d.element,
                     "qemu",
                     format!(
                         "QEMU would be given `{arg}`, which is not stream {:#x}",
-                        d.device.stream_id
+                        d.device.stream_id.0
                     ),
                 ));
             }
         }
-        for d in placed.clone().filter(|d| d.device.stream_id & 7 != 0) {
-            let slot = d.device.stream_id & !7;
-            let Some(first) = placed.clone().find(|f| f.device.stream_id == slot) else {
+        for d in placed.clone().filter(|d| d.device.stream_id.0 & 7 != 0) {
+            let slot = d.device.stream_id.0 & !7;
+            let Some(first) = placed.clone().find(|f| f.device.stream_id.0 == slot) else {
                 continue;
             };
-            let qemu = first.device.qemu.as_deref().unwrap_or_default();
+            let qemu = first.qemu.unwrap_or_default();
             if !qemu.split(',').any(|o| o == "multifunction=on") {
-                let f = Bdf::from_requester_id(d.device.stream_id as u16);
+                let f = Bdf::from_requester_id(d.device.stream_id.0 as u16);
                 return Err(self.side.attr(
                     first.element,
                     "qemu",

@@ -107,6 +107,12 @@ impl Source<'_> {
             .ok_or_else(|| self.attr(e, attribute, "missing"))
     }
 
+    /// A required number that counts things the server holds.
+    pub fn required_count(&self, e: &Element, attribute: &str) -> Result<usize, Error> {
+        let n = self.required_number(e, attribute)?;
+        usize::try_from(n).map_err(|_| self.attr(e, attribute, format!("{n:#x} is too many")))
+    }
+
     /// `true` or `false`, `default` when absent.
     pub fn boolean(&self, e: &Element, attribute: &str, default: bool) -> Result<bool, Error> {
         match e.attr(attribute).map(|a| a.value.as_str()) {

@@ -1,9 +1,10 @@
 //! Emits the checked configuration as Rust for the `iommu-system` crate:
-//! constants only, in the types that crate defines.
+//! constants only, of the model's types (`iommu_types::system`) the
+//! checker built it in, in their compiled-in storage.
 
 use std::fmt::Write;
 
-use crate::policy::{server_symbols, Config, Paddr, ServerMemory};
+use crate::model::{server_symbols, Config, Paddr, Perms, ServerMemory};
 
 fn paddr(p: &Paddr, symbols: &[String]) -> String {
     match p {
@@ -13,6 +14,10 @@ fn paddr(p: &Paddr, symbols: &[String]) -> String {
             format!("Paddr::Symbol({i})")
         }
     }
+}
+
+fn perms(p: Perms) -> String {
+    format!("Perms {{ read: {}, write: {} }}", p.read, p.write)
 }
 
 fn memory(m: &ServerMemory, symbols: &[String]) -> String {
@@ -36,21 +41,22 @@ pub fn rust(config: &Config, inputs: &[&str]) -> String {
         inputs.join(" and ")
     );
     let _ = writeln!(w, "pub const SERVER: ServerSpec = ServerSpec {{");
-    let _ = writeln!(w, "    pd: {:?},", config.server);
-    let _ = writeln!(w, "    smmu_regs: {},", memory(&config.smmu_regs, &symbols));
+    let server = &config.server;
+    let _ = writeln!(w, "    pd: {:?},", server.pd);
+    let _ = writeln!(w, "    smmu_regs: {},", memory(&server.smmu_regs, &symbols));
     let _ = writeln!(
         w,
         "    smmu_memory: {},",
-        memory(&config.smmu_memory, &symbols)
+        memory(&server.smmu_memory, &symbols)
     );
     let _ = writeln!(
         w,
         "    page_tables: {},",
-        memory(&config.page_tables, &symbols)
+        memory(&server.page_tables, &symbols)
     );
-    let _ = writeln!(w, "    event_irq: channel({}),", config.event_irq_channel);
-    let _ = writeln!(w, "    gerror_irq: channel({}),", config.gerror_irq_channel);
-    let _ = writeln!(w, "    stack_size: {:#x},", config.stack_size);
+    let _ = writeln!(w, "    event_irq: channel({}),", server.event_irq);
+    let _ = writeln!(w, "    gerror_irq: channel({}),", server.gerror_irq);
+    let _ = writeln!(w, "    stack_size: {:#x},", server.stack_size);
     let _ = writeln!(w, "}};");
     let _ = writeln!(
         w,
@@ -63,7 +69,7 @@ pub fn rust(config: &Config, inputs: &[&str]) -> String {
         symbols
     );
     let regions: usize = config.clients.iter().map(|c| c.regions.len()).sum();
-    let mappings: u64 = config.clients.iter().map(|c| c.quota.mappings).sum();
+    let mappings: usize = config.clients.iter().map(|c| c.quota.mappings).sum();
     let _ = writeln!(w, "/// DMA regions over all clients.");
     let _ = writeln!(w, "pub const TOTAL_REGIONS: usize = {regions};");
     let devices: usize = config.clients.iter().map(|c| c.devices.len()).sum();
@@ -77,7 +83,7 @@ pub fn rust(config: &Config, inputs: &[&str]) -> String {
         "/// The clients' mapping quotas added up: the server's pool sizes."
     );
     let _ = writeln!(w, "pub const TOTAL_MAPPINGS: usize = {mappings};");
-    let ioases: u64 = config.clients.iter().map(|c| c.quota.ioases).sum();
+    let ioases: usize = config.clients.iter().map(|c| c.quota.ioases).sum();
     let _ = writeln!(
         w,
         "/// The clients' IOAS quotas added up: the server's IOAS pool."
@@ -93,6 +99,7 @@ pub fn rust(config: &Config, inputs: &[&str]) -> String {
         let _ = writeln!(w, "        pd: {:?},", c.pd);
         let _ = writeln!(w, "        server_channel: channel({}),", c.server_channel);
         let _ = writeln!(w, "        client_channel: channel({}),", c.client_channel);
+        let _ = writeln!(w, "        command_page: {:?},", c.command_page);
         let _ = writeln!(
             w,
             "        command_page_server: {:#x},",
@@ -107,12 +114,11 @@ pub fn rust(config: &Config, inputs: &[&str]) -> String {
         for r in &c.regions {
             let _ = writeln!(
                 w,
-                "            RegionSpec {{ mr: {:?}, vaddr: {:#x}, size: {:#x}, perms: Perms {{ read: {}, write: {} }}, paddr: {}, strict: {}, shared_with: {:?}, share: {} }},",
+                "            RegionSpec {{ mr: {:?}, vaddr: {:#x}, size: {:#x}, perms: {}, paddr: {}, strict: {}, shared_with: {:?}, share: {} }},",
                 r.mr,
                 r.vaddr,
                 r.size,
-                r.read,
-                r.write,
+                perms(r.perms),
                 paddr(&r.paddr, &symbols),
                 r.strict,
                 r.shared_with.as_deref(),
@@ -130,20 +136,24 @@ pub fn rust(config: &Config, inputs: &[&str]) -> String {
             let _ = writeln!(
                 w,
                 "                stream_id: StreamId({:#x}),",
-                d.stream_id
+                d.stream_id.0
             );
             let _ = writeln!(w, "                dma_mask: {:#x},", d.dma_mask);
             let _ = write!(w, "                reserved: &[");
-            for (start, last) in &d.reserved {
-                let _ = write!(w, "IovaRange::new({start:#x}, {last:#x}), ");
+            for window in &d.reserved {
+                let _ = write!(
+                    w,
+                    "IovaRange::new({:#x}, {:#x}), ",
+                    window.start, window.last
+                );
             }
             let _ = writeln!(w, "],");
             let _ = writeln!(w, "            }},");
         }
         let _ = writeln!(w, "        ],");
         let _ = write!(w, "        device_config_pages: &[");
-        for d in &c.devices {
-            match d.config_vaddr {
+        for page in &c.device_config_pages {
+            match page {
                 Some(v) => {
                     let _ = write!(w, "Some({v:#x}), ");
                 }
@@ -163,10 +173,11 @@ pub fn rust(config: &Config, inputs: &[&str]) -> String {
         let _ = writeln!(w, "        disk_blocks: {:?},", c.disk_blocks);
         let _ = writeln!(w, "        program_image: {:?},", c.program_image);
         match &c.child_of {
-            Some((parent, id)) => {
+            Some(o) => {
                 let _ = writeln!(
                     w,
-                    "        child_of: Some(ChildOf {{ parent: {parent:?}, id: {id} }}),"
+                    "        child_of: Some(ChildOf {{ parent: {:?}, id: {} }}),",
+                    o.parent, o.id
                 );
             }
             None => {
@@ -211,18 +222,17 @@ pub fn rust(config: &Config, inputs: &[&str]) -> String {
         let _ = writeln!(w, "    StaticSpaceSpec {{");
         let _ = writeln!(w, "        name: {:?},", s.name);
         let _ = writeln!(w, "        peripheral: {:?},", s.peripheral);
-        let _ = writeln!(w, "        stream_id: StreamId({:#x}),", s.stream_id);
+        let _ = writeln!(w, "        stream_id: StreamId({:#x}),", s.stream_id.0);
         let _ = writeln!(w, "        domain_id: {},", s.domain_id);
         let _ = writeln!(w, "        iomaps: &[");
         for m in &s.iomaps {
             let _ = writeln!(
                 w,
-                "            IoMapSpec {{ mr: {:?}, iovaddr: {:#x}, size: {:#x}, perms: Perms {{ read: {}, write: {} }}, paddr: {}, identity: {} }},",
+                "            IoMapSpec {{ mr: {:?}, iovaddr: {:#x}, size: {:#x}, perms: {}, paddr: {}, identity: {} }},",
                 m.mr,
                 m.iovaddr,
                 m.size,
-                m.read,
-                m.write,
+                perms(m.perms),
                 paddr(&m.paddr, &symbols),
                 m.identity
             );
@@ -376,7 +386,7 @@ pub fn c_config(config: &Config, pd: &str) -> Option<String> {
             let _ = writeln!(
                 w,
                 "#define IOMMU_DEVICE_{name}_STREAM_ID {:#x}",
-                d.stream_id
+                d.stream_id.0
             );
         }
     }

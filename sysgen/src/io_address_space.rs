@@ -285,7 +285,7 @@ pub fn check(
 /// table per 512 GiB, 1 GiB and 2 MiB span an iomap touches (4 KiB pages
 /// throughout, which needs every table a block would and more), over the
 /// 48-bit four-level walk.
-pub fn table_pages(iomaps: impl IntoIterator<Item = (u64, u64)>) -> u64 {
+pub fn table_pages(iomaps: impl IntoIterator<Item = (u64, u64)>) -> usize {
     let mut spans: [Vec<u64>; 3] = Default::default();
     for (iova, size) in iomaps {
         if size == 0 {
@@ -303,7 +303,7 @@ pub fn table_pages(iomaps: impl IntoIterator<Item = (u64, u64)>) -> u64 {
         .map(|s| {
             s.sort_unstable();
             s.dedup();
-            s.len() as u64
+            s.len()
         })
-        .sum::<u64>()
+        .sum::<usize>()
 }

@@ -9,6 +9,7 @@ pub mod addresses;
 pub mod error;
 pub mod gen;
 pub mod io_address_space;
+pub mod model;
 pub mod policy;
 pub mod sdf;
 pub mod static_space;
@@ -19,7 +20,7 @@ pub mod xml;
 use std::path::Path;
 
 pub use error::Error;
-pub use policy::{qemu_devices, Config};
+pub use model::{qemu_devices, Config};
 pub use sdf::System;
 
 /// Parses and cross-checks the two documents; the names are for errors.
@@ -47,7 +48,9 @@ pub fn load_str(
     sdf::check_overlaps(sdf, &system)?;
     let mut config = policy::check(&system, sdf, side, &pol_root)?;
     addresses::check(&system, sdf, side, &pol_root, &config)?;
-    config.static_spaces = static_space::check(&system, &config, sdf, side, &pol_root)?;
+    let (spaces, simulated) = static_space::check(&system, &config, sdf, side, &pol_root)?;
+    config.static_spaces = spaces;
+    config.qemu.extend(simulated);
     Ok((system, config))
 }
 

@@ -98,14 +98,14 @@ fn main() -> ExitCode {
                 "{} and {}: server `{}`, {} clients",
                 system.display(),
                 policy.display(),
-                config.server,
+                config.server.pd,
                 config.clients.len()
             );
             for c in &config.clients {
                 let child = c
                     .child_of
                     .as_ref()
-                    .map(|(parent, id)| format!(", child {id} of {parent}"))
+                    .map(|o| format!(", child {} of {}", o.id, o.parent))
                     .unwrap_or_default();
                 let _ = writeln!(
                     text,
@@ -123,7 +123,7 @@ fn main() -> ExitCode {
                     "  static io address space {} ({}, stream {:#x}, domain_id {}): {} iomaps, {} table pages, faults to {}",
                     s.name,
                     s.peripheral,
-                    s.stream_id,
+                    s.stream_id.0,
                     s.domain_id,
                     s.iomaps.len(),
                     s.table_pages,

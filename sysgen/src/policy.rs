@@ -13,188 +13,29 @@
 //! gives that system.xml lacks is refused in iommu.xml, pointing at a
 //! near miss in system.xml when there is one.
 
-use std::collections::BTreeMap;
-
 use crate::error::{Error, Source};
 use crate::sdf::{MemoryRegion, ProtectionDomain, System, MAX_CHANNEL_ID};
 use crate::xml::Element;
 
 /// The server's bounds, defined once where both see them.
-pub use iommu_types::config::{MAX_DEVICE_WINDOWS, MAX_OBJECTS};
+pub use iommu_types::config::{MAX_CLIENT_DEVICES, MAX_DEVICE_WINDOWS, MAX_OBJECTS};
 /// The SMMUv3 register frame: two 64 KiB pages.
 pub const SMMU_FRAME: u64 = 0x2_0000;
 pub use crate::units::PAGE;
 
-/// Where the server finds a physical address.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Paddr {
-    /// The memory region's `phys_addr`.
-    Fixed(u64),
-    /// Patched by the Microkit tool into this symbol of the server.
-    Symbol(String),
-}
+pub use crate::model::{
+    qemu_devices, server_symbols, Client, Config, Device, MapEntry, Paddr, QemuDevice, Region,
+    Server, ServerMemory, Share, StaticIoMap, StaticSpace,
+};
+use crate::model::{ChildOf, IovaRange, Perms, Quota, StreamId};
 
-/// Memory the server maps: where, how big, and how it learns the physical
-/// address.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ServerMemory {
-    pub mr: String,
-    pub vaddr: u64,
-    pub size: u64,
-    pub paddr: Paddr,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Region {
-    pub mr: String,
-    /// In the client.
-    pub vaddr: u64,
-    pub size: u64,
-    pub read: bool,
-    pub write: bool,
-    pub paddr: Paddr,
-    /// `<dma mode="strict">`: the driver maps only in-flight buffers of
-    /// it (the server does not enforce this; the driver reads it).
-    pub strict: bool,
-    /// The one other PD (not the client, not the server) that maps the
-    /// region, if exactly one: whose buffers they are.
-    pub shared_with: Option<String>,
-    /// `<dma first_block blocks>`: the blocks of its client's disk that
-    /// are the block client's whose data region this is.
-    pub share: Option<Share>,
-}
-
-/// A block client's blocks of its driver's disk: `first_block` up to,
-/// not including, `first_block + blocks` (which does not wrap).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Share {
-    pub first_block: u64,
-    pub blocks: u64,
-}
-
-impl Share {
-    pub fn end(&self) -> u64 {
-        self.first_block + self.blocks
-    }
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Device {
-    pub name: String,
-    pub stream_id: u32,
-    pub dma_mask: u64,
-    /// Inclusive IOVA windows.
-    pub reserved: Vec<(u64, u64)>,
-    /// The server's mapping of its PCI configuration page, if any.
-    pub config_vaddr: Option<u64>,
-    /// The QEMU device that simulates it (`-device` options without
-    /// `addr`), if the system runs on QEMU.
-    pub qemu: Option<String>,
-    /// `disk_blocks`: the device is a disk of this many 512-byte blocks
-    /// (its namespace at least that large), shared among block clients.
-    pub disk_blocks: Option<u64>,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Quota {
-    pub objects: u64,
-    pub ioases: u64,
-    pub mapped_pages: u64,
-    pub table_pages: u64,
-    pub hwpts: u64,
-    pub mappings: u64,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Client {
-    pub pd: String,
-    /// The channel id at the server's end: identifies the client there.
-    pub server_channel: u64,
-    /// The channel id at the client's end: where it calls the server.
-    pub client_channel: u64,
-    pub command_page: String,
-    pub command_page_server: u64,
-    pub command_page_client: u64,
-    pub regions: Vec<Region>,
-    pub devices: Vec<Device>,
-    pub quota: Quota,
-    pub manager: bool,
-    /// For a child PD: its parent and its id there.
-    pub child_of: Option<(String, u64)>,
-    /// The PD's program image (`<program_image path>`), empty if none.
-    pub program_image: String,
-    /// The blocks of the disk one of its devices is (`disk_blocks`).
-    pub disk_blocks: Option<u64>,
-}
-
-/// The checked configuration the generator emits.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Config {
-    pub server: String,
-    pub smmu_regs: ServerMemory,
-    /// Stream table, queues and context descriptors.
-    pub smmu_memory: ServerMemory,
-    pub page_tables: ServerMemory,
-    pub event_irq_channel: u64,
-    pub gerror_irq_channel: u64,
-    /// The server PD's stack size in system.xml.
-    pub stack_size: u64,
-    pub clients: Vec<Client>,
-    /// Every channel end of system.xml: (PD, the PD at the other end, the
-    /// id at this end), in document order. PDs find their channels here,
-    /// by peer, rather than by hand-written numbers.
-    pub channels: Vec<(String, String, u64)>,
-    /// Every map of system.xml, in document order: PDs find their shared
-    /// memory here (where, how big) rather than by hand-written sizes.
-    pub maps: Vec<MapEntry>,
-    /// Every child PD of system.xml: (parent, id, child), in document
-    /// order. A parent names a faulting child by its id alone; this is
-    /// how it learns which PD that is, client of the server or not.
-    pub children: Vec<(String, u64, String)>,
-    /// The static IO address spaces (`crate::static_space`).
-    pub static_spaces: Vec<StaticSpace>,
-}
-
-/// A static IO address space (an `<io_address_space>` of system.xml)
-/// as the server builds it at start.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct StaticIoMap {
-    pub mr: String,
-    pub iovaddr: u64,
-    pub size: u64,
-    pub read: bool,
-    pub write: bool,
-    pub paddr: Paddr,
-    /// The region's fixed phys_addr is its iovaddr: the device sees it
-    /// where the CPU's physical address says.
-    pub identity: bool,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct StaticSpace {
-    pub name: String,
-    /// `peripheral_id` as written.
-    pub peripheral: String,
-    pub stream_id: u32,
-    pub domain_id: u16,
-    pub iomaps: Vec<StaticIoMap>,
-    /// Page-table pages its iomaps need at most.
-    pub table_pages: u64,
-    /// Who hears of its faults, and the server's channel to it.
-    pub fault_pd: Option<String>,
-    pub fault_channel: Option<u64>,
-    pub qemu: Option<String>,
-}
-
-/// One `<map>` of a PD.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct MapEntry {
-    pub pd: String,
-    pub mr: String,
-    pub vaddr: u64,
-    pub size: u64,
-    pub write: bool,
-    pub setvar_vaddr: Option<String>,
+/// What one `<device>` element says: the device as the server takes it,
+/// and what the client and QEMU take of it.
+struct DeviceElement {
+    device: Device,
+    config_page: Option<u64>,
+    qemu: Option<String>,
+    disk_blocks: Option<u64>,
 }
 
 struct Checker<'a> {
@@ -263,6 +104,7 @@ impl<'a> Checker<'a> {
         let mut smmu = None;
         let mut page_tables = None;
         let mut clients: Vec<Client> = Vec::new();
+        let mut qemu: Vec<QemuDevice> = Vec::new();
         let mut client_elements: Vec<&Element> = Vec::new();
         for e in &root.children {
             match e.name.as_str() {
@@ -272,8 +114,9 @@ impl<'a> Checker<'a> {
                     return Err(s.element(e, "given twice"));
                 }
                 "client" => {
-                    let client = self.client(server, e, &clients)?;
+                    let (client, simulated) = self.client(server, e, &clients)?;
                     clients.push(client);
+                    qemu.extend(simulated);
                     client_elements.push(e);
                 }
                 // Checked with the spaces it names (crate::static_space).
@@ -299,7 +142,7 @@ impl<'a> Checker<'a> {
         }
         for (client, e) in clients.iter().zip(&client_elements) {
             for d in &client.devices {
-                if u64::from(d.stream_id) >> sid_bits != 0 {
+                if u64::from(d.stream_id.0) >> sid_bits != 0 {
                     let element = e
                         .children
                         .iter()
@@ -312,7 +155,7 @@ impl<'a> Checker<'a> {
                         "stream_id",
                         format!(
                             "stream {:#x} is wider than the SMMU's {sid_bits} stream ID bits",
-                            d.stream_id
+                            d.stream_id.0
                         ),
                     ));
                 }
@@ -336,16 +179,18 @@ impl<'a> Checker<'a> {
         let smmu_memory = self.server_memory(server, smmu, "memory", true)?;
         let page_tables_element = page_tables;
         let page_tables = self.server_memory(server, page_tables, "mr", true)?;
-        let event_irq_channel = self.server_irq(server, smmu, "event_irq")?;
-        let gerror_irq_channel = self.server_irq(server, smmu, "gerror_irq")?;
+        let event_irq = self.server_irq(server, smmu, "event_irq")?;
+        let gerror_irq = self.server_irq(server, smmu, "gerror_irq")?;
         let config = Config {
-            server: server.name.clone(),
-            smmu_regs,
-            smmu_memory,
-            page_tables,
-            event_irq_channel,
-            gerror_irq_channel,
-            stack_size: server.stack_size,
+            server: Server {
+                pd: server.name.clone(),
+                smmu_regs,
+                smmu_memory,
+                page_tables,
+                event_irq,
+                gerror_irq,
+                stack_size: server.stack_size,
+            },
             clients,
             channels: self
                 .sys
@@ -384,19 +229,20 @@ impl<'a> Checker<'a> {
                 })
                 .collect(),
             static_spaces: Vec::new(),
+            qemu,
         };
         // Every client's table pages are promised: the pool must hold them
         // all, or one client's use could take what another was given.
-        let promised: u64 = config.clients.iter().map(|c| c.quota.table_pages).sum();
-        let pool = config.page_tables.size / PAGE;
-        if promised > pool {
-            let mr = self.sys.mr(&config.page_tables.mr).expect("checked");
+        let promised: usize = config.clients.iter().map(|c| c.quota.table_pages).sum();
+        let pool = config.server.page_tables.size / PAGE;
+        if promised as u64 > pool {
+            let mr = self.sys.mr(&config.server.page_tables.mr).expect("checked");
             return Err(s.attr(
                 page_tables_element,
                 "mr",
                 format!(
                     "the clients' table_pages quotas add up to {promised} pages, more than the {pool} of region `{}` ({})",
-                    config.page_tables.mr,
+                    config.server.page_tables.mr,
                     self.sdf.line(&mr.element)
                 ),
             ));
@@ -404,9 +250,9 @@ impl<'a> Checker<'a> {
         // Server memory must not be handed to any client: the client's
         // map in system.xml is at fault.
         let private = [
-            (&config.smmu_regs, smmu),
-            (&config.smmu_memory, smmu),
-            (&config.page_tables, page_tables_element),
+            (&config.server.smmu_regs, smmu),
+            (&config.server.smmu_memory, smmu),
+            (&config.server.page_tables, page_tables_element),
         ];
         for (client, e) in config.clients.iter().zip(&client_elements) {
             let pd = self.sys.pd(&client.pd).expect("checked");
@@ -542,7 +388,7 @@ impl<'a> Checker<'a> {
         server: &ProtectionDomain,
         e: &Element,
         earlier: &[Client],
-    ) -> Result<Client, Error> {
+    ) -> Result<(Client, Vec<QemuDevice>), Error> {
         let s = self.side;
         s.only_attrs(e, &["pd", "command_page", "manager"])?;
         let name = s.required(e, "pd")?;
@@ -650,7 +496,10 @@ impl<'a> Checker<'a> {
             ));
         }
         let mut client = Client {
-            child_of: pd.parent.clone(),
+            child_of: pd.parent.as_ref().map(|(parent, id)| ChildOf {
+                parent: parent.clone(),
+                id: u8::try_from(*id).expect("child ids run 0..=MAX_CHILD_ID"),
+            }),
             program_image: pd.program_image.clone().unwrap_or_default(),
             pd: name.to_string(),
             server_channel: server_end.id,
@@ -660,6 +509,7 @@ impl<'a> Checker<'a> {
             command_page_client,
             regions: Vec::new(),
             devices: Vec::new(),
+            device_config_pages: Vec::new(),
             quota: Quota {
                 objects: 0,
                 ioases: 0,
@@ -672,6 +522,7 @@ impl<'a> Checker<'a> {
             disk_blocks: None,
         };
         let mut quota_seen = false;
+        let mut qemu = Vec::new();
         let mut dma_elements: Vec<&Element> = Vec::new();
         let mut disk: Option<&Element> = None;
         for c in &e.children {
@@ -690,14 +541,14 @@ impl<'a> Checker<'a> {
                         ],
                     )?;
                     client.quota = Quota {
-                        objects: s.required_number(c, "objects")?,
-                        ioases: s.required_number(c, "ioases")?,
+                        objects: s.required_count(c, "objects")?,
+                        ioases: s.required_count(c, "ioases")?,
                         mapped_pages: s.required_number(c, "mapped_pages")?,
-                        table_pages: s.required_number(c, "table_pages")?,
-                        hwpts: s.required_number(c, "hwpts")?,
-                        mappings: s.required_number(c, "mappings")?,
+                        table_pages: s.required_count(c, "table_pages")?,
+                        hwpts: s.required_count(c, "hwpts")?,
+                        mappings: s.required_count(c, "mappings")?,
                     };
-                    if client.quota.objects > MAX_OBJECTS as u64 {
+                    if client.quota.objects > MAX_OBJECTS {
                         return Err(s.attr(c, "objects", format!("at most {MAX_OBJECTS}")));
                     }
                 }
@@ -707,8 +558,14 @@ impl<'a> Checker<'a> {
                     dma_elements.push(c);
                 }
                 "device" => {
-                    let device = self.device(server, c, earlier, &client)?;
-                    if let Some(blocks) = device.disk_blocks {
+                    if client.devices.len() == MAX_CLIENT_DEVICES {
+                        return Err(s.element(
+                            c,
+                            format!("more than {MAX_CLIENT_DEVICES} devices for one client (the server's bound)"),
+                        ));
+                    }
+                    let parsed = self.device(server, c, earlier, &client)?;
+                    if let Some(blocks) = parsed.disk_blocks {
                         if let Some(first) = disk {
                             return Err(s.attr(
                                 c,
@@ -723,7 +580,14 @@ impl<'a> Checker<'a> {
                         disk = Some(c);
                         client.disk_blocks = Some(blocks);
                     }
-                    client.devices.push(device);
+                    if let Some(options) = parsed.qemu {
+                        qemu.push(QemuDevice {
+                            stream_id: parsed.device.stream_id,
+                            options,
+                        });
+                    }
+                    client.devices.push(parsed.device);
+                    client.device_config_pages.push(parsed.config_page);
                 }
                 _ => return Err(s.element(c, "unknown element (expected quota, dma or device)")),
             }
@@ -732,7 +596,7 @@ impl<'a> Checker<'a> {
             return Err(s.element(e, "missing <quota>"));
         }
         self.shares(&client, &dma_elements, disk)?;
-        Ok(client)
+        Ok((client, qemu))
     }
 
     /// The block clients' shares of `client`'s disk (`disk`, its device
@@ -937,8 +801,10 @@ impl<'a> Checker<'a> {
             mr: name.to_string(),
             vaddr: map.vaddr,
             size: mr.size,
-            read: map.read,
-            write: map.write,
+            perms: Perms {
+                read: map.read,
+                write: map.write,
+            },
             paddr,
             strict,
             shared_with,
@@ -952,7 +818,7 @@ impl<'a> Checker<'a> {
         e: &Element,
         earlier: &[Client],
         this: &Client,
-    ) -> Result<Device, Error> {
+    ) -> Result<DeviceElement, Error> {
         let s = self.side;
         s.only_attrs(
             e,
@@ -980,10 +846,11 @@ impl<'a> Checker<'a> {
         let stream = s.required_number(e, "stream_id")?;
         let stream_id =
             u32::try_from(stream).map_err(|_| s.attr(e, "stream_id", "stream IDs are 32 bits"))?;
+        let stream = StreamId(stream_id);
         let owner = earlier.iter().chain(std::iter::once(this)).find_map(|c| {
             c.devices
                 .iter()
-                .find(|d| d.stream_id == stream_id)
+                .find(|d| d.stream_id == stream)
                 .map(|d| (c, d))
         });
         if let Some((c, d)) = owner {
@@ -1000,7 +867,7 @@ impl<'a> Checker<'a> {
         if dma_mask < PAGE - 1 || dma_mask & dma_mask.wrapping_add(1) != 0 {
             return Err(s.attr(e, "dma_mask", "a DMA mask is 2^n - 1, at least a page"));
         }
-        let config_vaddr = match e.attr("config_mr") {
+        let config_page = match e.attr("config_mr") {
             None => None,
             Some(a) => {
                 let map = server.map_of(&a.value).ok_or_else(|| {
@@ -1032,7 +899,7 @@ impl<'a> Checker<'a> {
             None => None,
             Some(a) => Some(qemu_device(&a.value, stream_id).map_err(|m| s.attr(e, "qemu", m))?),
         };
-        let mut reserved: Vec<(u64, u64)> = Vec::new();
+        let mut reserved: Vec<IovaRange> = Vec::new();
         for w in &e.children {
             if w.name != "reserved" {
                 return Err(s.element(w, "unknown element (expected reserved)"));
@@ -1060,17 +927,24 @@ impl<'a> Checker<'a> {
             if reserved.len() == MAX_DEVICE_WINDOWS {
                 return Err(s.element(w, format!("more than {MAX_DEVICE_WINDOWS} windows")));
             }
-            if let Some(&(a, b)) = reserved.iter().find(|&&(a, b)| start <= b && a <= last) {
-                return Err(s.attr(w, "start", format!("overlaps the window {a:#x}..={b:#x}")));
+            let window = IovaRange::new(start, last);
+            if let Some(o) = reserved.iter().find(|o| o.overlaps(&window)) {
+                return Err(s.attr(
+                    w,
+                    "start",
+                    format!("overlaps the window {:#x}..={:#x}", o.start, o.last),
+                ));
             }
-            reserved.push((start, last));
+            reserved.push(window);
         }
-        Ok(Device {
-            name,
-            stream_id,
-            dma_mask,
-            reserved,
-            config_vaddr,
+        Ok(DeviceElement {
+            device: Device {
+                name,
+                stream_id: stream,
+                dma_mask,
+                reserved,
+            },
+            config_page,
             qemu,
             disk_blocks,
         })
@@ -1108,60 +982,6 @@ pub(crate) fn qemu_device(value: &str, stream_id: u32) -> Result<String, String>
         return Err("device 0 of bus 0 is QEMU virt's host bridge".into());
     }
     Ok(value.to_string())
-}
-
-/// The QEMU command line arguments that put every device with a `qemu`
-/// attribute where its stream ID says.
-pub fn qemu_devices(config: &Config) -> Vec<String> {
-    let statics = config
-        .static_spaces
-        .iter()
-        .map(|s| (s.qemu.as_ref(), s.stream_id));
-    config
-        .clients
-        .iter()
-        .flat_map(|c| &c.devices)
-        .map(|d| (d.qemu.as_ref(), d.stream_id))
-        .chain(statics)
-        .filter_map(|(qemu, stream_id)| {
-            let model = qemu?;
-            Some([
-                "-device".to_string(),
-                format!(
-                    "{model},addr={:02x}.{}",
-                    stream_id >> 3 & 0x1f,
-                    stream_id & 7
-                ),
-            ])
-        })
-        .flatten()
-        .collect()
-}
-
-/// The symbols every setvar of the server names, in a stable order.
-pub fn server_symbols(config: &Config) -> Vec<String> {
-    let mut out: BTreeMap<String, ()> = BTreeMap::new();
-    let all = [&config.smmu_regs, &config.smmu_memory, &config.page_tables]
-        .into_iter()
-        .map(|m| &m.paddr)
-        .chain(
-            config
-                .clients
-                .iter()
-                .flat_map(|c| c.regions.iter().map(|r| &r.paddr)),
-        )
-        .chain(
-            config
-                .static_spaces
-                .iter()
-                .flat_map(|s| s.iomaps.iter().map(|m| &m.paddr)),
-        );
-    for p in all {
-        if let Paddr::Symbol(s) = p {
-            out.insert(s.clone(), ());
-        }
-    }
-    out.into_keys().collect()
 }
 
 /// `mr`, the command page `client` (of PD `pd`) names, is one page.

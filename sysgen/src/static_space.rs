@@ -14,21 +14,24 @@
 
 use crate::error::{Error, Source};
 use crate::io_address_space::{self, IoAddressSpace};
+use crate::model::{Perms, QemuDevice, StreamId};
 use crate::policy::{qemu_device, Config, Paddr, PAGE};
 use crate::sdf::System;
 use crate::xml::Element;
+use iommu_types::config::MAX_STATIC_SPACES;
 
 pub use crate::policy::{StaticIoMap, StaticSpace};
 
 /// Checks every space of `sys` against the policy `root` and the
-/// configuration built from it.
+/// configuration built from it: the spaces, and the QEMU devices that
+/// simulate theirs.
 pub fn check(
     sys: &System,
     config: &Config,
     sdf: Source<'_>,
     side: Source<'_>,
     root: &Element,
-) -> Result<Vec<StaticSpace>, Error> {
+) -> Result<(Vec<StaticSpace>, Vec<QemuDevice>), Error> {
     let mut devices: Vec<(&IoAddressSpace, &Element)> = Vec::new();
     for e in root.children.iter().filter(|e| e.name == "static_device") {
         side.only_attrs(e, &["space", "faults", "qemu"])?;
@@ -73,18 +76,25 @@ pub fn check(
         .transpose()?
         .flatten()
         .unwrap_or(16);
-    let server = sys.pd(&config.server).expect("the policy found it");
+    let server = sys.pd(&config.server.pd).expect("the policy found it");
     let private: Vec<&str> = [
-        &config.smmu_regs.mr,
-        &config.smmu_memory.mr,
-        &config.page_tables.mr,
+        &config.server.smmu_regs.mr,
+        &config.server.smmu_memory.mr,
+        &config.server.page_tables.mr,
     ]
     .into_iter()
     .map(String::as_str)
     .chain(config.clients.iter().map(|c| c.command_page.as_str()))
     .collect();
+    if let Some(extra) = sys.io_address_spaces.get(MAX_STATIC_SPACES) {
+        return Err(sdf.element(
+            &extra.element,
+            format!("more than {MAX_STATIC_SPACES} io address spaces (the server's bound)"),
+        ));
+    }
     let manager = config.clients.iter().find(|c| c.manager);
     let mut out = Vec::new();
+    let mut simulated = Vec::new();
     for space in &sys.io_address_spaces {
         let e = &space.element;
         let stream = space.stream_id();
@@ -101,7 +111,7 @@ pub fn check(
         if let Some((client, device)) = config.clients.iter().find_map(|c| {
             c.devices
                 .iter()
-                .find(|d| d.stream_id == stream)
+                .find(|d| d.stream_id == StreamId(stream))
                 .map(|d| (c, d))
         }) {
             let at = client_device_line(root, side, &device.name);
@@ -160,8 +170,10 @@ pub fn check(
                 mr: m.mr.clone(),
                 iovaddr: m.iovaddr,
                 size: mr.size,
-                read: m.read,
-                write: m.write,
+                perms: Perms {
+                    read: m.read,
+                    write: m.write,
+                },
                 identity: mr.phys_addr == Some(m.iovaddr),
                 paddr,
             });
@@ -197,49 +209,48 @@ pub fn check(
             (None, Some(m)) => (Some(m.pd.clone()), Some(m.server_channel)),
             (None, None) => (None, None),
         };
-        let qemu = match device.and_then(|d| d.attr("qemu").map(|a| (d, a))) {
-            Some((d, a)) => {
-                Some(qemu_device(&a.value, stream).map_err(|m| side.attr(d, "qemu", m))?)
-            }
-            None => None,
-        };
+        if let Some((d, a)) = device.and_then(|d| d.attr("qemu").map(|a| (d, a))) {
+            simulated.push(QemuDevice {
+                stream_id: StreamId(stream),
+                options: qemu_device(&a.value, stream).map_err(|m| side.attr(d, "qemu", m))?,
+            });
+        }
         out.push(StaticSpace {
             name: space.name.clone(),
             peripheral: space
                 .element
                 .attr("peripheral_id")
                 .map_or_else(String::new, |a| a.value.clone()),
-            stream_id: stream,
+            stream_id: StreamId(stream),
             domain_id: space.domain_id,
             table_pages: io_address_space::table_pages(iomaps.iter().map(|m| (m.iovaddr, m.size))),
             iomaps,
             fault_pd,
             fault_channel,
-            qemu,
         });
     }
-    let promised: u64 = config.clients.iter().map(|c| c.quota.table_pages).sum();
-    let tables: u64 = out.iter().map(|s| s.table_pages).sum();
-    let pool = config.page_tables.size / PAGE;
-    if promised + tables > pool {
+    let promised: usize = config.clients.iter().map(|c| c.quota.table_pages).sum();
+    let tables: usize = out.iter().map(|s| s.table_pages).sum();
+    let pool = config.server.page_tables.size / PAGE;
+    if (promised + tables) as u64 > pool {
         let element = root
             .children
             .iter()
             .find(|e| e.name == "page_tables")
             .expect("the policy found it");
-        let mr = sys.mr(&config.page_tables.mr).expect("checked");
+        let mr = sys.mr(&config.server.page_tables.mr).expect("checked");
         return Err(side.attr(
             element,
             "mr",
             format!(
                 "the clients' table_pages quotas ({promised} pages) and the static io address spaces' page tables ({tables} pages) add up to {}, more than the {pool} of region `{}` ({})",
                 promised + tables,
-                config.page_tables.mr,
+                config.server.page_tables.mr,
                 sdf.line(&mr.element)
             ),
         ));
     }
-    Ok(out)
+    Ok((out, simulated))
 }
 
 /// `iommu.xml:LINE` of the client device named `name`.

@@ -26,10 +26,10 @@ use iommu_proto::Op;
 use iommu_server::COMMAND_PAGE;
 use iommu_testkit::rig::{id, POOL};
 use iommu_testkit::{MockHw, Rig};
-use iommu_types::config::{ClientConfig, DeviceConfig, Perms, Quota, Region};
+use iommu_types::config::{ClientConfig, DeviceConfig, Region};
 use iommu_types::fault::{IOMMU_FAULT_ACCESS_WRITE, IOMMU_FAULT_KIND_F_TRANSLATION};
-use iommu_types::{Fault, IovaRange, StreamId};
-use sysgen::policy::Paddr;
+use iommu_types::Fault;
+use sysgen::model::Paddr;
 
 /// What to run and how.
 #[derive(Clone, Debug)]
@@ -112,10 +112,7 @@ fn server_configs(config: &sysgen::Config) -> Vec<ClientConfig> {
                     vaddr: r.vaddr,
                     size: r.size,
                     paddr,
-                    perms: Perms {
-                        read: r.read,
-                        write: r.write,
-                    },
+                    perms: r.perms,
                 }
             })
             .collect();
@@ -124,31 +121,17 @@ fn server_configs(config: &sysgen::Config) -> Vec<ClientConfig> {
             .iter()
             .map(|d| DeviceConfig {
                 name: leak_str(&d.name),
-                stream_id: StreamId(d.stream_id),
+                stream_id: d.stream_id,
                 dma_mask: d.dma_mask,
-                reserved: leak(
-                    d.reserved
-                        .iter()
-                        .map(|&(start, last)| IovaRange::new(start, last))
-                        .collect(),
-                ),
+                reserved: leak(d.reserved.clone()),
             })
             .collect();
-        let q = &c.quota;
         configs.push(ClientConfig {
             name: leak_str(&c.pd),
             command_page_vaddr: c.command_page_client,
             regions: leak(regions),
             devices: leak(devices),
-            // sysgen checked each against the server's pools.
-            quota: Quota {
-                objects: q.objects as usize,
-                ioases: q.ioases as usize,
-                mapped_pages: q.mapped_pages,
-                table_pages: q.table_pages as usize,
-                hwpts: q.hwpts as usize,
-                mappings: q.mappings as usize,
-            },
+            quota: c.quota,
             manager: c.manager,
         });
     }
@@ -417,7 +400,7 @@ pub fn run(run: &Run, log: &mut dyn Write) -> Result<(), String> {
             let Some(device) = spec.devices.first() else {
                 return Err(format!("`{}` has no device to fault", run.pd));
             };
-            let stream = StreamId(device.stream_id);
+            let stream = device.stream_id;
             if s.rig.server.hardware().dma(stream, iova).is_some() {
                 s.say(&format!(
                     "device `{}` writes IOVA {iova:#x}: mapped, no fault",
@@ -427,7 +410,7 @@ pub fn run(run: &Run, log: &mut dyn Write) -> Result<(), String> {
             }
             s.say(&format!(
                 "device `{}` (stream {:#x}) writes IOVA {iova:#x}, which nothing maps: a fault",
-                device.name, device.stream_id
+                device.name, device.stream_id.0
             ))?;
             let owner = s.rig.server.report_fault(Fault {
                 stream,
