@@ -7,5 +7,3 @@
 pub use iommu_testkit::rig::{client, device, id, region, ClientBuilder, DEFAULT_QUOTA};
 #[allow(unused_imports)]
 pub use iommu_testkit::{MockHw, PtHw, Rig, PAGE_VA};
-
-pub mod checker;

@@ -6,10 +6,10 @@
 
 mod common;
 
-use common::checker::{edit, exactly, load};
+use common::{edit, exactly, load};
 
-const SYSTEM: &str = include_str!("fixtures/system.xml");
-const POLICY: &str = include_str!("fixtures/iommu.xml");
+const SYSTEM: &str = include_str!("../../tests/fixtures/system.xml");
+const POLICY: &str = include_str!("../../tests/fixtures/iommu.xml");
 
 /// The fixture pair with a PD driving two devices it never tells the
 /// server about, each confined by a static space: one at its region's
@@ -350,7 +350,7 @@ fn the_microkit_tool_gets_the_description_without_the_spaces() {
     assert_eq!(without.pds.len(), original.pds.len());
     // A description without spaces is handed over byte for byte.
     assert_eq!(sysgen::strip::microkit_sdf(SYSTEM).unwrap(), SYSTEM);
-    let shipped = include_str!("../system.xml");
+    let shipped = include_str!("../../system.xml");
     let stripped = sysgen::strip::microkit_sdf(shipped).unwrap();
     let root = sysgen::xml::parse(&stripped).unwrap();
     assert!(root.children.iter().all(|e| e.name != "io_address_space"));

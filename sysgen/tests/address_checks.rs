@@ -5,20 +5,20 @@
 //! configuration page against the client that owns the device, and the
 //! QEMU placement against the stream ID. Every refusal is checked against
 //! its whole message, which names both ends. The fixtures are
-//! tests/fixtures/ (see tests/system_config.rs).
+//! the repository's tests/fixtures/ (see tests/system_config.rs).
 
 mod common;
 
-use common::checker::{edit, edits, exactly, load};
+use common::{edit, edits, exactly, load};
 
-const SYSTEM: &str = include_str!("fixtures/system.xml");
-const POLICY: &str = include_str!("fixtures/iommu.xml");
+const SYSTEM: &str = include_str!("../../tests/fixtures/system.xml");
+const POLICY: &str = include_str!("../../tests/fixtures/iommu.xml");
 const NVME_SYSTEM: &str = include_str!("fixtures/nvme_system.xml");
 const NVME_POLICY: &str = include_str!("fixtures/nvme_iommu.xml");
 
 #[test]
 fn the_examples_and_fixtures_pass() {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     sysgen::load(&root.join("system.xml"), &root.join("iommu.xml")).expect("the shipped example");
     load(SYSTEM, POLICY).expect("the fixtures");
     load(NVME_SYSTEM, NVME_POLICY).expect("the NVMe fixtures");

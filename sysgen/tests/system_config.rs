@@ -1,16 +1,17 @@
 //! The configuration checker: each kind of inconsistency between a
 //! system.xml and its iommu.xml is refused with an error naming the file,
 //! element and attribute at fault. The fixtures are a pair of this test's
-//! own (tests/fixtures/, a copy of the example at the time), so editing
+//! own (the repository's tests/fixtures/, a copy of the example at the
+//! time, which the C PD's tests read too), so editing
 //! the shipped system.xml changes nothing here. Every refusal is checked
 //! against its whole message: file:line:col, element, attribute, reason.
 
 mod common;
 
-use common::checker::{edit, exactly, load};
+use common::{edit, exactly, load};
 
-const SYSTEM: &str = include_str!("fixtures/system.xml");
-const POLICY: &str = include_str!("fixtures/iommu.xml");
+const SYSTEM: &str = include_str!("../../tests/fixtures/system.xml");
+const POLICY: &str = include_str!("../../tests/fixtures/iommu.xml");
 
 #[test]
 fn names_that_do_not_exist() {
@@ -912,7 +913,7 @@ fn a_c_pd_gets_its_configuration_as_a_header() {
     assert_eq!(sysgen::gen::c_config(&config, "nobody"), None);
 }
 
-/// The NVMe system's pair (tests/fixtures/nvme_*.xml, a copy of the
+/// The NVMe system's pair (sysgen/tests/fixtures/nvme_*.xml, a copy of the
 /// example with its block clients' shares of the disk).
 const NVME_SYSTEM: &str = include_str!("fixtures/nvme_system.xml");
 const NVME_POLICY: &str = include_str!("fixtures/nvme_iommu.xml");

@@ -1,5 +1,6 @@
 //! What the configuration checker's tests share: loading a pair from
 //! text, editing a document, and asserting every case's exact message.
+#![allow(dead_code)]
 
 /// Checks a pair given as text, as sysgen does files.
 pub fn load(system: &str, policy: &str) -> Result<sysgen::Config, String> {
