@@ -15,6 +15,7 @@ pub mod sdf;
 pub mod static_space;
 pub mod strip;
 pub mod units;
+pub mod virtual_machine;
 pub mod xml;
 
 use std::path::Path;
@@ -51,6 +52,7 @@ pub fn load_str(
     let (spaces, simulated) = static_space::check(&system, &config, sdf, side, &pol_root)?;
     config.static_spaces = spaces;
     config.qemu.extend(simulated);
+    virtual_machine::check_dma(&system, &config, sdf, side, &pol_root)?;
     Ok((system, config))
 }
 

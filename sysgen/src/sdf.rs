@@ -3,10 +3,13 @@
 //! and attributes only, priorities 0..=254, distinct channel and IRQ ids
 //! per PD, no overlapping maps in a PD, child PDs with distinct ids and
 //! at most 63 PDs in all, maps, setvars and channel ends naming what
-//! exists.
+//! exists, memory regions in the page sizes aarch64 has. A PD's
+//! `<virtual_machine>` is checked in `crate::virtual_machine`, a top-level
+//! `<io_address_space>` in `crate::io_address_space`.
 
 use crate::error::{Error, Source};
 use crate::io_address_space::{self, IoAddressSpace};
+use crate::virtual_machine::{self, VirtualMachine};
 use crate::xml::Element;
 
 /// Microkit's highest channel / IRQ id (ids run 0..=61).
@@ -22,6 +25,8 @@ pub const MAX_PDS: usize = 63;
 pub struct MemoryRegion {
     pub name: String,
     pub size: u64,
+    /// The page size it is mapped in (`page_size`, 4 KiB when absent).
+    pub page_size: u64,
     pub phys_addr: Option<u64>,
     pub element: Element,
 }
@@ -64,6 +69,8 @@ pub struct ProtectionDomain {
     pub setvars: Vec<SetVar>,
     /// For a child PD: its parent's name and its id there.
     pub parent: Option<(String, u64)>,
+    /// The guest this PD runs as its VMM, if one.
+    pub virtual_machine: Option<VirtualMachine>,
     pub element: Element,
 }
 
@@ -171,6 +178,8 @@ const ATTRIBUTES: &[(&str, &[&str])] = &[
 
 /// Highest priority a PD may have (the Microkit tool's bound).
 const MAX_PRIORITY: u64 = 254;
+/// The page sizes an aarch64 memory region may be mapped in.
+const PAGE_SIZES: [u64; 2] = [0x1000, 0x20_0000];
 
 /// Refuses attributes the tool does not know on `e`, and `e` itself
 /// inside a PD or channel when the tool does not know it.
@@ -202,7 +211,10 @@ pub fn parse(src: Source<'_>, root: &Element) -> Result<System, Error> {
         return Err(src.element(root, "the root element must be <system>"));
     }
     for e in &root.children {
-        if e.name != "virtual_machine" && e.name != "domain_schedule" {
+        if e.name == "virtual_machine" {
+            return Err(src.element(e, "virtual machine must be a child of a protection domain"));
+        }
+        if e.name != "domain_schedule" {
             check_attributes(src, e)?;
         }
     }
@@ -219,9 +231,18 @@ pub fn parse(src: Source<'_>, root: &Element) -> Result<System, Error> {
                 if system.mr(&name).is_some() {
                     return Err(src.attr(e, "name", "a memory region of this name exists"));
                 }
+                let page_size = src.number(e, "page_size")?.unwrap_or(PAGE_SIZES[0]);
+                if !PAGE_SIZES.contains(&page_size) {
+                    return Err(src.attr(
+                        e,
+                        "page_size",
+                        format!("page size {page_size:#x} not supported"),
+                    ));
+                }
                 system.memory_regions.push(MemoryRegion {
                     name,
                     size: src.required_number(e, "size")?,
+                    page_size,
                     phys_addr: src.number(e, "phys_addr")?,
                     element: e.clone(),
                 });
@@ -254,6 +275,7 @@ pub fn parse(src: Source<'_>, root: &Element) -> Result<System, Error> {
     }
     check_references(src, &system)?;
     check_ids(src, &system)?;
+    virtual_machine::check(src, &system)?;
     io_address_space::check(
         src,
         &system.io_address_spaces,
@@ -429,6 +451,7 @@ fn collect_pd(
         irqs: Vec::new(),
         setvars: Vec::new(),
         parent,
+        virtual_machine: None,
         element: e.clone(),
     };
     let mut children = Vec::new();
@@ -475,6 +498,12 @@ fn collect_pd(
                 element: c.clone(),
             }),
             "protection_domain" => children.push(c),
+            "virtual_machine" => {
+                if pd.virtual_machine.is_some() {
+                    return Err(src.element(c, "virtual_machine must only be specified once"));
+                }
+                pd.virtual_machine = Some(virtual_machine::parse(src, c, &pd.name, pd.priority)?);
+            }
             _ => {}
         }
     }
