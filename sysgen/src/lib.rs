@@ -8,6 +8,7 @@
 pub mod addresses;
 pub mod error;
 pub mod gen;
+pub mod guest_ram;
 pub mod io_address_space;
 pub mod model;
 pub mod policy;
@@ -52,7 +53,7 @@ pub fn load_str(
     let (spaces, simulated) = static_space::check(&system, &config, sdf, side, &pol_root)?;
     config.static_spaces = spaces;
     config.qemu.extend(simulated);
-    virtual_machine::check_dma(&system, &config, sdf, side, &pol_root)?;
+    guest_ram::check(&system, &config, sdf, side, &pol_root)?;
     Ok((system, config))
 }
 

@@ -275,7 +275,41 @@ pub fn parse(src: Source<'_>, root: &Element) -> Result<System, Error> {
     }
     check_references(src, &system)?;
     check_ids(src, &system)?;
-    virtual_machine::check(src, &system)?;
+    let hosted = system.pds.iter().filter_map(|pd| {
+        let vm = pd.virtual_machine.as_ref()?;
+        let children = system
+            .pds
+            .iter()
+            .filter_map(|c| match &c.parent {
+                Some((parent, id)) if *parent == pd.name => Some((*id, &c.element)),
+                _ => None,
+            })
+            .collect();
+        Some(virtual_machine::Hosted {
+            pd: &pd.name,
+            vm,
+            children,
+        })
+    });
+    virtual_machine::check(
+        src,
+        hosted,
+        |mr| {
+            system.mr(mr).map(|m| virtual_machine::Region {
+                size: m.size,
+                page_size: m.page_size,
+            })
+        },
+        |mr| {
+            src.hint(
+                mr,
+                system
+                    .memory_regions
+                    .iter()
+                    .map(|m| (m.name.as_str(), &m.element)),
+            )
+        },
+    )?;
     io_address_space::check(
         src,
         &system.io_address_spaces,

@@ -11,16 +11,11 @@
 //! its vaddr aligned to the region's page size, inside the guest's
 //! address space, and no two maps of the VM overlap.
 //!
-//! Two rules are the project's: a VM's priority is at most its VMM's
-//! (the VMM handles the guest's faults and must not be starved by it),
-//! and, against iommu.xml ([`check_dma`]), guest RAM that a client gives
-//! its devices is the VMM's to give and lies, at its guest-physical
-//! address, where the VMM's devices can reach it: a VMM maps guest RAM
-//! for DMA at IOVA = guest-physical address, as QEMU does with VFIO.
+//! One rule is the project's: a VM's priority is at most its VMM's (the
+//! VMM handles the guest's faults and must not be starved by it). What
+//! iommu.xml asks of guest RAM is checked in `crate::guest_ram`.
 
 use crate::error::{Error, Source};
-use crate::model::Config;
-use crate::sdf::{MemoryRegion, System};
 use crate::xml::Element;
 
 /// Highest vCPU id: the tool's VCPU_MAX_ID, its PD_MAX_ID.
@@ -220,16 +215,33 @@ fn guest_map(src: Source<'_>, c: &Element) -> Result<GuestMap, Error> {
     })
 }
 
+/// A VM with its VMM, as [`check`] sees the description.
+pub struct Hosted<'a> {
+    /// The VMM PD's name.
+    pub pd: &'a str,
+    pub vm: &'a VirtualMachine,
+    /// The VMM's child PDs: each one's id and element.
+    pub children: Vec<(u64, &'a Element)>,
+}
+
+/// A memory region as a guest's map needs it: its size and page size.
+pub struct Region {
+    pub size: u64,
+    pub page_size: u64,
+}
+
 /// The rules that need the whole description: names unique, the vCPUs'
 /// total, ids apart from the child PDs', and each map against its
-/// region.
-pub fn check(src: Source<'_>, system: &System) -> Result<(), Error> {
+/// region (`region` looks one up, `hint` names a near miss).
+pub fn check<'a>(
+    src: Source<'_>,
+    vms: impl IntoIterator<Item = Hosted<'a>>,
+    region: impl Fn(&str) -> Option<Region>,
+    hint: impl Fn(&str) -> String,
+) -> Result<(), Error> {
     let mut vcpus = 0;
     let mut named: Vec<&str> = Vec::new();
-    for pd in &system.pds {
-        let Some(vm) = &pd.virtual_machine else {
-            continue;
-        };
+    for Hosted { pd, vm, children } in vms {
         if named.contains(&vm.name.as_str()) {
             return Err(src.attr(
                 &vm.element,
@@ -249,24 +261,18 @@ pub fn check(src: Source<'_>, system: &System) -> Result<(), Error> {
                 ));
             }
         }
-        let children = system
-            .pds
-            .iter()
-            .filter(|c| c.parent.as_ref().is_some_and(|(p, _)| *p == pd.name));
-        for child in children {
-            let (_, id) = child.parent.as_ref().expect("filtered on it");
-            if vm.vcpus.iter().any(|v| v.id == *id) {
+        for (id, child) in children {
+            if vm.vcpus.iter().any(|v| v.id == id) {
                 return Err(src.attr(
-                    &child.element,
+                    child,
                     "id",
                     format!(
-                        "duplicate id: {id} clashes with virtual machine vcpu id in protection domain: '{}'",
-                        pd.name
+                        "duplicate id: {id} clashes with virtual machine vcpu id in protection domain: '{pd}'"
                     ),
                 ));
             }
         }
-        check_maps(src, system, vm)?;
+        check_maps(src, vm, &region, &hint)?;
     }
     Ok(())
 }
@@ -274,22 +280,24 @@ pub fn check(src: Source<'_>, system: &System) -> Result<(), Error> {
 /// The tool's `check_maps` for a guest: each region exists, the vaddr is
 /// aligned to the region's page size, the range neither wraps nor leaves
 /// the guest's address space, and no two maps overlap.
-fn check_maps(src: Source<'_>, system: &System, vm: &VirtualMachine) -> Result<(), Error> {
+fn check_maps(
+    src: Source<'_>,
+    vm: &VirtualMachine,
+    region: impl Fn(&str) -> Option<Region>,
+    hint: impl Fn(&str) -> String,
+) -> Result<(), Error> {
     let mut checked: Vec<(&str, u64, u64)> = Vec::new();
     for m in &vm.maps {
         let e = &m.element;
-        let Some(mr) = system.mr(&m.mr) else {
-            let hint = src.hint(
-                &m.mr,
-                system
-                    .memory_regions
-                    .iter()
-                    .map(|r| (r.name.as_str(), &r.element)),
-            );
+        let Some(mr) = region(&m.mr) else {
             return Err(src.attr(
                 e,
                 "mr",
-                format!("invalid memory region name '{}' on 'map'{hint}", m.mr),
+                format!(
+                    "invalid memory region name '{}' on 'map'{}",
+                    m.mr,
+                    hint(&m.mr)
+                ),
             ));
         };
         if m.vaddr % mr.page_size != 0 {
@@ -333,93 +341,6 @@ fn check_maps(src: Source<'_>, system: &System, vm: &VirtualMachine) -> Result<(
             ));
         }
         checked.push((&m.mr, m.vaddr, end));
-    }
-    Ok(())
-}
-
-/// The guest RAM a client gives its devices as DMA memory (a `<dma>` of
-/// a region some VM maps) is the VMM's own guest's, and lies at its
-/// guest-physical address, the IOVA the VMM maps it at, within each of
-/// the VMM's devices' DMA mask and clear of their reserved windows.
-pub fn check_dma(
-    system: &System,
-    config: &Config,
-    sdf: Source<'_>,
-    side: Source<'_>,
-    policy: &Element,
-) -> Result<(), Error> {
-    let clients = policy.children.iter().filter(|c| c.name == "client");
-    for (client, e) in config.clients.iter().zip(clients) {
-        let dma = e.children.iter().filter(|c| c.name == "dma");
-        for (region, d) in client.regions.iter().zip(dma) {
-            for pd in &system.pds {
-                let Some(vm) = &pd.virtual_machine else {
-                    continue;
-                };
-                let Some(map) = vm.maps.iter().find(|m| m.mr == region.mr) else {
-                    continue;
-                };
-                if pd.name != client.pd {
-                    return Err(side.attr(
-                        d,
-                        "mr",
-                        format!(
-                            "`{}` is guest RAM of virtual machine `{}` ({}): only its VMM `{}` gives it to a device",
-                            region.mr,
-                            vm.name,
-                            sdf.line(&map.element),
-                            pd.name
-                        ),
-                    ));
-                }
-                reachable(sdf, side, client, e, region.mr.as_str(), map, system)?;
-            }
-        }
-    }
-    Ok(())
-}
-
-/// Guest RAM `mr`, at guest-physical `map.vaddr`, is an IOVA range every
-/// device of `client` (declared in `e`) can be given.
-fn reachable(
-    sdf: Source<'_>,
-    side: Source<'_>,
-    client: &crate::model::Client,
-    e: &Element,
-    mr: &str,
-    map: &GuestMap,
-    system: &System,
-) -> Result<(), Error> {
-    let size = system.mr(mr).map_or(0, |r: &MemoryRegion| r.size);
-    let (start, last) = (map.vaddr, map.vaddr + (size.max(1) - 1));
-    let devices = e.children.iter().filter(|c| c.name == "device");
-    for (device, element) in client.devices.iter().zip(devices) {
-        let at = format!(
-            "guest RAM `{mr}` is at guest-physical {start:#x}..={last:#x}, the IOVAs its VMM maps it at for device `{}` ({})",
-            device.name,
-            side.line(element)
-        );
-        if last > device.dma_mask {
-            return Err(sdf.attr(
-                &map.element,
-                "vaddr",
-                format!("{at}: beyond its DMA mask {:#x}", device.dma_mask),
-            ));
-        }
-        if let Some(w) = device
-            .reserved
-            .iter()
-            .find(|w| w.start <= last && start <= w.last)
-        {
-            return Err(sdf.attr(
-                &map.element,
-                "vaddr",
-                format!(
-                    "{at}: overlapping its reserved window {:#x}..={:#x}, which the server never maps",
-                    w.start, w.last
-                ),
-            ));
-        }
     }
     Ok(())
 }
