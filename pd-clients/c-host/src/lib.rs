@@ -6,7 +6,7 @@
 //! `microkit.h` (`standin/`), `iommu_client.h` and the headers generated
 //! for PD `PD` of the system description (`iommu_proto.h`,
 //! `iommu_config.h`), links them with the stand-in's host runtime
-//! (`standin/microkit_host.c`), and runs the program as the Microkit
+//! (`standin/microkit_host.c`, driven by `standin/microkit_loop.c`), and runs the program as the Microkit
 //! loader and kernel would run the PD: its memory mapped at the addresses
 //! system.xml gives, its `setvar_vaddr` variables set, `init` called, then
 //! `notified` for each DMA fault asked for. Each protected call on the
@@ -199,17 +199,19 @@ fn compile(run: &Run, config: &sysgen::Config) -> Result<PathBuf, String> {
         )?;
         linked.push(object);
     }
-    let runtime = objects.join("microkit_host.o");
-    cc(
-        Command::new(&run.cc)
-            .args(["-std=c99", "-Wall", "-Wextra", "-g", "-c", "-I"])
-            .arg(standin())
-            .arg(standin().join("microkit_host.c"))
-            .arg("-o")
-            .arg(&runtime),
-        "the stand-in's runtime",
-    )?;
-    linked.push(runtime);
+    for part in ["microkit_host", "microkit_loop"] {
+        let runtime = objects.join(format!("{part}.o"));
+        cc(
+            Command::new(&run.cc)
+                .args(["-std=c99", "-Wall", "-Wextra", "-g", "-c", "-I"])
+                .arg(standin())
+                .arg(standin().join(format!("{part}.c")))
+                .arg("-o")
+                .arg(&runtime),
+            "the stand-in's runtime",
+        )?;
+        linked.push(runtime);
+    }
     let program = run.out_dir.join("pd");
     // -rdynamic: the runtime finds the setvar variables by name.
     cc(
