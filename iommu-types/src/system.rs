@@ -3,7 +3,7 @@
 //! static IO address space and each PD's maps. The build-time checker
 //! (`sysgen`) reads the two files into these types, held in owned
 //! storage, and writes them out as constants of the same types in
-//! [`Static`](crate::config::Static) storage (the `iommu-system` crate),
+//! [`Static`] storage (the `iommu-system` crate),
 //! from which the server builds its [`ClientConfig`](crate::config::ClientConfig)s
 //! and [`StaticSpace`](crate::config::StaticSpace)s.
 //!

@@ -14,10 +14,10 @@
 //! near miss in system.xml when there is one.
 //!
 //! One file per element of the sidecar, as the Microkit tool parses one
-//! element per file: [`server`] (`<iommu server>`, `<smmu>`,
-//! `<page_tables>`), [`client`] (`<client>`, its `<quota>` and the
-//! block clients' shares), [`region`] (`<dma>`), [`device`] (`<device>`
-//! and its `<reserved>` windows) and [`qemu`] (the `qemu` attribute).
+//! element per file: `server` (`<iommu server>`, `<smmu>`,
+//! `<page_tables>`), `client` (`<client>`, its `<quota>` and the
+//! block clients' shares), `region` (`<dma>`), `device` (`<device>`
+//! and its `<reserved>` windows) and `qemu` (the `qemu` attribute).
 //! System.xml's own elements are checked beside them:
 //! `crate::io_address_space`, `crate::virtual_machine`, and against
 //! iommu.xml `crate::static_space`.
