@@ -247,6 +247,9 @@ pub struct MapSpec {
     pub size: u64,
     pub write: bool,
     pub setvar_vaddr: Option<&'static str>,
+    /// The region's fixed physical address (`phys_addr`), if system.xml
+    /// gives one: where a device's configuration page and BAR windows are.
+    pub paddr: Option<u64>,
 }
 
 /// `pd`'s map of region `mr`, if it maps it.

@@ -199,3 +199,61 @@ fn make_run_without_an_sdk_tells_the_whole_story() {
         "{wrong} bytes of the disk differ from what the clients wrote"
     );
 }
+
+/// `make run` on a copy of the example whose system.xml is edited
+/// (`edits`: each text replaced once), in a build directory of its own
+/// under target/`name`; returns its exit status and output.
+fn run_edited(name: &str, edits: &[(&str, &str)]) -> (Option<i32>, String) {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = root.join("target").join(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut system = std::fs::read_to_string(root.join("system.xml")).unwrap();
+    for (from, to) in edits {
+        assert_eq!(system.matches(from).count(), 1, "`{from}` once in system.xml");
+        system = system.replace(from, to);
+    }
+    let path = dir.join("system.xml");
+    std::fs::write(&path, system).unwrap();
+    let mut make = Command::new("make");
+    make.arg("run")
+        .arg(format!("SYSTEM_XML={}", path.display()))
+        .arg(format!("NVME_IMAGE={}", dir.join("nvme.img").display()))
+        .arg(format!("DEMO_TARGET_DIR={}", dir.join("demo").display()))
+        .current_dir(root)
+        .env_remove("MICROKIT_SDK")
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_ENCODED_RUSTFLAGS");
+    let (status, out) = run_with_timeout(make, TIMEOUT);
+    println!("{out}");
+    (status, out)
+}
+
+/// The demo takes each device's windows from the configuration: a BAR
+/// region moved in system.xml is where the demo programs that device's
+/// BAR0, and the story runs there.
+#[test]
+fn the_demo_programs_the_configured_bar() {
+    if !have_all(&[
+        ("qemu-system-aarch64", "apt-get install qemu-system-arm"),
+        ("make", "apt-get install make"),
+    ]) {
+        return;
+    }
+    let (status, out) = run_edited(
+        "demo-moved-bar",
+        &[(
+            r#"name="edu_b_bar" size="0x100000" phys_addr="0x10100000""#,
+            r#"name="edu_b_bar" size="0x100000" phys_addr="0x10800000""#,
+        )],
+    );
+    for line in [
+        "edu_b: edu at stream 0x10, BAR0 0x10800000 (edu_b_bar)",
+        "ok - edu_b: DMA through its mappings",
+        "ok - edu_b: stray DMA faulted and reported to it alone",
+        "edu_a: edu at stream 0x8, BAR0 0x10000000 (edu_a_bar)",
+    ] {
+        assert!(out.contains(line), "missing `{line}` in:\n{out}");
+    }
+    assert!(!out.contains("FAILED"), "a check failed:\n{out}");
+    assert_eq!(status, Some(0), "exit status:\n{out}");
+}

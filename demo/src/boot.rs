@@ -12,7 +12,7 @@ use iommu_system::{
     SERVER_SYMBOLS, STATIC_SPACES, TOTAL_DEVICES,
 };
 use mmio::{CacheClean, Coherent, DcacheClean, DmaRegion, Mmio, StaticCell};
-use qemu_virt::platform;
+use qemu_virt::platform::{self, DeviceWindows};
 
 use crate::memory;
 use crate::output::Tally;
@@ -43,6 +43,8 @@ pub struct Booted {
     pub spare: DmaRegion,
     /// The drivers under static IO address spaces.
     pub statics: &'static Drivers,
+    /// The board's device windows, for the drivers still to find theirs.
+    pub windows: DeviceWindows,
 }
 
 pub fn boot(tally: &mut Tally) -> Result<Booted, &'static str> {
@@ -67,7 +69,8 @@ pub fn boot(tally: &mut Tally) -> Result<Booted, &'static str> {
                 .ok_or("more DMA regions in a client than the demo holds")? = Some(region);
         }
     }
-    let statics = statics::place(&mut mem.client, &mut symbols)?;
+    let mut windows = platform::device_windows().ok_or("device windows taken twice")?;
+    let statics = statics::place(&mut mem.client, &mut symbols, &mut windows)?;
     let configs = CONFIGS
         .init(client_configs(mem.regions, |s| symbols[s]))
         .ok_or("configured twice")?;
@@ -111,6 +114,7 @@ pub fn boot(tally: &mut Tally) -> Result<Booted, &'static str> {
         symbols,
         spare: mem.client,
         statics,
+        windows,
     })
 }
 

@@ -11,8 +11,9 @@ use iommu_client::{DmaBuffer, Iommu};
 use iommu_proto::Errno;
 use iommu_system::{resolve, CLIENTS, SERVER_SYMBOLS};
 use mmio::Mmio;
+use qemu_virt::platform::DeviceWindows;
 
-use crate::devices::device_of;
+use crate::devices;
 use crate::output::{Join, Prefix, Tally};
 use crate::transport::{
     notified_fault, returned, take_faults, Buffers, Clients, Direct, RegionMemory,
@@ -42,6 +43,7 @@ pub fn story<'b>(
     clients: &mut Clients<'_>,
     buffers: &'b Buffers,
     symbols: &[u64; SERVER_SYMBOLS.len()],
+    windows: &mut DeviceWindows,
 ) -> Result<EduDrivers<'b>, &'static str> {
     let server = clients.server;
     let m = clients.manager;
@@ -80,15 +82,16 @@ pub fn story<'b>(
     for i in drivers() {
         let name = CLIENTS[i].pd;
         let mut out = Prefix(name, true);
-        let (cfg, regs, bar) = device_of(i).ok_or("device handed out twice")?;
-        let edu = Edu(regs);
+        let device = devices::of(windows, name, devices::EDU_REGS)?;
+        let (cfg, bar) = (&device.config, device.bar);
+        let edu = Edu(device.regs);
         let found = if cfg.ids() == Some((edu_driver::VENDOR, edu_driver::DEVICE)) {
             cfg.enable(bar);
             if edu.id() == edu_driver::ID {
                 let _ = writeln!(
                     out,
-                    "edu at stream {:#x}, BAR0 {bar:#x}",
-                    CLIENTS[i].devices[0].stream_id.0
+                    "edu at stream {:#x}, BAR0 {bar:#x} ({})",
+                    CLIENTS[i].devices[0].stream_id.0, device.bar_mr
                 );
                 Ok(())
             } else {

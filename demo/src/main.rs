@@ -73,13 +73,14 @@ fn run(tally: &mut Tally) -> Result<(), &'static str> {
         symbols,
         mut spare,
         statics,
+        mut windows,
     } = boot::boot(tally)?;
     let server = RefCell::new(server);
     boot::announce(&server);
     let buffers = transport::buffers(&mut regions);
     let mut clients = Clients::connect(&server)?;
 
-    let edus = edu::story(tally, &mut clients, &buffers, &symbols)?;
+    let edus = edu::story(tally, &mut clients, &buffers, &symbols, &mut windows)?;
     // The server nested in its clients, as far as the edu story: what
     // tests/demo.rs holds against the server PD's stack.
     let (_, used) = platform::stack_use();
@@ -88,7 +89,7 @@ fn run(tally: &mut Tally) -> Result<(), &'static str> {
         used.div_ceil(1024)
     );
     storm::story(tally, &mut clients, &edus)?;
-    nvme::story(tally, &mut clients, &buffers, &mut spare)?;
+    nvme::story(tally, &mut clients, &buffers, &mut spare, &mut windows)?;
     // The drivers that never call the server.
     statics::story(tally, &mut clients, statics);
     Ok(())

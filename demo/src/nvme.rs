@@ -1,21 +1,18 @@
 //! The NVMe drivers and their block clients.
 
-use core::cell::RefCell;
 use core::fmt::Write;
 
 use blk_driver::story::{Next, Story};
 use blk_driver::{BlockDriver, Mode};
-use iommu_client::{DmaBuffer, Iommu};
-use iommu_server::COMMAND_PAGE;
+use iommu_client::DmaBuffer;
 use iommu_system::{ClientId, CLIENTS};
 use mmio::{DmaRegion, Mmio};
+use qemu_virt::platform::DeviceWindows;
 
 use crate::boot::MAX_REGIONS;
-use crate::devices::device_of;
+use crate::devices;
 use crate::output::{Join, Prefix, Tally};
-use crate::transport::{
-    direct, returned, take_faults, Buffers, Clients, Direct, RegionMemory, Shared,
-};
+use crate::transport::{direct, returned, take_faults, Buffers, Clients, RegionMemory};
 
 /// Every NVMe driver's story, in turn, its supervisor the manager.
 pub fn story(
@@ -23,12 +20,11 @@ pub fn story(
     clients: &mut Clients<'_>,
     buffers: &Buffers,
     spare: &mut DmaRegion,
+    windows: &mut DeviceWindows,
 ) -> Result<(), &'static str> {
     for i in (0..CLIENTS.len()).filter(|&i| CLIENTS[i].runs(NVME_IMAGE)) {
-        let page = clients.page(i);
-        let server = clients.server;
-        let supervisor = &mut clients.iommus[clients.manager];
-        nvme_story(tally, server, i, &buffers[i], spare, supervisor, page)?;
+        let device = devices::of(windows, CLIENTS[i].pd, devices::NVME_REGS)?;
+        nvme_story(tally, clients, i, device, &buffers[i], spare)?;
     }
     Ok(())
 }
@@ -82,17 +78,18 @@ struct BlockClient {
 /// DMA stopped and serves on.
 fn nvme_story(
     tally: &mut Tally,
-    server: Shared<'_>,
+    clients: &mut Clients<'_>,
     i: usize,
+    device: devices::Device,
     regions: &[Option<DmaBuffer<RegionMemory>>; MAX_REGIONS],
     spare: &mut DmaRegion,
-    supervisor: &mut Iommu<Direct<'_>>,
-    page: &RefCell<[u8; COMMAND_PAGE]>,
 ) -> Result<(), &'static str> {
+    let (server, page) = (clients.server, clients.page(i));
+    let supervisor = &mut clients.iommus[clients.manager];
     let spec = &CLIENTS[i];
     let name = spec.pd;
     let mut out = Prefix(name, true);
-    let (cfg, regs, bar) = device_of(i).ok_or("device handed out twice")?;
+    let (cfg, regs, bar) = (device.config, device.regs, device.bar);
     if cfg.ids() != Some(NVME_IDS) {
         tally.check(
             name,
@@ -120,7 +117,7 @@ fn nvme_story(
         }
     };
     let _ = driver.describe(&mut out);
-    let _ = writeln!(out, ", BAR0 {bar:#x}");
+    let _ = writeln!(out, ", BAR0 {bar:#x} ({})", device.bar_mr);
     tally.check(
         name,
         "brings its NVMe controller up through the IOMMU",

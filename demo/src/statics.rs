@@ -7,12 +7,11 @@ use edu_driver::Edu;
 use iommu_client::Iommu;
 use iommu_system::{Paddr, CLIENTS, SERVER_SYMBOLS, STATIC_SPACES};
 use mmio::{DmaRegion, Memory, Mmio, StaticCell};
-use pci_function::PciFunction;
-use qemu_virt::platform;
+use qemu_virt::platform::DeviceWindows;
 
-use crate::memory;
 use crate::output::{Join, Prefix, Tally};
 use crate::transport::{take_faults, Clients, Direct, RegionMemory, Shared};
+use crate::{devices, memory};
 
 /// Before its io address space exists, a static driver's DMA reaches
 /// nothing.
@@ -66,12 +65,13 @@ static STATIC_DRIVERS: StaticCell<Drivers> = StaticCell::new();
 /// Each static space's driver (the PD mapping its region as its
 /// `dma_buffer`): its region placed like the clients' when the server
 /// learns it by setvar (`symbols`), at its phys_addr when system.xml pins
-/// it; its device found and given its BAR (the window after the
-/// clients').
+/// it; its device found where the configuration places it and given its
+/// BAR.
 #[inline(never)]
 pub fn place(
     spare: &mut DmaRegion,
     symbols: &mut [u64; SERVER_SYMBOLS.len()],
+    windows: &mut DeviceWindows,
 ) -> Result<&'static Drivers, &'static str> {
     let mut pinned = memory::pinned().ok_or("pinned memory taken twice")?;
     let out = STATIC_DRIVERS
@@ -97,20 +97,16 @@ pub fn place(
             .iter()
             .find(|x| x.mr == m.mr && x.setvar_vaddr == Some("dma_buffer"))
             .map_or("static driver", |x| x.pd);
-        let slot = CLIENTS.len() + i;
-        let cfg = PciFunction(
-            platform::config_page(s.stream_id.0 as u8).ok_or("device handed out twice")?,
-        );
-        let regs = platform::bar(slot).ok_or("no BAR window left")?;
-        if cfg.ids() != Some((edu_driver::VENDOR, edu_driver::DEVICE)) {
+        let device = devices::of(windows, name, devices::EDU_REGS)?;
+        if device.config.ids() != Some((edu_driver::VENDOR, edu_driver::DEVICE)) {
             return Err("no edu device at a static space's peripheral");
         }
-        cfg.enable(platform::bar_base(slot) as u32);
+        device.config.enable(device.bar);
         let paddr = region.pa();
         out.push(StaticDriver {
             name,
             space: i,
-            edu: Edu(regs),
+            edu: Edu(device.regs),
             region: StaticRegion(RegionMemory(region)),
             paddr,
             size: m.size,

@@ -195,6 +195,9 @@ pub struct MapEntry {
     pub size: u64,
     pub write: bool,
     pub setvar_vaddr: Option<String>,
+    /// The region's fixed `phys_addr`, if system.xml gives one (a
+    /// device's configuration page and BAR windows always do).
+    pub paddr: Option<u64>,
 }
 
 struct Checker<'a> {
@@ -380,6 +383,7 @@ impl<'a> Checker<'a> {
                         size: self.sys.mr(&m.mr).map_or(0, |r| r.size),
                         write: m.write,
                         setvar_vaddr: m.setvar_vaddr.clone(),
+                        paddr: self.sys.mr(&m.mr).and_then(|r| r.phys_addr),
                     })
                 })
                 .collect(),
