@@ -257,3 +257,32 @@ fn the_demo_programs_the_configured_bar() {
     assert!(!out.contains("FAILED"), "a check failed:\n{out}");
     assert_eq!(status, Some(0), "exit status:\n{out}");
 }
+
+/// A DMA region its driver maps read-only (accepted, as sDDF's transmit
+/// regions are) is read-only for its device: the driver's writable
+/// mapping is refused, and the demo says which request, which errno by
+/// name, on which region, and why.
+#[test]
+fn a_refusal_names_the_request_the_errno_and_the_region() {
+    if !have_all(&[
+        ("qemu-system-aarch64", "apt-get install qemu-system-arm"),
+        ("make", "apt-get install make"),
+    ]) {
+        return;
+    }
+    let (_, out) = run_edited(
+        "demo-read-only",
+        &[(
+            r#"<map mr="edu_b_dma" vaddr="0x30000000" perms="rw""#,
+            r#"<map mr="edu_b_dma" vaddr="0x30000000" perms="r""#,
+        )],
+    );
+    for line in [
+        "ok - edu_a: DMA through its mappings",
+        "edu_b: refused: MAP of the destination page of edu_b_dma: IOMMU_IOAS_MAP: EFAULT: bad address (outside the caller's memory or its rights)",
+        "edu_b: edu_b_dma is read-only for devices: system.xml maps it perms=\"r\" into edu_b, and a device gets no more than its driver has",
+        "FAILED - demo: MAP of the destination page",
+    ] {
+        assert!(out.contains(line), "missing `{line}` in:\n{out}");
+    }
+}

@@ -106,7 +106,9 @@ pub fn story<'b>(
             found,
         );
         let buf = bufs[i].ok_or("client without a DMA region")?;
-        let session = edu_driver::setup(&mut iommus[i], &edu, buf, &mut out)?;
+        let region = CLIENTS[i].regions[0].mr;
+        let session = edu_driver::setup(&mut iommus[i], &edu, buf, region, &mut out)
+            .inspect_err(|_| why_refused(i, &mut out))?;
         tally.check(
             name,
             "DMA through its mappings",
@@ -136,9 +138,9 @@ pub fn story<'b>(
     let foreign_device = CLIENTS[target].devices.len() as u32;
     let it = &mut iommus[target];
     let isolated = match (
-        it.bind(foreign_device),
-        it.call(&mut foreign_map, 0),
-        it.reset(first as u64),
+        it.bind(foreign_device).map_err(|e| e.errno),
+        it.call(&mut foreign_map, 0).map_err(|e| e.errno),
+        it.reset(first as u64).map_err(|e| e.errno),
     ) {
         (Err(Errno::ENODEV), Err(Errno::EFAULT), Err(Errno::EPERM)) => Ok(()),
         _ => Err("a foreign device, memory or reset was accepted"),
@@ -219,7 +221,10 @@ pub fn story<'b>(
         &mut out,
         notified_fault(server, first),
     )
-    .and_then(|()| edu_driver::setup(&mut iommus[first], edu, buf, &mut out))
+    .and_then(|()| {
+        let region = CLIENTS[first].regions[0].mr;
+        edu_driver::setup(&mut iommus[first], edu, buf, region, &mut out)
+    })
     .and_then(|session| {
         edu_driver::round_trip(&session, edu, buf, 21, &mut out)?;
         sessions[first] = Some(session);
@@ -259,4 +264,18 @@ pub fn story<'b>(
             reset: target,
         },
     })
+}
+
+/// What in the configuration makes the server refuse driver `i`'s
+/// mappings, where the configuration says so.
+fn why_refused(i: usize, out: &mut Prefix) {
+    let spec = &CLIENTS[i];
+    let region = &spec.regions[0];
+    if !region.perms.write {
+        let _ = writeln!(
+            out,
+            "{} is read-only for devices: system.xml maps it perms=\"r\" into {}, and a device gets no more than its driver has",
+            region.mr, spec.pd
+        );
+    }
 }
