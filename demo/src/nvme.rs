@@ -7,7 +7,7 @@ use blk_driver::{BlockDriver, Mode};
 use iommu_client::DmaBuffer;
 use iommu_system::{ClientId, CLIENTS};
 use mmio::{DmaRegion, Mmio};
-use qemu_virt::platform::DeviceWindows;
+use qemu_virt::platform::{self, DeviceWindows};
 
 use crate::boot::MAX_REGIONS;
 use crate::devices;
@@ -34,6 +34,8 @@ pub fn story(
 const NVME_IMAGE: &str = "nvme_driver.elf";
 /// QEMU's nvme: vendor and device.
 const NVME_IDS: (u16, u16) = (0x1b36, 0x0010);
+/// How long the stray command's fault record is waited for, in ms.
+const STRAY_RECORD_WAIT_MS: u64 = 250;
 /// Requests a block ring holds.
 const RING_CAPACITY: u32 = 16;
 
@@ -355,11 +357,18 @@ fn nvme_story(
     let stray = driver
         .stray(k)
         .map_err(|_| "the stray command did not complete")?;
-    let notified = take_faults(server);
-    let fault = if notified & (1 << i) != 0 {
-        driver.iommu.read_fault().ok().and_then(|r| r.fault)
-    } else {
-        None
+    // The SMMU's record of the stopped read can land a moment after the
+    // command completes (QEMU runs the controller and the SMMU apart):
+    // wait for it, a bounded time.
+    let deadline = platform::ticks() + platform::ticks_per_second() * STRAY_RECORD_WAIT_MS / 1000;
+    let fault = loop {
+        if take_faults(server) & (1 << i) != 0 {
+            break driver.iommu.read_fault().ok().and_then(|r| r.fault);
+        }
+        if platform::ticks() > deadline {
+            break None;
+        }
+        core::hint::spin_loop();
     };
     while driver.iommu.read_fault().is_ok_and(|r| r.remaining > 0) {}
     let _ = writeln!(
