@@ -7,7 +7,7 @@ use core::cell::RefCell;
 
 use hw::domains::SmmuDomains;
 use iommu_client::{DmaBuffer, Iommu, Transport};
-use iommu_server::{Collected, Drained, Server, COMMAND_PAGE};
+use iommu_server::{Collected, Drained, LogRuns, Server, COMMAND_PAGE};
 use iommu_system::{ClientId, CLIENTS};
 use mmio::{ConstStaticCell, DmaRegion, Memory, Mmio};
 
@@ -168,9 +168,12 @@ pub fn buffers(regions: &mut [[Option<DmaRegion>; MAX_REGIONS]; CLIENTS.len()]) 
 }
 
 /// One SMMU interrupt: at most EVENTS_PER_INTERRUPT records queued with
-/// their clients (the interrupt handler's work in the PD).
+/// their clients (the interrupt handler's work in the PD); a burst of one
+/// device's records said as one line.
 pub fn interrupt(server: Shared<'_>) -> Collected {
-    server.borrow_mut().collect_faults(
+    let mut runs = LogRuns::new();
+    let say = &mut |line| say!("server: {line}\n");
+    let collected = server.borrow_mut().collect_faults(
         |hw, max, report| {
             let status = hw.drain_faults(max, report);
             Drained {
@@ -179,8 +182,10 @@ pub fn interrupt(server: Shared<'_>) -> Collected {
                 pending: status.pending,
             }
         },
-        &mut |event| say!("server: {event}\n"),
-    )
+        &mut |event| runs.push(event, say),
+    );
+    runs.flush(say);
+    collected
 }
 
 /// The SMMU's pending events, an interrupt's batch at a time until none
