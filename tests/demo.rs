@@ -226,7 +226,11 @@ fn run_edited(name: &str, edits: &[(&str, &str)]) -> (Option<i32>, String) {
     std::fs::create_dir_all(&dir).unwrap();
     let mut system = std::fs::read_to_string(root.join("system.xml")).unwrap();
     for (from, to) in edits {
-        assert_eq!(system.matches(from).count(), 1, "`{from}` once in system.xml");
+        assert_eq!(
+            system.matches(from).count(),
+            1,
+            "`{from}` once in system.xml"
+        );
         system = system.replace(from, to);
     }
     let path = dir.join("system.xml");
