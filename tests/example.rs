@@ -268,6 +268,7 @@ fn the_crate_holds_the_checkers_model() {
             size: m.size,
             write: m.write,
             setvar_vaddr: m.setvar_vaddr.map(text),
+            paddr: m.paddr,
         })
         .collect();
     assert_eq!(maps, config.maps);

@@ -559,9 +559,16 @@ fn setup() -> Result<Rig, &'static str> {
     let mut found = [pci::Function {
         devfn: 0,
         sid: 0,
-        bar_slot: 0,
+        bar0: 0,
     }; 2];
-    if pci::find(edu_driver::VENDOR, edu_driver::DEVICE, &mut found) != 2 {
+    let mut windows = platform::device_windows().ok_or("device windows taken twice")?;
+    if pci::find(
+        &mut windows,
+        edu_driver::VENDOR,
+        edu_driver::DEVICE,
+        &mut found,
+    ) != 2
+    {
         return Err("need two edu devices on PCI bus 0");
     }
     let config = SmmuConfig {
@@ -587,7 +594,11 @@ fn setup() -> Result<Rig, &'static str> {
     );
     let cleaner: &'static dyn CacheClean = if f.coherent { &COHERENT } else { &NON_COHERENT };
     let pool = TablePool::new(mem.table_pages, cleaner);
-    let bar = |f: &pci::Function| platform::bar(f.bar_slot).ok_or("BAR window taken twice");
+    let mut bar = |f: &pci::Function| {
+        windows
+            .bar(f.bar0, platform::BAR_WINDOW_SIZE)
+            .map_err(|_| "BAR window refused")
+    };
     let edus = [Edu(bar(&found[0])?), Edu(bar(&found[1])?)];
     for (e, fun) in edus.iter().zip(found.iter()) {
         say!(

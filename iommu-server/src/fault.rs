@@ -81,9 +81,10 @@ impl core::fmt::Display for LogEvent {
             } => {
                 write!(
                     f,
-                    "DMA fault {} on stream {:#x} ({client_name}'s {device_name})",
+                    "DMA fault {} on stream {:#x} ({})",
                     kind_name(fault.kind),
-                    fault.stream.0
+                    fault.stream.0,
+                    Owner(client_name, device_name)
                 )?;
                 address(f, fault)
             }
@@ -123,10 +124,111 @@ impl core::fmt::Display for LogEvent {
                 ..
             } => write!(
                 f,
-                "stream {:#x} ({client_name}'s {device_name}) faulted more than {STORM_BUDGET} times in one interrupt: its records are stopped until {client_name} resumes them",
-                stream.0
+                "stream {:#x} ({}) faulted more than {STORM_BUDGET} times in one interrupt: its records are stopped until {client_name} resumes them",
+                stream.0,
+                Owner(client_name, device_name)
             ),
             LogEvent::Suppressed(n) => write!(f, "{n} more log lines left out this interrupt"),
+        }
+    }
+}
+
+/// A device by its client's name and its own, the client's alone when
+/// they are the same name.
+struct Owner<'a>(&'a str, &'a str);
+
+impl core::fmt::Display for Owner<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Owner(client, device) if client == device => f.write_str(client),
+            Owner(client, device) => write!(f, "{client}'s {device}"),
+        }
+    }
+}
+
+impl LogEvent {
+    /// The fault an event records, if it records one.
+    fn fault(&self) -> Option<&Fault> {
+        match self {
+            LogEvent::Fault { fault, .. }
+            | LogEvent::Unowned(fault)
+            | LogEvent::StaticFault { fault, .. } => Some(fault),
+            _ => None,
+        }
+    }
+}
+
+/// One line of the log: an event, or a run of fault records of one
+/// stream, kind and access said as its first record with the count and
+/// the last record's IOVA.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LogLine {
+    pub first: LogEvent,
+    pub records: u32,
+    pub last_iova: Option<u64>,
+}
+
+impl core::fmt::Display for LogLine {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "{}", self.first)?;
+        if self.records > 1 {
+            write!(f, "; {} records logged", self.records)?;
+            if let Some(iova) = self.last_iova {
+                write!(f, ", the last at IOVA {iova:#x}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Collapses consecutive fault records of one stream, kind and access
+/// into one [`LogLine`]: a device's burst of faults reads as one line with
+/// its count. It holds one line at most; [`LogRuns::flush`] says it.
+#[derive(Debug, Default)]
+pub struct LogRuns {
+    held: Option<LogLine>,
+}
+
+impl LogRuns {
+    pub const fn new() -> LogRuns {
+        LogRuns { held: None }
+    }
+
+    /// Takes `event`: says (`say`) the run it ends, and the event itself
+    /// unless it may start a run.
+    pub fn push(&mut self, event: LogEvent, say: &mut dyn FnMut(LogLine)) {
+        let joins = |held: &LogLine| match (held.first.fault(), event.fault()) {
+            (Some(a), Some(b)) => {
+                core::mem::discriminant(&held.first) == core::mem::discriminant(&event)
+                    && (a.stream, a.kind, a.access) == (b.stream, b.kind, b.access)
+            }
+            _ => false,
+        };
+        match &mut self.held {
+            Some(held) if joins(held) => {
+                held.records = held.records.saturating_add(1);
+                held.last_iova = event.fault().and_then(|f| f.iova);
+            }
+            _ => {
+                self.flush(say);
+                let line = LogLine {
+                    first: event,
+                    records: 1,
+                    last_iova: event.fault().and_then(|f| f.iova),
+                };
+                if event.fault().is_some() {
+                    self.held = Some(line);
+                } else {
+                    say(line);
+                }
+            }
+        }
+    }
+
+    /// Says the run held, if any.
+    pub fn flush(&mut self, say: &mut dyn FnMut(LogLine)) {
+        if let Some(line) = self.held.take() {
+            say(line);
         }
     }
 }

@@ -34,7 +34,8 @@ mod vfio_compat;
 
 pub use client::{Client, FAULT_QUEUE, MAX_CLIENT_DEVICES};
 pub use fault::{
-    Collected, Drained, LogEvent, EVENTS_PER_INTERRUPT, LOG_PER_INTERRUPT, NEW_STORMS, STORM_BUDGET,
+    Collected, Drained, LogEvent, LogLine, LogRuns, EVENTS_PER_INTERRUPT, LOG_PER_INTERRUPT,
+    NEW_STORMS, STORM_BUDGET,
 };
 pub use iommu_types::{ClientId, Errno, Fault};
 pub use object::{IoasSlot, MAX_OBJECTS};

@@ -2,12 +2,13 @@
 
 mod common;
 
-use common::{client, device, MockHw, Rig};
+use common::{client, device, id, MockHw, Rig};
 use iommu_proto::fault::*;
 use iommu_proto::vfio::vfio_device_bind_iommufd;
 use iommu_proto::{Errno, Op};
 use iommu_server::{
-    Drained, Fault, LogEvent, EVENTS_PER_INTERRUPT, FAULT_QUEUE, LOG_PER_INTERRUPT, STORM_BUDGET,
+    Drained, Fault, LogEvent, LogRuns, EVENTS_PER_INTERRUPT, FAULT_QUEUE, LOG_PER_INTERRUPT,
+    STORM_BUDGET,
 };
 use iommu_types::config::{DeviceConfig, Perms, Region};
 use iommu_types::StreamId;
@@ -305,4 +306,43 @@ fn a_fault_flood_logs_a_bounded_number_of_lines() {
     );
     assert_eq!(log, [LogEvent::GlobalErrors(0x4)]);
     assert_eq!(log[0].to_string(), "SMMU global errors 0x4 (acknowledged)");
+}
+
+/// A burst of one device's faults reads as one line with its count and
+/// its last IOVA; a record of another stream, kind or access starts a new
+/// line, any other event ends the run; a device named as its client is
+/// named once.
+#[test]
+fn a_burst_of_fault_records_is_one_line() {
+    let owned = |fault, device_name| LogEvent::Fault {
+        client: id(0),
+        client_name: "edu_a",
+        device: 256,
+        device_name,
+        fault,
+    };
+    let mut events: Vec<LogEvent> = (0..8)
+        .map(|k| owned(translation(0x8, 0x10_2000 + 4 * k), "edu_a"))
+        .collect();
+    events.push(owned(translation(0x8, 0x10_3000), "edu_a"));
+    events[8] = LogEvent::Unowned(translation(0x99, 0x7000));
+    events.push(owned(translation(0x10, 0x5000), "nvme"));
+    events.push(LogEvent::LostRecords);
+    events.push(owned(translation(0x10, 0x6000), "nvme"));
+    let mut lines = Vec::new();
+    let mut runs = LogRuns::new();
+    for e in events {
+        runs.push(e, &mut |l| lines.push(l.to_string()));
+    }
+    runs.flush(&mut |l| lines.push(l.to_string()));
+    assert_eq!(
+        lines,
+        [
+            "DMA fault F_TRANSLATION on stream 0x8 (edu_a), IOVA 0x102000 write; 8 records logged, the last at IOVA 0x10201c",
+            "DMA fault F_TRANSLATION on stream 0x99, which no client owns, IOVA 0x7000 write",
+            "DMA fault F_TRANSLATION on stream 0x10 (edu_a's nvme), IOVA 0x5000 write",
+            "SMMU event queue overflowed: records lost; every client with a device is told",
+            "DMA fault F_TRANSLATION on stream 0x10 (edu_a's nvme), IOVA 0x6000 write",
+        ]
+    );
 }

@@ -101,6 +101,30 @@ impl Errno {
     }
 }
 
+impl Errno {
+    /// What the server means by it, in a few words (the variants' docs).
+    pub const fn meaning(self) -> &'static str {
+        match self {
+            Errno::EPERM => "operation not permitted",
+            Errno::ENOENT => "no such mapping or object",
+            Errno::EIO => "the IOMMU did not confirm an invalidation",
+            Errno::E2BIG => "argument too long (unknown non-zero trailing bytes)",
+            Errno::ENOMEM => "out of a bounded resource (pool, table, quota)",
+            Errno::EFAULT => "bad address (outside the caller's memory or its rights)",
+            Errno::EBUSY => "object still in use",
+            Errno::EEXIST => "already exists",
+            Errno::ENODEV => "no such device",
+            Errno::EINVAL => "invalid argument",
+            Errno::ENOTTY => "inappropriate operation",
+            Errno::ENOSPC => "no free IOVA space",
+            Errno::EOVERFLOW => "arithmetic on the request would wrap",
+            Errno::EMSGSIZE => "output array too small",
+            Errno::EOPNOTSUPP => "unknown flag or non-zero reserved field",
+            Errno::EADDRINUSE => "range collides with mappings or reserved ranges",
+        }
+    }
+}
+
 impl fmt::Display for Errno {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} ({})", self.name(), self.code())

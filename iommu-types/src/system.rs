@@ -193,6 +193,9 @@ pub struct MapSpec<S: Storage> {
     pub size: u64,
     pub write: bool,
     pub setvar_vaddr: Option<S::Text>,
+    /// The region's fixed physical address (`phys_addr`), if system.xml
+    /// gives one: where a device's configuration page and BAR windows are.
+    pub paddr: Option<u64>,
 }
 
 // Compiled in, the model is plain data: copied as the constants it is.

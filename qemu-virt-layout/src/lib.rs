@@ -56,9 +56,117 @@ pub const fn in_pci_mmio_window(base: u64, size: u64) -> bool {
     }
 }
 
+/// Why a device window a configuration gives cannot be honoured on this
+/// board.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WindowRefused {
+    /// A configuration page is one [`CONFIG_PAGE_SIZE`] page, page-aligned.
+    NotOnePage,
+    /// A configuration page lies in the ECAM window.
+    OutsideEcam,
+    /// A BAR window lies in the 32-bit PCI MMIO window.
+    OutsidePciWindow,
+    /// A BAR window is a power of two of at least a page, aligned to its
+    /// size (as a BAR is decoded).
+    NotNaturallyAligned,
+    /// The window overlaps one handed out before.
+    Overlaps,
+    /// More windows than the board keeps track of.
+    TooMany,
+}
+
+impl core::fmt::Display for WindowRefused {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self {
+            WindowRefused::NotOnePage => "a configuration page is one 4 KiB page, page-aligned",
+            WindowRefused::OutsideEcam => "outside the PCIe ECAM window 0x4010000000..0x4020000000",
+            WindowRefused::OutsidePciWindow => {
+                "outside the 32-bit PCI MMIO window 0x10000000..0x3eff0000"
+            }
+            WindowRefused::NotNaturallyAligned => {
+                "a BAR window is a power of two of at least 4 KiB, aligned to its size"
+            }
+            WindowRefused::Overlaps => "overlaps a device window handed out before",
+            WindowRefused::TooMany => "more device windows than the board keeps",
+        })
+    }
+}
+
+/// Whether `[paddr, paddr + size)` can be a function's configuration
+/// page: one page of the ECAM window.
+pub const fn check_config_page(paddr: u64, size: u64) -> Result<(), WindowRefused> {
+    if size != CONFIG_PAGE_SIZE || !paddr.is_multiple_of(CONFIG_PAGE_SIZE) {
+        return Err(WindowRefused::NotOnePage);
+    }
+    if paddr < ECAM_BASE || paddr > ECAM_BASE + ECAM_SIZE - CONFIG_PAGE_SIZE {
+        return Err(WindowRefused::OutsideEcam);
+    }
+    Ok(())
+}
+
+/// Whether `[paddr, paddr + size)` can be a BAR window: inside the PCI
+/// MMIO window, a power of two of at least a page, aligned to its size.
+pub const fn check_bar(paddr: u64, size: u64) -> Result<(), WindowRefused> {
+    if !in_pci_mmio_window(paddr, size) {
+        return Err(WindowRefused::OutsidePciWindow);
+    }
+    if !size.is_power_of_two() || size < CONFIG_PAGE_SIZE || !paddr.is_multiple_of(size) {
+        return Err(WindowRefused::NotNaturallyAligned);
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn configuration_pages_are_ecam_pages() {
+        assert_eq!(check_config_page(0x40_1000_8000, 0x1000), Ok(()));
+        assert_eq!(check_config_page(0x40_1fff_f000, 0x1000), Ok(()));
+        assert_eq!(
+            check_config_page(0x40_1000_8000, 0x2000),
+            Err(WindowRefused::NotOnePage)
+        );
+        assert_eq!(
+            check_config_page(0x40_1000_8800, 0x1000),
+            Err(WindowRefused::NotOnePage)
+        );
+        assert_eq!(
+            check_config_page(0x40_2000_0000, 0x1000),
+            Err(WindowRefused::OutsideEcam)
+        );
+        assert_eq!(
+            check_config_page(0x1000_0000, 0x1000),
+            Err(WindowRefused::OutsideEcam)
+        );
+    }
+
+    #[test]
+    fn bar_windows_are_decodable_pci_windows() {
+        assert_eq!(check_bar(0x1030_0000, 0x10_0000), Ok(()));
+        assert_eq!(check_bar(0x1000_4000, 0x4000), Ok(()));
+        assert_eq!(
+            check_bar(0x1008_0000, 0x10_0000),
+            Err(WindowRefused::NotNaturallyAligned)
+        );
+        assert_eq!(
+            check_bar(0x1000_0000, 0x18_0000),
+            Err(WindowRefused::NotNaturallyAligned)
+        );
+        assert_eq!(
+            check_bar(0x1000_0000, 0x800),
+            Err(WindowRefused::NotNaturallyAligned)
+        );
+        assert_eq!(
+            check_bar(0x0ff0_0000, 0x10_0000),
+            Err(WindowRefused::OutsidePciWindow)
+        );
+        assert_eq!(
+            check_bar(!0xfff, 0x1000),
+            Err(WindowRefused::OutsidePciWindow)
+        );
+    }
 
     #[test]
     fn every_requester_id_is_one_function_and_one_page() {

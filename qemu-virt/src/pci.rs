@@ -10,8 +10,9 @@ pub struct Function {
     pub devfn: u8,
     /// Requester ID, which is the SMMU stream ID: bus << 8 | devfn.
     pub sid: u32,
-    /// The BAR window (`platform::bar`) its BAR0 was programmed to.
-    pub bar_slot: usize,
+    /// Where its BAR0 was programmed: a [`platform::BAR_WINDOW_SIZE`]
+    /// window for [`platform::DeviceWindows::bar`].
+    pub bar0: u64,
 }
 
 const COMMAND: usize = 0x04;
@@ -20,15 +21,27 @@ const CMD_MEMORY: u32 = 1 << 1;
 const CMD_BUS_MASTER: u32 = 1 << 2;
 
 /// Every function 0 on bus 0 with `vendor:device`, each given BAR window
-/// `found` (the n-th function found gets window n); enumeration happens
-/// once per image, so the first call finds devices and later ones none.
-pub fn find(vendor: u16, device: u16, out: &mut [Function]) -> usize {
+/// `found` (the n-th function found gets the n-th window of the PCI MMIO
+/// window); enumeration happens once per image, so the first call finds
+/// devices and later ones none. Bus 0's configuration space is claimed
+/// from the board's `windows` for good, so no configuration page of it
+/// is handed out beside the enumeration.
+pub fn find(
+    windows: &mut platform::DeviceWindows,
+    vendor: u16,
+    device: u16,
+    out: &mut [Function],
+) -> usize {
     static ENUMERATED: mmio::ConstStaticCell<()> = mmio::ConstStaticCell::new(());
-    if ENUMERATED.take().is_none() {
+    if ENUMERATED.take().is_none()
+        || windows
+            .claim(ECAM_BASE as u64, platform::ECAM_BUS0_SIZE as u64)
+            .is_err()
+    {
         return 0;
     }
-    // SAFETY: bus 0's configuration space; this runs once (above), before
-    // any function's configuration page is handed out.
+    // SAFETY: bus 0's configuration space; this runs once (above), and
+    // the claim keeps any of its pages from being handed out.
     let ecam = unsafe { Mmio::new(ECAM_BASE, platform::ECAM_BUS0_SIZE) };
     let mut found = 0;
     for slot in 0..32u8 {
@@ -38,18 +51,17 @@ pub fn find(vendor: u16, device: u16, out: &mut [Function]) -> usize {
             || id as u16 != vendor
             || (id >> 16) as u16 != device
             || found == out.len()
-            || found == platform::BAR_WINDOWS
         {
             continue;
         }
-        let bar0 = platform::bar_base(found);
+        let bar0 = platform::PCI_MMIO_BASE as u64 + found as u64 * platform::BAR_WINDOW_SIZE;
         ecam.write32(cfg + BAR0, bar0 as u32);
         let command = ecam.read32(cfg + COMMAND) & 0xffff;
         ecam.write32(cfg + COMMAND, command | CMD_MEMORY | CMD_BUS_MASTER);
         out[found] = Function {
             devfn: slot << 3,
             sid: (slot as u32) << 3,
-            bar_slot: found,
+            bar0,
         };
         found += 1;
     }

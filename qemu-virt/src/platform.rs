@@ -172,15 +172,12 @@ pub fn ticks_per_second() -> u64 {
     f
 }
 
-/// Handed out once each: the SMMU's registers, bus 0's configuration
-/// pages, the BAR windows.
+/// Handed out once each: the SMMU's registers and the device windows.
 static SMMU_REGS: ConstStaticCell<()> = ConstStaticCell::new(());
-static CONFIG_PAGES: [ConstStaticCell<()>; 256] = [const { ConstStaticCell::new(()) }; 256];
-static BARS: [ConstStaticCell<()>; BAR_WINDOWS] = [const { ConstStaticCell::new(()) }; BAR_WINDOWS];
+static DEVICE_WINDOWS: ConstStaticCell<()> = ConstStaticCell::new(());
 
-/// 1 MiB BAR windows in the 32-bit PCI MMIO window, one per device.
-pub const BAR_WINDOWS: usize = 16;
-pub const BAR_WINDOW_SIZE: usize = 0x10_0000;
+/// The size of the BAR windows enumeration gives (`pci::find`).
+pub const BAR_WINDOW_SIZE: u64 = 0x10_0000;
 
 /// The SMMU's register frame, the first time.
 pub fn smmu_regs() -> Option<Mmio> {
@@ -189,22 +186,63 @@ pub fn smmu_regs() -> Option<Mmio> {
     Some(unsafe { Mmio::new(SMMU_BASE, SMMU_SIZE) })
 }
 
-/// The configuration page of function `devfn` on bus 0, the first time.
-pub fn config_page(devfn: u8) -> Option<Mmio> {
-    CONFIG_PAGES[usize::from(devfn)].take()?;
-    // SAFETY: one 4 KiB page inside bus 0's ECAM window, handed out once.
-    Some(unsafe { Mmio::new(ECAM_BASE + (usize::from(devfn) << 12), 0x1000) })
+pub use qemu_virt_layout::WindowRefused;
+
+/// Device windows the board keeps track of.
+pub const MAX_DEVICE_WINDOWS: usize = 32;
+
+/// Hands out device windows (configuration pages and BAR windows) where
+/// the caller's configuration places them, after checking each against
+/// the board; no two overlap, so each handle is the only one to its
+/// registers.
+pub struct DeviceWindows {
+    taken: [(u64, u64); MAX_DEVICE_WINDOWS],
+    len: usize,
 }
 
-/// The address of BAR window `slot`.
-pub const fn bar_base(slot: usize) -> usize {
-    PCI_MMIO_BASE + slot * BAR_WINDOW_SIZE
+/// The device windows, the first time.
+pub fn device_windows() -> Option<DeviceWindows> {
+    DEVICE_WINDOWS.take()?;
+    Some(DeviceWindows {
+        taken: [(0, 0); MAX_DEVICE_WINDOWS],
+        len: 0,
+    })
 }
 
-/// BAR window `slot` (a device's BAR0 once it is programmed there), the
-/// first time.
-pub fn bar(slot: usize) -> Option<Mmio> {
-    BARS.get(slot)?.take()?;
-    // SAFETY: a window of the 32-bit PCI MMIO range, handed out once.
-    Some(unsafe { Mmio::new(bar_base(slot), BAR_WINDOW_SIZE) })
+impl DeviceWindows {
+    /// The configuration page at `paddr`, `size` bytes: one page of the
+    /// ECAM window, overlapping no window handed out before.
+    pub fn config_page(&mut self, paddr: u64, size: u64) -> Result<Mmio, WindowRefused> {
+        qemu_virt_layout::check_config_page(paddr, size)?;
+        self.claim(paddr, size)?;
+        // SAFETY: one page of the ECAM window (checked), overlapping no
+        // window handed out before (claimed just above); with the MMU off
+        // an address is its physical address.
+        Ok(unsafe { Mmio::new(paddr as usize, size as usize) })
+    }
+
+    /// The BAR window at `paddr`, `size` bytes: inside the PCI MMIO
+    /// window, naturally aligned, overlapping no window handed out before.
+    pub fn bar(&mut self, paddr: u64, size: u64) -> Result<Mmio, WindowRefused> {
+        qemu_virt_layout::check_bar(paddr, size)?;
+        self.claim(paddr, size)?;
+        // SAFETY: a window of the 32-bit PCI MMIO range (checked),
+        // overlapping no window handed out before (claimed just above).
+        Ok(unsafe { Mmio::new(paddr as usize, size as usize) })
+    }
+
+    /// Marks `[paddr, paddr + size)` handed out, unless it overlaps a
+    /// window handed out before.
+    pub(crate) fn claim(&mut self, paddr: u64, size: u64) -> Result<(), WindowRefused> {
+        let end = paddr.checked_add(size).ok_or(WindowRefused::Overlaps)?;
+        if self.taken[..self.len]
+            .iter()
+            .any(|&(s, e)| s < end && paddr < e)
+        {
+            return Err(WindowRefused::Overlaps);
+        }
+        *self.taken.get_mut(self.len).ok_or(WindowRefused::TooMany)? = (paddr, end);
+        self.len += 1;
+        Ok(())
+    }
 }

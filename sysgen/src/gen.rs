@@ -256,13 +256,14 @@ pub fn rust(config: &Config, inputs: &[&str]) -> String {
     for m in &config.maps {
         let _ = writeln!(
             w,
-            "    MapSpec {{ pd: {:?}, mr: {:?}, vaddr: {:#x}, size: {:#x}, write: {}, setvar_vaddr: {:?} }},",
+            "    MapSpec {{ pd: {:?}, mr: {:?}, vaddr: {:#x}, size: {:#x}, write: {}, setvar_vaddr: {:?}, paddr: {} }},",
             m.pd,
             m.mr,
             m.vaddr,
             m.size,
             m.write,
-            m.setvar_vaddr.as_deref()
+            m.setvar_vaddr.as_deref(),
+            m.paddr.map_or("None".to_string(), |p| format!("Some({p:#x})"))
         );
     }
     let _ = writeln!(w, "];");

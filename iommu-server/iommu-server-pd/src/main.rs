@@ -16,7 +16,7 @@ use core::fmt::Write;
 use hw::domains::SmmuDomains;
 use hw::pgtable::TablePool;
 use hw::smmu::{Smmu, SmmuConfig};
-use iommu_server::{Drained, Server};
+use iommu_server::{Drained, LogLine, LogRuns, Server};
 use iommu_system::{
     client_configs, client_on, static_spaces, ClientConfig, StaticSpace, StreamId, CLIENTS, SERVER,
     STATIC_SPACES, TOTAL_DEVICES,
@@ -223,6 +223,9 @@ impl IommuServer {
     /// One interrupt's work: at most EVENTS_PER_INTERRUPT event records
     /// queued with their clients, who are notified.
     fn take_faults(&mut self) {
+        // A burst of one device's records is said as one line.
+        let mut runs = LogRuns::new();
+        let say = &mut |line: LogLine| say!("{line}");
         let collected = self.server.collect_faults(
             |hw, max, report| {
                 let status = hw.drain_faults(max, report);
@@ -232,8 +235,9 @@ impl IommuServer {
                     pending: status.pending,
                 }
             },
-            &mut |event| say!("{event}"),
+            &mut |event| runs.push(event, say),
         );
+        runs.flush(say);
         for (i, c) in CLIENTS.iter().enumerate() {
             if collected.notify & (1 << i) != 0 {
                 microkit::notify(c.server_channel);

@@ -54,9 +54,14 @@
 //! assert_eq!(reach(dma_address + 0x1fff), Some(0x6000_2fff));
 //! assert_eq!(reach(dma_address + 0x2000), None);
 //!
-//! iommu.unmap(mapping).map_err(|(errno, _)| errno)?;
+//! iommu.unmap(mapping).map_err(|(error, _)| error)?;
 //! assert_eq!(reach(dma_address), None);
-//! # Ok::<(), Errno>(())
+//!
+//! // A refusal says which request and which errno.
+//! let refusal = iommu.bind(7).unwrap_err();
+//! assert_eq!(refusal.errno, Errno::ENODEV);
+//! assert_eq!(refusal.to_string(), "VFIO_DEVICE_BIND_IOMMUFD: ENODEV: no such device");
+//! # Ok::<(), iommu_client::Error>(())
 //! ```
 
 #![no_std]
@@ -271,10 +276,54 @@ pub struct Iommu<T> {
     transport: T,
 }
 
-type Result<T> = core::result::Result<T, Errno>;
+/// A request the server (or the library, before sending it) refused:
+/// which request and which errno. Its [`Display`](core::fmt::Display)
+/// says both, by name, and what the errno means, e.g.
+/// `IOMMU_IOAS_MAP: EFAULT: bad address (outside the caller's memory or
+/// its rights)`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Error {
+    pub op: Op,
+    pub errno: Errno,
+}
 
-fn errno(label: u64) -> Errno {
-    Errno::from_code(label).unwrap_or(Errno::EINVAL)
+impl Error {
+    /// A refusal of `op` with `errno`.
+    pub const fn new(op: Op, errno: Errno) -> Error {
+        Error { op, errno }
+    }
+}
+
+impl From<Error> for Errno {
+    fn from(e: Error) -> Errno {
+        e.errno
+    }
+}
+
+impl PartialEq<Errno> for Error {
+    fn eq(&self, errno: &Errno) -> bool {
+        self.errno == *errno
+    }
+}
+
+impl core::fmt::Display for Error {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(
+            f,
+            "{}: {}: {}",
+            self.op.name(),
+            self.errno.name(),
+            self.errno.meaning()
+        )
+    }
+}
+
+/// What the client's calls return.
+pub type Result<T> = core::result::Result<T, Error>;
+
+/// The refusal of `op` a reply's label carries.
+fn refused(op: Op, label: u64) -> Error {
+    Error::new(op, Errno::from_code(label).unwrap_or(Errno::EINVAL))
 }
 
 impl<T: Transport> Iommu<T> {
@@ -295,7 +344,7 @@ impl<T: Transport> Iommu<T> {
         self.transport.write_page(req.as_bytes());
         let (label, mr0) = self.transport.call(R::OP.label(), mrs);
         if label != 0 {
-            return Err(errno(label));
+            return Err(refused(R::OP, label));
         }
         self.transport.read_page(req.as_mut_bytes());
         Ok(mr0)
@@ -310,7 +359,7 @@ impl<T: Transport> Iommu<T> {
     pub fn call_scalar2(&mut self, op: Op, arg: u64, arg1: u64) -> Result<u64> {
         let (label, mr0) = self.transport.call(op.label(), [arg, arg1]);
         if label != 0 {
-            return Err(errno(label));
+            return Err(refused(op, label));
         }
         Ok(mr0)
     }
@@ -334,16 +383,16 @@ impl<T: Transport> Iommu<T> {
 
     /// Destroys an IOAS; on failure (EBUSY while devices use it) it is
     /// handed back.
-    pub fn destroy_ioas(&mut self, ioas: Ioas) -> core::result::Result<(), (Errno, Ioas)> {
+    pub fn destroy_ioas(&mut self, ioas: Ioas) -> core::result::Result<(), (Error, Ioas)> {
         self.destroy_id(ioas.0).map_err(|e| (e, ioas))
     }
 
-    pub fn destroy_hwpt(&mut self, hwpt: Hwpt) -> core::result::Result<(), (Errno, Hwpt)> {
+    pub fn destroy_hwpt(&mut self, hwpt: Hwpt) -> core::result::Result<(), (Error, Hwpt)> {
         self.destroy_id(hwpt.0).map_err(|e| (e, hwpt))
     }
 
     /// Unbinds a device (detach it first).
-    pub fn unbind(&mut self, device: Device) -> core::result::Result<(), (Errno, Device)> {
+    pub fn unbind(&mut self, device: Device) -> core::result::Result<(), (Error, Device)> {
         self.destroy_id(device.id).map_err(|e| (e, device))
     }
 
@@ -358,9 +407,11 @@ impl<T: Transport> Iommu<T> {
         access: Access,
         iova: Option<u64>,
     ) -> Result<Mapping<'b>> {
-        let end = offset.checked_add(len).ok_or(Errno::EOVERFLOW)?;
+        let end = offset
+            .checked_add(len)
+            .ok_or(Error::new(Op::IoasMap, Errno::EOVERFLOW))?;
         if end > buffer.len {
-            return Err(Errno::EFAULT);
+            return Err(Error::new(Op::IoasMap, Errno::EFAULT));
         }
         let mut flags = access.flags();
         if iova.is_some() {
@@ -388,7 +439,7 @@ impl<T: Transport> Iommu<T> {
     pub fn unmap<'b>(
         &mut self,
         mapping: Mapping<'b>,
-    ) -> core::result::Result<(), (Errno, Mapping<'b>)> {
+    ) -> core::result::Result<(), (Error, Mapping<'b>)> {
         let mut req = iommu_ioas_unmap {
             size: core::mem::size_of::<iommu_ioas_unmap>() as u32,
             ioas_id: mapping.ioas,
@@ -546,7 +597,7 @@ impl<T: Transport> Iommu<T> {
         self.transport.write_page(bytes);
         let (label, mr0) = self.transport.call(op.label(), [size, mr1]);
         if label != 0 {
-            return Err(errno(label));
+            return Err(refused(op, label));
         }
         Ok(mr0)
     }
@@ -614,7 +665,7 @@ impl<T: Transport> Iommu<T> {
         };
         match self.call(&mut req, 0) {
             Ok(_) => {}
-            Err(Errno::EMSGSIZE) => {
+            Err(e) if e.errno == Errno::EMSGSIZE => {
                 self.transport.read_page(req.as_mut_bytes());
                 return Ok(IovaRanges {
                     total: req.num_iovas as usize,
@@ -628,7 +679,8 @@ impl<T: Transport> Iommu<T> {
         let end = ARRAY_AT + total.min(room) * RANGE;
         self.transport.read_page(&mut page[..end]);
         for (range, bytes) in out.iter_mut().zip(page[ARRAY_AT..end].chunks_exact(RANGE)) {
-            *range = iommu_iova_range::read_from_bytes(bytes).map_err(|_| Errno::EFAULT)?;
+            *range = iommu_iova_range::read_from_bytes(bytes)
+                .map_err(|_| Error::new(Op::IoasIovaRanges, Errno::EFAULT))?;
         }
         Ok(IovaRanges {
             total,
@@ -647,7 +699,7 @@ impl<T: Transport> Iommu<T> {
     ) -> Result<()> {
         let bytes = ranges.as_bytes();
         if bytes.len() > ARRAY_ROOM {
-            return Err(Errno::E2BIG);
+            return Err(Error::new(Op::IoasAllowIovas, Errno::E2BIG));
         }
         let req = iommu_ioas_allow_iovas {
             size: core::mem::size_of::<iommu_ioas_allow_iovas>() as u32,
@@ -754,7 +806,7 @@ impl<T: Transport> Iommu<T> {
     pub fn vfio_iommu_get_info(&mut self, out: &mut [u8]) -> Result<vfio_iommu_type1_info> {
         const INFO: usize = core::mem::size_of::<vfio_iommu_type1_info>();
         if out.len() > COMMAND_PAGE {
-            return Err(Errno::E2BIG);
+            return Err(Error::new(Op::VfioIommuGetInfo, Errno::E2BIG));
         }
         let mut head = vfio_iommu_type1_info {
             argsz: out.len() as u32,

@@ -166,6 +166,7 @@ impl Checker<'_> {
                         size: self.sys.mr(&m.mr).map_or(0, |r| r.size),
                         write: m.write,
                         setvar_vaddr: m.setvar_vaddr.clone(),
+                        paddr: self.sys.mr(&m.mr).and_then(|r| r.phys_addr),
                     })
                 })
                 .collect(),

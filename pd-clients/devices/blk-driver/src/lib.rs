@@ -44,7 +44,6 @@ use core::fmt::{self, Write};
 
 use iommu_client::{Access, Device, DmaBuffer, Fault, Ioas, Iommu, Mapping, Transport};
 use iommu_proto::fault::IOMMU_FAULT_KIND_F_TRANSLATION;
-use iommu_proto::Errno;
 use mmio::{Memory, RegisterBlock};
 use nvme_driver::{Completion, IoOp, Nvme, QueueMemory, Status, PAGE};
 
@@ -140,7 +139,8 @@ impl Stray {
 /// What went wrong bringing the driver up.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Error {
-    Server(Errno),
+    /// The server refused a request (which, and its errno).
+    Server(iommu_client::Error),
     Device(nvme_driver::Error),
     Ring(Malformed),
     TooManyClients,
@@ -213,7 +213,7 @@ pub struct BlockDriver<'b, T: Transport, R: RegisterBlock, M: Memory, D: Memory,
     pub last_error: Option<nvme_driver::Error>,
 }
 
-fn server(e: Errno) -> Error {
+fn server(e: iommu_client::Error) -> Error {
     Error::Server(e)
 }
 

@@ -52,8 +52,21 @@ fn holds<M: Memory>(buf: &DmaBuffer<M>, offset: usize, len: usize, seed: u8) -> 
     })
 }
 
-fn errno(what: &'static str) -> impl Fn(Errno) -> &'static str {
+fn errno(what: &'static str) -> impl Fn(iommu_client::Error) -> &'static str {
     move |_| what
+}
+
+/// Says which request the server refused, with what and on which region,
+/// then names the failed step.
+fn refused<'a>(
+    out: &'a mut impl Write,
+    step: &'static str,
+    region: &'a str,
+) -> impl FnOnce(iommu_client::Error) -> &'static str + 'a {
+    move |e| {
+        let _ = writeln!(out, "refused: {step} of {region}: {e}");
+        step
+    }
 }
 
 /// Bytes each transfer of the story moves.
@@ -75,25 +88,31 @@ pub struct Session<'b> {
 }
 
 /// Checks the device, binds it (index 0 of the client's configuration),
-/// gives it an IOAS and maps the buffer's first two pages.
+/// gives it an IOAS and maps the buffer's first two pages; `region` names
+/// the buffer's region in what it says of a refusal.
 pub fn setup<'b, T: Transport, M: Memory, R: RegisterBlock>(
     iommu: &mut Iommu<T>,
     edu: &Edu<R>,
     buf: &'b DmaBuffer<M>,
+    region: &str,
     out: &mut impl Write,
 ) -> Result<Session<'b>, &'static str> {
     if edu.id() != ID {
         return Err("the device does not identify as edu");
     }
-    let device = iommu.bind(0).map_err(errno("BIND"))?;
-    let ioas = iommu.ioas_alloc().map_err(errno("IOAS_ALLOC"))?;
-    let hwpt = iommu.attach(&device, &ioas).map_err(errno("ATTACH"))?;
+    let device = iommu.bind(0).map_err(refused(out, "BIND", "device 0"))?;
+    let ioas = iommu
+        .ioas_alloc()
+        .map_err(refused(out, "IOAS_ALLOC", "an IOAS"))?;
+    let hwpt = iommu
+        .attach(&device, &ioas)
+        .map_err(refused(out, "ATTACH", "device 0"))?;
     let src = iommu
         .map(&ioas, buf, SRC, 0x1000, Access::Read, None)
-        .map_err(errno("MAP source"))?;
+        .map_err(refused(out, "MAP of the source page", region))?;
     let dst = iommu
         .map(&ioas, buf, DST, 0x1000, Access::Write, None)
-        .map_err(errno("MAP destination"))?;
+        .map_err(refused(out, "MAP of the destination page", region))?;
     let _ = writeln!(
         out,
         "device {} attached through HWPT {hwpt}; buffer mapped: source at IOVA {:#x} (device reads), destination at IOVA {:#x} (device writes)",
@@ -192,7 +211,7 @@ pub fn after_reset<T: Transport, M: Memory, R: RegisterBlock>(
     let fault = wait_fault(iommu).ok_or("the stopped DMA was not reported")?;
     // One event per beat of the transfer: drain the rest.
     while iommu.read_fault().is_ok_and(|r| r.remaining > 0) {}
-    if iommu.detach(&s.device) != Err(Errno::ENOENT) {
+    if iommu.detach(&s.device).map_err(|e| e.errno) != Err(Errno::ENOENT) {
         return Err("an ID survived the reset");
     }
     let _ = writeln!(

@@ -18,6 +18,15 @@ microkit::setvar!(pub COMMAND_PAGE_VADDR = "command_page");
 // A PCI driver's configuration page (edu and NVMe alike).
 microkit::setvar!(PCI_CONFIG = "pci_config");
 
+/// This PD's map whose address the setvar `symbol` patches, as the
+/// generated configuration gives it, checked against the patched address
+/// `vaddr`: where a device window is and how big.
+pub fn window(symbol: &str, vaddr: u64) -> Option<&'static iommu_system::MapSpec> {
+    let map = iommu_system::map_by_setvar(microkit::name(), symbol)?;
+    assert_eq!(map.vaddr, vaddr, "{symbol} where system.xml maps it");
+    Some(map)
+}
+
 /// The client's entry in the generated configuration, by PD name.
 pub fn spec() -> &'static ClientSpec {
     let name = microkit::name();
@@ -74,16 +83,20 @@ pub mod edu {
     static DEVICE: ConstStaticCell<()> = ConstStaticCell::new(());
 
     /// The device's configuration page and BAR0 registers, the first time
-    /// (`None` after: there is one handle to each register window).
+    /// (`None` after: there is one handle to each register window), as
+    /// big as the generated configuration says.
     pub fn device() -> Option<(PciFunction<Mmio>, Edu<Mmio>)> {
+        let config = window("pci_config", PCI_CONFIG.get())?;
+        let bar = window("edu_regs", EDU_REGS.get())?;
         DEVICE.take()?;
         // SAFETY: an edu driver PD's system.xml entry maps its function's
         // configuration page and its BAR0 window uncached at these
-        // patched addresses; the claim above makes these the only handles.
+        // patched addresses, each as big as its map (checked above); the
+        // claim above makes these the only handles.
         unsafe {
             Some((
-                PciFunction(Mmio::new(PCI_CONFIG.get() as usize, 0x1000)),
-                Edu(Mmio::new(EDU_REGS.get() as usize, 0x10_0000)),
+                PciFunction(Mmio::new(config.vaddr as usize, config.size as usize)),
+                Edu(Mmio::new(bar.vaddr as usize, bar.size as usize)),
             ))
         }
     }
@@ -145,16 +158,17 @@ pub mod nvme {
 
     /// The configuration page and BAR0 registers, the first time.
     pub fn device() -> Option<(PciFunction<Mmio>, Mmio)> {
-        let bar = iommu_system::map_by_setvar(microkit::name(), "nvme_regs")?;
+        let config = window("pci_config", PCI_CONFIG.get())?;
+        let bar = window("nvme_regs", NVME_REGS.get())?;
         DEVICE.take()?;
         // SAFETY: the driver's system.xml entry maps its function's
-        // configuration page and its BAR0 window (`bar.size` bytes)
-        // uncached at these patched addresses; the claim above makes these
-        // the only handles.
+        // configuration page and its BAR0 window uncached at these
+        // patched addresses, each as big as its map (checked above); the
+        // claim above makes these the only handles.
         unsafe {
             Some((
-                PciFunction(Mmio::new(PCI_CONFIG.get() as usize, 0x1000)),
-                Mmio::new(NVME_REGS.get() as usize, bar.size as usize),
+                PciFunction(Mmio::new(config.vaddr as usize, config.size as usize)),
+                Mmio::new(bar.vaddr as usize, bar.size as usize),
             ))
         }
     }
