@@ -495,3 +495,19 @@ fn automatic_placement_matches_linux_first_fit_with_a_domain() {
         fx.ioas.check(&fx.store).unwrap();
     }
 }
+
+/// What the exact search costs in memory, printed: each mapping the
+/// server is configured for holds one area node (with its per-class
+/// figures) and one backing slot, and each IOAS its hole rooms.
+#[test]
+fn memory_per_mapping() {
+    let node = core::mem::size_of::<iopt::AreaSlot>();
+    let backing = core::mem::size_of::<iopt::PagesSlot>();
+    let ioas = core::mem::size_of::<iopt::Ioas>();
+    println!(
+        "area node {node} bytes + backing slot {backing} bytes = {} bytes per mapping; IOAS {ioas} bytes",
+        node + backing
+    );
+    assert!(node <= 328, "an area node is {node} bytes");
+    assert!(ioas <= 1680, "an IOAS is {ioas} bytes");
+}
