@@ -79,22 +79,57 @@ impl From<Errno> for FillError {
     }
 }
 
-/// One hole of an allowed window (of the automatic range when none is set)
-/// between reserved ranges, with the room of its free pieces (the hole
-/// less the areas) in the alignment class last asked: automatic
-/// allocation skips a hole without touching the tree while that room says
-/// a request of the class cannot fit. The room is computed when first
-/// needed after the hole's areas or the class changed, in O(height).
+/// Per hole of the allowed windows (of the automatic range when none is
+/// set) between reserved ranges, numbered in the order [`holes`] yields
+/// them, the room of its free pieces (the hole less the areas) in the
+/// alignment class last asked: automatic allocation skips a hole without
+/// touching the tree while that room says a request of the class cannot
+/// fit. The room is computed when first needed after the hole's areas or
+/// the class changed, in O(height). The holes themselves are not kept:
+/// they follow from the windows and reserved ranges in a few steps each.
 #[derive(Clone, Copy, Debug)]
-struct Hole {
-    range: IovaRange,
-    /// The window (within the automatic range) the hole lies in: Linux
-    /// starts each window's search at its start placed for the request.
-    window: IovaRange,
-    /// Room in class `class` (see `tree::Room`), valid while `known`.
-    room: u64,
-    class: u8,
-    known: bool,
+struct HoleRooms {
+    /// Room of hole `i` in class `class[i]`, valid while bit `i` of
+    /// `known` is set.
+    room: [u64; MAX_HOLES],
+    class: [u8; MAX_HOLES],
+    known: u64,
+}
+
+impl HoleRooms {
+    const UNKNOWN: HoleRooms = HoleRooms {
+        room: [0; MAX_HOLES],
+        class: [0; MAX_HOLES],
+        known: 0,
+    };
+
+    fn forget_all(&mut self) {
+        self.known = 0;
+    }
+}
+
+const _: () = assert!(MAX_HOLES <= u64::BITS as usize);
+
+/// The holes automatic allocation searches, in order, each with the window
+/// it lies in: each window (the automatic range when none is set) within
+/// the automatic range, less the reserved ranges (`reserved` sorted by
+/// start).
+fn holes<'a>(
+    allowed: &'a [IovaRange],
+    reserved: &'a [Reserved],
+) -> impl Iterator<Item = (IovaRange, IovaRange)> + 'a {
+    let windows: &'a [IovaRange] = if allowed.is_empty() {
+        core::slice::from_ref(&AUTO_WINDOW)
+    } else {
+        allowed
+    };
+    windows
+        .iter()
+        .filter_map(|w| w.intersect(&AUTO_WINDOW))
+        .flat_map(move |window| {
+            Holes::new(window, reserved.iter().map(|r| r.range)).map(move |hole| (hole, window))
+        })
+        .take(MAX_HOLES)
 }
 
 /// An automatic IOVA found by [`Ioas::check_map`], kept for the
@@ -183,9 +218,7 @@ pub struct Ioas {
     domains: Vec<Attached, MAX_DOMAINS>,
     alignment: u64,
     huge_pages: bool,
-    /// Sorted; rebuilt before the next allocation when `holes_stale`.
-    holes: Vec<Hole, MAX_HOLES>,
-    holes_stale: bool,
+    hole_rooms: HoleRooms,
     plan: Option<Plan>,
 }
 
@@ -202,8 +235,7 @@ impl Ioas {
         domains: Vec::new(),
         alignment: 0,
         huge_pages: false,
-        holes: Vec::new(),
-        holes_stale: false,
+        hole_rooms: HoleRooms::UNKNOWN,
         plan: None,
     };
 
@@ -218,8 +250,7 @@ impl Ioas {
         self.domains.clear();
         self.alignment = 1;
         self.huge_pages = true;
-        self.holes.clear();
-        self.holes_stale = true;
+        self.hole_rooms.forget_all();
         self.plan = None;
     }
 
@@ -234,8 +265,7 @@ impl Ioas {
             // Software alone has no alignment restriction.
             alignment: 1,
             huge_pages: true,
-            holes: Vec::new(),
-            holes_stale: true,
+            hole_rooms: HoleRooms::UNKNOWN,
             plan: None,
         }
     }
@@ -803,9 +833,6 @@ impl Ioas {
             align,
             offset: source % PAGE_SIZE,
         };
-        if self.holes_stale {
-            self.rebuild_holes();
-        }
         let changes = store.areas.changes();
         if let Some(plan) = self
             .plan
@@ -815,30 +842,28 @@ impl Ioas {
         }
         let class = align.trailing_zeros();
         let root = self.root;
-        for hole in self.holes.iter_mut() {
-            if !hole.known || u32::from(hole.class) != class {
-                hole.room =
-                    store
-                        .areas
-                        .class_room_in(root, hole.range.start, hole.range.last, class);
-                hole.class = class as u8;
-                hole.known = true;
+        let rooms = &mut self.hole_rooms;
+        for (i, (hole, window)) in holes(&self.allowed, &self.reserved).enumerate() {
+            let bit = 1u64 << i;
+            if rooms.known & bit == 0 || u32::from(rooms.class[i]) != class {
+                rooms.room[i] = store
+                    .areas
+                    .class_room_in(root, hole.start, hole.last, class);
+                rooms.class[i] = class as u8;
+                rooms.known |= bit;
             }
-            if hole.room < length {
+            if rooms.room[i] < length {
                 continue;
             }
             // Linux skips a window too short from its placed start.
-            let Some(from) = place.start(hole.window.start) else {
+            let Some(from) = place.start(window.start) else {
                 continue;
             };
-            if from > hole.range.last || hole.window.last - from < length - 1 {
+            if from > hole.last || window.last - from < length - 1 {
                 continue;
             }
-            let lo = hole.range.start.max(from);
-            if let Some(iova) = store
-                .areas
-                .first_fit(root, lo, hole.range.last, length, place)
-            {
+            let lo = hole.start.max(from);
+            if let Some(iova) = store.areas.first_fit(root, lo, hole.last, length, place) {
                 self.plan = Some(Plan {
                     source,
                     length,
@@ -851,44 +876,29 @@ impl Ioas {
         Err(Errno::ENOSPC)
     }
 
-    /// Recomputes the holes after the windows or reserved ranges changed;
-    /// their room is computed when a request first needs it.
-    fn rebuild_holes(&mut self) {
-        self.plan = None;
-        self.holes.clear();
-        let everywhere = [AUTO_WINDOW];
-        let windows: &[IovaRange] = if self.allowed.is_empty() {
-            &everywhere
-        } else {
-            &self.allowed
-        };
-        for window in windows.iter().filter_map(|w| w.intersect(&AUTO_WINDOW)) {
-            for range in Holes::new(window, self.reserved.iter().map(|r| r.range)) {
-                let pushed = self.holes.push(Hole {
-                    range,
-                    window,
-                    room: 0,
-                    class: 0,
-                    known: false,
-                });
-                debug_assert!(pushed.is_ok(), "more holes than MAX_HOLES");
-            }
-        }
-        self.holes_stale = false;
-    }
-
     /// Forgets the room of the holes `span` overlaps after areas were
     /// inserted or removed there (other holes' pieces did not change).
     fn refresh_holes(&mut self, span: IovaRange) {
-        for hole in self.holes.iter_mut().filter(|h| h.range.overlaps(&span)) {
-            hole.known = false;
+        if self.hole_rooms.known == 0 {
+            return;
         }
+        let mut overlapped = 0;
+        // Holes come in ascending order: none after the span can overlap.
+        for (i, (hole, _)) in holes(&self.allowed, &self.reserved).enumerate() {
+            if hole.start > span.last {
+                break;
+            }
+            if hole.overlaps(&span) {
+                overlapped |= 1u64 << i;
+            }
+        }
+        self.hole_rooms.known &= !overlapped;
     }
 
-    /// The windows or reserved ranges changed: the holes are recomputed
-    /// before the next allocation.
+    /// The windows or reserved ranges changed: the holes, and so their
+    /// numbering, changed with them.
     fn windows_changed(&mut self) {
-        self.holes_stale = true;
+        self.hole_rooms.forget_all();
         self.plan = None;
     }
 

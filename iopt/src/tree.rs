@@ -29,6 +29,7 @@ struct Moved {
     room: bool,
     min_start: bool,
     max_last: bool,
+    height: bool,
 }
 
 impl Moved {
@@ -37,6 +38,17 @@ impl Moved {
         room: true,
         min_start: true,
         max_last: true,
+        height: true,
+    };
+
+    /// Only what a parent copies: its height, balance and figures stand
+    /// as they were (a rotation below changes none of them: figures do
+    /// not depend on the shape).
+    const NOTHING: Moved = Moved {
+        room: false,
+        min_start: false,
+        max_last: false,
+        height: false,
     };
 
     /// For a left child: what its parent's room depends on.
@@ -69,11 +81,12 @@ pub(crate) const CLASSES: usize = 64;
 /// merges only the classes between its pieces' alignment and the width
 /// of its widest piece, not all 64.
 ///
-/// Stored short: class 0 (the widest piece) in full, and for each kept
-/// class `k >= 1` how far it falls short of class 0. That shortfall is
-/// below `2^k`, since the widest piece loses less than `2^k` to aligning
-/// its start, so classes 1-16 take 16 bits and classes 17-32 take 32.
-/// Shortfalls outside `(low, top]` are 0.
+/// Stored short and exact: class 0 (the widest piece) in full, and for
+/// each kept class `k >= 1` how far it falls short of class 0. That
+/// shortfall is below `2^k`, since the widest piece loses less than `2^k`
+/// to aligning its start, so class `k` takes `k` bits, packed one after
+/// the other (2016 bits for classes 1-63). Shortfalls outside `(low, top]`
+/// are 0.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Room {
     widest: u64,
@@ -81,12 +94,19 @@ pub(crate) struct Room {
     top: u8,
     /// Every piece starts `2^low`-aligned (0 when there is no piece).
     low: u8,
-    /// Classes 1..=16.
-    short16: [u16; 16],
-    /// Classes 17..=32.
-    short32: [u32; 16],
-    /// Classes 33..=63.
-    short64: [u64; 31],
+    /// Class `k`'s shortfall in bits `[k(k-1)/2, k(k+1)/2)`, little
+    /// endian; one byte of slack after the last class lets every read and
+    /// write touch a fixed nine bytes.
+    short: [u8; PACKED_BYTES],
+}
+
+/// Bytes of packed shortfalls: `sum(1..=63)` bits, plus one byte of slack.
+const PACKED_BYTES: usize = (CLASSES * (CLASSES - 1) / 2).div_ceil(8) + 1;
+
+/// Bit offset of class `k`'s shortfall.
+#[inline(always)]
+const fn packed_offset(k: usize) -> usize {
+    k * (k - 1) / 2
 }
 
 /// The highest class a piece set whose widest piece is `widest` bytes can
@@ -100,44 +120,13 @@ fn top_class(widest: u64) -> u8 {
     }
 }
 
-/// The room of class `k` among the children's rooms and the pieces, each
-/// piece counting only up to its own top class (see [`Room::rebuild`]).
-#[inline(always)]
-fn class_room(
-    k: usize,
-    children: &[Option<&Room>; 2],
-    pieces: &[(u64, u64); 2],
-    piece_tops: &[usize; 2],
-) -> u64 {
-    let mask = (1u64 << k) - 1;
-    let mut room = 0;
-    for c in children.iter().flatten() {
-        room = room.max(c.get(k));
-    }
-    for (&(lo, hi), &piece_top) in pieces.iter().zip(piece_tops) {
-        // A piece counts only in the classes its own width keeps, as it
-        // would inside a child: the figures then depend on the set of
-        // pieces alone, not on the tree's shape, so a rotation leaves
-        // them as they were.
-        if lo <= hi && k <= piece_top {
-            let lost = lo.wrapping_neg() & mask;
-            if lost <= hi - lo {
-                room = room.max((hi - lo - lost).saturating_add(1));
-            }
-        }
-    }
-    room
-}
-
 impl Room {
     /// No free piece.
     pub const NONE: Room = Room {
         widest: 0,
         top: 0,
         low: 0,
-        short16: [0; 16],
-        short32: [0; 16],
-        short64: [0; 31],
+        short: [0; PACKED_BYTES],
     };
 
     /// The room of class `k`.
@@ -146,23 +135,79 @@ impl Room {
         if k > usize::from(self.top) {
             return 0;
         }
+        if k <= usize::from(self.low) {
+            return self.widest;
+        }
         self.widest - self.short_of(k)
     }
 
     #[inline]
     fn short_of(&self, k: usize) -> u64 {
-        match k {
-            0 => 0,
-            1..=16 => u64::from(self.short16[k - 1]),
-            17..=32 => u64::from(self.short32[k - 17]),
-            _ => self.short64[k - 33],
+        if k == 0 {
+            return 0;
         }
+        self.short_at(packed_offset(k), k)
+    }
+
+    /// The `k` bits at bit `offset`: one unaligned load, and the slack
+    /// byte above it only when they reach past it (classes above 56).
+    #[inline(always)]
+    fn short_at(&self, offset: usize, k: usize) -> u64 {
+        let (byte, shift) = (offset / 8, (offset % 8) as u32);
+        let mut word = [0; 8];
+        word.copy_from_slice(&self.short[byte..byte + 8]);
+        let mut value = u64::from_le_bytes(word) >> shift;
+        if k + shift as usize > 64 {
+            value |= u64::from(self.short[byte + 8]) << (64 - shift);
+        }
+        value & ((1u64 << k) - 1)
+    }
+
+    /// Writes class `k`'s shortfall (below `2^k`); returns whether it
+    /// changed.
+    #[cfg(test)]
+    fn set_short(&mut self, k: usize, value: u64) -> bool {
+        self.set_short_at(packed_offset(k), k, value)
+    }
+
+    /// Writes the `k` bits at bit `offset`; returns whether they changed.
+    #[inline(always)]
+    fn set_short_at(&mut self, offset: usize, k: usize, value: u64) -> bool {
+        let mask = (1u64 << k) - 1;
+        debug_assert!(value <= mask);
+        let (byte, shift) = (offset / 8, (offset % 8) as u32);
+        let mut word = [0; 8];
+        word.copy_from_slice(&self.short[byte..byte + 8]);
+        let word = u64::from_le_bytes(word);
+        let mut old = word >> shift;
+        if k + shift as usize > 64 {
+            old |= u64::from(self.short[byte + 8]) << (64 - shift);
+        }
+        if old & mask == value {
+            return false;
+        }
+        let word = (word & !(mask << shift)) | (value << shift);
+        self.short[byte..byte + 8].copy_from_slice(&word.to_le_bytes());
+        if k + shift as usize > 64 {
+            // What does not fit the word goes to the slack byte above it.
+            let (high_mask, high) = (mask >> (64 - shift), value >> (64 - shift));
+            let above = &mut self.short[byte + 8];
+            *above = ((u64::from(*above) & !high_mask) | high) as u8;
+        }
+        true
     }
 
     /// Recomputes, in place, the room of the children's pieces (`children`)
     /// and the free pieces `pieces` (`(lo, hi)`, empty when `lo > hi`):
     /// nothing of a room's size is built on the stack. Returns whether any
     /// class changed, so that an update can stop where nothing did.
+    ///
+    /// One pass over the classes kept before or now, each merged without
+    /// a branch: a missing child reads as no piece, a child's class above
+    /// its top as 0 (its stored shortfall there is 0), and a piece counts
+    /// in a class only up to its own top class, as it would inside a
+    /// child: the figures then depend on the set of pieces alone, not on
+    /// the tree's shape, so a rotation leaves them as they were.
     pub fn rebuild(&mut self, children: [Option<&Room>; 2], pieces: &[(u64, u64); 2]) -> bool {
         let mut widest = 0;
         let mut low = (CLASSES - 1) as u8;
@@ -186,36 +231,44 @@ impl Room {
         self.top = top;
         self.low = low;
         let (keep_from, keep_to) = (usize::from(low) + 1, usize::from(top));
-        let piece_tops = pieces.map(|(lo, hi)| {
+        let [left, right] = children.map(|c| c.unwrap_or(&Room::NONE));
+        // (start, bytes - 1, top class); an empty piece has top class 0.
+        let pieces = pieces.map(|(lo, hi)| {
             if lo <= hi {
-                usize::from(top_class((hi - lo).saturating_add(1)))
+                (
+                    lo,
+                    hi - lo,
+                    usize::from(top_class((hi - lo).saturating_add(1))),
+                )
             } else {
-                0
+                (0, 0, 0)
             }
         });
-        let short = |k: usize| {
-            if k < keep_from || k > keep_to {
+        let mut offset = packed_offset(from);
+        for k in from..=to {
+            let mask = (1u64 << k) - 1;
+            let child = |c: &Room| {
+                let room = c.widest - c.short_at(offset, k);
+                if k <= usize::from(c.top) {
+                    room
+                } else {
+                    0
+                }
+            };
+            let mut room = child(left).max(child(right));
+            for &(lo, span, piece_top) in &pieces {
+                let lost = lo.wrapping_neg() & mask;
+                let fits = lost <= span && k <= piece_top;
+                let piece = (span.wrapping_sub(lost)).saturating_add(1);
+                room = room.max(if fits { piece } else { 0 });
+            }
+            let short = if k < keep_from || k > keep_to {
                 0
             } else {
-                widest - class_room(k, &children, pieces, &piece_tops)
-            }
-        };
-        // The shortfall is below 2^k (see the type's comment), so the
-        // narrowing casts are exact.
-        for k in from.max(1)..=to.min(16) {
-            let s = short(k) as u16;
-            changed |= self.short16[k - 1] != s;
-            self.short16[k - 1] = s;
-        }
-        for k in from.max(17)..=to.min(32) {
-            let s = short(k) as u32;
-            changed |= self.short32[k - 17] != s;
-            self.short32[k - 17] = s;
-        }
-        for k in from.max(33)..=to {
-            let s = short(k);
-            changed |= self.short64[k - 33] != s;
-            self.short64[k - 33] = s;
+                widest - room
+            };
+            changed |= self.set_short_at(offset, k, short);
+            offset += k;
         }
         changed
     }
@@ -477,12 +530,14 @@ impl<'s> AreaArena<'s> {
     /// subtree's areas without changing them, so its summary is the one
     /// `t` had before rotating.
     fn rebalance(&mut self, t: NodeIdx, figures: bool) -> (NodeIdx, Moved) {
-        let (min_start, max_last) = (self.n(t).min_start, self.n(t).max_last);
+        let (min_start, max_last, height) =
+            (self.n(t).min_start, self.n(t).max_last, self.n(t).height);
         let room = self.update(t, figures);
-        let moved = Moved {
+        let mut moved = Moved {
             room,
             min_start: self.n(t).min_start != min_start,
             max_last: self.n(t).max_last != max_last,
+            height: false,
         };
         let (l, r) = (self.n(t).left, self.n(t).right);
         let (hl, hr) = (self.height(l), self.height(r));
@@ -501,22 +556,52 @@ impl<'s> AreaArena<'s> {
         } else {
             t
         };
+        moved.height = self.n(root).height != height;
         (root, moved)
+    }
+
+    /// A child of `t` changed below without changing its height or
+    /// anything `t`'s figures read (`!figures`): at most the child's bound
+    /// on the far side from `t`'s own area moved, so `t` copies it and is
+    /// otherwise as it was, with no update and no rebalancing. The common
+    /// case above the few nodes an insertion or removal reshapes, and on
+    /// the whole path when it takes or adds a subtree's lowest or highest
+    /// area (as first fit at the bottom of the space does).
+    fn carry(&mut self, t: NodeIdx, moved: Moved, figures: bool, left: bool) -> Option<Moved> {
+        if moved.height || figures {
+            return None;
+        }
+        let mut carried = Moved::NOTHING;
+        let node = self.n(t);
+        if left && moved.min_start {
+            let min_start = self.n(node.left).min_start;
+            self.nodes[t as usize].min_start = min_start;
+            carried.min_start = true;
+        } else if !left && moved.max_last {
+            let max_last = self.n(node.right).max_last;
+            self.nodes[t as usize].max_last = max_last;
+            carried.max_last = true;
+        }
+        Some(carried)
     }
 
     fn insert_node(&mut self, t: NodeIdx, x: NodeIdx) -> (NodeIdx, Moved) {
         if t == NIL {
             return (x, Moved::ALL);
         }
-        let figures = if self.n(x).area.start < self.n(t).area.start {
+        let went_left = self.n(x).area.start < self.n(t).area.start;
+        let (moved, figures) = if went_left {
             let (left, moved) = self.insert_node(self.n(t).left, x);
             self.nodes[t as usize].left = left;
-            moved.faces_right()
+            (moved, moved.faces_right())
         } else {
             let (right, moved) = self.insert_node(self.n(t).right, x);
             self.nodes[t as usize].right = right;
-            moved.faces_left()
+            (moved, moved.faces_left())
         };
+        if let Some(carried) = self.carry(t, moved, figures, went_left) {
+            return (t, carried);
+        }
         self.rebalance(t, figures)
     }
 
@@ -528,7 +613,11 @@ impl<'s> AreaArena<'s> {
         }
         let (min, rest, moved) = self.remove_min(left);
         self.nodes[t as usize].left = rest;
-        let (root, moved) = self.rebalance(t, moved.faces_right());
+        let figures = moved.faces_right();
+        if let Some(carried) = self.carry(t, moved, figures, true) {
+            return (min, t, carried);
+        }
+        let (root, moved) = self.rebalance(t, figures);
         (min, root, moved)
     }
 
@@ -538,14 +627,15 @@ impl<'s> AreaArena<'s> {
             return (NIL, Moved::ALL);
         }
         let here = self.n(t).area.start;
-        let figures = if start < here {
+        let went_left = start < here;
+        let (moved, figures) = if went_left {
             let (left, moved) = self.remove_node(self.n(t).left, start);
             self.nodes[t as usize].left = left;
-            moved.faces_right()
+            (moved, moved.faces_right())
         } else if start > here {
             let (right, moved) = self.remove_node(self.n(t).right, start);
             self.nodes[t as usize].right = right;
-            moved.faces_left()
+            (moved, moved.faces_left())
         } else {
             let (left, right) = (self.n(t).left, self.n(t).right);
             if left == NIL {
@@ -561,6 +651,9 @@ impl<'s> AreaArena<'s> {
             let (root, _) = self.rebalance(successor, true);
             return (root, Moved::ALL);
         };
+        if let Some(carried) = self.carry(t, moved, figures, went_left) {
+            return (t, carried);
+        }
         self.rebalance(t, figures)
     }
 
@@ -835,5 +928,89 @@ impl<'s> AreaArena<'s> {
             return Err("AVL balance violated");
         }
         Ok(lc + rc + 1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// xorshift64*, so a failure replays.
+    fn next(state: &mut u64) -> u64 {
+        *state ^= *state >> 12;
+        *state ^= *state << 25;
+        *state ^= *state >> 27;
+        state.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    /// Every class's packed shortfall reads back what was written, up to
+    /// its widest value `2^k - 1`, and writing one class leaves every
+    /// other as it was.
+    #[test]
+    fn packed_shortfalls_keep_every_class_apart() {
+        let mut state = 0x9e37_79b9_7f4a_7c15;
+        for round in 0..200 {
+            let mut room = Room::NONE;
+            let mut want = [0u64; CLASSES];
+            for (k, slot) in want.iter_mut().enumerate().skip(1) {
+                let mask = (1u64 << k) - 1;
+                *slot = match round % 3 {
+                    0 => mask,
+                    1 => 0,
+                    _ => next(&mut state) & mask,
+                };
+                room.set_short(k, *slot);
+            }
+            for _ in 0..64 {
+                let k = 1 + (next(&mut state) % (CLASSES as u64 - 1)) as usize;
+                want[k] = next(&mut state) & ((1u64 << k) - 1);
+                room.set_short(k, want[k]);
+                for (j, &w) in want.iter().enumerate().skip(1) {
+                    assert_eq!(room.short_of(j), w, "class {j} after writing class {k}");
+                }
+            }
+        }
+    }
+
+    /// The best room of class `k` among `pieces`, by definition.
+    fn brute_room(pieces: &[(u64, u64)], k: u32) -> u64 {
+        pieces
+            .iter()
+            .map(|&(lo, hi)| room_in_class(lo, hi, k))
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// Figures merged from random pieces anywhere in the 64-bit space
+    /// (every class, the widest included) answer exactly wherever a
+    /// request of the class could fit (room above `2^(k-1)`) and never
+    /// more than the pieces hold: the packed encoding never refuses a
+    /// request a piece can take, nor admits one none can.
+    #[test]
+    fn merged_figures_are_exact_wherever_a_request_fits() {
+        let mut state = 0x1234_5678_9abc_def1;
+        for _ in 0..2000 {
+            let piece = |state: &mut u64| {
+                let width_bits = next(state) % 64;
+                let lo = next(state) >> (next(state) % 64);
+                let width = next(state) >> (64 - width_bits.max(1));
+                (lo, lo.saturating_add(width))
+            };
+            let pieces: [(u64, u64); 6] = core::array::from_fn(|_| piece(&mut state));
+            let mut left = Room::NONE;
+            left.rebuild([None, None], &[pieces[0], pieces[1]]);
+            let mut right = Room::NONE;
+            right.rebuild([None, None], &[pieces[2], pieces[3]]);
+            let mut root = Room::NONE;
+            root.rebuild([Some(&left), Some(&right)], &[pieces[4], pieces[5]]);
+            for k in 0..CLASSES as u32 {
+                let truth = brute_room(&pieces, k);
+                let got = root.get(k as usize);
+                assert!(got <= truth, "class {k}: {got} above the true {truth}");
+                if k == 0 || truth > 1u64 << (k - 1) {
+                    assert_eq!(got, truth, "class {k} of {pieces:x?}");
+                }
+            }
+        }
     }
 }

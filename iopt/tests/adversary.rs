@@ -406,6 +406,60 @@ fn automatic_placement_matches_linux_first_fit() {
     }
 }
 
+/// The same across the whole 64-bit space: areas scattered up to 2^63,
+/// gaps of every width up to 2^62, requests of every alignment class up
+/// to 2^61 and lengths up to 2^62, so the per-class figures of every
+/// class (the widest, packed in the most bits) decide: the same IOVA or
+/// the same ENOSPC as Linux's first fit on every request.
+#[test]
+fn automatic_placement_matches_linux_first_fit_across_the_whole_space() {
+    let mut rng = Rng(0x0ddb_a11c_afe5_eed5);
+    for case in 0..300 {
+        let mut fx = fixture(256);
+        let top = 1u64 << (20 + rng.below(44));
+        for _ in 0..rng.below(120) {
+            let iova = rng.below(top) >> rng.below(40);
+            let len = 1 + (rng.next() >> (64 - 1 - rng.below(40)));
+            let _ = fx.map_fixed(iova, len);
+        }
+        let windows: Vec<IovaRange> = (0..rng.below(4))
+            .map(|_| {
+                let start = rng.below(top);
+                IovaRange::new(start, start.saturating_add(1 + rng.below(top)))
+            })
+            .collect();
+        let _ = fx.ioas.set_allowed(&windows);
+        let mut model = model_of(&fx);
+        for request in 0..24 {
+            let source = 1u64 << rng.below(62);
+            let length = 1 + (rng.next() >> (64 - 1 - rng.below(62)));
+            let expected = model.first_fit(0, source, length);
+            let got = fx.map_full(
+                &[Extent {
+                    phys: source,
+                    len: length,
+                }],
+                source,
+                true,
+                DstIova::Auto,
+                RW,
+            );
+            assert_eq!(
+                got, expected,
+                "case {case}, request {request}: {length:#x} bytes from {source:#x}"
+            );
+            if let Ok(iova) = got {
+                model.preload(0, [(iova, iova + length - 1, source, RW)]);
+                if rng.below(3) == 0 {
+                    fx.unmap(iova, length).unwrap();
+                    model.ioas[0].areas.retain(|a| a.start != iova);
+                }
+            }
+        }
+        fx.ioas.check(&fx.store).unwrap();
+    }
+}
+
 /// The same with a 4 KiB-page domain attached: page-granular areas and
 /// every alignment from a page up.
 #[test]
@@ -440,4 +494,20 @@ fn automatic_placement_matches_linux_first_fit_with_a_domain() {
         }
         fx.ioas.check(&fx.store).unwrap();
     }
+}
+
+/// What the exact search costs in memory, printed: each mapping the
+/// server is configured for holds one area node (with its per-class
+/// figures) and one backing slot, and each IOAS its hole rooms.
+#[test]
+fn memory_per_mapping() {
+    let node = core::mem::size_of::<iopt::AreaSlot>();
+    let backing = core::mem::size_of::<iopt::PagesSlot>();
+    let ioas = core::mem::size_of::<iopt::Ioas>();
+    println!(
+        "area node {node} bytes + backing slot {backing} bytes = {} bytes per mapping; IOAS {ioas} bytes",
+        node + backing
+    );
+    assert!(node <= 328, "an area node is {node} bytes");
+    assert!(ioas <= 1680, "an IOAS is {ioas} bytes");
 }
