@@ -87,9 +87,9 @@ impl SimEdu {
         }
         let [src, dst, count, cmd] = *self.regs.borrow();
         if cmd & CMD_TO_RAM != 0 {
-            self.to_ram(src.wrapping_sub(BUFFER), dst, count);
+            self.write_ram(src.wrapping_sub(BUFFER), dst, count);
         } else {
-            self.from_ram(src, dst.wrapping_sub(BUFFER), count);
+            self.read_ram(src, dst.wrapping_sub(BUFFER), count);
         }
         self.regs.borrow_mut()[3] &= !CMD_RUN;
     }
@@ -128,7 +128,7 @@ impl SimEdu {
         }
     }
 
-    fn to_ram(&self, offset: u64, iova: u64, count: u64) {
+    fn write_ram(&self, offset: u64, iova: u64, count: u64) {
         let buffer = *self.buffer.borrow();
         self.pieces(iova, count, IOMMU_FAULT_ACCESS_WRITE, |at, pa, len| {
             let Some(pa) = pa else { return };
@@ -142,7 +142,7 @@ impl SimEdu {
         });
     }
 
-    fn from_ram(&self, iova: u64, offset: u64, count: u64) {
+    fn read_ram(&self, iova: u64, offset: u64, count: u64) {
         let mut buffer = *self.buffer.borrow();
         self.pieces(iova, count, IOMMU_FAULT_ACCESS_READ, |at, pa, len| {
             let Some(pa) = pa else { return };
