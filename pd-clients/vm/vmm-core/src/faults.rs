@@ -38,7 +38,7 @@ impl fmt::Display for DmaFault {
                     kind_name(self.kind)
                 )
             }
-            _ => write!(f, "{} {access}, no address", kind_name(self.kind)),
+            _ => write!(f, "{}, no address", kind_name(self.kind)),
         }
     }
 }

@@ -36,6 +36,10 @@ pub use map::{Bar, GuestMap, Place, RamRegion};
 pub use reset::{Guest, Phase, Vcpu};
 pub use vfio::{IommuInfo, Passthrough};
 
+/// The VMM PD's program image (system.xml's `<program_image>`): the
+/// clients running it are VMMs.
+pub const IMAGE: &str = "vmm.elf";
+
 /// The guest-physical layout of the example's guest (system.xml's
 /// `guest_ram`, and the VM's view of it): RAM where QEMU virt puts RAM,
 /// the passed-through device's BAR0 in the guest's PCI window.
