@@ -46,6 +46,34 @@ pub fn of(windows: &mut DeviceWindows, pd: &str, regs: &str) -> Result<Device, &
     })
 }
 
+/// A device `pd` passes through to its guest: its configuration page
+/// through `pd`'s map, its BAR window where the configuration places the
+/// device's BAR region (the guest, not `pd`, maps that window).
+pub fn passed_through(
+    windows: &mut DeviceWindows,
+    pd: &str,
+    device: &'static str,
+) -> Result<Device, &'static str> {
+    let config = map(pd, PCI_CONFIG, "configuration page")?;
+    let config_page = windows
+        .config_page(config.0, config.1.size)
+        .map_err(|e| refused(pd, "configuration page", config, e))?;
+    let Some((paddr, size)) = iommu_system::bar_of(device) else {
+        say!("demo: {device} has no BAR region with a phys_addr in system.xml\n");
+        return Err("a device without its BAR window");
+    };
+    let regs = windows.bar(paddr, size).map_err(|why| {
+        say!("demo: refused {device}'s BAR window ({paddr:#x}, {size:#x} bytes): {why}\n");
+        "a device window the board cannot honour"
+    })?;
+    Ok(Device {
+        config: PciFunction(config_page),
+        regs,
+        bar: paddr as u32,
+        bar_mr: device,
+    })
+}
+
 /// `pd`'s map that `symbol` patches, with its region's physical address.
 fn map(pd: &str, symbol: &str, what: &str) -> Result<(u64, &'static MapSpec), &'static str> {
     let Some(m) = map_by_setvar(pd, symbol) else {

@@ -29,6 +29,7 @@ macro_rules! say {
 mod boot;
 mod devices;
 mod edu;
+mod guest;
 mod memory;
 mod nvme;
 mod output;
@@ -92,5 +93,6 @@ fn run(tally: &mut Tally) -> Result<(), &'static str> {
     nvme::story(tally, &mut clients, &buffers, &mut spare, &mut windows)?;
     // The drivers that never call the server.
     statics::story(tally, &mut clients, statics);
-    Ok(())
+    // A guest's passed-through device, its VMM a client.
+    guest::story(tally, &mut clients, &buffers, &mut windows)
 }

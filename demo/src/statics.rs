@@ -70,10 +70,10 @@ static STATIC_DRIVERS: StaticCell<Drivers> = StaticCell::new();
 #[inline(never)]
 pub fn place(
     spare: &mut DmaRegion,
+    pinned: &mut memory::Pinned,
     symbols: &mut [u64; SERVER_SYMBOLS.len()],
     windows: &mut DeviceWindows,
 ) -> Result<&'static Drivers, &'static str> {
-    let mut pinned = memory::pinned().ok_or("pinned memory taken twice")?;
     let out = STATIC_DRIVERS
         .init(Drivers::new())
         .ok_or("static drivers set up twice")?;
