@@ -124,6 +124,7 @@ pds:
 	cp $(PD_OUT)/nvme-driver-pd $(BUILD)/nvme_driver.elf
 	cp $(PD_OUT)/blk-client-pd $(BUILD)/blk_client.elf
 	cp $(PD_OUT)/edu-static-pd $(BUILD)/edu_static.elf
+	cp $(PD_OUT)/vmm-pd $(BUILD)/vmm.elf
 
 demo:
 	cd demo && $(CARGO) build --release --target-dir $(DEMO_TARGET_DIR)

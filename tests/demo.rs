@@ -52,7 +52,7 @@ fn make_run_without_an_sdk_tells_the_whole_story() {
         "ok - edu_c: before its io address space exists, its DMA reaches nothing (default deny)",
         "server: static IO address space edu_c_space (peripheral 00:04.0, stream 0x20, domain_id 1): 1 iomaps, 4 table pages, attached",
         "server: static IO address space edu_d_space (peripheral 00:05.0, stream 0x28, domain_id 2): 1 iomaps, 4 table pages, attached",
-        "4 clients from system.xml + iommu.xml",
+        "5 clients from system.xml + iommu.xml",
         "demo: 2 drivers (edu_a crashes and is restarted, edu_b is reset), manager supervises",
         "edu_a: edu at stream 0x8",
         "edu_b: edu at stream 0x10",

@@ -17,7 +17,7 @@ fn load(system: &str, policy: &str) -> Result<sysgen::Config, String> {
 #[test]
 fn shipped_pair_generates_the_expected_configuration() {
     let config = load(SYSTEM, POLICY).unwrap();
-    assert_eq!(config.clients.len(), 4);
+    assert_eq!(config.clients.len(), 5);
     // What build.rs generated into the crate agrees.
     assert_eq!(SERVER.pd, "iommu_server");
     assert_eq!(SERVER.smmu_regs.paddr, Paddr::Fixed(0x0905_0000));
@@ -37,6 +37,21 @@ fn shipped_pair_generates_the_expected_configuration() {
     );
     assert!(client("manager").unwrap().manager);
     assert!(client("iommu_server").is_none());
+    // The VMM: its guest's RAM, pinned, is its DMA region; its device the
+    // guest's edu at 00:06.0.
+    let vmm = client("vmm").unwrap();
+    assert_eq!(vmm.program_image, "vmm.elf");
+    assert_eq!(vmm.devices[0].name, "guest_edu");
+    assert_eq!(vmm.devices[0].stream_id, iommu_system::StreamId(0x30));
+    assert_eq!(
+        (vmm.regions[0].mr, vmm.regions[0].size, vmm.regions[0].paddr),
+        ("guest_ram", 0x20_0000, Paddr::Fixed(0x5e00_0000))
+    );
+    assert_eq!(vmm.child_of, None);
+    assert_eq!(
+        iommu_system::channel_to("vmm", "iommu_server"),
+        Some(Channel::new(0).unwrap())
+    );
     // The drivers (edu and NVMe) are the manager's children, which it
     // restarts.
     assert_eq!(
@@ -119,6 +134,9 @@ fn shipped_pair_generates_the_expected_configuration() {
             "edu,dma_mask=0xffffffffffffffff,addr=02.0",
             "-device",
             "nvme,serial=iommu-nvme,drive=disk0,addr=03.0",
+            // The guest's device, the VMM's.
+            "-device",
+            "edu,dma_mask=0xffffffffffffffff,addr=06.0",
             // The static IO address spaces' devices (iommu.xml's
             // <static_device qemu>), at their peripheral IDs.
             "-device",

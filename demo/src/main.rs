@@ -224,24 +224,30 @@ fn run(tally: &mut Tally) -> Result<(), &'static str> {
     // Place every client's DMA region; the setvar symbols get their
     // addresses, as the Microkit tool would patch them into the server.
     let mut symbols = [0u64; SERVER_SYMBOLS.len()];
+    let mut pinned = memory::pinned().ok_or("pinned memory taken twice")?;
     let mut regions: [[Option<DmaRegion>; MAX_REGIONS]; CLIENTS.len()] =
         [const { [const { None }; MAX_REGIONS] }; CLIENTS.len()];
     for (i, c) in CLIENTS.iter().enumerate() {
         for (k, r) in c.regions.iter().enumerate() {
-            let region = mem
-                .client
-                .carve(r.size as usize, 0x1000)
-                .ok_or("client memory too small for the configured regions")?;
-            match r.paddr {
-                Paddr::Symbol(s) => symbols[s] = region.pa(),
-                Paddr::Fixed(_) => return Err("the demo places DMA regions itself (no phys_addr)"),
-            }
+            let region = match r.paddr {
+                Paddr::Symbol(s) => {
+                    let region = mem
+                        .client
+                        .carve(r.size as usize, 0x1000)
+                        .ok_or("client memory too small for the configured regions")?;
+                    symbols[s] = region.pa();
+                    region
+                }
+                Paddr::Fixed(p) => pinned
+                    .region(p, r.size)
+                    .ok_or("a pinned DMA region outside the demo's window")?,
+            };
             *regions[i]
                 .get_mut(k)
                 .ok_or("more DMA regions in a client than the demo holds")? = Some(region);
         }
     }
-    let statics = static_drivers(&mut mem.client, &mut symbols)?;
+    let statics = static_drivers(&mut mem.client, &mut pinned, &mut symbols)?;
     let configs = CONFIGS
         .init(client_configs(mem.regions, |s| symbols[s]))
         .ok_or("configured twice")?;
@@ -643,9 +649,9 @@ static STATIC_DRIVERS: StaticCell<heapless_drivers::Drivers> = StaticCell::new()
 #[inline(never)]
 fn static_drivers(
     spare: &mut DmaRegion,
+    pinned: &mut memory::Pinned,
     symbols: &mut [u64; SERVER_SYMBOLS.len()],
 ) -> Result<&'static heapless_drivers::Drivers, &'static str> {
-    let mut pinned = memory::pinned().ok_or("pinned memory taken twice")?;
     let out = STATIC_DRIVERS
         .init(heapless_drivers::Drivers::new())
         .ok_or("static drivers set up twice")?;
