@@ -22,8 +22,8 @@ const PINNED: &[(&str, u64, u64)] = &[
 /// Numbers of the kernel's C enums this crate encodes, the same in every
 /// configuration: (header under board/$BOARD/$CONFIG/include/sel4, name,
 /// value). Fault labels (`fault`; DebugException, 4, exists in debug
-/// kernels alone), the VM and vCPU fault messages' registers, the vCPU
-/// registers (`VcpuReg`).
+/// kernels alone), the unknown-syscall, VM and vCPU fault messages'
+/// registers, the vCPU registers (`VcpuReg`).
 const ENUMS: &[(&str, &str, u64)] = &[
     ("sel4_arch/types_gen.h", "seL4_Fault_CapFault", 1),
     ("sel4_arch/types_gen.h", "seL4_Fault_UnknownSyscall", 2),
@@ -33,6 +33,14 @@ const ENUMS: &[(&str, &str, u64)] = &[
     ("sel4_arch/types_gen.h", "seL4_Fault_VGICMaintenance", 7),
     ("sel4_arch/types_gen.h", "seL4_Fault_VCPUFault", 8),
     ("sel4_arch/types_gen.h", "seL4_Fault_VPPIEvent", 9),
+    ("sel4_arch/constants.h", "seL4_UnknownSyscall_X0", 0),
+    ("sel4_arch/constants.h", "seL4_UnknownSyscall_X7", 7),
+    ("sel4_arch/constants.h", "seL4_UnknownSyscall_FaultIP", 8),
+    ("sel4_arch/constants.h", "seL4_UnknownSyscall_SP", 9),
+    ("sel4_arch/constants.h", "seL4_UnknownSyscall_LR", 10),
+    ("sel4_arch/constants.h", "seL4_UnknownSyscall_SPSR", 11),
+    ("sel4_arch/constants.h", "seL4_UnknownSyscall_Syscall", 12),
+    ("sel4_arch/constants.h", "seL4_UnknownSyscall_Length", 13),
     ("sel4_arch/constants.h", "seL4_VMFault_IP", 0),
     ("sel4_arch/constants.h", "seL4_VMFault_Addr", 1),
     ("sel4_arch/constants.h", "seL4_VMFault_PrefetchFault", 2),

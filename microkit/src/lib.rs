@@ -26,7 +26,8 @@ pub use message::{
     decode_badge, fault, notified_channels, slot, Channel, Child, Delivery, MessageInfo, ENTRY,
 };
 pub use vm::{
-    inject_irq_word, start_registers, vcpu_fault, vm_fault, Hsr, Vcpu, VcpuReg, SPSR_EL1H_MASKED,
+    inject_irq_word, start_registers, unknown_syscall, vcpu_fault, vm_fault, Hsr, Vcpu, VcpuReg,
+    SPSR_EL1H_MASKED,
 };
 
 /// A VMM's capability slots for its vCPUs.

@@ -69,6 +69,36 @@ pub mod vm_fault {
     pub const LENGTH: usize = 4;
 }
 
+/// Message registers of an unknown-syscall fault
+/// (seL4_UnknownSyscall_Msg). This kernel takes a guest's `hvc` for a
+/// system call (its number in x7): one it does not know reaches the VMM
+/// as this fault, not as a vCPU fault, and without the `hvc` immediate;
+/// the guest passes what it wants in its registers. A reply of
+/// [`unknown_syscall::RESUME_LENGTH`] registers writes x0..x7 and the PC
+/// back: the VMM resumes the guest past its `hvc` with
+/// [`unknown_syscall::resume_pc`].
+pub mod unknown_syscall {
+    /// x0..x7 are message registers 0..=7.
+    pub const X0: usize = 0;
+    pub const X7: usize = 7;
+    /// The PC of the trapping `hvc` (or `svc`) itself.
+    pub const FAULT_IP: usize = 8;
+    pub const SP: usize = 9;
+    pub const LR: usize = 10;
+    pub const SPSR: usize = 11;
+    /// x7, the number the kernel did not know.
+    pub const SYSCALL: usize = 12;
+    pub const LENGTH: usize = 13;
+    /// A reply this long writes x0..x7 and the PC; a shorter one keeps
+    /// the PC, so the guest would trap on the same `hvc` again.
+    pub const RESUME_LENGTH: u64 = FAULT_IP as u64 + 1;
+
+    /// Where the guest resumes: the instruction after its `hvc`.
+    pub const fn resume_pc(fault_ip: u64) -> u64 {
+        fault_ip.wrapping_add(4)
+    }
+}
+
 /// Message registers of a vCPU fault (seL4_VCPUFault_Msg).
 pub mod vcpu_fault {
     /// The exception syndrome the guest's exit left in ESR_EL2.
@@ -246,6 +276,15 @@ mod tests {
             (0, 1, 2, 3, 4)
         );
         assert_eq!((vcpu_fault::HSR, vcpu_fault::LENGTH), (0, 1));
+    }
+
+    #[test]
+    fn unknown_syscall_message() {
+        use unknown_syscall::*;
+        assert_eq!((X0, X7, FAULT_IP, SP, LR, SPSR), (0, 7, 8, 9, 10, 11));
+        assert_eq!((SYSCALL, LENGTH), (12, 13));
+        assert_eq!(RESUME_LENGTH, 9, "x0..x7 and the PC");
+        assert_eq!(resume_pc(0x4000_1000), 0x4000_1004);
     }
 
     #[test]

@@ -126,9 +126,10 @@ fn guest_story() {
     }
 
     // Outside its RAM: nothing is mapped there for its device.
-    let finished = edu.write_to(0, STRAY_GPA, 64).is_ok();
+    // One word: one access for the SMMU to stop, one record of it.
+    let finished = edu.write_to(0, STRAY_GPA, 4).is_ok();
     say!(
-        "aimed a DMA at GPA {STRAY_GPA:#x}, past its RAM ({}); the SMMU must stop it",
+        "aimed a 4-byte DMA at GPA {STRAY_GPA:#x}, past its RAM ({}); the SMMU must stop it",
         if finished {
             "the device says it finished"
         } else {

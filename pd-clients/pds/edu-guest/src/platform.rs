@@ -46,47 +46,56 @@ _start:
     str xzr, [x0], #8
     b 1b
 2:  bl guest_main
-3:  hvc #{done}
+3:  mov x0, #{done}
+    mov x7, #0
+    hvc #0
     b 3b
 
     .balign 2048
 vectors:
     .rept 16
     .balign 128
-    hvc #{exception}
+    mov x0, #{exception}
+    mov x7, #0
+    hvc #0
     b .
     .endr
 "#,
-    done = const HVC_DONE,
-    exception = const HVC_EXCEPTION,
+    done = const CALL_DONE,
+    exception = const CALL_EXCEPTION,
 );
 
-/// `hvc #0`: the guest is done.
-pub const HVC_DONE: u16 = 0;
-/// `hvc #1`: the console page holds a line for the VMM to print.
-pub const HVC_CONSOLE: u16 = 1;
-/// `hvc #2`: the guest took an exception it does not handle (its vectors
-/// make this call); the VMM finds why in the vCPU's ESR_EL1, ELR_EL1 and
-/// FAR_EL1.
-pub const HVC_EXCEPTION: u16 = 2;
+// A call to the VMM is `hvc #0` with the call's number in x0 (as SMCCC
+// puts a function ID in w0) and x7 zero: seL4 takes a guest's `hvc` for
+// a system call numbered by x7, and 0 is none of its own, so the call
+// reaches the VMM as an unknown-syscall fault carrying x0..x7.
+
+/// The guest is done.
+pub const CALL_DONE: u64 = 0;
+/// The console page holds a line for the VMM to print.
+pub const CALL_CONSOLE: u64 = 1;
+/// The guest took an exception it does not handle (its vectors make this
+/// call); the VMM finds why in the vCPU's ESR_EL1, ELR_EL1 and FAR_EL1.
+pub const CALL_EXCEPTION: u64 = 2;
+
+/// Calls the VMM with `number`; it resumes the guest after the `hvc`.
+fn call(number: u64) {
+    // SAFETY: `hvc #0` traps to the VMM, which resumes the guest after
+    // the instruction with x0..x7 as they were (its reply writes them
+    // back); the VMM reads guest memory, which the compiler must have
+    // written out first (no `nomem`).
+    unsafe { asm!("hvc #0", inout("x0") number => _, inout("x7") 0u64 => _, options(nostack)) };
+}
 
 #[no_mangle]
 extern "C" fn guest_main() {
     crate::guest_story()
 }
 
-/// Hands the line in the console page to the VMM and waits for it.
-fn console_call() {
-    // SAFETY: `hvc #1` traps to the VMM, which reads the console page and
-    // resumes the guest after the call; no register is changed.
-    unsafe { asm!("hvc #{n}", n = const HVC_CONSOLE, options(nostack)) };
-}
-
-/// Tells the VMM the guest is done; it does not come back.
+/// Tells the VMM the guest is done; the VMM stops it there.
 pub fn done() -> ! {
     loop {
-        // SAFETY: `hvc #0` traps to the VMM, which stops the vCPU.
-        unsafe { asm!("hvc #{n}", n = const HVC_DONE, options(nomem, nostack)) };
+        call(CALL_DONE);
     }
 }
 
@@ -153,7 +162,7 @@ impl Console {
             // inside it.
             unsafe { core::ptr::write_volatile((page + i) as *mut u8, b) };
         }
-        console_call();
+        call(CALL_CONSOLE);
     }
 }
 

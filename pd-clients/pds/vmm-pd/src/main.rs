@@ -3,14 +3,15 @@
 //! edu device passed through to it. Before the guest runs it programs the
 //! device's configuration space (BAR0 where the tool put the BAR window,
 //! memory space and bus master on), then maps the guest's RAM for the
-//! device as QEMU does on Linux, with VFIO type1 calls: VFIO_SET_IOMMU,
-//! VFIO_IOMMU_GET_INFO (4 KiB pages, guest RAM inside an IOVA range),
-//! VFIO_IOMMU_MAP_DMA at IOVA = GPA, and binds and attaches the device to
-//! the compat IOAS. It loads the guest (embedded, built by build.rs) into
+//! device as QEMU does on Linux, with VFIO type1 calls: the device bound
+//! and attached to the compat IOAS (QEMU's group joining its container),
+//! VFIO_SET_IOMMU, VFIO_IOMMU_GET_INFO (4 KiB pages, guest RAM inside an
+//! IOVA range), VFIO_IOMMU_MAP_DMA at IOVA = GPA. It loads the guest (embedded, built by build.rs) into
 //! guest RAM and starts the vCPU.
 //!
-//! The guest traps to it: `hvc #1` prints the line in the console page,
-//! `hvc #0` ends the guest, anything else stops the guest and says why.
+//! The guest calls it with `hvc` (the call's number in x0): 1 prints the
+//! line in the console page, 0 ends the guest; any other call or exit
+//! stops the guest, and the VMM says why.
 //! The server tells it of its device's faults: the guest's DMA aimed
 //! past its RAM must be one. Then the guest is reset, which revokes what
 //! its device could reach: the vCPU stopped, the manager has the server
@@ -32,8 +33,8 @@ use iommu_proto::vfio::{
     VFIO_TYPE1v2_IOMMU, VFIO_API_VERSION, VFIO_DMA_MAP_FLAG_READ, VFIO_DMA_MAP_FLAG_WRITE,
 };
 use microkit::{
-    fault, vcpu_fault, vm_fault, Channel, Child, Handler, Hsr, MessageInfo, SharedMemory, Vcpu,
-    VcpuReg,
+    fault, unknown_syscall, vcpu_fault, vm_fault, Channel, Child, Handler, Hsr, MessageInfo,
+    SharedMemory, Vcpu, VcpuReg,
 };
 use pci_function::PciFunction;
 use pd_support::Out;
@@ -46,10 +47,11 @@ static GUEST_IMAGE: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/edu_guest.
 const RAM_GPA: u64 = 0x4000_0000;
 const CONSOLE_GPA: u64 = RAM_GPA + 0x20_0000 - 0x1000;
 const BAR_GPA: u64 = 0x1000_0000;
-/// The guest's `hvc` immediates.
-const HVC_DONE: u16 = 0;
-const HVC_CONSOLE: u16 = 1;
-const HVC_EXCEPTION: u16 = 2;
+/// The guest's calls: `hvc #0` with the number in x0 (edu-guest's
+/// platform.rs).
+const CALL_DONE: u64 = 0;
+const CALL_CONSOLE: u64 = 1;
+const CALL_EXCEPTION: u64 = 2;
 /// The one vCPU of the guest (`<vcpu id="0">`).
 const VCPU: usize = 0;
 
@@ -184,6 +186,18 @@ impl Vmm {
         {
             return Err("VFIO_CHECK_EXTENSION: no VFIO_TYPE1v2_IOMMU");
         }
+        // QEMU puts the group in the container here
+        // (VFIO_GROUP_SET_CONTAINER), which makes iommufd's compat IOAS;
+        // binding the device and attaching it through the compat path
+        // does the same. It reaches nothing until the map below.
+        let device = self
+            .iommu
+            .bind(DEVICE_INDEX)
+            .map_err(|_| "VFIO_DEVICE_BIND_IOMMUFD")?;
+        self.iommu
+            .attach_compat(&device)
+            .map_err(|_| "VFIO_DEVICE_ATTACH_IOMMUFD_PT")?;
+        self.device = Some(device);
         self.iommu
             .vfio_set_iommu(VFIO_TYPE1v2_IOMMU)
             .map_err(|_| "VFIO_SET_IOMMU")?;
@@ -212,17 +226,9 @@ impl Vmm {
                 VFIO_DMA_MAP_FLAG_READ | VFIO_DMA_MAP_FLAG_WRITE,
             )
             .map_err(|_| "VFIO_IOMMU_MAP_DMA")?;
-        let device = self
-            .iommu
-            .bind(DEVICE_INDEX)
-            .map_err(|_| "VFIO_DEVICE_BIND_IOMMUFD")?;
-        self.iommu
-            .attach_compat(&device)
-            .map_err(|_| "VFIO_DEVICE_ATTACH_IOMMUFD_PT")?;
-        self.device = Some(device);
         let _ = writeln!(
             out,
-            "ok - VFIO type1: guest RAM mapped at IOVA = GPA {RAM_GPA:#x}..{last:#x} (4 KiB pages, IOVA range [{start:#x}, {end:#x}]), device bound and attached to the compat IOAS"
+            "ok - VFIO type1: device bound and attached to the compat IOAS, guest RAM mapped at IOVA = GPA {RAM_GPA:#x}..{last:#x} (4 KiB pages, inside IOVA range [{start:#x}, {end:#x}])"
         );
         Ok(())
     }
@@ -335,7 +341,10 @@ impl Vmm {
                 "read"
             };
             let kind = iommu_proto::fault::kind_name(f.kind);
-            if f.device == DEVICE_INDEX && f.iova.map(|a| a & !0xfff) == Some(stray) {
+            let strayed = f.device == DEVICE_INDEX && f.iova.map(|a| a & !0xfff) == Some(stray);
+            if strayed && self.stray_reported {
+                // The same transfer's next access.
+            } else if strayed {
                 let _ = writeln!(
                     out,
                     "ok - the server reported the guest's stray DMA: device {}, IOVA (= GPA) {:#x}, {access}, {kind}",
@@ -386,22 +395,32 @@ impl Handler for Vmm {
             return None;
         }
         match msg.label() {
-            fault::VCPU_FAULT => {
-                let hsr = Hsr(microkit::get_mr(vcpu_fault::HSR));
-                match hsr.hvc_imm16() {
-                    Some(HVC_CONSOLE) => {
+            // The guest's `hvc` (this kernel's way of delivering it).
+            fault::UNKNOWN_SYSCALL => {
+                let regs: [u64; 8] =
+                    core::array::from_fn(|i| microkit::get_mr(unknown_syscall::X0 + i));
+                let fault_ip = microkit::get_mr(unknown_syscall::FAULT_IP);
+                match regs[0] {
+                    CALL_CONSOLE => {
                         let mut buf = [0u8; 256];
                         let _ = writeln!(out, "guest: {}", self.console_line(&mut buf));
-                        // The guest resumes after its `hvc`.
-                        return Some(MessageInfo::new(0, 0));
+                        // Resume after the `hvc`, its registers as they were.
+                        for (i, r) in regs.into_iter().enumerate() {
+                            microkit::set_mr(unknown_syscall::X0 + i, r);
+                        }
+                        microkit::set_mr(
+                            unknown_syscall::FAULT_IP,
+                            unknown_syscall::resume_pc(fault_ip),
+                        );
+                        return Some(MessageInfo::new(0, unknown_syscall::RESUME_LENGTH));
                     }
-                    Some(HVC_DONE) => {
+                    CALL_DONE => {
                         let _ = writeln!(out, "guest: done");
                         self.guest_done = true;
                         let _ = microkit::vcpu_stop(self.vcpu);
                         self.life_over(&mut out);
                     }
-                    Some(HVC_EXCEPTION) => {
+                    CALL_EXCEPTION => {
                         let reg = |r| microkit::vcpu_read_reg(self.vcpu, r).unwrap_or(0);
                         let (esr, elr, far) =
                             (reg(VcpuReg::Esr), reg(VcpuReg::ElrEl1), reg(VcpuReg::Far));
@@ -413,11 +432,18 @@ impl Handler for Vmm {
                             ),
                         );
                     }
-                    _ => self.stop_guest(
+                    call => self.stop_guest(
                         &mut out,
-                        format_args!("unexpected exit: {} (HSR {:#x})", hsr.class_name(), hsr.0),
+                        format_args!("unknown call {call:#x} at pc {fault_ip:#x}"),
                     ),
                 }
+            }
+            fault::VCPU_FAULT => {
+                let hsr = Hsr(microkit::get_mr(vcpu_fault::HSR));
+                self.stop_guest(
+                    &mut out,
+                    format_args!("unexpected exit: {} (HSR {:#x})", hsr.class_name(), hsr.0),
+                );
             }
             fault::VM_FAULT => {
                 let (ip, addr) = (
