@@ -49,6 +49,14 @@ fn shipped_pair_generates_the_expected_configuration() {
     );
     assert_eq!(vmm.child_of, None);
     assert_eq!(
+        iommu_system::bar_of("guest_edu"),
+        Some((0x1070_0000, 0x10_0000))
+    );
+    assert_eq!(
+        iommu_system::bar_of("edu_a"),
+        Some((0x1000_0000, 0x10_0000))
+    );
+    assert_eq!(
         iommu_system::channel_to("vmm", "iommu_server"),
         Some(Channel::new(0).unwrap())
     );

@@ -12,6 +12,7 @@
 #![no_main]
 #![deny(unsafe_code)]
 
+mod guest;
 mod memory;
 
 use core::cell::RefCell;
@@ -565,7 +566,9 @@ fn run(tally: &mut Tally) -> Result<(), &'static str> {
 
     // The drivers that never call the server.
     static_story(tally, &server, &mut iommus[m], statics);
-    Ok(())
+
+    // A guest's passed-through device, its VMM a client.
+    guest::story(tally, &server, &mut iommus, &all)
 }
 
 /// The static IO address spaces, built before anything is served.

@@ -11,6 +11,8 @@
 //! - [`RigTransport`], [`HeapMemory`]: a client library's transport into
 //!   a rig's server and its memory, for the tests of the client library
 //!   and of the drivers on it ([`local`]);
+//! - [`edu::SimEdu`]: QEMU's edu device, its DMA translated by a rig's
+//!   mock IOMMU, what does not translate reported as a fault;
 //! - [`tools`]: what the tests that build images or boot QEMU need.
 //!
 //! Storage is given back: a rig or store returns its pools to a
@@ -18,6 +20,7 @@
 //! runs any number of cases in the memory of one.
 
 pub mod domain;
+pub mod edu;
 pub mod hardware;
 pub mod local;
 pub mod pagetables;

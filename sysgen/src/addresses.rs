@@ -292,24 +292,9 @@ impl Checker<'_> {
         Ok(())
     }
 
-    /// `d`'s BAR0 window: `<device>_bar`, else the one `*_bar` region its
-    /// client maps if the client has no other device.
+    /// `d`'s BAR0 window (see [`bar_window`]).
     fn bar_of(&self, d: &Declared<'_>) -> Option<&MemoryRegion> {
-        let pd = self.sys.pd(&d.client.pd)?;
-        let mapped: Vec<&MemoryRegion> = pd
-            .maps
-            .iter()
-            .filter(|m| m.mr.ends_with("_bar"))
-            .filter_map(|m| self.sys.mr(&m.mr))
-            .collect();
-        let named = format!("{}_bar", d.device.name);
-        if let Some(mr) = self.sys.mr(&named) {
-            return Some(mr);
-        }
-        match (d.client.devices.len(), mapped.as_slice()) {
-            (1, [only]) => Some(only),
-            _ => None,
-        }
+        bar_window(self.sys, d.client, d.device)
     }
 
     /// A known QEMU model's BAR0 fits its window and is aligned as PCI
@@ -398,6 +383,41 @@ fn qemu_address(arg: &str) -> Option<u32> {
     let slot = u32::from_str_radix(slot, 16).ok().filter(|s| *s < 32)?;
     let function = function.parse::<u32>().ok().filter(|f| *f < 8)?;
     Some(slot << 3 | function)
+}
+
+/// `device`'s BAR0 window: `<device>_bar`, else the one `*_bar` region
+/// its client maps if the client has no other device.
+fn bar_window<'s>(sys: &'s System, client: &Client, device: &Device) -> Option<&'s MemoryRegion> {
+    let named = format!("{}_bar", device.name);
+    if let Some(mr) = sys.mr(&named) {
+        return Some(mr);
+    }
+    let pd = sys.pd(&client.pd)?;
+    let mapped: Vec<&MemoryRegion> = pd
+        .maps
+        .iter()
+        .filter(|m| m.mr.ends_with("_bar"))
+        .filter_map(|m| sys.mr(&m.mr))
+        .collect();
+    match (client.devices.len(), mapped.as_slice()) {
+        (1, [only]) => Some(only),
+        _ => None,
+    }
+}
+
+/// Every client device's BAR0 window that has a fixed address, in
+/// configuration order: (device, physical address, size). Where a driver
+/// or a VMM places the device's BAR0, whether it maps the window or not.
+pub fn device_bars(sys: &System, config: &Config) -> Vec<(String, u64, u64)> {
+    config
+        .clients
+        .iter()
+        .flat_map(|c| c.devices.iter().map(move |d| (c, d)))
+        .filter_map(|(c, d)| {
+            let mr = bar_window(sys, c, d)?;
+            Some((d.name.clone(), mr.phys_addr?, mr.size))
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -48,6 +48,7 @@ pub fn load_str(
     let mut config = policy::check(&system, sdf, side, &pol_root)?;
     addresses::check(&system, sdf, side, &pol_root, &config)?;
     config.static_spaces = static_space::check(&system, &config, sdf, side, &pol_root)?;
+    config.device_bars = addresses::device_bars(&system, &config);
     Ok((system, config))
 }
 

@@ -153,6 +153,9 @@ pub struct Config {
     pub children: Vec<(String, u64, String)>,
     /// The static IO address spaces (`crate::static_space`).
     pub static_spaces: Vec<StaticSpace>,
+    /// Each client device's BAR0 window with a fixed address: (device,
+    /// physical address, size) (`crate::addresses::device_bars`).
+    pub device_bars: Vec<(String, u64, u64)>,
 }
 
 /// A static IO address space (an `<io_address_space>` of system.xml)
@@ -384,6 +387,7 @@ impl<'a> Checker<'a> {
                 })
                 .collect(),
             static_spaces: Vec::new(),
+            device_bars: Vec::new(),
         };
         // Every client's table pages are promised: the pool must hold them
         // all, or one client's use could take what another was given.
