@@ -18,7 +18,23 @@ from pathlib import Path
 
 from sdfgen import SystemDescription as SD
 
-from iommu_sdf import EDU_QEMU, EDU_QUOTA, NVME_QUOTA, QEMU_VIRT_ECAM, BuiltSystem, QemuVirtSystem, region
+from iommu_sdf import (
+    EDU_QEMU,
+    EDU_QUOTA,
+    NVME_QUOTA,
+    QEMU_VIRT_ECAM,
+    QEMU_VIRT_RESERVED,
+    BuiltSystem,
+    QemuVirtSystem,
+    Quota,
+    region,
+)
+
+# The VMM's share: its guest's 2 MiB of RAM in 4 KiB pages.
+VMM_QUOTA = Quota(objects=8, ioases=1, mapped_pages=512, table_pages=8, hwpts=1, mappings=8)
+# The guest's RAM: pinned, where the demo keeps pinned regions.
+GUEST_RAM_PADDR = 0x5E00_0000
+GUEST_RAM_SIZE = 0x20_0000
 
 # The NVMe disk (`make run` gives QEMU 4 MiB) in 512-byte blocks, halved
 # between the two block clients.
@@ -31,7 +47,7 @@ def example(drivers: int = 2) -> QemuVirtSystem:
         raise ValueError("the story needs 2 to 15 drivers (BAR windows and edu slots)")
     # The page-table pool holds every client's table pages and the static
     # spaces' (two spaces of one 64 KiB region: 4 pages each).
-    promised = EDU_QUOTA.table_pages * drivers + NVME_QUOTA.table_pages + 2 * 4
+    promised = EDU_QUOTA.table_pages * drivers + NVME_QUOTA.table_pages + VMM_QUOTA.table_pages + 2 * 4
     system = QemuVirtSystem(page_tables_size=max(0x40000, promised * 0x1000))
     for n in range(drivers):
         system.add_edu_driver(f"edu_{chr(ord('a') + n)}")
@@ -92,11 +108,40 @@ def add_static_drivers(built: BuiltSystem, drivers: int) -> None:
     )
 
 
+def add_vmm(built: BuiltSystem, drivers: int) -> None:
+    """A VMM, the server's client for its guest's edu device (the PCI slot
+    after the static drivers'): its guest's RAM, pinned, is its one DMA
+    region, which it maps for the device at guest-physical addresses with
+    VFIO type1 calls (docs/vm.md); it programs the device's configuration
+    page itself, its BAR0 window after the static drivers' and one more."""
+    sdf, iommu = built.sdf, built.server
+    pd = SD.ProtectionDomain("vmm", "vmm.elf", priority=110)
+    sdf.add_pd(pd)
+    client = iommu.add_client(pd, quota=VMM_QUOTA, server_channel=drivers + 4)
+    slot = drivers + 4
+    iommu.add_pci_device(
+        client,
+        "guest_edu",
+        bus=0,
+        device=slot,
+        function=0,
+        reserved=QEMU_VIRT_RESERVED,
+        config_vaddr=0x2000_1000,
+        qemu=EDU_QEMU,
+    )
+    region(sdf, "guest_edu_bar", 0x10_0000, paddr=0x1000_0000 + (slot + 1) * 0x10_0000)
+    ram = region(sdf, "guest_ram", GUEST_RAM_SIZE, paddr=GUEST_RAM_PADDR)
+    pd.add_map(SD.Map(ram, 0x3000_0000, "rw", setvar_vaddr="guest_ram"))
+    client.dma.append(("guest_ram", None, None))
+    iommu.add_setvar(pd, "guest_edu_bar_paddr", "guest_edu_bar")
+
+
 def build(drivers: int = 2) -> BuiltSystem:
-    """The example with `drivers` edu drivers and the two static-space
-    drivers after them, built."""
+    """The example with `drivers` edu drivers, the two static-space
+    drivers after them and the VMM, built."""
     built = example(drivers).build()
     add_static_drivers(built, drivers)
+    add_vmm(built, drivers)
     return built
 
 

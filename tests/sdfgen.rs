@@ -112,12 +112,12 @@ fn a_three_driver_system_is_generated_built_and_run() {
     assert!(status.success(), "sdf/example.py --drivers 3 failed");
     let (system, policy) = (dir.join("system.xml"), dir.join("iommu.xml"));
     let (sdf, config) = sysgen::load(&system, &policy).expect("the generated pair checks");
-    // Three edu drivers, the NVMe driver and the manager.
-    assert_eq!(config.clients.len(), 5);
+    // Three edu drivers, the NVMe driver, the manager and the VMM.
+    assert_eq!(config.clients.len(), 6);
     assert_eq!(
         sysgen::qemu_devices(&config).len(),
-        12,
-        "six -device arguments: four clients' devices and two static devices"
+        14,
+        "seven -device arguments: five clients' devices and two static devices"
     );
     // The static drivers follow the dynamic ones.
     let spaces: Vec<_> = config
@@ -159,7 +159,7 @@ fn a_three_driver_system_is_generated_built_and_run() {
         &[format!("DEMO_TARGET_DIR={}", dir.join("demo").display())],
     );
     for line in [
-        "5 clients from system.xml + iommu.xml",
+        "6 clients from system.xml + iommu.xml",
         "demo: 3 drivers (edu_a crashes and is restarted, edu_c is reset), manager supervises",
         "edu_c: edu at stream 0x18",
         "ok - edu_a: DMA through its mappings",
@@ -180,7 +180,7 @@ fn a_three_driver_system_is_generated_built_and_run() {
         "ok - edu_d: restarted under my static IO address space: DMA works, no server call",
         "ok - edu_e: DMA with no IOMMU client, confined by system.xml alone",
         "ok - manager: the server told me of the fault on edu_e_space",
-        "demo: 49 passed, 0 failed",
+        "demo: 54 passed, 0 failed",
     ] {
         assert!(out.contains(line), "missing `{line}` in:\n{out}");
     }
