@@ -134,6 +134,8 @@ def add_vmm(built: BuiltSystem, drivers: int) -> None:
     pd.add_map(SD.Map(ram, 0x3000_0000, "rw", setvar_vaddr="guest_ram"))
     client.dma.append(("guest_ram", None, None))
     iommu.add_setvar(pd, "guest_edu_bar_paddr", "guest_edu_bar")
+    # The VMM asks the manager to reset its guest's device (docs/vm.md).
+    sdf.add_channel(SD.Channel(built.manager.pd, pd, a_id=drivers + 2, b_id=1))
 
 
 def build(drivers: int = 2) -> BuiltSystem:

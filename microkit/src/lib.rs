@@ -18,12 +18,22 @@
 
 mod memory;
 mod message;
+mod vm;
 
 pub use memory::{SetVar, SharedMemory};
 
 pub use message::{
     decode_badge, fault, notified_channels, slot, Channel, Child, Delivery, MessageInfo, ENTRY,
 };
+pub use vm::{
+    inject_irq_word, start_registers, unknown_syscall, vcpu_fault, vm_fault, Hsr, Vcpu, VcpuReg,
+    SPSR_EL1H_MASKED,
+};
+
+/// A VMM's capability slots for its vCPUs.
+pub mod vm_slot {
+    pub use crate::vm::slot::{vcpu, vm_tcb};
+}
 
 /// Whether this build targets a debug kernel (debug console, and the
 /// diagnostics that print on it).
@@ -116,6 +126,55 @@ mod runtime {
     /// `.data` keeps what it held. Err carries seL4's error.
     pub fn pd_restart(child: Child) -> Result<(), u64> {
         sys::restart(slot::tcb(child), ENTRY)
+    }
+
+    /// Starts (or starts again) vCPU `vcpu` of this PD's virtual machine
+    /// at guest address `entry`, in EL1h with interrupts masked
+    /// ([`start_registers`]), whatever it was doing. Its general
+    /// registers and EL1 state are as it left them: a VMM that resets a
+    /// guest writes the EL1 registers it relies on first
+    /// ([`vcpu_write_reg`]). microkit.h's `microkit_vcpu_restart`, with
+    /// the PSTATE written too. Err carries seL4's error.
+    pub fn vcpu_restart(vcpu: Vcpu, entry: u64) -> Result<(), u64> {
+        sys::vcpu_start(vm_slot::vm_tcb(vcpu), start_registers(entry))
+    }
+
+    /// Stops vCPU `vcpu`: it runs no more until [`vcpu_restart`]
+    /// (microkit.h's `microkit_vcpu_stop`). A fault it had pending is
+    /// dropped with it.
+    pub fn vcpu_stop(vcpu: Vcpu) -> Result<(), u64> {
+        sys::suspend(vm_slot::vm_tcb(vcpu))
+    }
+
+    /// One of `vcpu`'s EL1 registers (`microkit_vcpu_arm_read_reg`).
+    pub fn vcpu_read_reg(vcpu: Vcpu, reg: VcpuReg) -> Result<u64, u64> {
+        sys::vcpu_read_reg(vm_slot::vcpu(vcpu), reg.number())
+    }
+
+    /// Sets one of `vcpu`'s EL1 registers (`microkit_vcpu_arm_write_reg`).
+    pub fn vcpu_write_reg(vcpu: Vcpu, reg: VcpuReg, value: u64) -> Result<(), u64> {
+        sys::vcpu_write_reg(vm_slot::vcpu(vcpu), reg.number(), value)
+    }
+
+    /// Injects virtual interrupt `virq` into `vcpu` through list register
+    /// `index` (`microkit_vcpu_arm_inject_irq`).
+    pub fn vcpu_inject_irq(
+        vcpu: Vcpu,
+        virq: u16,
+        priority: u8,
+        group: u8,
+        index: u8,
+    ) -> Result<(), u64> {
+        sys::vcpu_inject_irq(
+            vm_slot::vcpu(vcpu),
+            inject_irq_word(virq, priority, group, index),
+        )
+    }
+
+    /// Lets `vcpu`'s per-CPU interrupt `irq` fire again
+    /// (`microkit_vcpu_arm_ack_vppi`).
+    pub fn vcpu_ack_vppi(vcpu: Vcpu, irq: u64) -> Result<(), u64> {
+        sys::vcpu_ack_vppi(vm_slot::vcpu(vcpu), irq)
     }
 
     /// How many times this PD has started: 1 in its first life, more once

@@ -122,7 +122,19 @@ pub mod fault {
     pub const CAP_FAULT: u64 = 1;
     pub const UNKNOWN_SYSCALL: u64 = 2;
     pub const USER_EXCEPTION: u64 = 3;
+    /// Debug kernels only.
+    pub const DEBUG_EXCEPTION: u64 = 4;
+    pub const TIMEOUT: u64 = 5;
+    /// A PD's access outside its address space, or a guest's outside its
+    /// stage-2 tables (message registers in [`crate::vm_fault`]).
     pub const VM_FAULT: u64 = 6;
+    /// A guest's virtual GIC needs its VMM (hypervisor kernels only).
+    pub const VGIC_MAINTENANCE: u64 = 7;
+    /// A guest trapped to its VMM: `hvc`, `smc`, a trapped system register
+    /// (the syndrome in [`crate::vcpu_fault`]).
+    pub const VCPU_FAULT: u64 = 8;
+    /// A per-CPU interrupt of the guest's (its virtual timer) fired.
+    pub const VPPI_EVENT: u64 = 9;
 
     /// The fault type's name, for logs.
     pub const fn name(label: u64) -> &'static str {
@@ -130,7 +142,12 @@ pub mod fault {
             CAP_FAULT => "capability fault",
             UNKNOWN_SYSCALL => "unknown syscall",
             USER_EXCEPTION => "user exception",
+            DEBUG_EXCEPTION => "debug exception",
+            TIMEOUT => "timeout",
             VM_FAULT => "VM fault",
+            VGIC_MAINTENANCE => "VGIC maintenance",
+            VCPU_FAULT => "vCPU fault",
+            VPPI_EVENT => "VPPI event",
             _ => "fault",
         }
     }
@@ -216,6 +233,23 @@ mod tests {
             .collect();
         assert_eq!(chans, [1, 3, 62]);
         assert_eq!(notified_channels(1 << 63).count(), 0, "no channel 63");
+    }
+
+    #[test]
+    fn fault_labels() {
+        // seL4_Fault_tag of the hypervisor kernel (sel4_arch/types_gen.h).
+        assert_eq!(
+            (
+                fault::VM_FAULT,
+                fault::VGIC_MAINTENANCE,
+                fault::VCPU_FAULT,
+                fault::VPPI_EVENT
+            ),
+            (6, 7, 8, 9)
+        );
+        assert_eq!(fault::name(8), "vCPU fault");
+        assert_eq!(fault::name(6), "VM fault");
+        assert_eq!(fault::name(10), "fault");
     }
 
     #[test]

@@ -12,8 +12,27 @@ const SYS_REPLY_RECV: i64 = -2;
 const SYS_SEND: i64 = -5;
 const SYS_RECV: i64 = -7;
 const SYS_DEBUG_PUT_CHAR: i64 = -12;
-/// TCBWriteRegisters, the same in every configuration (pinned in build.rs).
+/// Invocation labels (pinned in build.rs against the SDK). The TCB ones
+/// are the same in every configuration; the vCPU ones come after the
+/// debug-only invocations and so move between debug and release.
 const TCB_WRITE_REGISTERS: u64 = 3;
+const TCB_SUSPEND: u64 = 12;
+#[cfg(microkit_debug)]
+const VCPU_INJECT_IRQ: u64 = 60;
+#[cfg(not(microkit_debug))]
+const VCPU_INJECT_IRQ: u64 = 56;
+#[cfg(microkit_debug)]
+const VCPU_READ_REG: u64 = 61;
+#[cfg(not(microkit_debug))]
+const VCPU_READ_REG: u64 = 57;
+#[cfg(microkit_debug)]
+const VCPU_WRITE_REG: u64 = 62;
+#[cfg(not(microkit_debug))]
+const VCPU_WRITE_REG: u64 = 58;
+#[cfg(microkit_debug)]
+const VCPU_ACK_VPPI: u64 = 63;
+#[cfg(not(microkit_debug))]
+const VCPU_ACK_VPPI: u64 = 59;
 
 /// The IPC buffer: the page below the top of the user address space.
 const IPC_BUFFER: usize = 0xff_ffff_f000;
@@ -242,17 +261,71 @@ extern "C" fn rust_start() -> ! {
     unsafe { __microkit_pd_main() }
 }
 
-/// Writes a child's PC and SP through its TCB capability and resumes it.
-pub fn restart(tcb: u64, pc: u64) -> Result<(), u64> {
-    // seL4_TCB_WriteRegisters: resume, no arch flags, 2 registers, then
-    // the registers in seL4_UserContext order (pc, sp).
-    for (i, v) in [1, 2, pc, STACK_TOP as u64].into_iter().enumerate() {
-        set_mr(i, v);
-    }
-    match call(tcb, MessageInfo::new(TCB_WRITE_REGISTERS, 4)).label() {
+/// seL4's answer to an invocation: label 0 is success, any other its error.
+fn result(reply: MessageInfo) -> Result<(), u64> {
+    match reply.label() {
         0 => Ok(()),
         e => Err(e),
     }
+}
+
+/// seL4_TCB_WriteRegisters: writes the first `regs.len()` registers in
+/// seL4_UserContext order (pc, sp, spsr, x0, ...), then resumes the
+/// thread, whatever state it was in.
+fn write_registers_and_resume(tcb: u64, regs: &[u64]) -> Result<(), u64> {
+    // libsel4's marshalling: resume in bit 0 (no arch flags in 15:8),
+    // the count, then the registers.
+    set_mr(0, 1);
+    set_mr(1, regs.len() as u64);
+    for (i, &v) in regs.iter().enumerate() {
+        set_mr(2 + i, v);
+    }
+    result(call(
+        tcb,
+        MessageInfo::new(TCB_WRITE_REGISTERS, 2 + regs.len() as u64),
+    ))
+}
+
+/// Writes a child's PC and SP through its TCB capability and resumes it.
+pub fn restart(tcb: u64, pc: u64) -> Result<(), u64> {
+    write_registers_and_resume(tcb, &[pc, STACK_TOP as u64])
+}
+
+/// Starts a vCPU's thread at `regs` (pc, sp, spsr) and resumes it.
+pub fn vcpu_start(tcb: u64, regs: [u64; 3]) -> Result<(), u64> {
+    write_registers_and_resume(tcb, &regs)
+}
+
+/// seL4_TCB_Suspend: the thread runs no more until written and resumed.
+pub fn suspend(tcb: u64) -> Result<(), u64> {
+    result(call(tcb, MessageInfo::new(TCB_SUSPEND, 0)))
+}
+
+/// seL4_ARM_VCPU_ReadRegs: one EL1 register of a vCPU.
+pub fn vcpu_read_reg(vcpu: u64, reg: u64) -> Result<u64, u64> {
+    set_mr(0, reg);
+    result(call(vcpu, MessageInfo::new(VCPU_READ_REG, 1)))?;
+    Ok(mr(0))
+}
+
+/// seL4_ARM_VCPU_WriteRegs.
+pub fn vcpu_write_reg(vcpu: u64, reg: u64, value: u64) -> Result<(), u64> {
+    set_mr(0, reg);
+    set_mr(1, value);
+    result(call(vcpu, MessageInfo::new(VCPU_WRITE_REG, 2)))
+}
+
+/// seL4_ARM_VCPU_InjectIRQ, its arguments packed in one word.
+pub fn vcpu_inject_irq(vcpu: u64, word: u64) -> Result<(), u64> {
+    set_mr(0, word);
+    result(call(vcpu, MessageInfo::new(VCPU_INJECT_IRQ, 1)))
+}
+
+/// seL4_ARM_VCPU_AckVPPI: the guest's per-CPU interrupt `irq` may be
+/// delivered again.
+pub fn vcpu_ack_vppi(vcpu: u64, irq: u64) -> Result<(), u64> {
+    set_mr(0, irq);
+    result(call(vcpu, MessageInfo::new(VCPU_ACK_VPPI, 1)))
 }
 
 #[panic_handler]

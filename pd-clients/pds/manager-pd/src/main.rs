@@ -18,6 +18,11 @@
 //! faults there is nothing to reset, but whatever DMA its dead life left
 //! in flight must reach nothing, so the manager holds its space before
 //! restarting it and releases it when the restarted driver is ready.
+//! A VMM (a client running `vmm.elf`) that has stopped its guest asks
+//! for the guest's reset: the manager resets the VMM's client (its
+//! streams quarantined, then all it holds torn down) as it does a
+//! crashed driver's, and when the VMM says its restarted guest's DMA
+//! works again checks that the server's pools are back where they were.
 
 #![no_std]
 #![no_main]
@@ -48,7 +53,12 @@ struct Manager {
     stray_ready: bool,
     /// The reset driver was told to storm.
     storming: bool,
+    /// The server's pools when a VMM asked for its guest's reset.
+    before_guest_reset: Option<Report>,
 }
+
+/// The image a VMM client runs (system.xml's program_image).
+const VMM_IMAGE: &str = "vmm.elf";
 
 fn init() -> Manager {
     let _ = writeln!(Out::new(), "ready");
@@ -61,6 +71,7 @@ fn init() -> Manager {
         pools_checked: false,
         stray_ready: false,
         storming: false,
+        before_guest_reset: None,
     }
 }
 
@@ -193,6 +204,49 @@ impl Manager {
     }
 }
 
+impl Manager {
+    /// A VMM's guest reset: its first notification asks for it (the
+    /// guest is stopped), its second says the restarted guest's DMA works
+    /// through its new mappings.
+    fn guest_reset(&mut self, out: &mut Out, channel: Channel, client: usize) {
+        let name = CLIENTS[client].pd;
+        match self.before_guest_reset.take() {
+            None => match server_report(&mut self.iommu, Self::page_va()) {
+                Ok(report) => {
+                    self.before_guest_reset = Some(report);
+                    let _ = writeln!(out, "{name} stopped its guest: resetting its device's DMA");
+                    if self.reset_and_check(out, client) {
+                        microkit::notify(channel);
+                    }
+                }
+                Err(e) => {
+                    let _ = writeln!(out, "FAILED - dump the server: {e:?}");
+                }
+            },
+            Some(before) => match server_report(&mut self.iommu, Self::page_va()) {
+                Ok(after) if after.pools() == before.pools() => {
+                    let _ = write!(out, "{}", after.as_str());
+                    let _ = writeln!(
+                        out,
+                        "ok - {name}'s guest restarted: the server's pools are back where they were before its reset"
+                    );
+                }
+                Ok(after) => {
+                    let _ = writeln!(
+                        out,
+                        "FAILED - pools after the guest's restart:\n{}before its reset:\n{}",
+                        after.as_str(),
+                        before.as_str()
+                    );
+                }
+                Err(e) => {
+                    let _ = writeln!(out, "FAILED - dump the server: {e:?}");
+                }
+            },
+        }
+    }
+}
+
 impl Handler for Manager {
     fn protected(&mut self, _: Channel, _: MessageInfo) -> MessageInfo {
         MessageInfo::new(u64::from(iommu_proto::Errno::ENOTTY.code()), 0)
@@ -234,6 +288,10 @@ impl Handler for Manager {
                     let _ = writeln!(out, "FAILED - quarantine {name}: {e:?}");
                 }
             }
+            return;
+        }
+        if let Some(client) = client_on(channel).filter(|&c| CLIENTS[c].runs(VMM_IMAGE)) {
+            self.guest_reset(&mut out, channel, client);
             return;
         }
         let (Some(roles), Some(client)) = (roles(), client_on(channel)) else {
