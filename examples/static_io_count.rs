@@ -9,13 +9,13 @@
 
 use std::cell::{Cell, RefCell};
 
-use edu_device::sddf::{self, Buffer};
 use edu_device::Edu;
 use iommu_testkit::rig::{client, DEFAULT_QUOTA};
 use iommu_testkit::{PtHw, Rig};
 use iommu_types::config::{IoMap, Perms, Quota, StaticSpace};
 use iommu_types::StreamId;
 use mmio::RegisterBlock;
+use scenarios::edu_static::{self, Buffer};
 
 /// Where the region is, and where the device sees it (sDDF's identity).
 const REGION: u64 = 0x5f00_0000;
@@ -173,7 +173,7 @@ fn main() {
     let mut out = String::new();
     for i in 0..n {
         out.clear();
-        sddf::round_trip(&edu, &&ram, REGION, i as u8, &mut out).expect("a round trip");
+        edu_static::round_trip(&edu, &&ram, REGION, i as u8, &mut out).expect("a round trip");
     }
     assert_eq!(edu.0.stopped.get(), 0);
     // The device held the server by a shared reference throughout, so

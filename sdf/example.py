@@ -22,7 +22,6 @@ from iommu_sdf import (
     EDU_QEMU,
     EDU_QUOTA,
     NVME_QUOTA,
-    QEMU_VIRT_ECAM,
     QEMU_VIRT_RESERVED,
     BuiltSystem,
     QemuVirtSystem,
@@ -55,57 +54,16 @@ def example(drivers: int = 2) -> QemuVirtSystem:
     share = DISK_BLOCKS // 2
     for k, mode in enumerate(("static", "strict")):
         system.add_block_client(nvme, f"blk_{mode}", mode=mode, share=(k * share, share))
+    # Two drivers that never call the server, confined by Microkit's
+    # <io_address_space> alone: the first's region pinned and iomapped at
+    # its physical address, told of its faults itself, paced through a
+    # quarantine by the manager and, as its child, held and restarted by it
+    # when it faults; the second's placed by the tool and iomapped at
+    # 4 GiB, its faults to the manager.
+    first, second = (f"edu_{chr(ord('a') + drivers + k)}" for k in range(2))
+    system.add_static_edu_driver(first, iova=0x5F00_0000, paddr=0x5F00_0000, supervised=True, own_faults=True)
+    system.add_static_edu_driver(second, iova=0x1_0000_0000)
     return system
-
-
-def add_static_drivers(built: BuiltSystem, drivers: int) -> None:
-    """Two drivers that never call the server, confined by Microkit's
-    <io_address_space> alone: the first's region pinned and iomapped at its
-    physical address, told of its faults, paced through a quarantine by the
-    manager and, as its child (the id after the other drivers'), held and
-    restarted by it when it faults; the second's placed by the tool and iomapped at 4 GiB, its
-    faults to the manager."""
-    sdf, iommu, manager = built.sdf, built.server, built.manager.pd
-    names = [f"edu_{chr(ord('a') + drivers + k)}" for k in range(2)]
-    spds = [SD.ProtectionDomain(name, "edu_static.elf", priority=60 - 5 * k) for k, name in enumerate(names)]
-    configs = [
-        region(sdf, f"{name}_config", 0x1000, paddr=QEMU_VIRT_ECAM + ((drivers + 2 + k) << 15))
-        for k, name in enumerate(names)
-    ]
-    bars = [
-        region(sdf, f"{name}_bar", 0x10_0000, paddr=0x1000_0000 + (drivers + 2 + k) * 0x10_0000)
-        for k, name in enumerate(names)
-    ]
-    dmas = [
-        region(sdf, f"{names[0]}_dma", 0x10000, paddr=0x5F00_0000),
-        region(sdf, f"{names[1]}_dma", 0x10000),
-    ]
-    manager.add_child_pd(spds[0], child_id=len(built.drivers))
-    sdf.add_pd(spds[1])
-    for k, (pd, name) in enumerate(zip(spds, names)):
-        pd.add_map(SD.Map(configs[k], 0x2000_1000, "rw", cached=False, setvar_vaddr="pci_config"))
-        pd.add_map(SD.Map(bars[k], 0x2010_0000, "rw", cached=False, setvar_vaddr="edu_regs"))
-        pd.add_map(SD.Map(dmas[k], 0x3000_0000, "rw", setvar_vaddr="dma_buffer"))
-        iommu.add_setvar(pd, "dma_paddr", f"{name}_dma")
-        iommu.add_setvar(pd, "edu_bar_paddr", f"{name}_bar")
-    iommu.add_static_device(
-        f"{names[0]}_space",
-        peripheral_id=f"00:{drivers + 2:02x}.0",
-        domain_id=1,
-        iomaps=[(f"{names[0]}_dma", 0x5F00_0000, "rw")],
-        pinned=(f"{names[0]}_dma",),
-        faults=spds[0],
-        faults_channel=(drivers + 3, 0),
-        qemu=EDU_QEMU,
-    )
-    sdf.add_channel(SD.Channel(manager, spds[0], a_id=drivers + 1, b_id=1))
-    iommu.add_static_device(
-        f"{names[1]}_space",
-        peripheral_id=f"00:{drivers + 3:02x}.0",
-        domain_id=2,
-        iomaps=[(f"{names[1]}_dma", 0x1_0000_0000, "rw")],
-        qemu=EDU_QEMU,
-    )
 
 
 def add_vmm(built: BuiltSystem, drivers: int) -> None:
@@ -142,7 +100,6 @@ def build(drivers: int = 2) -> BuiltSystem:
     """The example with `drivers` edu drivers, the two static-space
     drivers after them and the VMM, built."""
     built = example(drivers).build()
-    add_static_drivers(built, drivers)
     add_vmm(built, drivers)
     return built
 

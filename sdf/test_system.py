@@ -126,6 +126,95 @@ class OneCallPerDriver(unittest.TestCase):
         manager = pd_element(ET.fromstring(system.sdf.render()), "manager")
         self.assertEqual(list(manager.iter("protection_domain")), [manager])
 
+    def test_a_static_edu_driver_gets_a_space_of_its_own_and_no_client(self):
+        system, _, _ = with_a_disk()
+        system.add_static_edu_driver("pinned", iova=0x5F00_0000, paddr=0x5F00_0000, supervised=True, own_faults=True)
+        placed = system.add_static_edu_driver("placed", iova=0x1_0000_0000)
+        built = system.build()
+        system_xml, policy_xml = built.render()
+        root, policy = ET.fromstring(system_xml), ET.fromstring(policy_xml)
+        manager = pd_element(root, "manager")
+        pinned = pd_element(root, "pinned")
+        # The supervised one a child of the manager, after the other four
+        # drivers; the other a PD of its own.
+        self.assertIn(pinned, list(manager))
+        self.assertEqual((pinned.get("id"), pinned.get("priority")), ("4", "60"))
+        self.assertIn(pd_element(root, "placed"), list(root))
+        self.assertEqual(pd_element(root, "placed").get("priority"), "55")
+        for name in ("pinned", "placed"):
+            pd = pd_element(root, name)
+            maps = {m.get("mr"): (m.get("vaddr"), m.get("setvar_vaddr")) for m in pd.iter("map")}
+            self.assertEqual(
+                maps,
+                {
+                    f"{name}_config": ("0x20001000", "pci_config"),
+                    f"{name}_bar": ("0x20100000", "edu_regs"),
+                    f"{name}_dma": ("0x30000000", "dma_buffer"),
+                },
+                "no command page: it never calls the server",
+            )
+            setvars = {s.get("symbol"): s.get("region_paddr") for s in pd.iter("setvar")}
+            self.assertEqual(setvars, {"dma_paddr": f"{name}_dma", "edu_bar_paddr": f"{name}_bar"})
+        # PCI slots after the four drivers' (slots 1, 2, 4 and 7 taken),
+        # BAR windows after the five clients'.
+        mrs = {m.get("name"): m.get("phys_addr") for m in root.iter("memory_region")}
+        self.assertEqual(mrs["pinned_config"], hex(0x40_1000_0000 + (5 << 15)))
+        self.assertEqual(mrs["placed_config"], hex(0x40_1000_0000 + (6 << 15)))
+        self.assertEqual(mrs["pinned_bar"], hex(0x1000_0000 + 5 * 0x10_0000))
+        self.assertEqual(mrs["placed_bar"], hex(0x1000_0000 + 6 * 0x10_0000))
+        self.assertEqual(mrs["pinned_dma"], "0x5f000000")
+        self.assertIsNone(mrs["placed_dma"])
+        spaces = [
+            (s.get("name"), s.get("peripheral_id"), s.get("domain_id"), [m.attrib for m in s.iter("iomap")])
+            for s in root.iter("io_address_space")
+        ]
+        self.assertEqual(
+            spaces,
+            [
+                ("pinned_space", "00:05.0", "1", [{"mr": "pinned_dma", "iovaddr": "0x5f000000", "perms": "rw"}]),
+                ("placed_space", "00:06.0", "2", [{"mr": "placed_dma", "iovaddr": "0x100000000", "perms": "rw"}]),
+            ],
+        )
+        # The server learns the placed region's address, not the pinned one's.
+        server = [s.get("region_paddr") for s in pd_element(root, "iommu_server").iter("setvar")]
+        self.assertIn("placed_dma", server)
+        self.assertNotIn("pinned_dma", server)
+        statics = [(d.get("space"), d.get("faults")) for d in policy.iter("static_device")]
+        self.assertEqual(statics, [("pinned_space", "pinned"), ("placed_space", None)])
+        # Its faults on a channel of the server's after the clients'; the
+        # manager's pacing channel after its three edu drivers'.
+        channels = [
+            [(e.get("pd"), e.get("id")) for e in c.iter("end")]
+            for c in root.iter("channel")
+            if "pinned" in [e.get("pd") for e in c.iter("end")]
+        ]
+        self.assertEqual(channels, [[("iommu_server", "6"), ("pinned", "0")], [("manager", "4"), ("pinned", "1")]])
+        self.assertFalse([c for c in root.iter("channel") if "placed" in [e.get("pd") for e in c.iter("end")]])
+        self.assertEqual(
+            [c.get("pd") for c in policy.iter("client")], ["edu_a", "edu_b", "camera", "disk_driver", "manager"]
+        )
+        self.assertIs(built.static_drivers["placed"], placed)
+        self.assertEqual((placed.space, placed.child_id), ("placed_space", None))
+
+    def test_a_static_edu_drivers_mistakes_are_refused(self):
+        system = QemuVirtSystem()
+        system.add_edu_driver("edu_a")
+        system.add_static_edu_driver("edu_s", iova=0x1_0000_0000)
+        with self.assertRaisesRegex(ValueError, "already in the system"):
+            system.add_static_edu_driver("edu_a", iova=0x1_0000_0000)
+        with self.assertRaisesRegex(ValueError, "already in the system"):
+            system.add_edu_driver("edu_s")
+        system.add_static_edu_driver("edu_t", iova=0x1_0000_0000, pci=(0, 1, 0))
+        with self.assertRaisesRegex(ValueError, "^edu_t: PCI function 00:01.0 is edu_a's$"):
+            system.build()
+        # Refused before anything was added.
+        self.assertEqual(list(ET.fromstring(system.sdf.render()).iter("io_address_space")), [])
+        self.assertEqual(system.server.static_spaces, [])
+        built = QemuVirtSystem()
+        built.build()
+        with self.assertRaisesRegex(RuntimeError, "built"):
+            built.add_static_edu_driver("edu_s", iova=0x1_0000_0000)
+
     def test_a_system_is_built_once(self):
         system = QemuVirtSystem()
         system.add_edu_driver("edu_a")

@@ -210,13 +210,13 @@ fn make_run_without_an_sdk_tells_the_whole_story() {
     assert_eq!(shares.len(), 2, "the demo's two block clients");
     let stories = shares.iter().map(|s| (s.clone(), s.start)).chain([(
         shares[0].clone(),
-        blk_driver::story::second_story(shares[0].clone()),
+        scenarios::blk::second_story(shares[0].clone()),
     )]);
     for (share, first_block) in stories {
-        for range in blk_driver::story::written(first_block) {
+        for range in scenarios::blk::written(first_block) {
             assert!(range.start >= share.start * 512 && range.end <= share.end * 512);
             for x in range {
-                expected[x as usize] = blk_driver::story::pattern(x);
+                expected[x as usize] = scenarios::blk::pattern(x);
             }
         }
     }

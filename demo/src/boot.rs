@@ -17,10 +17,7 @@ use qemu_virt::platform::{self, DeviceWindows};
 use crate::memory;
 use crate::output::Tally;
 use crate::statics::{self, Drivers};
-use crate::transport::{take_faults, Hw, Shared};
-
-/// DMA regions per client the demo places.
-pub const MAX_REGIONS: usize = 4;
+use crate::transport::{take_faults, Hw, Shared, MAX_REGIONS};
 
 static COHERENT: Coherent = Coherent;
 static NON_COHERENT: DcacheClean = DcacheClean;

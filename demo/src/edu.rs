@@ -6,12 +6,14 @@
 
 use core::fmt::Write;
 
-use edu_driver::{server_report, Edu, Roles, Session};
+use edu_device::Edu;
 use iommu_client::{DmaBuffer, Iommu};
 use iommu_proto::Errno;
 use iommu_system::{resolve, CLIENTS, SERVER_SYMBOLS};
 use mmio::Mmio;
 use qemu_virt::platform::DeviceWindows;
+use scenarios::edu::{Roles, Session};
+use scenarios::report::server_report;
 
 use crate::devices;
 use crate::output::{Join, Prefix, Tally};
@@ -34,7 +36,7 @@ fn drivers() -> impl Iterator<Item = usize> + Clone {
     CLIENTS
         .iter()
         .enumerate()
-        .filter(|(_, c)| c.runs(edu_driver::IMAGE))
+        .filter(|(_, c)| c.runs(scenarios::edu::IMAGE))
         .map(|(i, _)| i)
 }
 
@@ -85,9 +87,9 @@ pub fn story<'b>(
         let device = devices::of(windows, name, devices::EDU_REGS)?;
         let (cfg, bar) = (&device.config, device.bar);
         let edu = Edu(device.regs);
-        let found = if cfg.ids() == Some((edu_driver::VENDOR, edu_driver::DEVICE)) {
+        let found = if cfg.ids() == Some((edu_device::VENDOR, edu_device::DEVICE)) {
             cfg.enable(bar);
-            if edu.id() == edu_driver::ID {
+            if edu.id() == edu_device::ID {
                 let _ = writeln!(
                     out,
                     "edu at stream {:#x}, BAR0 {bar:#x} ({})",
@@ -107,17 +109,17 @@ pub fn story<'b>(
         );
         let buf = bufs[i].ok_or("client without a DMA region")?;
         let region = CLIENTS[i].regions[0].mr;
-        let session = edu_driver::setup(&mut iommus[i], &edu, buf, region, &mut out)
+        let session = scenarios::edu::setup(&mut iommus[i], &edu, buf, region, &mut out)
             .inspect_err(|_| why_refused(i, &mut out))?;
         tally.check(
             name,
             "DMA through its mappings",
-            edu_driver::round_trip(&session, &edu, buf, 7 + i as u8, &mut out),
+            scenarios::edu::round_trip(&session, &edu, buf, 7 + i as u8, &mut out),
         );
         tally.check(
             name,
             "stray DMA faulted and reported to it alone",
-            edu_driver::stray_dma(&mut iommus[i], &session, &edu, buf, &mut out, own_fault(i)),
+            scenarios::edu::stray_dma(&mut iommus[i], &session, &edu, buf, &mut out, own_fault(i)),
         );
         edus[i] = Some(edu);
         sessions[i] = Some(session);
@@ -181,7 +183,7 @@ pub fn story<'b>(
     else {
         return Err("the target never set up");
     };
-    let stopped = edu_driver::after_reset(
+    let stopped = scenarios::edu::after_reset(
         &mut iommus[target],
         session,
         edu,
@@ -201,7 +203,7 @@ pub fn story<'b>(
     };
     // The crashed life's state is gone with it.
     let session = sessions[first].take().ok_or("no session")?;
-    edu_driver::start_dma_and_crash(&session, edu, buf, &mut out)?;
+    scenarios::edu::start_dma_and_crash(&session, edu, buf, &mut out)?;
     say!("supervisor: {fname} faulted (simulated): resetting it and restarting it\n");
     tally.check(
         "supervisor",
@@ -214,7 +216,7 @@ pub fn story<'b>(
     let reconnected = clients.reconnect(first);
     clients.iommus[first] = reconnected;
     let iommus = &mut clients.iommus;
-    let restarted = edu_driver::after_restart(
+    let restarted = scenarios::edu::after_restart(
         &mut iommus[first],
         edu,
         buf,
@@ -223,10 +225,10 @@ pub fn story<'b>(
     )
     .and_then(|()| {
         let region = CLIENTS[first].regions[0].mr;
-        edu_driver::setup(&mut iommus[first], edu, buf, region, &mut out)
+        scenarios::edu::setup(&mut iommus[first], edu, buf, region, &mut out)
     })
     .and_then(|session| {
-        edu_driver::round_trip(&session, edu, buf, 21, &mut out)?;
+        scenarios::edu::round_trip(&session, edu, buf, 21, &mut out)?;
         sessions[first] = Some(session);
         Ok(())
     });
@@ -253,7 +255,7 @@ pub fn story<'b>(
             return Err("a driver lost its session");
         };
         let mut out = Prefix(CLIENTS[i].pd, true);
-        let works = edu_driver::round_trip(session, edu, buf, 13, &mut out);
+        let works = scenarios::edu::round_trip(session, edu, buf, 13, &mut out);
         tally.check(CLIENTS[i].pd, "still works at the end", works);
     }
     Ok(EduDrivers {

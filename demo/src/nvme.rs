@@ -2,17 +2,18 @@
 
 use core::fmt::Write;
 
-use blk_driver::story::{Next, Story};
 use blk_driver::{BlockDriver, Mode};
 use iommu_client::DmaBuffer;
 use iommu_system::{ClientId, CLIENTS};
 use mmio::{DmaRegion, Mmio};
 use qemu_virt::platform::{self, DeviceWindows};
+use scenarios::blk::{Next, Story};
 
-use crate::boot::MAX_REGIONS;
 use crate::devices;
 use crate::output::{Join, Prefix, Tally};
-use crate::transport::{direct, returned, take_faults, Buffers, Clients, RegionMemory};
+use crate::transport::{
+    direct, returned, take_faults, Buffers, Clients, RegionMemory, MAX_REGIONS,
+};
 
 /// Every NVMe driver's story, in turn, its supervisor the manager.
 pub fn story(
@@ -205,7 +206,7 @@ fn nvme_story(
     let mut dies = true;
     let mut done: [Option<bool>; MAX_REGIONS] = [None; MAX_REGIONS];
     let mut restarted_cost = [blk_driver::Stats::default(); MAX_REGIONS];
-    for _ in 0..4 * blk_driver::story::MAX_WAITS {
+    for _ in 0..4 * scenarios::blk::MAX_WAITS {
         for b in blocks.iter().flatten() {
             let k = b.region;
             let (Some(client), Some(story), Some(data)) = (
@@ -393,7 +394,7 @@ fn nvme_story(
     if let (Some(ring), Some(data)) = (rings[first.region].as_ref(), regions[first.region].as_ref())
     {
         let mut client = blk_queue::Client::new(ring).map_err(|_| "ring")?;
-        let mut story = Story::new(blk_driver::story::second_story(first.share.clone()));
+        let mut story = Story::new(scenarios::blk::second_story(first.share.clone()));
         let mut cout = Prefix(first.who, true);
         let mut ok = false;
         for _ in 0..8 {

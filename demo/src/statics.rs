@@ -3,11 +3,12 @@
 
 use core::fmt::Write;
 
-use edu_driver::Edu;
+use edu_device::Edu;
 use iommu_client::Iommu;
 use iommu_system::{Paddr, CLIENTS, SERVER_SYMBOLS, STATIC_SPACES};
 use mmio::{DmaRegion, Memory, Mmio, StaticCell};
 use qemu_virt::platform::DeviceWindows;
+use scenarios::edu_static;
 
 use crate::output::{Join, Prefix, Tally};
 use crate::transport::{take_faults, Clients, Direct, RegionMemory, Shared};
@@ -17,7 +18,7 @@ use crate::{devices, memory};
 /// nothing.
 #[inline(never)]
 pub fn default_deny(tally: &mut Tally, d: &StaticDriver) {
-    let r = edu_device::sddf::stopped(
+    let r = edu_static::stopped(
         &d.edu,
         &d.region,
         d.device_address,
@@ -45,7 +46,7 @@ pub struct StaticDriver {
 /// A static driver's region as its CPU sees it.
 struct StaticRegion(RegionMemory);
 
-impl edu_device::sddf::Buffer for StaticRegion {
+impl edu_static::Buffer for StaticRegion {
     fn len(&self) -> usize {
         (self.0).0.len()
     }
@@ -98,7 +99,7 @@ pub fn place(
             .find(|x| x.mr == m.mr && x.setvar_vaddr == Some("dma_buffer"))
             .map_or("static driver", |x| x.pd);
         let device = devices::of(windows, name, devices::EDU_REGS)?;
-        if device.config.ids() != Some((edu_driver::VENDOR, edu_driver::DEVICE)) {
+        if device.config.ids() != Some((edu_device::VENDOR, edu_device::DEVICE)) {
             return Err("no edu device at a static space's peripheral");
         }
         device.config.enable(device.bar);
@@ -153,7 +154,6 @@ impl Drivers {
 /// a static device in quarantine and releases it.
 #[inline(never)]
 pub fn story(tally: &mut Tally, clients: &mut Clients<'_>, drivers: &Drivers) {
-    use edu_device::sddf;
     let server = clients.server;
     let manager = &mut clients.iommus[clients.manager];
     for d in drivers.iter() {
@@ -167,7 +167,7 @@ pub fn story(tally: &mut Tally, clients: &mut Clients<'_>, drivers: &Drivers) {
         tally.check(
             d.name,
             "DMA with no IOMMU client, confined by system.xml alone",
-            sddf::round_trip(&d.edu, &d.region, d.device_address, 7, &mut out),
+            edu_static::round_trip(&d.edu, &d.region, d.device_address, 7, &mut out),
         );
         let stray = if d.device_address == d.paddr {
             d.paddr + d.size
@@ -177,7 +177,7 @@ pub fn story(tally: &mut Tally, clients: &mut Clients<'_>, drivers: &Drivers) {
         tally.check(
             d.name,
             "DMA outside my iomaps reaches nothing",
-            sddf::stray(&d.edu, &d.region, stray, 0x5a, &mut out),
+            edu_static::stray(&d.edu, &d.region, stray, 0x5a, &mut out),
         );
         take_faults(server);
         let told = server.borrow_mut().take_static_faults() & (1 << d.space) != 0;
@@ -202,7 +202,7 @@ pub fn story(tally: &mut Tally, clients: &mut Clients<'_>, drivers: &Drivers) {
         tally.check(
             d.name,
             "held by the manager: my device reaches nothing",
-            sddf::stopped(&d.edu, &d.region, d.device_address, &mut out),
+            edu_static::stopped(&d.edu, &d.region, d.device_address, &mut out),
         );
         take_faults(server);
         server.borrow_mut().take_static_faults();
@@ -221,7 +221,7 @@ pub fn story(tally: &mut Tally, clients: &mut Clients<'_>, drivers: &Drivers) {
         tally.check(
             d.name,
             "released: DMA works again, still no server call",
-            sddf::round_trip(&d.edu, &d.region, d.device_address, 9, &mut out),
+            edu_static::round_trip(&d.edu, &d.region, d.device_address, 9, &mut out),
         );
         if iommu_system::CHILDREN
             .iter()
@@ -256,7 +256,6 @@ fn restart(
     d: &StaticDriver,
     out: &mut Prefix,
 ) {
-    use edu_device::sddf;
     let spec = &STATIC_SPACES[d.space];
     say!(
         "manager: {} faulted (simulated): no client of the server; holding {}, then restarting it\n",
@@ -279,7 +278,7 @@ fn restart(
     tally.check(
         d.name,
         "restarted: my space held across the restart, my device reaches nothing",
-        sddf::stopped(&d.edu, &d.region, d.device_address, out),
+        edu_static::stopped(&d.edu, &d.region, d.device_address, out),
     );
     take_faults(server);
     server.borrow_mut().take_static_faults();
@@ -297,6 +296,6 @@ fn restart(
     tally.check(
         d.name,
         "restarted under my static IO address space: DMA works, no server call",
-        sddf::round_trip(&d.edu, &d.region, d.device_address, 11, out),
+        edu_static::round_trip(&d.edu, &d.region, d.device_address, 11, out),
     );
 }

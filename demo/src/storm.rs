@@ -39,7 +39,7 @@ pub fn story(
         tally.check(
             CLIENTS[i].pd,
             "drains its faults and has its device's faults recorded",
-            edu_driver::record_again(&mut iommus[i]),
+            scenarios::storm::record_again(&mut iommus[i]),
         );
     }
 
@@ -51,9 +51,9 @@ pub fn story(
         *interrupts += 1;
         most = most.max(c.handled);
     };
-    let stormed = edu_driver::storm(storm_edu, old.dst.iova(), |transfer| {
+    let stormed = scenarios::storm::storm(storm_edu, old.dst.iova(), |transfer| {
         if transfer == STRAY_DURING {
-            stray_iova = Some(edu_driver::lone_stray(session, stray_edu)?);
+            stray_iova = Some(scenarios::storm::lone_stray(session, stray_edu)?);
         }
         // The server runs once between transfers: one interrupt's batch.
         run_server(&mut interrupts);
@@ -65,8 +65,8 @@ pub fn story(
     stormed?;
     say!(
         "demo: {sname}'s device made {} faulting transfers of {} bytes, {bname}'s one stray DMA of 4 bytes in between; the server took {interrupts} interrupts, at most {most} records each\n",
-        edu_driver::STORM_TRANSFERS,
-        edu_driver::STORM_BYTES
+        scenarios::storm::STORM_TRANSFERS,
+        scenarios::storm::STORM_BYTES
     );
     let stray_iova = stray_iova.ok_or("no stray DMA")?;
     tally.check(
@@ -76,12 +76,17 @@ pub fn story(
             sname,
             "'s storm is reported to it exactly, nothing lost",
         ]),
-        edu_driver::exactly_the_stray(&mut iommus[stray], stray_iova, 1, &mut Prefix(bname, true)),
+        scenarios::storm::exactly_the_stray(
+            &mut iommus[stray],
+            stray_iova,
+            1,
+            &mut Prefix(bname, true),
+        ),
     );
     tally.check(
         sname,
         "told it is storming: its records stopped after its budget, its drops counted",
-        edu_driver::told_storming(
+        scenarios::storm::told_storming(
             &mut iommus[storming],
             u64::from(iommu_proto::fault::IOMMU_FAULT_STORM_BUDGET),
             &mut Prefix(sname, true),

@@ -11,7 +11,8 @@ use iommu_server::{Collected, Drained, LogRuns, Server, COMMAND_PAGE};
 use iommu_system::{ClientId, CLIENTS};
 use mmio::{ConstStaticCell, DmaRegion, Memory, Mmio};
 
-use crate::boot::MAX_REGIONS;
+/// DMA regions per client the demo places.
+pub const MAX_REGIONS: usize = 4;
 
 pub type Hw = SmmuDomains<'static, Mmio>;
 pub type Shared<'a> = &'a RefCell<Server<'static, Hw>>;

@@ -13,7 +13,7 @@ use qemu_virt::{pci, platform};
 
 use core::fmt::Write;
 
-use edu_driver::Edu;
+use edu_device::Edu;
 use hw::domains::SmmuDomains;
 use hw::pgtable::{Format, IoPageTable, MemAttr, PtDomain, TablePool, MAIR};
 use hw::smmu::event::{Access, Event, EventKind};
@@ -228,7 +228,7 @@ fn check(cond: bool, what: &'static str) -> Result<(), &'static str> {
     }
 }
 
-fn dma<T>(r: Result<T, edu_driver::Timeout>) -> Result<T, &'static str> {
+fn dma<T>(r: Result<T, edu_device::Timeout>) -> Result<T, &'static str> {
     r.map_err(|_| "edu DMA timed out")
 }
 
@@ -564,8 +564,8 @@ fn setup() -> Result<Rig, &'static str> {
     let mut windows = platform::device_windows().ok_or("device windows taken twice")?;
     if pci::find(
         &mut windows,
-        edu_driver::VENDOR,
-        edu_driver::DEVICE,
+        edu_device::VENDOR,
+        edu_device::DEVICE,
         &mut found,
     ) != 2
     {

@@ -146,9 +146,15 @@ struct Plan {
 /// Where a new mapping goes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DstIova {
-    /// Exactly here.
+    /// Exactly here; may lie outside the allowed ranges.
     Fixed(u64),
-    /// First fit chosen by the engine.
+    /// Where Linux v6.6 puts it (`iopt_alloc_iova`): aligned to
+    /// min(roundup_pow_of_two(length), the lowest set bit of the source
+    /// address), with no cap, and the source's offset in its CPU page
+    /// or'ed in; the first fit in the allowed ranges (anywhere when none is
+    /// set), never in the first or last page, avoiding areas and reserved
+    /// ranges. EOVERFLOW for a length of 2^63 or more, EINVAL when that
+    /// alignment is below the IOAS's, ENOSPC exactly when Linux's is.
     Auto,
 }
 
@@ -404,6 +410,16 @@ impl Ioas {
     /// returns the IOVA. `source` is the caller's address of the first byte,
     /// which only steers automatic alignment. `writable` says whether the
     /// caller may let devices write the memory.
+    ///
+    /// After [`Ioas::check_map`]'s checks: EPERM (write access to memory
+    /// the caller may not let devices write), EINVAL (no access bits; the
+    /// offset in the page not a multiple of the alignment; extents breaking
+    /// inside a CPU page), ENOMEM (quota, area nodes, backings, more than
+    /// [`MAX_EXTENTS`](crate::MAX_EXTENTS) extents, a domain out of
+    /// memory), and EIO when undoing a domain's failure is not confirmed
+    /// (the areas stay and the domain is tainted, as after an unconfirmed
+    /// [`Ioas::unmap`]). The new backing is charged the CPU pages it
+    /// touches.
     #[allow(clippy::too_many_arguments)]
     pub fn map(
         &mut self,
@@ -449,9 +465,10 @@ impl Ioas {
 
     /// The checks [`Ioas::map`] makes of a buffer at caller address
     /// `source` before it looks at the memory, in Linux's order: the length
-    /// against the alignment (EINVAL), the IOVA (fixed: EINVAL, EOVERFLOW,
-    /// EINVAL for reserved, EEXIST; automatic: EOVERFLOW, EINVAL, ENOSPC),
-    /// then the offset in the page (EINVAL). Linux pins the memory only
+    /// (EINVAL when zero or not a multiple of the alignment), the IOVA
+    /// (fixed: EINVAL misaligned, EOVERFLOW wrapping, EINVAL touching a
+    /// reserved range, EEXIST overlapping an area; automatic: as
+    /// [`DstIova::Auto`] says), then the offset in the page (EINVAL). Linux pins the memory only
     /// after these, so a caller resolving memory first asks this first.
     ///
     /// An automatic IOVA found here is kept and taken by the [`Ioas::map`]
@@ -481,7 +498,11 @@ impl Ioas {
     }
 
     /// Maps `length` bytes found at `src_iova` of `src` (`None`: this IOAS)
-    /// at `dst`, sharing their backing (IOMMU_IOAS_COPY).
+    /// at `dst`, sharing their backing and its charge (IOMMU_IOAS_COPY).
+    /// ENOENT for a hole in the source; then as [`Ioas::map`], each source
+    /// area a segment judged as a map's memory: EINVAL for one whose
+    /// length, like its offset in its page, is not a multiple of the
+    /// destination's alignment (Linux's iommu_map refuses it).
     #[allow(clippy::too_many_arguments)]
     pub fn copy_from(
         &mut self,
@@ -905,8 +926,13 @@ impl Ioas {
     // ---- unmap, cut ---------------------------------------------------
 
     /// Unmaps `[iova, iova + length)`, which must cover whole areas; returns
-    /// the bytes unmapped. EIO when an attached domain could not confirm
-    /// it: the areas stay and that domain is tainted ([`Ioas::tainted`]). `(0, u64::MAX)` is the range `[0, u64::MAX - 1]`
+    /// the bytes unmapped. EINVAL for a zero length, EOVERFLOW for a
+    /// wrapping end, ENOENT when the range would split an area or holds
+    /// none; then EIO when an attached domain could not confirm it
+    /// ([`IoDomain::unmap_pages`](crate::IoDomain::unmap_pages) returned
+    /// [`Unconfirmed`](crate::Unconfirmed)): the areas stay and that domain
+    /// is tainted ([`Ioas::tainted`]) until it is detached. A failing unmap
+    /// changes nothing. `(0, u64::MAX)` is the range `[0, u64::MAX - 1]`
     /// like any other (VFIO's unmap); IOMMU_IOAS_UNMAP's "everything" form
     /// is its caller's, through [`Ioas::unmap_all`].
     pub fn unmap(
@@ -973,8 +999,10 @@ impl Ioas {
 
     /// Splits areas so that each of `iovas` becomes the last byte of an area
     /// (VFIO type1 partial unmap). An IOVA outside every area or already at
-    /// an area's edge is skipped. With a domain attached, needs huge pages
-    /// disabled.
+    /// an area's edge is skipped. EINVAL with a domain attached and huge
+    /// pages on, EINVAL for a cut not on the alignment, ENOMEM when the
+    /// area nodes or the owner's quota run out; a failing cut changes
+    /// nothing.
     pub fn cut(&mut self, store: &mut Store<'_>, iovas: &[u64]) -> Result<()> {
         let mut needed = 0;
         for (i, &iova) in iovas.iter().enumerate() {
@@ -1036,7 +1064,10 @@ impl Ioas {
         }
     }
 
-    /// Replaces the allowed ranges. An empty list allows everything.
+    /// Replaces the allowed ranges. An empty list allows everything. EINVAL
+    /// for a range with start >= last, ENOMEM for more than
+    /// [`MAX_ALLOWED`], EINVAL for ranges overlapping each other,
+    /// EADDRINUSE for one over a reserved range.
     pub fn set_allowed(&mut self, ranges: &[IovaRange]) -> Result<()> {
         if ranges.iter().any(|r| r.start >= r.last) {
             return Err(Errno::EINVAL);
@@ -1059,7 +1090,8 @@ impl Ioas {
     }
 
     /// Reserves `range` for `owner`; refused where areas or allowed ranges
-    /// already are. Aperture reservations belong to the engine (EINVAL).
+    /// already are (EADDRINUSE), or past [`MAX_RESERVED`] ranges (ENOMEM).
+    /// Aperture reservations belong to the engine (EINVAL).
     pub fn reserve(
         &mut self,
         store: &Store<'_>,
@@ -1112,6 +1144,13 @@ impl Ioas {
 
     /// Attaches a domain: reserves what lies outside its aperture, raises the
     /// IOVA alignment to its smallest page and maps every area into it.
+    /// EEXIST when it is attached already, ENOMEM past [`MAX_DOMAINS`],
+    /// ENODEV for no such domain, EINVAL for one with no page sizes or a
+    /// smallest page above the CPU page, EADDRINUSE while an area's IOVA,
+    /// length or offset in its page is misaligned for that page or areas
+    /// or allowed ranges lie outside its aperture, ENOMEM when its
+    /// reservations would not fit; then the domain's own error when
+    /// filling it fails (what was mapped is undone).
     pub fn attach_domain(
         &mut self,
         store: &mut Store<'_>,

@@ -2,9 +2,9 @@
 
 `QemuVirtSystem` builds a whole system on QEMU virt, the server, a
 manager and drivers added one call each (`add_edu_driver`,
-`add_nvme_driver`, `add_block_client`), and `build()` returns all of it;
-`IommuServer` adds the server and its clients to any sdfgen description,
-piece by piece. Install with `pip install sdf/` (`make sdfgen-venv` makes
+`add_nvme_driver`, `add_block_client`, `add_static_edu_driver`), and
+`build()` returns all of it; `IommuServer` adds the server and its clients
+to any sdfgen description, piece by piece. Install with `pip install sdf/` (`make sdfgen-venv` makes
 a venv with it)."""
 
 from .server import QEMU_VIRT_ECAM, PAGE, Client, Device, IommuServer, Quota, region
@@ -21,6 +21,7 @@ from .system import (
     BuiltSystem,
     Driver,
     QemuVirtSystem,
+    StaticDriver,
 )
 
 __all__ = [
@@ -42,5 +43,6 @@ __all__ = [
     "IommuServer",
     "QemuVirtSystem",
     "Quota",
+    "StaticDriver",
     "region",
 ]

@@ -31,6 +31,11 @@ What a driver gets (see `add_edu_driver` and `add_nvme_driver`):
   (channel `n + 1` at the manager for the n-th edu driver, 1 at the
   driver's end); the PDs find channels by the PD at the other end.
 
+A driver that never calls the server (`add_static_edu_driver`) is no
+client: its device is confined by a Microkit `<io_address_space>` alone;
+such drivers come after every other, in PCI slots, BAR windows, child
+ids and channels.
+
 Clients are numbered edu drivers first, then NVMe drivers, then the
 manager; the server's channels edu drivers first, then the manager, then
 NVMe drivers.
@@ -42,7 +47,7 @@ from typing import Dict, List, Optional, Tuple, Union
 
 from sdfgen import SystemDescription as SD
 
-from .server import Client, Device, IommuServer, Quota, region
+from .server import QEMU_VIRT_ECAM, Client, Device, IommuServer, Quota, region
 
 # QEMU virt's windows no device may be given as DMA addresses: the GIC and
 # its MSI doorbell frame, and the PCIe host bridge's MMIO windows.
@@ -127,6 +132,31 @@ class BlockClient:
 
 
 @dataclass
+class StaticDriver:
+    """An edu driver PD added by `add_static_edu_driver`: no client of the
+    server; what `build` adds for it (regions, space, ids) is filled in
+    then."""
+
+    pd: SD.ProtectionDomain
+    iova: int
+    paddr: Optional[int]
+    supervised: bool
+    own_faults: bool
+    pci: Optional[Tuple[int, int, int]]
+    qemu: Optional[str]
+    dma_size: int
+    space: Optional[str] = None
+    config: Optional[SD.MemoryRegion] = None
+    bar: Optional[SD.MemoryRegion] = None
+    dma: Optional[SD.MemoryRegion] = None
+    child_id: Optional[int] = None
+
+    @property
+    def name(self) -> str:
+        return self.pd.name
+
+
+@dataclass
 class BuiltSystem:
     """What `QemuVirtSystem.build` made: the sdfgen description, the server,
     the manager's client and every driver and block client, by name."""
@@ -136,6 +166,7 @@ class BuiltSystem:
     manager: Client
     drivers: Dict[str, Driver]
     block_clients: Dict[str, BlockClient]
+    static_drivers: Dict[str, StaticDriver] = field(default_factory=dict)
 
     @property
     def clients(self) -> List[Client]:
@@ -180,12 +211,14 @@ class QemuVirtSystem:
         self.manager_quota = manager_quota
         self.edu: List[Driver] = []
         self.nvme: List[Driver] = []
+        self.statics: List[StaticDriver] = []
         self.built: Optional[BuiltSystem] = None
 
     def _names(self) -> List[str]:
         drivers = self.edu + self.nvme
         blocks = [b.name for d in self.nvme for b in d.blocks]
-        return [self.server.pd.name, self.manager.name] + [d.name for d in drivers] + blocks
+        statics = [d.name for d in self.statics]
+        return [self.server.pd.name, self.manager.name] + [d.name for d in drivers] + blocks + statics
 
     def _pd(self, name: str, image: str, priority: int, stack_size: Optional[int]) -> SD.ProtectionDomain:
         if self.built is not None:
@@ -288,6 +321,48 @@ class QemuVirtSystem:
         driver.blocks.append(client)
         return client
 
+    def add_static_edu_driver(
+        self,
+        name: str,
+        *,
+        iova: int,
+        paddr: Optional[int] = None,
+        supervised: bool = False,
+        own_faults: bool = False,
+        image: str = "edu_static.elf",
+        priority: Optional[int] = None,
+        stack_size: Optional[int] = None,
+        pci: Optional[Tuple[int, int, int]] = None,
+        dma_size: int = 0x10000,
+        qemu: Optional[str] = EDU_QEMU,
+    ) -> StaticDriver:
+        """An edu driver PD `name` running `image` that never calls the
+        server: its device is confined by Microkit's `<io_address_space>`
+        `<name>_space` alone (domain id: one more than the static spaces
+        before it), which iomaps its DMA region `<name>_dma`
+        (`dma_buffer`, its physical address in `dma_paddr`) at `iova`,
+        read-write. The region is pinned at `paddr` when given, else the
+        tool places it (and the server learns its address by a setvar).
+        Its PCI function is at `pci`, or on bus 0 at slot n + 1, n its
+        position among all drivers (edu and NVMe drivers first); its
+        configuration page `<name>_config` (`pci_config`) and BAR window
+        `<name>_bar` (`edu_regs`, `edu_bar_paddr`), the window after every
+        client's. A `supervised` driver is a child of the manager (child
+        ids after the other drivers') with a channel to it (the manager's
+        next id, 1 at the driver's end): the manager paces it through a
+        quarantine and, when it faults, holds its space and restarts it.
+        With `own_faults` the server tells the driver itself of its
+        device's faults, over a channel of their own (the server's next id
+        after its clients', 0 at the driver's end); else it tells the
+        manager. Its priority is by default 60 less 5 per static driver
+        before it."""
+        if priority is None:
+            priority = 60 - 5 * len(self.statics)
+        pd = self._pd(name, image, priority, stack_size)
+        driver = StaticDriver(pd, iova, paddr, supervised, own_faults, pci, qemu, dma_size)
+        self.statics.append(driver)
+        return driver
+
     def build(self) -> BuiltSystem:
         """Adds every driver, its client, device, memory and channels to the
         description, and returns the whole system (once)."""
@@ -298,7 +373,7 @@ class QemuVirtSystem:
         sdf, server = self.sdf, self.server
         drivers = self.edu + self.nvme
         # Every mistake is refused before anything is added.
-        functions = self._pci_functions(drivers, len(server.clients))
+        functions = self._pci_functions(drivers + self.statics, len(server.clients))
         # The drivers are the manager's children: their faults go to it.
         for child_id, d in enumerate(drivers):
             d.child_id = child_id
@@ -314,7 +389,7 @@ class QemuVirtSystem:
         manager = server.add_client(
             self.manager, quota=self.manager_quota, manager=True, server_channel=len(self.edu) + 1
         )
-        for d, (bus, device, function) in zip(drivers, functions):
+        for d, (bus, device, function) in zip(drivers, functions[: len(drivers)]):
             index = d.index = server.clients.index(d.client)
             d.device = server.add_pci_device(
                 d.client,
@@ -344,17 +419,71 @@ class QemuVirtSystem:
         # The manager and its edu drivers pace the story.
         for n, d in enumerate(self.edu):
             sdf.add_channel(SD.Channel(self.manager, d.pd, a_id=n + 1, b_id=1))
+        self._static_drivers(functions[len(drivers) :])
         self.built = BuiltSystem(
             sdf,
             server,
             manager,
             {d.name: d for d in drivers},
             {b.name: b for d in self.nvme for b in d.blocks},
+            {d.name: d for d in self.statics},
         )
         return self.built
 
+    def _static_drivers(self, functions: List[Tuple[int, int, int]]) -> None:
+        """The static drivers, after everything else: their regions (every
+        configuration page, then every BAR window, then every DMA region),
+        their PDs, maps and setvars, then their spaces and channels."""
+        sdf, server = self.sdf, self.server
+        windows = len(server.clients)
+        for d, (bus, device, function) in zip(self.statics, functions):
+            devfn = device << 3 | function
+            d.config = region(sdf, f"{d.name}_config", 0x1000, paddr=QEMU_VIRT_ECAM + (bus << 20 | devfn << 12))
+        for k, d in enumerate(self.statics):
+            d.bar = region(sdf, f"{d.name}_bar", BAR_WINDOW, paddr=PCI_MMIO_BASE + (windows + k) * BAR_WINDOW)
+        for d in self.statics:
+            d.dma = region(sdf, f"{d.name}_dma", d.dma_size, paddr=d.paddr)
+        children = len(self.edu) + len(self.nvme)
+        for d in self.statics:
+            if d.supervised:
+                d.child_id = children
+                children += 1
+                self.manager.add_child_pd(d.pd, child_id=d.child_id)
+            else:
+                sdf.add_pd(d.pd)
+            d.pd.add_map(SD.Map(d.config, CONFIG_VADDR, "rw", cached=False, setvar_vaddr="pci_config"))
+            d.pd.add_map(SD.Map(d.bar, BAR_VADDR, "rw", cached=False, setvar_vaddr="edu_regs"))
+            d.pd.add_map(SD.Map(d.dma, DMA_VADDR, "rw", setvar_vaddr="dma_buffer"))
+            server.add_setvar(d.pd, "dma_paddr", f"{d.name}_dma")
+            server.add_setvar(d.pd, "edu_bar_paddr", f"{d.name}_bar")
+        # The manager's channels follow its edu drivers', the server's its
+        # clients'.
+        manager_channel = len(self.edu) + 1
+        server_channel = len(server.clients) + 1
+        for d, (bus, device, function) in zip(self.statics, functions):
+            d.space = f"{d.name}_space"
+            faults = None
+            if d.own_faults:
+                faults = (server_channel, 0)
+                server_channel += 1
+            server.add_static_device(
+                d.space,
+                peripheral_id=f"{bus:02x}:{device:02x}.{function}",
+                domain_id=len(server.static_spaces) + 1,
+                iomaps=[(f"{d.name}_dma", d.iova, "rw")],
+                pinned=(f"{d.name}_dma",) if d.paddr is not None else (),
+                faults=d.pd if d.own_faults else None,
+                faults_channel=faults,
+                qemu=d.qemu,
+            )
+            if d.supervised:
+                sdf.add_channel(SD.Channel(self.manager, d.pd, a_id=manager_channel, b_id=1))
+                manager_channel += 1
+
     @staticmethod
-    def _pci_functions(drivers: List[Driver], first_index: int) -> List[Tuple[int, int, int]]:
+    def _pci_functions(
+        drivers: List[Union[Driver, StaticDriver]], first_index: int
+    ) -> List[Tuple[int, int, int]]:
         """Each driver's PCI function: its own, or bus 0 at slot client
         index + 1 (clients from `first_index`, in `drivers`' order)."""
         taken: Dict[Tuple[int, int, int], str] = {}

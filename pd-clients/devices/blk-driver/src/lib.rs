@@ -1,7 +1,7 @@
-//! A block driver over NVMe through the IOMMU server, and the block
-//! client's side of the story. The driver serves each block client's
-//! request ring (`blk_queue`) from that client's data region, which it
-//! reaches through IOVAs the server mapped in one of two modes:
+//! A block driver over NVMe through the IOMMU server. The driver serves
+//! each block client's request ring (`blk_queue`) from that client's data
+//! region, which it reaches through IOVAs the server mapped in one of two
+//! modes:
 //!
 //! - **static**: the whole data region mapped once at start, as sDDF
 //!   drivers do: no server call per I/O;
@@ -35,8 +35,6 @@
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
 
-pub mod story;
-
 use core::ops::Range;
 
 use blk_queue::{Driver as Ring, Malformed, Request, RequestCode, Response, ResponseStatus};
@@ -47,6 +45,9 @@ use iommu_proto::fault::IOMMU_FAULT_KIND_F_TRANSLATION;
 use mmio::{Memory, RegisterBlock};
 use nvme_driver::{Completion, IoOp, Nvme, QueueMemory, Status, PAGE};
 
+/// The block size requests count in (QEMU nvme's default logical block);
+/// the driver refuses a device whose blocks differ.
+pub const BLOCK: u32 = 512;
 /// Where the device sees its queues.
 pub const QUEUE_IOVA: u64 = 0x4000_0000;
 /// Where the device sees client k's data region: this plus k * [`DATA_STRIDE`].
@@ -144,7 +145,7 @@ pub enum Error {
     Device(nvme_driver::Error),
     Ring(Malformed),
     TooManyClients,
-    /// The device's blocks are not the size the story's clients use.
+    /// The device's blocks are not [`BLOCK`] bytes.
     BlockSize(u32),
     /// A client's share of the disk is empty or not all on the namespace
     /// (its blocks).
@@ -244,7 +245,7 @@ impl<'b, T: Transport, R: RegisterBlock, M: Memory, D: Memory, Q: Memory>
             len: queues.len() as usize,
         };
         let nvme = Nvme::init(regs, memory, DEPTH).map_err(Error::Device)?;
-        if nvme.block_size() != story::BLOCK {
+        if nvme.block_size() != BLOCK {
             return Err(Error::BlockSize(nvme.block_size()));
         }
         Ok(BlockDriver {
@@ -421,7 +422,7 @@ impl<'b, T: Transport, R: RegisterBlock, M: Memory, D: Memory, Q: Memory>
             return Err(ERR_BLOCKS);
         }
         let range = req
-            .data_range(story::BLOCK)
+            .data_range(BLOCK)
             .filter(|r| r.start < r.end && r.end <= c.data.len())
             .ok_or(ERR_RANGE)?;
         let page = PAGE as u64;
@@ -596,7 +597,7 @@ impl<'b, T: Transport, R: RegisterBlock, M: Memory, D: Memory, Q: Memory>
         let stray = c.data_iova + c.data.len().div_ceil(page) * page;
         // Three pages read from the device, PRP1 and the PRP list (PRP2)
         // both where nothing is mapped: nothing can land anywhere.
-        let blocks = 3 * PAGE as u32 / story::BLOCK;
+        let blocks = 3 * PAGE as u32 / BLOCK;
         let cid = self
             .nvme
             .submit_prps(IoOp::Read, 0, blocks, stray, stray + page)

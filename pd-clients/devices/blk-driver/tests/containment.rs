@@ -8,9 +8,7 @@
 //! - a driver that dies with requests taken and unanswered leaves them to
 //!   its next life, which answers each `ERR_ABANDONED` when it takes the
 //!   ring up, then serves on;
-//! - answers go back in the order requests were taken;
-//! - the story's client, its driver dead for good, gives up after
-//!   `MAX_WAITS` steps instead of waiting forever.
+//! - answers go back in the order requests were taken.
 
 mod support;
 
@@ -18,7 +16,6 @@ use std::cell::{Cell, RefCell};
 use std::ops::Range;
 use std::rc::Rc;
 
-use blk_driver::story::{Next, Story, MAX_WAITS};
 use blk_driver::{
     BlockDriver, Error, Mode, DATA_IOVA, DATA_STRIDE, ERR_ABANDONED, ERR_BLOCKS, QUEUE_IOVA,
 };
@@ -28,6 +25,7 @@ use iommu_testkit::rig::{client, id, region};
 use iommu_testkit::{MockHw, Rig, RigTransport};
 use iommu_types::config::Region;
 use nvme_driver::sim::{Config, SimMemory, SimNvme};
+use scenarios::blk::{Next, Story};
 use support::{DATA_BYTES, DATA_VA, DEVICES, QUEUE_BYTES, QUEUE_VA};
 
 const BLOCK: usize = 512;
@@ -384,45 +382,13 @@ fn the_story_survives_its_driver() {
         let disk = bench.nvme.disk(0, DISK_BLOCKS as usize * BLOCK);
         let mut expected = vec![0u8; disk.len()];
         for share in &SHARES {
-            for range in blk_driver::story::written(share.start) {
+            for range in scenarios::blk::written(share.start) {
                 assert!(range.end <= share.end * BLOCK as u64);
                 for x in range {
-                    expected[x as usize] = blk_driver::story::pattern(x);
+                    expected[x as usize] = scenarios::blk::pattern(x);
                 }
             }
         }
         assert!(disk == expected, "the disk holds something no client wrote");
     });
-}
-
-/// A driver that takes requests and never answers (dead for good): the
-/// story's client gives up after MAX_WAITS steps and says so, rather
-/// than waiting forever.
-#[test]
-fn a_client_waits_a_bounded_number_of_steps() {
-    let ring_mem = SimMemory::new(0, blk_queue::region_bytes(16));
-    blk_queue::format(&ring_mem, 16).unwrap();
-    let data = SimMemory::new(0, DATA_BYTES as usize);
-    let mut ring = blk_queue::Client::new(&ring_mem).unwrap();
-    let mut dead = blk_queue::Driver::new(&ring_mem).unwrap();
-    let mut story = Story::new(0);
-    let mut out = String::new();
-    assert_eq!(story.step(&mut ring, &data, &mut out), Next::Notify);
-    while dead.dequeue_request().unwrap().is_some() {}
-    let mut steps = 0;
-    let last = loop {
-        steps += 1;
-        match story.step(&mut ring, &data, &mut out) {
-            Next::Wait if steps < 1000 => continue,
-            other => break other,
-        }
-    };
-    assert_eq!(last, Next::Done(false));
-    assert_eq!(steps, MAX_WAITS);
-    assert!(
-        out.contains(&format!(
-            "FAILED - 3 of 3 requests unanswered after {MAX_WAITS} waits: giving up on the driver"
-        )),
-        "{out}"
-    );
 }

@@ -6,10 +6,10 @@
 
 mod support;
 
-use blk_driver::story::{Next, Story};
 use blk_driver::{Mode, DATA_IOVA};
 use iommu_testkit::rig::id;
 use iommu_testkit::Rig;
+use scenarios::blk::{Next, Story};
 use support::{with_driver, DATA_BYTES};
 
 /// Runs one block client's story in `mode`; after every round the driver

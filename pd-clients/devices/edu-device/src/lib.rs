@@ -1,14 +1,12 @@
 //! QEMU's `edu` device programmed with bus addresses: its identification
 //! register and its DMA engine, which moves bytes between its internal
 //! buffer and whatever bus address it is given. Nothing here knows of an
-//! IOMMU: the edu driver over the server gives it IOVAs it mapped
-//! (`edu-driver`), the driver in [`sddf`] the addresses its configuration
-//! names, as sDDF's drivers do.
+//! IOMMU: a driver over the server gives it IOVAs it mapped, a driver
+//! written sDDF's way the addresses its configuration names (the two are
+//! the story's `scenarios::edu` and `scenarios::edu_static`).
 
 #![no_std]
 #![forbid(unsafe_code)]
-
-pub mod sddf;
 
 use mmio::RegisterBlock;
 
@@ -84,7 +82,7 @@ impl<R: RegisterBlock> Edu<R> {
     }
 }
 
-/// The byte a test pattern has at `i`.
+/// The byte an edu transfer's test pattern `seed` has at `i`.
 pub fn pattern(seed: u8, i: usize) -> u8 {
     (i as u8).wrapping_mul(31).wrapping_add(seed)
 }

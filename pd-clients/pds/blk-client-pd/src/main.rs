@@ -2,7 +2,7 @@
 //! and to write another client's blocks and sees both refused, has
 //! requests in flight when its driver dies and gets an error for each,
 //! then writes distinct patterns to its blocks through the restarted
-//! driver, reads them back and checks them (`blk_driver::story`). Its data
+//! driver, reads them back and checks them (`scenarios::blk`). Its data
 //! region is the one its driver's iommu.xml entry shares with it, and its
 //! blocks the share of the disk given there; another client's blocks are
 //! the share of the driver's next data region.
@@ -13,11 +13,11 @@
 
 use core::fmt::Write;
 
-use blk_driver::story::{Next, Story};
 use iommu_system::CLIENTS;
 use microkit::{Channel, Handler, MessageInfo, SharedMemory};
 use mmio::StaticCell;
 use pd_support::Out;
+use scenarios::blk::{Next, Story};
 
 static REGIONS: StaticCell<(SharedMemory, SharedMemory)> = StaticCell::new();
 

@@ -2,7 +2,7 @@
 //! device in its PCI configuration page, gives it its BAR, maps its DMA
 //! buffer through the IOMMU server, checks DMA both ways and shows a stray
 //! DMA stopped and reported, then tells its manager (its parent) it is
-//! ready. What follows is its role in the story (`edu_driver::Roles`):
+//! ready. What follows is its role in the story (`scenarios::edu::Roles`):
 //! the first driver crashes in the middle of a DMA when told to, and its
 //! restarted life checks that the DMA was stopped before it binds again;
 //! the last one, once reset, shows its device can reach nothing. Then a
@@ -16,12 +16,14 @@
 
 use core::fmt::Write;
 
-use edu_driver::{Edu, Session};
+use edu_device::Edu;
 use iommu_client::{DmaBuffer, Iommu, MicrokitTransport};
 use microkit::{Channel, Handler, MessageInfo, SharedMemory};
 use mmio::{Mmio, StaticCell};
 use pd_support::edu::{device, dma_buffer, EDU_BAR_PADDR};
 use pd_support::{iommu, roles, spec, Out};
+use scenarios::edu::Session;
+use scenarios::{edu, storm};
 
 static BUFFER: StaticCell<DmaBuffer<SharedMemory>> = StaticCell::new();
 
@@ -74,7 +76,7 @@ fn init() -> Driver {
         told: 0,
     };
     match cfg.ids() {
-        Some((edu_driver::VENDOR, edu_driver::DEVICE)) => {
+        Some((edu_device::VENDOR, edu_device::DEVICE)) => {
             cfg.enable(EDU_BAR_PADDR.get() as u32);
             let _ = writeln!(out, "edu found, BAR0 at {:#x}", EDU_BAR_PADDR.get());
         }
@@ -85,11 +87,10 @@ fn init() -> Driver {
     }
     let restarted = microkit::starts() > 1;
     if restarted {
-        let r =
-            edu_driver::after_restart(&mut driver.iommu, &driver.edu, buffer, &mut out, poll_fault);
+        let r = edu::after_restart(&mut driver.iommu, &driver.edu, buffer, &mut out, poll_fault);
         report(&mut out, "restarted: the crashed life's DMA was stopped", r);
     }
-    let session = match edu_driver::setup(
+    let session = match edu::setup(
         &mut driver.iommu,
         &driver.edu,
         buffer,
@@ -109,10 +110,10 @@ fn init() -> Driver {
             return driver;
         }
     };
-    let r = edu_driver::round_trip(&session, &driver.edu, buffer, 7, &mut out);
+    let r = edu::round_trip(&session, &driver.edu, buffer, 7, &mut out);
     report(&mut out, "DMA through my mappings", r);
     if !restarted {
-        let r = edu_driver::stray_dma(
+        let r = edu::stray_dma(
             &mut driver.iommu,
             &session,
             &driver.edu,
@@ -154,7 +155,7 @@ impl Handler for Driver {
         let restarted = microkit::starts() > 1;
         if me == roles.crashes && restarted && self.told == 1 {
             // Before the storm: its crash's flood stopped its records.
-            let r = edu_driver::record_again(&mut self.iommu);
+            let r = storm::record_again(&mut self.iommu);
             report(
                 &mut out,
                 "drains its faults and has its device's faults recorded",
@@ -168,11 +169,11 @@ impl Handler for Driver {
         if me == roles.crashes && restarted {
             // Told mid-storm: one stray DMA, whose record must reach this
             // driver exactly.
-            let r = edu_driver::lone_stray(session, &self.edu).and_then(|stray| {
+            let r = storm::lone_stray(session, &self.edu).and_then(|stray| {
                 // The server runs at a higher priority, a batch of records
                 // per interrupt and per call: each read lets it take the
                 // next until it reaches this driver's record.
-                edu_driver::exactly_the_stray(&mut self.iommu, stray, 1000, &mut out)
+                storm::exactly_the_stray(&mut self.iommu, stray, 1000, &mut out)
             });
             report(
                 &mut out,
@@ -182,14 +183,14 @@ impl Handler for Driver {
             return;
         }
         if me == roles.reset && self.told > 1 {
-            let r = edu_driver::record_again(&mut self.iommu);
+            let r = storm::record_again(&mut self.iommu);
             report(
                 &mut out,
                 "drains its faults and has its device's faults recorded",
                 r,
             );
             let manager = self.manager;
-            let r = edu_driver::storm(&self.edu, session.dst.iova(), |transfer| {
+            let r = storm::storm(&self.edu, session.dst.iova(), |transfer| {
                 if transfer == STRAY_DURING {
                     if let Some(m) = manager {
                         microkit::notify(m);
@@ -198,7 +199,7 @@ impl Handler for Driver {
                 Ok(())
             })
             .and_then(|()| {
-                edu_driver::told_storming(
+                storm::told_storming(
                     &mut self.iommu,
                     u64::from(iommu_proto::fault::IOMMU_FAULT_STORM_BUDGET),
                     &mut out,
@@ -212,14 +213,14 @@ impl Handler for Driver {
             return;
         }
         if me == roles.crashes {
-            let r = edu_driver::start_dma_and_crash(session, &self.edu, self.buffer, &mut out);
+            let r = edu::start_dma_and_crash(session, &self.edu, self.buffer, &mut out);
             report(&mut out, "DMA started", r);
             // A fault like any driver bug: the manager, this PD's parent,
             // receives it.
             panic!("crashing on purpose in the middle of a DMA");
         }
         if me == roles.reset {
-            let r = edu_driver::after_reset(
+            let r = edu::after_reset(
                 &mut self.iommu,
                 session,
                 &self.edu,

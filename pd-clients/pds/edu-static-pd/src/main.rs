@@ -27,11 +27,11 @@ mod memory;
 
 use core::fmt::Write;
 
-use edu_device::sddf::{self, Buffer};
 use edu_device::Edu;
 use iommu_system::{channel_to, map_by_setvar, remapped, CHILDREN, SERVER, STATIC_SPACES};
 use microkit::{Channel, DebugOut, Handler, MessageInfo, SharedMemory};
 use mmio::Mmio;
+use scenarios::edu_static::{self, Buffer};
 
 struct Region(SharedMemory);
 
@@ -88,7 +88,7 @@ impl Write for Out {
     }
 }
 
-fn report(out: &mut Out, what: &str, r: sddf::Step) {
+fn report(out: &mut Out, what: &str, r: scenarios::Step) {
     match r {
         Ok(()) => {
             let _ = writeln!(out, "ok - {what}");
@@ -138,7 +138,7 @@ fn init() -> Driver {
     );
     if microkit::starts() > 1 {
         // The manager holds the space until this life says it is ready.
-        let r = sddf::stopped(&driver.edu, &driver.region, device_address, &mut out);
+        let r = edu_static::stopped(&driver.edu, &driver.region, device_address, &mut out);
         report(
             &mut out,
             "restarted: my space held across the restart, my device reaches nothing",
@@ -150,7 +150,7 @@ fn init() -> Driver {
         }
         return driver;
     }
-    let r = sddf::round_trip(&driver.edu, &driver.region, device_address, 7, &mut out);
+    let r = edu_static::round_trip(&driver.edu, &driver.region, device_address, 7, &mut out);
     report(
         &mut out,
         "DMA with no IOMMU client, confined by system.xml alone",
@@ -163,7 +163,7 @@ fn init() -> Driver {
     } else {
         paddr
     };
-    let r = sddf::stray(&driver.edu, &driver.region, stray, 0x5a, &mut out);
+    let r = edu_static::stray(&driver.edu, &driver.region, stray, 0x5a, &mut out);
     report(&mut out, "DMA outside my iomaps reaches nothing", r);
     if mine.is_some_and(|s| s.fault_pd == Some(me)) {
         driver.stage = Stage::StrayFault;
@@ -190,7 +190,7 @@ impl Handler for Driver {
                 }
             }
             Stage::Hold if Some(channel) == self.manager => {
-                let r = sddf::stopped(&self.edu, &self.region, self.device_address, &mut out);
+                let r = edu_static::stopped(&self.edu, &self.region, self.device_address, &mut out);
                 report(
                     &mut out,
                     "held by the manager: my device reaches nothing",
@@ -200,7 +200,13 @@ impl Handler for Driver {
                 microkit::notify(channel);
             }
             Stage::Release if Some(channel) == self.manager => {
-                let r = sddf::round_trip(&self.edu, &self.region, self.device_address, 9, &mut out);
+                let r = edu_static::round_trip(
+                    &self.edu,
+                    &self.region,
+                    self.device_address,
+                    9,
+                    &mut out,
+                );
                 report(
                     &mut out,
                     "released: DMA works again, still no server call",
@@ -212,8 +218,13 @@ impl Handler for Driver {
                 }
             }
             Stage::Restarted if Some(channel) == self.manager => {
-                let r =
-                    sddf::round_trip(&self.edu, &self.region, self.device_address, 11, &mut out);
+                let r = edu_static::round_trip(
+                    &self.edu,
+                    &self.region,
+                    self.device_address,
+                    11,
+                    &mut out,
+                );
                 report(
                     &mut out,
                     "restarted under my static IO address space: DMA works, no server call",

@@ -1,6 +1,6 @@
 //! The manager PD, parent of the driver PDs (system.xml nests them). When
 //! a driver says it is ready, the manager plays its part in the story
-//! (`edu_driver::Roles`): it resets the last driver through the server
+//! (`scenarios::edu::Roles`): it resets the last driver through the server
 //! (its streams quarantined, then all it holds torn down) and tells it to
 //! check that its device can no longer reach memory; it tells the first
 //! driver to crash. A child's fault comes here: the manager revokes the
@@ -30,11 +30,11 @@
 
 use core::fmt::Write;
 
-use edu_driver::{server_report, Report};
 use iommu_client::{Iommu, MicrokitTransport};
 use iommu_system::CLIENTS;
 use microkit::{Channel, Child, Handler, MessageInfo};
 use pd_support::{iommu, roles, spec, Out};
+use scenarios::report::{server_report, Report};
 
 struct Manager {
     iommu: Iommu<MicrokitTransport>,

@@ -46,12 +46,12 @@ pub fn channel_to_manager() -> Option<microkit::Channel> {
 }
 
 /// The story's roles among the configured drivers.
-pub fn roles() -> Option<edu_driver::Roles> {
-    edu_driver::Roles::of(
+pub fn roles() -> Option<scenarios::edu::Roles> {
+    scenarios::edu::Roles::of(
         iommu_system::CLIENTS
             .iter()
             .enumerate()
-            .filter(|(_, c)| c.runs(edu_driver::IMAGE))
+            .filter(|(_, c)| c.runs(scenarios::edu::IMAGE))
             .map(|(i, _)| i),
     )
 }
@@ -74,7 +74,8 @@ pub fn iommu(spec: &ClientSpec) -> Iommu<MicrokitTransport> {
 /// The edu driver's regions, by the symbols its system.xml entries patch.
 pub mod edu {
     use super::*;
-    use edu_driver::{Edu, PciFunction};
+    use edu_device::Edu;
+    use pci_function::PciFunction;
 
     microkit::setvar!(EDU_REGS = "edu_regs");
     microkit::setvar!(DMA_BUFFER = "dma_buffer");

@@ -124,7 +124,7 @@ fn init() -> Vmm {
 /// The VMM, not the guest, owns the function's configuration space.
 fn program_config(cfg: &PciFunction<mmio::Mmio>, out: &mut Out) -> bool {
     match cfg.ids() {
-        Some((edu_driver::VENDOR, edu_driver::DEVICE)) => {
+        Some((edu_device::VENDOR, edu_device::DEVICE)) => {
             let bar = memory::GUEST_EDU_BAR_PADDR.get();
             cfg.enable(bar as u32);
             let _ = writeln!(

@@ -11,7 +11,9 @@ use core::fmt::Write;
 
 use mmio::RegisterBlock;
 
-use crate::{pattern, Edu};
+use edu_device::Edu;
+
+use crate::{pattern, Step};
 
 /// The driver's DMA region as its CPU sees it.
 pub trait Buffer {
@@ -23,8 +25,6 @@ pub trait Buffer {
     fn read(&self, offset: usize, out: &mut [u8]) -> bool;
     fn write(&self, offset: usize, bytes: &[u8]) -> bool;
 }
-
-pub type Step = Result<(), &'static str>;
 
 /// Bytes each transfer moves.
 pub const BYTES: usize = 1024;
@@ -67,7 +67,7 @@ pub fn round_trip<R: RegisterBlock>(
     seed: u8,
     out: &mut impl Write,
 ) -> Step {
-    if edu.id() != crate::ID {
+    if edu.id() != edu_device::ID {
         return Err("the device does not identify as edu");
     }
     fill(buf, SRC, seed)?;

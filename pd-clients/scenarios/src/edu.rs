@@ -1,30 +1,23 @@
-//! QEMU's `edu` device, driven through the IOMMU server: find it in its
-//! PCI configuration page, give it its BAR, map a DMA buffer through the
-//! server, move data both ways and check it, then show that a stray DMA
-//! is stopped and reported. The same code runs in the edu driver PDs and
-//! in the bare-metal demo; only the transport and the memory differ.
-
-#![no_std]
-#![forbid(unsafe_code)]
+//! The edu driver's story over the IOMMU server: bind the device, give it
+//! an IOAS, map a DMA buffer, move data both ways and check it, then show
+//! that a stray DMA is stopped and reported, that a reset or a crash in
+//! the middle of a DMA leaves the device reaching nothing, and that a
+//! restarted driver starts clean. The edu driver PDs and the bare-metal
+//! demo run these steps; only the transport and the memory differ.
 
 use core::fmt::Write;
 
+use edu_device::Edu;
 use iommu_client::{Access, Device, DmaBuffer, Fault, Ioas, Iommu, Mapping, Transport};
 use iommu_proto::fault::IOMMU_FAULT_KIND_F_TRANSLATION;
 use iommu_proto::Errno;
 use mmio::{Memory, RegisterBlock};
 
+use crate::{pattern, Step};
+
 /// The driver PDs' program image (system.xml's `<program_image>`): the
 /// clients running it are the edu story's drivers.
 pub const IMAGE: &str = "edu_driver.elf";
-
-pub use edu_device::{Edu, Timeout, BUFFER, DEVICE, ID, MAX_TRANSFER, POLL_LIMIT, VENDOR};
-pub use pci_function::PciFunction;
-
-/// What went wrong, for the story's output.
-pub type Step = Result<(), &'static str>;
-
-pub use edu_device::pattern;
 
 fn fill<M: Memory>(buf: &DmaBuffer<M>, offset: usize, len: usize, seed: u8) -> Step {
     let mut chunk = [0u8; 64];
@@ -50,10 +43,6 @@ fn holds<M: Memory>(buf: &DmaBuffer<M>, offset: usize, len: usize, seed: u8) -> 
                 .enumerate()
                 .all(|(i, b)| *b == pattern(seed, start + i))
     })
-}
-
-fn errno(what: &'static str) -> impl Fn(iommu_client::Error) -> &'static str {
-    move |_| what
 }
 
 /// Says which request the server refused, with what and on which region,
@@ -97,7 +86,7 @@ pub fn setup<'b, T: Transport, M: Memory, R: RegisterBlock>(
     region: &str,
     out: &mut impl Write,
 ) -> Result<Session<'b>, &'static str> {
-    if edu.id() != ID {
+    if edu.id() != edu_device::ID {
         return Err("the device does not identify as edu");
     }
     let device = iommu.bind(0).map_err(refused(out, "BIND", "device 0"))?;
@@ -243,55 +232,6 @@ impl Roles {
     }
 }
 
-/// Bounded text: a server report kept to compare.
-pub struct Report {
-    bytes: [u8; 1024],
-    len: usize,
-}
-
-impl Report {
-    pub const fn new() -> Report {
-        Report {
-            bytes: [0; 1024],
-            len: 0,
-        }
-    }
-
-    /// Appends what fits.
-    pub fn push(&mut self, piece: &[u8]) {
-        let n = piece.len().min(self.bytes.len() - self.len);
-        self.bytes[self.len..self.len + n].copy_from_slice(&piece[..n]);
-        self.len += n;
-    }
-
-    pub fn as_str(&self) -> &str {
-        core::str::from_utf8(&self.bytes[..self.len]).unwrap_or("?")
-    }
-
-    /// A server report's pool and domain figures, without the event
-    /// counters (which a crash's stopped DMA may move).
-    pub fn pools(&self) -> &str {
-        let text = self.as_str();
-        text.find(", event queue overflows")
-            .map_or(text, |end| &text[..end])
-    }
-}
-
-impl Default for Report {
-    fn default() -> Self {
-        Report::new()
-    }
-}
-
-/// The server's own report (pools, domains), as a manager reads it.
-pub fn server_report<T: Transport>(manager: &mut Iommu<T>, page_va: u64) -> Result<Report, Errno> {
-    let mut report = Report::new();
-    manager.dump(page_va, iommu_proto::dump::IOMMU_DUMP_SERVER, |piece| {
-        report.push(piece)
-    })?;
-    Ok(report)
-}
-
 /// What a driver writes before it crashes: the pattern the destination
 /// page holds while the crashed transfer is in flight.
 const BEFORE_CRASH: u8 = 0x33;
@@ -339,148 +279,4 @@ pub fn after_restart<T: Transport, M: Memory, R: RegisterBlock>(
         iommu_proto::fault::kind_name(fault.kind)
     );
     Ok(())
-}
-
-/// Transfers a storming device makes, 4 KiB each: one record per 4 bytes
-/// while its stream records.
-pub const STORM_TRANSFERS: u32 = 8;
-/// Bytes of each storm transfer.
-pub const STORM_BYTES: u64 = 4096;
-
-/// A client's fault queue, read to its end.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Faults {
-    /// Records read.
-    pub records: u64,
-    /// The first of them.
-    pub first: Option<Fault>,
-    /// Records dropped for this client: its queue full, or its devices
-    /// storming.
-    pub dropped: u64,
-    /// Devices recording nothing (bit i = device i).
-    pub silenced: u64,
-    /// The IOMMU lost records that may have been this client's.
-    pub lost: bool,
-}
-
-/// Reads every queued fault.
-pub fn read_faults<T: Transport>(iommu: &mut Iommu<T>) -> Result<Faults, &'static str> {
-    let mut seen = Faults::default();
-    loop {
-        let r = iommu.read_fault().map_err(errno("FAULT read"))?;
-        if let Some(f) = r.fault {
-            seen.records += 1;
-            seen.first = seen.first.or(Some(f));
-        }
-        seen.dropped += r.dropped + r.storm_dropped;
-        seen.silenced |= r.silenced;
-        seen.lost |= r.lost;
-        if r.remaining == 0 {
-            return Ok(seen);
-        }
-    }
-}
-
-/// Drains the fault queue and has the device's faults recorded again: a
-/// flood earlier in the story may have stopped them (it stormed).
-pub fn record_again<T: Transport>(iommu: &mut Iommu<T>) -> Step {
-    read_faults(iommu)?;
-    iommu.resume_faults(0).map_err(errno("FAULT_RESUME"))?;
-    match read_faults(iommu)? {
-        Faults {
-            records: 0,
-            silenced: 0,
-            ..
-        } => Ok(()),
-        _ => Err("the device still records nothing"),
-    }
-}
-
-/// The device faults on every beat of [`STORM_TRANSFERS`] transfers to
-/// `iova`, where nothing translates for it (a reset driver's old
-/// destination); `between(i)` runs after transfer `i`.
-pub fn storm<R: RegisterBlock>(
-    edu: &Edu<R>,
-    iova: u64,
-    mut between: impl FnMut(u32) -> Step,
-) -> Step {
-    for transfer in 0..STORM_TRANSFERS {
-        edu.write_to(0, iova, STORM_BYTES)
-            .map_err(|_| "storm DMA timed out")?;
-        between(transfer)?;
-    }
-    Ok(())
-}
-
-/// After its storm: the client was told, its records stopped after the
-/// server's budget (`budget`), its drops counted, nothing lost.
-pub fn told_storming<T: Transport>(
-    iommu: &mut Iommu<T>,
-    budget: u64,
-    out: &mut impl Write,
-) -> Step {
-    let seen = read_faults(iommu)?;
-    let _ = writeln!(
-        out,
-        "told it is storming: {} records queued, {} more dropped for it alone, the rest of its transfers never recorded",
-        seen.records, seen.dropped
-    );
-    if seen.silenced & 1 != 0 && seen.records == budget && seen.dropped > 0 && !seen.lost {
-        Ok(())
-    } else {
-        Err("not told, or records lost")
-    }
-}
-
-/// One 4-byte DMA to an IOVA after the session's destination, where
-/// nothing is mapped: one record. Returns its IOVA.
-pub fn lone_stray<R: RegisterBlock>(s: &Session<'_>, edu: &Edu<R>) -> Result<u64, &'static str> {
-    let stray = s.dst.iova() + 0x10_0000;
-    edu.write_to(0, stray, 4)
-        .map_err(|_| "stray DMA timed out")?;
-    Ok(stray)
-}
-
-/// The lone stray's record, and only it, with nothing lost or dropped;
-/// the queue is read up to `polls` times until the record is there (the
-/// server may still be working through a storm's backlog).
-pub fn exactly_the_stray<T: Transport>(
-    iommu: &mut Iommu<T>,
-    stray: u64,
-    polls: u32,
-    out: &mut impl Write,
-) -> Step {
-    let mut seen = Faults::default();
-    for _ in 0..polls.max(1) {
-        let more = read_faults(iommu)?;
-        seen = Faults {
-            records: seen.records + more.records,
-            first: seen.first.or(more.first),
-            dropped: seen.dropped + more.dropped,
-            silenced: seen.silenced | more.silenced,
-            lost: seen.lost | more.lost,
-        };
-        if seen.records > 0 {
-            break;
-        }
-    }
-    let _ = writeln!(
-        out,
-        "during the storm: {} record, {} at IOVA {stray:#x}, lost {}",
-        seen.records,
-        seen.first
-            .map_or("nothing", |f| iommu_proto::fault::kind_name(f.kind)),
-        seen.lost
-    );
-    let exact = matches!(
-        seen.first,
-        Some(f) if f.kind == IOMMU_FAULT_KIND_F_TRANSLATION
-            && f.iova == Some(stray)
-            && f.access & iommu_proto::fault::IOMMU_FAULT_ACCESS_WRITE != 0
-    );
-    if seen.records == 1 && exact && !seen.lost && seen.dropped == 0 && seen.silenced == 0 {
-        Ok(())
-    } else {
-        Err("not exactly its record, or told of lost records")
-    }
 }

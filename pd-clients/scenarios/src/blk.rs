@@ -22,11 +22,9 @@ use core::fmt::Write;
 use core::ops::Range;
 use mmio::Memory;
 
-use crate::{error_name, ERR_ABANDONED, ERR_BLOCKS};
+use blk_driver::{error_name, ERR_ABANDONED, ERR_BLOCKS};
 
-/// The block size the story's requests count in (QEMU nvme's default
-/// logical block).
-pub const BLOCK: u32 = 512;
+pub use blk_driver::BLOCK;
 const B: u64 = BLOCK as u64;
 
 /// The byte the story writes at disk offset `x`.
