@@ -227,6 +227,89 @@ fn runs_crossing_table_boundaries() {
 }
 
 #[test]
+fn runs_into_one_existing_table_check_every_slot_and_no_other() {
+    // One level-3 table, pinned by its last page: every run below goes
+    // through the one-table path, whatever its parity at either end.
+    let mut fx = Fx::new(48);
+    let pin = M2 - K4;
+    fx.map_rw(pin, PHYS, K4, 1);
+    let tables = fx.pt.tables_used();
+    for (first, count) in [
+        (0, 1),
+        (1, 1),
+        (0, 2),
+        (1, 2),
+        (3, 4),
+        (2, 5),
+        (1, 128),
+        (0, 129),
+        (127, 130),
+        (5, 256),
+        (0, 511),
+        (1, 510),
+    ] {
+        let end = first + count;
+        let start = first * K4;
+        // A page in each slot at or next to the run's edges and in its
+        // middle: inside the run it is EEXIST with nothing changed, outside
+        // it must not stop the run.
+        let neighbours = [first.wrapping_sub(1), first, first + 1, first + count / 2]
+            .into_iter()
+            .chain([end.wrapping_sub(2), end - 1, end]);
+        for taken in neighbours.filter(|&s| s < 511) {
+            fx.map_rw(taken * K4, PHYS + (1 << 30), K4, 1);
+            if (first..end).contains(&taken) {
+                fx.refused(Errno::EEXIST, |fx| {
+                    fx.pt.map(&mut fx.pool, start, PHYS, K4, count, RW)
+                });
+            } else {
+                fx.map_rw(start, PHYS, K4, count);
+                let leaves = fx.layout();
+                for i in 0..count {
+                    assert!(
+                        leaves.contains(&(start + i * K4, PHYS + i * K4, K4)),
+                        "run {first}+{count}, page {i}, slot {taken} taken"
+                    );
+                }
+                assert_eq!(leaves.len() as u64, count + 2);
+                assert_eq!(fx.unmap(start, count * K4).0, Ok(count * K4));
+            }
+            assert_eq!(fx.unmap(taken * K4, K4).0, Ok(K4));
+            assert_eq!(fx.layout(), vec![(pin, PHYS, K4)]);
+            assert_eq!(fx.pt.tables_used(), tables);
+        }
+    }
+}
+
+#[test]
+fn runs_across_existing_tables() {
+    // Two level-3 tables under one level-2 table and a run of 256 pages
+    // across their edge, half in each: the tables are reused, and a page
+    // already in the second table stops the run before anything of it is
+    // written into the first.
+    let mut fx = Fx::new(48);
+    let edge = G1 + M2;
+    fx.map_rw(edge - M2, PHYS, K4, 1);
+    fx.map_rw(edge + M2 - K4, PHYS, K4, 1);
+    let tables = fx.pt.tables_used();
+    let start = edge - 128 * K4;
+    for taken in [edge, edge + 127 * K4] {
+        fx.map_rw(taken, PHYS, K4, 1);
+        fx.refused(Errno::EEXIST, |fx| {
+            fx.pt.map(&mut fx.pool, start, PHYS + M2, K4, 256, RW)
+        });
+        assert_eq!(fx.unmap(taken, K4).0, Ok(K4));
+    }
+    fx.map_rw(start, PHYS + M2, K4, 256);
+    assert_eq!(fx.pt.tables_used(), tables);
+    let leaves = fx.layout();
+    assert_eq!(leaves.len(), 2 + 256);
+    for i in 0..256 {
+        assert!(leaves.contains(&(start + i * K4, PHYS + M2 + i * K4, K4)));
+    }
+}
+
+#[test]
 fn two_megabyte_blocks() {
     let mut fx = Fx::new(48);
     fx.map_rw(G1 + M2, PHYS + 4 * M2, M2, 3);
@@ -321,8 +404,8 @@ fn eexist_over_pages_blocks_and_tables() {
     let eexist: [(u64, u64, u64); 9] = [
         (0x10_0000, K4, 1),          // the same page
         (0x10_0000 - 8 * K4, K4, 9), // a run whose last page collides
-        // ... after the map has written 192 of its pages (it checks and
-        // writes a block at a time): they go back to empty.
+        // ... and one checked over two blocks of slots, the collision
+        // in the second: nothing of the first is written.
         (0x10_0000 - 200 * K4, K4, 201),
         (0x10_3000, K4, 100),     // a run whose first page collides
         (4 * M2 + 5 * K4, K4, 1), // a page inside a 2 MiB block

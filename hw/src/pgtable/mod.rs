@@ -217,10 +217,14 @@ impl IoPageTable {
 
     /// The level whose leaves are `page_size` bytes.
     fn leaf_level(&self, page_size: u64) -> Option<u32> {
-        if self.page_sizes() & page_size == 0 || !page_size.is_power_of_two() {
-            return None;
-        }
-        (self.format.start_level()..=LEAF_LEVEL).find(|&level| entry_size(level) == page_size)
+        let level = match page_size {
+            SIZE_4K => LEAF_LEVEL,
+            SIZE_2M => LEAF_LEVEL - 1,
+            SIZE_1G => LEAF_LEVEL - 2,
+            _ => return None,
+        };
+        // A block needs a table of its level below or at the root.
+        (level >= self.format.start_level()).then_some(level)
     }
 
     // ---- map ----------------------------------------------------------
@@ -274,11 +278,7 @@ impl IoPageTable {
         {
             let slots = index(iova, leaf_level)..index(end - 1, leaf_level) + 1;
             let first = desc::leaf(phys, leaf_level, attrs);
-            if !fill_if_empty(
-                &mut pool.entries_mut(table)[slots.clone()],
-                first,
-                page_size,
-            ) {
+            if !fill_if_empty(pool.page_mut(table), slots.clone(), first, page_size) {
                 return Err(Errno::EEXIST);
             }
             pool.clean(table, slots);
@@ -403,8 +403,6 @@ impl IoPageTable {
 // recurses into the next level at most once per entry; the depth is at most
 // four. `start` and `end` always lie within the table's span.
 
-/// One past the last IOVA the entry holding `addr` translates, capped at
-/// `end`. Cannot overflow: addresses stay below 2^48.
 /// The table at `leaf_level` holding every slot of `[start, end)`, when
 /// the tables down to it exist and one table holds the whole range.
 #[inline(always)]
@@ -416,12 +414,15 @@ fn existing_leaf_table(
     end: u64,
     leaf_level: u32,
 ) -> Option<usize> {
+    // One entry of the level above the leaves (and so of every level
+    // above that) covers it all; a root holding the leaves spans it all.
+    if leaf_level > start_level
+        && (end - 1) >> level_shift(leaf_level - 1) != start >> level_shift(leaf_level - 1)
+    {
+        return None;
+    }
     let mut table = root;
     for level in start_level..leaf_level {
-        // One entry at this level (and so at every level above) covers it all.
-        if (end - 1) >> level_shift(level) != start >> level_shift(level) {
-            return None;
-        }
         match kind(pool.entries(table)[index(start, level)], level) {
             Kind::Table(child) => table = pool.child(child),
             Kind::Invalid | Kind::Leaf => return None,
@@ -440,38 +441,74 @@ fn fill(
     first_leaf: u64,
     size: u64,
 ) {
-    let mut leaf = first_leaf;
-    for slot in &mut pool.entries_mut(table)[slots.clone()] {
-        *slot = leaf;
-        leaf = leaf.wrapping_add(size);
-    }
+    write_run(
+        &mut pool.entries_mut(table)[slots.clone()],
+        first_leaf,
+        size,
+    );
     pool.clean(table, slots);
 }
 
-/// Writes leaves `first`, `first + size`, ... into `entries` if every one
-/// is empty (zero: `alloc` and unmap leave a live table's free slots so);
-/// else returns false with `entries` untouched. The check ORs whole blocks
-/// of slots, unrolled (one vector OR per two slots, no loop control); the
-/// slots, at most one table of 4 KiB, are still in L1 when the fill loop
-/// (vectorised, two leaves a store) writes them. Nothing is written before
-/// every slot is known free.
+/// Stores `first`, `first + size`, ... into `entries`, each descriptor
+/// one 64-bit lane of a store from registers (vectorised: two leaves a
+/// 128-bit store), never a `memcpy`, so that a concurrent walker sees it
+/// whole or still zero.
 #[inline(always)]
-fn fill_if_empty(entries: &mut [u64], first: u64, size: u64) -> bool {
-    let mut blocks = entries.chunks_exact(BLOCK);
-    for block in &mut blocks {
-        let block: &[u64; BLOCK] = block.try_into().unwrap_or_else(|_| unreachable!());
-        if block.iter().fold(0, |acc, &d| acc | d) != 0 {
-            return false;
-        }
-    }
-    if blocks.remainder().iter().fold(0, |acc, &d| acc | d) != 0 {
-        return false;
-    }
+fn write_run(entries: &mut [u64], first: u64, size: u64) {
     let mut leaf = first;
     for slot in entries.iter_mut() {
         *slot = leaf;
         leaf = leaf.wrapping_add(size);
     }
+}
+
+/// Writes leaves `first`, `first + size`, ... into `slots` of `page` if
+/// every one is empty (zero: `alloc` and unmap leave a live table's free
+/// slots so); else returns false with `page` untouched. Nothing is written
+/// before every slot is known free.
+///
+/// The check ORs whole blocks of slots, unrolled (no loop control), from
+/// an even slot: the page is 4 KiB-aligned, so each pair of slots is an
+/// aligned 128-bit word the OR reads straight from memory, one instruction
+/// a pair; an odd slot at either end is ORed alone. The slots, at most one
+/// table of 4 KiB, are still in L1 when the fill loop writes them.
+#[inline(always)]
+fn fill_if_empty(
+    page: &mut TablePage,
+    slots: core::ops::Range<usize>,
+    first: u64,
+    size: u64,
+) -> bool {
+    let entries = &mut page.0;
+    let (lo, hi) = (slots.start, slots.end);
+    debug_assert!(lo < hi && hi <= ENTRIES);
+    let (pairs_lo, pairs_hi) = ((lo + 1) & !1, hi & !1);
+    let mut ends = 0;
+    if lo != pairs_lo {
+        ends |= entries[lo];
+    }
+    if hi != pairs_hi {
+        ends |= entries[hi - 1];
+    }
+    if ends != 0 {
+        return false;
+    }
+    // An index stepping from an even slot by an even block (rather than a
+    // chunk iterator) keeps the evenness, and so the alignment, visible.
+    let mut at = pairs_lo;
+    while at + BLOCK <= pairs_hi {
+        let block: &[u64; BLOCK] = entries[at..at + BLOCK]
+            .try_into()
+            .unwrap_or_else(|_| unreachable!());
+        if block.iter().fold(0, |acc, &d| acc | d) != 0 {
+            return false;
+        }
+        at += BLOCK;
+    }
+    if entries[at..pairs_hi].iter().fold(0, |acc, &d| acc | d) != 0 {
+        return false;
+    }
+    write_run(&mut entries[slots], first, size);
     true
 }
 
@@ -479,6 +516,8 @@ fn fill_if_empty(entries: &mut [u64], first: u64, size: u64) -> bool {
 /// compiler unrolls whole.
 const BLOCK: usize = 128;
 
+/// One past the last IOVA the entry holding `addr` translates, capped at
+/// `end`. Cannot overflow: addresses stay below 2^48.
 fn entry_end(addr: u64, level: u32, end: u64) -> u64 {
     let size = entry_size(level);
     ((addr & !(size - 1)) + size).min(end)

@@ -226,10 +226,17 @@ impl<'a> TablePool<'a> {
     /// The page behind a table descriptor this module wrote. Only this
     /// module writes tables, so a miss means corrupted memory: stop rather
     /// than walk garbage.
+    ///
+    /// `phys` comes masked out of a descriptor, so it is page-aligned, and
+    /// so is the base of any pool with pages: the offset needs no
+    /// alignment check, and one below the base wraps far past the end.
+    #[inline]
     pub(super) fn child(&self, phys: u64) -> usize {
-        match self.index_of(phys) {
-            Some(index) => index,
-            None => panic!("table descriptor {phys:#x} points outside the pool"),
+        debug_assert_eq!(phys % GRANULE, 0);
+        let index = phys.wrapping_sub(self.phys_base) / GRANULE;
+        match usize::try_from(index) {
+            Ok(index) if index < self.pages.len() => index,
+            _ => panic!("table descriptor {phys:#x} points outside the pool"),
         }
     }
 
@@ -239,6 +246,11 @@ impl<'a> TablePool<'a> {
 
     pub(super) fn entries_mut(&mut self, index: usize) -> &mut [u64; ENTRIES] {
         &mut self.pages[index].0
+    }
+
+    /// The whole page, whose alignment the type carries.
+    pub(super) fn page_mut(&mut self, index: usize) -> &mut TablePage {
+        &mut self.pages[index]
     }
 
     /// Makes `range` of page `index` visible to the walker.
