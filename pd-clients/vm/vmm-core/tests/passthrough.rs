@@ -19,7 +19,8 @@ use iommu_types::config::{DeviceConfig, Quota, Region};
 use iommu_types::fault::IOMMU_FAULT_KIND_F_TRANSLATION;
 use iommu_types::{IovaRange, StreamId};
 use mmio::Memory;
-use vmm_core::exit::{self, Action, Stop};
+use microkit::Hsr;
+use vmm_core::exit::{self, Action, El1Exception, GuestCall, Stop};
 use vmm_core::{faults, Bar, Cause, Error, GuestMap, Phase, Place, RamRegion, Request};
 
 const MIB2: u64 = 0x20_0000;
@@ -329,18 +330,22 @@ fn guest_ram_the_vmm_does_not_map_is_out_of_its_devices_reach() {
     assert!(!report.lost && report.dropped == 0);
 }
 
-/// ESR_EL2 of `hvc #imm` from AArch64 (IL set).
-fn hvc(imm: u16) -> u64 {
-    (u64::from(exit::EC_HVC64) << 26) | (1 << 25) | u64::from(imm)
-}
-
 /// ESR_EL2 of a data abort from the guest, a write or a read.
 fn data_abort(write: bool) -> u64 {
-    (u64::from(exit::EC_DABT_LOWER) << 26) | (1 << 25) | (u64::from(write) << 6)
+    (u64::from(Hsr::EC_DABT_LOWER) << 26) | (1 << 25) | (u64::from(write) << 6)
+}
+
+/// The unknown-syscall fault of the guest's `hvc #0` at `pc`: call
+/// `number` in x0, `x7` in x7, the other registers what the guest had.
+fn call(number: u64, x7: u64, pc: u64) -> GuestCall {
+    // As the kernel's message registers hold them: x0..x7, the PC, then
+    // SP, LR, SPSR and the syscall number (x7 again).
+    let mrs = [number, 11, 22, 33, 44, 55, 66, x7, pc, 0x4010_0000, 0x4000_0040, 0x3c5, x7];
+    GuestCall::from_message(|i| mrs[i])
 }
 
 #[test]
-fn vcpu_faults_decode_into_console_lines_and_stops() {
+fn guest_calls_and_faults_decode_as_sel4_delivers_them() {
     let rams = [ram(RAM_GPA, RAM_VA, true)];
     let map = GuestMap {
         ram: &rams,
@@ -350,43 +355,102 @@ fn vcpu_faults_decode_into_console_lines_and_stops() {
     let console = (map.console_gpa().unwrap() - RAM_GPA) as usize;
     assert_eq!(console as u64, MIB2 - 0x1000, "the last page of RAM");
     guest_ram[0].write(console, b"hello from the guest\0ignored");
-    let Action::Console(line) = exit::vcpu_fault(&map, &guest_ram, hvc(1)) else {
-        panic!("hvc #1 is a console line");
+    let no_exception = || panic!("only an exception call reads the EL1 syndrome");
+    let hvc_pc = RAM_GPA + 0x1f0;
+    let at_console = call(exit::CALL_CONSOLE, 0, hvc_pc);
+    let Action::Console { line, resume } =
+        exit::guest_call(&map, &guest_ram, &at_console, no_exception)
+    else {
+        panic!("call 1 is a console line");
     };
     assert_eq!(
         (line.as_str(), line.truncated),
         ("hello from the guest", false)
     );
+    // The reply resumes the guest past its hvc (4 bytes), its registers
+    // as they were; a reply without the PC would run the hvc again.
+    assert_eq!(resume.pc, hvc_pc + 4);
+    assert_eq!(resume.x, [exit::CALL_CONSOLE, 11, 22, 33, 44, 55, 66, 0]);
+    let mut reply = [0u64; 9];
+    let length = resume.to_message(|i, v| reply[i] = v);
+    assert_eq!(length, 9, "x0..x7 and the PC");
+    assert_eq!(reply, [1, 11, 22, 33, 44, 55, 66, 0, hvc_pc + 4]);
+
     // Bytes the guest chooses are shown, never trusted: no NUL within
     // the bound cuts the line there, and control bytes are `?`.
-    guest_ram[0].write(console, &[b'x'; 200]);
+    guest_ram[0].write(console, &[b'x'; 300]);
     guest_ram[0].write(console, b"bell\x07\x1b[2J");
-    let Action::Console(line) = exit::vcpu_fault(&map, &guest_ram, hvc(1)) else {
-        panic!("hvc #1 is a console line");
+    let Action::Console { line, .. } = exit::guest_call(&map, &guest_ram, &at_console, no_exception)
+    else {
+        panic!("call 1 is a console line");
     };
     assert!(line.truncated);
     assert_eq!(line.as_str().len(), exit::CONSOLE_BYTES);
     assert!(line.as_str().starts_with("bell??[2Jxxx"), "{line:?}");
 
     assert_eq!(
-        exit::vcpu_fault(&map, &guest_ram, hvc(0)),
+        exit::guest_call(&map, &guest_ram, &call(exit::CALL_DONE, 0, hvc_pc), no_exception),
         Action::Stop(Stop::Done)
     );
-    assert_eq!(
-        exit::vcpu_fault(&map, &guest_ram, hvc(7)),
-        Action::Stop(Stop::UnknownHvc(7))
+    // The exception call: the VMM reads the vCPU's EL1 syndrome.
+    let taken = El1Exception {
+        esr: u64::from(Hsr::EC_DABT_LOWER) << 26,
+        elr: RAM_GPA + 0x88,
+        far: 0x9000_0000,
+    };
+    let stop = exit::guest_call(
+        &map,
+        &guest_ram,
+        &call(exit::CALL_EXCEPTION, 0, RAM_GPA + 0x800),
+        || taken,
     );
-    let wfi = 0x01 << 26 | 1 << 25;
+    assert_eq!(stop, Action::Stop(Stop::Exception(taken)));
+    let Action::Stop(why) = stop else {
+        unreachable!()
+    };
     assert_eq!(
-        exit::vcpu_fault(&map, &guest_ram, wfi),
-        Action::Stop(Stop::Unhandled { ec: 1, hsr: wfi })
+        why.to_string(),
+        "the guest took an exception: ESR_EL1 0x90000000 (data abort), ELR_EL1 0x40000088, FAR_EL1 0x90000000"
     );
+    // A number the protocol lacks, or x7 not zero (a call meant for
+    // someone else), stops the guest at that hvc.
+    assert_eq!(
+        exit::guest_call(&map, &guest_ram, &call(7, 0, hvc_pc), no_exception),
+        Action::Stop(Stop::UnknownCall {
+            number: 7,
+            x7: 0,
+            pc: hvc_pc
+        })
+    );
+    assert_eq!(
+        exit::guest_call(&map, &guest_ram, &call(exit::CALL_CONSOLE, 3, hvc_pc), no_exception),
+        Action::Stop(Stop::UnknownCall {
+            number: 1,
+            x7: 3,
+            pc: hvc_pc
+        })
+    );
+    // A console page that is not RAM the VMM holds stops the guest.
+    let none: [HeapMemory; 0] = [];
+    assert_eq!(
+        exit::guest_call(&map, &none, &at_console, no_exception),
+        Action::Stop(Stop::ConsoleUnreadable)
+    );
+
+    // A vCPU fault: an instruction trapped; the guest stops.
+    let wfi = u64::from(Hsr::EC_WFX) << 26 | 1 << 25;
+    let Action::Stop(why) = exit::vcpu_fault(wfi) else {
+        panic!("a trapped WFI stops the guest");
+    };
+    assert_eq!(why.to_string(), "the guest trapped: WFI/WFE (HSR 0x6000000)");
     // Stage-2 aborts: outside the map, the guest stops with the cause.
-    let stop = exit::vm_fault(&map, 0x9000_0000, data_abort(true));
+    let pc = RAM_GPA + 0x40;
+    let stop = exit::vm_fault(&map, 0x9000_0000, pc, data_abort(true));
     assert_eq!(
         stop,
         Action::Stop(Stop::OutsideMap {
             gpa: 0x9000_0000,
+            pc,
             write: true,
             fetch: false
         })
@@ -396,38 +460,35 @@ fn vcpu_faults_decode_into_console_lines_and_stops() {
     };
     assert_eq!(
         why.to_string(),
-        "the guest wrote 0x90000000, outside its memory map"
+        "the guest wrote 0x90000000 (pc 0x40000040), outside its memory map"
     );
     assert_eq!(
-        exit::vm_fault(&map, 0x0, data_abort(false)),
+        exit::vm_fault(&map, 0x0, pc, data_abort(false)),
         Action::Stop(Stop::OutsideMap {
             gpa: 0,
+            pc,
             write: false,
             fetch: false
         })
     );
-    let fetch = u64::from(exit::EC_IABT_LOWER) << 26;
+    let fetch = u64::from(Hsr::EC_IABT_LOWER) << 26;
     assert_eq!(
-        exit::vm_fault(&map, RAM_GPA + MIB2, fetch),
+        exit::vm_fault(&map, RAM_GPA + MIB2, RAM_GPA + MIB2, fetch),
         Action::Stop(Stop::OutsideMap {
             gpa: RAM_GPA + MIB2,
+            pc: RAM_GPA + MIB2,
             write: false,
             fetch: true
         })
     );
     // Inside the map a stage-2 abort means the VM's mappings are wrong.
     assert_eq!(
-        exit::vm_fault(&map, BAR_GPA + 8, data_abort(true)),
+        exit::vm_fault(&map, BAR_GPA + 8, pc, data_abort(true)),
         Action::Stop(Stop::InsideMap {
             gpa: BAR_GPA + 8,
+            pc,
             place: Place::Bar { bar: 0, offset: 8 }
         })
-    );
-    // A console page that is not RAM the VMM holds stops the guest.
-    let none: [HeapMemory; 0] = [];
-    assert_eq!(
-        exit::vcpu_fault(&map, &none, hvc(1)),
-        Action::Stop(Stop::ConsoleUnreadable)
     );
 }
 
