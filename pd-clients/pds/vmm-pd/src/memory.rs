@@ -1,11 +1,13 @@
 //! The regions system.xml maps into the VMM, at the addresses the
 //! Microkit tool patches, handed out once: its device's configuration
-//! page and its guest's RAM.
+//! page and its guest's RAM, and the guest's memory map over them.
 #![allow(unsafe_code)]
 
 use microkit::SharedMemory;
 use mmio::{ConstStaticCell, Mmio};
 use pci_function::PciFunction;
+use vmm_core::layout::{GUEST_BAR_GPA, GUEST_BAR_SIZE, GUEST_RAM_GPA};
+use vmm_core::{Bar, GuestMap, RamRegion};
 
 microkit::setvar!(pub GUEST_RAM = "guest_ram");
 // Where the tool placed the device's BAR0 window: what the VMM programs
@@ -14,14 +16,36 @@ microkit::setvar!(pub GUEST_EDU_BAR_PADDR = "guest_edu_bar_paddr");
 
 static TAKEN: ConstStaticCell<()> = ConstStaticCell::new(());
 
-/// The device's configuration page and the guest's RAM (`ram_size`
-/// bytes, as the generated configuration gives the map); `None` after the
-/// first call. The configuration page is where the generated
-/// configuration says system.xml maps it (pd-support owns the
+/// The guest's RAM as the guest's map holds it: filled in once, at
+/// `take`, with where the tool mapped it into the VMM.
+static GUEST_RAM_REGIONS: ConstStaticCell<[RamRegion; 1]> = ConstStaticCell::new([RamRegion {
+    gpa: GUEST_RAM_GPA,
+    size: 0,
+    vmm_vaddr: 0,
+    dma: true,
+}]);
+
+/// The edu device's BAR0 where system.xml's `<virtual_machine>` maps it.
+static GUEST_BARS: [Bar; 1] = [Bar {
+    gpa: GUEST_BAR_GPA,
+    size: GUEST_BAR_SIZE,
+}];
+
+/// The device's configuration page, the guest's RAM (`ram_size` bytes, as
+/// the generated configuration gives the map) and the guest's memory map;
+/// `None` after the first call. The configuration page is where the
+/// generated configuration says system.xml maps it (pd-support owns the
 /// `pci_config` symbol every PCI driver PD shares).
-pub fn take(ram_size: u64) -> Option<(PciFunction<Mmio>, SharedMemory)> {
+pub fn take(ram_size: u64) -> Option<(PciFunction<Mmio>, SharedMemory, GuestMap<'static>)> {
     let config = iommu_system::map_by_setvar(microkit::name(), "pci_config")?;
     TAKEN.take()?;
+    let ram = GUEST_RAM_REGIONS.take()?;
+    ram[0].size = ram_size;
+    ram[0].vmm_vaddr = GUEST_RAM.get();
+    let map = GuestMap {
+        ram: &*ram,
+        bars: &GUEST_BARS,
+    };
     // SAFETY: the VMM's system.xml entry maps its function's
     // configuration page uncached, and guest RAM (`ram_size` bytes, as
     // the generated configuration gives the map) read-write, at these
@@ -32,6 +56,7 @@ pub fn take(ram_size: u64) -> Option<(PciFunction<Mmio>, SharedMemory)> {
         Some((
             PciFunction(Mmio::new(config.vaddr as usize, 0x1000)),
             SharedMemory::new(GUEST_RAM.get() as usize, ram_size as usize),
+            map,
         ))
     }
 }

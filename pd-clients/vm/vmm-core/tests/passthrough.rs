@@ -18,8 +18,8 @@ use iommu_testkit::{HeapMemory, MockHw, Rig, RigTransport};
 use iommu_types::config::{DeviceConfig, Quota, Region};
 use iommu_types::fault::IOMMU_FAULT_KIND_F_TRANSLATION;
 use iommu_types::{IovaRange, StreamId};
-use mmio::Memory;
 use microkit::Hsr;
+use mmio::Memory;
 use vmm_core::exit::{self, Action, El1Exception, GuestCall, Stop};
 use vmm_core::{faults, Bar, Cause, Error, GuestMap, Phase, Place, RamRegion, Request};
 
@@ -95,11 +95,13 @@ impl Transport for Recording {
     }
 }
 
-/// The system: the server with the VMM as its one client, the guest's
-/// RAM (4 MiB of physical memory, and the page after it), the device.
+/// The system: the server with the VMM as its client 0 and the manager
+/// as client 1, the guest's RAM (4 MiB of physical memory, and the page
+/// after it), the device.
 struct System {
     rig: Rc<RefCell<Rig<MockHw>>>,
     vmm: Iommu<Recording>,
+    manager: Iommu<RigTransport>,
     ops: Rc<RefCell<Vec<Op>>>,
     /// The two 2 MiB of RAM, and the page of physical memory after them.
     ram: [Rc<HeapMemory>; 2],
@@ -112,7 +114,8 @@ fn system() -> System {
         .devices(&DEVICES)
         .quota(QUOTA)
         .build();
-    let rig = Rc::new(RefCell::new(Rig::new(MockHw::new(), &[vmm])));
+    let manager = client("manager").manager(true).build();
+    let rig = Rc::new(RefCell::new(Rig::new(MockHw::new(), &[vmm, manager])));
     let ops = Rc::new(RefCell::new(Vec::new()));
     let ram = [
         Rc::new(HeapMemory::zeroed(MIB2 as usize)),
@@ -137,9 +140,11 @@ fn system() -> System {
         inner: RigTransport::new(&rig, 0),
         ops: ops.clone(),
     });
+    let manager = Iommu::new(RigTransport::new(&rig, 1));
     System {
         rig,
         vmm,
+        manager,
         ops,
         ram,
         edu,
@@ -245,6 +250,8 @@ fn the_vfio_sequence_maps_guest_ram_at_its_guest_physical_address() {
         f.to_string(),
         "F_TRANSLATION writing GPA 0x40200000 (outside the guest's memory map)"
     );
+    assert!(f.is_stray_to(g.end()));
+    assert!(!f.is_stray_to(g.end() + 0x1000), "another page");
     assert_eq!(bytes(&s.ram[1], 0, 64), vec![0; 64]);
     assert_eq!(s.edu.elsewhere.get(), 0);
 }
@@ -340,7 +347,21 @@ fn data_abort(write: bool) -> u64 {
 fn call(number: u64, x7: u64, pc: u64) -> GuestCall {
     // As the kernel's message registers hold them: x0..x7, the PC, then
     // SP, LR, SPSR and the syscall number (x7 again).
-    let mrs = [number, 11, 22, 33, 44, 55, 66, x7, pc, 0x4010_0000, 0x4000_0040, 0x3c5, x7];
+    let mrs = [
+        number,
+        11,
+        22,
+        33,
+        44,
+        55,
+        66,
+        x7,
+        pc,
+        0x4010_0000,
+        0x4000_0040,
+        0x3c5,
+        x7,
+    ];
     GuestCall::from_message(|i| mrs[i])
 }
 
@@ -380,7 +401,8 @@ fn guest_calls_and_faults_decode_as_sel4_delivers_them() {
     // the bound cuts the line there, and control bytes are `?`.
     guest_ram[0].write(console, &[b'x'; 300]);
     guest_ram[0].write(console, b"bell\x07\x1b[2J");
-    let Action::Console { line, .. } = exit::guest_call(&map, &guest_ram, &at_console, no_exception)
+    let Action::Console { line, .. } =
+        exit::guest_call(&map, &guest_ram, &at_console, no_exception)
     else {
         panic!("call 1 is a console line");
     };
@@ -389,7 +411,12 @@ fn guest_calls_and_faults_decode_as_sel4_delivers_them() {
     assert!(line.as_str().starts_with("bell??[2Jxxx"), "{line:?}");
 
     assert_eq!(
-        exit::guest_call(&map, &guest_ram, &call(exit::CALL_DONE, 0, hvc_pc), no_exception),
+        exit::guest_call(
+            &map,
+            &guest_ram,
+            &call(exit::CALL_DONE, 0, hvc_pc),
+            no_exception
+        ),
         Action::Stop(Stop::Done)
     );
     // The exception call: the VMM reads the vCPU's EL1 syndrome.
@@ -423,7 +450,12 @@ fn guest_calls_and_faults_decode_as_sel4_delivers_them() {
         })
     );
     assert_eq!(
-        exit::guest_call(&map, &guest_ram, &call(exit::CALL_CONSOLE, 3, hvc_pc), no_exception),
+        exit::guest_call(
+            &map,
+            &guest_ram,
+            &call(exit::CALL_CONSOLE, 3, hvc_pc),
+            no_exception
+        ),
         Action::Stop(Stop::UnknownCall {
             number: 1,
             x7: 3,
@@ -442,7 +474,10 @@ fn guest_calls_and_faults_decode_as_sel4_delivers_them() {
     let Action::Stop(why) = exit::vcpu_fault(wfi) else {
         panic!("a trapped WFI stops the guest");
     };
-    assert_eq!(why.to_string(), "the guest trapped: WFI/WFE (HSR 0x6000000)");
+    assert_eq!(
+        why.to_string(),
+        "the guest trapped: WFI/WFE (HSR 0x6000000)"
+    );
     // Stage-2 aborts: outside the map, the guest stops with the cause.
     let pc = RAM_GPA + 0x40;
     let stop = exit::vm_fault(&map, 0x9000_0000, pc, data_abort(true));
@@ -596,6 +631,50 @@ fn the_reset_path_quarantines_the_device_then_maps_it_again() {
     assert_eq!(held, 1);
     assert_eq!(guest.phase(), Phase::Running);
     edu_guest_driver::round_trip(&edu, &g, 23, &mut out).unwrap();
+    assert_eq!(s.pools(), pools);
+}
+
+#[test]
+fn a_reset_its_manager_makes_is_followed_by_a_fresh_map() {
+    let mut s = system();
+    let rams = [ram(RAM_GPA, RAM_VA, true)];
+    let map = GuestMap {
+        ram: &rams,
+        bars: &BARS,
+    };
+    let vcpu = Counted::default();
+    let mut guest = vmm_core::Guest::new(map, 0, 0);
+    guest.map(&mut s.vmm).unwrap();
+    guest.start(&mut &vcpu).unwrap();
+    let pools = s.pools();
+    // Only a stopped guest's device can have been reset for it.
+    let early = guest.revoked().unwrap_err();
+    assert_eq!(
+        early.cause,
+        Cause::Phase {
+            expected: Phase::Stopped,
+            found: Phase::Running
+        }
+    );
+    assert!(guest.passthrough().is_some());
+    guest.stop(&mut &vcpu).unwrap();
+    // The manager resets the VMM's client; the VMM makes no call of its
+    // own for it and forgets its dead device state.
+    let calls = s.ops.borrow().len();
+    s.manager.reset(0).unwrap();
+    guest.revoked().unwrap();
+    assert_eq!(s.ops.borrow().len(), calls);
+    assert_eq!(guest.phase(), Phase::Quarantined);
+    assert!(guest.passthrough().is_none());
+    assert_eq!(s.reach(RAM_GPA), None);
+    guest.map(&mut s.vmm).unwrap();
+    guest.start(&mut &vcpu).unwrap();
+    let g = GuestRam {
+        gpa: RAM_GPA,
+        mem: &*s.ram[0],
+    };
+    let mut out = String::new();
+    edu_guest_driver::round_trip(&Edu(&s.edu), &g, 29, &mut out).unwrap();
     assert_eq!(s.pools(), pools);
 }
 
