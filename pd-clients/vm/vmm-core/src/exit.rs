@@ -198,6 +198,9 @@ impl fmt::Display for Stop {
 }
 
 /// What the VMM does about an exit.
+// The console line is carried by value: no_std has no box, and an action
+// lives on the stack for one exit.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Action {
     /// Print the line (`guest: <line>`) and resume the guest with
