@@ -12,6 +12,10 @@
 #![no_main]
 #![deny(unsafe_code)]
 
+// The benchmark PD's arithmetic: counter ticks to instructions.
+#[allow(dead_code)]
+#[path = "../../bench-pd/src/figures.rs"]
+mod figures;
 mod platform;
 
 use core::fmt::Write;
@@ -91,6 +95,10 @@ macro_rules! say {
     }};
 }
 
+/// Round trips timed for docs/benchmarks.md (each two of the edu
+/// device's DMAs, which complete 100 ms of virtual time after they start).
+const BENCH_ROUNDS: u32 = 10;
+
 /// Sends `ok - guest: <what the step wrote>` when `step` succeeds,
 /// `FAILED - guest: <what>: <why>` when it fails.
 fn check(what: &str, step: impl FnOnce(&mut Line) -> Step) {
@@ -119,6 +127,21 @@ fn guest_story() {
     check("DMA round trip through its own RAM", |line| {
         edu_guest_driver::round_trip(&edu, &ram, 0x5a, line)
     });
+    // The figure of docs/benchmarks.md: its VMM times the same round
+    // trips outside the VM.
+    let (timed, frequency) = (
+        edu_guest_driver::timed_round_trips(&edu, &ram, BENCH_ROUNDS, platform::ticks),
+        platform::frequency(),
+    );
+    let each = |ticks| figures::per_call(ticks, frequency, BENCH_ROUNDS.into());
+    match timed.map(|t| (t, each(t.total), each(t.total - t.transfers))) {
+        Ok((t, Some(all), Some(own))) => say!(
+            "bench: {BENCH_ROUNDS} edu DMA round trips inside the VM: {} ticks at {frequency} Hz; a trip {all} instructions, {own} outside the transfers (-icount shift=0)",
+            t.total
+        ),
+        Ok(_) => say!("FAILED - guest: no counter frequency"),
+        Err(why) => say!("FAILED - guest: timed DMA round trips: {why}"),
+    }
     // Past its RAM: nothing is mapped there for its device.
     check("DMA outside its RAM", |line| {
         edu_guest_driver::stray(&edu, &ram, ram.end(), 0xa5, line)

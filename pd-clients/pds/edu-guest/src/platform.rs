@@ -179,6 +179,29 @@ pub fn take() -> (DmaArea, Edu<Mmio>) {
     (DmaArea, edu)
 }
 
+/// CNTVCT_EL0, the virtual count, after every earlier instruction has
+/// completed: EL1 reads it without a trap (the physical count minus
+/// CNTVOFF, which is constant, so differences are the physical ones).
+pub fn ticks() -> u64 {
+    let t: u64;
+    // SAFETY: reads a system register EL1 may always read; the ISB keeps
+    // the read from being taken before the code it times. No memory, no
+    // stack, no flags touched.
+    unsafe {
+        asm!("isb", "mrs {0}, cntvct_el0", out(reg) t, options(nomem, nostack, preserves_flags))
+    };
+    t
+}
+
+/// CNTFRQ_EL0, in Hz.
+pub fn frequency() -> u64 {
+    let f: u64;
+    // SAFETY: CNTFRQ_EL0 is readable at EL1; reading it touches nothing
+    // else.
+    unsafe { asm!("mrs {0}, cntfrq_el0", out(reg) f, options(nomem, nostack, preserves_flags)) };
+    f
+}
+
 #[panic_handler]
 fn panic(info: &core::panic::PanicInfo) -> ! {
     use core::fmt::Write;

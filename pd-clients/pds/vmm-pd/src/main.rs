@@ -18,10 +18,19 @@
 #![no_main]
 #![deny(unsafe_code)]
 
+// The benchmark PD's counter and arithmetic: the physical count, which
+// this kernel exports to user code, and ticks to instructions.
+#[path = "../../bench-pd/src/counter.rs"]
+mod counter;
+#[allow(dead_code)]
+#[path = "../../bench-pd/src/figures.rs"]
+mod figures;
 mod memory;
 
 use core::fmt::{Display, Write};
 
+use edu_device::Edu;
+use edu_guest_driver::GuestRam;
 use iommu_client::{Iommu, MicrokitTransport};
 use microkit::{
     fault, vcpu_fault, vm_fault, Channel, Child, Handler, MessageInfo, SharedMemory, Vcpu, VcpuReg,
@@ -40,6 +49,9 @@ const VCPU: usize = 0;
 
 /// The guest's device: the VMM client's first (only) device.
 const DEVICE_INDEX: u32 = 0;
+
+/// Round trips the VMM times, as many as the guest times (edu-guest).
+const BENCH_ROUNDS: u32 = 10;
 
 /// Where the story is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -103,7 +115,12 @@ fn init() -> Vmm {
     let mut out = Out::new();
     let spec = pd_support::spec();
     let region = spec.regions[0];
-    let (cfg, ram, map) = memory::take(region.size).expect("the regions are handed out once");
+    let memory::Regions {
+        config,
+        edu,
+        ram,
+        map,
+    } = memory::take(region.size).expect("the regions are handed out once");
     assert_eq!(
         memory::GUEST_RAM.get(),
         region.vaddr,
@@ -126,8 +143,8 @@ fn init() -> Vmm {
     if GUEST_IMAGE.len() > vmm.vcpu.ram.len() {
         let _ = writeln!(out, "FAILED - the guest image does not fit its RAM");
         vmm.life = Life::Over;
-    } else if program_config(&cfg, &mut out) {
-        vmm.map_and_start(&mut out);
+    } else if program_config(&config, &mut out) {
+        vmm.map_and_start(&mut out, Some(&edu));
     } else {
         vmm.life = Life::Over;
     }
@@ -158,9 +175,10 @@ impl Vmm {
         self.guest.map_of()
     }
 
-    /// The VFIO sequence (QEMU's, hw/vfio/container.c), then a fresh
-    /// guest started.
-    fn map_and_start(&mut self, out: &mut Out) {
+    /// The VFIO sequence (QEMU's, hw/vfio/container.c), then, given the
+    /// device (before the guest first runs), the VMM's timed round trips,
+    /// then a fresh guest started.
+    fn map_and_start(&mut self, out: &mut Out, timed_on: Option<&Edu<mmio::Mmio>>) {
         let ram = self.map().ram[0];
         let mapped = self.guest.map(&mut self.iommu).map(|p| {
             let range = ram.iova_range().and_then(|r| Some((r, *p.info.containing(&r)?)));
@@ -176,6 +194,9 @@ impl Vmm {
             let _ = writeln!(out, "FAILED - VFIO type1 setup: {e}");
             self.life = Life::Over;
             return;
+        }
+        if let Some(edu) = timed_on {
+            self.time_round_trips(edu, out);
         }
         self.guest_done = false;
         self.stray_reported = false;
@@ -193,6 +214,31 @@ impl Vmm {
                 self.life = Life::Over;
             }
         }
+    }
+
+    /// The figure of docs/benchmarks.md outside the VM: the guest's own
+    /// round trip code (edu-guest-driver), its guest-physical addresses
+    /// the IOVAs just mapped, run by this plain PD on the guest's RAM
+    /// through its own mapping.
+    fn time_round_trips(&self, edu: &Edu<mmio::Mmio>, out: &mut Out) {
+        let ram = GuestRam {
+            gpa: GUEST_RAM_GPA,
+            mem: &self.vcpu.ram,
+        };
+        let (timed, frequency) = (
+            edu_guest_driver::timed_round_trips(edu, &ram, BENCH_ROUNDS, counter::ticks),
+            counter::frequency(),
+        );
+        let each = |ticks| figures::per_call(ticks, frequency, BENCH_ROUNDS.into());
+        let _ = match timed.map(|t| (t, each(t.total), each(t.total - t.transfers))) {
+            Ok((t, Some(all), Some(own))) => writeln!(
+                out,
+                "bench: {BENCH_ROUNDS} edu DMA round trips outside a VM (the VMM itself, the guest's code and mappings): {} ticks at {frequency} Hz; a trip {all} instructions, {own} outside the transfers (-icount shift=0)",
+                t.total
+            ),
+            Ok(_) => writeln!(out, "FAILED - no counter frequency"),
+            Err(why) => writeln!(out, "FAILED - timed DMA round trips: {why}"),
+        };
     }
 
     fn stop_guest(&mut self, out: &mut Out, why: impl Display) {
@@ -314,7 +360,7 @@ impl Handler for Vmm {
             match self.guest.revoked() {
                 Ok(()) => {
                     self.life = Life::Second;
-                    self.map_and_start(&mut out);
+                    self.map_and_start(&mut out, None);
                 }
                 Err(e) => {
                     let _ = writeln!(out, "FAILED - {e}");

@@ -635,6 +635,50 @@ fn the_reset_path_quarantines_the_device_then_maps_it_again() {
 }
 
 #[test]
+fn timed_round_trips_count_only_the_timed_trips_and_stop_on_a_failure() {
+    let mut s = system();
+    let rams = [ram(RAM_GPA, RAM_VA, true)];
+    let map = GuestMap {
+        ram: &rams,
+        bars: &BARS,
+    };
+    vmm_core::vfio::pass_through(&mut s.vmm, &map, 0).unwrap();
+    let g = GuestRam {
+        gpa: RAM_GPA,
+        mem: &*s.ram[0],
+    };
+    let edu = Edu(&s.edu);
+    // A counter that ticks once a read: the untimed trip is outside the
+    // reads; each of 5 timed trips reads it around its two transfers (one
+    // tick each), and the whole run once more at each end.
+    let mut reads = 0;
+    let timing = edu_guest_driver::timed_round_trips(&edu, &g, 5, || {
+        reads += 1;
+        reads
+    });
+    assert_eq!(
+        timing,
+        Ok(edu_guest_driver::Timing {
+            total: 21,
+            transfers: 10
+        })
+    );
+    assert_eq!(reads, 22);
+    assert_eq!(s.edu.faults(), 0);
+    // Guest RAM the device cannot reach: the first trip fails, with its
+    // cause, and the counter is never read.
+    s.vmm
+        .vfio_unmap_dma(0, 0, iommu_proto::vfio::VFIO_DMA_UNMAP_FLAG_ALL)
+        .unwrap();
+    let mut reads = 0;
+    let failed = edu_guest_driver::timed_round_trips(&edu, &g, 5, || {
+        reads += 1;
+        0
+    });
+    assert_eq!((failed, reads), (Err("the data did not arrive"), 0));
+}
+
+#[test]
 fn a_reset_its_manager_makes_is_followed_by_a_fresh_map() {
     let mut s = system();
     let rams = [ram(RAM_GPA, RAM_VA, true)];
