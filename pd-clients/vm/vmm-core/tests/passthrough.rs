@@ -67,6 +67,22 @@ const BARS: [Bar; 1] = [Bar {
     size: 0x10_0000,
 }];
 
+/// The guest's one region of RAM, mapped for DMA.
+static ONE_RAM: [RamRegion; 1] = [RamRegion {
+    gpa: RAM_GPA,
+    size: MIB2,
+    vmm_vaddr: RAM_VA,
+    dma: true,
+}];
+
+/// The map of a guest with [`ONE_RAM`] and the BAR.
+fn one_ram() -> GuestMap<'static> {
+    GuestMap {
+        ram: &ONE_RAM,
+        bars: &BARS,
+    }
+}
+
 fn ram(gpa: u64, vmm_vaddr: u64, dma: bool) -> RamRegion {
     RamRegion {
         gpa,
@@ -179,11 +195,7 @@ fn bytes(mem: &HeapMemory, offset: usize, len: usize) -> Vec<u8> {
 #[test]
 fn the_vfio_sequence_maps_guest_ram_at_its_guest_physical_address() {
     let mut s = system();
-    let rams = [ram(RAM_GPA, RAM_VA, true)];
-    let map = GuestMap {
-        ram: &rams,
-        bars: &BARS,
-    };
+    let map = one_ram();
     let mut guest = vmm_core::Guest::new(map, 0, 0);
     let p = guest.map(&mut s.vmm).unwrap();
     // QEMU's order: version, extension, the device into the container,
@@ -367,11 +379,7 @@ fn call(number: u64, x7: u64, pc: u64) -> GuestCall {
 
 #[test]
 fn guest_calls_and_faults_decode_as_sel4_delivers_them() {
-    let rams = [ram(RAM_GPA, RAM_VA, true)];
-    let map = GuestMap {
-        ram: &rams,
-        bars: &BARS,
-    };
+    let map = one_ram();
     let guest_ram = [HeapMemory::zeroed(MIB2 as usize)];
     let console = (map.console_gpa().unwrap() - RAM_GPA) as usize;
     assert_eq!(console as u64, MIB2 - 0x1000, "the last page of RAM");
@@ -547,18 +555,20 @@ impl vmm_core::Vcpu for &Counted {
     }
 }
 
+/// A guest with map `map`, mapped and started on `vcpu`.
+fn running<'m>(s: &mut System, map: GuestMap<'m>, vcpu: &Counted) -> vmm_core::Guest<'m> {
+    let mut guest = vmm_core::Guest::new(map, 0, 0);
+    guest.map(&mut s.vmm).unwrap();
+    guest.start(&mut &*vcpu).unwrap();
+    guest
+}
+
 #[test]
 fn the_reset_path_quarantines_the_device_then_maps_it_again() {
     let mut s = system();
-    let rams = [ram(RAM_GPA, RAM_VA, true)];
-    let map = GuestMap {
-        ram: &rams,
-        bars: &BARS,
-    };
+    let map = one_ram();
     let vcpu = Counted::default();
-    let mut guest = vmm_core::Guest::new(map, 0, 0);
-    guest.map(&mut s.vmm).unwrap();
-    guest.start(&mut &vcpu).unwrap();
+    let mut guest = running(&mut s, map, &vcpu);
     let first_device = guest.passthrough().unwrap().device.id();
     let pools = s.pools();
 
@@ -637,11 +647,7 @@ fn the_reset_path_quarantines_the_device_then_maps_it_again() {
 #[test]
 fn timed_round_trips_count_only_the_timed_trips_and_stop_on_a_failure() {
     let mut s = system();
-    let rams = [ram(RAM_GPA, RAM_VA, true)];
-    let map = GuestMap {
-        ram: &rams,
-        bars: &BARS,
-    };
+    let map = one_ram();
     vmm_core::vfio::pass_through(&mut s.vmm, &map, 0).unwrap();
     let g = GuestRam {
         gpa: RAM_GPA,
@@ -681,15 +687,9 @@ fn timed_round_trips_count_only_the_timed_trips_and_stop_on_a_failure() {
 #[test]
 fn a_reset_its_manager_makes_is_followed_by_a_fresh_map() {
     let mut s = system();
-    let rams = [ram(RAM_GPA, RAM_VA, true)];
-    let map = GuestMap {
-        ram: &rams,
-        bars: &BARS,
-    };
+    let map = one_ram();
     let vcpu = Counted::default();
-    let mut guest = vmm_core::Guest::new(map, 0, 0);
-    guest.map(&mut s.vmm).unwrap();
-    guest.start(&mut &vcpu).unwrap();
+    let mut guest = running(&mut s, map, &vcpu);
     let pools = s.pools();
     // Only a stopped guest's device can have been reset for it.
     let early = guest.revoked().unwrap_err();
@@ -725,15 +725,9 @@ fn a_reset_its_manager_makes_is_followed_by_a_fresh_map() {
 #[test]
 fn a_reset_the_server_cannot_finish_names_its_errno_and_can_be_retried() {
     let mut s = system();
-    let rams = [ram(RAM_GPA, RAM_VA, true)];
-    let map = GuestMap {
-        ram: &rams,
-        bars: &BARS,
-    };
+    let map = one_ram();
     let vcpu = Counted::default();
-    let mut guest = vmm_core::Guest::new(map, 0, 0);
-    guest.map(&mut s.vmm).unwrap();
-    guest.start(&mut &vcpu).unwrap();
+    let mut guest = running(&mut s, map, &vcpu);
     guest.stop(&mut &vcpu).unwrap();
     // The SMMU will not stop the stream: the server keeps every mapping
     // the device may still reach, and says EBUSY.
