@@ -136,7 +136,7 @@ fn guest_story() {
     let each = |ticks| figures::per_call(ticks, frequency, BENCH_ROUNDS.into());
     match timed.map(|t| (t, each(t.total), each(t.total - t.transfers))) {
         Ok((t, Some(all), Some(own))) => say!(
-            "bench: {BENCH_ROUNDS} edu DMA round trips inside the VM: {} ticks at {frequency} Hz; a trip {all} instructions, {own} outside the transfers (-icount shift=0)",
+            "bench: {BENCH_ROUNDS} edu DMA round trips inside the VM: {} ticks at {frequency} Hz; under -icount shift=0, a trip of {all} instructions, {own} outside the transfers",
             t.total
         ),
         Ok(_) => say!("FAILED - guest: no counter frequency"),

@@ -233,7 +233,7 @@ impl Vmm {
         let _ = match timed.map(|t| (t, each(t.total), each(t.total - t.transfers))) {
             Ok((t, Some(all), Some(own))) => writeln!(
                 out,
-                "bench: {BENCH_ROUNDS} edu DMA round trips outside a VM (the VMM itself, the guest's code and mappings): {} ticks at {frequency} Hz; a trip {all} instructions, {own} outside the transfers (-icount shift=0)",
+                "bench: {BENCH_ROUNDS} edu DMA round trips outside a VM (the VMM itself, the guest's code and mappings): {} ticks at {frequency} Hz; under -icount shift=0, a trip of {all} instructions, {own} outside the transfers",
                 t.total
             ),
             Ok(_) => writeln!(out, "FAILED - no counter frequency"),
