@@ -64,10 +64,12 @@ $(BUILD)/loader.img: pds $(SYSTEM_XML) $(IOMMU_XML)
 		--board $(MICROKIT_BOARD) --config $(MICROKIT_CONFIG) \
 		-o $@ -r $(BUILD)/report.txt
 
+# QEMU_FLAGS: more of QEMU's options, e.g. "-icount shift=0" for the
+# guest's DMA round trip figure (docs/benchmarks.md).
 run: setup-run $(BUILD)/loader.img
 	test -f $(NVME_IMAGE) || (mkdir -p $(dir $(NVME_IMAGE)) && truncate -s 4M $(NVME_IMAGE))
 	devices="$(QEMU_DEVICES)" && \
-	$(QEMU) -machine virt,virtualization=on,iommu=smmuv3 -cpu cortex-a53 -m 2G \
+	$(QEMU) -machine virt,virtualization=on,iommu=smmuv3 -cpu cortex-a53 -m 2G $(QEMU_FLAGS) \
 		-nographic -nic none -serial mon:stdio \
 		-device loader,file=$(BUILD)/loader.img,addr=0x70000000,cpu-num=0 $(QEMU_DRIVE) $$devices
 

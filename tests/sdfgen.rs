@@ -45,14 +45,46 @@ fn isolated(python: &str, dir: &Path) -> Command {
     command
 }
 
-/// The server's configuration and the QEMU devices a pair gives.
-fn generated(system: &Path, policy: &Path) -> (String, Vec<String>) {
-    let (_, config) = sysgen::load(system, policy)
+/// The server's configuration, the QEMU devices and the virtual machines
+/// a pair gives.
+fn generated(system: &Path, policy: &Path) -> (String, Vec<String>, Vec<String>) {
+    let (sdf, config) = sysgen::load(system, policy)
         .unwrap_or_else(|e| panic!("{} / {}: {e}", system.display(), policy.display()));
     (
         sysgen::gen::rust(&config, &["system.xml", "iommu.xml"]),
         sysgen::qemu_devices(&config),
+        virtual_machines(&sdf),
     )
+}
+
+/// Each PD's `<virtual_machine>`, every attribute the tool reads: its
+/// name, scheduling, vCPUs and guest-physical maps.
+fn virtual_machines(sdf: &sysgen::sdf::System) -> Vec<String> {
+    sdf.pds
+        .iter()
+        .filter_map(|pd| Some((pd, pd.virtual_machine.as_ref()?)))
+        .map(|(pd, vm)| {
+            let vcpus: Vec<_> = vm.vcpus.iter().map(|v| v.id).collect();
+            let maps: Vec<_> = vm
+                .maps
+                .iter()
+                .map(|m| {
+                    format!(
+                        "{} at {:#x} {}{} cached {}",
+                        m.mr,
+                        m.vaddr,
+                        if m.read { "r" } else { "-" },
+                        if m.write { "w" } else { "-" },
+                        m.cached
+                    )
+                })
+                .collect();
+            format!(
+                "{}: {} priority {} budget {} period {} vcpus {vcpus:?} maps {maps:?}",
+                pd.name, vm.name, vm.priority, vm.budget, vm.period
+            )
+        })
+        .collect()
 }
 
 #[test]
@@ -79,10 +111,16 @@ fn the_module_builds_the_shipped_example() {
         .status()
         .expect("run sdf/example.py");
     assert!(status.success(), "sdf/example.py failed");
+    let shipped = generated(&root.join("system.xml"), &root.join("iommu.xml"));
+    assert_eq!(
+        shipped.2,
+        ["vmm: edu_guest priority 105 budget 1000 period 1000 vcpus [0] maps [\"guest_ram at 0x40000000 rw cached true\", \"guest_edu_bar at 0x10000000 rw cached false\"]"],
+        "the shipped guest"
+    );
     assert_eq!(
         generated(&out.join("system.xml"), &out.join("iommu.xml")),
-        generated(&root.join("system.xml"), &root.join("iommu.xml")),
-        "the sdfgen pair configures the server differently"
+        shipped,
+        "the sdfgen pair configures the server, or its guest, differently"
     );
 }
 

@@ -16,7 +16,7 @@ use iommu_client::{DmaBuffer, Iommu};
 use iommu_system::{ClientId, CLIENTS};
 use qemu_virt::platform::DeviceWindows;
 use vmm_core::layout::{GUEST_BAR_GPA, GUEST_RAM_GPA};
-use vmm_core::{faults, Bar, Guest, GuestMap, Place, RamRegion, Vcpu};
+use vmm_core::{faults, Bar, Guest, GuestMap, RamRegion, Vcpu};
 
 use crate::devices;
 use crate::output::{Prefix, Tally};
@@ -152,9 +152,10 @@ fn guest(
         let first = report.first.ok_or("no fault recorded")?;
         let _ = writeln!(Prefix(vmm, true), "{name}: {first}");
         while iommu.read_fault().is_ok_and(|r| r.remaining > 0) {}
-        match (first.gpa, first.place) {
-            (Some(gpa), Some(Place::Outside)) if gpa & !0xfff == stray => Ok(()),
-            _ => Err("the fault is not the stray DMA's"),
+        if first.is_stray_to(stray) {
+            Ok(())
+        } else {
+            Err("the fault is not the stray DMA's")
         }
     });
     tally.check(

@@ -157,3 +157,42 @@ fn an_offset_past_any_file_position_is_einval() {
     assert_eq!(r.call(1, Op::Dump, &mut cmd, 0), Err(Errno::EINVAL));
     assert_eq!((cmd.length, cmd.out_total), (100, 7));
 }
+
+/// A VMM's client as the manager dumps it before resetting it: its device
+/// joined the compat IOAS (made by that attach, with its HWPT) before
+/// VFIO_SET_IOMMU, and guest RAM mapped with VFIO_IOMMU_MAP_DMA. The
+/// report lists the IOAS, its area and the HWPT, not the device alone.
+#[test]
+fn a_vmms_compat_container_is_reported_whole() {
+    use iommu_proto::vfio::*;
+    let mut r = rig();
+    let dev = r.bind(0, 0).unwrap();
+    let hwpt = r.attach(0, dev, 0).unwrap();
+    let reply = r.server.handle(
+        id(0),
+        Op::VfioSetIommu.label(),
+        [VFIO_TYPE1v2_IOMMU, 0],
+        &mut r.pages[0],
+    );
+    assert_eq!(reply.errno(), None);
+    let mut map = vfio_iommu_type1_dma_map {
+        argsz: 32,
+        flags: VFIO_DMA_MAP_FLAG_READ | VFIO_DMA_MAP_FLAG_WRITE,
+        vaddr: 0x10_0000,
+        iova: 0x4000_0000,
+        size: 0x10_0000,
+    };
+    r.call(0, Op::VfioIommuMapDma, &mut map, 0).unwrap();
+    let got = dump(&mut r, 0, 512);
+    let ioas = hwpt - 1;
+    assert_eq!(
+        got,
+        format!(
+            "client 0 driver: objects 3/16, IOASes 1/4, HWPTs 1/8, pages 256/4096, mappings 1/100, faults 0 queued 0 dropped\n\
+             \x20 device {dev}: nic, stream 0x8, attached to HWPT {hwpt}\n\
+             \x20 IOAS {ioas}: alignment 4096, huge pages on, 1 areas, 1 HWPTs\n\
+             \x20   0x40000000-0x400fffff rw\n\
+             \x20 HWPT {hwpt}: IOAS {ioas}, automatic, 1 devices\n"
+        )
+    );
+}

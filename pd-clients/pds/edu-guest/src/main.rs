@@ -3,22 +3,25 @@
 //! guest-physical addresses: its RAM, the console page at the top of it,
 //! and the edu device's BAR where the VMM mapped it (the VMM programmed
 //! the device's configuration space; the guest never sees it). It
-//! identifies the device, has it copy a pattern through its own RAM and
-//! checks it, then aims a DMA just past its RAM, which the SMMU must
-//! stop (the VMM hears of that fault from the IOMMU server), and says it
-//! is done.
+//! identifies the device, then runs `edu-guest-driver`'s round trip (the
+//! device copies a pattern through its own RAM, checked) and its stray
+//! DMA, aimed just past its RAM, which the SMMU must stop (the VMM hears
+//! of that fault from the IOMMU server), and says it is done.
 
 #![no_std]
 #![no_main]
 #![deny(unsafe_code)]
 
+// The benchmark PD's arithmetic: counter ticks to instructions.
+#[allow(dead_code)]
+#[path = "../../bench-pd/src/figures.rs"]
+mod figures;
 mod platform;
 
 use core::fmt::Write;
 
-use edu_device::{pattern, ID};
-use mmio::Memory;
-
+use edu_device::ID;
+use edu_guest_driver::{GuestRam, Step};
 /// The guest-physical map the VMM and its system description give this
 /// guest.
 pub mod layout {
@@ -31,24 +34,29 @@ pub mod layout {
     /// The edu device's BAR0 in the guest's PCI window.
     pub const BAR_GPA: u64 = 0x1000_0000;
     pub const BAR_SIZE: usize = 0x10_0000;
-    /// Guest RAM the guest gives its device (guest.ld keeps the image
-    /// below it and the stack above it).
-    pub const DMA_GPA: u64 = RAM_GPA + 0x10_0000;
-    pub const DMA_SIZE: usize = 0x2000;
+    /// Guest RAM the guest gives its device: edu-guest-driver's source
+    /// and destination (guest.ld keeps the image below it and the stack
+    /// above it).
+    pub const DMA_OFFSET: u64 = edu_guest_driver::SRC_OFFSET;
+    pub const DMA_SIZE: u64 = 0x2000;
 }
 
-use layout::{BAR_GPA, DMA_GPA, DMA_SIZE, RAM_GPA, RAM_SIZE};
+use layout::{BAR_GPA, RAM_GPA, RAM_SIZE};
+
+/// Bytes of a console line: with its NUL, as many as its VMM reads
+/// (vmm_core::exit::CONSOLE_BYTES).
+const LINE_BYTES: usize = 199;
 
 /// One console line, formatted in place and sent whole.
 pub struct Line {
-    bytes: [u8; 200],
+    bytes: [u8; LINE_BYTES],
     len: usize,
 }
 
 impl Line {
     pub fn new() -> Line {
         Line {
-            bytes: [0; 200],
+            bytes: [0; LINE_BYTES],
             len: 0,
         }
     }
@@ -65,8 +73,10 @@ impl Default for Line {
 }
 
 impl Write for Line {
+    /// A console line is one line: a newline the driver ends its report
+    /// with is dropped.
     fn write_str(&mut self, s: &str) -> core::fmt::Result {
-        for &b in s.as_bytes() {
+        for &b in s.as_bytes().iter().filter(|&&b| b != b'\n') {
             if self.len < self.bytes.len() {
                 self.bytes[self.len] = b;
                 self.len += 1;
@@ -85,17 +95,27 @@ macro_rules! say {
     }};
 }
 
-/// Bytes each DMA moves.
-const LEN: usize = 256;
-/// Where the stray DMA goes: the first byte past guest RAM.
-const STRAY_GPA: u64 = RAM_GPA + RAM_SIZE;
+/// Round trips timed for docs/benchmarks.md (each two of the edu
+/// device's DMAs, which complete 100 ms of virtual time after they start).
+const BENCH_ROUNDS: u32 = 10;
+
+/// Sends `ok - guest: <what the step wrote>` when `step` succeeds,
+/// `FAILED - guest: <what>: <why>` when it fails.
+fn check(what: &str, step: impl FnOnce(&mut Line) -> Step) {
+    let mut line = Line::new();
+    let _ = write!(line, "ok - guest: ");
+    match step(&mut line) {
+        Ok(()) => line.send(),
+        Err(why) => say!("FAILED - guest: {what}: {why}"),
+    }
+}
 
 fn guest_story() {
     say!(
         "up at EL1, MMU off, {} KiB of RAM at GPA {RAM_GPA:#x}",
         RAM_SIZE >> 10
     );
-    let (ram, edu) = platform::take(DMA_GPA, DMA_SIZE);
+    let (mem, edu) = platform::take();
     let id = edu.id();
     if id == ID {
         say!("ok - guest: edu at BAR GPA {BAR_GPA:#x} says {id:#x} (its VMM set up the configuration space; the guest sees the BAR alone)");
@@ -103,43 +123,27 @@ fn guest_story() {
         say!("FAILED - guest: edu at BAR GPA {BAR_GPA:#x} says {id:#x}, not {ID:#x}");
         platform::done();
     }
-
-    // A pattern into the device from one page of its RAM and back out to
-    // the next page, cleared first so that stale bytes cannot pass.
-    let (src, dst) = (0, 0x1000);
-    let mut bytes = [0u8; LEN];
-    for (i, b) in bytes.iter_mut().enumerate() {
-        *b = pattern(0x5a, i);
-    }
-    let written = ram.write(src, &bytes) && ram.write(dst, &[0; LEN]);
-    let moved = written
-        && edu
-            .read_from(ram.base() + src as u64, 0, LEN as u64)
-            .is_ok()
-        && edu.write_to(0, ram.base() + dst as u64, LEN as u64).is_ok();
-    let mut back = [0u8; LEN];
-    if moved && ram.read(dst, &mut back) && back == bytes {
-        say!(
-            "ok - guest: DMA round trip through its own RAM (GPA {:#x} -> device -> GPA {:#x}), {LEN} bytes verified",
-            ram.base() + src as u64,
-            ram.base() + dst as u64
-        );
-    } else {
-        say!(
-            "FAILED - guest: DMA round trip through GPA {:#x}",
-            ram.base()
-        );
-    }
-
-    // Outside its RAM: nothing is mapped there for its device.
-    // One word: one access for the SMMU to stop, one record of it.
-    let finished = edu.write_to(0, STRAY_GPA, 4).is_ok();
-    say!(
-        "aimed a 4-byte DMA at GPA {STRAY_GPA:#x}, past its RAM ({}); the SMMU must stop it",
-        if finished {
-            "the device says it finished"
-        } else {
-            "the device did not finish"
-        }
+    let ram = GuestRam { gpa: RAM_GPA, mem };
+    check("DMA round trip through its own RAM", |line| {
+        edu_guest_driver::round_trip(&edu, &ram, 0x5a, line)
+    });
+    // The figure of docs/benchmarks.md: its VMM times the same round
+    // trips outside the VM.
+    let (timed, frequency) = (
+        edu_guest_driver::timed_round_trips(&edu, &ram, BENCH_ROUNDS, platform::ticks),
+        platform::frequency(),
     );
+    let each = |ticks| figures::per_call(ticks, frequency, BENCH_ROUNDS.into());
+    match timed.map(|t| (t, each(t.total), each(t.total - t.transfers))) {
+        Ok((t, Some(all), Some(own))) => say!(
+            "bench: {BENCH_ROUNDS} edu DMA round trips inside the VM: {} ticks at {frequency} Hz; under -icount shift=0, a trip of {all} instructions, {own} outside the transfers",
+            t.total
+        ),
+        Ok(_) => say!("FAILED - guest: no counter frequency"),
+        Err(why) => say!("FAILED - guest: timed DMA round trips: {why}"),
+    }
+    // Past its RAM: nothing is mapped there for its device.
+    check("DMA outside its RAM", |line| {
+        edu_guest_driver::stray(&edu, &ram, ram.end(), 0xa5, line)
+    });
 }

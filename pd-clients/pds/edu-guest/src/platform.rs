@@ -14,7 +14,9 @@ use core::arch::{asm, global_asm};
 use edu_device::Edu;
 use mmio::{Memory, Mmio};
 
-use crate::layout::{BAR_GPA, BAR_SIZE, CONSOLE_GPA, CONSOLE_SIZE};
+use crate::layout::{
+    BAR_GPA, BAR_SIZE, CONSOLE_GPA, CONSOLE_SIZE, DMA_OFFSET, DMA_SIZE, RAM_GPA, RAM_SIZE,
+};
 
 // The VMM starts the vCPU at `_start` (the base of guest RAM) in EL1h,
 // interrupts masked, with nothing else set: the boot code turns on
@@ -70,6 +72,10 @@ vectors:
 // a system call numbered by x7, and 0 is none of its own, so the call
 // reaches the VMM as an unknown-syscall fault carrying x0..x7.
 
+// The numbers are vmm_core::exit's CALL_*: the guest cannot link vmm-core
+// (its microkit dependency brings a PD's runtime into this workspace's
+// builds).
+
 /// The guest is done.
 pub const CALL_DONE: u64 = 0;
 /// The console page holds a line for the VMM to print.
@@ -99,50 +105,47 @@ pub fn done() -> ! {
     }
 }
 
-/// Guest RAM from guest-physical `base`, `len` bytes, reached by volatile
+/// The guest's RAM from its base, `RAM_SIZE` bytes, reached by volatile
 /// byte copies (Device memory with the MMU off; the device writes it
-/// behind the CPU's back).
-pub struct GuestRam {
-    base: usize,
-    len: usize,
-}
+/// behind the CPU's back). Only the DMA area is open to it: the rest holds
+/// the guest's image, stack and console page, which nothing may write
+/// through this handle; an access there is refused like one past the end.
+pub struct DmaArea;
 
-impl GuestRam {
-    pub fn base(&self) -> u64 {
-        self.base as u64
+impl DmaArea {
+    /// The address of `len` bytes at `offset`, when they lie in the DMA
+    /// area.
+    fn at(offset: usize, len: usize) -> Option<usize> {
+        let (start, size) = (DMA_OFFSET as usize, DMA_SIZE as usize);
+        let end = offset.checked_add(len)?;
+        (offset >= start && end <= start + size).then_some(RAM_GPA as usize + offset)
     }
 }
 
-impl Memory for GuestRam {
+impl Memory for DmaArea {
     fn len(&self) -> usize {
-        self.len
+        RAM_SIZE as usize
     }
 
     fn read(&self, offset: usize, out: &mut [u8]) -> bool {
-        let Some(end) = offset.checked_add(out.len()) else {
+        let Some(base) = Self::at(offset, out.len()) else {
             return false;
         };
-        if end > self.len {
-            return false;
-        }
         for (i, b) in out.iter_mut().enumerate() {
-            // SAFETY: inside [base, base + len), which `take` handed out
-            // once and which is guest RAM nothing else in the guest uses.
-            *b = unsafe { core::ptr::read_volatile((self.base + offset + i) as *const u8) };
+            // SAFETY: inside the DMA area of guest RAM, which `take` handed
+            // out once and which nothing else in the guest uses.
+            *b = unsafe { core::ptr::read_volatile((base + i) as *const u8) };
         }
         true
     }
 
     fn write(&self, offset: usize, bytes: &[u8]) -> bool {
-        let Some(end) = offset.checked_add(bytes.len()) else {
+        let Some(base) = Self::at(offset, bytes.len()) else {
             return false;
         };
-        if end > self.len {
-            return false;
-        }
         for (i, &b) in bytes.iter().enumerate() {
             // SAFETY: as in `read`.
-            unsafe { core::ptr::write_volatile((self.base + offset + i) as *mut u8, b) };
+            unsafe { core::ptr::write_volatile((base + i) as *mut u8, b) };
         }
         true
     }
@@ -166,20 +169,37 @@ impl Console {
     }
 }
 
-/// The DMA area of guest RAM and the device, each handed out once: the
+/// Guest RAM's DMA area and the device, each handed out once: the
 /// guest's one claim, made at the start of its single thread.
-pub fn take(dma_gpa: u64, dma_len: usize) -> (GuestRam, Edu<Mmio>) {
+pub fn take() -> (DmaArea, Edu<Mmio>) {
     // SAFETY: the VMM maps the edu BAR at BAR_GPA (system.xml's
     // <virtual_machine> map, uncached), BAR_SIZE bytes; the guest makes
     // this handle once and no other.
     let edu = Edu(unsafe { Mmio::new(BAR_GPA as usize, BAR_SIZE) });
-    (
-        GuestRam {
-            base: dma_gpa as usize,
-            len: dma_len,
-        },
-        edu,
-    )
+    (DmaArea, edu)
+}
+
+/// CNTVCT_EL0, the virtual count, after every earlier instruction has
+/// completed: EL1 reads it without a trap (the physical count minus
+/// CNTVOFF, which is constant, so differences are the physical ones).
+pub fn ticks() -> u64 {
+    let t: u64;
+    // SAFETY: reads a system register EL1 may always read; the ISB keeps
+    // the read from being taken before the code it times. No memory, no
+    // stack, no flags touched.
+    unsafe {
+        asm!("isb", "mrs {0}, cntvct_el0", out(reg) t, options(nomem, nostack, preserves_flags))
+    };
+    t
+}
+
+/// CNTFRQ_EL0, in Hz.
+pub fn frequency() -> u64 {
+    let f: u64;
+    // SAFETY: CNTFRQ_EL0 is readable at EL1; reading it touches nothing
+    // else.
+    unsafe { asm!("mrs {0}, cntfrq_el0", out(reg) f, options(nomem, nostack, preserves_flags)) };
+    f
 }
 
 #[panic_handler]

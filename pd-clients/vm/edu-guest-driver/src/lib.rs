@@ -108,18 +108,7 @@ pub fn round_trip<M: Memory, R: RegisterBlock>(
     seed: u8,
     out: &mut impl Write,
 ) -> Step {
-    if edu.id() != ID {
-        return Err("the device does not identify as edu");
-    }
-    fill(ram, ram.src(), seed)?;
-    fill(ram, ram.dst(), !seed)?;
-    edu.read_from(ram.src(), 0, BYTES as u64)
-        .map_err(|_| "DMA read timed out")?;
-    edu.write_to(0, ram.dst(), BYTES as u64)
-        .map_err(|_| "DMA write timed out")?;
-    if !holds(ram, ram.dst(), seed) {
-        return Err("the data did not arrive");
-    }
+    trip(edu, ram, seed, |dma| dma())?;
     let _ = writeln!(
         out,
         "DMA at GPA {:#x} -> {:#x}: {BYTES} bytes out of my RAM and back, verified",
@@ -127,6 +116,72 @@ pub fn round_trip<M: Memory, R: RegisterBlock>(
         ram.dst()
     );
     Ok(())
+}
+
+/// The round trip's steps, each of the device's two transfers (started,
+/// then waited for) run by `transfer`, which may time it.
+fn trip<M: Memory, R: RegisterBlock>(
+    edu: &Edu<R>,
+    ram: &GuestRam<M>,
+    seed: u8,
+    mut transfer: impl FnMut(&mut dyn FnMut() -> Step) -> Step,
+) -> Step {
+    if edu.id() != ID {
+        return Err("the device does not identify as edu");
+    }
+    fill(ram, ram.src(), seed)?;
+    fill(ram, ram.dst(), !seed)?;
+    transfer(&mut || {
+        edu.read_from(ram.src(), 0, BYTES as u64)
+            .map_err(|_| "DMA read timed out")
+    })?;
+    transfer(&mut || {
+        edu.write_to(0, ram.dst(), BYTES as u64)
+            .map_err(|_| "DMA write timed out")
+    })?;
+    if !holds(ram, ram.dst(), seed) {
+        return Err("the data did not arrive");
+    }
+    Ok(())
+}
+
+/// Counter ticks over timed round trips.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timing {
+    /// In all.
+    pub total: u64,
+    /// In the device's transfers: starting each and waiting for it. The
+    /// rest is the driver's own work: writing the patterns, checking the
+    /// destination.
+    pub transfers: u64,
+}
+
+/// Runs one round trip untimed, then `rounds` more timed with `counter`.
+/// The same code times the round trip in a guest and in a plain driver,
+/// so the two figures differ only by where the code runs (and by how each
+/// copies bytes into its RAM). Each trip is checked; the first that fails
+/// ends the timing with its cause.
+pub fn timed_round_trips<M: Memory, R: RegisterBlock>(
+    edu: &Edu<R>,
+    ram: &GuestRam<M>,
+    rounds: u32,
+    mut counter: impl FnMut() -> u64,
+) -> Result<Timing, &'static str> {
+    trip(edu, ram, 0x11, |dma| dma())?;
+    let mut transfers = 0u64;
+    let start = counter();
+    for round in 0..rounds {
+        trip(edu, ram, round as u8, |dma| {
+            let before = counter();
+            let done = dma();
+            transfers = transfers.wrapping_add(counter().wrapping_sub(before));
+            done
+        })?;
+    }
+    Ok(Timing {
+        total: counter().wrapping_sub(start),
+        transfers,
+    })
 }
 
 /// The device writes to `stray`, a guest-physical address outside this

@@ -27,6 +27,16 @@ pub struct DmaFault {
     pub place: Option<Place>,
 }
 
+impl DmaFault {
+    /// Whether this is a DMA to the page of `gpa` where the guest's map
+    /// has nothing: what a guest's stray DMA aimed at `gpa` gives.
+    pub fn is_stray_to(&self, gpa: u64) -> bool {
+        const PAGE_MASK: u64 = !(crate::map::PAGE - 1);
+        self.place == Some(Place::Outside)
+            && self.gpa.is_some_and(|at| at & PAGE_MASK == gpa & PAGE_MASK)
+    }
+}
+
 impl fmt::Display for DmaFault {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let access = if self.write { "writing" } else { "reading" };

@@ -6,8 +6,9 @@
 //! - [`vfio`]: the VFIO sequence that gives the guest's device its guest's
 //!   RAM and nothing else, IOVA = guest-physical address, with GET_INFO's
 //!   answer checked before anything is mapped;
-//! - [`exit`]: a vCPU's faults (ESR_EL2, which seL4 calls the HSR)
-//!   decoded into what the VMM does: print a console line, stop;
+//! - [`exit`]: the guest's exits as seL4 delivers them (its `hvc` calls
+//!   as unknown-syscall faults, vCPU faults, stage-2 aborts) decoded into
+//!   what the VMM does: print a console line and resume, or stop;
 //! - [`faults`]: the guest device's DMA faults, each placed in the
 //!   guest's map;
 //! - [`reset`]: the guest reset path as a state machine: stop the vCPU,
@@ -31,7 +32,7 @@ pub mod reset;
 pub mod vfio;
 
 pub use error::{Cause, Error, Request};
-pub use exit::{Action, ConsoleLine, Stop};
+pub use exit::{Action, ConsoleLine, El1Exception, GuestCall, Resume, Stop};
 pub use map::{Bar, GuestMap, Place, RamRegion};
 pub use reset::{Guest, Phase, Vcpu};
 pub use vfio::{IommuInfo, Passthrough};

@@ -27,6 +27,14 @@ pub struct RamRegion {
     pub dma: bool,
 }
 
+impl RamRegion {
+    /// Its guest-physical range (= its IOVA range for the device); `None`
+    /// when it is empty or wraps.
+    pub fn iova_range(&self) -> Option<IovaRange> {
+        range(self.gpa, self.size)
+    }
+}
+
 /// A passed-through device's BAR in the guest's physical space.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Bar {

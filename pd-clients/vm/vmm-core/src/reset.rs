@@ -6,7 +6,8 @@
 //!                     +------map------ Quarantined <--quarantine
 //! ```
 //!
-//! `quarantine` is RESET_CLIENT of the VMM itself: the server first puts
+//! `quarantine` is RESET_CLIENT of the VMM itself (or, with `revoked`,
+//! the one its manager made of it): the server first puts
 //! the device's stream back to abort (so whatever DMA the old guest left
 //! in flight reaches nothing and faults), then revokes everything the
 //! VMM held; the VMM forgets its own device state with it (the device
@@ -131,6 +132,17 @@ impl<'m> Guest<'m> {
         iommu
             .reset(self.client_index)
             .map_err(|e| Error::refused(Request::ResetClient, e))?;
+        self.passthrough = None;
+        self.phase = Phase::Quarantined;
+        Ok(())
+    }
+
+    /// Stopped → Quarantined when the VMM's manager made the RESET_CLIENT
+    /// of the VMM (a manager, which may read the server's pools, can show
+    /// that the reset gave everything back): the VMM forgets its device
+    /// state as [`Guest::quarantine`] does, without a call of its own.
+    pub fn revoked(&mut self) -> Result<(), Error> {
+        self.expect(Request::ResetClient, &[Phase::Stopped])?;
         self.passthrough = None;
         self.phase = Phase::Quarantined;
         Ok(())

@@ -158,12 +158,12 @@ pub fn check_info(info: &IommuInfo, map: &GuestMap<'_>) -> Result<(), Error> {
     }
     let mut needed = 0;
     for (region, r) in map.ram.iter().enumerate().filter(|(_, r)| r.dma) {
-        let ram = IovaRange::from_start_len(r.gpa, r.size).ok_or(refuse(Cause::Map(
-            crate::map::MapError::Empty {
+        let ram = r
+            .iova_range()
+            .ok_or(refuse(Cause::Map(crate::map::MapError::Empty {
                 ram: true,
                 index: region,
-            },
-        )))?;
+            })))?;
         if info.containing(&ram).is_none() {
             return Err(refuse(Cause::OutsideIovaRanges { region, ram }));
         }

@@ -18,8 +18,9 @@ use iommu_testkit::{HeapMemory, MockHw, Rig, RigTransport};
 use iommu_types::config::{DeviceConfig, Quota, Region};
 use iommu_types::fault::IOMMU_FAULT_KIND_F_TRANSLATION;
 use iommu_types::{IovaRange, StreamId};
+use microkit::Hsr;
 use mmio::Memory;
-use vmm_core::exit::{self, Action, Stop};
+use vmm_core::exit::{self, Action, El1Exception, GuestCall, Stop};
 use vmm_core::{faults, Bar, Cause, Error, GuestMap, Phase, Place, RamRegion, Request};
 
 const MIB2: u64 = 0x20_0000;
@@ -66,6 +67,22 @@ const BARS: [Bar; 1] = [Bar {
     size: 0x10_0000,
 }];
 
+/// The guest's one region of RAM, mapped for DMA.
+static ONE_RAM: [RamRegion; 1] = [RamRegion {
+    gpa: RAM_GPA,
+    size: MIB2,
+    vmm_vaddr: RAM_VA,
+    dma: true,
+}];
+
+/// The map of a guest with [`ONE_RAM`] and the BAR.
+fn one_ram() -> GuestMap<'static> {
+    GuestMap {
+        ram: &ONE_RAM,
+        bars: &BARS,
+    }
+}
+
 fn ram(gpa: u64, vmm_vaddr: u64, dma: bool) -> RamRegion {
     RamRegion {
         gpa,
@@ -94,11 +111,13 @@ impl Transport for Recording {
     }
 }
 
-/// The system: the server with the VMM as its one client, the guest's
-/// RAM (4 MiB of physical memory, and the page after it), the device.
+/// The system: the server with the VMM as its client 0 and the manager
+/// as client 1, the guest's RAM (4 MiB of physical memory, and the page
+/// after it), the device.
 struct System {
     rig: Rc<RefCell<Rig<MockHw>>>,
     vmm: Iommu<Recording>,
+    manager: Iommu<RigTransport>,
     ops: Rc<RefCell<Vec<Op>>>,
     /// The two 2 MiB of RAM, and the page of physical memory after them.
     ram: [Rc<HeapMemory>; 2],
@@ -111,7 +130,8 @@ fn system() -> System {
         .devices(&DEVICES)
         .quota(QUOTA)
         .build();
-    let rig = Rc::new(RefCell::new(Rig::new(MockHw::new(), &[vmm])));
+    let manager = client("manager").manager(true).build();
+    let rig = Rc::new(RefCell::new(Rig::new(MockHw::new(), &[vmm, manager])));
     let ops = Rc::new(RefCell::new(Vec::new()));
     let ram = [
         Rc::new(HeapMemory::zeroed(MIB2 as usize)),
@@ -136,9 +156,11 @@ fn system() -> System {
         inner: RigTransport::new(&rig, 0),
         ops: ops.clone(),
     });
+    let manager = Iommu::new(RigTransport::new(&rig, 1));
     System {
         rig,
         vmm,
+        manager,
         ops,
         ram,
         edu,
@@ -173,11 +195,7 @@ fn bytes(mem: &HeapMemory, offset: usize, len: usize) -> Vec<u8> {
 #[test]
 fn the_vfio_sequence_maps_guest_ram_at_its_guest_physical_address() {
     let mut s = system();
-    let rams = [ram(RAM_GPA, RAM_VA, true)];
-    let map = GuestMap {
-        ram: &rams,
-        bars: &BARS,
-    };
+    let map = one_ram();
     let mut guest = vmm_core::Guest::new(map, 0, 0);
     let p = guest.map(&mut s.vmm).unwrap();
     // QEMU's order: version, extension, the device into the container,
@@ -244,6 +262,8 @@ fn the_vfio_sequence_maps_guest_ram_at_its_guest_physical_address() {
         f.to_string(),
         "F_TRANSLATION writing GPA 0x40200000 (outside the guest's memory map)"
     );
+    assert!(f.is_stray_to(g.end()));
+    assert!(!f.is_stray_to(g.end() + 0x1000), "another page");
     assert_eq!(bytes(&s.ram[1], 0, 64), vec![0; 64]);
     assert_eq!(s.edu.elsewhere.get(), 0);
 }
@@ -329,64 +349,151 @@ fn guest_ram_the_vmm_does_not_map_is_out_of_its_devices_reach() {
     assert!(!report.lost && report.dropped == 0);
 }
 
-/// ESR_EL2 of `hvc #imm` from AArch64 (IL set).
-fn hvc(imm: u16) -> u64 {
-    (u64::from(exit::EC_HVC64) << 26) | (1 << 25) | u64::from(imm)
-}
-
 /// ESR_EL2 of a data abort from the guest, a write or a read.
 fn data_abort(write: bool) -> u64 {
-    (u64::from(exit::EC_DABT_LOWER) << 26) | (1 << 25) | (u64::from(write) << 6)
+    (u64::from(Hsr::EC_DABT_LOWER) << 26) | (1 << 25) | (u64::from(write) << 6)
+}
+
+/// The unknown-syscall fault of the guest's `hvc #0` at `pc`: call
+/// `number` in x0, `x7` in x7, the other registers what the guest had.
+fn call(number: u64, x7: u64, pc: u64) -> GuestCall {
+    // As the kernel's message registers hold them: x0..x7, the PC, then
+    // SP, LR, SPSR and the syscall number (x7 again).
+    let mrs = [
+        number,
+        11,
+        22,
+        33,
+        44,
+        55,
+        66,
+        x7,
+        pc,
+        0x4010_0000,
+        0x4000_0040,
+        0x3c5,
+        x7,
+    ];
+    GuestCall::from_message(|i| mrs[i])
 }
 
 #[test]
-fn vcpu_faults_decode_into_console_lines_and_stops() {
-    let rams = [ram(RAM_GPA, RAM_VA, true)];
-    let map = GuestMap {
-        ram: &rams,
-        bars: &BARS,
-    };
+fn guest_calls_and_faults_decode_as_sel4_delivers_them() {
+    let map = one_ram();
     let guest_ram = [HeapMemory::zeroed(MIB2 as usize)];
     let console = (map.console_gpa().unwrap() - RAM_GPA) as usize;
     assert_eq!(console as u64, MIB2 - 0x1000, "the last page of RAM");
     guest_ram[0].write(console, b"hello from the guest\0ignored");
-    let Action::Console(line) = exit::vcpu_fault(&map, &guest_ram, hvc(1)) else {
-        panic!("hvc #1 is a console line");
+    let no_exception = || panic!("only an exception call reads the EL1 syndrome");
+    let hvc_pc = RAM_GPA + 0x1f0;
+    let at_console = call(exit::CALL_CONSOLE, 0, hvc_pc);
+    let Action::Console { line, resume } =
+        exit::guest_call(&map, &guest_ram, &at_console, no_exception)
+    else {
+        panic!("call 1 is a console line");
     };
     assert_eq!(
         (line.as_str(), line.truncated),
         ("hello from the guest", false)
     );
+    // The reply resumes the guest past its hvc (4 bytes), its registers
+    // as they were; a reply without the PC would run the hvc again.
+    assert_eq!(resume.pc, hvc_pc + 4);
+    assert_eq!(resume.x, [exit::CALL_CONSOLE, 11, 22, 33, 44, 55, 66, 0]);
+    let mut reply = [0u64; 9];
+    let length = resume.to_message(|i, v| reply[i] = v);
+    assert_eq!(length, 9, "x0..x7 and the PC");
+    assert_eq!(reply, [1, 11, 22, 33, 44, 55, 66, 0, hvc_pc + 4]);
+
     // Bytes the guest chooses are shown, never trusted: no NUL within
     // the bound cuts the line there, and control bytes are `?`.
-    guest_ram[0].write(console, &[b'x'; 200]);
+    guest_ram[0].write(console, &[b'x'; 300]);
     guest_ram[0].write(console, b"bell\x07\x1b[2J");
-    let Action::Console(line) = exit::vcpu_fault(&map, &guest_ram, hvc(1)) else {
-        panic!("hvc #1 is a console line");
+    let Action::Console { line, .. } =
+        exit::guest_call(&map, &guest_ram, &at_console, no_exception)
+    else {
+        panic!("call 1 is a console line");
     };
     assert!(line.truncated);
     assert_eq!(line.as_str().len(), exit::CONSOLE_BYTES);
     assert!(line.as_str().starts_with("bell??[2Jxxx"), "{line:?}");
 
     assert_eq!(
-        exit::vcpu_fault(&map, &guest_ram, hvc(0)),
+        exit::guest_call(
+            &map,
+            &guest_ram,
+            &call(exit::CALL_DONE, 0, hvc_pc),
+            no_exception
+        ),
         Action::Stop(Stop::Done)
     );
-    assert_eq!(
-        exit::vcpu_fault(&map, &guest_ram, hvc(7)),
-        Action::Stop(Stop::UnknownHvc(7))
+    // The exception call: the VMM reads the vCPU's EL1 syndrome.
+    let taken = El1Exception {
+        esr: u64::from(Hsr::EC_DABT_LOWER) << 26,
+        elr: RAM_GPA + 0x88,
+        far: 0x9000_0000,
+    };
+    let stop = exit::guest_call(
+        &map,
+        &guest_ram,
+        &call(exit::CALL_EXCEPTION, 0, RAM_GPA + 0x800),
+        || taken,
     );
-    let wfi = 0x01 << 26 | 1 << 25;
+    assert_eq!(stop, Action::Stop(Stop::Exception(taken)));
+    let Action::Stop(why) = stop else {
+        unreachable!()
+    };
     assert_eq!(
-        exit::vcpu_fault(&map, &guest_ram, wfi),
-        Action::Stop(Stop::Unhandled { ec: 1, hsr: wfi })
+        why.to_string(),
+        "the guest took an exception: ESR_EL1 0x90000000 (data abort), ELR_EL1 0x40000088, FAR_EL1 0x90000000"
+    );
+    // A number the protocol lacks, or x7 not zero (a call meant for
+    // someone else), stops the guest at that hvc.
+    assert_eq!(
+        exit::guest_call(&map, &guest_ram, &call(7, 0, hvc_pc), no_exception),
+        Action::Stop(Stop::UnknownCall {
+            number: 7,
+            x7: 0,
+            pc: hvc_pc
+        })
+    );
+    assert_eq!(
+        exit::guest_call(
+            &map,
+            &guest_ram,
+            &call(exit::CALL_CONSOLE, 3, hvc_pc),
+            no_exception
+        ),
+        Action::Stop(Stop::UnknownCall {
+            number: 1,
+            x7: 3,
+            pc: hvc_pc
+        })
+    );
+    // A console page that is not RAM the VMM holds stops the guest.
+    let none: [HeapMemory; 0] = [];
+    assert_eq!(
+        exit::guest_call(&map, &none, &at_console, no_exception),
+        Action::Stop(Stop::ConsoleUnreadable)
+    );
+
+    // A vCPU fault: an instruction trapped; the guest stops.
+    let wfi = u64::from(Hsr::EC_WFX) << 26 | 1 << 25;
+    let Action::Stop(why) = exit::vcpu_fault(wfi) else {
+        panic!("a trapped WFI stops the guest");
+    };
+    assert_eq!(
+        why.to_string(),
+        "the guest trapped: WFI/WFE (HSR 0x6000000)"
     );
     // Stage-2 aborts: outside the map, the guest stops with the cause.
-    let stop = exit::vm_fault(&map, 0x9000_0000, data_abort(true));
+    let pc = RAM_GPA + 0x40;
+    let stop = exit::vm_fault(&map, 0x9000_0000, pc, data_abort(true));
     assert_eq!(
         stop,
         Action::Stop(Stop::OutsideMap {
             gpa: 0x9000_0000,
+            pc,
             write: true,
             fetch: false
         })
@@ -396,38 +503,35 @@ fn vcpu_faults_decode_into_console_lines_and_stops() {
     };
     assert_eq!(
         why.to_string(),
-        "the guest wrote 0x90000000, outside its memory map"
+        "the guest wrote 0x90000000 (pc 0x40000040), outside its memory map"
     );
     assert_eq!(
-        exit::vm_fault(&map, 0x0, data_abort(false)),
+        exit::vm_fault(&map, 0x0, pc, data_abort(false)),
         Action::Stop(Stop::OutsideMap {
             gpa: 0,
+            pc,
             write: false,
             fetch: false
         })
     );
-    let fetch = u64::from(exit::EC_IABT_LOWER) << 26;
+    let fetch = u64::from(Hsr::EC_IABT_LOWER) << 26;
     assert_eq!(
-        exit::vm_fault(&map, RAM_GPA + MIB2, fetch),
+        exit::vm_fault(&map, RAM_GPA + MIB2, RAM_GPA + MIB2, fetch),
         Action::Stop(Stop::OutsideMap {
             gpa: RAM_GPA + MIB2,
+            pc: RAM_GPA + MIB2,
             write: false,
             fetch: true
         })
     );
     // Inside the map a stage-2 abort means the VM's mappings are wrong.
     assert_eq!(
-        exit::vm_fault(&map, BAR_GPA + 8, data_abort(true)),
+        exit::vm_fault(&map, BAR_GPA + 8, pc, data_abort(true)),
         Action::Stop(Stop::InsideMap {
             gpa: BAR_GPA + 8,
+            pc,
             place: Place::Bar { bar: 0, offset: 8 }
         })
-    );
-    // A console page that is not RAM the VMM holds stops the guest.
-    let none: [HeapMemory; 0] = [];
-    assert_eq!(
-        exit::vcpu_fault(&map, &none, hvc(1)),
-        Action::Stop(Stop::ConsoleUnreadable)
     );
 }
 
@@ -451,18 +555,20 @@ impl vmm_core::Vcpu for &Counted {
     }
 }
 
+/// A guest with map `map`, mapped and started on `vcpu`.
+fn running<'m>(s: &mut System, map: GuestMap<'m>, vcpu: &Counted) -> vmm_core::Guest<'m> {
+    let mut guest = vmm_core::Guest::new(map, 0, 0);
+    guest.map(&mut s.vmm).unwrap();
+    guest.start(&mut &*vcpu).unwrap();
+    guest
+}
+
 #[test]
 fn the_reset_path_quarantines_the_device_then_maps_it_again() {
     let mut s = system();
-    let rams = [ram(RAM_GPA, RAM_VA, true)];
-    let map = GuestMap {
-        ram: &rams,
-        bars: &BARS,
-    };
+    let map = one_ram();
     let vcpu = Counted::default();
-    let mut guest = vmm_core::Guest::new(map, 0, 0);
-    guest.map(&mut s.vmm).unwrap();
-    guest.start(&mut &vcpu).unwrap();
+    let mut guest = running(&mut s, map, &vcpu);
     let first_device = guest.passthrough().unwrap().device.id();
     let pools = s.pools();
 
@@ -539,17 +645,89 @@ fn the_reset_path_quarantines_the_device_then_maps_it_again() {
 }
 
 #[test]
-fn a_reset_the_server_cannot_finish_names_its_errno_and_can_be_retried() {
+fn timed_round_trips_count_only_the_timed_trips_and_stop_on_a_failure() {
     let mut s = system();
-    let rams = [ram(RAM_GPA, RAM_VA, true)];
-    let map = GuestMap {
-        ram: &rams,
-        bars: &BARS,
+    let map = one_ram();
+    vmm_core::vfio::pass_through(&mut s.vmm, &map, 0).unwrap();
+    let g = GuestRam {
+        gpa: RAM_GPA,
+        mem: &*s.ram[0],
     };
+    let edu = Edu(&s.edu);
+    // A counter that ticks once a read: the untimed trip is outside the
+    // reads; each of 5 timed trips reads it around its two transfers (one
+    // tick each), and the whole run once more at each end.
+    let mut reads = 0;
+    let timing = edu_guest_driver::timed_round_trips(&edu, &g, 5, || {
+        reads += 1;
+        reads
+    });
+    assert_eq!(
+        timing,
+        Ok(edu_guest_driver::Timing {
+            total: 21,
+            transfers: 10
+        })
+    );
+    assert_eq!(reads, 22);
+    assert_eq!(s.edu.faults(), 0);
+    // Guest RAM the device cannot reach: the first trip fails, with its
+    // cause, and the counter is never read.
+    s.vmm
+        .vfio_unmap_dma(0, 0, iommu_proto::vfio::VFIO_DMA_UNMAP_FLAG_ALL)
+        .unwrap();
+    let mut reads = 0;
+    let failed = edu_guest_driver::timed_round_trips(&edu, &g, 5, || {
+        reads += 1;
+        0
+    });
+    assert_eq!((failed, reads), (Err("the data did not arrive"), 0));
+}
+
+#[test]
+fn a_reset_its_manager_makes_is_followed_by_a_fresh_map() {
+    let mut s = system();
+    let map = one_ram();
     let vcpu = Counted::default();
-    let mut guest = vmm_core::Guest::new(map, 0, 0);
+    let mut guest = running(&mut s, map, &vcpu);
+    let pools = s.pools();
+    // Only a stopped guest's device can have been reset for it.
+    let early = guest.revoked().unwrap_err();
+    assert_eq!(
+        early.cause,
+        Cause::Phase {
+            expected: Phase::Stopped,
+            found: Phase::Running
+        }
+    );
+    assert!(guest.passthrough().is_some());
+    guest.stop(&mut &vcpu).unwrap();
+    // The manager resets the VMM's client; the VMM makes no call of its
+    // own for it and forgets its dead device state.
+    let calls = s.ops.borrow().len();
+    s.manager.reset(0).unwrap();
+    guest.revoked().unwrap();
+    assert_eq!(s.ops.borrow().len(), calls);
+    assert_eq!(guest.phase(), Phase::Quarantined);
+    assert!(guest.passthrough().is_none());
+    assert_eq!(s.reach(RAM_GPA), None);
     guest.map(&mut s.vmm).unwrap();
     guest.start(&mut &vcpu).unwrap();
+    let g = GuestRam {
+        gpa: RAM_GPA,
+        mem: &*s.ram[0],
+    };
+    let mut out = String::new();
+    edu_guest_driver::round_trip(&Edu(&s.edu), &g, 29, &mut out).unwrap();
+    assert_eq!(s.pools(), pools);
+}
+
+#[test]
+fn a_reset_the_server_cannot_finish_names_its_errno_and_can_be_retried() {
+    let mut s = system();
+    let map = one_ram();
+    let vcpu = Counted::default();
+    let mut guest = running(&mut s, map, &vcpu);
     guest.stop(&mut &vcpu).unwrap();
     // The SMMU will not stop the stream: the server keeps every mapping
     // the device may still reach, and says EBUSY.
