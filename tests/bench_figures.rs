@@ -1,10 +1,7 @@
-//! The seL4 benchmark PD's arithmetic (pd-clients/pds/bench-pd/src/figures.rs),
-//! on the host: counter ticks to instructions under `-icount shift=0`.
+//! The seL4 benchmark PDs' arithmetic (`benchkit::icount`), on the host:
+//! counter ticks to instructions under `-icount shift=0`.
 
-#[path = "../pd-clients/pds/bench-pd/src/figures.rs"]
-mod figures;
-
-use figures::{per_call, per_tick, Tenths};
+use benchkit::icount::{per_call, per_tick, Tenths};
 
 /// QEMU virt's generic timer.
 const QEMU_VIRT_HZ: u64 = 62_500_000;

@@ -1,9 +1,17 @@
 //! What the benchmarks share: the mean criterion recorded for one
 //! benchmark of this run, read back from its output directory, so a bench
-//! can print its figures side by side with their ratios.
+//! can print its figures side by side with their ratios (feature `std`);
+//! and, without std for the seL4 benchmark PDs and the guest, counter
+//! ticks to instructions under QEMU's `-icount` ([`icount`]).
 
+#![cfg_attr(not(feature = "std"), no_std)]
+
+pub mod icount;
+
+#[cfg(feature = "std")]
 use std::path::PathBuf;
 
+#[cfg(feature = "std")]
 /// Criterion's output directory: `CRITERION_HOME`, else `target/criterion`
 /// beside the running bench binary (`target/<profile>/deps/<bench>`).
 fn criterion_dir() -> Option<PathBuf> {
@@ -14,6 +22,7 @@ fn criterion_dir() -> Option<PathBuf> {
     Some(exe.parent()?.parent()?.parent()?.join("criterion"))
 }
 
+#[cfg(feature = "std")]
 /// The mean ns per iteration of benchmark `group/id...` (the path criterion
 /// writes it under, `/` in a name written as `_`), or `None` when this run
 /// did not measure it.

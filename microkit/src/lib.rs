@@ -70,6 +70,10 @@ pub trait Handler {
 #[cfg(all(target_arch = "aarch64", target_os = "none", feature = "pd"))]
 mod sys;
 
+/// The generic timer as a PD reads it.
+#[cfg(all(target_arch = "aarch64", target_os = "none", feature = "pd"))]
+pub mod counter;
+
 #[cfg(all(target_arch = "aarch64", target_os = "none", feature = "pd"))]
 pub use runtime::*;
 

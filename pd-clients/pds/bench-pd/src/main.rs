@@ -1,7 +1,7 @@
 //! The benchmark PD (bench/system.xml, `make bench-sel4`): times protected
 //! calls to the IOMMU server against the generic timer, run under QEMU's
 //! `-icount shift=0` so that a tick is a fixed number of instructions
-//! (`figures`) and every figure is the same from run to run. Three loops,
+//! (`benchkit::icount`) and every figure is the same from run to run. Three loops,
 //! each after a warm-up: a null request (VFIO_GET_API_VERSION, the least a
 //! call can cost the server), IOMMU_IOAS_MAP + IOMMU_IOAS_UNMAP of one
 //! 4 KiB page at a fixed IOVA of an IOAS its nvme device is attached to
@@ -17,8 +17,6 @@
 #![deny(unsafe_code)]
 
 mod console;
-mod counter;
-mod figures;
 
 use core::fmt::Write;
 
@@ -53,9 +51,9 @@ impl Transport for Timed<'_> {
     }
 
     fn call(&mut self, label: u64, mrs: [u64; 2]) -> (u64, u64) {
-        let start = counter::ticks();
+        let start = microkit::counter::ticks();
         let reply = self.inner.call(label, mrs);
-        self.ticks += counter::ticks().wrapping_sub(start);
+        self.ticks += microkit::counter::ticks().wrapping_sub(start);
         reply
     }
 }
@@ -94,9 +92,9 @@ fn report(
     ticks: u64,
     in_calls: u64,
 ) -> Result<(), &'static str> {
-    let frequency = counter::frequency();
-    let all = figures::per_call(ticks, frequency, calls).ok_or("no figure")?;
-    let inside = figures::per_call(in_calls, frequency, calls).ok_or("no figure")?;
+    let frequency = microkit::counter::frequency();
+    let all = benchkit::icount::per_call(ticks, frequency, calls).ok_or("no figure")?;
+    let inside = benchkit::icount::per_call(in_calls, frequency, calls).ok_or("no figure")?;
     let _ = writeln!(
         out,
         "{what}: {calls} round trips ({ppcs} server calls each), {all} instructions each, \
@@ -106,11 +104,11 @@ fn report(
 }
 
 fn run(out: &mut Console) -> Result<(), &'static str> {
-    let frequency = counter::frequency();
+    let frequency = microkit::counter::frequency();
     let _ = writeln!(
         out,
         "generic timer at {frequency} Hz: one tick is {} instructions under -icount shift=0",
-        figures::per_tick(frequency).ok_or("a frequency that does not divide 1 GHz")?
+        benchkit::icount::per_tick(frequency).ok_or("a frequency that does not divide 1 GHz")?
     );
     let spec = spec();
     let (cfg, regs) = pd_support::nvme::device().ok_or("device handed out twice")?;
@@ -142,11 +140,11 @@ fn run(out: &mut Console) -> Result<(), &'static str> {
         null(&mut driver.iommu).map_err(|_| "VFIO_GET_API_VERSION failed")?;
     }
     driver.iommu.transport().ticks = 0;
-    let start = counter::ticks();
+    let start = microkit::counter::ticks();
     for _ in 0..ROUNDS {
         null(&mut driver.iommu).map_err(|_| "VFIO_GET_API_VERSION failed")?;
     }
-    let ticks = counter::ticks() - start;
+    let ticks = microkit::counter::ticks() - start;
     let in_calls = driver.iommu.transport().ticks;
     report(out, "null request", ROUNDS, 1, ticks, in_calls)?;
 
@@ -163,11 +161,11 @@ fn run(out: &mut Console) -> Result<(), &'static str> {
         map_unmap(&mut driver)?;
     }
     driver.iommu.transport().ticks = 0;
-    let start = counter::ticks();
+    let start = microkit::counter::ticks();
     for _ in 0..ROUNDS {
         map_unmap(&mut driver)?;
     }
-    let ticks = counter::ticks() - start;
+    let ticks = microkit::counter::ticks() - start;
     let in_calls = driver.iommu.transport().ticks;
     report(out, "MAP + UNMAP 4 KiB", ROUNDS, 2, ticks, in_calls)?;
 
@@ -202,11 +200,11 @@ fn run(out: &mut Console) -> Result<(), &'static str> {
         io(&mut driver)?;
     }
     driver.iommu.transport().ticks = 0;
-    let start = counter::ticks();
+    let start = microkit::counter::ticks();
     for _ in 0..IOS {
         io(&mut driver)?;
     }
-    let ticks = counter::ticks() - start;
+    let ticks = microkit::counter::ticks() - start;
     let in_calls = driver.iommu.transport().ticks;
     report(out, "strict 4 KiB write", IOS, 2, ticks, in_calls)?;
     let _ = writeln!(out, "device misbehaviour: {}", driver.nvme.counters());

@@ -12,10 +12,6 @@
 #![no_main]
 #![deny(unsafe_code)]
 
-// The benchmark PD's arithmetic: counter ticks to instructions.
-#[allow(dead_code)]
-#[path = "../../bench-pd/src/figures.rs"]
-mod figures;
 mod platform;
 
 use core::fmt::Write;
@@ -133,7 +129,7 @@ fn guest_story() {
         edu_guest_driver::timed_round_trips(&edu, &ram, BENCH_ROUNDS, platform::ticks),
         platform::frequency(),
     );
-    let each = |ticks| figures::per_call(ticks, frequency, BENCH_ROUNDS.into());
+    let each = |ticks| benchkit::icount::per_call(ticks, frequency, BENCH_ROUNDS.into());
     match timed.map(|t| (t, each(t.total), each(t.total - t.transfers))) {
         Ok((t, Some(all), Some(own))) => say!(
             "bench: {BENCH_ROUNDS} edu DMA round trips inside the VM: {} ticks at {frequency} Hz; under -icount shift=0, a trip of {all} instructions, {own} outside the transfers",

@@ -18,13 +18,6 @@
 #![no_main]
 #![deny(unsafe_code)]
 
-// The benchmark PD's counter and arithmetic: the physical count, which
-// this kernel exports to user code, and ticks to instructions.
-#[path = "../../bench-pd/src/counter.rs"]
-mod counter;
-#[allow(dead_code)]
-#[path = "../../bench-pd/src/figures.rs"]
-mod figures;
 mod memory;
 
 use core::fmt::{Display, Write};
@@ -226,10 +219,10 @@ impl Vmm {
             mem: &self.vcpu.ram,
         };
         let (timed, frequency) = (
-            edu_guest_driver::timed_round_trips(edu, &ram, BENCH_ROUNDS, counter::ticks),
-            counter::frequency(),
+            edu_guest_driver::timed_round_trips(edu, &ram, BENCH_ROUNDS, microkit::counter::ticks),
+            microkit::counter::frequency(),
         );
-        let each = |ticks| figures::per_call(ticks, frequency, BENCH_ROUNDS.into());
+        let each = |ticks| benchkit::icount::per_call(ticks, frequency, BENCH_ROUNDS.into());
         let _ = match timed.map(|t| (t, each(t.total), each(t.total - t.transfers))) {
             Ok((t, Some(all), Some(own))) => writeln!(
                 out,

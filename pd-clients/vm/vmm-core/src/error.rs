@@ -6,7 +6,7 @@ use iommu_proto::Errno;
 use iommu_types::IovaRange;
 
 use crate::map::MapError;
-use crate::reset::Phase;
+use crate::phase::Phase;
 
 /// A request the VMM makes, of the server or of its own vCPU.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

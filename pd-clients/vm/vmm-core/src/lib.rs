@@ -28,13 +28,15 @@ pub mod error;
 pub mod exit;
 pub mod faults;
 pub mod map;
+pub mod phase;
 pub mod reset;
 pub mod vfio;
 
 pub use error::{Cause, Error, Request};
 pub use exit::{Action, ConsoleLine, El1Exception, GuestCall, Resume, Stop};
 pub use map::{Bar, GuestMap, Place, RamRegion};
-pub use reset::{Guest, Phase, Vcpu};
+pub use phase::Phase;
+pub use reset::{Guest, Vcpu};
 pub use vfio::{IommuInfo, Passthrough};
 
 /// The VMM PD's program image (system.xml's `<program_image>`): the

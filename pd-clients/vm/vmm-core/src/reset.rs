@@ -22,6 +22,7 @@ use iommu_proto::Errno;
 
 use crate::error::{Cause, Error, Request};
 use crate::map::GuestMap;
+use crate::phase::Phase;
 use crate::vfio::{pass_through, Passthrough};
 
 /// The guest's vCPU, as the VMM drives it.
@@ -31,21 +32,6 @@ pub trait Vcpu {
     /// Starts the guest afresh at its entry point; the kernel's error
     /// otherwise.
     fn start(&mut self) -> Result<(), u64>;
-}
-
-/// Where the guest is in its life.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Phase {
-    /// Nothing mapped, no device joined.
-    Unmapped,
-    /// Its device joined and its RAM mapped; the vCPU not running.
-    Mapped,
-    Running,
-    /// The vCPU stopped; the device still reaches the guest's RAM.
-    Stopped,
-    /// The server revoked the VMM's device and mappings: the device's
-    /// DMA reaches nothing.
-    Quarantined,
 }
 
 /// A guest, its device and the VMM's state for them.

@@ -2,7 +2,7 @@
 //! guest instruction advances virtual time by exactly 1 ns, and the generic
 //! timer counts virtual time at its frequency (CNTFRQ_EL0): a tick is
 //! 10^9 / CNTFRQ instructions (16 at QEMU virt's 62.5 MHz). Plain
-//! arithmetic, shared with a host test (tests/bench_figures.rs).
+//! arithmetic, host-tested (tests/bench_figures.rs).
 
 use core::fmt;
 
