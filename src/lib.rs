@@ -32,6 +32,9 @@ pub type RegionSpec = system::RegionSpec<Static>;
 /// position in [`CLIENTS`] (the order of iommu.xml's `<client>`
 /// elements).
 pub type ClientSpec = system::ClientSpec<Static, Channel>;
+/// Where the description says something: a file and a line, which
+/// refusals cite.
+pub type Origin = system::Origin<Static>;
 /// Where a child PD sits.
 pub type ChildOf = system::ChildOf<Static>;
 pub use system::Share;

@@ -292,7 +292,8 @@ fn the_demo_programs_the_configured_bar() {
 /// A DMA region its driver maps read-only (accepted, as sDDF's transmit
 /// regions are) is read-only for its device: the driver's writable
 /// mapping is refused, and the demo says which request, which errno by
-/// name, on which region, and why.
+/// name, on which region, and why, citing the line of system.xml that
+/// makes it so.
 #[test]
 fn a_refusal_names_the_request_the_errno_and_the_region() {
     if !have_all(&[
@@ -301,18 +302,26 @@ fn a_refusal_names_the_request_the_errno_and_the_region() {
     ]) {
         return;
     }
+    let map = r#"<map mr="edu_b_dma" vaddr="0x30000000" perms="rw""#;
+    let system =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("system.xml")).unwrap();
+    let line = system
+        .lines()
+        .position(|l| l.contains(map))
+        .expect("edu_b's map of its DMA region")
+        + 1;
     let (_, out) = run_edited(
         "demo-read-only",
-        &[(
-            r#"<map mr="edu_b_dma" vaddr="0x30000000" perms="rw""#,
-            r#"<map mr="edu_b_dma" vaddr="0x30000000" perms="r""#,
-        )],
+        &[(map, r#"<map mr="edu_b_dma" vaddr="0x30000000" perms="r""#)],
+    );
+    let cause = format!(
+        "edu_b: because edu_b_dma is read-only for devices: edu_b maps it without \"w\", and a device gets no more than its driver has (system.xml:{line}: <map mr=\"edu_b_dma\">)"
     );
     for line in [
         "ok - edu_a: DMA through its mappings",
         "edu_b: refused: MAP of the destination page of edu_b_dma: IOMMU_IOAS_MAP: EFAULT: bad address (outside the caller's memory or its rights)",
-        "edu_b: edu_b_dma is read-only for devices: system.xml maps it perms=\"r\" into edu_b, and a device gets no more than its driver has",
-        "FAILED - demo: MAP of the destination page",
+        &cause,
+        "FAILED - demo: MAP of the destination page refused",
     ] {
         assert!(out.contains(line), "missing `{line}` in:\n{out}");
     }

@@ -195,6 +195,10 @@ fn the_crate_holds_the_checkers_model() {
     let config = load(SYSTEM, POLICY).unwrap();
     let text = |s: &str| s.to_string();
     let channel = |c: Channel| c.index() as u64;
+    let origin = |o: iommu_system::Origin| owned::Origin {
+        file: text(o.file),
+        line: o.line,
+    };
     let paddr = |p: Paddr| match p {
         Paddr::Fixed(a) => owned::Paddr::Fixed(a),
         Paddr::Symbol(i) => owned::Paddr::Symbol(text(SERVER_SYMBOLS[i])),
@@ -236,6 +240,9 @@ fn the_crate_holds_the_checkers_model() {
                     strict: r.strict,
                     shared_with: r.shared_with.map(text),
                     share: r.share,
+                    origin: origin(r.origin),
+                    memory_region: origin(r.memory_region),
+                    map: origin(r.map),
                 })
                 .collect(),
             devices: c
@@ -249,7 +256,9 @@ fn the_crate_holds_the_checkers_model() {
                 })
                 .collect(),
             device_config_pages: c.device_config_pages.to_vec(),
+            device_origins: c.device_origins.iter().map(|&o| origin(o)).collect(),
             quota: c.quota,
+            quota_origin: origin(c.quota_origin),
             manager: c.manager,
             disk_blocks: c.disk_blocks,
             child_of: c.child_of.map(|o| owned::ChildOf {
@@ -257,6 +266,7 @@ fn the_crate_holds_the_checkers_model() {
                 id: o.id,
             }),
             program_image: text(c.program_image),
+            origin: origin(c.origin),
         })
         .collect();
     assert_eq!(clients, config.clients);
@@ -295,7 +305,100 @@ fn the_crate_holds_the_checkers_model() {
             write: m.write,
             setvar_vaddr: m.setvar_vaddr.map(text),
             paddr: m.paddr,
+            origin: origin(m.origin),
+            memory_region: origin(m.memory_region),
         })
         .collect();
     assert_eq!(maps, config.maps);
+}
+
+/// The line of `file`'s element that opens with `<tag` and carries every
+/// one of `attrs` (`name="value"`), which must be exactly one.
+fn line_of(file: &str, tag: &str, attrs: &[&str]) -> u32 {
+    let src = if file == "system.xml" { SYSTEM } else { POLICY };
+    let open = format!("<{tag} ");
+    let lines: Vec<u32> = src
+        .lines()
+        .zip(1..)
+        .filter(|(l, _)| l.trim_start().starts_with(&open) && attrs.iter().all(|a| l.contains(a)))
+        .map(|(_, n)| n)
+        .collect();
+    assert_eq!(
+        lines.len(),
+        1,
+        "{file}: <{tag} {attrs:?}> on lines {lines:?}"
+    );
+    lines[0]
+}
+
+/// Every client, DMA region, device and map carries where the example
+/// says it: the file and the line of its element, found here by reading
+/// the files, so that refusals at run time cite the right line.
+#[test]
+fn the_generated_locations_are_the_elements_lines() {
+    let at = |file: &str, tag: &str, attrs: &[&str]| iommu_system::Origin {
+        file: match file {
+            "system.xml" => "system.xml",
+            _ => "iommu.xml",
+        },
+        line: line_of(file, tag, attrs),
+    };
+    for c in &CLIENTS {
+        let pd = format!("pd=\"{}\"", c.pd);
+        assert_eq!(c.origin, at("iommu.xml", "client", &[&pd]), "{}", c.pd);
+        // A client's `<quota>` is the first line after its `<client>`
+        // that opens one.
+        let quota = POLICY
+            .lines()
+            .zip(1..)
+            .skip(c.origin.line as usize)
+            .find(|(l, _)| l.trim_start().starts_with("<quota "))
+            .map(|(_, n)| n);
+        assert_eq!(Some(c.quota_origin.line), quota, "{}", c.pd);
+        assert_eq!(c.quota_origin.file, "iommu.xml");
+        for r in c.regions {
+            let mr = format!("mr=\"{}\"", r.mr);
+            let name = format!("name=\"{}\"", r.mr);
+            assert_eq!(r.origin, at("iommu.xml", "dma", &[&mr]), "{}", r.mr);
+            assert_eq!(
+                r.memory_region,
+                at("system.xml", "memory_region", &[&name]),
+                "{}",
+                r.mr
+            );
+            assert_eq!(r.map, iommu_system::map_of(c.pd, r.mr).unwrap().origin);
+        }
+        assert_eq!(c.device_origins.len(), c.devices.len());
+        for (d, o) in c.devices.iter().zip(c.device_origins) {
+            let name = format!("name=\"{}\"", d.name);
+            assert_eq!(*o, at("iommu.xml", "device", &[&name]), "{}", d.name);
+        }
+    }
+    // A map's line: the one `<map>` of its region inside its PD's
+    // `<protection_domain>` element.
+    for m in &iommu_system::MAPS {
+        let pd_open = format!("<protection_domain name=\"{}\"", m.pd);
+        let mr = format!("<map mr=\"{}\"", m.mr);
+        let mut inside = false;
+        let mut found = Vec::new();
+        for (l, n) in SYSTEM.lines().zip(1u32..) {
+            let l = l.trim_start();
+            // A child PD's or a virtual machine's maps are not its own.
+            if l.starts_with("<protection_domain ") || l.starts_with("<virtual_machine ") {
+                inside = l.starts_with(&pd_open);
+            }
+            if inside && l.starts_with(&mr) {
+                found.push(n);
+            }
+        }
+        assert_eq!(found.len(), 1, "{} maps {} on lines {found:?}", m.pd, m.mr);
+        assert_eq!((m.origin.file, m.origin.line), ("system.xml", found[0]));
+        let name = format!("name=\"{}\"", m.mr);
+        assert_eq!(
+            m.memory_region,
+            at("system.xml", "memory_region", &[&name]),
+            "{}",
+            m.mr
+        );
+    }
 }

@@ -46,10 +46,26 @@ fn isolated(python: &str, dir: &Path) -> Command {
 }
 
 /// The server's configuration, the QEMU devices and the virtual machines
-/// a pair gives.
+/// a pair gives, without where each element stands in its file: two pairs
+/// written differently configure the same system.
 fn generated(system: &Path, policy: &Path) -> (String, Vec<String>, Vec<String>) {
-    let (sdf, config) = sysgen::load(system, policy)
+    let (sdf, mut config) = sysgen::load(system, policy)
         .unwrap_or_else(|e| panic!("{} / {}: {e}", system.display(), policy.display()));
+    let nowhere = |o: &mut sysgen::model::Origin| o.line = 0;
+    for c in &mut config.clients {
+        nowhere(&mut c.origin);
+        nowhere(&mut c.quota_origin);
+        c.device_origins.iter_mut().for_each(nowhere);
+        for r in &mut c.regions {
+            nowhere(&mut r.origin);
+            nowhere(&mut r.memory_region);
+            nowhere(&mut r.map);
+        }
+    }
+    for m in &mut config.maps {
+        nowhere(&mut m.origin);
+        nowhere(&mut m.memory_region);
+    }
     (
         sysgen::gen::rust(&config, &["system.xml", "iommu.xml"]),
         sysgen::qemu_devices(&config),

@@ -82,8 +82,9 @@ fn map(pd: &str, symbol: &str, what: &str) -> Result<(u64, &'static MapSpec), &'
     };
     let Some(paddr) = m.paddr else {
         say!(
-            "demo: {} ({pd}'s {what}) has no phys_addr: a device window is where the board decodes it, never placed by the tool\n",
-            m.mr
+            "demo: {mr} ({pd}'s {what}) has no phys_addr: a device window is where the board decodes it, never placed by the tool ({at}: <memory_region name=\"{mr}\">)\n",
+            mr = m.mr,
+            at = m.memory_region,
         );
         return Err("a device window without its phys_addr");
     };
@@ -97,9 +98,10 @@ fn refused(
     why: qemu_virt::platform::WindowRefused,
 ) -> &'static str {
     say!(
-        "demo: refused {} ({pd}'s {what}, {paddr:#x}, {:#x} bytes): {why}\n",
-        m.mr,
-        m.size
+        "demo: refused {mr} ({pd}'s {what}, {paddr:#x}, {size:#x} bytes): {why} ({at}: <memory_region name=\"{mr}\">)\n",
+        mr = m.mr,
+        size = m.size,
+        at = m.memory_region,
     );
     "a device window the board cannot honour"
 }

@@ -16,7 +16,7 @@ use scenarios::edu::{Roles, Session};
 use scenarios::report::server_report;
 
 use crate::devices;
-use crate::output::{Join, Prefix, Tally};
+use crate::output::{refused, Join, Prefix, Tally};
 use crate::transport::{
     notified_fault, returned, take_faults, Buffers, Clients, Direct, RegionMemory,
 };
@@ -108,9 +108,7 @@ pub fn story<'b>(
             found,
         );
         let buf = bufs[i].ok_or("client without a DMA region")?;
-        let region = CLIENTS[i].regions[0].mr;
-        let session = scenarios::edu::setup(&mut iommus[i], &edu, buf, region, &mut out)
-            .inspect_err(|_| why_refused(i, &mut out))?;
+        let session = scenarios::edu::setup(&mut iommus[i], &edu, buf, &CLIENTS[i], &mut out)?;
         tally.check(
             name,
             "DMA through its mappings",
@@ -168,14 +166,14 @@ pub fn story<'b>(
             let _ = report.write_str(core::str::from_utf8(piece).unwrap_or("?\n"));
         })
         .map(|_| ())
-        .map_err(|_| "DUMP refused");
+        .map_err(|e| refused("manager", "DUMP", Join(&[tname, "'s state"]), e));
     tally.check("manager", Join(&["dumps ", tname, "'s state"]), dumped);
     tally.check(
         "manager",
         Join(&["resets ", tname]),
         iommus[m]
             .reset(target as u64)
-            .map_err(|_| "RESET_CLIENT refused"),
+            .map_err(|e| refused("manager", "RESET_CLIENT", tname, e)),
     );
     say!("manager: reset {tname}: its streams quarantined, its objects torn down\n");
     let mut out = Prefix(tname, true);
@@ -196,7 +194,8 @@ pub fn story<'b>(
     // The first driver crashes in the middle of a DMA. Its supervisor, told
     // of the fault (here a call stands in for seL4's fault message), resets
     // it, so the transfer in flight reaches nothing, and restarts it.
-    let pools_before = server_report(&mut iommus[m], page_va).map_err(|_| "DUMP refused")?;
+    let pools_before = server_report(&mut iommus[m], page_va)
+        .map_err(|e| refused("supervisor", "DUMP", "the server's report", e))?;
     let mut out = Prefix(fname, true);
     let (Some(edu), Some(buf)) = (&edus[first], bufs[first]) else {
         return Err("the first driver never set up");
@@ -210,7 +209,7 @@ pub fn story<'b>(
         Join(&["revokes ", fname, "'s DMA when it dies"]),
         iommus[m]
             .reset(first as u64)
-            .map_err(|_| "RESET_CLIENT refused"),
+            .map_err(|e| refused("supervisor", "RESET_CLIENT", fname, e)),
     );
     tally.check(fname, "resources all returned", returned(server, first));
     let reconnected = clients.reconnect(first);
@@ -223,10 +222,7 @@ pub fn story<'b>(
         &mut out,
         notified_fault(server, first),
     )
-    .and_then(|()| {
-        let region = CLIENTS[first].regions[0].mr;
-        scenarios::edu::setup(&mut iommus[first], edu, buf, region, &mut out)
-    })
+    .and_then(|()| scenarios::edu::setup(&mut iommus[first], edu, buf, &CLIENTS[first], &mut out))
     .and_then(|session| {
         scenarios::edu::round_trip(&session, edu, buf, 21, &mut out)?;
         sessions[first] = Some(session);
@@ -237,7 +233,8 @@ pub fn story<'b>(
         "restarted: binds, maps and does DMA again",
         restarted,
     );
-    let pools_after = server_report(&mut iommus[m], page_va).map_err(|_| "DUMP refused")?;
+    let pools_after = server_report(&mut iommus[m], page_va)
+        .map_err(|e| refused("supervisor", "DUMP", "the server's report", e))?;
     say!("supervisor: {}", pools_after.as_str());
     tally.check(
         "supervisor",
@@ -266,18 +263,4 @@ pub fn story<'b>(
             reset: target,
         },
     })
-}
-
-/// What in the configuration makes the server refuse driver `i`'s
-/// mappings, where the configuration says so.
-fn why_refused(i: usize, out: &mut Prefix) {
-    let spec = &CLIENTS[i];
-    let region = &spec.regions[0];
-    if !region.perms.write {
-        let _ = writeln!(
-            out,
-            "{} is read-only for devices: system.xml maps it perms=\"r\" into {}, and a device gets no more than its driver has",
-            region.mr, spec.pd
-        );
-    }
 }

@@ -10,7 +10,7 @@ use qemu_virt::platform::{self, DeviceWindows};
 use scenarios::blk::{Next, Story};
 
 use crate::devices;
-use crate::output::{Join, Prefix, Tally};
+use crate::output::{refused, Join, Prefix, Tally};
 use crate::transport::{
     direct, returned, take_faults, Buffers, Clients, RegionMemory, MAX_REGIONS,
 };
@@ -110,7 +110,8 @@ fn nvme_story(
     let mut driver = match start() {
         Ok(d) => d,
         Err(e) => {
-            let _ = writeln!(out, "bring-up failed: {e:?}");
+            let device = spec.devices.first().map_or("its device", |d| d.name);
+            scenarios::blk::say_driver_error(&mut out, spec, 0, "bring-up", device, e);
             tally.check(
                 name,
                 "brings its NVMe controller up",
@@ -161,7 +162,12 @@ fn nvme_story(
             };
             served[b.region] = driver
                 .add_client(ring, data, Mode::of(b.strict), b.share.clone())
-                .map_err(|_| "the driver refused a block client")?;
+                .map_err(|e| {
+                    let mr = spec.regions[b.region].mr;
+                    let mut out = Prefix(name, true);
+                    scenarios::blk::say_driver_error(&mut out, spec, b.region, "serving", mr, e);
+                    "a block client's data region could not be served"
+                })?;
         }
         Ok(served)
     };
@@ -267,10 +273,21 @@ fn nvme_story(
                 Join(&["revokes ", name, "'s DMA when it dies"]),
                 supervisor
                     .reset(i as u64)
-                    .map_err(|_| "RESET_CLIENT refused"),
+                    .map_err(|e| refused("supervisor", "RESET_CLIENT", name, e)),
             );
             tally.check(name, "resources all returned", returned(server, i));
-            driver = start().map_err(|_| "the restarted driver did not come up")?;
+            driver = start().map_err(|e| {
+                let device = spec.devices.first().map_or("its device", |d| d.name);
+                scenarios::blk::say_driver_error(
+                    &mut out,
+                    spec,
+                    0,
+                    "bring-up after the restart",
+                    device,
+                    e,
+                );
+                "the restarted driver did not come up"
+            })?;
             // What its previous life's stopped commands left in its fault
             // queue, read before anything new can fault.
             take_faults(server);

@@ -33,6 +33,19 @@ impl Tally {
     }
 }
 
+/// Says that the server refused `who`'s `step` of `object`, with the
+/// request and errno by name and the errno's meaning; for the check that
+/// failed, what it failed of.
+pub fn refused(
+    who: &str,
+    step: &str,
+    object: impl core::fmt::Display,
+    e: iommu_client::Error,
+) -> &'static str {
+    say!("{who}: refused: {step} of {object}: {e}\n");
+    "the server refused it"
+}
+
 /// Pieces of a message written one after another.
 pub struct Join<'a>(pub &'a [&'a str]);
 

@@ -10,7 +10,7 @@ use mmio::{DmaRegion, Memory, Mmio, StaticCell};
 use qemu_virt::platform::DeviceWindows;
 use scenarios::edu_static;
 
-use crate::output::{Join, Prefix, Tally};
+use crate::output::{refused, Join, Prefix, Tally};
 use crate::transport::{take_faults, Clients, Direct, RegionMemory, Shared};
 use crate::{devices, memory};
 
@@ -191,9 +191,14 @@ pub fn story(tally: &mut Tally, clients: &mut Clients<'_>, drivers: &Drivers) {
             continue;
         }
         // The manager holds the device in quarantine, then releases it.
-        let held = manager
-            .hold_static(d.space as u64)
-            .map_err(|_| "QUARANTINE refused");
+        let held = manager.hold_static(d.space as u64).map_err(|e| {
+            refused(
+                "manager",
+                "QUARANTINE (hold)",
+                Join(&[spec.name, "'s static space"]),
+                e,
+            )
+        });
         tally.check(
             "manager",
             Join(&["holds ", spec.name, ": its stream aborts"]),
@@ -206,9 +211,14 @@ pub fn story(tally: &mut Tally, clients: &mut Clients<'_>, drivers: &Drivers) {
         );
         take_faults(server);
         server.borrow_mut().take_static_faults();
-        let released = manager
-            .release_static(d.space as u64)
-            .map_err(|_| "QUARANTINE refused");
+        let released = manager.release_static(d.space as u64).map_err(|e| {
+            refused(
+                "manager",
+                "QUARANTINE (release)",
+                Join(&[spec.name, "'s static space"]),
+                e,
+            )
+        });
         tally.check(
             "manager",
             Join(&[
@@ -271,9 +281,14 @@ fn restart(
             d.name,
             "'s restart: its stream aborts",
         ]),
-        manager
-            .hold_static(d.space as u64)
-            .map_err(|_| "QUARANTINE refused"),
+        manager.hold_static(d.space as u64).map_err(|e| {
+            refused(
+                "manager",
+                "QUARANTINE (hold)",
+                Join(&[spec.name, "'s static space"]),
+                e,
+            )
+        }),
     );
     tally.check(
         d.name,
@@ -289,9 +304,14 @@ fn restart(
             spec.name,
             ": its stream points at its domain again",
         ]),
-        manager
-            .release_static(d.space as u64)
-            .map_err(|_| "QUARANTINE refused"),
+        manager.release_static(d.space as u64).map_err(|e| {
+            refused(
+                "manager",
+                "QUARANTINE (release)",
+                Join(&[spec.name, "'s static space"]),
+                e,
+            )
+        }),
     );
     tally.check(
         d.name,

@@ -16,6 +16,24 @@ use core::ops::Range;
 use crate::config::{DeviceConfig, Perms, Quota, Static, Storage};
 use crate::StreamId;
 
+/// Where the description says something: the file and line of an
+/// element, so that a refusal that stems from the configuration can cite
+/// it (`iommu.xml:12`). A name and a number: cheap enough for every PD
+/// image to carry one per element.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Origin<S: Storage> {
+    /// The file's name as the build was given it (`system.xml`).
+    pub file: S::Text,
+    /// 1-based.
+    pub line: u32,
+}
+
+impl<S: Storage> core::fmt::Display for Origin<S> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "{}:{}", self.file.as_ref(), self.line)
+    }
+}
+
 /// Where the server finds a physical address.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Paddr<S: Storage> {
@@ -92,6 +110,13 @@ pub struct RegionSpec<S: Storage> {
     /// a block client's data (`<dma first_block blocks>`; checked on the
     /// disk, not wrapping, disjoint from the other clients').
     pub share: Option<Share>,
+    /// iommu.xml's `<dma>` for it.
+    pub origin: Origin<S>,
+    /// system.xml's `<memory_region>`: its size and physical address.
+    pub memory_region: Origin<S>,
+    /// system.xml's `<map>` of it into the client: its rights there, the
+    /// most a device gets.
+    pub map: Origin<S>,
 }
 
 /// Where a child PD sits: its parent and its id there (Microkit's `id`).
@@ -123,7 +148,11 @@ pub struct ClientSpec<S: Storage, C> {
     /// The server's mapping of each device's PCI configuration page, in
     /// `devices` order.
     pub device_config_pages: S::List<Option<u64>>,
+    /// iommu.xml's `<device>` of each device, in `devices` order.
+    pub device_origins: S::List<Origin<S>>,
     pub quota: Quota,
+    /// iommu.xml's `<quota>`: what a refusal for running out cites.
+    pub quota_origin: Origin<S>,
     /// May reset other clients.
     pub manager: bool,
     /// The 512-byte blocks of the disk one of its devices is
@@ -135,6 +164,8 @@ pub struct ClientSpec<S: Storage, C> {
     /// The PD's program image, as system.xml names it ("" if none): which
     /// driver it runs.
     pub program_image: S::Text,
+    /// iommu.xml's `<client>`.
+    pub origin: Origin<S>,
 }
 
 impl<S: Storage, C> ClientSpec<S, C> {
@@ -196,6 +227,10 @@ pub struct MapSpec<S: Storage> {
     /// The region's fixed physical address (`phys_addr`), if system.xml
     /// gives one: where a device's configuration page and BAR windows are.
     pub paddr: Option<u64>,
+    /// system.xml's `<map>`.
+    pub origin: Origin<S>,
+    /// system.xml's `<memory_region>` it maps: its size and `phys_addr`.
+    pub memory_region: Origin<S>,
 }
 
 // Compiled in, the model is plain data: copied as the constants it is.

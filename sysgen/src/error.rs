@@ -65,6 +65,15 @@ impl Source<'_> {
         }
     }
 
+    /// Where `e` is, for the generated configuration to carry into
+    /// refusals at run time.
+    pub fn origin(&self, e: &Element) -> crate::model::Origin {
+        crate::model::Origin {
+            file: self.file.to_string(),
+            line: u32::try_from(e.pos.line).unwrap_or(u32::MAX),
+        }
+    }
+
     /// `file:line` of an element, for messages that point from one file
     /// into the other.
     pub fn line(&self, e: &Element) -> String {

@@ -4,7 +4,7 @@
 
 use std::fmt::Write;
 
-use crate::model::{server_symbols, Config, Paddr, Perms, ServerMemory};
+use crate::model::{server_symbols, Config, Origin, Paddr, Perms, ServerMemory};
 
 fn paddr(p: &Paddr, symbols: &[String]) -> String {
     match p {
@@ -14,6 +14,10 @@ fn paddr(p: &Paddr, symbols: &[String]) -> String {
             format!("Paddr::Symbol({i})")
         }
     }
+}
+
+fn origin(o: &Origin) -> String {
+    format!("Origin {{ file: {:?}, line: {} }}", o.file, o.line)
 }
 
 fn perms(p: Perms) -> String {
@@ -114,7 +118,7 @@ pub fn rust(config: &Config, inputs: &[&str]) -> String {
         for r in &c.regions {
             let _ = writeln!(
                 w,
-                "            RegionSpec {{ mr: {:?}, vaddr: {:#x}, size: {:#x}, perms: {}, paddr: {}, strict: {}, shared_with: {:?}, share: {} }},",
+                "            RegionSpec {{ mr: {:?}, vaddr: {:#x}, size: {:#x}, perms: {}, paddr: {}, strict: {}, shared_with: {:?}, share: {}, origin: {}, memory_region: {}, map: {} }},",
                 r.mr,
                 r.vaddr,
                 r.size,
@@ -125,7 +129,10 @@ pub fn rust(config: &Config, inputs: &[&str]) -> String {
                 r.share.map_or("None".into(), |b| format!(
                     "Some(Share {{ first_block: {:#x}, blocks: {:#x} }})",
                     b.first_block, b.blocks
-                ))
+                )),
+                origin(&r.origin),
+                origin(&r.memory_region),
+                origin(&r.map)
             );
         }
         let _ = writeln!(w, "        ],");
@@ -163,15 +170,22 @@ pub fn rust(config: &Config, inputs: &[&str]) -> String {
             }
         }
         let _ = writeln!(w, "],");
+        let _ = write!(w, "        device_origins: &[");
+        for o in &c.device_origins {
+            let _ = write!(w, "{}, ", origin(o));
+        }
+        let _ = writeln!(w, "],");
         let q = &c.quota;
         let _ = writeln!(
             w,
             "        quota: Quota {{ objects: {}, ioases: {}, mapped_pages: {}, table_pages: {}, hwpts: {}, mappings: {} }},",
             q.objects, q.ioases, q.mapped_pages, q.table_pages, q.hwpts, q.mappings
         );
+        let _ = writeln!(w, "        quota_origin: {},", origin(&c.quota_origin));
         let _ = writeln!(w, "        manager: {},", c.manager);
         let _ = writeln!(w, "        disk_blocks: {:?},", c.disk_blocks);
         let _ = writeln!(w, "        program_image: {:?},", c.program_image);
+        let _ = writeln!(w, "        origin: {},", origin(&c.origin));
         match &c.child_of {
             Some(o) => {
                 let _ = writeln!(
@@ -256,14 +270,16 @@ pub fn rust(config: &Config, inputs: &[&str]) -> String {
     for m in &config.maps {
         let _ = writeln!(
             w,
-            "    MapSpec {{ pd: {:?}, mr: {:?}, vaddr: {:#x}, size: {:#x}, write: {}, setvar_vaddr: {:?}, paddr: {} }},",
+            "    MapSpec {{ pd: {:?}, mr: {:?}, vaddr: {:#x}, size: {:#x}, write: {}, setvar_vaddr: {:?}, paddr: {}, origin: {}, memory_region: {} }},",
             m.pd,
             m.mr,
             m.vaddr,
             m.size,
             m.write,
             m.setvar_vaddr.as_deref(),
-            m.paddr.map_or("None".to_string(), |p| format!("Some({p:#x})"))
+            m.paddr.map_or("None".to_string(), |p| format!("Some({p:#x})")),
+            origin(&m.origin),
+            origin(&m.memory_region)
         );
     }
     let _ = writeln!(w, "];");

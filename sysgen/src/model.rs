@@ -29,6 +29,7 @@ pub type ChildOf = system::ChildOf<Owned>;
 pub type StaticIoMap = system::IoMapSpec<Owned>;
 pub type StaticSpace = system::StaticSpaceSpec<Owned, u64>;
 pub type MapEntry = system::MapSpec<Owned>;
+pub type Origin = system::Origin<Owned>;
 pub use iommu_types::config::{Perms, Quota};
 pub use iommu_types::system::Share;
 pub use iommu_types::{IovaRange, StreamId};

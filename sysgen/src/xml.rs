@@ -72,10 +72,17 @@ pub fn parse_document(src: &str) -> Result<roxmltree::Document<'_>, SyntaxError>
         let at = format!(" at {}:{}", p.row, p.col);
         let message = text.replacen(&at, "", 1);
         let found = pos(e.pos());
-        unclosed_tag(src, found).unwrap_or(SyntaxError {
-            pos: found,
-            message,
-        })
+        let stray = match &e {
+            roxmltree::Error::UnexpectedCloseTag(open, _, _) => stray_close(src, open, found),
+            _ => None,
+        };
+        unclosed_tag(src, found)
+            .or_else(|| unclosed_value(src, found))
+            .or(stray)
+            .unwrap_or(SyntaxError {
+                pos: found,
+                message,
+            })
     })
 }
 
@@ -129,6 +136,91 @@ fn unclosed_tag(src: &str, found: Pos) -> Option<SyntaxError> {
         pos: pos_of(src, start),
         message: format!(
             "`<{name}` is never closed: no `>` or `/>` before the next tag at {found}"
+        ),
+    })
+}
+
+/// The length of the XML name `s` starts with (0 if none).
+fn name_len(s: &str) -> usize {
+    s.find(|c: char| !(c.is_alphanumeric() || "_-.:".contains(c)))
+        .unwrap_or(s.len())
+}
+
+/// Whether `s` ends with whitespace, a name and `=` (and maybe more
+/// whitespace): the start of another attribute.
+fn ends_with_attribute_start(s: &str) -> Option<usize> {
+    let s = s.trim_end().strip_suffix('=')?.trim_end();
+    let name_start = s
+        .rfind(|c: char| !(c.is_alphanumeric() || "_-.:".contains(c)))
+        .map_or(0, |i| i + 1);
+    let name = &s[name_start..];
+    let before = &s[..name_start];
+    (!name.is_empty() && before.ends_with(char::is_whitespace)).then(|| before.trim_end().len())
+}
+
+/// An attribute value missing its closing quote (`mr="x vaddr="0x1"`):
+/// the parser reads the next attribute's `vaddr=` as part of the value
+/// and complains at the character after, where it wants a space. When
+/// the error follows a quote inside a start tag, and the value that quote
+/// closes ends with ` name=`, the mistake is the missing quote before it.
+fn unclosed_value(src: &str, found: Pos) -> Option<SyntaxError> {
+    let at = offset(src, found)?;
+    let tag_start = src[..at].rfind('<')?;
+    let tag = &src[tag_start..at];
+    if tag.contains('>') {
+        return None;
+    }
+    let quote = tag
+        .chars()
+        .next_back()
+        .filter(|c| *c == '"' || *c == '\'')?;
+    let body = &tag[..tag.len() - 1];
+    let open = body.rfind(quote)?;
+    let value = &body[open + 1..];
+    let missing = ends_with_attribute_start(value)?;
+    let attribute = body[..open].trim_end().strip_suffix('=')?.trim_end();
+    let attribute = &attribute[attribute
+        .rfind(|c: char| !(c.is_alphanumeric() || "_-.:".contains(c)))
+        .map_or(0, |i| i + 1)..];
+    Some(SyntaxError {
+        pos: pos_of(src, tag_start + open + 1 + missing),
+        message: format!(
+            "the value of `{attribute}` has no closing `{quote}`: `{}` reads as part of it",
+            value[missing..].trim()
+        ),
+    })
+}
+
+/// A `>` too many inside a start tag (`<map mr="x" > vaddr="0x1" />`):
+/// it ends the tag, the rest reads as text, and the parser finds the
+/// element unclosed only at its parent's end tag. When the last
+/// unfinished `<open` start tag before `found` is followed by text that
+/// reads as an attribute, the mistake is its `>`.
+fn stray_close(src: &str, open: &str, found: Pos) -> Option<SyntaxError> {
+    let at = offset(src, found)?;
+    let needle = format!("<{open}");
+    let start = src[..at]
+        .match_indices(&needle)
+        .map(|(i, _)| i)
+        .filter(|&i| name_len(&src[i + 1..]) == open.len())
+        .filter(|&i| {
+            src[i..at]
+                .find('>')
+                .is_some_and(|end| !src[..i + end].ends_with('/'))
+        })
+        .last()?;
+    let close = start + src[start..at].find('>')?;
+    let after = src[close + 1..at].trim_start();
+    let attribute = &after[..name_len(after)];
+    let rest = after[attribute.len()..].trim_start();
+    if attribute.is_empty() || !rest.starts_with('=') {
+        return None;
+    }
+    Some(SyntaxError {
+        pos: pos_of(src, close),
+        message: format!(
+            "this `>` ends `<{open}` (at {}), and `{attribute}=` after it reads as one of its attributes: a stray `>`?",
+            pos_of(src, start)
         ),
     })
 }

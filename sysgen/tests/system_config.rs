@@ -266,6 +266,78 @@ fn the_microkit_tools_rules() {
     ]);
 }
 
+/// Syntax mistakes are located where they are, not where the parser
+/// notices them: a value missing its closing quote at the quote's place
+/// (not at the next attribute), a stray `>` at that `>` (not at the
+/// parent's end tag), in either file.
+#[test]
+fn syntax_mistakes_are_located_where_they_are() {
+    let sys = |from: &str, to: &str| edit(SYSTEM, from, to);
+    let pol = |from: &str, to: &str| edit(POLICY, from, to);
+    exactly(&[
+        (
+            "a value missing its closing quote",
+            sys(
+                "<map mr=\"edu_a_command\" vaddr=\"0x13000000\"",
+                "<map mr=\"edu_a_command vaddr=\"0x13000000\"",
+            ),
+            POLICY.into(),
+            "system.xml:38:31: document: the value of `mr` has no closing `\"`: `vaddr=` reads as part of it",
+        ),
+        (
+            "a value missing its closing quote before the last attribute",
+            sys(
+                "<map mr=\"edu_a_command\" vaddr=\"0x13000000\" perms",
+                "<map mr=\"edu_a_command\" vaddr=\"0x13000000 perms",
+            ),
+            POLICY.into(),
+            "system.xml:38:50: document: the value of `vaddr` has no closing `\"`: `perms=` reads as part of it",
+        ),
+        (
+            "a stray `>` inside a start tag",
+            sys(
+                "<map mr=\"edu_a_command\" vaddr=\"0x13000000\"",
+                "<map mr=\"edu_a_command\" > vaddr=\"0x13000000\"",
+            ),
+            POLICY.into(),
+            "system.xml:38:33: document: this `>` ends `<map` (at 38:9), and `vaddr=` after it reads as one of its attributes: a stray `>`?",
+        ),
+        (
+            "a duplicate attribute, at the second",
+            sys(
+                "<map mr=\"edu_a_command\" vaddr=\"0x13000000\" perms=\"rw\"",
+                "<map mr=\"edu_a_command\" vaddr=\"0x13000000\" perms=\"rw\" vaddr=\"0x1\"",
+            ),
+            POLICY.into(),
+            "system.xml:38:63: document: attribute 'vaddr' is already defined",
+        ),
+        (
+            "a bad attribute value, at the attribute",
+            sys(
+                "<map mr=\"edu_a_command\" vaddr=\"0x13000000\"",
+                "<map mr=\"edu_a_command\" vaddr=\"0x1300zz00\"",
+            ),
+            POLICY.into(),
+            "system.xml:38:33: <map mr=\"edu_a_command\"> attribute `vaddr`: `0x1300zz00` is not a number",
+        ),
+        (
+            "a value missing its closing quote in iommu.xml",
+            SYSTEM.into(),
+            pol(
+                "<client pd=\"edu_a\" command_page",
+                "<client pd=\"edu_a command_page",
+            ),
+            "iommu.xml:16:22: document: the value of `pd` has no closing `\"`: `command_page=` reads as part of it",
+        ),
+        (
+            "a stray `>` in iommu.xml",
+            SYSTEM.into(),
+            pol("<dma mr=\"edu_a_dma\" />", "<dma > mr=\"edu_a_dma\" />"),
+            "iommu.xml:18:14: document: this `>` ends `<dma` (at 18:9), and `mr=` after it reads as one of its attributes: a stray `>`?",
+        ),
+    ]);
+}
+
 /// What the tool's parser accepts (a UTF-8 byte-order mark, character
 /// references, CDATA) reads as the plain fixtures do, in both files; and
 /// after the first line, a byte-order mark moves no error's position.
@@ -1010,7 +1082,7 @@ fn block_clients_shares_of_the_disk() {
     // The shipped shares reach the generated configuration.
     let config = load(NVME_SYSTEM, NVME_POLICY).unwrap();
     let rust = sysgen::gen::rust(&config, &["system.xml", "iommu.xml"]);
-    assert!(rust.contains("shared_with: Some(\"blk_strict\"), share: Some(Share { first_block: 0x1000, blocks: 0x1000 }) },"));
+    assert!(rust.contains("shared_with: Some(\"blk_strict\"), share: Some(Share { first_block: 0x1000, blocks: 0x1000 }), origin: Origin { file: \"iommu.xml\", line: "));
     assert!(rust.contains("disk_blocks: Some(8192),"));
     let header = sysgen::gen::c_config(&config, "nvme_driver").unwrap();
     assert!(header.contains("#define IOMMU_DMA_BLK_STRICT_DATA_FIRST_BLOCK 0x1000\n"));

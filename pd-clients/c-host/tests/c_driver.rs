@@ -118,7 +118,7 @@ fn a_refusal_reaches_the_c_driver_by_name() {
         lines[lines.len() - 3..],
         [
             "c-host: IOMMU_IOAS_MAP: EFAULT",
-            "c_driver: FAILED - map: EFAULT",
+            "c_driver: FAILED - MAP of the DMA buffer's first page, for the device to read and write: EFAULT",
             "c-host: 5 calls served, 1 refused",
         ]
     );

@@ -43,10 +43,13 @@ static void put_hex(uint64_t v)
     microkit_dbg_puts(text);
 }
 
-static int failed(const char *what, int err)
+/* A refusal: the request and what it was of, then the errno by name. */
+static int failed(const char *request, const char *object, int err)
 {
     microkit_dbg_puts("c_driver: FAILED - ");
-    microkit_dbg_puts(what);
+    microkit_dbg_puts(request);
+    microkit_dbg_puts(" of ");
+    microkit_dbg_puts(object);
     microkit_dbg_puts(": ");
     microkit_dbg_puts(iommu_strerror(err));
     microkit_dbg_puts("\n");
@@ -57,16 +60,16 @@ static int start(void)
 {
     int err = iommu_bind(&iommu, 0, &device);
     if (err) {
-        return failed("bind", err);
+        return failed("BIND", "device 0", err);
     }
     err = iommu_ioas_alloc(&iommu, &ioas);
     if (err) {
-        return failed("IOAS alloc", err);
+        return failed("IOAS_ALLOC", "an IO address space", err);
     }
     uint32_t hwpt = ioas;
     err = iommu_attach(&iommu, device, &hwpt);
     if (err) {
-        return failed("attach", err);
+        return failed("ATTACH", "device 0 to its IO address space", err);
     }
     /* Room for a few ranges; EMSGSIZE would say how many there are. */
     struct iommu_iova_range ranges[8];
@@ -74,13 +77,13 @@ static int start(void)
     uint64_t alignment = 0;
     err = iommu_iova_ranges(&iommu, ioas, ranges, &num, &alignment);
     if (err) {
-        return failed("IOVA ranges", err);
+        return failed("IOAS_IOVA_RANGES", "its IO address space", err);
     }
     uint64_t iova = 0;
     err = iommu_map(&iommu, ioas, dma_buffer, 0x1000,
                     IOMMU_IOAS_MAP_READABLE | IOMMU_IOAS_MAP_WRITEABLE, &iova);
     if (err) {
-        return failed("map", err);
+        return failed("MAP", "the DMA buffer's first page, for the device to read and write", err);
     }
     microkit_dbg_puts("c_driver: buffer mapped at IOVA ");
     put_hex(iova);

@@ -428,3 +428,31 @@ impl Story {
             })
     }
 }
+
+/// Says why the block driver of `client` could not do `step` of
+/// `object` (its DMA region `region`, or its device for bring-up): a
+/// server refusal with the request, errno and, when `client`'s
+/// configuration is the reason, the cause and where it says so; else the
+/// driver's own reason.
+pub fn say_driver_error<S: iommu_types::config::Storage, C>(
+    out: &mut impl Write,
+    client: &iommu_types::system::ClientSpec<S, C>,
+    region: usize,
+    step: &str,
+    object: &str,
+    e: blk_driver::Error,
+) {
+    match e {
+        blk_driver::Error::Server(e) => crate::cause::say_refused(
+            out,
+            client,
+            crate::cause::Subject::of_driver_request(e.op, region),
+            step,
+            object,
+            e,
+        ),
+        other => {
+            let _ = writeln!(out, "failed: {step} of {object}: {other}");
+        }
+    }
+}

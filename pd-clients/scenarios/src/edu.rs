@@ -13,7 +13,10 @@ use iommu_proto::fault::IOMMU_FAULT_KIND_F_TRANSLATION;
 use iommu_proto::Errno;
 use mmio::{Memory, RegisterBlock};
 
+use crate::cause::{say_refused, Subject};
 use crate::{pattern, Step};
+use iommu_types::config::Storage;
+use iommu_types::system::ClientSpec;
 
 /// The driver PDs' program image (system.xml's `<program_image>`): the
 /// clients running it are the edu story's drivers.
@@ -45,16 +48,33 @@ fn holds<M: Memory>(buf: &DmaBuffer<M>, offset: usize, len: usize, seed: u8) -> 
     })
 }
 
-/// Says which request the server refused, with what and on which region,
-/// then names the failed step.
-fn refused<'a>(
+/// Says which request the server refused (`step` of `object`), with what
+/// and, when `client`'s configuration is the reason, why and where it
+/// says so; then names the failed step (`<step> refused`).
+macro_rules! refused {
+    ($out:expr, $client:expr, $subject:expr, $step:literal, $object:expr) => {
+        refused(
+            $out,
+            $client,
+            $subject,
+            $step,
+            $object,
+            concat!($step, " refused"),
+        )
+    };
+}
+
+fn refused<'a, S: Storage, C>(
     out: &'a mut impl Write,
+    client: &'a ClientSpec<S, C>,
+    subject: Subject,
     step: &'static str,
-    region: &'a str,
+    object: &'a str,
+    failed: &'static str,
 ) -> impl FnOnce(iommu_client::Error) -> &'static str + 'a {
     move |e| {
-        let _ = writeln!(out, "refused: {step} of {region}: {e}");
-        step
+        say_refused(out, client, subject, step, object, e);
+        failed
     }
 }
 
@@ -76,32 +96,75 @@ pub struct Session<'b> {
     pub dst: Mapping<'b>,
 }
 
-/// Checks the device, binds it (index 0 of the client's configuration),
-/// gives it an IOAS and maps the buffer's first two pages; `region` names
-/// the buffer's region in what it says of a refusal.
-pub fn setup<'b, T: Transport, M: Memory, R: RegisterBlock>(
+/// Checks the device, binds it (`client`'s device 0), gives it an IOAS
+/// and maps the first two pages of `buf`, `client`'s first DMA region; a
+/// refusal names the request, the region or device, and what in
+/// `client`'s configuration caused it.
+pub fn setup<'b, T: Transport, M: Memory, R: RegisterBlock, S: Storage, C>(
     iommu: &mut Iommu<T>,
     edu: &Edu<R>,
     buf: &'b DmaBuffer<M>,
-    region: &str,
+    client: &ClientSpec<S, C>,
     out: &mut impl Write,
 ) -> Result<Session<'b>, &'static str> {
     if edu.id() != edu_device::ID {
         return Err("the device does not identify as edu");
     }
-    let device = iommu.bind(0).map_err(refused(out, "BIND", "device 0"))?;
-    let ioas = iommu
-        .ioas_alloc()
-        .map_err(refused(out, "IOAS_ALLOC", "an IOAS"))?;
-    let hwpt = iommu
-        .attach(&device, &ioas)
-        .map_err(refused(out, "ATTACH", "device 0"))?;
+    let device_name = client
+        .devices
+        .first()
+        .map_or("device 0", |d| d.name.as_ref());
+    let region = client
+        .regions
+        .first()
+        .map_or("its DMA region", |r| r.mr.as_ref());
+    let device = iommu.bind(0).map_err(refused!(
+        out,
+        client,
+        Subject::Device(0),
+        "BIND",
+        device_name
+    ))?;
+    let ioas = iommu.ioas_alloc().map_err(refused!(
+        out,
+        client,
+        Subject::Object,
+        "IOAS_ALLOC",
+        "an IOAS"
+    ))?;
+    let hwpt = iommu.attach(&device, &ioas).map_err(refused!(
+        out,
+        client,
+        Subject::Object,
+        "ATTACH",
+        device_name
+    ))?;
+    let read = Subject::Map {
+        region: 0,
+        write: false,
+    };
+    let write = Subject::Map {
+        region: 0,
+        write: true,
+    };
     let src = iommu
         .map(&ioas, buf, SRC, 0x1000, Access::Read, None)
-        .map_err(refused(out, "MAP of the source page", region))?;
+        .map_err(refused!(
+            out,
+            client,
+            read,
+            "MAP of the source page",
+            region
+        ))?;
     let dst = iommu
         .map(&ioas, buf, DST, 0x1000, Access::Write, None)
-        .map_err(refused(out, "MAP of the destination page", region))?;
+        .map_err(refused!(
+            out,
+            client,
+            write,
+            "MAP of the destination page",
+            region
+        ))?;
     let _ = writeln!(
         out,
         "device {} attached through HWPT {hwpt}; buffer mapped: source at IOVA {:#x} (device reads), destination at IOVA {:#x} (device writes)",

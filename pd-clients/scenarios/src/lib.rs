@@ -10,6 +10,8 @@
 //! - [`storm`]: one device's fault storm and another client's single
 //!   fault, which still reaches it exactly;
 //! - [`report`]: the manager's copy of the server's own report;
+//! - [`cause`]: what in the configuration makes the server refuse a
+//!   request, and where the configuration says it;
 //! - [`edu_static`]: an edu driver written sDDF's way, which never calls
 //!   the server (the system description alone confines its device);
 //! - [`blk`]: a block client of the NVMe driver, confined to its share of
@@ -19,6 +21,7 @@
 #![forbid(unsafe_code)]
 
 pub mod blk;
+pub mod cause;
 pub mod edu;
 pub mod edu_static;
 pub mod report;

@@ -1,8 +1,7 @@
 //! What the manager keeps of the server's own report (pools, domains) to
 //! compare before and after a client's crash.
 
-use iommu_client::{Iommu, Transport};
-use iommu_proto::Errno;
+use iommu_client::{Error, Iommu, Transport};
 
 /// Bounded text: a server report kept to compare.
 pub struct Report {
@@ -45,7 +44,7 @@ impl Default for Report {
 }
 
 /// The server's own report (pools, domains), as a manager reads it.
-pub fn server_report<T: Transport>(manager: &mut Iommu<T>, page_va: u64) -> Result<Report, Errno> {
+pub fn server_report<T: Transport>(manager: &mut Iommu<T>, page_va: u64) -> Result<Report, Error> {
     let mut report = Report::new();
     manager.dump(page_va, iommu_proto::dump::IOMMU_DUMP_SERVER, |piece| {
         report.push(piece)

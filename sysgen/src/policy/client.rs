@@ -140,6 +140,10 @@ impl Checker<'_> {
             regions: Vec::new(),
             devices: Vec::new(),
             device_config_pages: Vec::new(),
+            device_origins: Vec::new(),
+            // Replaced by the `<quota>` element, which is required.
+            quota_origin: s.origin(e),
+            origin: s.origin(e),
             quota: Quota {
                 objects: 0,
                 ioases: 0,
@@ -159,6 +163,7 @@ impl Checker<'_> {
             match c.name.as_str() {
                 "quota" if !quota_seen => {
                     quota_seen = true;
+                    client.quota_origin = s.origin(c);
                     s.only_attrs(
                         c,
                         &[
@@ -218,6 +223,7 @@ impl Checker<'_> {
                     }
                     client.devices.push(parsed.device);
                     client.device_config_pages.push(parsed.config_page);
+                    client.device_origins.push(s.origin(c));
                 }
                 _ => return Err(s.element(c, "unknown element (expected quota, dma or device)")),
             }

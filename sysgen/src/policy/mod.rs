@@ -167,6 +167,11 @@ impl Checker<'_> {
                         write: m.write,
                         setvar_vaddr: m.setvar_vaddr.clone(),
                         paddr: self.sys.mr(&m.mr).and_then(|r| r.phys_addr),
+                        origin: self.sdf.origin(&m.element),
+                        memory_region: self.sys.mr(&m.mr).map_or_else(
+                            || self.sdf.origin(&m.element),
+                            |r| self.sdf.origin(&r.element),
+                        ),
                     })
                 })
                 .collect(),

@@ -137,6 +137,9 @@ impl Checker<'_> {
             strict,
             shared_with,
             share,
+            origin: s.origin(e),
+            memory_region: self.sdf.origin(&mr.element),
+            map: self.sdf.origin(&map.element),
         })
     }
 }

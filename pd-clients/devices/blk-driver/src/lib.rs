@@ -156,6 +156,27 @@ pub enum Error {
     },
 }
 
+/// What went wrong, for a person: a server refusal as its request, errno
+/// name and meaning (`IOMMU_IOAS_MAP: ENOMEM: ...`), the rest in words.
+impl core::fmt::Display for Error {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Error::Server(e) => write!(f, "{e}"),
+            Error::Device(e) => write!(f, "the controller: {e:?}"),
+            Error::Ring(m) => write!(f, "the ring is malformed: {m:?}"),
+            Error::TooManyClients => write!(
+                f,
+                "more block clients than the driver holds ({MAX_CLIENTS})"
+            ),
+            Error::BlockSize(n) => write!(f, "the device's blocks are {n} bytes, not {BLOCK}"),
+            Error::Share { start, end, blocks } => write!(
+                f,
+                "blocks {start}..{end} are empty or not all on the disk's {blocks}"
+            ),
+        }
+    }
+}
+
 /// Server calls and I/Os, for the cost a driver author cares about.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Stats {

@@ -65,7 +65,7 @@ fn init() -> BlkClient {
     match blk_queue::Client::new(ring) {
         Ok(r) => this.ring = Some(r),
         Err(e) => {
-            let _ = writeln!(out, "FAILED - my ring: {e:?}");
+            let _ = writeln!(out, "FAILED - my ring is malformed: {e:?}");
             return this;
         }
     }

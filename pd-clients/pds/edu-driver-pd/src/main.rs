@@ -90,22 +90,9 @@ fn init() -> Driver {
         let r = edu::after_restart(&mut driver.iommu, &driver.edu, buffer, &mut out, poll_fault);
         report(&mut out, "restarted: the crashed life's DMA was stopped", r);
     }
-    let session = match edu::setup(
-        &mut driver.iommu,
-        &driver.edu,
-        buffer,
-        spec.regions[0].mr,
-        &mut out,
-    ) {
+    let session = match edu::setup(&mut driver.iommu, &driver.edu, buffer, spec, &mut out) {
         Ok(s) => s,
         Err(e) => {
-            if !spec.regions[0].perms.write {
-                let _ = writeln!(
-                    out,
-                    "{} is read-only for devices: system.xml maps it perms=\"r\" into {}, and a device gets no more than its driver has",
-                    spec.regions[0].mr, spec.pd
-                );
-            }
             report(&mut out, "setup", Err(e));
             return driver;
         }

@@ -157,7 +157,7 @@ impl Manager {
             if let Err(e) = self.iommu.hold_static(space as u64) {
                 let _ = writeln!(
                     out,
-                    "FAILED - hold {space_name}: {e:?}; {name} left stopped"
+                    "FAILED - hold {space_name}: refused: QUARANTINE of its static space: {e}; {name} left stopped"
                 );
                 return None;
             }
@@ -186,7 +186,7 @@ impl Manager {
             let _ = out.write_str(core::str::from_utf8(piece).unwrap_or("?\n"));
         });
         if let Err(e) = dumped {
-            let _ = writeln!(out, "FAILED - dump {name}: {e:?}");
+            let _ = writeln!(out, "FAILED - dump {name}: refused: DUMP of its state: {e}");
         }
         match self.iommu.reset(target as u64) {
             Ok(()) => {
@@ -197,7 +197,7 @@ impl Manager {
                 true
             }
             Err(e) => {
-                let _ = writeln!(out, "FAILED - reset {name}: {e:?}");
+                let _ = writeln!(out, "FAILED - reset {name}: refused: RESET_CLIENT: {e}");
                 false
             }
         }
@@ -220,7 +220,10 @@ impl Manager {
                     }
                 }
                 Err(e) => {
-                    let _ = writeln!(out, "FAILED - dump the server: {e:?}");
+                    let _ = writeln!(
+                        out,
+                        "FAILED - dump the server: refused: DUMP of the server's report: {e}"
+                    );
                 }
             },
             Some(before) => match server_report(&mut self.iommu, Self::page_va()) {
@@ -240,7 +243,10 @@ impl Manager {
                     );
                 }
                 Err(e) => {
-                    let _ = writeln!(out, "FAILED - dump the server: {e:?}");
+                    let _ = writeln!(
+                        out,
+                        "FAILED - dump the server: refused: DUMP of the server's report: {e}"
+                    );
                 }
             },
         }
@@ -285,7 +291,10 @@ impl Handler for Manager {
                     microkit::notify(channel);
                 }
                 Err(e) => {
-                    let _ = writeln!(out, "FAILED - quarantine {name}: {e:?}");
+                    let _ = writeln!(
+                        out,
+                        "FAILED - quarantine {name}: refused: QUARANTINE of its static space: {e}"
+                    );
                 }
             }
             return;
@@ -318,40 +327,44 @@ impl Handler for Manager {
             self.start_storm_when_ready(&mut out);
         } else if client == roles.crashes {
             match self.before_crash.take() {
-                None => match server_report(&mut self.iommu, Self::page_va()) {
-                    Ok(report) => {
-                        self.before_crash = Some(report);
-                        let _ = writeln!(out, "{name} is ready: telling it to crash");
-                        microkit::notify(channel);
+                None => {
+                    match server_report(&mut self.iommu, Self::page_va()) {
+                        Ok(report) => {
+                            self.before_crash = Some(report);
+                            let _ = writeln!(out, "{name} is ready: telling it to crash");
+                            microkit::notify(channel);
+                        }
+                        Err(e) => {
+                            let _ = writeln!(out, "FAILED - dump the server: refused: DUMP of the server's report: {e}");
+                        }
                     }
-                    Err(e) => {
-                        let _ = writeln!(out, "FAILED - dump the server: {e:?}");
-                    }
-                },
-                Some(before) => match server_report(&mut self.iommu, Self::page_va()) {
-                    Ok(after) if after.pools() == before.pools() => {
-                        let _ = write!(out, "{}", after.as_str());
-                        let _ = writeln!(
+                }
+                Some(before) => {
+                    match server_report(&mut self.iommu, Self::page_va()) {
+                        Ok(after) if after.pools() == before.pools() => {
+                            let _ = write!(out, "{}", after.as_str());
+                            let _ = writeln!(
                             out,
                             "ok - {name} restarted: the server's pools are back where they were before the crash"
                         );
-                        // Before the storm: have its device's faults
-                        // recorded again (its crash flood stopped them).
-                        self.pools_checked = true;
-                        microkit::notify(channel);
+                            // Before the storm: have its device's faults
+                            // recorded again (its crash flood stopped them).
+                            self.pools_checked = true;
+                            microkit::notify(channel);
+                        }
+                        Ok(after) => {
+                            let _ = writeln!(
+                                out,
+                                "FAILED - pools after the restart:\n{}before the crash:\n{}",
+                                after.as_str(),
+                                before.as_str()
+                            );
+                        }
+                        Err(e) => {
+                            let _ = writeln!(out, "FAILED - dump the server: refused: DUMP of the server's report: {e}");
+                        }
                     }
-                    Ok(after) => {
-                        let _ = writeln!(
-                            out,
-                            "FAILED - pools after the restart:\n{}before the crash:\n{}",
-                            after.as_str(),
-                            before.as_str()
-                        );
-                    }
-                    Err(e) => {
-                        let _ = writeln!(out, "FAILED - dump the server: {e:?}");
-                    }
-                },
+                }
             }
         }
     }

@@ -85,8 +85,9 @@ fn start(out: &mut Out, this: &mut NvmeDriver) -> Result<(), &'static str> {
         .ok_or("buffers made twice")?;
     let buffers: &'static [Option<DmaBuffer<SharedMemory>>; REGIONS] = buffers;
     let queues = buffers[0].as_ref().ok_or("no queue memory")?;
+    let device = spec.devices.first().map_or("its device", |d| d.name);
     let mut driver = BlockDriver::start(iommu(spec), regs, queues).map_err(|e| {
-        let _ = writeln!(Out::new(), "bring-up: {e:?}");
+        scenarios::blk::say_driver_error(&mut Out::new(), spec, 0, "bring-up", device, e);
         "the controller did not come up"
     })?;
     let _ = driver.describe(out);
@@ -133,7 +134,10 @@ fn start(out: &mut Out, this: &mut NvmeDriver) -> Result<(), &'static str> {
         let owed = driver.stats.abandoned;
         let index = driver
             .add_client(ring, data, mode, share.range())
-            .map_err(|_| "a block client refused")?;
+            .map_err(|e| {
+                scenarios::blk::say_driver_error(out, spec, k, "serving", region.mr, e);
+                "a block client's data region could not be served"
+            })?;
         this.clients[k] = Some((channel, index));
         let _ = writeln!(
             out,
