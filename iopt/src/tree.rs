@@ -212,61 +212,58 @@ impl Room {
     /// `2^k`, so it can only win in the classes from `bitlen(d)` up to its
     /// own top: only those are merged, a few on a random layout rather
     /// than every kept class of every input.
+    // Out of line: the many updates that merge no figures stay small.
+    #[inline(never)]
     pub fn rebuild(&mut self, children: [Option<&Room>; 2], pieces: &[(u64, u64); 2]) -> bool {
-        let [left, right] = children.map(|c| c.filter(|c| c.widest > 0));
-        let pieces = pieces.map(|(lo, hi)| (lo <= hi).then(|| Piece::new(lo, hi)));
-        let mut widest = 0;
-        let mut low = (CLASSES - 1) as u8;
-        for c in [left, right].into_iter().flatten() {
-            widest = widest.max(c.widest);
-            low = low.min(c.low);
-        }
-        for p in pieces.iter().flatten() {
-            widest = widest.max(p.width);
-            low = low.min(p.low);
-        }
-        let top = top_class(widest);
-        if widest == 0 {
-            low = 0;
-        }
-        let (old_top, old_low) = (self.top, self.low);
+        // Missing inputs read as no piece: width 0, top 0 (nothing to
+        // merge) and no say in `low`.
+        let [left, right] = children.map(|c| c.unwrap_or(&Room::NONE));
+        let [first, second] = pieces.map(|(lo, hi)| Piece::new(lo, hi));
+        let widest = (left.widest.max(right.widest)).max(first.width.max(second.width));
+        let low_of = |c: &Room| if c.widest > 0 { c.low } else { u8::MAX };
+        let low = (low_of(left).min(low_of(right))).min(first.low.min(second.low));
+        let (top, low) = if widest == 0 {
+            (0, 0)
+        } else {
+            (top_class(widest), low)
+        };
+        let (old_top, old_low) = (usize::from(self.top), self.low);
         let mut changed = (widest, top, low) != (self.widest, self.top, self.low);
         self.widest = widest;
         self.top = top;
         self.low = low;
-        let (top, old_top) = (usize::from(top), usize::from(old_top));
-        // The input to copy: a child holding the widest piece, else a piece.
-        let copied = if left.is_some_and(|c| c.widest == widest) {
-            0
-        } else if right.is_some_and(|c| c.widest == widest) {
-            1
-        } else if pieces[0].is_some_and(|p| p.width == widest) {
-            2
-        } else {
-            3
-        };
+        let top = usize::from(top);
         if widest == 0 {
             return self.clear_bits(0, packed_offset(old_top + 1)) || changed;
         }
-        if let Some(c) = [left, right].get(copied).copied().flatten() {
-            changed |= self.copy_packed(c, top);
-        } else if let Some(p) = pieces[copied - 2] {
-            // Classes up to both the piece's alignment and the old `low`
-            // are 0 before and after.
-            changed |= self.write_piece(&p, usize::from(p.low.min(old_low)) + 1, top);
-        }
+        // The input to copy: a child holding the widest piece, else a
+        // piece. Classes up to both its low and the old one are 0 before
+        // and after.
+        let copied = if left.widest == widest {
+            changed |= self.copy_packed(left, usize::from(left.low.min(old_low)) + 1, top);
+            0
+        } else if right.widest == widest {
+            changed |= self.copy_packed(right, usize::from(right.low.min(old_low)) + 1, top);
+            1
+        } else if first.width == widest {
+            changed |= self.write_piece(&first, usize::from(first.low.min(old_low)) + 1, top);
+            2
+        } else {
+            changed |= self.write_piece(&second, usize::from(second.low.min(old_low)) + 1, top);
+            3
+        };
         changed |= self.clear_bits(packed_offset(top + 1), packed_offset(old_top + 1));
         let merged = usize::from(low) + 1;
-        for (i, c) in [left, right].into_iter().enumerate() {
-            if let Some(c) = c.filter(|_| i != copied) {
+        for (i, c) in [(0, left), (1, right)] {
+            if i != copied && c.widest > 0 {
                 let narrower = widest - c.widest;
                 changed |= self.merge(narrower, merged, usize::from(c.top), |offset, k| {
                     c.short_at(offset, k)
                 });
             }
         }
-        for (i, p) in pieces.into_iter().enumerate() {
-            if let Some(p) = p.filter(|_| i + 2 != copied) {
+        for (i, p) in [(2, first), (3, second)] {
+            if i != copied && p.width > 0 {
                 let narrower = widest - p.width;
                 changed |= self.merge(narrower, merged, usize::from(p.top), |_, k| p.short(k));
             }
@@ -325,7 +322,7 @@ impl Room {
             pending |= short << fill;
             fill += k as u32;
             if fill >= 64 {
-                changed |= self.put_bytes(byte, pending, 8);
+                changed |= self.put_word(byte, pending);
                 byte += 8;
                 fill -= 64;
                 // The bits of `short` that did not fit (none when it
@@ -337,33 +334,55 @@ impl Room {
                 };
             }
         }
-        if fill > 0 {
-            changed |= self.put_bytes(byte, pending, fill.div_ceil(8) as usize);
+        if fill > 0 && byte + 8 <= PACKED_BYTES {
+            // The rest of the word holds classes above the top: 0.
+            changed |= self.put_word(byte, pending);
+        } else if fill > 0 {
+            let count = fill.div_ceil(8) as usize;
+            let bytes = &pending.to_le_bytes()[..count];
+            changed |= self.short[byte..byte + count] != *bytes;
+            self.short[byte..byte + count].copy_from_slice(bytes);
         }
         changed
     }
 
-    /// Writes the low `count` bytes of `value` at byte `at`; returns
-    /// whether they changed.
+    /// The eight packed bytes from byte `at` (at most `PACKED_BYTES - 8`).
     #[inline(always)]
-    fn put_bytes(&mut self, at: usize, value: u64, count: usize) -> bool {
-        let (to, from) = (
-            &mut self.short[at..at + count],
-            &value.to_le_bytes()[..count],
-        );
-        let changed = to != from;
-        to.copy_from_slice(from);
+    fn word(&self, at: usize) -> u64 {
+        let mut word = [0; 8];
+        word.copy_from_slice(&self.short[at..at + 8]);
+        u64::from_le_bytes(word)
+    }
+
+    /// Writes the eight packed bytes from byte `at`; returns whether they
+    /// changed.
+    #[inline(always)]
+    fn put_word(&mut self, at: usize, value: u64) -> bool {
+        let changed = self.word(at) != value;
+        self.short[at..at + 8].copy_from_slice(&value.to_le_bytes());
         changed
     }
 
-    /// Copies the packed shortfalls of `source`, whose top is `top`, up to
-    /// that class; returns whether any byte changed. Bits above the top
-    /// are 0 in every room, so whole bytes are copied.
-    fn copy_packed(&mut self, source: &Room, top: usize) -> bool {
-        let bytes = packed_offset(top + 1).div_ceil(8);
-        let (to, from) = (&mut self.short[..bytes], &source.short[..bytes]);
-        let changed = to != from;
-        to.copy_from_slice(from);
+    /// Copies the packed shortfalls of `source`, whose top is `top`, from
+    /// class `from` to that top, a word at a time; returns whether any
+    /// byte changed. The bits below `from` in its first byte must be 0 in
+    /// both, and bits above the top are 0 in every room, so whole bytes
+    /// are copied.
+    fn copy_packed(&mut self, source: &Room, from: usize, top: usize) -> bool {
+        if from > top {
+            return false;
+        }
+        let (mut at, end) = (packed_offset(from) / 8, packed_offset(top + 1).div_ceil(8));
+        let mut changed = false;
+        while at < end {
+            // A word reaching past the array is taken from its end
+            // instead: the bytes it repeats are copied already or below
+            // `from`, and bytes past the top are 0 in `source`, as they
+            // must become here.
+            let at_word = at.min(PACKED_BYTES - 8);
+            changed |= self.put_word(at_word, source.word(at_word));
+            at = at_word + 8;
+        }
         changed
     }
 
@@ -478,7 +497,18 @@ struct Piece {
 }
 
 impl Piece {
+    /// The piece `[lo, hi]`; when `lo > hi`, no piece: width 0, and
+    /// alignment too high to lower anything's `low`.
     fn new(lo: u64, hi: u64) -> Piece {
+        if lo > hi {
+            return Piece {
+                start: 0,
+                span: 0,
+                width: 0,
+                top: 0,
+                low: u8::MAX,
+            };
+        }
         let width = (hi - lo).saturating_add(1);
         Piece {
             start: lo,
