@@ -308,42 +308,24 @@ impl Room {
             return false;
         }
         let start = packed_offset(from);
-        let (mut byte, mut fill) = (start / 8, (start % 8) as u32);
-        let (mut pending, mut changed) = (0u64, false);
+        let mut words = PackedWriter {
+            byte: start / 8,
+            fill: (start % 8) as u32,
+            pending: 0,
+            changed: false,
+        };
         // Below its top class a piece loses less than its span to
         // alignment, so its shortfall is the bytes lost: the low `k` bits
         // of `-start` (a piece of all 2^64 bytes, whose width saturates,
         // starts at 0 and loses nothing).
         let lost = piece.start.wrapping_neg();
         let mut mask = (1u64 << from) - 1;
-        for k in from..=top {
-            let short = if k < top { lost & mask } else { piece.short(k) };
+        for k in from..top {
+            words.push(self, lost & mask, k as u32);
             mask = (mask << 1) | 1;
-            pending |= short << fill;
-            fill += k as u32;
-            if fill >= 64 {
-                changed |= self.put_word(byte, pending);
-                byte += 8;
-                fill -= 64;
-                // The bits of `short` that did not fit (none when it
-                // ended the word exactly).
-                pending = if fill == 0 {
-                    0
-                } else {
-                    short >> (k as u32 - fill)
-                };
-            }
         }
-        if fill > 0 && byte + 8 <= PACKED_BYTES {
-            // The rest of the word holds classes above the top: 0.
-            changed |= self.put_word(byte, pending);
-        } else if fill > 0 {
-            let count = fill.div_ceil(8) as usize;
-            let bytes = &pending.to_le_bytes()[..count];
-            changed |= self.short[byte..byte + count] != *bytes;
-            self.short[byte..byte + count].copy_from_slice(bytes);
-        }
-        changed
+        words.push(self, piece.short(top), top as u32);
+        words.finish(self)
     }
 
     /// The eight packed bytes from byte `at` (at most `PACKED_BYTES - 8`).
@@ -478,6 +460,52 @@ impl Room {
             };
             changed |= self.set_short_at(offset, k, short);
             offset += k;
+        }
+        changed
+    }
+}
+
+/// Appends packed shortfalls to a [`Room`] a 64-bit word at a time.
+struct PackedWriter {
+    /// Byte of the word being filled.
+    byte: usize,
+    /// Bits of it filled so far.
+    fill: u32,
+    pending: u64,
+    changed: bool,
+}
+
+impl PackedWriter {
+    /// Appends the `k` bits of `short`.
+    #[inline(always)]
+    fn push(&mut self, room: &mut Room, short: u64, k: u32) {
+        self.pending |= short << self.fill;
+        self.fill += k;
+        if self.fill >= 64 {
+            self.changed |= room.put_word(self.byte, self.pending);
+            self.byte += 8;
+            self.fill -= 64;
+            // The bits of `short` that did not fit (none when it ended
+            // the word exactly).
+            self.pending = if self.fill == 0 {
+                0
+            } else {
+                short >> (k - self.fill)
+            };
+        }
+    }
+
+    /// Writes the last, partial word; returns whether any byte changed.
+    fn finish(self, room: &mut Room) -> bool {
+        let mut changed = self.changed;
+        if self.fill > 0 && self.byte + 8 <= PACKED_BYTES {
+            // The rest of the word holds classes above the top: 0.
+            changed |= room.put_word(self.byte, self.pending);
+        } else if self.fill > 0 {
+            let count = self.fill.div_ceil(8) as usize;
+            let bytes = &self.pending.to_le_bytes()[..count];
+            changed |= room.short[self.byte..self.byte + count] != *bytes;
+            room.short[self.byte..self.byte + count].copy_from_slice(bytes);
         }
         changed
     }
