@@ -46,6 +46,10 @@ const DEVICE_INDEX: u32 = 0;
 /// Round trips the VMM times, as many as the guest times (edu-guest).
 const BENCH_ROUNDS: u32 = 10;
 
+/// The pattern the guest's RAM holds under the transfer left in flight
+/// across the reset: still there afterwards, or the DMA landed.
+const IN_FLIGHT_SEED: u8 = 0x33;
+
 /// Where the story is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Life {
@@ -97,11 +101,16 @@ struct Vmm {
     manager: Option<Channel>,
     guest: Guest<'static>,
     vcpu: GuestVcpu,
+    /// The guest's device through its BAR, which the VMM maps too.
+    edu: Edu<mmio::Mmio>,
     life: Life,
     /// The guest said it is done in this life.
     guest_done: bool,
     /// The server reported the stray DMA of this life.
     stray_reported: bool,
+    /// The transfer left in flight across the reset: the server's record
+    /// of it is still to come.
+    in_flight_unreported: bool,
 }
 
 fn init() -> Vmm {
@@ -129,15 +138,17 @@ fn init() -> Vmm {
             vcpu: Vcpu::new(VCPU).expect("a vCPU id in range"),
             ram,
         },
+        edu,
         life: Life::First,
         guest_done: false,
         stray_reported: false,
+        in_flight_unreported: false,
     };
     if GUEST_IMAGE.len() > vmm.vcpu.ram.len() {
         let _ = writeln!(out, "FAILED - the guest image does not fit its RAM");
         vmm.life = Life::Over;
     } else if program_config(&config, &mut out) {
-        vmm.map_and_start(&mut out, Some(&edu));
+        vmm.map_and_start(&mut out, true);
     } else {
         vmm.life = Life::Over;
     }
@@ -168,10 +179,19 @@ impl Vmm {
         self.guest.map_of()
     }
 
+    /// The guest's RAM through the VMM's own mapping, by guest-physical
+    /// address.
+    fn guest_ram(&self) -> GuestRam<&SharedMemory> {
+        GuestRam {
+            gpa: GUEST_RAM_GPA,
+            mem: &self.vcpu.ram,
+        }
+    }
+
     /// The VFIO sequence (QEMU's, hw/vfio/container.c), then, given the
     /// device (before the guest first runs), the VMM's timed round trips,
     /// then a fresh guest started.
-    fn map_and_start(&mut self, out: &mut Out, timed_on: Option<&Edu<mmio::Mmio>>) {
+    fn map_and_start(&mut self, out: &mut Out, timed: bool) {
         let ram = self.map().ram[0];
         let mapped = self.guest.map(&mut self.iommu).map(|p| {
             let range = ram.iova_range().and_then(|r| Some((r, *p.info.containing(&r)?)));
@@ -188,8 +208,8 @@ impl Vmm {
             self.life = Life::Over;
             return;
         }
-        if let Some(edu) = timed_on {
-            self.time_round_trips(edu, out);
+        if timed {
+            self.time_round_trips(out);
         }
         self.guest_done = false;
         self.stray_reported = false;
@@ -213,11 +233,8 @@ impl Vmm {
     /// round trip code (edu-guest-driver), its guest-physical addresses
     /// the IOVAs just mapped, run by this plain PD on the guest's RAM
     /// through its own mapping.
-    fn time_round_trips(&self, edu: &Edu<mmio::Mmio>, out: &mut Out) {
-        let ram = GuestRam {
-            gpa: GUEST_RAM_GPA,
-            mem: &self.vcpu.ram,
-        };
+    fn time_round_trips(&self, out: &mut Out) {
+        let (edu, ram) = (&self.edu, self.guest_ram());
         let (timed, frequency) = (
             edu_guest_driver::timed_round_trips(edu, &ram, BENCH_ROUNDS, microkit::counter::ticks),
             microkit::counter::frequency(),
@@ -255,9 +272,20 @@ impl Vmm {
         };
         match self.life {
             Life::First => {
+                // A transfer the reset must cut off: the device's DMA is
+                // still running when the manager revokes this client.
+                if let Err(why) =
+                    edu_guest_driver::start_dma(&self.edu, &self.guest_ram(), IN_FLIGHT_SEED)
+                {
+                    let _ = writeln!(out, "FAILED - a DMA to leave in flight: {why}");
+                    self.life = Life::Over;
+                    return;
+                }
+                self.in_flight_unreported = true;
                 let _ = writeln!(
                     out,
-                    "guest stopped; asking the manager to reset its device's DMA"
+                    "guest stopped, a DMA of its device in flight to GPA {:#x}; asking the manager to reset its device's DMA",
+                    self.guest_ram().dst()
                 );
                 self.life = Life::Resetting;
                 microkit::notify(manager);
@@ -284,8 +312,25 @@ impl Vmm {
                 return;
             }
         };
+        // The transfer left in flight across the reset: while the
+        // manager holds this client the device's stream has no valid
+        // entry (C_BAD_STE, no address); otherwise its records are at its
+        // destination's page.
+        let in_flight_page = self.guest_ram().dst() & !0xfff;
+        let of_in_flight = |f: &faults::DmaFault| match f.gpa {
+            None => f.kind == iommu_proto::fault::IOMMU_FAULT_KIND_C_BAD_STE,
+            Some(at) => at & !0xfff == in_flight_page,
+        };
         match report.first {
+            Some(f) if of_in_flight(&f) && self.in_flight_unreported => {
+                let _ = writeln!(
+                    out,
+                    "ok - the server reported the DMA in flight across the reset, which reached nothing: {f}"
+                );
+                self.in_flight_unreported = false;
+            }
             // The same transfer's next record.
+            Some(f) if of_in_flight(&f) && self.life != Life::First => {}
             Some(f) if f.is_stray_to(stray) && self.stray_reported => {}
             Some(f) if f.is_stray_to(stray) => {
                 let _ = writeln!(out, "ok - the server reported the guest's stray DMA: {f}");
@@ -352,8 +397,24 @@ impl Handler for Vmm {
             // The manager reset this client: nothing it held remains.
             match self.guest.revoked() {
                 Ok(()) => {
+                    // The transfer must be over before guest RAM is
+                    // mapped again, or it could land in the new mapping.
+                    let cut_off = self
+                        .edu
+                        .wait()
+                        .map_err(|_| "the device is still busy")
+                        .and_then(|()| {
+                            edu_guest_driver::untouched(&self.guest_ram(), IN_FLIGHT_SEED)
+                        });
+                    let _ = match cut_off {
+                        Ok(()) => writeln!(
+                            out,
+                            "ok - the DMA in flight at the reset is over and the guest's RAM untouched"
+                        ),
+                        Err(why) => writeln!(out, "FAILED - the DMA in flight at the reset: {why}"),
+                    };
                     self.life = Life::Second;
-                    self.map_and_start(&mut out, None);
+                    self.map_and_start(&mut out, false);
                 }
                 Err(e) => {
                     let _ = writeln!(out, "FAILED - {e}");
