@@ -9,6 +9,8 @@
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
+use edu_device::reg::{CMD_RUN, CMD_TO_RAM, DMA_CMD, DMA_COUNT, DMA_DST, DMA_SRC};
+use edu_device::{BUFFER, BUFFER_SIZE, ID};
 use iommu_server::Fault;
 use iommu_types::fault::{
     IOMMU_FAULT_ACCESS_READ, IOMMU_FAULT_ACCESS_WRITE, IOMMU_FAULT_KIND_F_TRANSLATION,
@@ -18,15 +20,6 @@ use mmio::{Memory, RegisterBlock};
 
 use crate::{HeapMemory, MockHw, Rig};
 
-const ID: u32 = 0x0100_00ed;
-const BUFFER: u64 = 0x4_0000;
-const BUFFER_SIZE: usize = 4096;
-const DMA_SRC: usize = 0x80;
-const DMA_DST: usize = 0x88;
-const DMA_COUNT: usize = 0x90;
-const DMA_CMD: usize = 0x98;
-const CMD_RUN: u64 = 1;
-const CMD_TO_RAM: u64 = 2;
 const PAGE: u64 = 0x1000;
 
 /// Physical memory at `paddr`.

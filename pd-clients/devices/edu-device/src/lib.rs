@@ -16,18 +16,26 @@ pub const DEVICE: u16 = 0x11e8;
 pub const ID: u32 = 0x0100_00ed;
 /// Device-side address of the internal 4 KiB buffer.
 pub const BUFFER: u64 = 0x4_0000;
+/// Bytes of the internal buffer.
+pub const BUFFER_SIZE: usize = 4096;
 /// A transfer must end strictly below BUFFER + 4096 or QEMU aborts.
 pub const MAX_TRANSFER: u64 = 4095;
 /// Register reads to wait for a transfer (QEMU runs it from a 100 ms
 /// timer) before giving up.
 pub const POLL_LIMIT: u64 = 50_000_000;
 
-const DMA_SRC: usize = 0x80;
-const DMA_DST: usize = 0x88;
-const DMA_COUNT: usize = 0x90;
-const DMA_CMD: usize = 0x98;
-const CMD_RUN: u64 = 1;
-const CMD_TO_RAM: u64 = 2;
+/// The DMA engine's registers (byte offsets in BAR0) and its command
+/// bits: what a driver programs and a simulation of the device decodes.
+pub mod reg {
+    pub const DMA_SRC: usize = 0x80;
+    pub const DMA_DST: usize = 0x88;
+    pub const DMA_COUNT: usize = 0x90;
+    pub const DMA_CMD: usize = 0x98;
+    pub const CMD_RUN: u64 = 1;
+    pub const CMD_TO_RAM: u64 = 2;
+}
+
+use reg::{CMD_RUN, CMD_TO_RAM, DMA_CMD, DMA_COUNT, DMA_DST, DMA_SRC};
 
 /// A transfer did not finish within [`POLL_LIMIT`] reads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
