@@ -291,13 +291,7 @@ fn nvme_story(
             // What its previous life's stopped commands left in its fault
             // queue, read before anything new can fault.
             take_faults(server);
-            let mut left = 0;
-            while let Ok(r) = driver.iommu.read_fault() {
-                left += u32::from(r.fault.is_some());
-                if r.remaining == 0 {
-                    break;
-                }
-            }
+            let left = driver.iommu.drain_faults();
             let _ = writeln!(
                 out,
                 "restarted: {left} faults from my previous life's commands read"
@@ -388,7 +382,7 @@ fn nvme_story(
         }
         core::hint::spin_loop();
     };
-    while driver.iommu.read_fault().is_ok_and(|r| r.remaining > 0) {}
+    driver.iommu.drain_faults();
     let _ = writeln!(
         out,
         "stray command to IOVA {:#x} (its PRP list one page on): completed with {:?}; reported to me: {} at IOVA {:#x}",

@@ -539,6 +539,19 @@ impl<T: Transport> Iommu<T> {
         })
     }
 
+    /// Reads the fault queue to its end (or to the first refused read):
+    /// the number of fault records it held.
+    pub fn drain_faults(&mut self) -> u32 {
+        let mut records = 0;
+        while let Ok(r) = self.read_fault() {
+            records += u32::from(r.fault.is_some());
+            if r.remaining == 0 {
+                break;
+            }
+        }
+        records
+    }
+
     /// Records device `index`'s (configuration index) faults again after
     /// it stormed: EBUSY until this client's fault queue is drained and the
     /// server has handled the IOMMU's backlog.

@@ -235,7 +235,7 @@ pub fn stray_dma<T: Transport, M: Memory, R: RegisterBlock>(
         fault.device
     );
     // One event per beat of the transfer: drain the rest.
-    while iommu.read_fault().is_ok_and(|r| r.remaining > 0) {}
+    iommu.drain_faults();
     Ok(())
 }
 
@@ -262,7 +262,7 @@ pub fn after_reset<T: Transport, M: Memory, R: RegisterBlock>(
     }
     let fault = wait_fault(iommu).ok_or("the stopped DMA was not reported")?;
     // One event per beat of the transfer: drain the rest.
-    while iommu.read_fault().is_ok_and(|r| r.remaining > 0) {}
+    iommu.drain_faults();
     if iommu.detach(&s.device).map_err(|e| e.errno) != Err(Errno::ENOENT) {
         return Err("an ID survived the reset");
     }
@@ -335,7 +335,7 @@ pub fn after_restart<T: Transport, M: Memory, R: RegisterBlock>(
         return Err("the crashed driver's DMA reached memory after its revocation");
     }
     let fault = wait_fault(iommu).ok_or("the stopped DMA was not reported")?;
-    while iommu.read_fault().is_ok_and(|r| r.remaining > 0) {}
+    iommu.drain_faults();
     let _ = writeln!(
         out,
         "restarted: my previous life's DMA was stopped ({}) and reached nothing",

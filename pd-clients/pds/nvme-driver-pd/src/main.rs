@@ -97,13 +97,7 @@ fn start(out: &mut Out, this: &mut NvmeDriver) -> Result<(), &'static str> {
     if restarted {
         // What the previous life's commands, stopped by the revocation,
         // left in the fault queue: read before anything new can fault.
-        let mut left = 0;
-        while let Ok(r) = driver.iommu.read_fault() {
-            left += u32::from(r.fault.is_some());
-            if r.remaining == 0 {
-                break;
-            }
-        }
+        let left = driver.iommu.drain_faults();
         let _ = writeln!(
             out,
             "restarted: {left} faults from my previous life's commands read"
@@ -167,7 +161,7 @@ fn start(out: &mut Out, this: &mut NvmeDriver) -> Result<(), &'static str> {
         // The server runs at a higher priority: by the time the command
         // has completed, its interrupt handler has queued the fault.
         let fault = (0..1000).find_map(|_| driver.iommu.read_fault().ok().and_then(|r| r.fault));
-        while driver.iommu.read_fault().is_ok_and(|r| r.remaining > 0) {}
+        driver.iommu.drain_faults();
         let _ = writeln!(
             out,
             "{} - stray command to IOVA {:#x}: completed with {:?}, reported to me: {}",
