@@ -54,19 +54,9 @@ mod generated {
 }
 
 pub use generated::{
-    CHANNELS, CHILDREN, CLIENTS, DEVICE_BARS, MAPS, SERVER, SERVER_SYMBOLS, STATIC_SPACES,
-    TOTAL_DEVICES, TOTAL_IOASES, TOTAL_IOMAPS, TOTAL_MAPPINGS, TOTAL_REGIONS,
+    CHANNELS, CHILDREN, CLIENTS, MAPS, SERVER, SERVER_SYMBOLS, STATIC_SPACES, TOTAL_DEVICES,
+    TOTAL_IOASES, TOTAL_IOMAPS, TOTAL_MAPPINGS, TOTAL_REGIONS,
 };
-
-/// Where device `device`'s BAR0 window is: (physical address, size), when
-/// system.xml gives it a fixed one (`<device>_bar`, or the one `*_bar`
-/// region of a one-device client).
-pub fn bar_of(device: &str) -> Option<(u64, u64)> {
-    DEVICE_BARS
-        .iter()
-        .find(|(d, _, _)| *d == device)
-        .map(|&(_, paddr, size)| (paddr, size))
-}
 
 /// One `<iomap>` of a static IO address space.
 pub type IoMapSpec = system::IoMapSpec<Static>;

@@ -48,13 +48,14 @@ fn shipped_pair_generates_the_expected_configuration() {
         ("guest_ram", 0x20_0000, Paddr::Fixed(0x5e00_0000))
     );
     assert_eq!(vmm.child_of, None);
+    let bar = |pd, symbol| iommu_system::map_by_setvar(pd, symbol).map(|m| (m.paddr, m.size));
     assert_eq!(
-        iommu_system::bar_of("guest_edu"),
-        Some((0x1070_0000, 0x10_0000))
+        bar("vmm", "guest_edu_regs"),
+        Some((Some(0x1070_0000), 0x10_0000))
     );
     assert_eq!(
-        iommu_system::bar_of("edu_a"),
-        Some((0x1000_0000, 0x10_0000))
+        bar("edu_a", "edu_regs"),
+        Some((Some(0x1000_0000), 0x10_0000))
     );
     assert_eq!(
         iommu_system::channel_to("vmm", "iommu_server"),

@@ -14,6 +14,9 @@ use qemu_virt::platform::DeviceWindows;
 pub const PCI_CONFIG: &str = "pci_config";
 pub const EDU_REGS: &str = "edu_regs";
 pub const NVME_REGS: &str = "nvme_regs";
+/// The VMM maps its guest's device's BAR window too (vmm-pd's
+/// `GUEST_EDU_REGS`), though the guest is the one that drives it.
+pub const GUEST_EDU_REGS: &str = "guest_edu_regs";
 
 /// A driver's device as its configuration places it.
 pub struct Device {
@@ -21,8 +24,9 @@ pub struct Device {
     pub regs: Mmio,
     /// Where BAR0 goes: the BAR window's physical address.
     pub bar: u32,
-    /// The BAR window's region.
+    /// The BAR window's region, and its size.
     pub bar_mr: &'static str,
+    pub bar_size: u64,
 }
 
 /// `pd`'s device: its configuration page and its BAR window (the map
@@ -43,34 +47,7 @@ pub fn of(windows: &mut DeviceWindows, pd: &str, regs: &str) -> Result<Device, &
         // The board's check keeps a BAR window in the 32-bit window.
         bar: bar.0 as u32,
         bar_mr: bar.1.mr,
-    })
-}
-
-/// A device `pd` passes through to its guest: its configuration page
-/// through `pd`'s map, its BAR window where the configuration places the
-/// device's BAR region (the guest, not `pd`, maps that window).
-pub fn passed_through(
-    windows: &mut DeviceWindows,
-    pd: &str,
-    device: &'static str,
-) -> Result<Device, &'static str> {
-    let config = map(pd, PCI_CONFIG, "configuration page")?;
-    let config_page = windows
-        .config_page(config.0, config.1.size)
-        .map_err(|e| refused(pd, "configuration page", config, e))?;
-    let Some((paddr, size)) = iommu_system::bar_of(device) else {
-        say!("demo: {device} has no BAR region with a phys_addr in system.xml\n");
-        return Err("a device without its BAR window");
-    };
-    let regs = windows.bar(paddr, size).map_err(|why| {
-        say!("demo: refused {device}'s BAR window ({paddr:#x}, {size:#x} bytes): {why}\n");
-        "a device window the board cannot honour"
-    })?;
-    Ok(Device {
-        config: PciFunction(config_page),
-        regs,
-        bar: paddr as u32,
-        bar_mr: device,
+        bar_size: bar.1.size,
     })
 }
 

@@ -85,8 +85,8 @@ fn guest(
     );
     // The VMM programs the configuration page before the guest runs: BAR0
     // where system.xml puts the device's window, memory and bus master on.
-    let device_windows = devices::passed_through(windows, vmm, name)?;
-    let bar_size = iommu_system::bar_of(name).map_or(0, |(_, size)| size);
+    let device_windows = devices::of(windows, vmm, devices::GUEST_EDU_REGS)?;
+    let bar_size = device_windows.bar_size;
     let cfg = device_windows.config;
     if cfg.ids() != Some((edu_device::VENDOR, edu_device::DEVICE)) {
         return Err("no edu device at the guest's stream");
@@ -151,7 +151,7 @@ fn guest(
         let report = faults::read(iommu, &map).map_err(|_| "FAULT read refused")?;
         let first = report.first.ok_or("no fault recorded")?;
         let _ = writeln!(Prefix(vmm, true), "{name}: {first}");
-        while iommu.read_fault().is_ok_and(|r| r.remaining > 0) {}
+        iommu.drain_faults();
         if first.is_stray_to(stray) {
             Ok(())
         } else {

@@ -408,21 +408,6 @@ fn bar_window<'s>(sys: &'s System, client: &Client, device: &Device) -> Option<&
     }
 }
 
-/// Every client device's BAR0 window that has a fixed address, in
-/// configuration order: (device, physical address, size). Where a driver
-/// or a VMM places the device's BAR0, whether it maps the window or not.
-pub fn device_bars(sys: &System, config: &Config) -> Vec<(String, u64, u64)> {
-    config
-        .clients
-        .iter()
-        .flat_map(|c| c.devices.iter().map(move |d| (c, d)))
-        .filter_map(|(c, d)| {
-            let mr = bar_window(sys, c, d)?;
-            Some((d.name.clone(), mr.phys_addr?, mr.size))
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

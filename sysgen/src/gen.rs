@@ -283,19 +283,6 @@ pub fn rust(config: &Config, inputs: &[&str]) -> String {
         );
     }
     let _ = writeln!(w, "];");
-    let _ = writeln!(
-        w,
-        "/// Each client device's BAR0 window: (device, physical address, size)."
-    );
-    let _ = writeln!(
-        w,
-        "pub const DEVICE_BARS: [(&str, u64, u64); {}] = [",
-        config.device_bars.len()
-    );
-    for (device, paddr, size) in &config.device_bars {
-        let _ = writeln!(w, "    ({device:?}, {paddr:#x}, {size:#x}),");
-    }
-    let _ = writeln!(w, "];");
     o
 }
 

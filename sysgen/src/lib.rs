@@ -54,7 +54,6 @@ pub fn load_str(
     config.static_spaces = spaces;
     config.qemu.extend(simulated);
     guest_ram::check(&system, &config, sdf, side, &pol_root)?;
-    config.device_bars = addresses::device_bars(&system, &config);
     Ok((system, config))
 }
 

@@ -63,9 +63,6 @@ pub struct Config {
     /// The devices QEMU simulates: the clients' devices in order, then
     /// the static spaces'.
     pub qemu: Vec<QemuDevice>,
-    /// Each client device's BAR0 window with a fixed address: (device,
-    /// physical address, size) (`crate::addresses::device_bars`).
-    pub device_bars: Vec<(String, u64, u64)>,
 }
 
 impl Config {

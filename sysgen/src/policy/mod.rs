@@ -176,7 +176,6 @@ impl Checker<'_> {
                 })
                 .collect(),
             static_spaces: Vec::new(),
-            device_bars: Vec::new(),
             qemu,
         };
         self.pool_holds_quotas(&config, page_tables)?;
